@@ -1,0 +1,1 @@
+"""Redis (redis-py asyncio) adapters for sessions and rate limits."""

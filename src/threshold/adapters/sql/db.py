@@ -1,0 +1,56 @@
+"""Engine creation and the translation of driver failures into DependencyUnavailable."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import event, exc
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from threshold.core.errors import DependencyUnavailable
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine tuned per backend (WAL and a busy timeout on SQLite, pre-ping on PostgreSQL)."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(
+            url, poolclass=NullPool if ":memory:" in url else None, connect_args={"timeout": 15}
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=15000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_timeout=5,
+        connect_args={"timeout": 5, "command_timeout": 15},
+    )
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a database outage into DependencyUnavailable (a 503), never a 500 or a false answer."""
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+        raise DependencyUnavailable() from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise DependencyUnavailable() from error
+        raise
+    except (OSError, ConnectionError) as error:
+        raise DependencyUnavailable() from error

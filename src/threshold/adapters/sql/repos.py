@@ -1,0 +1,351 @@
+"""SQL implementations of UserRepo, SessionStore, RateLimitStore and AuditLog."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, Table, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import translate_errors
+from threshold.core.errors import EmailUnavailable
+from threshold.core.models import Aal, Amr, AuditEvent, AuditKind, PasswordCredential, SessionRecord, User
+from threshold.core.ports import WindowCount
+
+
+def _insert(engine: AsyncEngine, table: Table) -> Any:
+    """INSERT with ON CONFLICT support for the engine's dialect."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        email=row.email,
+        email_normalized=row.email_normalized,
+        email_verified=bool(row.email_verified),
+        disabled=bool(row.disabled),
+        created_at=row.created_at,
+        mfa_enabled=bool(row.mfa_enabled),
+    )
+
+
+class SqlUserRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, user: User, credential: PasswordCredential | None) -> None:
+        with translate_errors():
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        t.users.insert().values(
+                            id=user.id,
+                            email=user.email,
+                            email_normalized=user.email_normalized,
+                            email_verified=user.email_verified,
+                            disabled=user.disabled,
+                            mfa_enabled=user.mfa_enabled,
+                            created_at=user.created_at,
+                        )
+                    )
+                    if credential is not None:
+                        await conn.execute(
+                            t.password_credentials.insert().values(
+                                user_id=credential.user_id,
+                                hash=credential.hash,
+                                updated_at=credential.updated_at,
+                            )
+                        )
+            except IntegrityError as error:
+                raise EmailUnavailable() from error
+
+    async def get(self, user_id: str) -> User | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    async def get_by_email(self, email_normalized: str) -> User | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(select(t.users).where(t.users.c.email_normalized == email_normalized))
+                ).first()
+        return _user(row) if row else None
+
+    async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(t.users)
+                        .order_by(t.users.c.created_at, t.users.c.id)
+                        .limit(limit)
+                        .offset(offset)
+                    )
+                ).all()
+        return [_user(row) for row in rows]
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(t.users).where(t.users.c.id == user_id).values(disabled=disabled)
+                )
+        return bool(result.rowcount)
+
+    async def get_password(self, user_id: str) -> PasswordCredential | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(t.password_credentials).where(t.password_credentials.c.user_id == user_id)
+                    )
+                ).first()
+        return (
+            PasswordCredential(user_id=row.user_id, hash=row.hash, updated_at=row.updated_at) if row else None
+        )
+
+    async def set_password(self, credential: PasswordCredential) -> None:
+        statement = _insert(self._engine, t.password_credentials).values(
+            user_id=credential.user_id, hash=credential.hash, updated_at=credential.updated_at
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["user_id"], set_={"hash": credential.hash, "updated_at": credential.updated_at}
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(statement)
+
+    async def record_network(self, user_id: str, network: str, at: float) -> None:
+        statement = _insert(self._engine, t.login_networks).values(
+            user_id=user_id, network=network, last_success_at=at
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["user_id", "network"], set_={"last_success_at": at}
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(statement)
+
+    async def network_seen_since(self, user_id: str, network: str, since: float) -> bool:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(t.login_networks.c.last_success_at).where(
+                            t.login_networks.c.user_id == user_id,
+                            t.login_networks.c.network == network,
+                            t.login_networks.c.last_success_at >= since,
+                        )
+                    )
+                ).first()
+        return row is not None
+
+
+def _session(row: Row[Any]) -> SessionRecord:
+    return SessionRecord(
+        digest=row.digest,
+        public_id=row.public_id,
+        user_id=row.user_id,
+        created_at=row.created_at,
+        last_seen_at=row.last_seen_at,
+        idle_expires_at=row.idle_expires_at,
+        absolute_expires_at=row.absolute_expires_at,
+        aal=Aal(row.aal),
+        amr=tuple(Amr(value) for value in row.amr.split(",") if value),
+        ip=row.ip,
+        user_agent=row.user_agent,
+        device_label=row.device_label,
+        auth_time=row.auth_time,
+    )
+
+
+class SqlSessionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(self, record: SessionRecord) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.sessions.insert().values(
+                        digest=record.digest,
+                        public_id=record.public_id,
+                        user_id=record.user_id,
+                        created_at=record.created_at,
+                        last_seen_at=record.last_seen_at,
+                        idle_expires_at=record.idle_expires_at,
+                        absolute_expires_at=record.absolute_expires_at,
+                        auth_time=record.auth_time,
+                        aal=record.aal.value,
+                        amr=",".join(record.amr),
+                        ip=record.ip,
+                        user_agent=record.user_agent,
+                        device_label=record.device_label,
+                    )
+                )
+
+    async def get(self, digest: str) -> SessionRecord | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(t.sessions).where(t.sessions.c.digest == digest))).first()
+        return _session(row) if row else None
+
+    async def touch(self, digest: str, *, last_seen_at: float, idle_expires_at: float) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(t.sessions)
+                    .where(t.sessions.c.digest == digest)
+                    .values(last_seen_at=last_seen_at, idle_expires_at=idle_expires_at)
+                )
+
+    async def delete(self, digest: str) -> bool:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(delete(t.sessions).where(t.sessions.c.digest == digest))
+        return bool(result.rowcount)
+
+    async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int:
+        statement = delete(t.sessions).where(t.sessions.c.user_id == user_id)
+        if except_digest is not None:
+            statement = statement.where(t.sessions.c.digest != except_digest)
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(statement)
+        return int(result.rowcount)
+
+    async def list_for_user(self, user_id: str) -> Sequence[SessionRecord]:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(select(t.sessions).where(t.sessions.c.user_id == user_id))).all()
+        return [_session(row) for row in rows]
+
+    async def purge_expired(self, *, now: float, batch: int = 500) -> int:
+        """Delete up to `batch` expired sessions; the sweeper calls it repeatedly."""
+        expired = (
+            select(t.sessions.c.digest)
+            .where((t.sessions.c.absolute_expires_at <= now) | (t.sessions.c.idle_expires_at <= now))
+            .limit(batch)
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(delete(t.sessions).where(t.sessions.c.digest.in_(expired)))
+        return int(result.rowcount)
+
+
+class SqlRateLimitStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @staticmethod
+    def _window(window: int, now: float) -> tuple[int, int]:
+        start = int(now // window) * window
+        return start, max(1, int(start + window - now + 0.999))
+
+    async def get(self, key: str, *, window: int, now: float) -> WindowCount:
+        start, retry_after = self._window(window, now)
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                count = (
+                    await conn.execute(
+                        select(t.rate_limits.c.count).where(
+                            t.rate_limits.c.key == key, t.rate_limits.c.window_start == start
+                        )
+                    )
+                ).scalar()
+        return WindowCount(count=int(count or 0), retry_after=retry_after)
+
+    async def increment(self, key: str, *, window: int, now: float) -> WindowCount:
+        start, retry_after = self._window(window, now)
+        statement = _insert(self._engine, t.rate_limits).values(
+            key=key, window_start=start, count=1, expires_at=start + window
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["key", "window_start"], set_={"count": t.rate_limits.c.count + 1}
+        ).returning(t.rate_limits.c.count)
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                count = (await conn.execute(statement)).scalar_one()
+        return WindowCount(count=int(count), retry_after=retry_after)
+
+    async def reset(self, key: str, *, window: int, now: float) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(delete(t.rate_limits).where(t.rate_limits.c.key == key))
+
+    async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
+        expired = (
+            select(t.rate_limits.c.key, t.rate_limits.c.window_start)
+            .where(t.rate_limits.c.expires_at <= now)
+            .limit(batch)
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                rows = (await conn.execute(expired)).all()
+                for row in rows:
+                    await conn.execute(
+                        delete(t.rate_limits).where(
+                            t.rate_limits.c.key == row.key, t.rate_limits.c.window_start == row.window_start
+                        )
+                    )
+        return len(rows)
+
+
+class SqlAuditLog:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def append(self, event: AuditEvent) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.audit_events.insert().values(
+                        at=event.at,
+                        kind=event.kind.value,
+                        user_id=event.user_id,
+                        ip=event.ip,
+                        user_agent=event.user_agent,
+                        detail=json.dumps(event.detail, sort_keys=True),
+                    )
+                )
+
+    async def list_for_user(self, user_id: str, *, limit: int = 50) -> Sequence[AuditEvent]:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(t.audit_events)
+                        .where(t.audit_events.c.user_id == user_id)
+                        .order_by(t.audit_events.c.at.desc(), t.audit_events.c.id.desc())
+                        .limit(limit)
+                    )
+                ).all()
+        return [
+            AuditEvent(
+                id=row.id,
+                kind=AuditKind(row.kind),
+                at=row.at,
+                user_id=row.user_id,
+                ip=row.ip,
+                user_agent=row.user_agent,
+                detail=json.loads(row.detail),
+            )
+            for row in rows
+        ]
+
+    async def count(self) -> int:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                return int(
+                    (await conn.execute(select(func.count()).select_from(t.audit_events))).scalar_one()
+                )

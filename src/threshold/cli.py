@@ -1,0 +1,192 @@
+"""The `threshold` command: serve, migrate, users, config-reference."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from threshold.adapters.kek import KeyFileError
+from threshold.core.clock import iso
+from threshold.core.errors import ThresholdError
+from threshold.services import Services, build_services
+from threshold.settings import ConfigurationError, Settings, load_settings
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="threshold", description="Threshold authentication service.")
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (env vars take precedence)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+    commands.add_parser("config-reference", help="print the configuration reference (Markdown)")
+
+    users = commands.add_parser("users", help="manage accounts").add_subparsers(dest="action", required=True)
+    create = users.add_parser(
+        "create", help="create an account (the password is read from a prompt or stdin)"
+    )
+    create.add_argument("--email", required=True)
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    listing = users.add_parser("list", help="list accounts")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    for name, text in (
+        ("disable", "disable an account and end all its sessions"),
+        ("enable", "re-enable a disabled account"),
+        ("revoke-sessions", "end every session of an account, on every process"),
+    ):
+        action = users.add_parser(name, help=text)
+        action.add_argument("user", metavar="EMAIL_OR_ID")
+    return parser
+
+
+def _run(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+    async def main() -> int:
+        services = build_services(settings)
+        try:
+            return await work(services)
+        finally:
+            await services.close()
+
+    return asyncio.run(main())
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise SystemExit("passwords do not match")
+    return first
+
+
+async def _migrate(services: Services) -> int:
+    from threshold.adapters.sql.migrate import current_revision, upgrade
+
+    before = await current_revision(services.engine)
+    await upgrade(services.engine)
+    after = await current_revision(services.engine)
+    print(f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+def _user_dict(user: Any) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "disabled": user.disabled,
+        "created_at": iso(user.created_at),
+    }
+
+
+def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
+    async def work(services: Services) -> int:
+        accounts = services.accounts
+        if args.action == "create":
+            password = _read_password(args.password_stdin)
+            user = await accounts.create_user(email=args.email, password=password)
+            print(json.dumps(_user_dict(user)))
+            return 0
+        if args.action == "list":
+            users = await accounts.list_users(limit=args.limit, offset=args.offset)
+            if args.json:
+                print(json.dumps([_user_dict(u) for u in users], indent=2))
+            else:
+                for u in users:
+                    state = "disabled" if u.disabled else "active"
+                    print(f"{u.id}  {u.email}  {state}  {iso(u.created_at)}")
+            return 0
+        user = await accounts.find_user(args.user)
+        if args.action == "disable":
+            count = await accounts.set_disabled(user, disabled=True)
+            print(f"disabled {user.email}; ended {count} session(s)")
+        elif args.action == "enable":
+            await accounts.set_disabled(user, disabled=False)
+            print(f"enabled {user.email}")
+        else:
+            count = await accounts.revoke_user_sessions(user)
+            print(f"ended {count} session(s) of {user.email}")
+        return 0
+
+    return work
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from threshold.adapters.kek import load_or_create_kek
+
+    load_or_create_kek(settings.data_dir, settings.key_encryption_key)  # fail here, not in a worker
+    uvicorn.run(
+        "threshold.web.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        proxy_headers=False,  # X-Forwarded-For is read only from Settings.trusted_proxies
+        server_header=False,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def config_reference() -> str:
+    """Markdown reference of every setting, generated from the Settings schema."""
+    lines = ["| environment variable | default | description |", "| --- | --- | --- |"]
+
+    def walk(model: Any, prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+                walk(annotation, f"{prefix}{name.upper()}__")
+                continue
+            default = info.get_default(call_default_factory=True)
+            shown = "" if default is None else f"`{default}`"
+            lines.append(f"| `{prefix}{name.upper()}` | {shown} | {info.description or ''} |")
+
+    walk(Settings, "THRESHOLD_")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "config-reference":
+        print(config_reference())
+        return
+    try:
+        settings = load_settings(args.config)
+    except ConfigurationError as exc:
+        print(f"threshold: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "serve":
+            code = _serve(args, settings)
+        elif args.command == "migrate":
+            code = _run(settings, _migrate)
+        else:
+            code = _run(settings, _users(args))
+    except KeyFileError as exc:
+        print(f"threshold: key-encryption key: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    except ThresholdError as exc:
+        print(f"threshold: {exc.code}: {exc.detail}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED) from None
+    raise SystemExit(code)

@@ -1,0 +1,274 @@
+"""Account flows: sign-up, password sign-in, password change, operator actions.
+
+Thin web views (JSON and HTML) and the CLI call these; none of them takes a request object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from threshold.core.audit import Auditor
+from threshold.core.clock import Clock
+from threshold.core.emails import normalize_email
+from threshold.core.errors import (
+    CurrentPasswordWrong,
+    EmailInvalid,
+    InvalidCredentials,
+    SignupDisabled,
+    UserNotFound,
+)
+from threshold.core.models import (
+    Aal,
+    Amr,
+    AuditEvent,
+    AuditKind,
+    PasswordCredential,
+    RequestContext,
+    SessionRecord,
+    User,
+)
+from threshold.core.passwords import PasswordHasher, PasswordPolicy
+from threshold.core.ports import UserRepo
+from threshold.core.ratelimit import LoginThrottle
+from threshold.core.secrets import new_id
+from threshold.core.sessions import IssuedSession, SessionService
+
+OPERATOR = RequestContext(ip="cli", user_agent="threshold-cli")
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """The credentials were proved and a fresh session issued."""
+
+    user: User
+    session: IssuedSession
+
+
+class Accounts:
+    def __init__(
+        self,
+        *,
+        users: UserRepo,
+        sessions: SessionService,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        throttle: LoginThrottle,
+        auditor: Auditor,
+        clock: Clock,
+        signup_enabled: bool,
+    ) -> None:
+        self._users = users
+        self._sessions = sessions
+        self._hasher = hasher
+        self._policy = policy
+        self._throttle = throttle
+        self._audit = auditor
+        self._clock = clock
+        self._signup_enabled = signup_enabled
+
+    async def _new_user(self, *, email: str, password: str) -> tuple[User, PasswordCredential]:
+        address = normalize_email(email)
+        await self._policy.check_new_password(password, email=address.display)
+        now = self._clock.now()
+        user = User(
+            id=new_id(),
+            email=address.display,
+            email_normalized=address.normalized,
+            email_verified=False,
+            disabled=False,
+            created_at=now,
+        )
+        credential = PasswordCredential(
+            user_id=user.id, hash=await self._hasher.hash(password), updated_at=now
+        )
+        await self._users.add(user, credential)
+        return user, credential
+
+    async def sign_up(self, *, email: str, password: str, context: RequestContext) -> SignedIn:
+        """Create an account with a password and sign it in.
+
+        Raises:
+            SignupDisabled, RateLimited, EmailInvalid, PasswordRejected, EmailUnavailable.
+        """
+        if not self._signup_enabled:
+            raise SignupDisabled()
+        await self._throttle.check_signup(ip=context.ip)
+        user, _ = await self._new_user(email=email, password=password)
+        await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
+        issued = await self._sessions.issue_session(
+            user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=context
+        )
+        await self._throttle.record_success(
+            email_normalized=user.email_normalized, ip=context.ip, user_id=user.id
+        )
+        return SignedIn(user=user, session=issued)
+
+    async def sign_in_with_password(self, *, email: str, password: str, context: RequestContext) -> SignedIn:
+        """Prove a password and issue a NEW session.
+
+        Unknown account, wrong password and disabled account all raise InvalidCredentials after the
+        same Argon2id work (a dummy hash stands in for a missing one).
+
+        Raises:
+            RateLimited: a throttle counter for this address or account is exhausted.
+            InvalidCredentials: anything else that is not a success.
+        """
+        try:
+            address = normalize_email(email)
+            normalized = address.normalized
+        except EmailInvalid:
+            normalized = email[:320].casefold()
+        user = await self._users.get_by_email(normalized)
+        await self._throttle.check_login(
+            email_normalized=normalized, ip=context.ip, user_id=user.id if user else None
+        )
+        credential = await self._users.get_password(user.id) if user else None
+        verified = await self._hasher.verify(
+            expected_hash=credential.hash if credential else None, password=password
+        )
+        if user is None or verified is None or user.disabled:
+            reason = "unknown_account" if user is None else "disabled" if verified else "wrong_password"
+            await self._throttle.record_failure(email_normalized=normalized, ip=context.ip)
+            await self._audit.record(
+                AuditKind.LOGIN_FAILED, user_id=user.id if user else None, context=context, reason=reason
+            )
+            raise InvalidCredentials()
+        if verified.needs_rehash:
+            await self._users.set_password(
+                PasswordCredential(
+                    user_id=user.id, hash=await self._hasher.hash(password), updated_at=self._clock.now()
+                )
+            )
+            await self._audit.record(AuditKind.PASSWORD_REHASHED, user_id=user.id, context=context)
+        await self._throttle.record_success(email_normalized=normalized, ip=context.ip, user_id=user.id)
+        issued = await self._sessions.issue_session(
+            user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=context
+        )
+        await self._audit.record(
+            AuditKind.LOGIN_SUCCEEDED,
+            user_id=user.id,
+            context=context,
+            method="password",
+            session=issued.record.public_id,
+        )
+        return SignedIn(user=user, session=issued)
+
+    async def change_password(
+        self,
+        *,
+        user: User,
+        current_session: SessionRecord,
+        current_password: str,
+        new_password: str,
+        context: RequestContext,
+    ) -> IssuedSession:
+        """Replace the password, end every session and issue the caller a new one (new id).
+
+        Raises:
+            RateLimited, CurrentPasswordWrong, PasswordRejected.
+        """
+        await self._throttle.check_login(
+            email_normalized=user.email_normalized, ip=context.ip, user_id=user.id
+        )
+        credential = await self._users.get_password(user.id)
+        verified = await self._hasher.verify(
+            expected_hash=credential.hash if credential else None, password=current_password
+        )
+        if verified is None:
+            await self._throttle.record_failure(email_normalized=user.email_normalized, ip=context.ip)
+            await self._audit.record(
+                AuditKind.LOGIN_FAILED,
+                user_id=user.id,
+                context=context,
+                reason="password_change_wrong_password",
+            )
+            raise CurrentPasswordWrong()
+        await self._policy.check_new_password(new_password, email=user.email, has_mfa=user.mfa_enabled)
+        await self._users.set_password(
+            PasswordCredential(
+                user_id=user.id, hash=await self._hasher.hash(new_password), updated_at=self._clock.now()
+            )
+        )
+        revoked = await self._sessions.revoke_all_sessions(user.id)
+        issued = await self._sessions.issue_session(
+            user_id=user.id,
+            aal=current_session.aal,
+            amr=current_session.amr,
+            context=context,
+            auth_time=self._clock.now(),
+        )
+        await self._audit.record(
+            AuditKind.PASSWORD_CHANGED, user_id=user.id, context=context, sessions_revoked=str(revoked)
+        )
+        return issued
+
+    async def current_user(self, record: SessionRecord) -> User | None:
+        """The user behind a live session; a disabled user's sessions are ended on sight."""
+        user = await self._users.get(record.user_id)
+        if user is None or user.disabled:
+            await self._sessions.end_session(record)
+            return None
+        return user
+
+    async def revoke_session(self, user: User, public_id: str, *, context: RequestContext) -> SessionRecord:
+        """Revoke one of the user's own sessions. Raises SessionNotFound."""
+        record = await self._sessions.revoke_session(user_id=user.id, public_id=public_id)
+        await self._audit.record(
+            AuditKind.SESSION_REVOKED, user_id=user.id, context=context, session=record.public_id
+        )
+        return record
+
+    async def revoke_other_sessions(
+        self, user: User, current: SessionRecord, *, context: RequestContext
+    ) -> int:
+        count = await self._sessions.revoke_other_sessions(user_id=user.id, current=current)
+        await self._audit.record(
+            AuditKind.SESSIONS_REVOKED, user_id=user.id, context=context, count=str(count), by="user"
+        )
+        return count
+
+    async def log_out(self, user: User, current: SessionRecord, *, context: RequestContext) -> None:
+        await self._sessions.end_session(current)
+        await self._audit.record(
+            AuditKind.LOGOUT, user_id=user.id, context=context, session=current.public_id
+        )
+
+    async def security_events(self, user: User, *, limit: int = 20) -> Sequence[AuditEvent]:
+        return await self._audit.events_for(user.id, limit=limit)
+
+    # Operator actions (CLI and admin API).
+
+    async def create_user(self, *, email: str, password: str, context: RequestContext = OPERATOR) -> User:
+        user, _ = await self._new_user(email=email, password=password)
+        await self._audit.record(AuditKind.USER_CREATED, user_id=user.id, context=context)
+        return user
+
+    async def find_user(self, email_or_id: str) -> User:
+        user = await self._users.get(email_or_id)
+        if user is None:
+            try:
+                user = await self._users.get_by_email(normalize_email(email_or_id).normalized)
+            except EmailInvalid:
+                user = None
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    async def list_users(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
+        return await self._users.list(limit=limit, offset=offset)
+
+    async def set_disabled(self, user: User, *, disabled: bool, context: RequestContext = OPERATOR) -> int:
+        """Disable (ending every session) or re-enable an account. Returns the sessions ended."""
+        await self._users.set_disabled(user.id, disabled)
+        revoked = await self._sessions.revoke_all_sessions(user.id) if disabled else 0
+        kind = AuditKind.USER_DISABLED if disabled else AuditKind.USER_ENABLED
+        await self._audit.record(kind, user_id=user.id, context=context, sessions_revoked=str(revoked))
+        return revoked
+
+    async def revoke_user_sessions(self, user: User, *, context: RequestContext = OPERATOR) -> int:
+        revoked = await self._sessions.revoke_all_sessions(user.id)
+        await self._audit.record(
+            AuditKind.SESSIONS_REVOKED, user_id=user.id, context=context, count=str(revoked), by="operator"
+        )
+        return revoked

@@ -1,0 +1,41 @@
+"""Recording security events in the append-only audit log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from threshold.core.clock import Clock
+from threshold.core.models import AuditEvent, AuditKind, RequestContext
+from threshold.core.ports import AuditLog
+
+log = logging.getLogger("threshold.audit")
+
+
+class Auditor:
+    def __init__(self, log_store: AuditLog, clock: Clock) -> None:
+        self._store = log_store
+        self._clock = clock
+
+    async def record(
+        self,
+        kind: AuditKind,
+        *,
+        user_id: str | None,
+        context: RequestContext | None = None,
+        **detail: str,
+    ) -> AuditEvent:
+        event = AuditEvent(
+            kind=kind,
+            at=self._clock.now(),
+            user_id=user_id,
+            ip=context.ip if context else None,
+            user_agent=context.user_agent[:512] if context else None,
+            detail=detail,
+        )
+        await self._store.append(event)
+        log.info("audit %s user=%s ip=%s %s", kind.value, user_id, event.ip, detail or "")
+        return event
+
+    async def events_for(self, user_id: str, *, limit: int = 20) -> Sequence[AuditEvent]:
+        return await self._store.list_for_user(user_id, limit=limit)

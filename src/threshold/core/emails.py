@@ -1,0 +1,62 @@
+"""Email addresses: validation and the normal form used for uniqueness."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from threshold.core.errors import EmailInvalid
+
+MAX_EMAIL_LENGTH = 254  # RFC 5321 section 4.5.3.1.3 (path) minus the angle brackets
+MAX_LOCAL_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedEmail:
+    display: str
+    """NFKC form as entered, domain lower-cased: what mail is sent to."""
+    normalized: str
+    """Case-folded display form: the unique key."""
+
+
+def _valid_domain(domain: str) -> bool:
+    if not 1 <= len(domain) <= 253 or domain.startswith(".") or domain.endswith("."):
+        return False
+    labels = domain.split(".")
+    if len(labels) < 2:
+        return False
+    for label in labels:
+        if not 1 <= len(label) <= 63 or label.startswith("-") or label.endswith("-"):
+            return False
+        if not all(ch.isalnum() or ch == "-" for ch in label):
+            return False
+    return True
+
+
+def normalize_email(raw: str) -> NormalizedEmail:
+    """Validate an address and return its display and unique forms.
+
+    Args:
+        raw: the address as typed.
+
+    Returns:
+        NormalizedEmail with NFKC applied, surrounding space removed, the domain lower-cased, and a
+        case-folded unique form.
+
+    Raises:
+        EmailInvalid: the address is not a plausible mailbox (no quoted local parts, no IP literals).
+    """
+    if len(raw) > 4 * MAX_EMAIL_LENGTH:
+        raise EmailInvalid()
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if len(text) > MAX_EMAIL_LENGTH or text.count("@") != 1:
+        raise EmailInvalid()
+    local, domain = text.split("@")
+    if not 1 <= len(local) <= MAX_LOCAL_LENGTH or not _valid_domain(domain):
+        raise EmailInvalid()
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise EmailInvalid()
+    if any(ch.isspace() or not ch.isprintable() or ch in '"(),:;<>[\\]' for ch in local):
+        raise EmailInvalid()
+    display = f"{local}@{domain.lower()}"
+    return NormalizedEmail(display=display, normalized=unicodedata.normalize("NFKC", display.casefold()))

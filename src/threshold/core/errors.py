@@ -1,0 +1,132 @@
+"""The ThresholdError hierarchy. Each class has a stable public `code`; web/errors.py maps it to HTTP."""
+
+from __future__ import annotations
+
+
+class ThresholdError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "error"
+    message = "The request could not be completed."
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        super().__init__(message or self.message)
+        self.details = details
+
+    @property
+    def detail(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidRequest(ThresholdError):
+    code = "invalid_request"
+    message = "The request is malformed."
+
+
+class InvalidCredentials(ThresholdError):
+    """Unknown account, wrong password and disabled account all end here (no enumeration)."""
+
+    code = "invalid_credentials"
+    message = "The email address or password is incorrect."
+
+
+class NotAuthenticated(ThresholdError):
+    code = "not_authenticated"
+    message = "Sign in to continue."
+
+
+class NotFound(ThresholdError):
+    code = "not_found"
+    message = "Not found."
+
+
+class Forbidden(ThresholdError):
+    code = "forbidden"
+    message = "This action is not allowed."
+
+
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+    message = "The request did not pass the cross-site request check."
+
+
+class RateLimited(ThresholdError):
+    code = "rate_limited"
+    message = "Too many attempts. Try again later."
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = max(1, int(retry_after))
+
+
+class EmailInvalid(InvalidRequest):
+    code = "email_invalid"
+    message = "Enter a valid email address."
+
+
+class EmailUnavailable(ThresholdError):
+    code = "email_unavailable"
+    message = "An account with this email address cannot be created."
+
+
+class SignupDisabled(Forbidden):
+    code = "signup_disabled"
+    message = "Sign-up is disabled on this service."
+
+
+class PasswordRejected(ThresholdError):
+    """A new password fails the policy. Subclasses say which rule."""
+
+    code = "password_rejected"
+    message = "This password cannot be used."
+
+
+class PasswordTooShort(PasswordRejected):
+    code = "password_too_short"
+    message = "The password is too short."
+
+
+class PasswordTooLong(PasswordRejected):
+    code = "password_too_long"
+    message = "The password is too long."
+
+
+class PasswordCompromised(PasswordRejected):
+    code = "password_compromised"
+    message = "This password is too common or has appeared in a data breach. Choose another."
+
+
+class PasswordContextual(PasswordRejected):
+    code = "password_contextual"
+    message = "The password must not contain your email address or the service name."
+
+
+class PasswordRepetitive(PasswordRejected):
+    code = "password_repetitive"
+    message = "The password must not be a single repeated character or pattern."
+
+
+class CurrentPasswordWrong(ThresholdError):
+    code = "current_password_incorrect"
+    message = "The current password is incorrect."
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+    message = "No such session."
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    message = "No such user."
+
+
+class DependencyUnavailable(ThresholdError):
+    """A database or Redis outage: answered with 503 and Retry-After, never a false answer."""
+
+    code = "temporarily_unavailable"
+    message = "The service is temporarily unavailable. Try again shortly."
+
+    def __init__(self, message: str | None = None, retry_after: int = 2) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after

@@ -1,0 +1,106 @@
+"""Server-side browser sessions: opaque 256-bit ids, stored only as SHA-256 digests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from threshold.core.clock import Clock
+from threshold.core.devices import device_label
+from threshold.core.errors import SessionNotFound
+from threshold.core.models import Aal, Amr, RequestContext, SessionRecord
+from threshold.core.ports import SessionStore
+from threshold.core.secrets import digest, new_id, new_token
+from threshold.settings import SessionSettings
+
+MAX_USER_AGENT = 512
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    """A new session. `token` goes into the cookie and is never stored."""
+
+    token: str
+    record: SessionRecord
+
+
+class SessionService:
+    def __init__(self, store: SessionStore, clock: Clock, settings: SessionSettings) -> None:
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+
+    async def issue_session(
+        self,
+        *,
+        user_id: str,
+        aal: Aal,
+        amr: Sequence[Amr],
+        context: RequestContext,
+        auth_time: float | None = None,
+    ) -> IssuedSession:
+        """Create a session with a brand-new id (every privilege change calls this: no fixation)."""
+        now = self._clock.now()
+        token = new_token()
+        user_agent = context.user_agent[:MAX_USER_AGENT]
+        record = SessionRecord(
+            digest=digest(token),
+            public_id=new_id(),
+            user_id=user_id,
+            created_at=now,
+            last_seen_at=now,
+            idle_expires_at=now + self._settings.idle_timeout,
+            absolute_expires_at=now + self._settings.absolute_lifetime,
+            aal=aal,
+            amr=tuple(amr),
+            ip=context.ip,
+            user_agent=user_agent,
+            device_label=device_label(user_agent),
+            auth_time=auth_time if auth_time is not None else now,
+        )
+        await self._store.create(record)
+        return IssuedSession(token=token, record=record)
+
+    async def check_session(self, token: str) -> SessionRecord | None:
+        """The live session for a cookie value, or None. Writes last-seen at most once per interval."""
+        if not token or len(token) > 128:
+            return None
+        key = digest(token)
+        record = await self._store.get(key)
+        if record is None:
+            return None
+        now = self._clock.now()
+        if now >= record.expires_at:
+            await self._store.delete(key)
+            return None
+        if now - record.last_seen_at >= self._settings.touch_interval:
+            idle_expires_at = min(now + self._settings.idle_timeout, record.absolute_expires_at)
+            await self._store.touch(key, last_seen_at=now, idle_expires_at=idle_expires_at)
+            record = replace(record, last_seen_at=now, idle_expires_at=idle_expires_at)
+        return record
+
+    async def list_sessions(self, user_id: str) -> list[SessionRecord]:
+        now = self._clock.now()
+        records = [r for r in await self._store.list_for_user(user_id) if r.expires_at > now]
+        return sorted(records, key=lambda r: r.last_seen_at, reverse=True)
+
+    async def revoke_session(self, *, user_id: str, public_id: str) -> SessionRecord:
+        """Revoke one of the user's sessions by its public id.
+
+        Raises:
+            SessionNotFound: no live session of this user has that id.
+        """
+        for record in await self._store.list_for_user(user_id):
+            if record.public_id == public_id:
+                await self._store.delete(record.digest)
+                return record
+        raise SessionNotFound()
+
+    async def end_session(self, record: SessionRecord) -> None:
+        await self._store.delete(record.digest)
+
+    async def revoke_other_sessions(self, *, user_id: str, current: SessionRecord) -> int:
+        return await self._store.delete_for_user(user_id, except_digest=current.digest)
+
+    async def revoke_all_sessions(self, user_id: str) -> int:
+        return await self._store.delete_for_user(user_id)

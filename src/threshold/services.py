@@ -1,0 +1,155 @@
+"""Wiring: builds the adapters and core services from Settings (used by the web app and the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threshold.adapters.breach import HttpRangeSource
+from threshold.adapters.kek import load_or_create_kek
+from threshold.adapters.redis.stores import RedisRateLimitStore, RedisSessionStore
+from threshold.adapters.redis.stores import connect as redis_connect
+from threshold.adapters.sql.db import create_engine
+from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
+from threshold.core.accounts import Accounts
+from threshold.core.audit import Auditor
+from threshold.core.clock import Clock, SystemClock
+from threshold.core.errors import DependencyUnavailable
+from threshold.core.passwords import PasswordHasher, PasswordPolicy
+from threshold.core.ports import RateLimitStore, SessionStore
+from threshold.core.ratelimit import LoginThrottle
+from threshold.core.sessions import SessionService
+from threshold.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    redis: aioredis.Redis | None
+    users: SqlUserRepo
+    audit_log: SqlAuditLog
+    session_store: SessionStore
+    rate_limits: RateLimitStore
+    hasher: PasswordHasher
+    sessions: SessionService
+    accounts: Accounts
+    kek: bytes
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def check_ready(self) -> dict[str, str]:
+        """Whether each dependency answers; raises DependencyUnavailable naming none of them."""
+        from sqlalchemy import text
+
+        from threshold.adapters.redis.stores import translate_errors as redis_errors
+        from threshold.adapters.sql.db import translate_errors as sql_errors
+
+        status = {"database": "ok"}
+        with sql_errors():
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        if self.redis is not None:
+            with redis_errors():
+                await self.redis.ping()
+            status["redis"] = "ok"
+        return status
+
+    def start_sweeper(self, interval: float = 60.0) -> None:
+        """Purge expired sessions and counters in bounded batches, off the request path."""
+        self._tasks.append(asyncio.create_task(self._sweep_forever(interval), name="threshold-sweeper"))
+
+    async def sweep_once(self) -> int:
+        now = self.clock.now()
+        purged = 0
+        stores = [self.session_store, self.rate_limits]
+        for store in stores:
+            purge = getattr(store, "purge_expired", None)
+            if purge is None:
+                continue
+            while True:
+                count: int = await purge(now=now)
+                purged += count
+                if count == 0:
+                    break
+                await asyncio.sleep(0)
+        return purged
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep_once()
+            except DependencyUnavailable:
+                log.warning("sweeper: storage unavailable, retrying later")
+            except Exception:
+                log.exception("sweeper failed")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.hasher.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    kek = load_or_create_kek(settings.data_dir, settings.key_encryption_key)
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
+    users = SqlUserRepo(engine)
+    audit_log = SqlAuditLog(engine)
+    redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
+    session_store: SessionStore
+    rate_limits: RateLimitStore
+    if redis_client is not None:
+        session_store = RedisSessionStore(redis_client, settings.redis_key_prefix)
+        rate_limits = RedisRateLimitStore(redis_client, settings.redis_key_prefix)
+    else:
+        session_store = SqlSessionStore(engine)
+        rate_limits = SqlRateLimitStore(engine)
+    hasher = PasswordHasher(settings.argon2)
+    range_source = (
+        HttpRangeSource(settings.password.range_query_url, timeout=settings.password.range_query_timeout)
+        if settings.password.range_query_url
+        else None
+    )
+    policy = PasswordPolicy(
+        settings.password, product_name=settings.theme.product_name, range_source=range_source
+    )
+    sessions = SessionService(session_store, clock, settings.session)
+    auditor = Auditor(audit_log, clock)
+    throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit)
+    accounts = Accounts(
+        users=users,
+        sessions=sessions,
+        hasher=hasher,
+        policy=policy,
+        throttle=throttle,
+        auditor=auditor,
+        clock=clock,
+        signup_enabled=settings.signup_enabled,
+    )
+    return Services(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        redis=redis_client,
+        users=users,
+        audit_log=audit_log,
+        session_store=session_store,
+        rate_limits=rate_limits,
+        hasher=hasher,
+        sessions=sessions,
+        accounts=accounts,
+        kek=kek,
+    )

@@ -1,0 +1,288 @@
+"""The one typed Settings object.
+
+Every option is documented here, once; `threshold config-reference` prints the reference generated
+from this schema. Values come from (highest first) environment variables `THRESHOLD_*` (nested with
+`__`, e.g. `THRESHOLD_ARGON2__MEMORY_KIB`), the TOML file given with `--config` (or
+`THRESHOLD_CONFIG`), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# OWASP Password Storage Cheat Sheet, Argon2id minimum: m=19 MiB, t=2, p=1.
+ARGON2_MIN_MEMORY_KIB = 19 * 1024
+ARGON2_MIN_TIME_COST = 2
+
+
+class Argon2Settings(BaseModel):
+    """Argon2id parameters; changing them rehashes each password at its owner's next sign-in."""
+
+    memory_kib: int = Field(
+        ARGON2_MIN_MEMORY_KIB,
+        ge=ARGON2_MIN_MEMORY_KIB,
+        le=4 * 1024 * 1024,
+        description="Memory cost in KiB (OWASP minimum 19456).",
+    )
+    time_cost: int = Field(ARGON2_MIN_TIME_COST, ge=ARGON2_MIN_TIME_COST, le=50, description="Iterations.")
+    parallelism: int = Field(1, ge=1, le=16, description="Lanes.")
+    max_concurrent: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Hashes computed at once per process (0: one per CPU). Bounds memory under load.",
+    )
+
+
+class PasswordSettings(BaseModel):
+    """Password policy (NIST SP 800-63B rev 4, section 3.1.1.2)."""
+
+    min_length: int = Field(
+        15, ge=8, le=64, description="Minimum length when the password is the only factor."
+    )
+    min_length_with_mfa: int = Field(8, ge=8, le=64, description="Minimum length for accounts with MFA.")
+    max_length: int = Field(128, ge=64, le=1024, description="Maximum length (at least 64).")
+    blocklist: bool = Field(
+        True, description="Screen new passwords against the shipped common-password list."
+    )
+    range_query_url: str | None = Field(
+        None,
+        description=(
+            "Optional k-anonymity range-query endpoint (Have I Been Pwned protocol), e.g. "
+            "https://api.pwnedpasswords.com/range/ ; only the first 5 hex digits of the SHA-1 leave the host."
+        ),
+    )
+    range_query_timeout: float = Field(
+        2.0, gt=0, le=30, description="Seconds before the range query is given up."
+    )
+
+
+class SessionSettings(BaseModel):
+    """Browser sessions."""
+
+    idle_timeout: int = Field(
+        7 * 86400, ge=60, description="Seconds of inactivity after which a session ends."
+    )
+    absolute_lifetime: int = Field(
+        30 * 86400, ge=300, description="Seconds after sign-in when a session ends."
+    )
+    touch_interval: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="Last-seen is written at most once per this many seconds, so checks rarely write.",
+    )
+    pending_login_lifetime: int = Field(
+        600, ge=60, le=3600, description="Seconds a pending (MFA) login lasts."
+    )
+
+    @model_validator(mode="after")
+    def _idle_within_absolute(self) -> SessionSettings:
+        if self.idle_timeout > self.absolute_lifetime:
+            raise ValueError("idle_timeout must not exceed absolute_lifetime")
+        return self
+
+
+class RateLimitSettings(BaseModel):
+    """Throttling of sign-in and sign-up (fixed windows, shared through the SQL store or Redis)."""
+
+    window: int = Field(900, ge=10, le=86400, description="Window length in seconds for login limits.")
+    login_per_account: int = Field(
+        30,
+        ge=1,
+        le=99,
+        description="Failed logins per account per window from unfamiliar networks (NIST: well under 100).",
+    )
+    login_per_account_ip: int = Field(10, ge=1, le=99, description="Failed logins per account and address.")
+    login_per_ip: int = Field(100, ge=1, description="Failed logins per client address per window.")
+    signup_per_ip: int = Field(20, ge=1, description="Sign-ups per client address per hour.")
+    known_network_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="A network (IPv4 /24, IPv6 /64) with a successful sign-in this recently is familiar.",
+    )
+
+
+class ThemeSettings(BaseModel):
+    """Branding of the hosted pages."""
+
+    product_name: str = Field("Threshold", min_length=1, max_length=60)
+    logo_url: str | None = Field(None, description="URL or path of a logo image shown on the hosted pages.")
+    accent_color: str = Field("#3a5bd9", description="CSS hex colour used for buttons and links.")
+
+    @field_validator("accent_color")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError("must be a #rrggbb colour")
+        return value.lower()
+
+    @field_validator("logo_url")
+    @classmethod
+    def _logo(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith(("https://", "/")) and '"' not in value):
+            raise ValueError("must be an https:// URL or an absolute path")
+        return value
+
+
+class Settings(BaseSettings):
+    """Threshold configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="THRESHOLD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    issuer: str = Field(
+        "http://127.0.0.1:8400",
+        description="Public base URL of this service (scheme, host, port, path); links and cookies use it.",
+    )
+    data_dir: Path = Field(
+        Path("./var"), description="Directory for the embedded database and generated keys."
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL: postgresql://user@host/db or sqlite:///path. "
+            "Default: SQLite file threshold.db in data_dir."
+        ),
+    )
+    database_pool_size: int = Field(10, ge=1, le=200, description="Connections per process (PostgreSQL).")
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db ; when set, sessions and rate limits live in Redis."
+    )
+    redis_key_prefix: str = Field("threshold:", max_length=64, description="Prefix of every Redis key.")
+    key_encryption_key: str | None = Field(
+        None,
+        description="Base64url 32-byte key for secrets at rest. Default: generated in data_dir/kek (0600).",
+        repr=False,
+    )
+    trusted_proxies: list[IPNetwork] = Field(
+        default_factory=list,
+        description="Proxies whose X-Forwarded-For is believed (addresses or CIDR networks).",
+    )
+    signup_enabled: bool = Field(True, description="Whether anyone may create an account.")
+    development: bool = Field(False, description="Development mode (never in production).")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Largest request body.")
+
+    argon2: Argon2Settings = Field(default_factory=Argon2Settings)
+    password: PasswordSettings = Field(default_factory=PasswordSettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    theme: ThemeSettings = Field(default_factory=ThemeSettings)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0]
+        if scheme not in (
+            "sqlite",
+            "sqlite+aiosqlite",
+            "postgresql",
+            "postgres",
+            "postgresql+asyncpg",
+        ):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("THRESHOLD_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def issuer_origin(self) -> str:
+        parts = urlsplit(self.issuer)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def is_https(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy async URL actually used."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'threshold.db').resolve()}"
+        for prefix, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+        ):
+            if url.startswith(prefix):
+                return driver + url[len(prefix) :]
+        return url
+
+
+class ConfigurationError(Exception):
+    """Invalid configuration; the message names each offending setting."""
+
+
+def _env_name(location: tuple[int | str, ...]) -> str:
+    return "THRESHOLD_" + "__".join(str(part).upper() for part in location)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the Settings object, turning validation errors into a readable ConfigurationError."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigurationError(f"--config: no such file: {path}")
+        os.environ["THRESHOLD_CONFIG"] = str(path.resolve())
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [
+            f"{_env_name(err['loc'])}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    except ValueError as exc:  # e.g. a malformed TOML file
+        raise ConfigurationError(f"invalid configuration: {exc}") from None

@@ -1,0 +1,1 @@
+"""The first-party JSON API (/api/v1)."""

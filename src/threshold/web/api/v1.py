@@ -1,0 +1,243 @@
+"""/api/v1: thin views. Each one is an input model, a flow call and a response."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from threshold.core.clock import iso
+from threshold.core.models import RequestContext, SessionRecord, User
+from threshold.core.sessions import IssuedSession
+from threshold.services import Services
+from threshold.web.deps import (
+    Authenticated,
+    csrf_protect,
+    get_services,
+    optional_session,
+    request_context,
+    require_session,
+)
+from threshold.web.security import (
+    clear_session_cookie,
+    csrf_token_for,
+    set_csrf_cookie,
+    set_session_cookie,
+)
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1"])
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
+AuthDep = Annotated[Authenticated, Depends(require_session)]
+
+PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem details (RFC 9457)"}
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"email": "ada@example.com", "password": "…"}})
+
+    email: StrictStr = Field(min_length=1, max_length=1024)
+    password: StrictStr = Field(min_length=1, max_length=4096)
+
+
+class PasswordChange(BaseModel):
+    current_password: StrictStr = Field(min_length=1, max_length=4096)
+    new_password: StrictStr = Field(min_length=1, max_length=4096)
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    email_verified: bool
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: str
+    last_seen_at: str
+    expires_at: str
+    aal: str
+    amr: list[str]
+
+
+class SessionInfo(BaseModel):
+    user: UserOut
+    session: SessionOut
+
+
+class DeviceSession(SessionOut):
+    device: str
+    ip: str
+    user_agent: str
+    current: bool
+
+
+class SessionList(BaseModel):
+    sessions: list[DeviceSession]
+
+
+class CsrfOut(BaseModel):
+    token: str
+
+
+class RevokedOut(BaseModel):
+    revoked: int
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(id=user.id, email=user.email, email_verified=user.email_verified)
+
+
+def session_out(record: SessionRecord) -> SessionOut:
+    return SessionOut(
+        id=record.public_id,
+        created_at=iso(record.created_at),
+        last_seen_at=iso(record.last_seen_at),
+        expires_at=iso(record.expires_at),
+        aal=record.aal.value,
+        amr=[m.value for m in record.amr],
+    )
+
+
+def _signed_in(services: Services, user: User, issued: IssuedSession, status: int = 200) -> JSONResponse:
+    body = SessionInfo(user=user_out(user), session=session_out(issued.record))
+    response = JSONResponse(body.model_dump(), status_code=status)
+    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    return response
+
+
+@router.get("/csrf", response_model=CsrfOut, summary="Get the CSRF token (also set as a cookie)")
+async def get_csrf(request: Request) -> Response:
+    token, is_new = csrf_token_for(request)
+    response = JSONResponse({"token": token})
+    if is_new:
+        set_csrf_cookie(response, token)
+    return response
+
+
+@router.post(
+    "/signup",
+    status_code=201,
+    response_model=SessionInfo,
+    summary="Create an account and sign in",
+    responses={409: PROBLEM, 422: PROBLEM, 429: PROBLEM},
+)
+async def signup(body: Credentials, services: ServicesDep, context: ContextDep) -> Response:
+    signed_in = await services.accounts.sign_up(email=body.email, password=body.password, context=context)
+    return _signed_in(services, signed_in.user, signed_in.session, status=201)
+
+
+@router.post(
+    "/login",
+    response_model=SessionInfo,
+    summary="Sign in with email and password (a NEW session id)",
+    responses={401: PROBLEM, 429: PROBLEM},
+)
+async def login(
+    body: Credentials,
+    request: Request,
+    services: ServicesDep,
+    context: ContextDep,
+    current: Annotated[Authenticated | None, Depends(optional_session)],
+) -> Response:
+    signed_in = await services.accounts.sign_in_with_password(
+        email=body.email, password=body.password, context=context
+    )
+    if current is not None:  # a new sign-in replaces the browser's previous session
+        await services.sessions.end_session(current.session)
+    return _signed_in(services, signed_in.user, signed_in.session)
+
+
+@router.get("/session", response_model=SessionInfo, summary="The current session", responses={401: PROBLEM})
+async def get_session(auth: AuthDep) -> SessionInfo:
+    return SessionInfo(user=user_out(auth.user), session=session_out(auth.session))
+
+
+@router.get("/sessions", response_model=SessionList, summary="The user's active sessions")
+async def list_sessions(auth: AuthDep, services: ServicesDep) -> SessionList:
+    records = await services.sessions.list_sessions(auth.user.id)
+    return SessionList(
+        sessions=[
+            DeviceSession(
+                **session_out(record).model_dump(),
+                device=record.device_label,
+                ip=record.ip,
+                user_agent=record.user_agent,
+                current=record.digest == auth.session.digest,
+            )
+            for record in records
+        ]
+    )
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    summary="Revoke one of the user's sessions",
+    responses={404: PROBLEM},
+)
+async def revoke_session(
+    session_id: str, auth: AuthDep, services: ServicesDep, context: ContextDep
+) -> Response:
+    record = await services.accounts.revoke_session(auth.user, session_id[:64], context=context)
+    response = Response(status_code=204)
+    if record.digest == auth.session.digest:
+        clear_session_cookie(response)
+    return response
+
+
+@router.post("/sessions/revoke-others", response_model=RevokedOut, summary="Revoke every other session")
+async def revoke_others(auth: AuthDep, services: ServicesDep, context: ContextDep) -> RevokedOut:
+    count = await services.accounts.revoke_other_sessions(auth.user, auth.session, context=context)
+    return RevokedOut(revoked=count)
+
+
+@router.post("/logout", status_code=204, summary="End the current session and clear the cookie")
+async def logout(
+    services: ServicesDep,
+    context: ContextDep,
+    current: Annotated[Authenticated | None, Depends(optional_session)],
+) -> Response:
+    if current is not None:
+        await services.accounts.log_out(current.user, current.session, context=context)
+    response = Response(status_code=204)
+    clear_session_cookie(response)
+    return response
+
+
+@router.post(
+    "/password/change",
+    response_model=SessionInfo,
+    summary="Change the password; every session ends and this browser gets a new one",
+    responses={403: PROBLEM, 422: PROBLEM, 429: PROBLEM},
+)
+async def change_password(
+    body: PasswordChange, auth: AuthDep, services: ServicesDep, context: ContextDep
+) -> Response:
+    issued = await services.accounts.change_password(
+        user=auth.user,
+        current_session=auth.session,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        context=context,
+    )
+    return _signed_in(services, auth.user, issued)
+
+
+@router.get(
+    "/forward-auth",
+    summary="For reverse proxies: 200 with user headers, or 401",
+    responses={200: {"description": "Signed in; see the X-Threshold-User-* headers"}, 401: PROBLEM},
+)
+async def forward_auth(auth: AuthDep) -> Response:
+    headers: dict[str, Any] = {
+        "X-Threshold-User": auth.user.id,
+        "X-Threshold-User-Id": auth.user.id,
+        "X-Threshold-User-Email": auth.user.email,
+        "X-Threshold-Aal": auth.session.aal.value,
+    }
+    return Response(status_code=200, headers=headers)

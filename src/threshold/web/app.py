@@ -1,0 +1,100 @@
+"""create_app(settings): the composition root of the web process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from threshold import __version__
+from threshold.adapters.sql.migrate import current_revision, head_revision
+from threshold.core.errors import DependencyUnavailable
+from threshold.services import Services, build_services
+from threshold.settings import Settings, load_settings
+from threshold.web import errors
+from threshold.web.api.v1 import router as api_router
+from threshold.web.pages.routes import router as pages_router
+from threshold.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings, *, services: Services | None = None, check_schema: bool = True) -> FastAPI:
+    """Build the ASGI app. `services` may be injected (tests); otherwise they are built from settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services or build_services(settings)
+        if check_schema:
+            current, head = await current_revision(built.engine), head_revision()
+            if current != head:
+                await built.close()
+                raise SchemaOutOfDate(
+                    f"database schema is at {current or 'nothing'}, expected {head}: run `threshold migrate`"
+                )
+        app.state.services = built
+        built.start_sweeper()
+        try:
+            yield
+        finally:
+            await built.close()
+
+    app = FastAPI(
+        title="Threshold",
+        version=__version__,
+        summary="Authentication service: sessions, passwords, OpenID Connect.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+    errors.install(app)
+    app.include_router(api_router)
+    app.include_router(pages_router)
+    app.mount(
+        "/static",
+        StaticFiles(directory=str(resources.files("threshold.web.pages") / "static")),
+        name="static",
+    )
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        svc: Services = request.app.state.services
+        try:
+            checks = await svc.check_ready()
+        except DependencyUnavailable:
+            return JSONResponse({"status": "unavailable"}, status_code=503, headers={"Retry-After": "2"})
+        return JSONResponse({"status": "ready", "checks": checks})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for `threshold serve` workers: settings from THRESHOLD_* and THRESHOLD_CONFIG."""
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    return create_app(settings)

@@ -1,0 +1,72 @@
+"""Request-scoped helpers shared by the JSON API and the hosted pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from threshold.core.errors import NotAuthenticated
+from threshold.core.models import RequestContext, SessionRecord, User
+from threshold.services import Services
+from threshold.web.security import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    check_csrf_token,
+    check_same_origin,
+    client_ip,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    user: User
+    session: SessionRecord
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def request_context(request: Request) -> RequestContext:
+    services = get_services(request)
+    return RequestContext(
+        ip=client_ip(request, services.settings.trusted_proxies),
+        user_agent=request.headers.get("user-agent", "")[:512],
+    )
+
+
+async def optional_session(request: Request) -> Authenticated | None:
+    """The signed-in user for this request's session cookie, looked up once per request."""
+    if "auth" in request.scope.get("state", {}):
+        cached: Authenticated | None = request.state.auth
+        return cached
+    token = request.cookies.get(SESSION_COOKIE)
+    auth: Authenticated | None = None
+    if token:
+        services = get_services(request)
+        record = await services.sessions.check_session(token)
+        if record is not None:
+            user = await services.accounts.current_user(record)
+            if user is not None:
+                auth = Authenticated(user=user, session=record)
+    request.state.auth = auth
+    return auth
+
+
+async def require_session(auth: Authenticated | None = Depends(optional_session)) -> Authenticated:
+    if auth is None:
+        raise NotAuthenticated()
+    return auth
+
+
+async def csrf_protect(request: Request) -> None:
+    """Every state-changing API request: same-origin check; with a session cookie, the CSRF token too."""
+    if request.method in SAFE_METHODS:
+        return
+    check_same_origin(request, get_services(request).settings)
+    if SESSION_COOKIE in request.cookies:
+        check_csrf_token(request, request.headers.get(CSRF_HEADER))

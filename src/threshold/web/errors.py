@@ -1,0 +1,131 @@
+"""The ONE mapping from errors to HTTP: problem+json for the APIs, an HTML page for the hosted UI.
+
+Looked up along the exception's MRO, so one entry for a base class covers its subclasses. A 5xx
+reveals nothing about its cause.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from threshold.core import errors as e
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[e.ThresholdError], int] = {
+    e.ThresholdError: 400,
+    e.InvalidRequest: 400,
+    e.InvalidCredentials: 401,
+    e.NotAuthenticated: 401,
+    e.CurrentPasswordWrong: 403,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.EmailUnavailable: 409,
+    e.PasswordRejected: 422,
+    e.RateLimited: 429,
+    e.DependencyUnavailable: 503,
+}
+
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+def status_for(error: e.ThresholdError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def headers_for(error: e.ThresholdError) -> dict[str, str]:
+    retry_after = getattr(error, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after else {}
+
+
+def problem_response(
+    status: int, code: str, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:threshold:error:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/admin/", "/oauth2/", "/.well-known/")) or path in ("/healthz", "/readyz"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _public_details(error: e.ThresholdError) -> dict[str, Any]:
+    allowed = {"min_length", "max_length", "retry_after", "methods"}
+    return {k: v for k, v in error.details.items() if k in allowed}
+
+
+async def handle_threshold_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, e.ThresholdError)
+    status = status_for(exc)
+    if _wants_html(request):
+        from threshold.web.pages.render import error_page
+
+        return error_page(request, status, exc.detail, headers=headers_for(exc))
+    return problem_response(status, exc.code, exc.detail, headers=headers_for(exc), **_public_details(exc))
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {"location": [str(part) for part in err.get("loc", ())], "type": err.get("type", "invalid")}
+        for err in exc.errors()[:20]
+    ]
+    return problem_response(
+        400, "invalid_request", "The request body or parameters are invalid.", errors=fields
+    )
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    detail = HTTPStatus(exc.status_code).description or HTTPStatus(exc.status_code).phrase
+    if _wants_html(request):
+        from threshold.web.pages.render import error_page
+
+        return error_page(request, exc.status_code, HTTPStatus(exc.status_code).phrase, headers=exc.headers)
+    return problem_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "server_error", "Something went wrong on our side.")
+
+
+def install(app: Any) -> None:
+    app.add_exception_handler(e.ThresholdError, handle_threshold_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
+    app.add_exception_handler(Exception, handle_unexpected)

@@ -1,0 +1,1 @@
+"""Hosted pages: server-rendered, no JavaScript needed, themable."""

@@ -1,0 +1,283 @@
+"""Hosted pages. Each handler reads a form, calls the same core flow as the JSON API, and renders."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from threshold.core.clock import iso
+from threshold.core.errors import (
+    InvalidRequest,
+    PasswordRejected,
+    RateLimited,
+    ThresholdError,
+)
+from threshold.core.models import RequestContext
+from threshold.services import Services
+from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.errors import headers_for, status_for
+from threshold.web.pages.render import render
+from threshold.web.security import (
+    check_csrf_token,
+    check_same_origin,
+    clear_session_cookie,
+    set_session_cookie,
+)
+
+router = APIRouter(include_in_schema=False)
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
+MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
+
+MAX_FIELD = 4096
+
+
+def safe_next(target: str | None, default: str = "/account") -> str:
+    """Only same-site relative paths are followed (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or len(target) > 2048:
+        return default
+    if any(ch in target for ch in "\r\n\t") or "\\" in target:
+        return default
+    return target
+
+
+async def read_form(request: Request) -> FormData:
+    """Parse a form and pass the same-origin and CSRF checks; raises CsrfFailed or InvalidRequest."""
+    check_same_origin(request, request.app.state.services.settings)
+    form = await request.form(max_files=0, max_fields=20)
+    for value in form.values():
+        if not isinstance(value, str) or len(value) > MAX_FIELD:
+            raise InvalidRequest()
+    token = form.get("csrf_token")
+    check_csrf_token(request, token if isinstance(token, str) else None)
+    return form
+
+
+def field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _redirect(target: str) -> RedirectResponse:
+    return RedirectResponse(target, status_code=303)
+
+
+def _form_error(request: Request, template: str, error: ThresholdError, **context: object) -> Response:
+    status = status_for(error)
+    if isinstance(error, RateLimited):
+        minutes = max(1, round(error.retry_after / 60))
+        message = f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
+    else:
+        message = error.detail
+    return render(request, template, status=status, headers=headers_for(error), error=message, **context)
+
+
+@router.get("/")
+async def home(auth: MaybeAuth) -> Response:
+    return _redirect("/account" if auth else "/login")
+
+
+@router.get("/login")
+async def login_page(request: Request, auth: MaybeAuth, next: str | None = None) -> Response:
+    target = safe_next(next)
+    if auth is not None:
+        return _redirect(target)
+    return render(request, "login.html", next=target, email="")
+
+
+@router.post("/login")
+async def login_submit(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    try:
+        form = await read_form(request)
+    except ThresholdError as error:
+        return _form_error(request, "login.html", error, next="/account", email="")
+    target, email = safe_next(field(form, "next")), field(form, "email")
+    try:
+        signed_in = await services.accounts.sign_in_with_password(
+            email=email, password=field(form, "password"), context=context
+        )
+    except ThresholdError as error:
+        return _form_error(request, "login.html", error, next=target, email=email)
+    if auth is not None:
+        await services.sessions.end_session(auth.session)
+    response = _redirect(target)
+    set_session_cookie(response, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
+    return response
+
+
+@router.get("/signup")
+async def signup_page(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
+    if auth is not None:
+        return _redirect("/account")
+    return render(
+        request,
+        "signup.html",
+        email="",
+        enabled=services.settings.signup_enabled,
+        min_length=services.settings.password.min_length,
+    )
+
+
+@router.post("/signup")
+async def signup_submit(request: Request, services: ServicesDep, context: ContextDep) -> Response:
+    min_length = services.settings.password.min_length
+    try:
+        form = await read_form(request)
+    except ThresholdError as error:
+        return _form_error(request, "signup.html", error, email="", enabled=True, min_length=min_length)
+    email = field(form, "email")
+    try:
+        signed_in = await services.accounts.sign_up(
+            email=email, password=field(form, "password"), context=context
+        )
+    except ThresholdError as error:
+        return _form_error(
+            request,
+            "signup.html",
+            error,
+            email=email,
+            enabled=services.settings.signup_enabled,
+            min_length=min_length,
+            password_error=isinstance(error, PasswordRejected),
+        )
+    response = _redirect("/account")
+    set_session_cookie(response, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
+    return response
+
+
+@router.get("/logout")
+async def logout_page(request: Request, auth: MaybeAuth) -> Response:
+    if auth is None:
+        return _redirect("/login")
+    return render(request, "logout.html", user=auth.user)
+
+
+@router.post("/logout")
+async def logout_submit(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    try:
+        await read_form(request)
+    except ThresholdError as error:
+        return _form_error(request, "logout.html", error, user=auth.user if auth else None)
+    if auth is not None:
+        await services.accounts.log_out(auth.user, auth.session, context=context)
+    response = _redirect("/login?logged_out=1")
+    clear_session_cookie(response)
+    return response
+
+
+async def _account(
+    request: Request,
+    services: Services,
+    auth: Authenticated,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: object,
+) -> Response:
+    sessions = await services.sessions.list_sessions(auth.user.id)
+    events = await services.accounts.security_events(auth.user, limit=15)
+    return render(
+        request,
+        "account.html",
+        status=status,
+        headers=headers,
+        user=auth.user,
+        sessions=[
+            {
+                "id": s.public_id,
+                "device": s.device_label,
+                "ip": s.ip,
+                "created_at": iso(s.created_at),
+                "last_seen_at": iso(s.last_seen_at),
+                "current": s.digest == auth.session.digest,
+            }
+            for s in sessions
+        ],
+        events=[{"kind": e.kind.value.replace("_", " "), "at": iso(e.at), "ip": e.ip or ""} for e in events],
+        min_length=services.settings.password.min_length_with_mfa
+        if auth.user.mfa_enabled
+        else services.settings.password.min_length,
+        **context,
+    )
+
+
+@router.get("/account")
+async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
+    if auth is None:
+        return _redirect("/login?next=/account")
+    notice = {
+        "password": "Your password was changed. Other sessions were signed out.",
+        "revoked": "The session was signed out.",
+        "others": "Every other session was signed out.",
+    }.get(request.query_params.get("done", ""))
+    return await _account(request, services, auth, notice=notice)
+
+
+@router.post("/account/sessions/{session_id}/revoke")
+async def account_revoke(
+    session_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect("/login?next=/account")
+    try:
+        await read_form(request)
+        record = await services.accounts.revoke_session(auth.user, session_id[:64], context=context)
+    except ThresholdError as error:
+        return await _account(request, services, auth, status=status_for(error), session_error=error.detail)
+    if record.digest == auth.session.digest:
+        response = _redirect("/login")
+        clear_session_cookie(response)
+        return response
+    return _redirect("/account?done=revoked")
+
+
+@router.post("/account/sessions/revoke-others")
+async def account_revoke_others(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect("/login?next=/account")
+    try:
+        await read_form(request)
+    except ThresholdError as error:
+        return await _account(request, services, auth, status=status_for(error), session_error=error.detail)
+    await services.accounts.revoke_other_sessions(auth.user, auth.session, context=context)
+    return _redirect("/account?done=others")
+
+
+@router.post("/account/password")
+async def account_password(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect("/login?next=/account")
+    try:
+        form = await read_form(request)
+        issued = await services.accounts.change_password(
+            user=auth.user,
+            current_session=auth.session,
+            current_password=field(form, "current_password"),
+            new_password=field(form, "new_password"),
+            context=context,
+        )
+    except ThresholdError as error:
+        return await _account(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            password_error=error.detail,
+        )
+    response = _redirect("/account?done=password")
+    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    return response
