@@ -15,15 +15,19 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-_APPEND_ONLY_PG = """
+_APPEND_ONLY_PG = (
+    """
 CREATE OR REPLACE FUNCTION threshold_audit_append_only() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'audit_events is append-only';
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql
+""",
+    """
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE OR DELETE ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION threshold_audit_append_only();
-"""
+    FOR EACH ROW EXECUTE FUNCTION threshold_audit_append_only()
+""",
+)
 
 
 def upgrade() -> None:
@@ -106,7 +110,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_audit_events_user_id_at", "audit_events", ["user_id", "at"])
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_APPEND_ONLY_PG)
+        for statement in _APPEND_ONLY_PG:
+            op.execute(statement)
     else:
         op.execute(
             "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
