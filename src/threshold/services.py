@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.breach import HttpRangeSource
@@ -19,6 +20,7 @@ from threshold.core.accounts import Accounts
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
 from threshold.core.errors import DependencyUnavailable
+from threshold.core.models import AuditKind
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import RateLimitStore, SessionStore
 from threshold.core.ratelimit import LoginThrottle
@@ -26,6 +28,14 @@ from threshold.core.sessions import SessionService
 from threshold.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SECURITY_EVENTS = Counter(
+    "threshold_security_events_total", "Audited security events (signups, logins, revocations...)", ["kind"]
+)
+
+
+def count_security_event(kind: AuditKind) -> None:
+    SECURITY_EVENTS.labels(kind=kind.value).inc()
 
 
 @dataclass
@@ -127,7 +137,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         settings.password, product_name=settings.theme.product_name, range_source=range_source
     )
     sessions = SessionService(session_store, clock, settings.session)
-    auditor = Auditor(audit_log, clock)
+    auditor = Auditor(audit_log, clock, observer=count_security_event)
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit)
     accounts = Accounts(
         users=users,

@@ -122,9 +122,9 @@ class RateLimitSettings(BaseModel):
 class ThemeSettings(BaseModel):
     """Branding of the hosted pages."""
 
-    product_name: str = Field("Threshold", min_length=1, max_length=60)
+    product_name: str = Field("Threshold", min_length=1, max_length=60, description="Name shown on pages.")
     logo_url: str | None = Field(None, description="URL or path of a logo image shown on the hosted pages.")
-    accent_color: str = Field("#3a5bd9", description="CSS hex colour used for buttons and links.")
+    accent_color: str = Field("#3a5bd9", description="CSS #rrggbb colour of buttons and links.")
 
     @field_validator("accent_color")
     @classmethod
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     )
     signup_enabled: bool = Field(True, description="Whether anyone may create an account.")
     development: bool = Field(False, description="Development mode (never in production).")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Largest request body.")
 
     argon2: Argon2Settings = Field(default_factory=Argon2Settings)

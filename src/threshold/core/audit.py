@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from threshold.core.clock import Clock
 from threshold.core.models import AuditEvent, AuditKind, RequestContext
@@ -13,9 +13,12 @@ log = logging.getLogger("threshold.audit")
 
 
 class Auditor:
-    def __init__(self, log_store: AuditLog, clock: Clock) -> None:
+    def __init__(
+        self, log_store: AuditLog, clock: Clock, *, observer: Callable[[AuditKind], None] | None = None
+    ) -> None:
         self._store = log_store
         self._clock = clock
+        self._observer = observer
 
     async def record(
         self,
@@ -34,6 +37,8 @@ class Auditor:
             detail=detail,
         )
         await self._store.append(event)
+        if self._observer is not None:
+            self._observer(kind)
         log.info("audit %s user=%s ip=%s %s", kind.value, user_id, event.ip, detail or "")
         return event
 

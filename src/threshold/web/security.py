@@ -132,7 +132,8 @@ class SecurityHeadersMiddleware:
                     (b"content-security-policy", csp.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
+                    # not no-referrer: under it browsers send "Origin: null" on form posts
+                    (b"referrer-policy", b"same-origin"),
                     (b"cross-origin-opener-policy", b"same-origin"),
                     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
                 ]
