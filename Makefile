@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8400
 PYTEST_ARGS ?=
 
-.PHONY: install run migrate test lint typecheck unit bench clean
+.PHONY: install run migrate test lint typecheck bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts
+
+docs: install
+	{ echo "# Configuration reference"; echo; \
+	  echo "Generated from \`threshold.settings.Settings\` by \`make docs\` (\`threshold config-reference\`); do not edit by hand."; \
+	  echo "Every variable can also be set in the TOML file given with \`--config\` (nested tables for the \`__\` parts, e.g. \`[argon2] memory_kib = 65536\`); environment variables win."; \
+	  echo; $(BIN)/threshold config-reference; } > docs/configuration.md

@@ -169,9 +169,12 @@ async def _truncate_pg(services: Services) -> None:
 
     async with services.engine.begin() as conn:
         # audit_events refuses DELETE (append-only trigger); TRUNCATE is the test-only way to empty it.
-        await conn.execute(text(
-            "TRUNCATE users, password_credentials, login_networks, sessions, rate_limits, audit_events CASCADE"
-        ))
+        await conn.execute(
+            text(
+                "TRUNCATE users, password_credentials, login_networks, sessions, rate_limits, "
+                "audit_events CASCADE"
+            )
+        )
 
 
 @pytest.fixture(params=BACKENDS)
