@@ -94,7 +94,10 @@ class SessionSettings(BaseModel):
     @model_validator(mode="after")
     def _idle_within_absolute(self) -> SessionSettings:
         if self.idle_timeout > self.absolute_lifetime:
-            raise ValueError("idle_timeout must not exceed absolute_lifetime")
+            raise ValueError(
+                "idle_timeout (THRESHOLD_SESSION__IDLE_TIMEOUT) must not exceed "
+                "absolute_lifetime (THRESHOLD_SESSION__ABSOLUTE_LIFETIME)"
+            )
         return self
 
 
@@ -116,6 +119,34 @@ class RateLimitSettings(BaseModel):
         ge=1,
         le=3650,
         description="A network (IPv4 /24, IPv6 /64) with a successful sign-in this recently is familiar.",
+    )
+
+
+class OidcSettings(BaseModel):
+    """OpenID Connect provider."""
+
+    access_token_lifetime: int = Field(
+        300, ge=30, le=900, description="Default access-token lifetime in seconds (per client, capped at 900)."
+    )
+    refresh_token_lifetime: int = Field(
+        30 * 86400, ge=300, description="Refresh-token lifetime in seconds (never past the session's end)."
+    )
+    refresh_reuse_grace: int = Field(
+        0, ge=0, le=60,
+        description=(
+            "Seconds during which the legitimate client may re-submit a just-rotated refresh token and "
+            "get the same successor back (0: off; any reuse revokes the family)."
+        ),
+    )
+    key_rotation_interval: int = Field(
+        30 * 86400, ge=3600, description="Seconds between automatic signing-key rotations."
+    )
+    audiences: list[str] = Field(
+        default_factory=list,
+        description="Resource indicators (RFC 8707 `resource`) clients may ask access tokens for.",
+    )
+    default_audience: str | None = Field(
+        None, description="Audience of access tokens when no resource is requested (default: the issuer)."
     )
 
 
@@ -188,6 +219,7 @@ class Settings(BaseSettings):
     password: PasswordSettings = Field(default_factory=PasswordSettings)
     session: SessionSettings = Field(default_factory=SessionSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
 
     @field_validator("issuer")

@@ -74,6 +74,8 @@ class SqlUserRepo:
         return _user(row) if row else None
 
     async def get_by_email(self, email_normalized: str) -> User | None:
+        if "\x00" in email_normalized:  # never stored (not printable), and PostgreSQL text refuses NUL
+            return None
         with translate_errors():
             async with self._engine.connect() as conn:
                 row = (

@@ -1,0 +1,165 @@
+"""In-memory fakes of the ports in threshold.core.ports, and a clock the test moves by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from threshold.core.errors import EmailUnavailable
+from threshold.core.models import AuditEvent, PasswordCredential, SessionRecord, User
+from threshold.core.ports import WindowCount
+
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    """Time stands still until the test advances it."""
+
+    def __init__(self, start: float = START) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class InMemoryUserRepo:
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {}
+        self.passwords: dict[str, PasswordCredential] = {}
+        self.networks: dict[tuple[str, str], float] = {}
+
+    async def add(self, user: User, credential: PasswordCredential | None) -> None:
+        if any(u.email_normalized == user.email_normalized for u in self.users.values()):
+            raise EmailUnavailable()
+        self.users[user.id] = user
+        if credential is not None:
+            self.passwords[user.id] = credential
+
+    async def get(self, user_id: str) -> User | None:
+        return self.users.get(user_id)
+
+    async def get_by_email(self, email_normalized: str) -> User | None:
+        return next((u for u in self.users.values() if u.email_normalized == email_normalized), None)
+
+    async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
+        ordered = sorted(self.users.values(), key=lambda u: (u.created_at, u.id))
+        return ordered[offset : offset + limit]
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        user = self.users.get(user_id)
+        if user is None:
+            return False
+        self.users[user_id] = dataclasses.replace(user, disabled=disabled)
+        return True
+
+    async def get_password(self, user_id: str) -> PasswordCredential | None:
+        return self.passwords.get(user_id)
+
+    async def set_password(self, credential: PasswordCredential) -> None:
+        self.passwords[credential.user_id] = credential
+
+    async def record_network(self, user_id: str, network: str, at: float) -> None:
+        self.networks[(user_id, network)] = at
+
+    async def network_seen_since(self, user_id: str, network: str, since: float) -> bool:
+        seen = self.networks.get((user_id, network))
+        return seen is not None and seen >= since
+
+
+class InMemorySessionStore:
+    """Keeps records by digest; counts writes so tests can see when last-seen is written."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, SessionRecord] = {}
+        self.touches = 0
+
+    async def create(self, record: SessionRecord) -> None:
+        self.records[record.digest] = record
+
+    async def get(self, digest: str) -> SessionRecord | None:
+        return self.records.get(digest)
+
+    async def touch(self, digest: str, *, last_seen_at: float, idle_expires_at: float) -> None:
+        self.touches += 1
+        record = self.records.get(digest)
+        if record is not None:
+            self.records[digest] = dataclasses.replace(
+                record, last_seen_at=last_seen_at, idle_expires_at=idle_expires_at
+            )
+
+    async def delete(self, digest: str) -> bool:
+        return self.records.pop(digest, None) is not None
+
+    async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int:
+        doomed = [d for d, r in self.records.items() if r.user_id == user_id and d != except_digest]
+        for d in doomed:
+            del self.records[d]
+        return len(doomed)
+
+    async def list_for_user(self, user_id: str) -> Sequence[SessionRecord]:
+        return [r for r in self.records.values() if r.user_id == user_id]
+
+
+class InMemoryRateLimitStore:
+    """Fixed windows aligned to multiples of the window length, like the SQL and Redis stores."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}
+
+    @staticmethod
+    def _window(window: int, now: float) -> tuple[int, int]:
+        start = int(now // window) * window
+        return start, max(1, int(start + window - now + 0.999))
+
+    async def get(self, key: str, *, window: int, now: float) -> WindowCount:
+        start, retry_after = self._window(window, now)
+        return WindowCount(count=self.counts.get((key, start), 0), retry_after=retry_after)
+
+    async def increment(self, key: str, *, window: int, now: float) -> WindowCount:
+        start, retry_after = self._window(window, now)
+        self.counts[(key, start)] = self.counts.get((key, start), 0) + 1
+        return WindowCount(count=self.counts[(key, start)], retry_after=retry_after)
+
+    async def reset(self, key: str, *, window: int, now: float) -> None:
+        for k in [k for k in self.counts if k[0] == key]:
+            del self.counts[k]
+
+
+class InMemoryAuditLog:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    async def append(self, event: AuditEvent) -> None:
+        self.events.append(dataclasses.replace(event, id=len(self.events) + 1))
+
+    async def list_for_user(self, user_id: str, *, limit: int = 50) -> Sequence[AuditEvent]:
+        return [e for e in reversed(self.events) if e.user_id == user_id][:limit]
+
+    def kinds(self) -> list[str]:
+        return [e.kind.value for e in self.events]
+
+
+class FakeRangeSource:
+    """A breached-password range source answering from a fixed set of full SHA-1 digests."""
+
+    def __init__(self, *sha1_hex: str) -> None:
+        self.digests = {d.upper() for d in sha1_hex}
+        self.prefixes: list[str] = []
+
+    async def suffixes(self, prefix: str) -> dict[str, int]:
+        self.prefixes.append(prefix)
+        return {d[5:]: 42 for d in self.digests if d.startswith(prefix)}
+
+
+class FailingRangeSource:
+    """A range source whose remote end is down."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def suffixes(self, prefix: str) -> dict[str, int]:
+        self.calls += 1
+        raise ConnectionError("range service unreachable")
