@@ -167,14 +167,12 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def _truncate_pg(services: Services) -> None:
     from sqlalchemy import text
 
+    from threshold.adapters.sql.schema import metadata
+
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
     async with services.engine.begin() as conn:
         # audit_events refuses DELETE (append-only trigger); TRUNCATE is the test-only way to empty it.
-        await conn.execute(
-            text(
-                "TRUNCATE users, password_credentials, login_networks, sessions, rate_limits, "
-                "audit_events CASCADE"
-            )
-        )
+        await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -12,19 +12,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.kek import load_or_create_kek
-from threshold.adapters.redis.stores import RedisRateLimitStore, RedisSessionStore
+from threshold.adapters.redis.stores import RedisMarkStore, RedisRateLimitStore, RedisSessionStore
 from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql.db import create_engine
+from threshold.adapters.sql.oidc_repos import (
+    SqlClientRepo,
+    SqlCodeRepo,
+    SqlConsentRepo,
+    SqlMarkStore,
+    SqlRefreshTokenRepo,
+    SqlSigningKeyRepo,
+)
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.core.accounts import Accounts
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
+from threshold.core.crypto import SecretBox
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import AuditKind
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import RateLimitStore, SessionStore
 from threshold.core.ratelimit import LoginThrottle
 from threshold.core.sessions import SessionService
+from threshold.oidc.keys import KeyRing
+from threshold.oidc.ports import MarkStore
+from threshold.oidc.provider import Provider
+from threshold.oidc.tokens import ID_TOKEN_LIFETIME, MAX_ACCESS_TOKEN_LIFETIME
 from threshold.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +64,9 @@ class Services:
     hasher: PasswordHasher
     sessions: SessionService
     accounts: Accounts
+    provider: Provider
+    marks: MarkStore
+    purgeable: list[object]
     kek: bytes
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -78,8 +94,7 @@ class Services:
     async def sweep_once(self) -> int:
         now = self.clock.now()
         purged = 0
-        stores = [self.session_store, self.rate_limits]
-        for store in stores:
+        for store in self.purgeable:
             purge = getattr(store, "purge_expired", None)
             if purge is None:
                 continue
@@ -96,6 +111,7 @@ class Services:
             await asyncio.sleep(interval)
             try:
                 await self.sweep_once()
+                await self.provider.sweep()
             except DependencyUnavailable:
                 log.warning("sweeper: storage unavailable, retrying later")
             except Exception:
@@ -121,12 +137,21 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
     session_store: SessionStore
     rate_limits: RateLimitStore
+    marks: MarkStore
+    codes, refresh_tokens = SqlCodeRepo(engine), SqlRefreshTokenRepo(engine)
+    purgeable: list[object] = [codes, refresh_tokens]
     if redis_client is not None:
         session_store = RedisSessionStore(redis_client, settings.redis_key_prefix)
         rate_limits = RedisRateLimitStore(redis_client, settings.redis_key_prefix)
+        marks = RedisMarkStore(redis_client, settings.redis_key_prefix)
     else:
-        session_store = SqlSessionStore(engine)
-        rate_limits = SqlRateLimitStore(engine)
+        sql_sessions, sql_limits, sql_marks = (
+            SqlSessionStore(engine),
+            SqlRateLimitStore(engine),
+            SqlMarkStore(engine),
+        )
+        session_store, rate_limits, marks = sql_sessions, sql_limits, sql_marks
+        purgeable += [sql_sessions, sql_limits, sql_marks]
     hasher = PasswordHasher(settings.argon2)
     range_source = (
         HttpRangeSource(settings.password.range_query_url, timeout=settings.password.range_query_timeout)
@@ -149,6 +174,29 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         clock=clock,
         signup_enabled=settings.signup_enabled,
     )
+    box = SecretBox(kek)
+    keys = KeyRing(
+        SqlSigningKeyRepo(engine),
+        box,
+        clock,
+        rotation_interval=settings.oidc.key_rotation_interval,
+        max_token_lifetime=max(MAX_ACCESS_TOKEN_LIFETIME, ID_TOKEN_LIFETIME),
+    )
+    provider = Provider(
+        issuer=settings.issuer,
+        settings=settings.oidc,
+        clients=SqlClientRepo(engine),
+        keys=keys,
+        codes=codes,
+        refresh_tokens=refresh_tokens,
+        consents=SqlConsentRepo(engine),
+        marks=marks,
+        sessions=session_store,
+        users=users,
+        auditor=auditor,
+        clock=clock,
+        box=box,
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -161,5 +209,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         hasher=hasher,
         sessions=sessions,
         accounts=accounts,
+        provider=provider,
+        marks=marks,
+        purgeable=purgeable,
         kek=kek,
     )

@@ -126,13 +126,18 @@ class OidcSettings(BaseModel):
     """OpenID Connect provider."""
 
     access_token_lifetime: int = Field(
-        300, ge=30, le=900, description="Default access-token lifetime in seconds (per client, capped at 900)."
+        300,
+        ge=30,
+        le=900,
+        description="Default access-token lifetime in seconds (per client, capped at 900).",
     )
     refresh_token_lifetime: int = Field(
         30 * 86400, ge=300, description="Refresh-token lifetime in seconds (never past the session's end)."
     )
     refresh_reuse_grace: int = Field(
-        0, ge=0, le=60,
+        0,
+        ge=0,
+        le=60,
         description=(
             "Seconds during which the legitimate client may re-submit a just-rotated refresh token and "
             "get the same successor back (0: off; any reuse revokes the family)."

@@ -78,6 +78,13 @@ class AuditKind(StrEnum):
     USER_CREATED = "user_created"
     USER_DISABLED = "user_disabled"
     USER_ENABLED = "user_enabled"
+    CONSENT_GRANTED = "consent_granted"
+    CONSENT_REVOKED = "consent_revoked"
+    AUTHORIZATION_CODE_REPLAY = "authorization_code_replay"
+    REFRESH_TOKEN_REUSE = "refresh_token_reuse"
+    CLIENT_CREATED = "client_created"
+    CLIENT_DELETED = "client_deleted"
+    KEYS_ROTATED = "keys_rotated"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from threshold.services import Services, build_services
 from threshold.settings import Settings, load_settings
 from threshold.web import errors
 from threshold.web.api.v1 import router as api_router
+from threshold.web.oauth.routes import router as oauth_router
 from threshold.web.pages.routes import router as pages_router
 from threshold.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
                     f"database schema is at {current or 'nothing'}, expected {head}: run `threshold migrate`"
                 )
         app.state.services = built
+        await built.provider.keys.ensure_keys()
         built.start_sweeper()
         try:
             yield
@@ -62,6 +64,7 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
         app.state.services = services
     errors.install(app)
     app.include_router(api_router)
+    app.include_router(oauth_router)
     app.include_router(pages_router)
     app.mount(
         "/static",

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from threshold.core import errors as e
+from threshold.oidc.errors import InsufficientScope, InvalidToken, OAuthError
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,26 @@ def _public_details(error: e.ThresholdError) -> dict[str, Any]:
     return {k: v for k, v in error.details.items() if k in allowed}
 
 
+def oauth_error_response(exc: OAuthError) -> JSONResponse:
+    """RFC 6749 section 5.2 form; RFC 6750 section 3 WWW-Authenticate for bearer-token errors."""
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if isinstance(exc, InvalidToken | InsufficientScope):
+        headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+    elif exc.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="threshold"'
+    return JSONResponse(
+        {"error": exc.code, "error_description": exc.detail}, status_code=exc.status, headers=headers
+    )
+
+
 async def handle_threshold_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.ThresholdError)
+    if isinstance(exc, OAuthError):
+        if _wants_html(request) or request.url.path in ("/oauth2/authorize", "/consent", "/oauth2/logout"):
+            from threshold.web.pages.render import error_page
+
+            return error_page(request, exc.status, exc.detail)
+        return oauth_error_response(exc)
     status = status_for(exc)
     if _wants_html(request):
         from threshold.web.pages.render import error_page

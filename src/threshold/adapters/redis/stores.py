@@ -203,3 +203,22 @@ class RedisRateLimitStore:
         redis_key, _, _ = self._key(key, window, now)
         with translate_errors():
             await self._redis.delete(redis_key)
+
+
+class RedisMarkStore:
+    """Single-use marks as keys that expire on their own (SET NX PXAT)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    async def add(self, key: str, *, expires_at: float) -> bool:
+        with translate_errors():
+            result = await self._redis.set(
+                f"{self._prefix}m:{key}", "1", nx=True, pxat=math.ceil(expires_at * 1000)
+            )
+        return bool(result)
+
+    async def exists(self, key: str, *, now: float) -> bool:
+        with translate_errors():
+            return bool(await self._redis.exists(f"{self._prefix}m:{key}"))

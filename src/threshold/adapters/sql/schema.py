@@ -92,3 +92,97 @@ audit_events = Table(
     Column("detail", Text, nullable=False),
     Index("ix_audit_events_user_id_at", "user_id", "at"),
 )
+
+# --- OpenID Connect provider (migration 0002) ---------------------------------------------------
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("state", String(8), nullable=False, index=True),
+    Column("public_jwk", Text, nullable=False),
+    Column("private_jwk", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("activated_at", Double, nullable=True),
+    Column("retired_at", Double, nullable=True),
+    Column("expires_at", Double, nullable=True),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_digest", String(64), nullable=True),
+    Column("public", Boolean, nullable=False),
+    Column("first_party", Boolean, nullable=False),
+    Column("redirect_uris", Text, nullable=False),
+    Column("post_logout_redirect_uris", Text, nullable=False),
+    Column("grant_types", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("token_endpoint_auth_method", String(32), nullable=False),
+    Column("jwks", Text, nullable=True),
+    Column("access_token_lifetime", Integer, nullable=False),
+    Column("signing_alg", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("session_digest", String(64), nullable=False),
+    Column("sid", String(32), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("nonce", String(512), nullable=True),
+    Column("code_challenge", String(128), nullable=False),
+    Column("auth_time", Double, nullable=False),
+    Column("acr", String(16), nullable=False),
+    Column("amr", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False, index=True),
+    Column("used_at", Double, nullable=True),
+    Column("access_token_jti", String(64), nullable=True),
+    Column("refresh_family", String(32), nullable=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("family_id", String(32), nullable=False, index=True),
+    Column("parent_digest", String(64), nullable=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("session_digest", String(64), nullable=False, index=True),
+    Column("sid", String(32), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("auth_time", Double, nullable=False),
+    Column("acr", String(16), nullable=False),
+    Column("amr", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False, index=True),
+    Column("used_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+    Column("successor", Text, nullable=True),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("client_id", String(64), primary_key=True),
+    Column("scope", Text, nullable=False),
+    Column("granted_at", Double, nullable=False),
+)
+
+marks = Table(
+    "marks",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("expires_at", Double, nullable=False, index=True),
+)

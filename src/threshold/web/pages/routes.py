@@ -83,11 +83,13 @@ async def home(auth: MaybeAuth) -> Response:
 
 
 @router.get("/login")
-async def login_page(request: Request, auth: MaybeAuth, next: str | None = None) -> Response:
+async def login_page(
+    request: Request, auth: MaybeAuth, next: str | None = None, reauth: str | None = None, email: str = ""
+) -> Response:
     target = safe_next(next)
-    if auth is not None:
+    if auth is not None and not reauth:
         return _redirect(target)
-    return render(request, "login.html", next=target, email="")
+    return render(request, "login.html", next=target, email=email[:254], reauth=bool(auth))
 
 
 @router.post("/login")
@@ -252,6 +254,20 @@ async def account_revoke_others(
         return await _account(request, services, auth, status=status_for(error), session_error=error.detail)
     await services.accounts.revoke_other_sessions(auth.user, auth.session, context=context)
     return _redirect("/account?done=others")
+
+
+@router.post("/account/apps/{client_id}/revoke")
+async def account_revoke_app(
+    client_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect("/login?next=/account")
+    try:
+        await read_form(request)
+    except ThresholdError as error:
+        return await _account(request, services, auth, status=status_for(error), session_error=error.detail)
+    await services.provider.revoke_consent(auth.user, client_id[:64], context=context)
+    return _redirect("/account?done=app")
 
 
 @router.post("/account/password")

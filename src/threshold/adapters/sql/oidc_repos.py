@@ -1,0 +1,453 @@
+"""SQL implementations of the provider's ports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.repos import _insert
+from threshold.oidc.models import (
+    AuthMethod,
+    AuthorizationCode,
+    Client,
+    Consent,
+    GrantType,
+    KeyState,
+    RefreshToken,
+    SigningKey,
+)
+
+
+def _client(row: Row[Any]) -> Client:
+    return Client(
+        client_id=row.client_id,
+        name=row.name,
+        secret_digest=row.secret_digest,
+        public=bool(row.public),
+        first_party=bool(row.first_party),
+        redirect_uris=tuple(json.loads(row.redirect_uris)),
+        post_logout_redirect_uris=tuple(json.loads(row.post_logout_redirect_uris)),
+        grant_types=tuple(GrantType(g) for g in json.loads(row.grant_types)),
+        scopes=tuple(json.loads(row.scopes)),
+        token_endpoint_auth_method=AuthMethod(row.token_endpoint_auth_method),
+        jwks=json.loads(row.jwks) if row.jwks else None,
+        access_token_lifetime=row.access_token_lifetime,
+        signing_alg=row.signing_alg,
+        created_at=row.created_at,
+    )
+
+
+class SqlClientRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, client: Client) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.oauth_clients.insert().values(
+                        client_id=client.client_id,
+                        name=client.name,
+                        secret_digest=client.secret_digest,
+                        public=client.public,
+                        first_party=client.first_party,
+                        redirect_uris=json.dumps(list(client.redirect_uris)),
+                        post_logout_redirect_uris=json.dumps(list(client.post_logout_redirect_uris)),
+                        grant_types=json.dumps([g.value for g in client.grant_types]),
+                        scopes=json.dumps(list(client.scopes)),
+                        token_endpoint_auth_method=client.token_endpoint_auth_method.value,
+                        jwks=json.dumps(client.jwks) if client.jwks else None,
+                        access_token_lifetime=client.access_token_lifetime,
+                        signing_alg=client.signing_alg,
+                        created_at=client.created_at,
+                    )
+                )
+
+    async def get(self, client_id: str) -> Client | None:
+        if "\x00" in client_id:
+            return None
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
+                    )
+                ).first()
+        return _client(row) if row else None
+
+    async def list(self) -> Sequence[Client]:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (
+                    await conn.execute(select(t.oauth_clients).order_by(t.oauth_clients.c.created_at))
+                ).all()
+        return [_client(row) for row in rows]
+
+    async def delete(self, client_id: str) -> bool:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    delete(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
+                )
+                await conn.execute(
+                    update(t.refresh_tokens)
+                    .where(t.refresh_tokens.c.client_id == client_id, t.refresh_tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=0.0)
+                )
+                await conn.execute(delete(t.consents).where(t.consents.c.client_id == client_id))
+        return bool(result.rowcount)
+
+
+def _key(row: Row[Any]) -> SigningKey:
+    return SigningKey(
+        kid=row.kid,
+        alg=row.alg,
+        state=KeyState(row.state),
+        public_jwk=json.loads(row.public_jwk),
+        private_jwk=row.private_jwk,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        retired_at=row.retired_at,
+        expires_at=row.expires_at,
+    )
+
+
+class SqlSigningKeyRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, key: SigningKey) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.signing_keys.insert().values(
+                        kid=key.kid,
+                        alg=key.alg,
+                        state=key.state.value,
+                        public_jwk=json.dumps(key.public_jwk),
+                        private_jwk=key.private_jwk,
+                        created_at=key.created_at,
+                        activated_at=key.activated_at,
+                        retired_at=key.retired_at,
+                        expires_at=key.expires_at,
+                    )
+                )
+
+    async def list(self) -> Sequence[SigningKey]:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (
+                    await conn.execute(select(t.signing_keys).order_by(t.signing_keys.c.created_at))
+                ).all()
+        return [_key(row) for row in rows]
+
+    async def transition(
+        self,
+        kid: str,
+        *,
+        from_state: KeyState,
+        to_state: KeyState,
+        at: float,
+        expires_at: float | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"state": to_state.value}
+        if to_state is KeyState.ACTIVE:
+            values["activated_at"] = at
+        if to_state is KeyState.RETIRED:
+            values["retired_at"] = at
+            values["expires_at"] = expires_at
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(t.signing_keys)
+                    .where(t.signing_keys.c.kid == kid, t.signing_keys.c.state == from_state.value)
+                    .values(**values)
+                )
+        return bool(result.rowcount)
+
+    async def delete_expired(self, *, now: float) -> int:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    delete(t.signing_keys).where(
+                        t.signing_keys.c.state == KeyState.RETIRED.value, t.signing_keys.c.expires_at <= now
+                    )
+                )
+        return int(result.rowcount)
+
+
+def _code(row: Row[Any]) -> AuthorizationCode:
+    return AuthorizationCode(
+        digest=row.digest,
+        client_id=row.client_id,
+        user_id=row.user_id,
+        session_digest=row.session_digest,
+        sid=row.sid,
+        redirect_uri=row.redirect_uri,
+        scope=row.scope,
+        nonce=row.nonce,
+        code_challenge=row.code_challenge,
+        auth_time=row.auth_time,
+        acr=row.acr,
+        amr=tuple(a for a in row.amr.split(",") if a),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        access_token_jti=row.access_token_jti,
+        refresh_family=row.refresh_family,
+    )
+
+
+class SqlCodeRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, code: AuthorizationCode) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.authorization_codes.insert().values(
+                        digest=code.digest,
+                        client_id=code.client_id,
+                        user_id=code.user_id,
+                        session_digest=code.session_digest,
+                        sid=code.sid,
+                        redirect_uri=code.redirect_uri,
+                        scope=code.scope,
+                        nonce=code.nonce,
+                        code_challenge=code.code_challenge,
+                        auth_time=code.auth_time,
+                        acr=code.acr,
+                        amr=",".join(code.amr),
+                        created_at=code.created_at,
+                        expires_at=code.expires_at,
+                    )
+                )
+
+    async def consume(self, digest: str, *, now: float) -> tuple[AuthorizationCode | None, bool]:
+        c = t.authorization_codes.c
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                won = await conn.execute(
+                    update(t.authorization_codes)
+                    .where(c.digest == digest, c.used_at.is_(None))
+                    .values(used_at=now)
+                )
+                row = (await conn.execute(select(t.authorization_codes).where(c.digest == digest))).first()
+        return (_code(row) if row else None), bool(won.rowcount)
+
+    async def record_issued(self, digest: str, *, access_token_jti: str, refresh_family: str | None) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(t.authorization_codes)
+                    .where(t.authorization_codes.c.digest == digest)
+                    .values(access_token_jti=access_token_jti, refresh_family=refresh_family)
+                )
+
+    async def purge_expired(self, *, now: float, batch: int = 500) -> int:
+        c = t.authorization_codes.c
+        # Kept a while after expiry so that a late replay is still recognised and revokes its tokens.
+        expired = select(c.digest).where(c.expires_at <= now - 3600).limit(batch)
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(delete(t.authorization_codes).where(c.digest.in_(expired)))
+        return int(result.rowcount)
+
+
+def _refresh(row: Row[Any]) -> RefreshToken:
+    return RefreshToken(
+        digest=row.digest,
+        family_id=row.family_id,
+        parent_digest=row.parent_digest,
+        client_id=row.client_id,
+        user_id=row.user_id,
+        session_digest=row.session_digest,
+        sid=row.sid,
+        scope=row.scope,
+        auth_time=row.auth_time,
+        acr=row.acr,
+        amr=tuple(a for a in row.amr.split(",") if a),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        revoked_at=row.revoked_at,
+        successor=row.successor,
+    )
+
+
+class SqlRefreshTokenRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, token: RefreshToken) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.refresh_tokens.insert().values(
+                        digest=token.digest,
+                        family_id=token.family_id,
+                        parent_digest=token.parent_digest,
+                        client_id=token.client_id,
+                        user_id=token.user_id,
+                        session_digest=token.session_digest,
+                        sid=token.sid,
+                        scope=token.scope,
+                        auth_time=token.auth_time,
+                        acr=token.acr,
+                        amr=",".join(token.amr),
+                        created_at=token.created_at,
+                        expires_at=token.expires_at,
+                    )
+                )
+
+    async def get(self, digest: str) -> RefreshToken | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(select(t.refresh_tokens).where(t.refresh_tokens.c.digest == digest))
+                ).first()
+        return _refresh(row) if row else None
+
+    async def mark_used(self, digest: str, *, now: float, successor: str | None) -> bool:
+        c = t.refresh_tokens.c
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(t.refresh_tokens)
+                    .where(c.digest == digest, c.used_at.is_(None), c.revoked_at.is_(None))
+                    .values(used_at=now, successor=successor)
+                )
+        return bool(result.rowcount)
+
+    async def _revoke(self, condition: Any, now: float) -> int:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(t.refresh_tokens)
+                    .where(condition, t.refresh_tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+        return int(result.rowcount)
+
+    async def revoke_family(self, family_id: str, *, now: float) -> int:
+        return await self._revoke(t.refresh_tokens.c.family_id == family_id, now)
+
+    async def revoke_for_session(self, session_digest: str, *, now: float) -> int:
+        return await self._revoke(t.refresh_tokens.c.session_digest == session_digest, now)
+
+    async def revoke_for_user(self, user_id: str, *, now: float, client_id: str | None = None) -> int:
+        condition = t.refresh_tokens.c.user_id == user_id
+        if client_id is not None:
+            condition = condition & (t.refresh_tokens.c.client_id == client_id)
+        return await self._revoke(condition, now)
+
+    async def purge_expired(self, *, now: float, batch: int = 500) -> int:
+        c = t.refresh_tokens.c
+        # A family lives on (revoked or used) until its newest member expires: reuse must stay detectable.
+        expired = select(c.digest).where(c.expires_at <= now).limit(batch)
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(delete(t.refresh_tokens).where(c.digest.in_(expired)))
+        return int(result.rowcount)
+
+
+class SqlConsentRepo:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get(self, user_id: str, client_id: str) -> Consent | None:
+        c = t.consents.c
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(t.consents).where(c.user_id == user_id, c.client_id == client_id)
+                    )
+                ).first()
+        return (
+            Consent(row.user_id, row.client_id, frozenset(row.scope.split()), row.granted_at) if row else None
+        )
+
+    async def put(self, consent: Consent) -> None:
+        scope = " ".join(sorted(consent.scopes))
+        statement = (
+            _insert(self._engine, t.consents)
+            .values(
+                user_id=consent.user_id,
+                client_id=consent.client_id,
+                scope=scope,
+                granted_at=consent.granted_at,
+            )
+            .on_conflict_do_update(
+                index_elements=["user_id", "client_id"],
+                set_={"scope": scope, "granted_at": consent.granted_at},
+            )
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(statement)
+
+    async def delete(self, user_id: str, client_id: str) -> bool:
+        c = t.consents.c
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    delete(t.consents).where(c.user_id == user_id, c.client_id == client_id)
+                )
+        return bool(result.rowcount)
+
+    async def list_for_user(self, user_id: str) -> Sequence[Consent]:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(t.consents)
+                        .where(t.consents.c.user_id == user_id)
+                        .order_by(t.consents.c.granted_at)
+                    )
+                ).all()
+        return [Consent(r.user_id, r.client_id, frozenset(r.scope.split()), r.granted_at) for r in rows]
+
+
+class SqlMarkStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, key: str, *, expires_at: float) -> bool:
+        import time
+
+        now = time.time()
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(delete(t.marks).where(t.marks.c.key == key, t.marks.c.expires_at <= now))
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(t.marks.insert().values(key=key, expires_at=expires_at))
+                except IntegrityError:
+                    return False
+        return True
+
+    async def exists(self, key: str, *, now: float) -> bool:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(t.marks.c.key).where(t.marks.c.key == key, t.marks.c.expires_at > now)
+                    )
+                ).first()
+        return row is not None
+
+    async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
+        expired = select(t.marks.c.key).where(t.marks.c.expires_at <= now).limit(batch)
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(delete(t.marks).where(t.marks.c.key.in_(expired)))
+        return int(result.rowcount)

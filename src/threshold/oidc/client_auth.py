@@ -1,0 +1,143 @@
+"""Client authentication at the token, revocation and introspection endpoints (RFC 6749 2.3, OIDC Core 9).
+
+client_secret_basic, client_secret_post, private_key_jwt (RFC 7523), and none for public clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from threshold.core.clock import Clock
+from threshold.core.secrets import digest, equal
+from threshold.oidc.errors import InvalidClient, InvalidRequest
+from threshold.oidc.models import AuthMethod, Client
+from threshold.oidc.ports import ClientRepo, MarkStore
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGORITHMS = ["ES256", "RS256", "Ed25519", "PS256"]
+MAX_ASSERTION_LIFETIME = 600
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """What the request presented; one of the methods at most."""
+
+    method: AuthMethod
+    client_id: str
+    secret: str | None = None
+    assertion: str | None = None
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """RFC 6749 section 2.3.1: both parts are form-urlencoded before base64."""
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidClient("Malformed Basic credentials.") from exc
+    client_id, sep, secret = raw.partition(":")
+    if not sep:
+        raise InvalidClient("Malformed Basic credentials.")
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+def presented_credentials(*, authorization: str | None, form: dict[str, str]) -> ClientCredentials:
+    """Which authentication the request used. More than one method is an error (RFC 6749 2.3)."""
+    basic = parse_basic(authorization)
+    methods: list[ClientCredentials] = []
+    if basic:
+        methods.append(ClientCredentials(AuthMethod.CLIENT_SECRET_BASIC, basic[0], secret=basic[1]))
+    if form.get("client_secret"):
+        methods.append(
+            ClientCredentials(
+                AuthMethod.CLIENT_SECRET_POST, form.get("client_id", ""), secret=form["client_secret"]
+            )
+        )
+    if form.get("client_assertion") or form.get("client_assertion_type"):
+        if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get("client_assertion"):
+            raise InvalidClient("Unsupported client_assertion_type.")
+        methods.append(
+            ClientCredentials(
+                AuthMethod.PRIVATE_KEY_JWT, form.get("client_id", ""), assertion=form["client_assertion"]
+            )
+        )
+    if len(methods) > 1:
+        raise InvalidRequest("Use exactly one client authentication method.")
+    if methods:
+        return methods[0]
+    if not form.get("client_id"):
+        raise InvalidClient("Client authentication is required.")
+    return ClientCredentials(AuthMethod.NONE, form["client_id"])
+
+
+async def authenticate_client(
+    credentials: ClientCredentials,
+    *,
+    clients: ClientRepo,
+    marks: MarkStore,
+    clock: Clock,
+    expected_audiences: set[str],
+) -> Client:
+    """Return the authenticated client or raise InvalidClient (the reason is never more specific)."""
+    client_id = credentials.client_id
+    if credentials.method is AuthMethod.PRIVATE_KEY_JWT and not client_id:
+        client_id = _assertion_issuer(credentials.assertion or "")
+    client = await clients.get(client_id[:64]) if client_id else None
+    if client is None or credentials.method is not client.token_endpoint_auth_method:
+        raise InvalidClient()
+    if credentials.method in (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST):
+        if not client.secret_digest or not equal(digest(credentials.secret or ""), client.secret_digest):
+            raise InvalidClient()
+    elif credentials.method is AuthMethod.PRIVATE_KEY_JWT:
+        await _check_assertion(client, credentials.assertion or "", marks, clock, expected_audiences)
+    elif not client.public:
+        raise InvalidClient()
+    return client
+
+
+def _assertion_issuer(assertion: str) -> str:
+    """The unverified `iss` of an assertion, only to find which client's keys verify it."""
+    try:
+        value = json.loads(jws.extract_compact(assertion.encode()).payload).get("iss")
+    except (JoseError, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+async def _check_assertion(
+    client: Client, assertion: str, marks: MarkStore, clock: Clock, expected_audiences: set[str]
+) -> None:
+    """RFC 7523 section 3: iss = sub = client_id, aud = us, exp in the future, jti used once."""
+    if not client.jwks:
+        raise InvalidClient()
+    try:
+        keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+        token = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGORITHMS)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidClient() from exc
+    claims = token.claims
+    now = clock.now()
+    audience = claims.get("aud")
+    audiences = set(audience) if isinstance(audience, list) else {audience}
+    exp, jti = claims.get("exp"), claims.get("jti")
+    if (
+        claims.get("iss") != client.client_id
+        or claims.get("sub") != client.client_id
+        or not audiences & expected_audiences
+        or not isinstance(exp, int | float)
+        or exp < now - 30
+        or exp > now + MAX_ASSERTION_LIFETIME
+        or not isinstance(jti, str)
+        or not jti
+    ):
+        raise InvalidClient()
+    if not await marks.add(f"assertion:{client.client_id}:{digest(jti)[:40]}", expires_at=float(exp) + 60):
+        raise InvalidClient("The client assertion was already used.")

@@ -1,0 +1,136 @@
+"""OAuth/OIDC records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class GrantType(StrEnum):
+    AUTHORIZATION_CODE = "authorization_code"
+    REFRESH_TOKEN = "refresh_token"
+    CLIENT_CREDENTIALS = "client_credentials"
+
+
+class AuthMethod(StrEnum):
+    """Client authentication at the token endpoint (OIDC Core section 9)."""
+
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    NONE = "none"
+
+
+class KeyState(StrEnum):
+    NEXT = "next"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+SIGNING_ALGORITHMS = ("Ed25519", "ES256", "RS256")
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    client_id: str
+    name: str
+    secret_digest: str | None
+    public: bool
+    first_party: bool
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: tuple[GrantType, ...]
+    scopes: tuple[str, ...]
+    token_endpoint_auth_method: AuthMethod
+    jwks: dict[str, Any] | None
+    access_token_lifetime: int
+    signing_alg: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    alg: str
+    state: KeyState
+    public_jwk: dict[str, Any]
+    private_jwk: str
+    """Sealed with the key-encryption key (core.crypto.SecretBox, purpose "signing-key")."""
+    created_at: float
+    activated_at: float | None = None
+    retired_at: float | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode:
+    digest: str
+    client_id: str
+    user_id: str
+    session_digest: str
+    sid: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str
+    auth_time: float
+    acr: str
+    amr: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+    access_token_jti: str | None = None
+    refresh_family: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    digest: str
+    family_id: str
+    parent_digest: str | None
+    client_id: str
+    user_id: str
+    session_digest: str
+    sid: str
+    scope: str
+    auth_time: float
+    acr: str
+    amr: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+    revoked_at: float | None = None
+    successor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    user_id: str
+    client_id: str
+    scopes: frozenset[str]
+    granted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    access_token: str
+    expires_in: int
+    scope: str
+    id_token: str | None = None
+    refresh_token: str | None = None
+    token_type: str = "Bearer"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.id_token:
+            body["id_token"] = self.id_token
+        if self.refresh_token:
+            body["refresh_token"] = self.refresh_token
+        return body

@@ -1,0 +1,86 @@
+"""Storage ports of the provider."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from threshold.oidc.models import AuthorizationCode, Client, Consent, KeyState, RefreshToken, SigningKey
+
+
+class ClientRepo(Protocol):
+    async def add(self, client: Client) -> None: ...
+
+    async def get(self, client_id: str) -> Client | None: ...
+
+    async def list(self) -> Sequence[Client]: ...
+
+    async def delete(self, client_id: str) -> bool: ...
+
+
+class SigningKeyRepo(Protocol):
+    async def add(self, key: SigningKey) -> None: ...
+
+    async def list(self) -> Sequence[SigningKey]: ...
+
+    async def transition(
+        self,
+        kid: str,
+        *,
+        from_state: KeyState,
+        to_state: KeyState,
+        at: float,
+        expires_at: float | None = None,
+    ) -> bool:
+        """Move a key between states only if it is still in `from_state` (one process wins a race)."""
+        ...
+
+    async def delete_expired(self, *, now: float) -> int: ...
+
+
+class CodeRepo(Protocol):
+    async def add(self, code: AuthorizationCode) -> None: ...
+
+    async def consume(self, digest: str, *, now: float) -> tuple[AuthorizationCode | None, bool]:
+        """Mark a code used. Returns (code, first_use): first_use is False for a replay."""
+        ...
+
+    async def record_issued(
+        self, digest: str, *, access_token_jti: str, refresh_family: str | None
+    ) -> None: ...
+
+
+class RefreshTokenRepo(Protocol):
+    async def add(self, token: RefreshToken) -> None: ...
+
+    async def get(self, digest: str) -> RefreshToken | None: ...
+
+    async def mark_used(self, digest: str, *, now: float, successor: str | None) -> bool:
+        """Atomically mark an unused, unrevoked token used. False when another use came first."""
+        ...
+
+    async def revoke_family(self, family_id: str, *, now: float) -> int: ...
+
+    async def revoke_for_session(self, session_digest: str, *, now: float) -> int: ...
+
+    async def revoke_for_user(self, user_id: str, *, now: float, client_id: str | None = None) -> int: ...
+
+
+class ConsentRepo(Protocol):
+    async def get(self, user_id: str, client_id: str) -> Consent | None: ...
+
+    async def put(self, consent: Consent) -> None: ...
+
+    async def delete(self, user_id: str, client_id: str) -> bool: ...
+
+    async def list_for_user(self, user_id: str) -> Sequence[Consent]: ...
+
+
+class MarkStore(Protocol):
+    """Single-use marks with an expiry: JWT-assertion replay cache, revoked access-token ids."""
+
+    async def add(self, key: str, *, expires_at: float) -> bool:
+        """Set the mark; False when it was already set and unexpired."""
+        ...
+
+    async def exists(self, key: str, *, now: float) -> bool: ...
