@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from threshold.adapters.kek import KeyFileError
@@ -51,6 +52,48 @@ def _parser() -> argparse.ArgumentParser:
     ):
         action = users.add_parser(name, help=text)
         action.add_argument("user", metavar="EMAIL_OR_ID")
+    clients = commands.add_parser("clients", help="manage OAuth/OIDC clients").add_subparsers(
+        dest="action", required=True
+    )
+    create_client = clients.add_parser("create", help="register a client (prints the secret once)")
+    create_client.add_argument("--name", required=True)
+    create_client.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
+    create_client.add_argument(
+        "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris"
+    )
+    create_client.add_argument(
+        "--public", action="store_true", help="a public client (SPA, native app): no secret"
+    )
+    create_client.add_argument("--first-party", action="store_true", help="skip the consent page")
+    create_client.add_argument(
+        "--grant-type",
+        action="append",
+        default=[],
+        dest="grant_types",
+        choices=["authorization_code", "refresh_token", "client_credentials"],
+    )
+    create_client.add_argument("--scope", action="append", default=[], dest="scopes")
+    create_client.add_argument(
+        "--auth-method",
+        dest="auth_method",
+        choices=["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+    )
+    create_client.add_argument("--jwks-file", help="the client's public JWK set (for private_key_jwt)")
+    create_client.add_argument("--signing-alg", default="Ed25519", choices=["Ed25519", "ES256", "RS256"])
+    create_client.add_argument("--access-token-lifetime", type=int, help="seconds (30..900)")
+    create_client.add_argument("--json", action="store_true")
+    list_clients = clients.add_parser("list", help="list clients")
+    list_clients.add_argument("--json", action="store_true")
+    delete_client = clients.add_parser("delete", help="delete a client and revoke its refresh tokens")
+    delete_client.add_argument("client_id")
+
+    keys = commands.add_parser("keys", help="manage signing keys").add_subparsers(
+        dest="action", required=True
+    )
+    list_keys = keys.add_parser("list", help="list signing keys and their states")
+    list_keys.add_argument("--json", action="store_true")
+    rotate = keys.add_parser("rotate", help="promote the published next key, retire the active one")
+    rotate.add_argument("--alg", choices=["Ed25519", "ES256", "RS256"])
     return parser
 
 
@@ -126,6 +169,101 @@ def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
     return work
 
 
+def client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": client.public,
+        "first_party": client.first_party,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "grant_types": [g.value for g in client.grant_types],
+        "scopes": list(client.scopes),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method.value,
+        "signing_alg": client.signing_alg,
+        "access_token_lifetime": client.access_token_lifetime,
+        "created_at": iso(client.created_at),
+    }
+    if secret is not None:
+        body["client_secret"] = secret
+    return body
+
+
+def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
+    jwks_file = getattr(args, "jwks_file", None)
+    jwks = json.loads(Path(jwks_file).read_text(encoding="utf-8")) if jwks_file else None
+
+    async def work(services: Services) -> int:
+        provider = services.provider
+        if args.action == "create":
+            issued = await provider.create_client(
+                name=args.name,
+                redirect_uris=args.redirect_uris,
+                post_logout_redirect_uris=args.post_logout_redirect_uris,
+                public=args.public,
+                first_party=args.first_party,
+                grant_types=args.grant_types,
+                scopes=args.scopes,
+                token_endpoint_auth_method=args.auth_method,
+                jwks=jwks,
+                access_token_lifetime=args.access_token_lifetime,
+                signing_alg=args.signing_alg,
+            )
+            body = client_dict(issued.client, issued.secret)
+            if args.json:
+                print(json.dumps(body, indent=2))
+            else:
+                print(f"client_id:     {issued.client.client_id}")
+                if issued.secret:
+                    print(f"client_secret: {issued.secret}   (shown once; store it now)")
+            return 0
+        if args.action == "list":
+            clients = await provider.list_clients()
+            if args.json:
+                print(json.dumps([client_dict(c) for c in clients], indent=2))
+            else:
+                for c in clients:
+                    kind = "public" if c.public else "confidential"
+                    print(f"{c.client_id}  {c.name}  {kind}  {','.join(g.value for g in c.grant_types)}")
+            return 0
+        if not await provider.delete_client(args.client_id):
+            print(f"threshold: no client {args.client_id}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"deleted client {args.client_id}")
+        return 0
+
+    return work
+
+
+def _keys(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
+    async def work(services: Services) -> int:
+        ring = services.provider.keys
+        await ring.ensure_keys()
+        if args.action == "rotate":
+            promoted = await ring.rotate(args.alg)
+            print("active now: " + (", ".join(promoted) or "unchanged (another process rotated)"))
+            return 0
+        keys = await ring.keys()
+        rows = [
+            {
+                "kid": k.kid,
+                "alg": k.alg,
+                "state": k.state.value,
+                "created_at": iso(k.created_at),
+                "expires_at": iso(k.expires_at) if k.expires_at else None,
+            }
+            for k in keys
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                print(f"{row['kid']}  {row['alg']}  {row['state']}  created {row['created_at']}")
+        return 0
+
+    return work
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -181,6 +319,10 @@ def main(argv: list[str] | None = None) -> None:
             code = _serve(args, settings)
         elif args.command == "migrate":
             code = _run(settings, _migrate)
+        elif args.command == "clients":
+            code = _run(settings, _clients(args))
+        elif args.command == "keys":
+            code = _run(settings, _keys(args))
         else:
             code = _run(settings, _users(args))
     except KeyFileError as exc:
