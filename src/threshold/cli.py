@@ -15,6 +15,7 @@ from typing import Any
 from threshold.adapters.kek import KeyFileError
 from threshold.core.clock import iso
 from threshold.core.errors import ThresholdError
+from threshold.oidc.models import client_summary as client_dict
 from threshold.services import Services, build_services
 from threshold.settings import ConfigurationError, Settings, load_settings
 
@@ -167,26 +168,6 @@ def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
         return 0
 
     return work
-
-
-def client_dict(client: Any, secret: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "client_id": client.client_id,
-        "name": client.name,
-        "public": client.public,
-        "first_party": client.first_party,
-        "redirect_uris": list(client.redirect_uris),
-        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
-        "grant_types": [g.value for g in client.grant_types],
-        "scopes": list(client.scopes),
-        "token_endpoint_auth_method": client.token_endpoint_auth_method.value,
-        "signing_alg": client.signing_alg,
-        "access_token_lifetime": client.access_token_lifetime,
-        "created_at": iso(client.created_at),
-    }
-    if secret is not None:
-        body["client_secret"] = secret
-    return body
 
 
 def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from threshold.core.clock import iso
+
 
 class GrantType(StrEnum):
     AUTHORIZATION_CODE = "authorization_code"
@@ -134,3 +136,24 @@ class TokenResponse:
         if self.refresh_token:
             body["refresh_token"] = self.refresh_token
         return body
+
+
+def client_summary(client: Client, secret: str | None = None) -> dict[str, Any]:
+    """The public description of a client (CLI and admin API); the secret only when just created."""
+    body: dict[str, Any] = {
+        "client_id": client.client_id,
+        "name": client.name,
+        "public": client.public,
+        "first_party": client.first_party,
+        "redirect_uris": list(client.redirect_uris),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "grant_types": [g.value for g in client.grant_types],
+        "scopes": list(client.scopes),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method.value,
+        "signing_alg": client.signing_alg,
+        "access_token_lifetime": client.access_token_lifetime,
+        "created_at": iso(client.created_at),
+    }
+    if secret is not None:
+        body["client_secret"] = secret
+    return body

@@ -19,6 +19,7 @@ from threshold.core.errors import DependencyUnavailable
 from threshold.services import Services, build_services
 from threshold.settings import Settings, load_settings
 from threshold.web import errors
+from threshold.web.admin.routes import router as admin_router
 from threshold.web.api.v1 import router as api_router
 from threshold.web.oauth.routes import router as oauth_router
 from threshold.web.pages.routes import router as pages_router
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
     errors.install(app)
     app.include_router(api_router)
     app.include_router(oauth_router)
+    app.include_router(admin_router)
     app.include_router(pages_router)
     app.mount(
         "/static",

@@ -1,0 +1,1 @@
+"""/admin/v1: operator API, authenticated by an admin client's client-credentials token."""

@@ -1,0 +1,159 @@
+"""/admin/v1: the CLI's operations over HTTP. Bearer access token with the threshold:admin scope,
+issued by client_credentials (a user's token never grants admin rights)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field, StrictBool, StrictStr
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from threshold.core.clock import iso
+from threshold.core.errors import NotFound
+from threshold.core.models import RequestContext
+from threshold.oidc.errors import InsufficientScope, InvalidToken
+from threshold.oidc.models import client_summary as client_dict
+from threshold.oidc.provider import ADMIN_SCOPE, VerifiedAccessToken
+from threshold.services import Services
+from threshold.web.deps import get_services, request_context
+
+
+async def require_admin(request: Request) -> VerifiedAccessToken:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() != "bearer ":
+        raise InvalidToken("An admin bearer token is required.")
+    verified = await get_services(request).provider.verify_access_token(header[7:].strip())
+    if ADMIN_SCOPE not in verified.scopes or verified.claims.get("sub") != verified.claims.get("client_id"):
+        raise InsufficientScope(f"The {ADMIN_SCOPE} scope of a client-credentials token is required.")
+    return verified
+
+
+router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)], tags=["admin v1"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+AdminDep = Annotated[VerifiedAccessToken, Depends(require_admin)]
+
+
+def _admin_context(request: Request, admin: VerifiedAccessToken) -> RequestContext:
+    context = request_context(request)
+    return RequestContext(ip=context.ip, user_agent=f"admin-api client={admin.claims.get('client_id')}")
+
+
+class ClientIn(BaseModel):
+    name: StrictStr = Field(min_length=1, max_length=200)
+    redirect_uris: list[StrictStr] = Field(default_factory=list, max_length=20)
+    post_logout_redirect_uris: list[StrictStr] = Field(default_factory=list, max_length=20)
+    public: StrictBool = False
+    first_party: StrictBool = False
+    grant_types: list[StrictStr] = Field(default_factory=list, max_length=3)
+    scopes: list[StrictStr] = Field(default_factory=list, max_length=50)
+    token_endpoint_auth_method: StrictStr | None = None
+    jwks: dict[str, Any] | None = None
+    access_token_lifetime: int | None = Field(None, ge=30, le=900)
+    signing_alg: StrictStr = "Ed25519"
+
+
+def _user(user: Any) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "disabled": user.disabled,
+        "created_at": iso(user.created_at),
+    }
+
+
+@router.get("/clients", summary="List clients")
+async def list_clients(services: ServicesDep) -> dict[str, Any]:
+    return {"clients": [client_dict(c) for c in await services.provider.list_clients()]}
+
+
+@router.post("/clients", status_code=201, summary="Register a client (the secret is returned once)")
+async def create_client(body: ClientIn, services: ServicesDep) -> Response:
+    from threshold.oidc.errors import InvalidRequest
+
+    try:
+        issued = await services.provider.create_client(**body.model_dump())
+    except ValueError as exc:  # an unknown grant type or auth method
+        raise InvalidRequest(str(exc)) from None
+    return JSONResponse(
+        client_dict(issued.client, issued.secret), status_code=201, headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.get("/clients/{client_id}", summary="One client")
+async def get_client(client_id: str, services: ServicesDep) -> dict[str, Any]:
+    client = await services.provider.get_client(client_id[:64])
+    if client is None:
+        raise NotFound("No such client.")
+    return client_dict(client)
+
+
+@router.delete(
+    "/clients/{client_id}", status_code=204, summary="Delete a client and revoke its refresh tokens"
+)
+async def delete_client(client_id: str, services: ServicesDep) -> Response:
+    if not await services.provider.delete_client(client_id[:64]):
+        raise NotFound("No such client.")
+    return Response(status_code=204)
+
+
+@router.get("/users", summary="List users")
+async def list_users(services: ServicesDep, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    users = await services.accounts.list_users(limit=max(1, min(limit, 1000)), offset=max(0, offset))
+    return {"users": [_user(u) for u in users]}
+
+
+@router.post("/users/{user}/revoke-sessions", summary="End every session and refresh token of a user")
+async def revoke_sessions(
+    user: str, request: Request, services: ServicesDep, admin: AdminDep
+) -> dict[str, int]:
+    account = await services.accounts.find_user(user[:320])
+    sessions = await services.accounts.revoke_user_sessions(account, context=_admin_context(request, admin))
+    tokens = await services.provider.revoke_user_tokens(account.id)
+    return {"sessions_revoked": sessions, "refresh_tokens_revoked": tokens}
+
+
+@router.post("/users/{user}/disable", summary="Disable a user, ending every session")
+async def disable_user(user: str, request: Request, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
+    account = await services.accounts.find_user(user[:320])
+    sessions = await services.accounts.set_disabled(
+        account, disabled=True, context=_admin_context(request, admin)
+    )
+    await services.provider.revoke_user_tokens(account.id)
+    return {"disabled": True, "sessions_revoked": sessions}
+
+
+@router.post("/users/{user}/enable", summary="Re-enable a user")
+async def enable_user(user: str, request: Request, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
+    account = await services.accounts.find_user(user[:320])
+    await services.accounts.set_disabled(account, disabled=False, context=_admin_context(request, admin))
+    return {"disabled": False}
+
+
+@router.get("/keys", summary="Signing keys and their states")
+async def list_keys(services: ServicesDep) -> dict[str, Any]:
+    keys = await services.provider.keys.keys()
+    return {
+        "keys": [
+            {
+                "kid": k.kid,
+                "alg": k.alg,
+                "state": k.state.value,
+                "created_at": iso(k.created_at),
+                "expires_at": iso(k.expires_at) if k.expires_at else None,
+            }
+            for k in keys
+        ]
+    }
+
+
+@router.post("/keys/rotate", summary="Rotate signing keys")
+async def rotate_keys(services: ServicesDep, alg: str | None = None) -> dict[str, Any]:
+    from threshold.oidc.errors import InvalidRequest
+    from threshold.oidc.models import SIGNING_ALGORITHMS
+
+    if alg is not None and alg not in SIGNING_ALGORITHMS:
+        raise InvalidRequest("Unknown algorithm.")
+    return {"activated": await services.provider.keys.rotate(alg)}
