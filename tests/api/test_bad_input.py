@@ -71,6 +71,17 @@ async def test_validation_problem_names_the_fields_but_not_the_values(client: ht
     assert SECRET not in response.text
 
 
+@pytest.mark.parametrize("field", ["email", "password"])
+@pytest.mark.parametrize("path", ["/api/v1/login", "/api/v1/signup"])
+async def test_a_5000_character_field_is_a_400(client: httpx.AsyncClient, path: str, field: str) -> None:
+    await csrf(client)
+    body = {"email": "a@example.com", "password": SECRET, field: SECRET + "x" * 5000}
+    response = await client.post(path, json=body)
+    problem = assert_problem(response, 400, "invalid_request")
+    assert [error["location"] for error in problem["errors"]] == [["body", field]]
+    assert SECRET not in response.text
+
+
 async def test_invalid_email_on_signup(client: httpx.AsyncClient) -> None:
     await csrf(client)
     for email in ("not-an-address", "a@b", "two@@example.com", '"quoted"@example.com', "a@[127.0.0.1]"):

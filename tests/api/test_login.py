@@ -123,17 +123,20 @@ async def test_failures_are_indistinguishable(client_factory: Callable[..., Any]
     }
     bodies: dict[str, set[bytes]] = {name: set() for name in cases}
     statuses: dict[str, set[int]] = {name: set() for name in cases}
+    header_names: dict[str, set[frozenset[str]]] = {name: set() for name in cases}
     timings: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(5):
         for name, make in cases.items():  # interleaved, so load drifts hit every case alike
             response, elapsed = await _failed_login(client, *make())
             statuses[name].add(response.status_code)
             bodies[name].add(response.content)
+            header_names[name].add(frozenset(response.headers.keys()))
             timings[name].append(elapsed)
             assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
 
     assert statuses == {name: {401} for name in cases}
     assert len(set().union(*bodies.values())) == 1, bodies
+    assert len(set().union(*header_names.values())) == 1, header_names
     body = next(iter(bodies["unknown"]))
     assert b'"code":"invalid_credentials"' in body
     medians = {name: statistics.median(values) for name, values in timings.items()}

@@ -260,3 +260,16 @@ async def test_a_disabled_users_live_session_is_ended_on_sight(world: World, ali
     await world.users.set_disabled(alice.id, True)  # e.g. another process, between check and use
     assert await world.accounts.current_user(record) is None
     assert signed_in.session.record.digest not in world.store.records
+
+
+async def test_reaching_a_limit_is_audited_once_per_window(world: World) -> None:
+    await world.accounts.sign_up(email=EMAIL, password=PASSWORD, context=CONTEXT)
+    limit = RateLimitSettings().login_per_account_ip
+    for _ in range(limit):
+        with pytest.raises(InvalidCredentials):
+            await world.accounts.sign_in_with_password(email=EMAIL, password="wrong " * 4, context=CONTEXT)
+    with pytest.raises(RateLimited):
+        await world.accounts.sign_in_with_password(email=EMAIL, password="wrong " * 4, context=CONTEXT)
+    throttled = world.events(AuditKind.LOGIN_THROTTLED)
+    assert throttled == [{"limits": "account_ip"}]
+    assert len(world.events(AuditKind.LOGIN_FAILED)) == limit

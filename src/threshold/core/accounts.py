@@ -129,10 +129,14 @@ class Accounts:
         )
         if user is None or verified is None or user.disabled:
             reason = "unknown_account" if user is None else "disabled" if verified else "wrong_password"
-            await self._throttle.record_failure(email_normalized=normalized, ip=context.ip)
+            reached = await self._throttle.record_failure(email_normalized=normalized, ip=context.ip)
             await self._audit.record(
                 AuditKind.LOGIN_FAILED, user_id=user.id if user else None, context=context, reason=reason
             )
+            if reached and user is not None:  # once per window and limit, not per throttled attempt
+                await self._audit.record(
+                    AuditKind.LOGIN_THROTTLED, user_id=user.id, context=context, limits=",".join(reached)
+                )
             raise InvalidCredentials()
         if verified.needs_rehash:
             await self._users.set_password(

@@ -65,10 +65,20 @@ class LoginThrottle:
             if not familiar:
                 raise RateLimited(count.retry_after)
 
-    async def record_failure(self, *, email_normalized: str, ip: str) -> None:
-        now = self._clock.now()
-        for key in self._keys(email_normalized, ip):
-            await self._store.increment(key, window=self._settings.window, now=now)
+    async def record_failure(self, *, email_normalized: str, ip: str) -> list[str]:
+        """Count a failure; returns the limits ("ip", "account_ip", "account") this failure just reached."""
+        s, now = self._settings, self._clock.now()
+        reached: list[str] = []
+        limits = (
+            ("ip", s.login_per_ip),
+            ("account_ip", s.login_per_account_ip),
+            ("account", s.login_per_account),
+        )
+        for key, (name, limit) in zip(self._keys(email_normalized, ip), limits, strict=True):
+            count = await self._store.increment(key, window=s.window, now=now)
+            if count.count == limit:
+                reached.append(name)
+        return reached
 
     async def record_success(self, *, email_normalized: str, ip: str, user_id: str) -> None:
         now = self._clock.now()

@@ -126,8 +126,15 @@ async def get_csrf(request: Request) -> Response:
     summary="Create an account and sign in",
     responses={409: PROBLEM, 422: PROBLEM, 429: PROBLEM},
 )
-async def signup(body: Credentials, services: ServicesDep, context: ContextDep) -> Response:
+async def signup(
+    body: Credentials,
+    services: ServicesDep,
+    context: ContextDep,
+    current: Annotated[Authenticated | None, Depends(optional_session)],
+) -> Response:
     signed_in = await services.accounts.sign_up(email=body.email, password=body.password, context=context)
+    if current is not None:  # the browser now belongs to the new account
+        await services.sessions.end_session(current.session)
     return _signed_in(services, signed_in.user, signed_in.session, status=201)
 
 

@@ -128,7 +128,9 @@ async def signup_page(request: Request, services: ServicesDep, auth: MaybeAuth) 
 
 
 @router.post("/signup")
-async def signup_submit(request: Request, services: ServicesDep, context: ContextDep) -> Response:
+async def signup_submit(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
     min_length = services.settings.password.min_length
     try:
         form = await read_form(request)
@@ -149,6 +151,8 @@ async def signup_submit(request: Request, services: ServicesDep, context: Contex
             min_length=min_length,
             password_error=isinstance(error, PasswordRejected),
         )
+    if auth is not None:
+        await services.sessions.end_session(auth.session)
     response = _redirect("/account")
     set_session_cookie(response, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
     return response
