@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,8 @@ from threshold.oidc.models import (
     RefreshToken,
     SigningKey,
 )
+
+_T = TypeVar("_T", AuthorizationCode, RefreshToken)
 
 
 def _client(row: Row[Any]) -> Client:
@@ -183,26 +186,17 @@ class SqlSigningKeyRepo:
         return int(result.rowcount)
 
 
-def _code(row: Row[Any]) -> AuthorizationCode:
-    return AuthorizationCode(
-        digest=row.digest,
-        client_id=row.client_id,
-        user_id=row.user_id,
-        session_digest=row.session_digest,
-        sid=row.sid,
-        redirect_uri=row.redirect_uri,
-        scope=row.scope,
-        nonce=row.nonce,
-        code_challenge=row.code_challenge,
-        auth_time=row.auth_time,
-        acr=row.acr,
-        amr=tuple(a for a in row.amr.split(",") if a),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        used_at=row.used_at,
-        access_token_jti=row.access_token_jti,
-        refresh_family=row.refresh_family,
-    )
+def _values(record: AuthorizationCode | RefreshToken) -> dict[str, Any]:
+    """Column values of a code or refresh-token record (`amr` is stored comma-separated)."""
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    values["amr"] = ",".join(record.amr)
+    return values
+
+
+def _record(cls: type[_T], row: Row[Any]) -> _T:
+    mapping = dict(row._mapping)
+    mapping["amr"] = tuple(a for a in mapping["amr"].split(",") if a)
+    return cls(**{f.name: mapping[f.name] for f in fields(cls)})
 
 
 class SqlCodeRepo:
@@ -210,26 +204,12 @@ class SqlCodeRepo:
         self._engine = engine
 
     async def add(self, code: AuthorizationCode) -> None:
+        values = _values(code)
+        for issued_later in ("used_at", "access_token_jti", "refresh_family"):
+            values.pop(issued_later)
         with translate_errors():
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    t.authorization_codes.insert().values(
-                        digest=code.digest,
-                        client_id=code.client_id,
-                        user_id=code.user_id,
-                        session_digest=code.session_digest,
-                        sid=code.sid,
-                        redirect_uri=code.redirect_uri,
-                        scope=code.scope,
-                        nonce=code.nonce,
-                        code_challenge=code.code_challenge,
-                        auth_time=code.auth_time,
-                        acr=code.acr,
-                        amr=",".join(code.amr),
-                        created_at=code.created_at,
-                        expires_at=code.expires_at,
-                    )
-                )
+                await conn.execute(t.authorization_codes.insert().values(**values))
 
     async def consume(self, digest: str, *, now: float) -> tuple[AuthorizationCode | None, bool]:
         c = t.authorization_codes.c
@@ -241,7 +221,7 @@ class SqlCodeRepo:
                     .values(used_at=now)
                 )
                 row = (await conn.execute(select(t.authorization_codes).where(c.digest == digest))).first()
-        return (_code(row) if row else None), bool(won.rowcount)
+        return (_record(AuthorizationCode, row) if row else None), bool(won.rowcount)
 
     async def record_issued(self, digest: str, *, access_token_jti: str, refresh_family: str | None) -> None:
         with translate_errors():
@@ -262,51 +242,17 @@ class SqlCodeRepo:
         return int(result.rowcount)
 
 
-def _refresh(row: Row[Any]) -> RefreshToken:
-    return RefreshToken(
-        digest=row.digest,
-        family_id=row.family_id,
-        parent_digest=row.parent_digest,
-        client_id=row.client_id,
-        user_id=row.user_id,
-        session_digest=row.session_digest,
-        sid=row.sid,
-        scope=row.scope,
-        auth_time=row.auth_time,
-        acr=row.acr,
-        amr=tuple(a for a in row.amr.split(",") if a),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        used_at=row.used_at,
-        revoked_at=row.revoked_at,
-        successor=row.successor,
-    )
-
-
 class SqlRefreshTokenRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def add(self, token: RefreshToken) -> None:
+        values = _values(token)
+        for set_later in ("used_at", "revoked_at", "successor"):
+            values.pop(set_later)
         with translate_errors():
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    t.refresh_tokens.insert().values(
-                        digest=token.digest,
-                        family_id=token.family_id,
-                        parent_digest=token.parent_digest,
-                        client_id=token.client_id,
-                        user_id=token.user_id,
-                        session_digest=token.session_digest,
-                        sid=token.sid,
-                        scope=token.scope,
-                        auth_time=token.auth_time,
-                        acr=token.acr,
-                        amr=",".join(token.amr),
-                        created_at=token.created_at,
-                        expires_at=token.expires_at,
-                    )
-                )
+                await conn.execute(t.refresh_tokens.insert().values(**values))
 
     async def get(self, digest: str) -> RefreshToken | None:
         with translate_errors():
@@ -314,7 +260,7 @@ class SqlRefreshTokenRepo:
                 row = (
                     await conn.execute(select(t.refresh_tokens).where(t.refresh_tokens.c.digest == digest))
                 ).first()
-        return _refresh(row) if row else None
+        return _record(RefreshToken, row) if row else None
 
     async def mark_used(self, digest: str, *, now: float, successor: str | None) -> bool:
         c = t.refresh_tokens.c
