@@ -1,4 +1,4 @@
-# Threshold: `make run` serves on http://127.0.0.1:8400 (SQLite in ./var); `make test` runs every suite.
+# Threshold: `make run` serves on http://localhost:8400 (127.0.0.1:8400) (SQLite in ./var); `make test` runs every suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+NODE_STAMP := tests/interop/node/node_modules/.installed
+
+$(NODE_STAMP): tests/interop/node/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
+	else echo "npm not found: the openid-client interop tests will be skipped (CI installs Node)"; fi
+
 install: $(STAMP)
 
 migrate: install
@@ -32,7 +39,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint typecheck
+test: install $(NODE_STAMP) lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -12,9 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.kek import load_or_create_kek
-from threshold.adapters.redis.stores import RedisMarkStore, RedisRateLimitStore, RedisSessionStore
+from threshold.adapters.redis.stores import (
+    RedisEphemeralStore,
+    RedisMarkStore,
+    RedisRateLimitStore,
+    RedisSessionStore,
+)
 from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql.db import create_engine
+from threshold.adapters.sql.factor_repos import SqlEphemeralStore, SqlFactorRepo
 from threshold.adapters.sql.oidc_repos import (
     SqlClientRepo,
     SqlCodeRepo,
@@ -29,9 +35,10 @@ from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
 from threshold.core.crypto import SecretBox
 from threshold.core.errors import DependencyUnavailable
+from threshold.core.mfa import Factors
 from threshold.core.models import AuditKind
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
-from threshold.core.ports import RateLimitStore, SessionStore
+from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore
 from threshold.core.ratelimit import LoginThrottle
 from threshold.core.sessions import SessionService
 from threshold.oidc.keys import KeyRing
@@ -64,6 +71,7 @@ class Services:
     hasher: PasswordHasher
     sessions: SessionService
     accounts: Accounts
+    factors: Factors
     provider: Provider
     marks: MarkStore
     purgeable: list[object]
@@ -112,6 +120,7 @@ class Services:
             try:
                 await self.sweep_once()
                 await self.provider.sweep()
+                await self.factors.execute_due_recoveries()
             except DependencyUnavailable:
                 log.warning("sweeper: storage unavailable, retrying later")
             except Exception:
@@ -138,20 +147,23 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     session_store: SessionStore
     rate_limits: RateLimitStore
     marks: MarkStore
+    ephemeral: EphemeralStore
     codes, refresh_tokens = SqlCodeRepo(engine), SqlRefreshTokenRepo(engine)
     purgeable: list[object] = [codes, refresh_tokens]
     if redis_client is not None:
         session_store = RedisSessionStore(redis_client, settings.redis_key_prefix)
         rate_limits = RedisRateLimitStore(redis_client, settings.redis_key_prefix)
         marks = RedisMarkStore(redis_client, settings.redis_key_prefix)
+        ephemeral = RedisEphemeralStore(redis_client, settings.redis_key_prefix)
     else:
         sql_sessions, sql_limits, sql_marks = (
             SqlSessionStore(engine),
             SqlRateLimitStore(engine),
             SqlMarkStore(engine),
         )
-        session_store, rate_limits, marks = sql_sessions, sql_limits, sql_marks
-        purgeable += [sql_sessions, sql_limits, sql_marks]
+        sql_ephemeral = SqlEphemeralStore(engine)
+        session_store, rate_limits, marks, ephemeral = sql_sessions, sql_limits, sql_marks, sql_ephemeral
+        purgeable += [sql_sessions, sql_limits, sql_marks, sql_ephemeral]
     hasher = PasswordHasher(settings.argon2)
     range_source = (
         HttpRangeSource(settings.password.range_query_url, timeout=settings.password.range_query_timeout)
@@ -164,6 +176,24 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     sessions = SessionService(session_store, clock, settings.session)
     auditor = Auditor(audit_log, clock, observer=count_security_event)
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit)
+    box = SecretBox(kek)
+    factors = Factors(
+        users=users,
+        factors=SqlFactorRepo(engine),
+        ephemeral=ephemeral,
+        counters=rate_limits,
+        sessions=sessions,
+        hasher=hasher,
+        auditor=auditor,
+        clock=clock,
+        box=box,
+        settings=settings.mfa,
+        rp_id=settings.webauthn_rp_id,
+        rp_name=settings.theme.product_name,
+        origins=settings.webauthn_origins,
+        challenge_lifetime=settings.webauthn.challenge_lifetime,
+        pending_lifetime=settings.session.pending_login_lifetime,
+    )
     accounts = Accounts(
         users=users,
         sessions=sessions,
@@ -173,8 +203,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         signup_enabled=settings.signup_enabled,
+        factors=factors,
     )
-    box = SecretBox(kek)
     keys = KeyRing(
         SqlSigningKeyRepo(engine),
         box,
@@ -209,6 +239,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         hasher=hasher,
         sessions=sessions,
         accounts=accounts,
+        factors=factors,
         provider=provider,
         marks=marks,
         purgeable=purgeable,

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # OWASP Password Storage Cheat Sheet, Argon2id minimum: m=19 MiB, t=2, p=1.
 ARGON2_MIN_MEMORY_KIB = 19 * 1024
@@ -155,6 +156,46 @@ class OidcSettings(BaseModel):
     )
 
 
+class MfaSettings(BaseModel):
+    """Second factors, step-up and recovery."""
+
+    required: bool = Field(False, description="Every account must have a second factor (passkey or TOTP).")
+    reauthentication_window: int = Field(
+        600,
+        ge=60,
+        le=86400,
+        description="Seconds after a sign-in or step-up during which sensitive actions are allowed.",
+    )
+    code_attempts: int = Field(
+        10, ge=3, le=50, description="Wrong one-time or recovery codes per account per window before a 429."
+    )
+    code_window: int = Field(900, ge=60, le=86400, description="Window (seconds) for code_attempts.")
+    recovery_wait: int = Field(
+        86400,
+        ge=0,
+        le=30 * 86400,
+        description="Seconds between an operator-approved recovery and the reset of the user's factors.",
+    )
+    passkey_prompt_snooze: int = Field(
+        30 * 86400, ge=0, description="Seconds the passkey upgrade prompt stays hidden after 'Not now'."
+    )
+
+
+class WebAuthnSettings(BaseModel):
+    """Passkeys."""
+
+    rp_id: str | None = Field(
+        None, description="WebAuthn relying-party id (default: the issuer's host name)."
+    )
+    origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed in passkey ceremonies (default: the issuer's origin).",
+    )
+    challenge_lifetime: int = Field(
+        300, ge=30, le=900, description="Seconds a passkey challenge stays valid."
+    )
+
+
 class ThemeSettings(BaseModel):
     """Branding of the hosted pages."""
 
@@ -188,8 +229,11 @@ class Settings(BaseSettings):
     )
 
     issuer: str = Field(
-        "http://127.0.0.1:8400",
-        description="Public base URL of this service (scheme, host, port, path); links and cookies use it.",
+        "http://localhost:8400",
+        description=(
+            "Public base URL of this service (scheme, host, port, path); links, cookies and passkeys use it "
+            "(passkeys need a host name: use localhost, not 127.0.0.1, on a workstation)."
+        ),
     )
     data_dir: Path = Field(
         Path("./var"), description="Directory for the embedded database and generated keys."
@@ -225,6 +269,8 @@ class Settings(BaseSettings):
     session: SessionSettings = Field(default_factory=SessionSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    mfa: MfaSettings = Field(default_factory=MfaSettings)
+    webauthn: WebAuthnSettings = Field(default_factory=WebAuthnSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
 
     @field_validator("issuer")
@@ -279,6 +325,24 @@ class Settings(BaseSettings):
     def issuer_origin(self) -> str:
         parts = urlsplit(self.issuer)
         return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """Origins whose state-changing requests are ours. A loopback issuer also accepts its other
+        loopback names (localhost, 127.0.0.1, [::1]) on the same port: they are the same machine."""
+        parts = urlsplit(self.issuer)
+        if parts.hostname not in LOOPBACK_NAMES:
+            return frozenset({self.issuer_origin})
+        port = f":{parts.port}" if parts.port else ""
+        return frozenset(f"{parts.scheme}://{host}{port}" for host in ("localhost", "127.0.0.1", "[::1]"))
+
+    @property
+    def webauthn_rp_id(self) -> str:
+        return self.webauthn.rp_id or (urlsplit(self.issuer).hostname or "localhost")
+
+    @property
+    def webauthn_origins(self) -> list[str]:
+        return self.webauthn.origins or [self.issuer_origin]
 
     @property
     def is_https(self) -> bool:

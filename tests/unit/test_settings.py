@@ -32,7 +32,7 @@ def config_error(**env: str) -> str:
 
 def test_defaults_are_the_documented_ones() -> None:
     settings = load_settings()
-    assert settings.issuer == "http://127.0.0.1:8400"
+    assert settings.issuer == "http://localhost:8400"
     assert settings.argon2.memory_kib == 19456 and settings.argon2.time_cost == 2
     assert settings.password.min_length == 15 and settings.password.max_length == 128
     assert settings.trusted_proxies == []

@@ -156,7 +156,7 @@ class TokenVerifier:
         if FORBIDDEN_HEADERS & header.keys():
             raise ForbiddenHeader("the token carries key material or critical extensions")
         alg = header.get("alg")
-        if alg not in self._algorithms:
+        if not isinstance(alg, str) or alg not in self._algorithms:
             raise UnsupportedAlgorithm(f"algorithm {alg!r} is not allowed")
         if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
             raise WrongType("not an access token (typ at+jwt)")
@@ -192,7 +192,8 @@ class TokenVerifier:
         if claims.get("iss") != self.issuer:
             raise WrongIssuer("issued by someone else")
         audience = claims.get("aud")
-        audiences = set(audience) if isinstance(audience, list) else {audience}
+        listed = audience if isinstance(audience, list) else [audience]
+        audiences = {a for a in listed if isinstance(a, str)}
         if not audiences & self._audiences:
             raise WrongAudience("not meant for this audience")
         now = time.time()

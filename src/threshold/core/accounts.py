@@ -18,6 +18,7 @@ from threshold.core.errors import (
     SignupDisabled,
     UserNotFound,
 )
+from threshold.core.mfa import Factors, MfaRequired
 from threshold.core.models import (
     Aal,
     Amr,
@@ -57,6 +58,7 @@ class Accounts:
         auditor: Auditor,
         clock: Clock,
         signup_enabled: bool,
+        factors: Factors | None = None,
     ) -> None:
         self._users = users
         self._sessions = sessions
@@ -66,6 +68,7 @@ class Accounts:
         self._audit = auditor
         self._clock = clock
         self._signup_enabled = signup_enabled
+        self._factors = factors
 
     async def _new_user(self, *, email: str, password: str) -> tuple[User, PasswordCredential]:
         address = normalize_email(email)
@@ -104,7 +107,9 @@ class Accounts:
         )
         return SignedIn(user=user, session=issued)
 
-    async def sign_in_with_password(self, *, email: str, password: str, context: RequestContext) -> SignedIn:
+    async def sign_in_with_password(
+        self, *, email: str, password: str, context: RequestContext
+    ) -> SignedIn | MfaRequired:
         """Prove a password and issue a NEW session.
 
         Unknown account, wrong password and disabled account all raise InvalidCredentials after the
@@ -146,6 +151,10 @@ class Accounts:
             )
             await self._audit.record(AuditKind.PASSWORD_REHASHED, user_id=user.id, context=context)
         await self._throttle.record_success(email_normalized=normalized, ip=context.ip, user_id=user.id)
+        if self._factors is not None:
+            methods = self._factors.second_factor_methods(await self._factors.status(user))
+            if methods:  # the password alone is not enough: no session until the second factor
+                return await self._factors.start_pending_login(user, amr=[Amr.PASSWORD], methods=methods)
         issued = await self._sessions.issue_session(
             user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=context
         )
@@ -188,7 +197,8 @@ class Accounts:
                 reason="password_change_wrong_password",
             )
             raise CurrentPasswordWrong()
-        await self._policy.check_new_password(new_password, email=user.email, has_mfa=user.mfa_enabled)
+        has_mfa = self._factors is not None and await self._factors.has_second_factor(user)
+        await self._policy.check_new_password(new_password, email=user.email, has_mfa=has_mfa)
         await self._users.set_password(
             PasswordCredential(
                 user_id=user.id, hash=await self._hasher.hash(new_password), updated_at=self._clock.now()

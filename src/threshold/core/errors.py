@@ -130,3 +130,54 @@ class DependencyUnavailable(ThresholdError):
     def __init__(self, message: str | None = None, retry_after: int = 2) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
+
+
+class ReauthenticationRequired(ThresholdError):
+    """A sensitive action needs a fresh proof; `methods` says which ones the user can use."""
+
+    code = "reauthentication_required"
+    message = "Confirm it's you to continue."
+
+    def __init__(self, methods: list[str]) -> None:
+        super().__init__(None, methods=methods)
+        self.methods = methods
+
+
+class MfaCodeInvalid(ThresholdError):
+    code = "invalid_code"
+    message = "The code is not valid or was already used."
+
+
+class PendingLoginMissing(ThresholdError):
+    code = "flow_expired"
+    message = "The sign-in has expired. Start again."
+
+
+class PasskeyRejected(ThresholdError):
+    code = "passkey_invalid"
+    message = "The passkey response could not be verified."
+
+
+class ChallengeExpired(PasskeyRejected):
+    code = "challenge_expired"
+    message = "The passkey challenge expired or was already used. Try again."
+
+
+class LastSignInMethod(ThresholdError):
+    code = "last_sign_in_method"
+    message = "This is your last way to sign in; add another before removing it."
+
+
+class FactorNotFound(NotFound):
+    code = "factor_not_found"
+    message = "No such passkey or factor."
+
+
+class TotpNotStarted(ThresholdError):
+    code = "totp_not_started"
+    message = "Start the authenticator-app setup first."
+
+
+class MfaEnrollmentRequired(Forbidden):
+    code = "mfa_enrollment_required"
+    message = "Your account must use two-step verification. Add a passkey or an authenticator app first."

@@ -33,6 +33,9 @@ class User:
     disabled: bool
     created_at: float
     mfa_enabled: bool = False
+    mfa_required: bool = False
+    """Set by an operator: this user must have a second factor."""
+    passkey_prompt_snoozed_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,21 @@ class AuditKind(StrEnum):
     CLIENT_CREATED = "client_created"
     CLIENT_DELETED = "client_deleted"
     KEYS_ROTATED = "keys_rotated"
+    MFA_SUCCEEDED = "mfa_succeeded"
+    MFA_FAILED = "mfa_failed"
+    REAUTHENTICATED = "reauthenticated"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    PASSKEY_RENAMED = "passkey_renamed"
+    PASSKEY_COUNTER_REGRESSION = "passkey_counter_regression"
+    TOTP_ENABLED = "totp_enabled"
+    TOTP_REMOVED = "totp_removed"
+    RECOVERY_CODES_GENERATED = "recovery_codes_generated"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    RECOVERY_REQUESTED = "recovery_requested"
+    RECOVERY_CANCELLED = "recovery_cancelled"
+    RECOVERY_COMPLETED = "recovery_completed"
+    MFA_POLICY_CHANGED = "mfa_policy_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +114,55 @@ class AuditEvent:
     user_agent: str | None = None
     detail: dict[str, str] = field(default_factory=dict)
     id: int | None = None
+
+
+class Method(StrEnum):
+    """Ways to prove who you are, as named in the API (`methods` lists, `method` fields)."""
+
+    PASSWORD = "password"
+    TOTP = "totp"
+    RECOVERY_CODE = "recovery_code"
+    PASSKEY = "passkey"
+
+
+@dataclass(frozen=True, slots=True)
+class Passkey:
+    id: str
+    user_id: str
+    credential_id: str
+    """base64url"""
+    public_key: str
+    """base64url COSE key"""
+    sign_count: int
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backup_state: bool
+    aaguid: str
+    name: str
+    created_at: float
+    last_used_at: float | None = None
+    flagged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TotpCredential:
+    user_id: str
+    secret: str
+    """Sealed with the key-encryption key (purpose "totp")."""
+    confirmed: bool
+    last_used_step: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryRequest:
+    id: str
+    user_id: str
+    requested_by: str
+    requested_at: float
+    execute_after: float
+    executed_at: float | None = None
+    cancelled_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from threshold.core.models import AuditEvent, PasswordCredential, SessionRecord, User
+from threshold.core.models import (
+    Aal,
+    Amr,
+    AuditEvent,
+    Passkey,
+    PasswordCredential,
+    RecoveryRequest,
+    SessionRecord,
+    TotpCredential,
+    User,
+)
 
 
 class UserRepo(Protocol):
@@ -32,6 +42,10 @@ class UserRepo(Protocol):
 
     async def network_seen_since(self, user_id: str, network: str, since: float) -> bool: ...
 
+    async def set_mfa_required(self, user_id: str, required: bool) -> bool: ...
+
+    async def snooze_passkey_prompt(self, user_id: str, until: float) -> None: ...
+
 
 class SessionStore(Protocol):
     async def create(self, record: SessionRecord) -> None: ...
@@ -43,6 +57,10 @@ class SessionStore(Protocol):
     async def touch(self, digest: str, *, last_seen_at: float, idle_expires_at: float) -> None: ...
 
     async def delete(self, digest: str) -> bool: ...
+
+    async def update_auth(self, digest: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
+        """Record a re-authentication on a live session (step-up); False when it is gone."""
+        ...
 
     async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int: ...
 
@@ -77,3 +95,65 @@ class BreachRangeSource(Protocol):
     """k-anonymity range query: suffixes of SHA-1 digests (upper hex) starting with a 5-hex prefix."""
 
     async def suffixes(self, prefix: str) -> dict[str, int]: ...
+
+
+class EphemeralStore(Protocol):
+    """Short-lived values shared by every process: pending logins, WebAuthn challenges."""
+
+    async def put(self, key: str, value: str, *, expires_at: float) -> None: ...
+
+    async def get(self, key: str, *, now: float) -> str | None: ...
+
+    async def take(self, key: str, *, now: float) -> str | None:
+        """Read and delete in one step: of two concurrent takers, exactly one gets the value."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class FactorRepo(Protocol):
+    """Passkeys, TOTP and recovery codes."""
+
+    async def list_passkeys(self, user_id: str) -> Sequence[Passkey]: ...
+
+    async def get_passkey_by_credential(self, credential_id: str) -> Passkey | None: ...
+
+    async def add_passkey(self, passkey: Passkey) -> None: ...
+
+    async def update_passkey_use(
+        self, passkey_id: str, *, sign_count: int, backup_state: bool, at: float
+    ) -> None: ...
+
+    async def flag_passkey(self, passkey_id: str) -> None: ...
+
+    async def rename_passkey(self, user_id: str, passkey_id: str, name: str) -> bool: ...
+
+    async def delete_passkey(self, user_id: str, passkey_id: str) -> bool: ...
+
+    async def get_totp(self, user_id: str) -> TotpCredential | None: ...
+
+    async def put_totp(self, credential: TotpCredential) -> None: ...
+
+    async def confirm_totp(self, user_id: str) -> None: ...
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        """Record `step` as used only if it is later than the last one (a code works once)."""
+        ...
+
+    async def delete_totp(self, user_id: str) -> bool: ...
+
+    async def replace_recovery_codes(self, user_id: str, digests: Sequence[str], *, at: float) -> None: ...
+
+    async def use_recovery_code(self, user_id: str, digest: str, *, at: float) -> bool:
+        """Mark an unused code used; False when it does not exist or was used (one winner)."""
+        ...
+
+    async def count_recovery_codes(self, user_id: str) -> int: ...
+
+    async def delete_all_factors(self, user_id: str) -> None: ...
+
+    async def add_recovery_request(self, request: RecoveryRequest) -> None: ...
+
+    async def pending_recovery_requests(self, *, user_id: str | None = None) -> Sequence[RecoveryRequest]: ...
+
+    async def finish_recovery_request(self, request_id: str, *, at: float, cancelled: bool) -> bool: ...

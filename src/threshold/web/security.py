@@ -17,6 +17,7 @@ from threshold.settings import IPNetwork, Settings
 
 SESSION_COOKIE = "__Host-threshold_session"
 CSRF_COOKIE = "__Host-threshold_csrf"
+PENDING_COOKIE = "__Host-threshold_pending"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -29,6 +30,17 @@ def set_session_cookie(response: Response, token: str, *, max_age: int) -> None:
 
 def clear_session_cookie(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+
+
+def set_pending_cookie(response: Response, token: str, *, max_age: int) -> None:
+    """The pending-login cookie: a first factor was proved, a second is owed. It is no session."""
+    response.set_cookie(
+        PENDING_COOKIE, token, max_age=max_age, path="/", secure=True, httponly=True, samesite="lax"
+    )
+
+
+def clear_pending_cookie(response: Response) -> None:
+    response.delete_cookie(PENDING_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
 
 
 def csrf_token_for(request: Request) -> tuple[str, bool]:
@@ -85,7 +97,7 @@ def check_same_origin(request: Request, settings: Settings) -> None:
     """
     origin = request.headers.get("origin")
     if origin is not None:
-        if origin != settings.issuer_origin:
+        if origin not in settings.allowed_origins:
             raise CsrfFailed()
         return
     site = request.headers.get("sec-fetch-site")

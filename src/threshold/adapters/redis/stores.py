@@ -56,6 +56,15 @@ return 0
 """
 
 
+_UPDATE_AUTH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'auth_time', ARGV[1], 'aal', ARGV[2], 'amr', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 def _fields(record: SessionRecord) -> dict[str, str]:
     return {
         "public_id": record.public_id,
@@ -100,6 +109,7 @@ class RedisSessionStore:
         self._redis = client
         self._prefix = prefix
         self._touch: Any = client.register_script(_TOUCH)
+        self._update_auth: Any = client.register_script(_UPDATE_AUTH)
 
     def _key(self, digest: str) -> str:
         return f"{self._prefix}s:{digest}"
@@ -134,6 +144,13 @@ class RedisSessionStore:
             await self._touch(
                 keys=[self._key(digest)], args=[repr(last_seen_at), repr(idle_expires_at), expires_ms]
             )
+
+    async def update_auth(self, digest: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
+        with translate_errors():
+            updated = await self._update_auth(
+                keys=[self._key(digest)], args=[repr(auth_time), aal.value, ",".join(amr)]
+            )
+        return bool(updated)
 
     async def delete(self, digest: str) -> bool:
         key = self._key(digest)
@@ -222,3 +239,30 @@ class RedisMarkStore:
     async def exists(self, key: str, *, now: float) -> bool:
         with translate_errors():
             return bool(await self._redis.exists(f"{self._prefix}m:{key}"))
+
+
+class RedisEphemeralStore:
+    """Short-lived values with their own expiry; GETDEL makes `take` single-use across processes."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}e:{key}"
+
+    async def put(self, key: str, value: str, *, expires_at: float) -> None:
+        with translate_errors():
+            await self._redis.set(self._key(key), value, pxat=math.ceil(expires_at * 1000))
+
+    async def get(self, key: str, *, now: float) -> str | None:
+        with translate_errors():
+            return cast(str | None, await self._redis.get(self._key(key)))
+
+    async def take(self, key: str, *, now: float) -> str | None:
+        with translate_errors():
+            return cast(str | None, await self._redis.getdel(self._key(key)))
+
+    async def delete(self, key: str) -> None:
+        with translate_errors():
+            await self._redis.delete(self._key(key))

@@ -34,12 +34,20 @@ def _user(row: Row[Any]) -> User:
         disabled=bool(row.disabled),
         created_at=row.created_at,
         mfa_enabled=bool(row.mfa_enabled),
+        mfa_required=bool(row.mfa_required),
+        passkey_prompt_snoozed_until=row.passkey_prompt_snoozed_until,
     )
 
 
 class SqlUserRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def set_mfa_required(self, user_id: str, required: bool) -> bool:
+        return await _update_user(self._engine, user_id, mfa_required=required)
+
+    async def snooze_passkey_prompt(self, user_id: str, until: float) -> None:
+        await _update_user(self._engine, user_id, passkey_prompt_snoozed_until=until)
 
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         with translate_errors():
@@ -53,6 +61,7 @@ class SqlUserRepo:
                             email_verified=user.email_verified,
                             disabled=user.disabled,
                             mfa_enabled=user.mfa_enabled,
+                            mfa_required=user.mfa_required,
                             created_at=user.created_at,
                         )
                     )
@@ -153,6 +162,13 @@ class SqlUserRepo:
         return row is not None
 
 
+async def _update_user(engine: AsyncEngine, user_id: str, **values: Any) -> bool:
+    with translate_errors():
+        async with engine.begin() as conn:
+            result = await conn.execute(update(t.users).where(t.users.c.id == user_id).values(**values))
+    return bool(result.rowcount)
+
+
 def _session(row: Row[Any]) -> SessionRecord:
     return SessionRecord(
         digest=row.digest,
@@ -215,6 +231,16 @@ class SqlSessionStore:
         with translate_errors():
             async with self._engine.begin() as conn:
                 result = await conn.execute(delete(t.sessions).where(t.sessions.c.digest == digest))
+        return bool(result.rowcount)
+
+    async def update_auth(self, digest: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(t.sessions)
+                    .where(t.sessions.c.digest == digest)
+                    .values(auth_time=auth_time, aal=aal.value, amr=",".join(amr))
+                )
         return bool(result.rowcount)
 
     async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int:

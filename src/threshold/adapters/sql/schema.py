@@ -35,6 +35,8 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("mfa_enabled", Boolean, nullable=False, default=False),
     Column("created_at", Double, nullable=False),
+    Column("mfa_required", Boolean, nullable=False, default=False, server_default="0"),
+    Column("passkey_prompt_snoozed_until", Double, nullable=True),
 )
 
 password_credentials = Table(
@@ -184,5 +186,64 @@ marks = Table(
     "marks",
     metadata,
     Column("key", String(160), primary_key=True),
+    Column("expires_at", Double, nullable=False, index=True),
+)
+
+# --- Second factors, passkeys and recovery (migration 0003) -------------------------------------
+
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("credential_id", String(1400), nullable=False, unique=True),
+    Column("public_key", Text, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("transports", Text, nullable=False),
+    Column("backup_eligible", Boolean, nullable=False),
+    Column("backup_state", Boolean, nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_used_at", Double, nullable=True),
+)
+
+totp_credentials = Table(
+    "totp_credentials",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("secret", Text, nullable=False),
+    Column("confirmed", Boolean, nullable=False),
+    Column("last_used_step", BigInteger, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("used_at", Double, nullable=True),
+    Column("created_at", Double, nullable=False),
+)
+
+recovery_requests = Table(
+    "recovery_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", Double, nullable=False),
+    Column("execute_after", Double, nullable=False, index=True),
+    Column("executed_at", Double, nullable=True),
+    Column("cancelled_at", Double, nullable=True),
+)
+
+ephemeral = Table(
+    "ephemeral",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("value", Text, nullable=False),
     Column("expires_at", Double, nullable=False, index=True),
 )

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from threshold.core.clock import iso
+from threshold.core.mfa import MfaRequired
 from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.sessions import IssuedSession
 from threshold.services import Services
@@ -25,6 +26,7 @@ from threshold.web.security import (
     clear_session_cookie,
     csrf_token_for,
     set_csrf_cookie,
+    set_pending_cookie,
     set_session_cookie,
 )
 
@@ -103,7 +105,9 @@ def session_out(record: SessionRecord) -> SessionOut:
     )
 
 
-def _signed_in(services: Services, user: User, issued: IssuedSession, status: int = 200) -> JSONResponse:
+def signed_in_response(
+    services: Services, user: User, issued: IssuedSession, status: int = 200
+) -> JSONResponse:
     body = SessionInfo(user=user_out(user), session=session_out(issued.record))
     response = JSONResponse(body.model_dump(), status_code=status)
     set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
@@ -135,7 +139,7 @@ async def signup(
     signed_in = await services.accounts.sign_up(email=body.email, password=body.password, context=context)
     if current is not None:  # the browser now belongs to the new account
         await services.sessions.end_session(current.session)
-    return _signed_in(services, signed_in.user, signed_in.session, status=201)
+    return signed_in_response(services, signed_in.user, signed_in.session, status=201)
 
 
 @router.post(
@@ -151,12 +155,16 @@ async def login(
     context: ContextDep,
     current: Annotated[Authenticated | None, Depends(optional_session)],
 ) -> Response:
-    signed_in = await services.accounts.sign_in_with_password(
+    result = await services.accounts.sign_in_with_password(
         email=body.email, password=body.password, context=context
     )
+    if isinstance(result, MfaRequired):  # no session yet: a pending-login cookie until the second factor
+        response = JSONResponse({"status": "mfa_required", "methods": result.methods})
+        set_pending_cookie(response, result.token, max_age=services.settings.session.pending_login_lifetime)
+        return response
     if current is not None:  # a new sign-in replaces the browser's previous session
         await services.sessions.end_session(current.session)
-    return _signed_in(services, signed_in.user, signed_in.session)
+    return signed_in_response(services, result.user, result.session)
 
 
 @router.get("/session", response_model=SessionInfo, summary="The current session", responses={401: PROBLEM})
@@ -232,7 +240,7 @@ async def change_password(
         new_password=body.new_password,
         context=context,
     )
-    return _signed_in(services, auth.user, issued)
+    return signed_in_response(services, auth.user, issued)
 
 
 @router.get(

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -63,7 +64,10 @@ async def form_params(request: Request) -> dict[str, str]:
         != "application/x-www-form-urlencoded"
     ):
         raise InvalidRequest("The body must be application/x-www-form-urlencoded.")
-    form = await request.form(max_files=0, max_fields=50)
+    try:
+        form = await request.form(max_files=0, max_fields=50)
+    except HTTPException as exc:  # too many fields: answer in RFC 6749 form, not problem+json
+        raise InvalidRequest("The form is malformed or has too many fields.") from exc
     return single_values(form)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
 from starlette.datastructures import FormData
@@ -16,7 +17,9 @@ from threshold.core.errors import (
     RateLimited,
     ThresholdError,
 )
-from threshold.core.models import RequestContext
+from threshold.core.mfa import LOW_RECOVERY_CODES, MfaRequired
+from threshold.core.models import AuditKind, RequestContext, User
+from threshold.core.sessions import IssuedSession
 from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
@@ -24,7 +27,9 @@ from threshold.web.pages.render import render
 from threshold.web.security import (
     check_csrf_token,
     check_same_origin,
+    clear_pending_cookie,
     clear_session_cookie,
+    set_pending_cookie,
     set_session_cookie,
 )
 
@@ -89,7 +94,8 @@ async def login_page(
     target = safe_next(next)
     if auth is not None and not reauth:
         return _redirect(target)
-    return render(request, "login.html", next=target, email=email[:254], reauth=bool(auth))
+    expired = request.query_params.get("expired") == "1"
+    return render(request, "login.html", next=target, email=email[:254], reauth=bool(auth), expired=expired)
 
 
 @router.post("/login")
@@ -107,10 +113,25 @@ async def login_submit(
         )
     except ThresholdError as error:
         return _form_error(request, "login.html", error, next=target, email=email)
+    if isinstance(signed_in, MfaRequired):
+        response = _redirect("/login/mfa?" + urlencode({"next": target}))
+        set_pending_cookie(
+            response, signed_in.token, max_age=services.settings.session.pending_login_lifetime
+        )
+        return response
     if auth is not None:
         await services.sessions.end_session(auth.session)
-    response = _redirect(target)
-    set_session_cookie(response, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
+    return await _after_sign_in(services, signed_in.user, signed_in.session, target)
+
+
+async def _after_sign_in(services: Services, user: User, issued: IssuedSession, target: str) -> Response:
+    """Set the new session cookie; offer a passkey after a sign-in without one (unless snoozed)."""
+    if await services.factors.should_offer_passkey(user):
+        response = _redirect("/account/passkey-upgrade?" + urlencode({"next": target}))
+    else:
+        response = _redirect(target)
+    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    clear_pending_cookie(response)
     return response
 
 
@@ -191,9 +212,29 @@ async def _account(
 ) -> Response:
     sessions = await services.sessions.list_sessions(auth.user.id)
     events = await services.accounts.security_events(auth.user, limit=15)
+    consents = await services.provider.list_consents(auth.user)
+    factors = await services.factors.status(auth.user)
+    recoveries = await services.factors.pending_recovery(auth.user)
     return render(
         request,
         "account.html",
+        factors=factors,
+        passkeys=[
+            {
+                "id": p.id,
+                "name": p.name,
+                "created_at": iso(p.created_at),
+                "last_used_at": iso(p.last_used_at) if p.last_used_at else None,
+                "synced": p.backup_eligible,
+                "flagged": p.flagged,
+            }
+            for p in factors.passkeys
+        ],
+        low_recovery_codes=factors.has_second_factor and factors.recovery_codes_left <= LOW_RECOVERY_CODES,
+        enrollment_required=factors.mfa_required and not factors.has_second_factor,
+        recoveries=[
+            {"id": r.id, "execute_after": iso(r.execute_after), "by": r.requested_by} for r in recoveries
+        ],
         status=status,
         headers=headers,
         user=auth.user,
@@ -209,8 +250,18 @@ async def _account(
             for s in sessions
         ],
         events=[{"kind": e.kind.value.replace("_", " "), "at": iso(e.at), "ip": e.ip or ""} for e in events],
+        apps=[
+            {
+                "client_id": consent.client_id,
+                "name": client.name if client else consent.client_id,
+                "scopes": " ".join(sorted(consent.scopes)),
+                "granted_at": iso(consent.granted_at),
+            }
+            for consent, client in consents
+        ],
+        token_theft=any(e.kind is AuditKind.REFRESH_TOKEN_REUSE for e in events),
         min_length=services.settings.password.min_length_with_mfa
-        if auth.user.mfa_enabled
+        if factors.has_second_factor
         else services.settings.password.min_length,
         **context,
     )
@@ -224,6 +275,13 @@ async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth)
         "password": "Your password was changed. Other sessions were signed out.",
         "revoked": "The session was signed out.",
         "others": "Every other session was signed out.",
+        "app": "The application's access was withdrawn.",
+        "passkey": "Your passkey was added.",
+        "passkey_removed": "The passkey was removed.",
+        "passkey_renamed": "The passkey was renamed.",
+        "totp": "Your authenticator app is set up.",
+        "totp_removed": "The authenticator app was removed.",
+        "recovery_cancelled": "The recovery request was cancelled.",
     }.get(request.query_params.get("done", ""))
     return await _account(request, services, auth, notice=notice)
 

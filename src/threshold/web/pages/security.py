@@ -1,0 +1,300 @@
+"""Hosted pages for second factors: the MFA step of sign-in, step-up, TOTP, recovery codes, passkeys.
+
+Everything but the WebAuthn ceremonies works without JavaScript; the ceremonies use
+static/passkeys.js, which talks to the same /api/v1 endpoints as any front end.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends
+from starlette.requests import Request
+from starlette.responses import Response
+
+from threshold.core.errors import PendingLoginMissing, ReauthenticationRequired, ThresholdError
+from threshold.core.models import Method, RequestContext
+from threshold.services import Services
+from threshold.web.api.factors import qr_svg
+from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.errors import headers_for, status_for
+from threshold.web.pages.render import render
+from threshold.web.pages.routes import _account, _after_sign_in, _redirect, field, read_form, safe_next
+from threshold.web.security import PENDING_COOKIE
+
+router = APIRouter(include_in_schema=False)
+ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
+MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
+
+LOGIN = "/login?next=/account"
+
+
+def _reauth_redirect(target: str = "/account") -> Response:
+    return _redirect("/reauthenticate?" + urlencode({"next": target}))
+
+
+async def _account_error(
+    request: Request, services: Services, auth: Authenticated, error: ThresholdError
+) -> Response:
+    if isinstance(error, ReauthenticationRequired):
+        return _reauth_redirect()
+    return await _account(
+        request,
+        services,
+        auth,
+        status=status_for(error),
+        headers=headers_for(error),
+        security_error=error.detail,
+    )
+
+
+# --- second step of sign-in -------------------------------------------------------------------------
+
+
+async def _mfa_page(
+    request: Request, services: Services, target: str, *, error: ThresholdError | None = None
+) -> Response:
+    try:
+        pending = await services.factors.pending_login(request.cookies.get(PENDING_COOKIE))
+    except PendingLoginMissing:
+        return _redirect("/login?" + urlencode({"next": target, "expired": "1"}))
+    user = await services.users.get(pending.user_id)
+    if user is None:
+        return _redirect("/login")
+    methods = services.factors.second_factor_methods(await services.factors.status(user))
+    return render(
+        request,
+        "login_mfa.html",
+        next=target,
+        methods=methods,
+        status=status_for(error) if error else 200,
+        headers=headers_for(error) if error else None,
+        error=error.detail if error else None,
+    )
+
+
+@router.get("/login/mfa")
+async def login_mfa_page(request: Request, services: ServicesDep, next: str | None = None) -> Response:
+    return await _mfa_page(request, services, safe_next(next))
+
+
+@router.post("/login/mfa")
+async def login_mfa_submit(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    target = "/account"
+    try:
+        form = await read_form(request)
+        target = safe_next(field(form, "next"))
+        user, issued = await services.factors.complete_login_with_code(
+            pending_token=request.cookies.get(PENDING_COOKIE),
+            method=field(form, "method"),
+            code=field(form, "code"),
+            context=context,
+        )
+    except ThresholdError as error:
+        return await _mfa_page(request, services, target, error=error)
+    if auth is not None:
+        await services.sessions.end_session(auth.session)
+    return await _after_sign_in(services, user, issued, target)
+
+
+# --- the passkey upgrade prompt -----------------------------------------------------------------------
+
+
+@router.get("/account/passkey-upgrade")
+async def passkey_upgrade(request: Request, auth: MaybeAuth, next: str | None = None) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    return render(request, "passkey_upgrade.html", next=safe_next(next), user=auth.user)
+
+
+@router.post("/account/passkey-upgrade/dismiss")
+async def passkey_upgrade_dismiss(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    form = await read_form(request)
+    await services.factors.snooze_passkey_prompt(auth.user)
+    return _redirect(safe_next(field(form, "next")))
+
+
+# --- step-up ---------------------------------------------------------------------------------------------
+
+
+async def _reauth_page(
+    request: Request,
+    services: Services,
+    auth: Authenticated,
+    target: str,
+    error: ThresholdError | None = None,
+) -> Response:
+    methods = await services.factors.available_reauth_methods(auth.user)
+    return render(
+        request,
+        "reauthenticate.html",
+        next=target,
+        methods=methods,
+        user=auth.user,
+        status=status_for(error) if error else 200,
+        headers=headers_for(error) if error else None,
+        error=error.detail if error else None,
+    )
+
+
+@router.get("/reauthenticate")
+async def reauthenticate_page(
+    request: Request, services: ServicesDep, auth: MaybeAuth, next: str | None = None
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    return await _reauth_page(request, services, auth, safe_next(next))
+
+
+@router.post("/reauthenticate")
+async def reauthenticate_submit(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    target = "/account"
+    try:
+        form = await read_form(request)
+        target = safe_next(field(form, "next"))
+        method = field(form, "method")
+        secret = field(form, "password") if method == Method.PASSWORD else field(form, "code")
+        await services.factors.reauthenticate(
+            auth.user, auth.session, method=method, secret=secret, context=context
+        )
+    except ThresholdError as error:
+        return await _reauth_page(request, services, auth, target, error)
+    return _redirect(target)
+
+
+# --- TOTP and recovery codes -------------------------------------------------------------------------------
+
+
+@router.post("/account/totp/setup")
+async def totp_setup(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        await read_form(request)
+        enrollment = await services.factors.start_totp(
+            auth.user, auth.session, issuer=services.settings.theme.product_name
+        )
+    except ThresholdError as error:
+        return await _account_error(request, services, auth, error)
+    return render(
+        request, "totp_setup.html", secret=enrollment.secret, qr=qr_svg(enrollment.uri), uri=enrollment.uri
+    )
+
+
+@router.post("/account/totp/confirm")
+async def totp_confirm(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        form = await read_form(request)
+        added = await services.factors.confirm_totp(
+            auth.user, auth.session, code=field(form, "code"), context=context
+        )
+    except ThresholdError as error:
+        if isinstance(error, ReauthenticationRequired):
+            return _reauth_redirect()
+        enrollment = await services.factors.unconfirmed_totp(
+            auth.user, issuer=services.settings.theme.product_name
+        )
+        if enrollment is None:
+            return await _account_error(request, services, auth, error)
+        return render(
+            request,
+            "totp_setup.html",
+            status=status_for(error),
+            headers=headers_for(error),
+            error=error.detail,
+            secret=enrollment.secret,
+            qr=qr_svg(enrollment.uri),
+            uri=enrollment.uri,
+        )
+    if added.recovery_codes:
+        return render(request, "recovery_codes.html", codes=added.recovery_codes, first=True)
+    return _redirect("/account?done=totp")
+
+
+@router.post("/account/totp/delete")
+async def totp_delete(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        await read_form(request)
+        await services.factors.remove_totp(auth.user, auth.session, context=context)
+    except ThresholdError as error:
+        return await _account_error(request, services, auth, error)
+    return _redirect("/account?done=totp_removed")
+
+
+@router.post("/account/recovery-codes")
+async def recovery_codes(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        await read_form(request)
+        codes = await services.factors.regenerate_recovery_codes(auth.user, auth.session, context=context)
+    except ThresholdError as error:
+        return await _account_error(request, services, auth, error)
+    return render(request, "recovery_codes.html", codes=codes, first=False)
+
+
+@router.post("/account/recovery/{request_id}/cancel")
+async def recovery_cancel(
+    request_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        await read_form(request)
+        await services.factors.cancel_recovery(auth.user, request_id[:64], context=context)
+    except ThresholdError as error:
+        return await _account_error(request, services, auth, error)
+    return _redirect("/account?done=recovery_cancelled")
+
+
+# --- passkeys (management without JavaScript; registration needs it) ---------------------------------------
+
+
+@router.post("/account/passkeys/{passkey_id}/rename")
+async def passkey_rename(
+    passkey_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        form = await read_form(request)
+        await services.factors.rename_passkey(
+            auth.user, passkey_id[:64], field(form, "name"), context=context
+        )
+    except ThresholdError as error:
+        return await _account_error(request, services, auth, error)
+    return _redirect("/account?done=passkey_renamed")
+
+
+@router.post("/account/passkeys/{passkey_id}/delete")
+async def passkey_delete(
+    passkey_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        await read_form(request)
+        await services.factors.remove_passkey(auth.user, auth.session, passkey_id[:64], context=context)
+    except ThresholdError as error:
+        return await _account_error(request, services, auth, error)
+    return _redirect("/account?done=passkey_removed")

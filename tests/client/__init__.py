@@ -1,0 +1,1 @@
+"""threshold.client: the token verifier, the FastAPI dependency and the ASGI middleware applications use."""
