@@ -162,7 +162,7 @@ class MfaSettings(BaseModel):
     required: bool = Field(False, description="Every account must have a second factor (passkey or TOTP).")
     reauthentication_window: int = Field(
         600,
-        ge=60,
+        ge=5,
         le=86400,
         description="Seconds after a sign-in or step-up during which sensitive actions are allowed.",
     )
