@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from threshold.adapters.kek import KeyFileError
+from threshold.core.accounts import OPERATOR
 from threshold.core.clock import iso
 from threshold.core.errors import ThresholdError
 from threshold.oidc.models import client_summary as client_dict
@@ -53,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     ):
         action = users.add_parser(name, help=text)
         action.add_argument("user", metavar="EMAIL_OR_ID")
+    require = users.add_parser("require-mfa", help="require a second factor for an account (--off to lift)")
+    require.add_argument("user", metavar="EMAIL_OR_ID")
+    require.add_argument("--off", action="store_true")
+    recover = users.add_parser(
+        "recover",
+        help="operator-approved recovery: reset the account's passkeys, authenticator app and recovery codes "
+        "after a waiting period (the user sees it and can cancel)",
+    )
+    recover.add_argument("user", metavar="EMAIL_OR_ID")
+    recover.add_argument(
+        "--wait", type=int, help="seconds before the reset (default: THRESHOLD_MFA__RECOVERY_WAIT)"
+    )
+    recover.add_argument("--by", default="operator (CLI)", help="who approved it (shown to the user)")
+    recover.add_argument("--cancel", action="store_true", help="cancel the account's pending recoveries")
     clients = commands.add_parser("clients", help="manage OAuth/OIDC clients").add_subparsers(
         dest="action", required=True
     )
@@ -162,6 +177,22 @@ def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
         elif args.action == "enable":
             await accounts.set_disabled(user, disabled=False)
             print(f"enabled {user.email}")
+        elif args.action == "require-mfa":
+            await accounts.set_mfa_required(user, required=not args.off)
+            print(f"{'no longer requiring' if args.off else 'requiring'} a second factor for {user.email}")
+        elif args.action == "recover":
+            factors = services.factors
+            if args.cancel:
+                pending = await factors.pending_recovery(user)
+                for request in pending:
+                    await factors.cancel_recovery(user, request.id, context=OPERATOR)
+                print(f"cancelled {len(pending)} recovery request(s) of {user.email}")
+            else:
+                request = await factors.request_recovery(
+                    user, requested_by=args.by, wait=args.wait, context=OPERATOR
+                )
+                when = iso(request.execute_after)
+                print(f"recovery {request.id}: the factors of {user.email} are reset at {when}")
         else:
             count = await accounts.revoke_user_sessions(user)
             print(f"ended {count} session(s) of {user.email}")

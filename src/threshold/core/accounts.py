@@ -280,6 +280,15 @@ class Accounts:
         await self._audit.record(kind, user_id=user.id, context=context, sessions_revoked=str(revoked))
         return revoked
 
+    async def set_mfa_required(
+        self, user: User, *, required: bool, context: RequestContext = OPERATOR
+    ) -> None:
+        """An operator requires (or stops requiring) a second factor for this account."""
+        await self._users.set_mfa_required(user.id, required)
+        await self._audit.record(
+            AuditKind.MFA_POLICY_CHANGED, user_id=user.id, context=context, required=str(required).lower()
+        )
+
     async def revoke_user_sessions(self, user: User, *, context: RequestContext = OPERATOR) -> int:
         revoked = await self._sessions.revoke_all_sessions(user.id)
         await self._audit.record(

@@ -132,6 +132,48 @@ async def enable_user(user: str, request: Request, services: ServicesDep, admin:
     return {"disabled": False}
 
 
+class MfaPolicy(BaseModel):
+    required: StrictBool
+
+
+class RecoveryIn(BaseModel):
+    wait_seconds: int | None = Field(None, ge=0, le=30 * 86400)
+    cancel: StrictBool = False
+
+
+@router.post("/users/{user}/mfa-required", summary="Require (or stop requiring) a second factor")
+async def mfa_required(
+    user: str, body: MfaPolicy, request: Request, services: ServicesDep, admin: AdminDep
+) -> dict[str, Any]:
+    account = await services.accounts.find_user(user[:320])
+    await services.accounts.set_mfa_required(
+        account, required=body.required, context=_admin_context(request, admin)
+    )
+    return {"mfa_required": body.required}
+
+
+@router.post(
+    "/users/{user}/recovery", summary="Operator-approved recovery: reset factors after a waiting period"
+)
+async def recovery(
+    user: str, body: RecoveryIn, request: Request, services: ServicesDep, admin: AdminDep
+) -> dict[str, Any]:
+    account = await services.accounts.find_user(user[:320])
+    context = _admin_context(request, admin)
+    if body.cancel:
+        pending = await services.factors.pending_recovery(account)
+        for item in pending:
+            await services.factors.cancel_recovery(account, item.id, context=context)
+        return {"cancelled": len(pending)}
+    created = await services.factors.request_recovery(
+        account,
+        requested_by=f"admin client {admin.claims.get('client_id')}",
+        wait=body.wait_seconds,
+        context=context,
+    )
+    return {"id": created.id, "execute_after": iso(created.execute_after)}
+
+
 @router.get("/keys", summary="Signing keys and their states")
 async def list_keys(services: ServicesDep) -> dict[str, Any]:
     keys = await services.provider.keys.keys()

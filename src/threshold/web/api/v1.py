@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from threshold.core.clock import iso
+from threshold.core.errors import MfaEnrollmentRequired
 from threshold.core.mfa import MfaRequired
 from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.sessions import IssuedSession
@@ -248,7 +249,9 @@ async def change_password(
     summary="For reverse proxies: 200 with user headers, or 401",
     responses={200: {"description": "Signed in; see the X-Threshold-User-* headers"}, 401: PROBLEM},
 )
-async def forward_auth(auth: AuthDep) -> Response:
+async def forward_auth(auth: AuthDep, services: ServicesDep) -> Response:
+    if await services.factors.needs_enrollment(auth.user):
+        raise MfaEnrollmentRequired()
     headers: dict[str, Any] = {
         "X-Threshold-User": auth.user.id,
         "X-Threshold-User-Id": auth.user.id,

@@ -126,7 +126,9 @@ async def login_submit(
 
 async def _after_sign_in(services: Services, user: User, issued: IssuedSession, target: str) -> Response:
     """Set the new session cookie; offer a passkey after a sign-in without one (unless snoozed)."""
-    if await services.factors.should_offer_passkey(user):
+    if await services.factors.needs_enrollment(user):
+        response = _redirect("/account")
+    elif await services.factors.should_offer_passkey(user):
         response = _redirect("/account/passkey-upgrade?" + urlencode({"next": target}))
     else:
         response = _redirect(target)
