@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.kek import load_or_create_kek
+from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
 from threshold.adapters.redis.stores import (
     RedisEphemeralStore,
     RedisMarkStore,
@@ -30,10 +31,12 @@ from threshold.adapters.sql.oidc_repos import (
     SqlSigningKeyRepo,
 )
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
+from threshold.adapters.sql.token_repos import SqlTokenRepo
 from threshold.core.accounts import Accounts
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
 from threshold.core.crypto import SecretBox
+from threshold.core.email import EmailFlows
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.mfa import Factors
 from threshold.core.models import AuditKind
@@ -72,6 +75,9 @@ class Services:
     sessions: SessionService
     accounts: Accounts
     factors: Factors
+    email: EmailFlows
+    mail_queue: SqlMailQueue
+    mail_worker: MailWorker
     provider: Provider
     marks: MarkStore
     purgeable: list[object]
@@ -98,6 +104,9 @@ class Services:
     def start_sweeper(self, interval: float = 60.0) -> None:
         """Purge expired sessions and counters in bounded batches, off the request path."""
         self._tasks.append(asyncio.create_task(self._sweep_forever(interval), name="threshold-sweeper"))
+
+    def start_mail_worker(self) -> None:
+        self._tasks.append(asyncio.create_task(self.mail_worker.run(), name="threshold-mail"))
 
     async def sweep_once(self) -> int:
         now = self.clock.now()
@@ -129,6 +138,7 @@ class Services:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self.email.drain()
         self.hasher.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -227,6 +237,29 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         clock=clock,
         box=box,
     )
+    mail_queue = SqlMailQueue(engine, clock, settings.theme)
+    transport: Transport = SmtpTransport(settings.smtp_url) if settings.smtp_url else OutboxTransport()
+    mail_worker = MailWorker(
+        mail_queue, transport, sender=settings.sender, max_attempts=settings.email.max_attempts
+    )
+    email = EmailFlows(
+        users=users,
+        tokens=SqlTokenRepo(engine),
+        mail=mail_queue,
+        counters=rate_limits,
+        sessions=sessions,
+        factors=factors,
+        hasher=hasher,
+        policy=policy,
+        auditor=auditor,
+        clock=clock,
+        settings=settings.email,
+        issuer=settings.issuer,
+        product_name=settings.theme.product_name,
+        revoke_tokens=provider.revoke_user_tokens,
+    )
+    auditor.subscribe(email.on_event)
+    accounts.attach_email(email, verification=settings.email.verification)
     return Services(
         settings=settings,
         clock=clock,
@@ -240,6 +273,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         sessions=sessions,
         accounts=accounts,
         factors=factors,
+        email=email,
+        mail_queue=mail_queue,
+        mail_worker=mail_worker,
         provider=provider,
         marks=marks,
         purgeable=purgeable,

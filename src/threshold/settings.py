@@ -196,6 +196,33 @@ class WebAuthnSettings(BaseModel):
     )
 
 
+class EmailSettings(BaseModel):
+    """Email verification, password reset, sign-in by email, notifications."""
+
+    verification: Literal["required", "optional", "off"] = Field(
+        "optional",
+        description=(
+            "required: sign-up sends a link and no session until it is opened (sign-up then reveals nothing "
+            "about existing accounts); optional: sign in at once, verify later; off: no verification mail."
+        ),
+    )
+    verification_lifetime: int = Field(
+        86400, ge=600, description="Seconds an address-verification link lasts."
+    )
+    reset_lifetime: int = Field(1200, ge=300, le=86400, description="Seconds a password-reset link lasts.")
+    login_enabled: bool = Field(
+        True, description="Allow sign-in by email link or code (a lower-assurance path)."
+    )
+    login_lifetime: int = Field(600, ge=120, le=3600, description="Seconds a sign-in link and code last.")
+    code_attempts: int = Field(5, ge=1, le=10, description="Wrong codes allowed per emailed sign-in code.")
+    per_address: int = Field(
+        5, ge=1, le=100, description="Emails (reset, sign-in, resend) per address per hour."
+    )
+    per_ip: int = Field(30, ge=1, description="Email requests per client address per hour.")
+    notify_new_device: bool = Field(True, description="Email the user when a new browser or device signs in.")
+    max_attempts: int = Field(12, ge=1, le=100, description="Delivery attempts before a message is given up.")
+
+
 class ThemeSettings(BaseModel):
     """Branding of the hosted pages."""
 
@@ -260,6 +287,17 @@ class Settings(BaseSettings):
         description="Proxies whose X-Forwarded-For is believed (addresses or CIDR networks).",
     )
     signup_enabled: bool = Field(True, description="Whether anyone may create an account.")
+    smtp_url: str | None = Field(
+        None,
+        description=(
+            "Outgoing mail: smtp://user:pass@host:587?starttls=true or smtps://user:pass@host:465. "
+            "Unset: mail stays in the local outbox (shown at /dev/outbox in development mode)."
+        ),
+        repr=False,
+    )
+    mail_from: str | None = Field(
+        None, description="From address of outgoing mail (default: no-reply@ the issuer's host)."
+    )
     development: bool = Field(False, description="Development mode (never in production).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Largest request body.")
@@ -270,6 +308,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
     mfa: MfaSettings = Field(default_factory=MfaSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
     webauthn: WebAuthnSettings = Field(default_factory=WebAuthnSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
 
@@ -298,6 +337,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must be an smtp:// or smtps:// URL")
+        return value or None
 
     @field_validator("redis_url")
     @classmethod
@@ -343,6 +389,12 @@ class Settings(BaseSettings):
     @property
     def webauthn_origins(self) -> list[str]:
         return self.webauthn.origins or [self.issuer_origin]
+
+    @property
+    def sender(self) -> str:
+        if self.mail_from:
+            return self.mail_from
+        return f"{self.theme.product_name} <no-reply@{urlsplit(self.issuer).hostname or 'localhost'}>"
 
     @property
     def is_https(self) -> bool:

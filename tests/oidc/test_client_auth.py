@@ -140,7 +140,7 @@ async def test_private_key_jwt_rejects_bad_assertions(op: OP) -> None:
 
 async def test_private_key_jwt_rejects_a_foreign_key_and_alg_none(op: OP) -> None:
     rp, key = await _jwt_client(op)
-    foreign = ECKey.generate_key("P-256", parameters={"kid": key.kid})
+    foreign = ECKey.generate_key("P-256", parameters={"kid": "rp-key-1"})
     header = base64.urlsafe_b64encode(b'{"alg":"none"}').decode().rstrip("=")
     genuine = assertion(key, rp.client_id)
     unsigned = header + "." + genuine.split(".")[1] + "."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tests.conftest import login
 from tests.oidc.helpers import OP, invalid_token, oauth_error, unverified
@@ -213,3 +214,28 @@ async def test_concurrent_double_use_without_grace_exactly_one_succeeds(op: OP) 
     assert statuses == [200, 400], [r.text for r in results]
     loser = next(r for r in results if r.status_code == 400)
     oauth_error(loser, 400, "invalid_grant")
+
+
+async def test_grace_concurrent_double_submit_both_get_the_same_successor(
+    op_factory: Callable[..., Awaitable[OP]],
+) -> None:
+    op = await op_factory(oidc={"refresh_reuse_grace": 5})
+    rp = await op.register()
+    await op.sign_up()
+    tokens = await op.tokens(rp)
+    store = op.provider._refresh  # slow storage widens the race window to make it deterministic
+    add = store.add
+
+    async def slow_add(token: Any) -> None:
+        await asyncio.sleep(0.05)
+        await add(token)
+
+    store.add = slow_add  # type: ignore[method-assign]
+
+    results = await asyncio.gather(op.refresh(rp, tokens.refresh), op.refresh(rp, tokens.refresh))
+
+    assert [r.status_code for r in results] == [200, 200], [r.text for r in results]
+    assert results[0].json()["refresh_token"] == results[1].json()["refresh_token"]
+    assert await op.signed_in()
+    store.add = add  # type: ignore[method-assign]
+    assert (await op.refresh(rp, results[0].json()["refresh_token"])).status_code == 200

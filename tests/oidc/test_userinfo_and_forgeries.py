@@ -8,7 +8,7 @@ import hmac
 import json
 
 from joserfc import jwt
-from joserfc.jwk import ECKey, OKPKey, import_key
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from tests.conftest import ISSUER
 from tests.oidc.helpers import OP, RP, b64url, b64url_json, invalid_token, unverified
@@ -86,7 +86,7 @@ async def _forgeries(op: OP, rp: RP, genuine: str, rs_genuine: str) -> dict[str,
     ed_jwk = published[kid]
     rs_header, rs_payload = unverified(rs_genuine)
     rs_jwk = published[rs_header["kid"]]
-    rs_pem = import_key(rs_jwk).as_pem(private=False)
+    rs_pem = RSAKey.import_key(rs_jwk).as_pem(private=False)
     confusion_secrets = {
         "hs256-public-jwk-json": json.dumps(ed_jwk).encode(),
         "hs256-public-x": ed_jwk["x"].encode(),

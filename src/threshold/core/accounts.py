@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
@@ -14,11 +15,15 @@ from threshold.core.emails import normalize_email
 from threshold.core.errors import (
     CurrentPasswordWrong,
     EmailInvalid,
+    EmailUnavailable,
     InvalidCredentials,
     SignupDisabled,
     UserNotFound,
 )
 from threshold.core.mfa import Factors, MfaRequired
+
+if TYPE_CHECKING:
+    from threshold.core.email import EmailFlows
 from threshold.core.models import (
     Aal,
     Amr,
@@ -36,6 +41,11 @@ from threshold.core.secrets import new_id
 from threshold.core.sessions import IssuedSession, SessionService
 
 OPERATOR = RequestContext(ip="cli", user_agent="threshold-cli")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationPending:
+    """Sign-up answered without a session: the address must be verified first (or is already taken)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,13 @@ class Accounts:
         self._clock = clock
         self._signup_enabled = signup_enabled
         self._factors = factors
+        self._email: EmailFlows | None = None
+        self._verification = "off"
+
+    def attach_email(self, email: EmailFlows, *, verification: str) -> None:
+        """Email flows are built after Accounts (they share its collaborators)."""
+        self._email = email
+        self._verification = verification
 
     async def _new_user(self, *, email: str, password: str) -> tuple[User, PasswordCredential]:
         address = normalize_email(email)
@@ -88,7 +105,9 @@ class Accounts:
         await self._users.add(user, credential)
         return user, credential
 
-    async def sign_up(self, *, email: str, password: str, context: RequestContext) -> SignedIn:
+    async def sign_up(
+        self, *, email: str, password: str, context: RequestContext
+    ) -> SignedIn | VerificationPending:
         """Create an account with a password and sign it in.
 
         Raises:
@@ -97,8 +116,19 @@ class Accounts:
         if not self._signup_enabled:
             raise SignupDisabled()
         await self._throttle.check_signup(ip=context.ip)
+        if self._verification == "required" and self._email is not None:
+            try:
+                user, _ = await self._new_user(email=email, password=password)
+            except EmailUnavailable:  # the same answer as a new account; the owner gets a notice
+                await self._email.signup_attempt_on_existing(email)
+                return VerificationPending()
+            await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
+            await self._email.send_verification(user)
+            return VerificationPending()
         user, _ = await self._new_user(email=email, password=password)
         await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
+        if self._email is not None and self._verification == "optional":
+            await self._email.send_verification(user)
         issued = await self._sessions.issue_session(
             user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=context
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from threshold.core.clock import Clock
 from threshold.core.models import AuditEvent, AuditKind, RequestContext
@@ -19,6 +19,11 @@ class Auditor:
         self._store = log_store
         self._clock = clock
         self._observer = observer
+        self._subscribers: list[Callable[[AuditEvent, RequestContext | None], Awaitable[None]]] = []
+
+    def subscribe(self, subscriber: Callable[[AuditEvent, RequestContext | None], Awaitable[None]]) -> None:
+        """Run `subscriber` after each recorded event (notifications); its failures are logged, not raised."""
+        self._subscribers.append(subscriber)
 
     async def record(
         self,
@@ -39,6 +44,11 @@ class Auditor:
         await self._store.append(event)
         if self._observer is not None:
             self._observer(kind)
+        for subscriber in self._subscribers:
+            try:
+                await subscriber(event, context)
+            except Exception:
+                log.exception("audit subscriber failed for %s", kind.value)
         log.info("audit %s user=%s ip=%s %s", kind.value, user_id, event.ip, detail or "")
         return event
 

@@ -158,7 +158,7 @@ class Factors:
             methods.append(Method.PASSKEY)
         if status.totp:
             methods.append(Method.TOTP)
-        if status.recovery_codes_left:
+        if status.recovery_codes_left and status.has_second_factor:  # codes back up a factor, never alone
             methods.append(Method.RECOVERY_CODE)
         return methods
 
@@ -635,7 +635,10 @@ class Factors:
         return await self._factors.pending_recovery_requests(user_id=user.id)
 
     async def cancel_recovery(self, user: User, request_id: str, *, context: RequestContext) -> None:
-        if not await self._factors.finish_recovery_request(request_id, at=self._clock.now(), cancelled=True):
+        owned = any(r.id == request_id for r in await self.pending_recovery(user))  # only the user's own
+        if not owned or not await self._factors.finish_recovery_request(
+            request_id, at=self._clock.now(), cancelled=True
+        ):
             raise FactorNotFound("No such recovery request.")
         await self._audit.record(
             AuditKind.RECOVERY_CANCELLED, user_id=user.id, context=context, request=request_id

@@ -103,6 +103,13 @@ class AuditKind(StrEnum):
     RECOVERY_CANCELLED = "recovery_cancelled"
     RECOVERY_COMPLETED = "recovery_completed"
     MFA_POLICY_CHANGED = "mfa_policy_changed"
+    EMAIL_VERIFIED = "email_verified"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"
+    PASSWORD_RESET = "password_reset"
+    EMAIL_LOGIN_REQUESTED = "email_login_requested"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested"
+    EMAIL_CHANGED = "email_changed"
+    NEW_DEVICE_SIGN_IN = "new_device_sign_in"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +172,44 @@ class RecoveryRequest:
     cancelled_at: float | None = None
 
 
+class TokenPurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
+    EMAIL_LOGIN = "email_login"
+    CHANGE_EMAIL = "change_email"
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimeToken:
+    """An emailed secret: stored as a digest, single use, short-lived. `binding` ties a sign-in link to
+    the browser that asked for it; `code_digest` is the 6-digit code sent with it."""
+
+    digest: str
+    purpose: TokenPurpose
+    user_id: str
+    email: str
+    created_at: float
+    expires_at: float
+    code_digest: str | None = None
+    binding: str | None = None
+    used_at: float | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A message to render (templates `mail/{kind}.txt` and `.html`) and queue."""
+
+    kind: str
+    to: str
+    context: dict[str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     """What the domain needs to know of the request that triggered it."""
 
     ip: str
     user_agent: str
+    device: str | None = None
+    """Digest of the browser's long-lived device cookie, when it has one."""

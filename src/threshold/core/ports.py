@@ -10,10 +10,13 @@ from threshold.core.models import (
     Aal,
     Amr,
     AuditEvent,
+    OneTimeToken,
+    OutgoingMail,
     Passkey,
     PasswordCredential,
     RecoveryRequest,
     SessionRecord,
+    TokenPurpose,
     TotpCredential,
     User,
 )
@@ -45,6 +48,18 @@ class UserRepo(Protocol):
     async def set_mfa_required(self, user_id: str, required: bool) -> bool: ...
 
     async def snooze_passkey_prompt(self, user_id: str, until: float) -> None: ...
+
+    async def set_email_verified(self, user_id: str, email_normalized: str) -> bool:
+        """Mark the address verified, only if it is still the account's address."""
+        ...
+
+    async def change_email(self, user_id: str, *, email: str, email_normalized: str) -> None:
+        """Raises EmailUnavailable when another account has the address."""
+        ...
+
+    async def remember_device(self, user_id: str, device: str, at: float) -> bool:
+        """Record a browser/device cookie digest; True when this account had not seen it before."""
+        ...
 
 
 class SessionStore(Protocol):
@@ -157,3 +172,29 @@ class FactorRepo(Protocol):
     async def pending_recovery_requests(self, *, user_id: str | None = None) -> Sequence[RecoveryRequest]: ...
 
     async def finish_recovery_request(self, request_id: str, *, at: float, cancelled: bool) -> bool: ...
+
+
+class TokenRepo(Protocol):
+    async def add(self, token: OneTimeToken) -> None: ...
+
+    async def consume(self, digest: str, *, purpose: TokenPurpose, now: float) -> OneTimeToken | None:
+        """Mark an unused, unexpired token used and return it; of concurrent callers one wins."""
+        ...
+
+    async def peek(self, digest: str, *, purpose: TokenPurpose, now: float) -> OneTimeToken | None: ...
+
+    async def latest_for_binding(
+        self, binding: str, *, purpose: TokenPurpose, now: float
+    ) -> OneTimeToken | None: ...
+
+    async def record_failed_code(self, digest: str) -> int:
+        """Count a wrong code against the token; returns the attempts so far."""
+        ...
+
+    async def invalidate(self, user_id: str, purpose: TokenPurpose, *, now: float) -> int: ...
+
+
+class MailQueue(Protocol):
+    """Persistent outgoing mail: enqueue returns once the message is stored; delivery is retried."""
+
+    async def enqueue(self, mail: OutgoingMail) -> None: ...

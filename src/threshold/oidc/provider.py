@@ -427,9 +427,8 @@ class Provider:
             if self._settings.refresh_reuse_grace
             else None
         )
-        if not await self._refresh.mark_used(token.digest, now=now, successor=sealed):
-            latest = await self._refresh.get(token.digest)
-            return await self._reused(client, latest or token, form)
+        # The successor is stored before its parent is marked used: a concurrent double submit within
+        # the grace must find it, or it would be taken for theft.
         await self._refresh.add(
             RefreshToken(
                 digest=digest(successor),
@@ -447,6 +446,10 @@ class Provider:
                 expires_at=min(now + self._settings.refresh_token_lifetime, session.absolute_expires_at),
             )
         )
+        if not await self._refresh.mark_used(token.digest, now=now, successor=sealed):
+            await self._refresh.mark_used(digest(successor), now=now, successor=None)  # never handed out
+            latest = await self._refresh.get(token.digest)
+            return await self._reused(client, latest or token, form)
         return await self._refreshed(client, token, scopes, successor, form)
 
     async def _refreshed(

@@ -20,9 +20,11 @@ from threshold.services import Services, build_services
 from threshold.settings import Settings, load_settings
 from threshold.web import errors
 from threshold.web.admin.routes import router as admin_router
+from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
 from threshold.web.api.v1 import router as api_router
 from threshold.web.oauth.routes import router as oauth_router
+from threshold.web.pages.email import router as email_pages_router
 from threshold.web.pages.routes import router as pages_router
 from threshold.web.pages.security import router as security_pages_router
 from threshold.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -50,6 +52,7 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
         app.state.services = built
         await built.provider.keys.ensure_keys()
         built.start_sweeper()
+        built.start_mail_worker()
         try:
             yield
         finally:
@@ -68,10 +71,12 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
     errors.install(app)
     app.include_router(api_router)
     app.include_router(factors_router)
+    app.include_router(email_router)
     app.include_router(oauth_router)
     app.include_router(admin_router)
     app.include_router(pages_router)
     app.include_router(security_pages_router)
+    app.include_router(email_pages_router)
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("threshold.web.pages") / "static")),

@@ -9,9 +9,11 @@ from starlette.requests import Request
 
 from threshold.core.errors import NotAuthenticated
 from threshold.core.models import RequestContext, SessionRecord, User
+from threshold.core.secrets import digest, new_token
 from threshold.services import Services
 from threshold.web.security import (
     CSRF_HEADER,
+    DEVICE_COOKIE,
     SAFE_METHODS,
     SESSION_COOKIE,
     check_csrf_token,
@@ -32,10 +34,16 @@ def get_services(request: Request) -> Services:
 
 
 def request_context(request: Request) -> RequestContext:
+    """Who is asking: address, user agent and the browser's device cookie (set on first sight)."""
     services = get_services(request)
+    device = request.cookies.get(DEVICE_COOKIE)
+    if not device or len(device) > 64:
+        device = new_token()
+        request.scope.setdefault("state", {})["new_device"] = device
     return RequestContext(
         ip=client_ip(request, services.settings.trusted_proxies),
         user_agent=request.headers.get("user-agent", "")[:512],
+        device=digest("device:" + device),
     )
 
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from threshold.core import errors as e
+from threshold.core.email import ConfirmationRequired, TokenInvalid
 from threshold.oidc.errors import InsufficientScope, InvalidToken, OAuthError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ STATUS: dict[type[e.ThresholdError], int] = {
     e.PendingLoginMissing: 401,
     e.LastSignInMethod: 409,
     e.TotpNotStarted: 409,
+    TokenInvalid: 400,
+    ConfirmationRequired: 409,
     e.PasswordRejected: 422,
     e.RateLimited: 429,
     e.DependencyUnavailable: 503,

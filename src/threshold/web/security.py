@@ -18,6 +18,9 @@ from threshold.settings import IPNetwork, Settings
 SESSION_COOKIE = "__Host-threshold_session"
 CSRF_COOKIE = "__Host-threshold_csrf"
 PENDING_COOKIE = "__Host-threshold_pending"
+EMAIL_LOGIN_COOKIE = "__Host-threshold_email_login"
+DEVICE_COOKIE = "__Host-threshold_device"
+DEVICE_COOKIE_MAX_AGE = 400 * 86400  # the longest browsers keep a cookie
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -151,12 +154,21 @@ class SecurityHeadersMiddleware:
                 ]
                 if self.hsts:
                     extra.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+                new_device = scope.get("state", {}).get("new_device")
+                if new_device:  # recognises this browser at its next sign-in ("new device" notices)
+                    headers.append((b"set-cookie", _device_cookie(new_device)))
                 if b"cache-control" not in present:
                     extra.append((b"cache-control", b"public, max-age=3600" if is_static else b"no-store"))
                 headers.extend((name, value) for name, value in extra if name not in present)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _device_cookie(value: str) -> bytes:
+    return (
+        f"{DEVICE_COOKIE}={value}; Max-Age={DEVICE_COOKIE_MAX_AGE}; Path=/; Secure; HttpOnly; SameSite=Lax"
+    ).encode()
 
 
 class BodyTooLarge(HTTPException):

@@ -49,6 +49,45 @@ class SqlUserRepo:
     async def snooze_passkey_prompt(self, user_id: str, until: float) -> None:
         await _update_user(self._engine, user_id, passkey_prompt_snoozed_until=until)
 
+    async def set_email_verified(self, user_id: str, email_normalized: str) -> bool:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(t.users)
+                    .where(t.users.c.id == user_id, t.users.c.email_normalized == email_normalized)
+                    .values(email_verified=True)
+                )
+        return bool(result.rowcount)
+
+    async def change_email(self, user_id: str, *, email: str, email_normalized: str) -> None:
+        with translate_errors():
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        update(t.users)
+                        .where(t.users.c.id == user_id)
+                        .values(email=email, email_normalized=email_normalized, email_verified=True)
+                    )
+            except IntegrityError as error:
+                raise EmailUnavailable() from error
+
+    async def remember_device(self, user_id: str, device: str, at: float) -> bool:
+        statement = (
+            _insert(self._engine, t.known_devices)
+            .values(user_id=user_id, device=device, first_seen_at=at, last_seen_at=at)
+            .on_conflict_do_nothing(index_elements=["user_id", "device"])
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(statement)
+                if not result.rowcount:
+                    await conn.execute(
+                        update(t.known_devices)
+                        .where(t.known_devices.c.user_id == user_id, t.known_devices.c.device == device)
+                        .values(last_seen_at=at)
+                    )
+        return bool(result.rowcount)
+
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         with translate_errors():
             try:

@@ -247,3 +247,48 @@ ephemeral = Table(
     Column("value", Text, nullable=False),
     Column("expires_at", Double, nullable=False, index=True),
 )
+
+# --- Email: queue, one-time tokens, known devices (migration 0004) ------------------------------
+
+mail_queue = Table(
+    "mail_queue",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("to_address", String(320), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("text_body", Text, nullable=False),
+    Column("html_body", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("next_attempt_at", Double, nullable=False, index=True),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_until", Double, nullable=True),
+    Column("sent_at", Double, nullable=True),
+    Column("failed_at", Double, nullable=True),
+    Column("last_error", String(300), nullable=True),
+    Column("transport", String(16), nullable=True),
+)
+
+one_time_tokens = Table(
+    "one_time_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("purpose", String(24), nullable=False),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("email", String(320), nullable=False),
+    Column("code_digest", String(64), nullable=True),
+    Column("binding", String(64), nullable=True, index=True),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False, index=True),
+    Column("used_at", Double, nullable=True),
+    Column("attempts", Integer, nullable=False),
+)
+
+known_devices = Table(
+    "known_devices",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("device", String(64), primary_key=True),
+    Column("first_seen_at", Double, nullable=False),
+    Column("last_seen_at", Double, nullable=False),
+)

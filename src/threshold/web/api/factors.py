@@ -104,7 +104,9 @@ def passkey_out(passkey: Passkey) -> PasskeyOut:
 
 def qr_svg(uri: str) -> str:
     """The otpauth URI as an inline SVG QR code, generated here (the secret never leaves the server)."""
-    return str(segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff", border=2))
+    # omitsize: a viewBox instead of fixed width/height, so CSS can scale it without cropping it.
+    qr = segno.make(uri, error="m")
+    return str(qr.svg_inline(scale=5, dark="#000", light="#fff", border=4, omitsize=True))
 
 
 def _completed(

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from threshold.core.accounts import VerificationPending
 from threshold.core.clock import iso
 from threshold.core.errors import MfaEnrollmentRequired
 from threshold.core.mfa import MfaRequired
@@ -137,10 +138,12 @@ async def signup(
     context: ContextDep,
     current: Annotated[Authenticated | None, Depends(optional_session)],
 ) -> Response:
-    signed_in = await services.accounts.sign_up(email=body.email, password=body.password, context=context)
+    result = await services.accounts.sign_up(email=body.email, password=body.password, context=context)
+    if isinstance(result, VerificationPending):  # the same answer whether or not the address had an account
+        return JSONResponse({"status": "verification_required"}, status_code=202)
     if current is not None:  # the browser now belongs to the new account
         await services.sessions.end_session(current.session)
-    return signed_in_response(services, signed_in.user, signed_in.session, status=201)
+    return signed_in_response(services, result.user, result.session, status=201)
 
 
 @router.post(

@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from threshold.core.accounts import VerificationPending
 from threshold.core.clock import iso
 from threshold.core.errors import (
     InvalidRequest,
@@ -94,8 +95,16 @@ async def login_page(
     target = safe_next(next)
     if auth is not None and not reauth:
         return _redirect(target)
-    expired = request.query_params.get("expired") == "1"
-    return render(request, "login.html", next=target, email=email[:254], reauth=bool(auth), expired=expired)
+    return render(
+        request,
+        "login.html",
+        next=target,
+        email=email[:254],
+        reauth=bool(auth),
+        expired=request.query_params.get("expired") == "1",
+        reset_done=request.query_params.get("reset") == "1",
+        email_login=request.app.state.services.settings.email.login_enabled,
+    )
 
 
 @router.post("/login")
@@ -174,6 +183,8 @@ async def signup_submit(
             min_length=min_length,
             password_error=isinstance(error, PasswordRejected),
         )
+    if isinstance(signed_in, VerificationPending):
+        return render(request, "check_email.html", reason="verify", email=email)
     if auth is not None:
         await services.sessions.end_session(auth.session)
     response = _redirect("/account")
@@ -284,6 +295,8 @@ async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth)
         "totp": "Your authenticator app is set up.",
         "totp_removed": "The authenticator app was removed.",
         "recovery_cancelled": "The recovery request was cancelled.",
+        "verification_sent": "We sent the confirmation link again.",
+        "email_change": "Check your new address for a confirmation link.",
     }.get(request.query_params.get("done", ""))
     return await _account(request, services, auth, notice=notice)
 

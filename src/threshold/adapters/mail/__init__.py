@@ -1,0 +1,1 @@
+"""Outgoing mail: templates, the persistent queue, SMTP and outbox transports, the delivery worker."""

@@ -1,0 +1,272 @@
+"""The persistent mail queue (a SQL table shared by every process) and its delivery worker.
+
+Enqueueing stores the rendered message; a worker in each process claims due messages with a lease,
+sends them, and on failure schedules a retry with exponential backoff. A crash or an SMTP outage
+delays mail but loses none: an unsent row stays until it is delivered or given up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threshold.adapters.mail.render import render_mail
+from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import translate_errors
+from threshold.core.clock import Clock
+from threshold.core.errors import DependencyUnavailable
+from threshold.core.models import OutgoingMail
+from threshold.core.secrets import new_id
+from threshold.settings import ThemeSettings
+
+log = logging.getLogger(__name__)
+LEASE = 60.0
+MAX_BACKOFF = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMail:
+    id: str
+    kind: str
+    to_address: str
+    subject: str
+    text_body: str
+    html_body: str
+    created_at: float
+    attempts: int
+    sent_at: float | None
+    failed_at: float | None
+    last_error: str | None
+    transport: str | None
+
+
+def _queued(row: Row[Any]) -> QueuedMail:
+    return QueuedMail(
+        id=row.id,
+        kind=row.kind,
+        to_address=row.to_address,
+        subject=row.subject,
+        text_body=row.text_body,
+        html_body=row.html_body,
+        created_at=row.created_at,
+        attempts=int(row.attempts),
+        sent_at=row.sent_at,
+        failed_at=row.failed_at,
+        last_error=row.last_error,
+        transport=row.transport,
+    )
+
+
+def backoff(attempts: int) -> float:
+    """5 s, 10 s, 20 s ... capped at an hour."""
+    return float(min(MAX_BACKOFF, 5.0 * 2 ** max(0, attempts - 1)))
+
+
+class SqlMailQueue:
+    def __init__(self, engine: AsyncEngine, clock: Clock, theme: ThemeSettings) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._theme = theme
+        self.wakeup = asyncio.Event()
+
+    async def enqueue(self, mail: OutgoingMail) -> None:
+        rendered = render_mail(mail, self._theme)
+        now = self._clock.now()
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.mail_queue.insert().values(
+                        id=new_id(),
+                        kind=mail.kind,
+                        to_address=mail.to,
+                        subject=rendered.subject[:300],
+                        text_body=rendered.text,
+                        html_body=rendered.html,
+                        created_at=now,
+                        next_attempt_at=now,
+                        attempts=0,
+                    )
+                )
+        self.wakeup.set()
+
+    async def claim(self, *, limit: int = 20) -> list[QueuedMail]:
+        """Lease due messages; a message leased by another worker is skipped until its lease ends."""
+        now = self._clock.now()
+        c = t.mail_queue.c
+        due = (
+            (c.sent_at.is_(None))
+            & (c.failed_at.is_(None))
+            & (c.next_attempt_at <= now)
+            & (c.lease_until.is_(None) | (c.lease_until <= now))
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                ids = [
+                    r.id
+                    for r in (
+                        await conn.execute(select(c.id).where(due).order_by(c.next_attempt_at).limit(limit))
+                    ).all()
+                ]
+                if not ids:
+                    return []
+                # The condition is checked again by the UPDATE itself: of two workers, one gets each row.
+                rows = (
+                    await conn.execute(
+                        update(t.mail_queue)
+                        .where(c.id.in_(ids), due)
+                        .values(lease_until=now + LEASE, attempts=c.attempts + 1)
+                        .returning(*t.mail_queue.c)
+                    )
+                ).all()
+        return [_queued(row) for row in rows]
+
+    async def mark_sent(self, mail_id: str, *, transport: str) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(t.mail_queue)
+                    .where(t.mail_queue.c.id == mail_id)
+                    .values(sent_at=self._clock.now(), lease_until=None, transport=transport, last_error=None)
+                )
+
+    async def mark_failed_attempt(self, mail: QueuedMail, error: str, *, max_attempts: int) -> None:
+        now = self._clock.now()
+        values: dict[str, Any] = {
+            "lease_until": None,
+            "last_error": error[:300],
+            "next_attempt_at": now + backoff(mail.attempts),
+        }
+        if mail.attempts >= max_attempts:
+            values["failed_at"] = now
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(update(t.mail_queue).where(t.mail_queue.c.id == mail.id).values(**values))
+
+    async def recent(self, *, limit: int = 50) -> Sequence[QueuedMail]:
+        """Newest first: the development outbox page."""
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(t.mail_queue).order_by(t.mail_queue.c.created_at.desc()).limit(limit)
+                    )
+                ).all()
+        return [_queued(row) for row in rows]
+
+    async def get(self, mail_id: str) -> QueuedMail | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(t.mail_queue).where(t.mail_queue.c.id == mail_id))).first()
+        return _queued(row) if row else None
+
+
+class Transport(Protocol):
+    name: str
+
+    async def send(self, mail: QueuedMail, *, sender: str) -> None: ...
+
+
+class OutboxTransport:
+    """The embedded default: nothing leaves the machine; messages stay readable in the queue table
+    (and at /dev/outbox in development mode)."""
+
+    name = "outbox"
+
+    async def send(self, mail: QueuedMail, *, sender: str) -> None:
+        log.info("mail to %s kept in the local outbox: %s", mail.to_address, mail.subject)
+
+
+class SmtpTransport:
+    """SMTP through aiosmtplib: smtp://user:pass@host:port[?starttls=true] or smtps:// (implicit TLS)."""
+
+    name = "smtp"
+
+    def __init__(self, url: str, *, timeout: float = 15.0) -> None:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        self.hostname = parts.hostname or "localhost"
+        self.use_tls = parts.scheme == "smtps"
+        self.port = parts.port or (465 if self.use_tls else 25)
+        self.start_tls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+        self.verify = query.get("verify", ["true"])[0].lower() not in ("0", "false", "no")
+
+    async def send(self, mail: QueuedMail, *, sender: str) -> None:
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = mail.to_address
+        message["Subject"] = mail.subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].rstrip(">") or "threshold")
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(mail.text_body)
+        message.add_alternative(mail.html_body, subtype="html")
+        context = ssl.create_default_context() if self.verify else ssl._create_unverified_context()  # noqa: S323
+        await aiosmtplib.send(
+            message,
+            hostname=self.hostname,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            use_tls=self.use_tls,
+            start_tls=self.start_tls if not self.use_tls else False,
+            timeout=self.timeout,
+            tls_context=context,
+        )
+
+
+class MailWorker:
+    def __init__(self, queue: SqlMailQueue, transport: Transport, *, sender: str, max_attempts: int) -> None:
+        self.queue = queue
+        self.transport = transport
+        self.sender = sender
+        self.max_attempts = max_attempts
+
+    async def deliver_due(self) -> int:
+        """Send what is due now; returns how many were sent."""
+        sent = 0
+        for mail in await self.queue.claim():
+            try:
+                await self.transport.send(mail, sender=self.sender)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+                log.warning(
+                    "mail %s to %s not delivered (attempt %d): %s",
+                    mail.id,
+                    mail.to_address,
+                    mail.attempts,
+                    exc,
+                )
+                await self.queue.mark_failed_attempt(
+                    mail, f"{type(exc).__name__}: {exc}", max_attempts=self.max_attempts
+                )
+                continue
+            await self.queue.mark_sent(mail.id, transport=self.transport.name)
+            sent += 1
+        return sent
+
+    async def run(self, *, poll: float = 2.0) -> None:
+        while True:
+            try:
+                while await self.deliver_due():
+                    pass
+            except DependencyUnavailable:
+                log.warning("mail worker: database unavailable, retrying")
+            except Exception:
+                log.exception("mail worker failed")
+            self.queue.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.wakeup.wait(), timeout=poll)

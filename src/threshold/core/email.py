@@ -1,0 +1,496 @@
+"""Email flows: address verification, password reset, sign-in by link or code, email change, and the
+security notices users receive.
+
+Every emailed secret is a 256-bit token stored as a digest, single use and short-lived. Requests that
+could reveal whether an account exists (reset, sign-in by email) answer the same way and do their
+account-specific work in the background, so status, body and timing match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from threshold.core.audit import Auditor
+from threshold.core.clock import Clock, iso
+from threshold.core.emails import normalize_email
+from threshold.core.errors import (
+    EmailInvalid,
+    EmailUnavailable,
+    Forbidden,
+    InvalidRequest,
+    MfaCodeInvalid,
+    RateLimited,
+    ThresholdError,
+)
+from threshold.core.mfa import Factors, MfaRequired
+from threshold.core.models import (
+    Aal,
+    Amr,
+    AuditEvent,
+    AuditKind,
+    OneTimeToken,
+    OutgoingMail,
+    PasswordCredential,
+    RequestContext,
+    TokenPurpose,
+    User,
+)
+from threshold.core.passwords import PasswordHasher, PasswordPolicy
+from threshold.core.ports import MailQueue, RateLimitStore, TokenRepo, UserRepo
+from threshold.core.secrets import digest, equal, new_token
+from threshold.core.sessions import IssuedSession, SessionService
+from threshold.settings import EmailSettings
+
+log = logging.getLogger(__name__)
+HOUR = 3600
+
+
+class TokenInvalid(ThresholdError):
+    code = "token_invalid"
+    message = "This link or code is invalid, expired or was already used."
+
+
+class ConfirmationRequired(ThresholdError):
+    """A sign-in link opened in another browser than the one that asked: confirm before signing in."""
+
+    code = "confirmation_required"
+    message = "This sign-in link was requested from another browser. Confirm to sign in here."
+
+
+class EmailLoginDisabled(Forbidden):
+    code = "email_login_disabled"
+    message = "Sign-in by email is switched off on this service."
+
+
+@dataclass(frozen=True, slots=True)
+class EmailLoginStarted:
+    """`binding` goes into a cookie of the asking browser; the link and code are only in the email."""
+
+    binding: str
+
+
+def login_code() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+def _code_digest(binding_digest: str, code: str) -> str:
+    """The emailed code, bound to the asking browser: useless with another browser's binding."""
+    return digest(f"login-code:{binding_digest}:{code}")
+
+
+# Security notices: audit kinds that also email the user, with the template to use.
+NOTICES: dict[AuditKind, str] = {
+    AuditKind.PASSWORD_CHANGED: "notice_password_changed",
+    AuditKind.PASSWORD_RESET: "notice_password_changed",
+    AuditKind.PASSKEY_ADDED: "notice_factor_added",
+    AuditKind.TOTP_ENABLED: "notice_factor_added",
+    AuditKind.PASSKEY_REMOVED: "notice_factor_removed",
+    AuditKind.TOTP_REMOVED: "notice_factor_removed",
+    AuditKind.REFRESH_TOKEN_REUSE: "notice_token_reuse",
+    AuditKind.RECOVERY_REQUESTED: "notice_recovery",
+    AuditKind.RECOVERY_COMPLETED: "notice_recovery_completed",
+    AuditKind.NEW_DEVICE_SIGN_IN: "notice_new_device",
+    AuditKind.PASSKEY_COUNTER_REGRESSION: "notice_passkey_blocked",
+}
+
+
+class EmailFlows:
+    def __init__(
+        self,
+        *,
+        users: UserRepo,
+        tokens: TokenRepo,
+        mail: MailQueue,
+        counters: RateLimitStore,
+        sessions: SessionService,
+        factors: Factors,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        auditor: Auditor,
+        clock: Clock,
+        settings: EmailSettings,
+        issuer: str,
+        product_name: str,
+        revoke_tokens: Callable[[str], Awaitable[int]],
+    ) -> None:
+        self._users = users
+        self._tokens = tokens
+        self._mail = mail
+        self._counters = counters
+        self._sessions = sessions
+        self._factors = factors
+        self._hasher = hasher
+        self._policy = policy
+        self._audit = auditor
+        self._clock = clock
+        self._settings = settings
+        self._issuer = issuer
+        self._product = product_name
+        self._revoke_tokens = revoke_tokens
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _link(self, path: str, **params: str) -> str:
+        return f"{self._issuer}{path}?{urlencode(params)}" if params else f"{self._issuer}{path}"
+
+    async def _send(self, kind: str, to: str, **context: str) -> None:
+        await self._mail.enqueue(
+            OutgoingMail(kind=kind, to=to, context={"product": self._product, **context})
+        )
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("background email work failed")
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def _limit(self, *, address: str, ip: str) -> None:
+        """Per-address and per-client-address hourly limits; unknown addresses count the same."""
+        now = self._clock.now()
+        for key, limit in (
+            (f"mail:a:{digest(address)[:40]}", self._settings.per_address),
+            (f"mail:ip:{ip}", self._settings.per_ip),
+        ):
+            count = await self._counters.increment(key, window=HOUR, now=now)
+            if count.count > limit:
+                raise RateLimited(count.retry_after)
+
+    async def _new_token(
+        self,
+        purpose: TokenPurpose,
+        user: User,
+        *,
+        email: str,
+        lifetime: int,
+        code: str | None = None,
+        binding: str | None = None,
+    ) -> str:
+        token = new_token()
+        now = self._clock.now()
+        await self._tokens.invalidate(user.id, purpose, now=now)  # only the newest link works
+        await self._tokens.add(
+            OneTimeToken(
+                digest=digest(token),
+                purpose=purpose,
+                user_id=user.id,
+                email=email,
+                created_at=now,
+                expires_at=now + lifetime,
+                code_digest=_code_digest(binding or "", code) if code else None,
+                binding=binding,
+            )
+        )
+        return token
+
+    # --- verification ---------------------------------------------------------------------------------
+
+    async def send_verification(self, user: User) -> None:
+        if self._settings.verification == "off" or user.email_verified:
+            return
+        token = await self._new_token(
+            TokenPurpose.VERIFY_EMAIL,
+            user,
+            email=user.email_normalized,
+            lifetime=self._settings.verification_lifetime,
+        )
+        await self._send("verify_email", user.email, link=self._link("/verify-email", token=token))
+
+    async def resend_verification(self, user: User, *, context: RequestContext) -> None:
+        await self._limit(address=user.email_normalized, ip=context.ip)
+        await self.send_verification(user)
+
+    async def signup_attempt_on_existing(self, email: str) -> None:
+        """Sign-up with a taken address (verification required): tell the owner, reveal nothing."""
+        try:
+            address = normalize_email(email)
+        except EmailInvalid:
+            return
+        user = await self._users.get_by_email(address.normalized)
+        if user is not None:
+            await self._send(
+                "signup_existing", user.email, link=self._link("/login"), reset=self._link("/reset-password")
+            )
+
+    async def verify_email(self, token: str, *, context: RequestContext) -> User:
+        record = await self._tokens.consume(
+            digest(token), purpose=TokenPurpose.VERIFY_EMAIL, now=self._clock.now()
+        )
+        if record is None:
+            raise TokenInvalid()
+        if not await self._users.set_email_verified(record.user_id, record.email):
+            raise TokenInvalid()  # the address changed since the link was sent
+        await self._audit.record(AuditKind.EMAIL_VERIFIED, user_id=record.user_id, context=context)
+        user = await self._users.get(record.user_id)
+        assert user is not None
+        return user
+
+    # --- password reset ---------------------------------------------------------------------------------
+
+    async def request_password_reset(self, email: str, *, context: RequestContext) -> None:
+        """Same answer for every address; the email (if any) is prepared in the background."""
+        try:
+            normalized = normalize_email(email).normalized
+        except EmailInvalid:
+            normalized = email[:320].casefold()
+        await self._limit(address=normalized, ip=context.ip)
+        self._in_background(self._reset_mail(normalized, context))
+
+    async def _reset_mail(self, normalized: str, context: RequestContext) -> None:
+        user = await self._users.get_by_email(normalized)
+        if user is None or user.disabled:
+            return
+        token = await self._new_token(
+            TokenPurpose.RESET_PASSWORD,
+            user,
+            email=user.email_normalized,
+            lifetime=self._settings.reset_lifetime,
+        )
+        minutes = str(self._settings.reset_lifetime // 60)
+        await self._send(
+            "reset_password", user.email, link=self._link("/reset-password", token=token), minutes=minutes
+        )
+        await self._audit.record(AuditKind.PASSWORD_RESET_REQUESTED, user_id=user.id, context=context)
+
+    async def check_reset_token(self, token: str) -> bool:
+        return (
+            await self._tokens.peek(digest(token), purpose=TokenPurpose.RESET_PASSWORD, now=self._clock.now())
+            is not None
+        )
+
+    async def reset_password(self, *, token: str, new_password: str, context: RequestContext) -> User:
+        """Set a new password from a reset link: every session and refresh token ends; MFA still applies
+        at the next sign-in (a reset never bypasses the second factor)."""
+        now = self._clock.now()
+        record = await self._tokens.peek(digest(token), purpose=TokenPurpose.RESET_PASSWORD, now=now)
+        user = await self._users.get(record.user_id) if record else None
+        if record is None or user is None or user.disabled:
+            raise TokenInvalid()
+        await self._policy.check_new_password(
+            new_password, email=user.email, has_mfa=await self._factors.has_second_factor(user)
+        )
+        if await self._tokens.consume(record.digest, purpose=TokenPurpose.RESET_PASSWORD, now=now) is None:
+            raise TokenInvalid()
+        await self._users.set_password(
+            PasswordCredential(user_id=user.id, hash=await self._hasher.hash(new_password), updated_at=now)
+        )
+        ended = await self._sessions.revoke_all_sessions(user.id)
+        refresh = await self._revoke_tokens(user.id)
+        if record.email == user.email_normalized and not user.email_verified:
+            await self._users.set_email_verified(user.id, user.email_normalized)  # they proved the mailbox
+        await self._audit.record(
+            AuditKind.PASSWORD_RESET,
+            user_id=user.id,
+            context=context,
+            sessions_revoked=str(ended),
+            refresh_tokens_revoked=str(refresh),
+        )
+        return user
+
+    # --- sign-in by email ---------------------------------------------------------------------------------
+
+    async def request_email_login(self, email: str, *, context: RequestContext) -> EmailLoginStarted:
+        """Send a link and a 6-digit code; the returned binding goes into the asking browser's cookie."""
+        if not self._settings.login_enabled:
+            raise EmailLoginDisabled()
+        try:
+            normalized = normalize_email(email).normalized
+        except EmailInvalid:
+            normalized = email[:320].casefold()
+        await self._limit(address=normalized, ip=context.ip)
+        binding = new_token()
+        self._in_background(self._login_mail(normalized, digest(binding), context))
+        return EmailLoginStarted(binding=binding)
+
+    async def _login_mail(self, normalized: str, binding_digest: str, context: RequestContext) -> None:
+        user = await self._users.get_by_email(normalized)
+        if user is None or user.disabled:
+            return
+        code = login_code()
+        token = await self._new_token(
+            TokenPurpose.EMAIL_LOGIN,
+            user,
+            email=user.email_normalized,
+            lifetime=self._settings.login_lifetime,
+            code=code,
+            binding=binding_digest,
+        )
+        await self._send(
+            "email_login",
+            user.email,
+            link=self._link("/login/email/verify", token=token),
+            code=code,
+            minutes=str(self._settings.login_lifetime // 60),
+            ip=context.ip,
+        )
+        await self._audit.record(AuditKind.EMAIL_LOGIN_REQUESTED, user_id=user.id, context=context)
+
+    async def complete_email_login(
+        self,
+        *,
+        token: str | None,
+        code: str | None,
+        binding: str | None,
+        confirmed: bool,
+        context: RequestContext,
+    ) -> tuple[User, IssuedSession | MfaRequired]:
+        """Sign in with the emailed link (token) or code.
+
+        A link opened in the browser that asked signs in; elsewhere it needs `confirmed` (the page asks),
+        so a link forwarded or prefetched does not sign anyone in silently. A code works only in the
+        browser that asked (its binding cookie) and allows a few wrong tries.
+
+        Raises:
+            TokenInvalid, ConfirmationRequired, MfaCodeInvalid, EmailLoginDisabled.
+        """
+        if not self._settings.login_enabled:
+            raise EmailLoginDisabled()
+        now = self._clock.now()
+        binding_digest = digest(binding) if binding else None
+        if token:
+            record = await self._tokens.peek(digest(token), purpose=TokenPurpose.EMAIL_LOGIN, now=now)
+            if record is None:
+                raise TokenInvalid()
+            same_browser = (
+                record.binding is not None
+                and binding_digest is not None
+                and equal(record.binding, binding_digest)
+            )
+            if not same_browser and not confirmed:
+                raise ConfirmationRequired()
+        elif code and binding_digest:
+            record = await self._tokens.latest_for_binding(
+                binding_digest, purpose=TokenPurpose.EMAIL_LOGIN, now=now
+            )
+            if record is None or record.code_digest is None:
+                raise TokenInvalid()
+            if record.attempts >= self._settings.code_attempts:
+                raise TokenInvalid()
+            candidate = code.strip().replace(" ", "")
+            if not equal(_code_digest(binding_digest, candidate), record.code_digest):
+                attempts = await self._tokens.record_failed_code(record.digest)
+                raise MfaCodeInvalid() if attempts < self._settings.code_attempts else TokenInvalid()
+        else:
+            raise InvalidRequest("Send the link's token, or the code from the browser that asked for it.")
+        consumed = await self._tokens.consume(record.digest, purpose=TokenPurpose.EMAIL_LOGIN, now=now)
+        user = await self._users.get(record.user_id) if consumed else None
+        if consumed is None or user is None or user.disabled or record.email != user.email_normalized:
+            raise TokenInvalid()
+        if not user.email_verified:
+            await self._users.set_email_verified(user.id, user.email_normalized)
+        status = await self._factors.status(user)
+        methods = self._factors.second_factor_methods(status)
+        if methods:  # email never counts as a second factor
+            return user, await self._factors.start_pending_login(user, amr=[Amr.EMAIL], methods=methods)
+        issued = await self._sessions.issue_session(
+            user_id=user.id, aal=Aal.AAL1, amr=[Amr.EMAIL], context=context
+        )
+        await self._audit.record(
+            AuditKind.LOGIN_SUCCEEDED,
+            user_id=user.id,
+            context=context,
+            method="email",
+            session=issued.record.public_id,
+        )
+        return user, issued
+
+    # --- email change -----------------------------------------------------------------------------------
+
+    async def request_email_change(self, user: User, new_email: str, *, context: RequestContext) -> None:
+        """Send a confirmation link to the new address and a notice to the old one."""
+        address = normalize_email(new_email)
+        if address.normalized == user.email_normalized:
+            raise InvalidRequest("That is already your address.")
+        await self._limit(address=address.normalized, ip=context.ip)
+        if await self._users.get_by_email(address.normalized) is not None:
+            raise EmailUnavailable()
+        token = await self._new_token(
+            TokenPurpose.CHANGE_EMAIL,
+            user,
+            email=address.display,
+            lifetime=self._settings.verification_lifetime,
+        )
+        await self._send(
+            "change_email", address.display, link=self._link("/verify-email", token=token, change="1")
+        )
+        await self._send("notice_email_change_requested", user.email, new_email=address.display)
+        await self._audit.record(AuditKind.EMAIL_CHANGE_REQUESTED, user_id=user.id, context=context)
+
+    async def confirm_email_change(self, token: str, *, context: RequestContext) -> User:
+        record = await self._tokens.consume(
+            digest(token), purpose=TokenPurpose.CHANGE_EMAIL, now=self._clock.now()
+        )
+        user = await self._users.get(record.user_id) if record else None
+        if record is None or user is None:
+            raise TokenInvalid()
+        address = normalize_email(record.email)
+        await self._users.change_email(user.id, email=address.display, email_normalized=address.normalized)
+        await self._send("notice_email_changed", user.email, new_email=address.display)
+        await self._audit.record(AuditKind.EMAIL_CHANGED, user_id=user.id, context=context)
+        changed = await self._users.get(user.id)
+        assert changed is not None
+        return changed
+
+    # --- notices ------------------------------------------------------------------------------------------
+
+    async def on_event(self, event: AuditEvent, context: RequestContext | None) -> None:
+        """Auditor subscriber: security notices, and new-device detection at sign-in."""
+        if event.user_id is None:
+            return
+        if event.kind is AuditKind.SIGNUP and context is not None and context.device:
+            await self._users.remember_device(event.user_id, context.device, self._clock.now())
+        elif event.kind in (AuditKind.LOGIN_SUCCEEDED, AuditKind.MFA_SUCCEEDED) and context is not None:
+            user = await self._users.get(event.user_id)
+            if user is not None:
+                await self.note_sign_in(user, context=context)
+        else:
+            await self.notify(event)
+
+    async def notify(self, event: AuditEvent) -> None:
+        """Email the user about a security event."""
+        template = NOTICES.get(event.kind)
+        if template is None or event.user_id is None:
+            return
+        user = await self._users.get(event.user_id)
+        if user is None:
+            return
+        await self._send(
+            template,
+            user.email,
+            when=iso(event.at),
+            ip=event.ip or "unknown",
+            device=event.detail.get("device", ""),
+            account=self._link("/account"),
+        )
+
+    async def note_sign_in(self, user: User, *, context: RequestContext) -> None:
+        """Remember the browser; a first sign-in from it is audited (and so emailed)."""
+        if not context.device:
+            return
+        if (
+            await self._users.remember_device(user.id, context.device, self._clock.now())
+            and self._settings.notify_new_device
+        ):
+            from threshold.core.devices import device_label
+
+            await self._audit.record(
+                AuditKind.NEW_DEVICE_SIGN_IN,
+                user_id=user.id,
+                context=context,
+                device=device_label(context.user_agent),
+            )

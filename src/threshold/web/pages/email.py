@@ -1,0 +1,312 @@
+"""Hosted pages for email: verification, password reset, sign-in by link or code, email change, and
+the development outbox. Links in mail open a page with a button (POST), so a mail scanner that fetches
+the link consumes nothing; a sign-in link opened in the browser that asked for it signs in directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from threshold.core.clock import iso
+from threshold.core.email import ConfirmationRequired
+from threshold.core.errors import ReauthenticationRequired, ThresholdError
+from threshold.core.mfa import MfaRequired
+from threshold.core.models import RequestContext
+from threshold.services import Services
+from threshold.web.api.email import set_email_login_cookie
+from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.errors import headers_for, status_for
+from threshold.web.pages.render import render
+from threshold.web.pages.routes import _account, _after_sign_in, _redirect, field, read_form, safe_next
+from threshold.web.security import EMAIL_LOGIN_COOKIE, set_pending_cookie
+
+router = APIRouter(include_in_schema=False)
+ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
+MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
+
+
+def _error(request: Request, template: str, error: ThresholdError, **context: object) -> Response:
+    return render(
+        request, template, status=status_for(error), headers=headers_for(error), error=error.detail, **context
+    )
+
+
+# --- verification and email change ----------------------------------------------------------------
+
+
+@router.get("/verify-email")
+async def verify_page(request: Request, token: str = "", change: str = "") -> Response:
+    return render(request, "verify_email.html", token=token[:128], change=change == "1")
+
+
+@router.post("/verify-email")
+async def verify_submit(request: Request, services: ServicesDep, context: ContextDep) -> Response:
+    change = False
+    try:
+        form = await read_form(request)
+        change = field(form, "change") == "1"
+        if change:
+            await services.email.confirm_email_change(field(form, "token"), context=context)
+        else:
+            await services.email.verify_email(field(form, "token"), context=context)
+    except ThresholdError as error:
+        return _error(request, "verify_email.html", error, token="", change=change)
+    return render(request, "verify_email.html", done=True, change=change, token="")
+
+
+@router.post("/account/email/resend")
+async def resend(request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth) -> Response:
+    if auth is None:
+        return _redirect("/login?next=/account")
+    try:
+        await read_form(request)
+        await services.email.resend_verification(auth.user, context=context)
+    except ThresholdError as error:
+        return await _account(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            email_error=error.detail,
+        )
+    return _redirect("/account?done=verification_sent")
+
+
+@router.post("/account/email")
+async def change_email(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect("/login?next=/account")
+    try:
+        form = await read_form(request)
+        await services.factors.require_recent_auth(auth.user, auth.session)
+        await services.email.request_email_change(auth.user, field(form, "email"), context=context)
+    except ReauthenticationRequired:
+        return _redirect("/reauthenticate?" + urlencode({"next": "/account"}))
+    except ThresholdError as error:
+        return await _account(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            email_error=error.detail,
+        )
+    return _redirect("/account?done=email_change")
+
+
+# --- password reset -------------------------------------------------------------------------------
+
+
+@router.get("/reset-password")
+async def reset_page(request: Request, services: ServicesDep, token: str = "") -> Response:
+    if token:
+        valid = await services.email.check_reset_token(token[:128])
+        return render(
+            request,
+            "reset_password.html",
+            stage="choose",
+            token=token[:128],
+            valid=valid,
+            min_length=services.settings.password.min_length,
+        )
+    return render(request, "reset_password.html", stage="request", email="")
+
+
+@router.post("/reset-password")
+async def reset_request(request: Request, services: ServicesDep, context: ContextDep) -> Response:
+    email = ""
+    try:
+        form = await read_form(request)
+        email = field(form, "email")
+        await services.email.request_password_reset(email, context=context)
+    except ThresholdError as error:
+        return _error(request, "reset_password.html", error, stage="request", email=email)
+    return render(request, "check_email.html", reason="reset", email=email)
+
+
+@router.post("/reset-password/confirm")
+async def reset_confirm(request: Request, services: ServicesDep, context: ContextDep) -> Response:
+    token = ""
+    try:
+        form = await read_form(request)
+        token = field(form, "token")
+        await services.email.reset_password(
+            token=token, new_password=field(form, "new_password"), context=context
+        )
+    except ThresholdError as error:
+        return _error(
+            request,
+            "reset_password.html",
+            error,
+            stage="choose",
+            token=token,
+            valid=True,
+            min_length=services.settings.password.min_length,
+        )
+    return _redirect("/login?reset=1")
+
+
+# --- sign-in by email -----------------------------------------------------------------------------
+
+
+def _enabled(services: Services) -> None:
+    if not services.settings.email.login_enabled:
+        raise HTTPException(404)
+
+
+@router.get("/login/email")
+async def email_login_page(request: Request, services: ServicesDep, next: str | None = None) -> Response:
+    _enabled(services)
+    return render(request, "login_email.html", stage="request", next=safe_next(next), email="")
+
+
+@router.post("/login/email")
+async def email_login_request(request: Request, services: ServicesDep, context: ContextDep) -> Response:
+    _enabled(services)
+    target, email = "/account", ""
+    try:
+        form = await read_form(request)
+        target, email = safe_next(field(form, "next")), field(form, "email")
+        started = await services.email.request_email_login(email, context=context)
+    except ThresholdError as error:
+        return _error(request, "login_email.html", error, stage="request", next=target, email=email)
+    response = render(request, "login_email.html", stage="code", next=target, email=email)
+    set_email_login_cookie(response, started.binding, max_age=services.settings.email.login_lifetime)
+    return response
+
+
+async def _finish(
+    request: Request,
+    services: Services,
+    auth: Authenticated | None,
+    *,
+    token: str | None,
+    code: str | None,
+    confirmed: bool,
+    target: str,
+    context: RequestContext,
+) -> Response:
+    user, outcome = await services.email.complete_email_login(
+        token=token,
+        code=code,
+        binding=request.cookies.get(EMAIL_LOGIN_COOKIE),
+        confirmed=confirmed,
+        context=context,
+    )
+    if isinstance(outcome, MfaRequired):
+        pending = _redirect("/login/mfa?" + urlencode({"next": target}))
+        set_pending_cookie(pending, outcome.token, max_age=services.settings.session.pending_login_lifetime)
+        return pending
+    if auth is not None:
+        await services.sessions.end_session(auth.session)
+    response = await _after_sign_in(services, user, outcome, target)
+    response.delete_cookie(EMAIL_LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+@router.post("/login/email/code")
+async def email_login_code(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    _enabled(services)
+    target = "/account"
+    try:
+        form = await read_form(request)
+        target = safe_next(field(form, "next"))
+        return await _finish(
+            request,
+            services,
+            auth,
+            token=None,
+            code=field(form, "code"),
+            confirmed=False,
+            target=target,
+            context=context,
+        )
+    except ThresholdError as error:
+        return _error(request, "login_email.html", error, stage="code", next=target, email="")
+
+
+@router.get("/login/email/verify")
+async def email_login_link(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth, token: str = ""
+) -> Response:
+    """The emailed link: signs in here if this browser asked for it, else asks for confirmation."""
+    _enabled(services)
+    try:
+        return await _finish(
+            request,
+            services,
+            auth,
+            token=token[:128],
+            code=None,
+            confirmed=False,
+            target="/account",
+            context=context,
+        )
+    except ConfirmationRequired:
+        return render(
+            request, "login_email.html", stage="confirm", token=token[:128], next="/account", email=""
+        )
+    except ThresholdError as error:
+        return _error(request, "login_email.html", error, stage="request", next="/account", email="")
+
+
+@router.post("/login/email/verify")
+async def email_login_confirm(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    _enabled(services)
+    try:
+        form = await read_form(request)
+        return await _finish(
+            request,
+            services,
+            auth,
+            token=field(form, "token"),
+            code=None,
+            confirmed=True,
+            target="/account",
+            context=context,
+        )
+    except ThresholdError as error:
+        return _error(request, "login_email.html", error, stage="request", next="/account", email="")
+
+
+# --- the development outbox -----------------------------------------------------------------------
+
+
+@router.get("/dev/outbox")
+async def outbox(request: Request, services: ServicesDep) -> Response:
+    """Mail kept locally, for development only (404 otherwise: it holds live sign-in links)."""
+    if not services.settings.development:
+        raise HTTPException(404)
+    messages = await services.mail_queue.recent(limit=50)
+    return render(
+        request,
+        "outbox.html",
+        messages=[
+            {
+                "to": m.to_address,
+                "subject": m.subject,
+                "at": iso(m.created_at),
+                "text": m.text_body,
+                "state": "sent"
+                if m.sent_at
+                else "failed"
+                if m.failed_at
+                else f"queued ({m.attempts} attempts)",
+            }
+            for m in messages
+        ],
+    )
