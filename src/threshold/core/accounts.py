@@ -206,19 +206,25 @@ class Accounts:
         new_password: str,
         context: RequestContext,
     ) -> IssuedSession:
-        """Replace the password, end every session and issue the caller a new one (new id).
+        """Replace (or, for a passkey-only account, set) the password, end every session and issue the
+        caller a new one (new id).
 
         Raises:
-            RateLimited, CurrentPasswordWrong, PasswordRejected.
+            RateLimited, CurrentPasswordWrong, PasswordRejected, ReauthenticationRequired.
         """
         await self._throttle.check_login(
             email_normalized=user.email_normalized, ip=context.ip, user_id=user.id
         )
         credential = await self._users.get_password(user.id)
-        verified = await self._hasher.verify(
-            expected_hash=credential.hash if credential else None, password=current_password
-        )
-        if verified is None:
+        if credential is None and self._factors is not None:
+            # A passkey-only account setting a password: a recent passkey sign-in or step-up proves it.
+            await self._factors.require_recent_auth(user, current_session)
+            verified = None
+        else:
+            verified = await self._hasher.verify(
+                expected_hash=credential.hash if credential else None, password=current_password
+            )
+        if credential is not None and verified is None:
             await self._throttle.record_failure(email_normalized=user.email_normalized, ip=context.ip)
             await self._audit.record(
                 AuditKind.LOGIN_FAILED,

@@ -87,6 +87,7 @@ def _code_digest(binding_digest: str, code: str) -> str:
 NOTICES: dict[AuditKind, str] = {
     AuditKind.PASSWORD_CHANGED: "notice_password_changed",
     AuditKind.PASSWORD_RESET: "notice_password_changed",
+    AuditKind.PASSWORD_REMOVED: "notice_password_changed",
     AuditKind.PASSKEY_ADDED: "notice_factor_added",
     AuditKind.TOTP_ENABLED: "notice_factor_added",
     AuditKind.PASSKEY_REMOVED: "notice_factor_removed",

@@ -510,6 +510,17 @@ class Factors:
             AuditKind.PASSKEY_REMOVED, user_id=user.id, context=context, passkey=passkey_id
         )
 
+    async def remove_password(self, user: User, session: SessionRecord, *, context: RequestContext) -> None:
+        """Make the account passkey-only. Refused while no passkey would remain to sign in with."""
+        await self.require_recent_auth(user, session)
+        status = await self.status(user)
+        if not status.has_password:
+            raise FactorNotFound("This account has no password.")
+        if not [p for p in status.passkeys if not p.flagged]:
+            raise LastSignInMethod("Add a passkey before removing your password.")
+        await self._users.delete_password(user.id)
+        await self._audit.record(AuditKind.PASSWORD_REMOVED, user_id=user.id, context=context)
+
     # --- TOTP -----------------------------------------------------------------------------------------
 
     def _open_totp(self, credential: TotpCredential) -> str:

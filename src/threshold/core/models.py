@@ -77,6 +77,7 @@ class AuditKind(StrEnum):
     SESSION_REVOKED = "session_revoked"
     SESSIONS_REVOKED = "sessions_revoked"
     PASSWORD_CHANGED = "password_changed"
+    PASSWORD_REMOVED = "password_removed"
     PASSWORD_REHASHED = "password_rehashed"
     USER_CREATED = "user_created"
     USER_DISABLED = "user_disabled"

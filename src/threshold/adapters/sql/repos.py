@@ -175,6 +175,14 @@ class SqlUserRepo:
             async with self._engine.begin() as conn:
                 await conn.execute(statement)
 
+    async def delete_password(self, user_id: str) -> bool:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    delete(t.password_credentials).where(t.password_credentials.c.user_id == user_id)
+                )
+        return bool(result.rowcount)
+
     async def record_network(self, user_id: str, network: str, at: float) -> None:
         statement = _insert(self._engine, t.login_networks).values(
             user_id=user_id, network=network, last_success_at=at

@@ -49,7 +49,7 @@ class Credentials(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    current_password: StrictStr = Field(min_length=1, max_length=4096)
+    current_password: StrictStr = Field("", max_length=4096, description="Empty for a passkey-only account.")
     new_password: StrictStr = Field(min_length=1, max_length=4096)
 
 
@@ -245,6 +245,17 @@ async def change_password(
         context=context,
     )
     return signed_in_response(services, auth.user, issued)
+
+
+@router.delete(
+    "/password",
+    status_code=204,
+    summary="Remove the password: the account signs in with passkeys only (needs a recent sign-in)",
+    responses={401: PROBLEM, 409: PROBLEM},
+)
+async def remove_password(auth: AuthDep, services: ServicesDep, context: ContextDep) -> Response:
+    await services.factors.remove_password(auth.user, auth.session, context=context)
+    return Response(status_code=204)
 
 
 @router.get(

@@ -16,6 +16,7 @@ from threshold.core.errors import (
     InvalidRequest,
     PasswordRejected,
     RateLimited,
+    ReauthenticationRequired,
     ThresholdError,
 )
 from threshold.core.mfa import LOW_RECOVERY_CODES, MfaRequired
@@ -296,6 +297,7 @@ async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth)
         "totp_removed": "The authenticator app was removed.",
         "recovery_cancelled": "The recovery request was cancelled.",
         "verification_sent": "We sent the confirmation link again.",
+        "password_removed": "Your password was removed: sign in with your passkeys.",
         "email_change": "Check your new address for a confirmation link.",
     }.get(request.query_params.get("done", ""))
     return await _account(request, services, auth, notice=notice)
@@ -362,6 +364,8 @@ async def account_password(
             new_password=field(form, "new_password"),
             context=context,
         )
+    except ReauthenticationRequired:
+        return _redirect("/reauthenticate?next=/account")
     except ThresholdError as error:
         return await _account(
             request,

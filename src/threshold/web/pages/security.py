@@ -298,3 +298,17 @@ async def passkey_delete(
     except ThresholdError as error:
         return await _account_error(request, services, auth, error)
     return _redirect("/account?done=passkey_removed")
+
+
+@router.post("/account/password/remove")
+async def password_remove(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return _redirect(LOGIN)
+    try:
+        await read_form(request)
+        await services.factors.remove_password(auth.user, auth.session, context=context)
+    except ThresholdError as error:
+        return await _account_error(request, services, auth, error)
+    return _redirect("/account?done=password_removed")
