@@ -394,6 +394,7 @@ class EmailFlows:
             raise TokenInvalid()
         if not user.email_verified:
             await self._users.set_email_verified(user.id, user.email_normalized)
+            user = await self._users.get(user.id) or user
         status = await self._factors.status(user)
         methods = self._factors.second_factor_methods(status)
         if methods:  # email never counts as a second factor

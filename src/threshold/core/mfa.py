@@ -475,7 +475,8 @@ class Factors:
             backup_eligible=verified.backup_eligible,
             backup_state=verified.backup_state,
             aaguid=verified.aaguid,
-            name=_clean_name(name) or _default_passkey_name(context),
+            name=_clean_name(name)
+            or _unique_name(_default_passkey_name(context), await self._factors.list_passkeys(user.id)),
             created_at=self._clock.now(),
         )
         await self._factors.add_passkey(passkey)
@@ -489,7 +490,7 @@ class Factors:
     ) -> None:
         cleaned = _clean_name(name)
         if not cleaned:
-            raise InvalidRequest("name must be 1 to 100 characters.")
+            raise InvalidRequest("Give the passkey a name of 1 to 100 printable characters.")
         if not await self._factors.rename_passkey(user.id, passkey_id, cleaned):
             raise FactorNotFound()
         await self._audit.record(
@@ -503,7 +504,8 @@ class Factors:
         status = await self.status(user)
         if not any(p.id == passkey_id for p in status.passkeys):
             raise FactorNotFound()
-        if not status.has_password and len(status.passkeys) == 1:
+        others = [p for p in status.passkeys if p.id != passkey_id and not p.flagged]  # usable ones
+        if not status.has_password and not others:
             raise LastSignInMethod()
         await self._factors.delete_passkey(user.id, passkey_id)
         await self._audit.record(
@@ -680,6 +682,17 @@ def _clean_name(name: str | None) -> str:
     if not name:
         return ""
     return " ".join(name.split())[:100] if name.isprintable() else ""
+
+
+def _unique_name(name: str, existing: Sequence[Passkey]) -> str:
+    """ "Passkey on Chrome on macOS", then "... (2)", so two passkeys can be told apart."""
+    taken = {p.name for p in existing}
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name} ({number})" in taken:
+        number += 1
+    return f"{name[:90]} ({number})"
 
 
 def _default_passkey_name(context: RequestContext) -> str:

@@ -37,7 +37,7 @@ COPY: dict[str, Copy] = {
         (
             "Someone (perhaps you) tried to create a {product} account with this address, which already has one. "
             "Nothing was changed.",
-            "If it was you, sign in instead, or reset your password if you forgot it.",
+            "If it was you, sign in instead, or reset your password if you forgot it: {reset}",
         ),
         "Sign in",
         "link",
