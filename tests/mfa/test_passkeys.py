@@ -8,13 +8,11 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import text
 
 from tests.api.helpers import FakeClock, assert_problem, browser
 from tests.conftest import login
 from tests.mfa.authenticator import AAGUID, Credential, SoftAuthenticator
 from tests.mfa.helpers import (
-    Account,
     assert_refused,
     assert_signed_in,
     audit_kinds,
@@ -25,6 +23,7 @@ from tests.mfa.helpers import (
     passkey_options,
     pending_login,
     register_passkey,
+    send_code,
 )
 
 AAGUID_TEXT = "74687265-7368-6f6c-642d-746573742d31"
@@ -89,7 +88,7 @@ async def test_a_credential_id_already_registered_is_refused(
     async with browser(app) as other_browser:
         other = await new_account(other_browser, "other")
         response = await register_passkey(other, SoftAuthenticator(), credential_id=known.credential_id)
-        assert_problem(response, 400, "passkey_invalid")
+        assert "already registered" in assert_problem(response, 400, "passkey_invalid")["detail"]
         assert await passkeys_of(other_browser) == []
     assert len(await passkeys_of(app)) == 1
 
@@ -116,21 +115,35 @@ async def test_rename_and_delete(app: httpx.AsyncClient, authenticator: SoftAuth
 
 
 async def test_the_last_sign_in_method_cannot_be_deleted(app: httpx.AsyncClient) -> None:
-    """A passkey-only account (no password row) keeps at least one passkey."""
+    """A passkey-only account keeps at least one usable passkey."""
     account = await new_account(app)
     laptop, phone = SoftAuthenticator(), SoftAuthenticator()
     first = (await register_passkey(account, laptop, name="Laptop")).json()["passkey"]
     second = (await register_passkey(account, phone, name="Phone")).json()["passkey"]
-    async with app.services.engine.begin() as conn:  # type: ignore[attr-defined]
-        await conn.execute(
-            text("DELETE FROM password_credentials WHERE user_id = :u"), {"u": account.user_id}
-        )
+    assert (await app.delete("/api/v1/password")).status_code == 204
     assert (await app.delete(f"/api/v1/passkeys/{first['id']}")).status_code == 204
     assert_problem(await app.delete(f"/api/v1/passkeys/{second['id']}"), 409, "last_sign_in_method")
     assert [p["id"] for p in await passkeys_of(app)] == [second["id"]]
     async with browser(app) as other:  # the account still signs in, with the passkey alone
         assert (await login(other, account.email)).status_code == 401
         assert_signed_in(await passkey_login(other, phone), aal="aal2", amr={"hwk", "user"})
+
+
+async def test_a_blocked_passkey_does_not_count_as_a_way_to_sign_in(app: httpx.AsyncClient) -> None:
+    """Deleting the last usable passkey of a passkey-only account is refused even if a blocked one
+    (counter regression) remains: that one cannot sign in."""
+    account = await new_account(app)
+    good, cloned = SoftAuthenticator(), SoftAuthenticator()
+    usable = (await register_passkey(account, good, name="Good")).json()["passkey"]
+    blocked = (await register_passkey(account, cloned, name="Cloned", sign_count=5)).json()["passkey"]
+    async with browser(app) as clone:
+        await assert_refused(await passkey_login(clone, cloned, sign_count=3), clone, 400, "passkey_invalid")
+    assert (await app.delete("/api/v1/password")).status_code == 204
+    assert_problem(await app.delete(f"/api/v1/passkeys/{usable['id']}"), 409, "last_sign_in_method")
+    assert (await app.delete(f"/api/v1/passkeys/{blocked['id']}")).status_code == 204
+    assert_problem(await app.delete(f"/api/v1/passkeys/{usable['id']}"), 409, "last_sign_in_method")
+    async with browser(app) as other:
+        assert_signed_in(await passkey_login(other, good), aal="aal2", amr={"hwk"})
 
 
 # --- sign-in ------------------------------------------------------------------------------------------
@@ -177,6 +190,14 @@ async def test_a_passkey_as_the_second_factor_after_a_password(
         me = (await other.get("/api/v1/session")).json()
         assert me["session"]["id"] == session["id"] and me["user"]["id"] == account.user_id
         assert "__Host-threshold_pending" not in other.cookies
+    async with browser(app) as replayer:  # the pending login is spent: its cookie finishes nothing
+        await pending_login(replayer, account.email)
+        spent = replayer.cookies.get("__Host-threshold_pending")
+        assert_signed_in(await passkey_login(replayer, authenticator), aal="aal2", amr={"pwd", "hwk"})
+    async with browser(app) as thief:
+        thief.cookies.set("__Host-threshold_pending", spent or "", domain="auth.threshold.test", path="/")
+        code = account.recovery_codes[0]
+        await assert_refused(await send_code(thief, "recovery_code", code), thief, 401, "flow_expired")
 
 
 # --- refusals -----------------------------------------------------------------------------------------
@@ -365,9 +386,8 @@ async def test_a_registration_challenge_belongs_to_its_user(app: httpx.AsyncClie
     await new_account(app, "alice")
     options = await passkey_options(app, "/api/v1/passkeys/options")
     async with browser(app) as mallory_browser:
-        mallory: Account = await new_account(mallory_browser, "mallory")
+        await new_account(mallory_browser, "mallory")
         credential = SoftAuthenticator().create(options)  # alice's challenge, mallory's session
         response = await mallory_browser.post("/api/v1/passkeys", json={"credential": credential})
         assert_problem(response, 400, "challenge_expired")
         assert await passkeys_of(mallory_browser) == []
-        assert mallory.user_id

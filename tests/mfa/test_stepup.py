@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,17 +30,25 @@ WINDOW = 300
 ALL_METHODS = ["password", "passkey", "totp", "recovery_code"]
 
 
+@dataclass
+class Stale:
+    """A browser signed in longer ago than the window, for an account with TOTP and a passkey."""
+
+    app: httpx.AsyncClient
+    account: Account
+    passkey_id: str
+    authenticator: SoftAuthenticator
+
+
 @pytest.fixture
-async def stepup(app_factory: Callable[..., Any], clock: FakeClock) -> tuple[httpx.AsyncClient, Account, str]:
-    """An account with TOTP and a passkey whose sign-in is older than the window; the passkey id."""
+async def stale(app_factory: Callable[..., Any], clock: FakeClock) -> Stale:
     app = await app_factory(mfa={"reauthentication_window": WINDOW, "code_attempts": 3})
     account = await new_account(app)
     await enrol_totp(account, clock)
     authenticator = SoftAuthenticator()
-    app.authenticator = authenticator  # type: ignore[attr-defined]
     passkey = (await register_passkey(account, authenticator)).json()["passkey"]
     await let_time_pass(app, clock, WINDOW + 1)
-    return app, account, passkey["id"]
+    return Stale(app, account, passkey["id"], authenticator)
 
 
 def sensitive(passkey_id: str) -> list[tuple[str, str]]:
@@ -59,9 +68,9 @@ async def assert_all_need_reauth(app: httpx.AsyncClient, passkey_id: str) -> Non
 
 
 async def test_sensitive_actions_need_a_recent_sign_in_and_work_after_reauthentication(
-    stepup: tuple[httpx.AsyncClient, Account, str], clock: FakeClock
+    stale: Stale, clock: FakeClock
 ) -> None:
-    app, account, passkey_id = stepup
+    app, account, passkey_id = stale.app, stale.account, stale.passkey_id
     await assert_all_need_reauth(app, passkey_id)
     # the refusals changed nothing, and reading or renaming needs no step-up
     status = (await app.get("/api/v1/mfa")).json()
@@ -95,10 +104,8 @@ async def test_sensitive_actions_need_a_recent_sign_in_and_work_after_reauthenti
     ]  # type: ignore[attr-defined]
 
 
-async def test_reauthenticate_with_totp_raises_the_session_to_aal2(
-    stepup: tuple[httpx.AsyncClient, Account, str], clock: FakeClock
-) -> None:
-    app, account, _ = stepup
+async def test_reauthenticate_with_totp_raises_the_session_to_aal2(stale: Stale, clock: FakeClock) -> None:
+    app, account = stale.app, stale.account
     assert account.totp_secret
     assert (await app.get("/api/v1/session")).json()["session"]["aal"] == "aal1"  # signed up: password only
     response = await app.post(
@@ -118,9 +125,9 @@ async def test_reauthenticate_with_totp_raises_the_session_to_aal2(
         )
 
 
-async def test_reauthenticate_with_a_passkey(stepup: tuple[httpx.AsyncClient, Account, str]) -> None:
-    app, account, passkey_id = stepup
-    authenticator: SoftAuthenticator = app.authenticator  # type: ignore[attr-defined]
+async def test_reauthenticate_with_a_passkey(stale: Stale) -> None:
+    app, account, passkey_id = stale.app, stale.account, stale.passkey_id
+    authenticator = stale.authenticator
     options = await passkey_options(app, "/api/v1/reauthenticate/passkey/options")
     assert [c["id"] for c in options["allowCredentials"]] == list(authenticator.credentials)
     bad = authenticator.get(options, origin="https://evil.example")
@@ -144,10 +151,10 @@ async def test_reauthenticate_with_a_passkey(stepup: tuple[httpx.AsyncClient, Ac
 
 
 async def test_a_login_challenge_cannot_be_used_to_reauthenticate(
-    stepup: tuple[httpx.AsyncClient, Account, str],
+    stale: Stale,
 ) -> None:
-    app, _, passkey_id = stepup
-    authenticator: SoftAuthenticator = app.authenticator  # type: ignore[attr-defined]
+    app, passkey_id = stale.app, stale.passkey_id
+    authenticator = stale.authenticator
     options = await passkey_options(app)  # a sign-in challenge, not a step-up one
     credential = authenticator.get(options)
     response = await app.post("/api/v1/reauthenticate", json={"method": "passkey", "credential": credential})
@@ -156,9 +163,9 @@ async def test_a_login_challenge_cannot_be_used_to_reauthenticate(
 
 
 async def test_wrong_password_on_reauthentication_is_refused_and_throttled(
-    stepup: tuple[httpx.AsyncClient, Account, str], clock: FakeClock
+    stale: Stale, clock: FakeClock
 ) -> None:
-    app, account, passkey_id = stepup
+    app, account, passkey_id = stale.app, stale.account, stale.passkey_id
     assert account.totp_secret
     for attempt in range(3):  # mfa.code_attempts
         wrong = await app.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
@@ -156,3 +157,19 @@ async def test_delete_removes_the_authenticator(app: httpx.AsyncClient, clock: F
         response = await login(other, account.email)
         assert response.status_code == 200, response.text
         assert response.json()["session"]["aal"] == "aal1"  # the password alone is enough again
+
+
+async def test_two_concurrent_uses_of_one_code_exactly_one_wins(
+    app: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    account = await new_account(app)
+    await enrol_totp(account, clock)
+    assert account.totp_secret
+    await let_time_pass(app, clock, STEP)
+    code = totp_code(account.totp_secret, clock)
+    async with browser(app) as first, browser(app) as second:
+        await pending_login(first, account.email)
+        await pending_login(second, account.email)
+        answers = await asyncio.gather(send_code(first, "totp", code), send_code(second, "totp", code))
+    assert sorted(a.status_code for a in answers) == [200, 400], [a.text for a in answers]
+    assert_problem(next(a for a in answers if a.status_code != 200), 400, "invalid_code")

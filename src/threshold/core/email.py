@@ -382,9 +382,13 @@ class EmailFlows:
                 raise TokenInvalid()
             if record.attempts >= self._settings.code_attempts:
                 raise TokenInvalid()
+            # Count the attempt before comparing (atomic increment), so concurrent guesses cannot all
+            # pass the check above on the same stale count.
+            attempts = await self._tokens.record_failed_code(record.digest)
+            if attempts > self._settings.code_attempts:
+                raise TokenInvalid()
             candidate = code.strip().replace(" ", "")
             if not equal(_code_digest(binding_digest, candidate), record.code_digest):
-                attempts = await self._tokens.record_failed_code(record.digest)
                 raise MfaCodeInvalid() if attempts < self._settings.code_attempts else TokenInvalid()
         else:
             raise InvalidRequest("Send the link's token, or the code from the browser that asked for it.")

@@ -194,7 +194,13 @@ class Factors:
         )
 
     async def _finish_pending(self, token: str) -> None:
-        await self._ephemeral.delete(f"pending:{digest(token)}")
+        """Consume the pending login in one step: of two concurrent completions, only one gets a session.
+
+        Raises:
+            PendingLoginMissing: another request completed (or the login expired) meanwhile.
+        """
+        if await self._ephemeral.take(f"pending:{digest(token)}", now=self._clock.now()) is None:
+            raise PendingLoginMissing()
 
     async def _user(self, user_id: str) -> User:
         user = await self._users.get(user_id)
@@ -363,9 +369,12 @@ class Factors:
         user, passkey = await self._verify_assertion(
             credential, challenge, expected_user=pending.user_id if pending else None, context=context
         )
-        amr = [*(pending.amr if pending else ()), passkey_amr(passkey), Amr.USER_PRESENCE]
         if pending_token and pending:
-            await self._finish_pending(pending_token)
+            try:
+                await self._finish_pending(pending_token)
+            except PendingLoginMissing:
+                pending = None  # a concurrent completion used it; the passkey still proves aal2 on its own
+        amr = [*(pending.amr if pending else ()), passkey_amr(passkey), Amr.USER_PRESENCE]
         return user, await self._full_session(user, amr, Method.PASSKEY, context)
 
     # --- step-up ------------------------------------------------------------------------------------
