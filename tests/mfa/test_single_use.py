@@ -57,4 +57,4 @@ async def test_a_pending_login_completes_once(app: httpx.AsyncClient, clock: Fak
         send_code(app, "recovery_code", account.recovery_codes[1]),
     )
     assert sorted(r.status_code for r in results) == [200, 401], [r.text for r in results]
-    assert [r for r in results if r.status_code == 401][0].json()["code"] == "flow_expired"
+    assert next(r for r in results if r.status_code == 401).json()["code"] == "flow_expired"
