@@ -5,6 +5,7 @@ Thin web views (JSON and HTML) and the CLI call these; none of them takes a requ
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,8 +16,10 @@ from threshold.core.emails import normalize_email
 from threshold.core.errors import (
     CurrentPasswordWrong,
     EmailInvalid,
+    EmailNotVerified,
     EmailUnavailable,
     InvalidCredentials,
+    RateLimited,
     SignupDisabled,
     UserNotFound,
 )
@@ -173,6 +176,11 @@ class Accounts:
                     AuditKind.LOGIN_THROTTLED, user_id=user.id, context=context, limits=",".join(reached)
                 )
             raise InvalidCredentials()
+        if self._verification == "required" and not user.email_verified and self._email is not None:
+            # The password is right, so saying so reveals nothing; the link is sent again (rate-limited).
+            with contextlib.suppress(RateLimited):
+                await self._email.resend_verification(user, context=context)
+            raise EmailNotVerified()
         if verified.needs_rehash:
             await self._users.set_password(
                 PasswordCredential(

@@ -280,8 +280,8 @@ class EmailFlows:
         now = self._clock.now()
         record = await self._tokens.peek(digest(token), purpose=TokenPurpose.RESET_PASSWORD, now=now)
         user = await self._users.get(record.user_id) if record else None
-        if record is None or user is None or user.disabled:
-            raise TokenInvalid()
+        if record is None or user is None or user.disabled or record.email != user.email_normalized:
+            raise TokenInvalid()  # (a link sent to an address the account no longer has is void)
         await self._policy.check_new_password(
             new_password, email=user.email, has_mfa=await self._factors.has_second_factor(user)
         )

@@ -181,3 +181,8 @@ class TotpNotStarted(ThresholdError):
 class MfaEnrollmentRequired(Forbidden):
     code = "mfa_enrollment_required"
     message = "Your account must use two-step verification. Add a passkey or an authenticator app first."
+
+
+class EmailNotVerified(Forbidden):
+    code = "email_not_verified"
+    message = "Confirm your email address first: we sent you a new link."
