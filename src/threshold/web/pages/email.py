@@ -9,13 +9,14 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from threshold.core.clock import iso
 from threshold.core.email import ConfirmationRequired
-from threshold.core.errors import ReauthenticationRequired, ThresholdError
+from threshold.core.errors import ThresholdError
 from threshold.core.mfa import MfaRequired
 from threshold.core.models import RequestContext
 from threshold.services import Services
@@ -23,7 +24,7 @@ from threshold.web.api.email import set_email_login_cookie
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
-from threshold.web.pages.routes import _account, _after_sign_in, _redirect, field, read_form, safe_next
+from threshold.web.pages.routes import _after_sign_in, _redirect, account_action, field, read_form, safe_next
 from threshold.web.security import EMAIL_LOGIN_COOKIE, set_pending_cookie
 
 router = APIRouter(include_in_schema=False)
@@ -63,48 +64,21 @@ async def verify_submit(request: Request, services: ServicesDep, context: Contex
 
 @router.post("/account/email/resend")
 async def resend(request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth) -> Response:
-    if auth is None:
-        return _redirect("/login?next=/account")
-    try:
-        await read_form(request)
-        await services.email.resend_verification(auth.user, context=context)
-    except ThresholdError as error:
-        return await _account(
-            request,
-            services,
-            auth,
-            status=status_for(error),
-            headers=headers_for(error),
-            email_error=error.detail,
-        )
-    return _redirect("/account?done=verification_sent")
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.email.resend_verification(a.user, context=context)
+
+    return await account_action(request, auth, step, done="verification_sent", error_slot="email_error")
 
 
 @router.post("/account/email")
 async def change_email(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect("/login?next=/account")
-    try:
-        form = await read_form(request)
-        await services.factors.require_recent_auth(auth.user, auth.session)
-        await services.email.request_email_change(auth.user, field(form, "email"), context=context)
-    except ReauthenticationRequired:
-        return _redirect("/reauthenticate?" + urlencode({"next": "/account"}))
-    except ThresholdError as error:
-        return await _account(
-            request,
-            services,
-            auth,
-            status=status_for(error),
-            headers=headers_for(error),
-            email_error=error.detail,
-        )
-    return _redirect("/account?done=email_change")
+    async def step(a: Authenticated, form: FormData) -> None:
+        await services.factors.require_recent_auth(a.user, a.session)
+        await services.email.request_email_change(a.user, field(form, "email"), context=context)
 
-
-# --- password reset -------------------------------------------------------------------------------
+    return await account_action(request, auth, step, done="email_change", error_slot="email_error")
 
 
 @router.get("/reset-password")

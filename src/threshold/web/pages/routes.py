@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -281,6 +282,45 @@ async def _account(
     )
 
 
+AccountStep = Callable[[Authenticated, FormData], Awaitable[object]]
+
+
+def reauth_redirect(target: str = "/account") -> RedirectResponse:
+    """To the step-up page, and back to `target` afterwards."""
+    return _redirect("/reauthenticate?" + urlencode({"next": target}))
+
+
+async def account_action(
+    request: Request,
+    auth: Authenticated | None,
+    step: AccountStep,
+    *,
+    done: str,
+    error_slot: str = "security_error",
+) -> Response:
+    """A form posted from the account page: a session and the CSRF check are required, then the flow
+    call, then back to /account with a notice; on error the page again with the message, or the
+    step-up page when a fresh proof is needed."""
+    if auth is None:
+        return _redirect("/login?next=/account")
+    services = get_services(request)
+    try:
+        form = await read_form(request)
+        await step(auth, form)
+    except ReauthenticationRequired:
+        return reauth_redirect()
+    except ThresholdError as error:
+        return await _account(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            **{error_slot: error.detail},
+        )
+    return _redirect(f"/account?done={done}")
+
+
 @router.get("/account")
 async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
     if auth is None:
@@ -325,28 +365,20 @@ async def account_revoke(
 async def account_revoke_others(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect("/login?next=/account")
-    try:
-        await read_form(request)
-    except ThresholdError as error:
-        return await _account(request, services, auth, status=status_for(error), session_error=error.detail)
-    await services.accounts.revoke_other_sessions(auth.user, auth.session, context=context)
-    return _redirect("/account?done=others")
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.accounts.revoke_other_sessions(a.user, a.session, context=context)
+
+    return await account_action(request, auth, step, done="others", error_slot="session_error")
 
 
 @router.post("/account/apps/{client_id}/revoke")
 async def account_revoke_app(
     client_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect("/login?next=/account")
-    try:
-        await read_form(request)
-    except ThresholdError as error:
-        return await _account(request, services, auth, status=status_for(error), session_error=error.detail)
-    await services.provider.revoke_consent(auth.user, client_id[:64], context=context)
-    return _redirect("/account?done=app")
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.provider.revoke_consent(a.user, client_id[:64], context=context)
+
+    return await account_action(request, auth, step, done="app", error_slot="session_error")
 
 
 @router.post("/account/password")
@@ -365,7 +397,7 @@ async def account_password(
             context=context,
         )
     except ReauthenticationRequired:
-        return _redirect("/reauthenticate?next=/account")
+        return reauth_redirect()
     except ThresholdError as error:
         return await _account(
             request,

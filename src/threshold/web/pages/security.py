@@ -10,6 +10,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,7 +21,16 @@ from threshold.web.api.factors import qr_svg
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
-from threshold.web.pages.routes import _account, _after_sign_in, _redirect, field, read_form, safe_next
+from threshold.web.pages.routes import (
+    _account,
+    _after_sign_in,
+    _redirect,
+    account_action,
+    field,
+    read_form,
+    reauth_redirect,
+    safe_next,
+)
 from threshold.web.security import PENDING_COOKIE
 
 router = APIRouter(include_in_schema=False)
@@ -31,15 +41,11 @@ MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 LOGIN = "/login?next=/account"
 
 
-def _reauth_redirect(target: str = "/account") -> Response:
-    return _redirect("/reauthenticate?" + urlencode({"next": target}))
-
-
 async def _account_error(
     request: Request, services: Services, auth: Authenticated, error: ThresholdError
 ) -> Response:
     if isinstance(error, ReauthenticationRequired):
-        return _reauth_redirect()
+        return reauth_redirect()
     return await _account(
         request,
         services,
@@ -204,7 +210,7 @@ async def totp_confirm(
         )
     except ThresholdError as error:
         if isinstance(error, ReauthenticationRequired):
-            return _reauth_redirect()
+            return reauth_redirect()
         enrollment = await services.factors.unconfirmed_totp(
             auth.user, issuer=services.settings.theme.product_name
         )
@@ -229,14 +235,10 @@ async def totp_confirm(
 async def totp_delete(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect(LOGIN)
-    try:
-        await read_form(request)
-        await services.factors.remove_totp(auth.user, auth.session, context=context)
-    except ThresholdError as error:
-        return await _account_error(request, services, auth, error)
-    return _redirect("/account?done=totp_removed")
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.factors.remove_totp(a.user, a.session, context=context)
+
+    return await account_action(request, auth, step, done="totp_removed")
 
 
 @router.post("/account/recovery-codes")
@@ -257,58 +259,37 @@ async def recovery_codes(
 async def recovery_cancel(
     request_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect(LOGIN)
-    try:
-        await read_form(request)
-        await services.factors.cancel_recovery(auth.user, request_id[:64], context=context)
-    except ThresholdError as error:
-        return await _account_error(request, services, auth, error)
-    return _redirect("/account?done=recovery_cancelled")
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.factors.cancel_recovery(a.user, request_id[:64], context=context)
 
-
-# --- passkeys (management without JavaScript; registration needs it) ---------------------------------------
+    return await account_action(request, auth, step, done="recovery_cancelled")
 
 
 @router.post("/account/passkeys/{passkey_id}/rename")
 async def passkey_rename(
     passkey_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect(LOGIN)
-    try:
-        form = await read_form(request)
-        await services.factors.rename_passkey(
-            auth.user, passkey_id[:64], field(form, "name"), context=context
-        )
-    except ThresholdError as error:
-        return await _account_error(request, services, auth, error)
-    return _redirect("/account?done=passkey_renamed")
+    async def step(a: Authenticated, form: FormData) -> None:
+        await services.factors.rename_passkey(a.user, passkey_id[:64], field(form, "name"), context=context)
+
+    return await account_action(request, auth, step, done="passkey_renamed")
 
 
 @router.post("/account/passkeys/{passkey_id}/delete")
 async def passkey_delete(
     passkey_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect(LOGIN)
-    try:
-        await read_form(request)
-        await services.factors.remove_passkey(auth.user, auth.session, passkey_id[:64], context=context)
-    except ThresholdError as error:
-        return await _account_error(request, services, auth, error)
-    return _redirect("/account?done=passkey_removed")
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.factors.remove_passkey(a.user, a.session, passkey_id[:64], context=context)
+
+    return await account_action(request, auth, step, done="passkey_removed")
 
 
 @router.post("/account/password/remove")
 async def password_remove(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    if auth is None:
-        return _redirect(LOGIN)
-    try:
-        await read_form(request)
-        await services.factors.remove_password(auth.user, auth.session, context=context)
-    except ThresholdError as error:
-        return await _account_error(request, services, auth, error)
-    return _redirect("/account?done=password_removed")
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.factors.remove_password(a.user, a.session, context=context)
+
+    return await account_action(request, auth, step, done="password_removed")
