@@ -113,7 +113,8 @@ async def test_reauthenticate_with_totp_raises_the_session_to_aal2(stale: Stale,
     )
     assert response.status_code == 200, response.text
     session = response.json()["session"]
-    assert session["id"] == account.session_id
+    assert session["id"] != account.session_id  # aal1 -> aal2 is a privilege change: a new session id
+    assert SESSION_COOKIE in response.headers.get("set-cookie", "")
     assert session["aal"] == "aal2" and {"pwd", "otp"} <= set(session["amr"])
     assert (await app.get("/api/v1/session")).json()["session"]["aal"] == "aal2"
     assert (await app.post("/api/v1/passkeys/options")).status_code == 200
@@ -143,7 +144,7 @@ async def test_reauthenticate_with_a_passkey(stale: Stale) -> None:
     response = await app.post("/api/v1/reauthenticate", json={"method": "passkey", "credential": good})
     assert response.status_code == 200, response.text
     session = response.json()["session"]
-    assert session["id"] == account.session_id
+    assert session["id"] != account.session_id  # aal1 -> aal2: a new session id
     assert session["aal"] == "aal2" and {"pwd", "hwk", "user"} <= set(session["amr"])
     assert (await app.post("/api/v1/mfa/recovery-codes")).status_code == 200
     replay = await app.post("/api/v1/reauthenticate", json={"method": "passkey", "credential": good})

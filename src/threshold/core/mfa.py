@@ -409,8 +409,10 @@ class Factors:
         secret: str | None = None,
         credential: dict[str, Any] | None = None,
         context: RequestContext,
-    ) -> SessionRecord:
-        """Prove a factor again; the session's auth_time (and, with a second factor, its aal) moves up."""
+    ) -> tuple[SessionRecord, IssuedSession | None]:
+        """Prove a factor again: the session's auth_time moves up. When the proof raises the assurance
+        level (aal1 to aal2), that is a privilege change and a new session (new id) replaces it; it is
+        returned so the caller can set the new cookie."""
         amr: list[Amr]
         if method == Method.PASSWORD:
             stored = await self._users.get_password(user.id)
@@ -436,9 +438,15 @@ class Factors:
         second = any(a in (Amr.OTP, Amr.HARDWARE_KEY, Amr.SOFTWARE_KEY) for a in amr)
         aal = Aal.AAL2 if second or session.aal is Aal.AAL2 else Aal.AAL1
         merged = list(dict.fromkeys([*session.amr, *amr]))
-        await self._sessions.record_reauthentication(session, auth_time=now, aal=aal, amr=merged)
         await self._audit.record(AuditKind.REAUTHENTICATED, user_id=user.id, context=context, method=method)
-        return replace(session, auth_time=now, aal=aal, amr=tuple(merged))
+        if aal is not session.aal:  # a privilege change: the session gets a new id (no fixation)
+            issued = await self._sessions.issue_session(
+                user_id=user.id, aal=aal, amr=merged, context=context, auth_time=now
+            )
+            await self._sessions.end_session(session)
+            return issued.record, issued
+        await self._sessions.record_reauthentication(session, auth_time=now, aal=aal, amr=merged)
+        return replace(session, auth_time=now, aal=aal, amr=tuple(merged)), None
 
     # --- managing passkeys --------------------------------------------------------------------------
 

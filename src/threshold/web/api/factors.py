@@ -162,8 +162,8 @@ async def login_passkey(
 )
 async def reauthenticate(
     body: Reauthentication, auth: AuthDep, services: ServicesDep, context: ContextDep
-) -> dict[str, Any]:
-    record = await services.factors.reauthenticate(
+) -> Response:
+    record, issued = await services.factors.reauthenticate(
         auth.user,
         auth.session,
         method=body.method,
@@ -171,7 +171,9 @@ async def reauthenticate(
         credential=body.credential,
         context=context,
     )
-    return {"session": session_out(record).model_dump()}
+    if issued is not None:  # the assurance level went up: a new session id, in a new cookie
+        return signed_in_response(services, auth.user, issued)
+    return JSONResponse({"session": session_out(record).model_dump()})
 
 
 @router.post("/reauthenticate/passkey/options", summary="Challenge for a passkey step-up")

@@ -31,7 +31,7 @@ from threshold.web.pages.routes import (
     reauth_redirect,
     safe_next,
 )
-from threshold.web.security import PENDING_COOKIE
+from threshold.web.security import PENDING_COOKIE, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -170,12 +170,15 @@ async def reauthenticate_submit(
         target = safe_next(field(form, "next"))
         method = field(form, "method")
         secret = field(form, "password") if method == Method.PASSWORD else field(form, "code")
-        await services.factors.reauthenticate(
+        _, issued = await services.factors.reauthenticate(
             auth.user, auth.session, method=method, secret=secret, context=context
         )
     except ThresholdError as error:
         return await _reauth_page(request, services, auth, target, error)
-    return _redirect(target)
+    response = _redirect(target)
+    if issued is not None:  # the assurance level went up: a new session id
+        set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    return response
 
 
 # --- TOTP and recovery codes -------------------------------------------------------------------------------
