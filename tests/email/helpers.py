@@ -7,19 +7,24 @@ so once a sender returns, what it sent is here.
 
 from __future__ import annotations
 
+import datetime
 import email
 import email.policy
 import html
+import ipaddress
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.conftest import free_port
 
@@ -35,6 +40,8 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
+    tls: bool = False
+    login: str | None = None
 
     @property
     def subject(self) -> str:
@@ -93,6 +100,12 @@ class SmtpSink:
     received: list[Received] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     """Recipients answered with 550 at RCPT TO."""
+    starttls: ssl.SSLContext | None = None
+    """Offer STARTTLS with this server context, and require it before MAIL FROM."""
+    implicit_tls: ssl.SSLContext | None = None
+    """Speak TLS from the first byte (smtps://)."""
+    credentials: tuple[str, str] | None = None
+    """Require AUTH with this login and password."""
 
     def __post_init__(self) -> None:
         self._changed = threading.Condition()
@@ -108,7 +121,16 @@ class SmtpSink:
 
     def start(self) -> SmtpSink:
         assert self._controller is None
-        controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.starttls is not None:
+            options.update(tls_context=self.starttls, require_starttls=True)
+        if self.credentials is not None:
+            options.update(authenticator=self._authenticate, auth_required=True)
+        if self.implicit_tls is not None:
+            # aiosmtpd counts only STARTTLS as TLS for AUTH: offer AUTH on the TLS socket without
+            # requiring it there (`Received.login` tells whether the client signed in).
+            options.update(ssl_context=self.implicit_tls, auth_require_tls=False, auth_required=False)
+        controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **options)
         controller.start()
         self._controller = controller
         return self
@@ -117,6 +139,16 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword) and self.credentials == (
+            data.login.decode(),
+            data.password.decode(),
+        ):
+            return AuthResult(success=True, auth_data=data)
+        return AuthResult(success=False, handled=False)
 
     def _store(self, item: Received) -> None:
         with self._changed:
@@ -170,7 +202,49 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
         self.sink._store(
-            Received(mail_from=envelope.mail_from, rcpt_tos=tuple(envelope.rcpt_tos), message=message)
+            Received(
+                mail_from=envelope.mail_from,
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                message=message,
+                tls=server.transport.get_extra_info("ssl_object") is not None,
+                login=login,
+            )
         )
         return "250 OK: queued"
+
+
+def self_signed_context(directory: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smtp.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context

@@ -37,7 +37,9 @@ async def test_the_new_address_confirms_and_the_old_one_is_told(mail: MailApp) -
     assert done.status_code == 200, done.text
     assert done.json()["user"]["email"].casefold() == new and done.json()["user"]["email_verified"] is True
     assert_problem(
-        await anyone.post("/api/v1/email/change/confirm", json={"token": token_of(link)}), 400, "token_invalid"
+        await anyone.post("/api/v1/email/change/confirm", json={"token": token_of(link)}),
+        400,
+        "token_invalid",
     )
     notice = await mail.last(old, "Your email address was changed")
     assert new.upper() in notice.text.upper()

@@ -79,12 +79,20 @@ async def test_the_request_answers_alike_for_known_and_unknown_addresses(
             cookie = set_cookie(response, BINDING)
             bindings.add(cookie.pop("value"))
             names = sorted(h.split("=", 1)[0] for h in response.headers.get_list("set-cookie"))
-            shapes[address].add((response.status_code, response.content, tuple(sorted(cookie.items())), *names))
+            shapes[address].add(
+                (response.status_code, response.content, tuple(sorted(cookie.items())), *names)
+            )
             await mail.deliver()
     assert shapes[known] == shapes[unknown]
     ((status, body, attributes, *_),) = shapes[known]
     assert (status, body) == (202, b'{"status":"email_sent"}')
-    assert dict(attributes) == {"max-age": "600", "path": "/", "secure": True, "httponly": True, "samesite": "lax"}
+    assert dict(attributes) == {
+        "max-age": "600",
+        "path": "/",
+        "secure": True,
+        "httponly": True,
+        "samesite": "lax",
+    }
     assert len(bindings) == 14  # a new binding for every request
     ratio = statistics.median(timings[known]) / statistics.median(timings[unknown])
     assert 0.5 <= ratio <= 2.0, (ratio, timings)
@@ -189,7 +197,9 @@ async def test_the_hosted_link_page_signs_in_here_or_asks_first(mail: MailApp) -
     asker = mail.browser()
     link = (await _asked(mail, email, asker)).link("/login/email/verify")
     opened = await asker.get(link)
-    assert opened.status_code == 303 and opened.headers["location"].startswith(("/account", "/account/passkey"))
+    assert opened.status_code == 303 and opened.headers["location"].startswith(
+        ("/account", "/account/passkey")
+    )
     assert (await asker.get("/api/v1/session")).json()["session"]["amr"] == ["email"]
 
     link = (await _asked(mail, email)).link("/login/email/verify")
@@ -220,7 +230,9 @@ async def test_links_and_codes_expire(mail: MailApp) -> None:
     message = await _asked(mail, email, late)
     await mail.let_time_pass(lifetime + 1)
     assert_problem(await _verify(late, code=message.code()), 400, "token_invalid")
-    assert_problem(await _verify(late, token=token_of(message.link("/login/email/verify"))), 400, "token_invalid")
+    assert_problem(
+        await _verify(late, token=token_of(message.link("/login/email/verify"))), 400, "token_invalid"
+    )
     assert (await late.get("/api/v1/session")).status_code == 401
 
 
@@ -231,7 +243,10 @@ async def test_email_is_never_the_second_factor(mail: MailApp) -> None:
     asker = mail.browser()
     token = token_of((await _asked(mail, account.email, asker)).link("/login/email/verify"))
     pending = await _verify(asker, token=token)
-    assert pending.status_code == 200 and pending.json() == {"status": "mfa_required", "methods": ["totp", "recovery_code"]}
+    assert pending.status_code == 200 and pending.json() == {
+        "status": "mfa_required",
+        "methods": ["totp", "recovery_code"],
+    }
     assert not any(h.startswith(SESSION_COOKIE) for h in pending.headers.get_list("set-cookie"))
     assert (await asker.get("/api/v1/session")).status_code == 401
 

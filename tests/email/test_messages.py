@@ -19,6 +19,7 @@ async def _three_kinds_of_mail(mail: MailApp, email: str) -> list[Received]:
     other = mail.browser()
     await csrf(other)
     assert (await other.post("/api/v1/password/reset/request", json={"email": email})).status_code == 202
+    await mail.deliver()  # (each is prepared in the background: keep their order)
     assert (await other.post("/api/v1/login/email", json={"email": email})).status_code == 202
     received = await mail.inbox(email)
     assert len(received) == 3, [m.subject for m in received]
@@ -56,7 +57,11 @@ async def test_every_message_is_multipart_from_the_sender_with_issuer_links(mail
     assert len(login.code()) == 6
     assert "203.0.113.7" in login.text  # where the sign-in was asked from
     # Three different secrets, none of them repeated in another message.
-    secrets_sent = [verify.link("/verify-email"), reset.link("/reset-password"), login.link("/login/email/verify")]
+    secrets_sent = [
+        verify.link("/verify-email"),
+        reset.link("/reset-password"),
+        login.link("/login/email/verify"),
+    ]
     assert len(set(secrets_sent)) == 3
 
 

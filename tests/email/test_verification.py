@@ -43,10 +43,16 @@ async def test_optional_verification_link_verifies_once(mail: MailApp) -> None:
     await csrf(stranger)
     confirmed = await stranger.post("/api/v1/email/verify", json={"token": token})
     assert confirmed.status_code == 200, confirmed.text
-    assert confirmed.json()["user"] == {"id": response.json()["user"]["id"], "email": email, "email_verified": True}
+    assert confirmed.json()["user"] == {
+        "id": response.json()["user"]["id"],
+        "email": email,
+        "email_verified": True,
+    }
     assert await _verified(mail.client)
     assert_problem(await stranger.post("/api/v1/email/verify", json={"token": token}), 400, "token_invalid")
-    assert_problem(await stranger.post("/api/v1/email/verify", json={"token": token + "x"}), 400, "token_invalid")
+    assert_problem(
+        await stranger.post("/api/v1/email/verify", json={"token": token + "x"}), 400, "token_invalid"
+    )
 
 
 async def test_an_expired_verification_link_is_refused(mail: MailApp) -> None:
@@ -54,7 +60,9 @@ async def test_an_expired_verification_link_is_refused(mail: MailApp) -> None:
     assert (await signup(mail.client, email)).status_code == 201
     token = token_of((await mail.last(email, CONFIRM)).link("/verify-email"))
     await mail.let_time_pass(mail.settings.email.verification_lifetime + 1)
-    assert_problem(await mail.client.post("/api/v1/email/verify", json={"token": token}), 400, "token_invalid")
+    assert_problem(
+        await mail.client.post("/api/v1/email/verify", json={"token": token}), 400, "token_invalid"
+    )
     assert not await _verified(mail.client)
 
 
@@ -67,6 +75,7 @@ async def test_resend_replaces_the_link_and_is_rate_limited(mail_factory: Callab
     for _ in range(2):
         resent = await mail.client.post("/api/v1/email/verify/resend")
         assert resent.status_code == 202 and resent.json() == {"status": "verification_sent"}
+        await mail.deliver()  # one at a time: the order received is the order sent
     limited = assert_problem(await mail.client.post("/api/v1/email/verify/resend"), 429, "rate_limited")
     assert int(limited.get("retry_after", 1)) > 0
     messages = await mail.inbox(email, CONFIRM)
@@ -74,7 +83,9 @@ async def test_resend_replaces_the_link_and_is_rate_limited(mail_factory: Callab
 
     # Only the newest link works.
     newest = token_of(messages[-1].link("/verify-email"))
-    assert_problem(await mail.client.post("/api/v1/email/verify", json={"token": first}), 400, "token_invalid")
+    assert_problem(
+        await mail.client.post("/api/v1/email/verify", json={"token": first}), 400, "token_invalid"
+    )
     assert (await mail.client.post("/api/v1/email/verify", json={"token": newest})).status_code == 200
     assert await _verified(mail.client)
 
@@ -117,7 +128,9 @@ async def test_required_verification_answers_alike_for_new_and_taken_addresses(
     assert sorted(notice.links()) == [f"{ISSUER}/login", f"{ISSUER}/reset-password"]
     assert len(await mail.inbox(taken)) == 2  # the owner's own verification, then the notice
     assert (await login(mail.browser(), taken)).status_code == 200
-    assert_problem(await login(mail.browser(), taken, "a different passphrase 777"), 401, "invalid_credentials")
+    assert_problem(
+        await login(mail.browser(), taken, "a different passphrase 777"), 401, "invalid_credentials"
+    )
 
     # The newcomer verifies and signs in.
     token = token_of(newcomer.link("/verify-email"))
@@ -127,23 +140,51 @@ async def test_required_verification_answers_alike_for_new_and_taken_addresses(
     assert signed_in.status_code == 200 and signed_in.json()["user"]["email_verified"] is True
 
 
-async def test_required_verification_unverified_password_sign_in(mail_factory: Callable[..., Any]) -> None:
-    """What "required" means for an account whose link was never opened: the current design lets the
-    password sign in and reports email_verified false (front ends may limit such accounts); an email
-    sign-in proves the mailbox and verifies it."""
-    mail: MailApp = await mail_factory(email={"verification": "required"})
+async def test_required_verification_holds_back_the_password_until_the_link_is_opened(
+    mail_factory: Callable[..., Any],
+) -> None:
+    """An unverified account's right password answers email_not_verified (the wrong one still answers
+    invalid_credentials) with no session, and a fresh link is sent; the link, or a sign-in by email
+    (which proves the mailbox), lets the account in."""
+    mail: MailApp = await mail_factory(email={"verification": "required", "per_address": 2})
     email = unique_email("pending")
     assert (await signup(mail.client, email)).status_code == 202
+    assert len(await mail.inbox(email, CONFIRM)) == 1
 
+    assert_problem(
+        await login(mail.browser(), email, "not the password at all 99"), 401, "invalid_credentials"
+    )
+    for resent in (2, 3, 3):  # each refusal resends the link, up to the per-address limit
+        browser = mail.browser()
+        refused = assert_problem(await login(browser, email), 403, "email_not_verified")
+        assert "link" in refused["detail"]
+        assert (await browser.get("/api/v1/session")).status_code == 401
+        assert len(await mail.inbox(email, CONFIRM)) == resent
+    token = token_of((await mail.last(email, CONFIRM)).link("/verify-email"))
+    assert (await mail.browser().post("/api/v1/email/verify", json={"token": token})).status_code == 200
     signed_in = await login(mail.browser(), email)
-    assert signed_in.status_code == 200, signed_in.text
-    assert signed_in.json()["user"]["email_verified"] is False
+    assert signed_in.status_code == 200 and signed_in.json()["user"]["email_verified"] is True
 
+    # Sign-in by email verifies on its own.
+    other = unique_email("by-email")
+    assert (await signup(mail.browser(), other)).status_code == 202
     browser = mail.browser()
     await csrf(browser)
-    assert (await browser.post("/api/v1/login/email", json={"email": email})).status_code == 202
-    code = (await mail.last(email, "sign-in")).code()
+    assert (await browser.post("/api/v1/login/email", json={"email": other})).status_code == 202
+    code = (await mail.last(other, "sign-in")).code()
     done = await browser.post("/api/v1/login/email/verify", json={"code": code})
     assert done.status_code == 200, done.text
     assert done.json()["user"]["email_verified"] is True
     assert await _verified(browser)
+    assert (await login(mail.browser(), other)).status_code == 200
+
+
+async def test_sign_up_attempts_on_a_taken_address_do_not_flood_its_owner(mail: MailApp) -> None:
+    """The "someone tried to sign up with your address" notice is limited per address."""
+    owner = unique_email("owner")
+    assert (await signup(mail.browser(), owner)).status_code == 201
+    per_address = mail.settings.email.per_address
+    for _ in range(per_address + 3):
+        await mail.services.email.signup_attempt_on_existing(owner)
+    notices = await mail.inbox(owner, "Someone tried to sign up")
+    assert len(notices) == per_address

@@ -223,10 +223,16 @@ class EmailFlows:
         except EmailInvalid:
             return
         user = await self._users.get_by_email(address.normalized)
-        if user is not None:
-            await self._send(
-                "signup_existing", user.email, link=self._link("/login"), reset=self._link("/reset-password")
-            )
+        if user is None:
+            return
+        count = await self._counters.increment(
+            f"mail:signup-notice:{digest(address.normalized)[:40]}", window=HOUR, now=self._clock.now()
+        )
+        if count.count > self._settings.per_address:
+            return  # still the same answer to the asker; the owner is not flooded
+        await self._send(
+            "signup_existing", user.email, link=self._link("/login"), reset=self._link("/reset-password")
+        )
 
     async def verify_email(self, token: str, *, context: RequestContext) -> User:
         record = await self._tokens.consume(

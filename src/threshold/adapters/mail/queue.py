@@ -229,6 +229,17 @@ class SmtpTransport:
         )
 
 
+def permanent_failure(error: Exception) -> bool:
+    """SMTP 5xx replies are permanent (RFC 5321 section 4.2.1); 4xx and network errors are not."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        return all(500 <= r.code < 600 for r in error.recipients)
+    if isinstance(error, aiosmtplib.SMTPResponseException) and not isinstance(
+        error, aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPServerDisconnected
+    ):
+        return 500 <= error.code < 600
+    return False
+
+
 class MailWorker:
     def __init__(self, queue: SqlMailQueue, transport: Transport, *, sender: str, max_attempts: int) -> None:
         self.queue = queue
@@ -250,9 +261,9 @@ class MailWorker:
                     mail.attempts,
                     exc,
                 )
-                await self.queue.mark_failed_attempt(
-                    mail, f"{type(exc).__name__}: {exc}", max_attempts=self.max_attempts
-                )
+                # A 5xx answer (a refused recipient, say) will not change on retry: give it up now.
+                limit = mail.attempts if permanent_failure(exc) else self.max_attempts
+                await self.queue.mark_failed_attempt(mail, f"{type(exc).__name__}: {exc}", max_attempts=limit)
                 continue
             await self.queue.mark_sent(mail.id, transport=self.transport.name)
             sent += 1
