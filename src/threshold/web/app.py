@@ -69,20 +69,8 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
     if services is not None:
         app.state.services = services
     errors.install(app)
-    app.include_router(api_router)
-    app.include_router(factors_router)
-    app.include_router(email_router)
-    app.include_router(oauth_router)
-    app.include_router(admin_router)
-    app.include_router(pages_router)
-    app.include_router(security_pages_router)
-    app.include_router(email_pages_router)
-    app.mount(
-        "/static",
-        StaticFiles(directory=str(resources.files("threshold.web.pages") / "static")),
-        name="static",
-    )
 
+    # Liveness, readiness and metrics first: probes should not walk the whole route table.
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -99,6 +87,20 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(api_router)
+    app.include_router(factors_router)
+    app.include_router(email_router)
+    app.include_router(oauth_router)
+    app.include_router(admin_router)
+    app.include_router(pages_router)
+    app.include_router(security_pages_router)
+    app.include_router(email_pages_router)
+    app.mount(
+        "/static",
+        StaticFiles(directory=str(resources.files("threshold.web.pages") / "static")),
+        name="static",
+    )
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
