@@ -237,7 +237,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         clock=clock,
         box=box,
     )
-    mail_queue = SqlMailQueue(engine, clock, settings.theme)
+    mail_queue = SqlMailQueue(engine, clock, settings.theme, keep_sent_bodies=settings.development)
     transport: Transport = SmtpTransport(settings.smtp_url) if settings.smtp_url else OutboxTransport()
     mail_worker = MailWorker(
         mail_queue, transport, sender=settings.sender, max_attempts=settings.email.max_attempts

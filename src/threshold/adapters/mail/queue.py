@@ -75,11 +75,19 @@ def backoff(attempts: int) -> float:
 
 
 class SqlMailQueue:
-    def __init__(self, engine: AsyncEngine, clock: Clock, theme: ThemeSettings) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, theme: ThemeSettings, *, keep_sent_bodies: bool = False
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._theme = theme
+        self._keep_sent_bodies = keep_sent_bodies
         self.wakeup = asyncio.Event()
+
+    def _scrubbed(self) -> dict[str, str]:
+        """Bodies carry live links and codes: once a message is done with, they are not kept
+        (except in development mode, where /dev/outbox shows them)."""
+        return {} if self._keep_sent_bodies else {"text_body": "", "html_body": ""}
 
     async def enqueue(self, mail: OutgoingMail) -> None:
         rendered = render_mail(mail, self._theme)
@@ -138,7 +146,13 @@ class SqlMailQueue:
                 await conn.execute(
                     update(t.mail_queue)
                     .where(t.mail_queue.c.id == mail_id)
-                    .values(sent_at=self._clock.now(), lease_until=None, transport=transport, last_error=None)
+                    .values(
+                        sent_at=self._clock.now(),
+                        lease_until=None,
+                        transport=transport,
+                        last_error=None,
+                        **self._scrubbed(),
+                    )
                 )
 
     async def mark_failed_attempt(self, mail: QueuedMail, error: str, *, max_attempts: int) -> None:
@@ -150,6 +164,7 @@ class SqlMailQueue:
         }
         if mail.attempts >= max_attempts:
             values["failed_at"] = now
+            values.update(self._scrubbed())
         with translate_errors():
             async with self._engine.begin() as conn:
                 await conn.execute(update(t.mail_queue).where(t.mail_queue.c.id == mail.id).values(**values))
