@@ -23,7 +23,6 @@ def _user(email: str, **changes: object) -> User:
         "email_verified": False,
         "disabled": False,
         "created_at": 1_767_225_600.125,
-        "mfa_enabled": False,
     }
     fields.update(changes)
     return User(**fields)  # type: ignore[arg-type]
@@ -31,7 +30,7 @@ def _user(email: str, **changes: object) -> User:
 
 async def test_add_then_get_and_get_by_email(sql_engine: AsyncEngine) -> None:
     repo = SqlUserRepo(sql_engine)
-    user = _user("Ada.Lovelace@Example.com", email_verified=True, mfa_enabled=True)
+    user = _user("Ada.Lovelace@Example.com", email_verified=True, mfa_required=True)
     credential = PasswordCredential(
         user_id=user.id, hash="$argon2id$v=19$m=19456,t=2,p=1$x$y", updated_at=5.5
     )

@@ -190,7 +190,7 @@ class Accounts:
             await self._audit.record(AuditKind.PASSWORD_REHASHED, user_id=user.id, context=context)
         await self._throttle.record_success(email_normalized=normalized, ip=context.ip, user_id=user.id)
         if self._factors is not None:
-            methods = self._factors.second_factor_methods(await self._factors.status(user))
+            methods = await self._factors.second_factors(user)
             if methods:  # the password alone is not enough: no session until the second factor
                 return await self._factors.start_pending_login(user, amr=[Amr.PASSWORD], methods=methods)
         issued = await self._sessions.issue_session(

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, iso
+from threshold.core.devices import device_label
 from threshold.core.emails import normalize_email
 from threshold.core.errors import (
     EmailInvalid,
@@ -405,8 +406,7 @@ class EmailFlows:
         if not user.email_verified:
             await self._users.set_email_verified(user.id, user.email_normalized)
             user = await self._users.get(user.id) or user
-        status = await self._factors.status(user)
-        methods = self._factors.second_factor_methods(status)
+        methods = await self._factors.second_factors(user)
         if methods:  # email never counts as a second factor
             return user, await self._factors.start_pending_login(user, amr=[Amr.EMAIL], methods=methods)
         issued = await self._sessions.issue_session(
@@ -467,9 +467,7 @@ class EmailFlows:
         if event.kind is AuditKind.SIGNUP and context is not None and context.device:
             await self._users.remember_device(event.user_id, context.device, self._clock.now())
         elif event.kind in (AuditKind.LOGIN_SUCCEEDED, AuditKind.MFA_SUCCEEDED) and context is not None:
-            user = await self._users.get(event.user_id)
-            if user is not None:
-                await self.note_sign_in(user, context=context)
+            await self.note_sign_in(event.user_id, context=context)
         else:
             await self.notify(event)
 
@@ -490,19 +488,17 @@ class EmailFlows:
             account=self._link("/account"),
         )
 
-    async def note_sign_in(self, user: User, *, context: RequestContext) -> None:
+    async def note_sign_in(self, user_id: str, *, context: RequestContext) -> None:
         """Remember the browser; a first sign-in from it is audited (and so emailed)."""
         if not context.device:
             return
         if (
-            await self._users.remember_device(user.id, context.device, self._clock.now())
+            await self._users.remember_device(user_id, context.device, self._clock.now())
             and self._settings.notify_new_device
         ):
-            from threshold.core.devices import device_label
-
             await self._audit.record(
                 AuditKind.NEW_DEVICE_SIGN_IN,
-                user_id=user.id,
+                user_id=user_id,
                 context=context,
                 device=device_label(context.user_agent),
             )

@@ -32,7 +32,6 @@ class User:
     email_verified: bool
     disabled: bool
     created_at: float
-    mfa_enabled: bool = False
     mfa_required: bool = False
     """Set by an operator: this user must have a second factor."""
     passkey_prompt_snoozed_until: float | None = None

@@ -33,7 +33,6 @@ def _user(row: Row[Any]) -> User:
         email_verified=bool(row.email_verified),
         disabled=bool(row.disabled),
         created_at=row.created_at,
-        mfa_enabled=bool(row.mfa_enabled),
         mfa_required=bool(row.mfa_required),
         passkey_prompt_snoozed_until=row.passkey_prompt_snoozed_until,
     )
@@ -99,7 +98,6 @@ class SqlUserRepo:
                             email_normalized=user.email_normalized,
                             email_verified=user.email_verified,
                             disabled=user.disabled,
-                            mfa_enabled=user.mfa_enabled,
                             mfa_required=user.mfa_required,
                             created_at=user.created_at,
                         )

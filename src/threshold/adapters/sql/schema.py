@@ -33,7 +33,6 @@ users = Table(
     Column("email_normalized", String(320), nullable=False, unique=True),
     Column("email_verified", Boolean, nullable=False, default=False),
     Column("disabled", Boolean, nullable=False, default=False),
-    Column("mfa_enabled", Boolean, nullable=False, default=False),
     Column("created_at", Double, nullable=False),
     Column("mfa_required", Boolean, nullable=False, default=False, server_default="0"),
     Column("passkey_prompt_snoozed_until", Double, nullable=True),

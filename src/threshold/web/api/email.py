@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from threshold.core.mfa import MfaRequired
 from threshold.core.models import RequestContext
 from threshold.services import Services
-from threshold.web.api.v1 import PROBLEM, signed_in_response, user_out
+from threshold.web.api.v1 import PROBLEM, mfa_required_response, new_browser_session, user_out
 from threshold.web.deps import (
     Authenticated,
     csrf_protect,
@@ -21,7 +21,7 @@ from threshold.web.deps import (
     request_context,
     require_session,
 )
-from threshold.web.security import EMAIL_LOGIN_COOKIE, clear_pending_cookie, set_pending_cookie
+from threshold.web.security import EMAIL_LOGIN_COOKIE, clear_pending_cookie
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: email"])
 
@@ -144,13 +144,9 @@ async def login_email_verify(
         confirmed=body.confirm,
         context=context,
     )
-    if isinstance(outcome, MfaRequired):
-        response = JSONResponse({"status": "mfa_required", "methods": outcome.methods})
-        set_pending_cookie(response, outcome.token, max_age=services.settings.session.pending_login_lifetime)
-        return response
-    if current is not None:
-        await services.sessions.end_session(current.session)
-    response = signed_in_response(services, user, outcome)
+    if isinstance(outcome, MfaRequired):  # email is never a second factor
+        return mfa_required_response(services, outcome)
+    response = await new_browser_session(services, current, user, outcome)
     clear_pending_cookie(response)
     response.delete_cookie(EMAIL_LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response

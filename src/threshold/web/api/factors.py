@@ -15,7 +15,7 @@ from threshold.core.mfa import FactorAdded, Factors
 from threshold.core.models import Passkey, RequestContext, User
 from threshold.core.sessions import IssuedSession
 from threshold.services import Services
-from threshold.web.api.v1 import PROBLEM, SessionOut, session_out, signed_in_response
+from threshold.web.api.v1 import PROBLEM, SessionOut, new_browser_session, session_out, signed_in_response
 from threshold.web.deps import (
     Authenticated,
     csrf_protect,
@@ -109,17 +109,12 @@ def qr_svg(uri: str) -> str:
     return str(qr.svg_inline(scale=5, dark="#000", light="#fff", border=4, omitsize=True))
 
 
-def _completed(
+async def _completed(
     services: Services, user: User, issued: IssuedSession, current: Authenticated | None
 ) -> Response:
-    response = signed_in_response(services, user, issued)
+    response = await new_browser_session(services, current, user, issued)
     clear_pending_cookie(response)
     return response
-
-
-async def _end_previous(services: Services, current: Authenticated | None) -> None:
-    if current is not None:
-        await services.sessions.end_session(current.session)
 
 
 @router.post(
@@ -133,8 +128,7 @@ async def login_mfa(
     user, issued = await services.factors.complete_login_with_code(
         pending_token=request.cookies.get(PENDING_COOKIE), method=body.method, code=body.code, context=context
     )
-    await _end_previous(services, current)
-    return _completed(services, user, issued, current)
+    return await _completed(services, user, issued, current)
 
 
 @router.post("/login/passkey/options", summary="Challenge for a passkey sign-in (button or autofill)")
@@ -153,8 +147,7 @@ async def login_passkey(
     user, issued = await services.factors.complete_passkey_login(
         credential=body.credential, pending_token=request.cookies.get(PENDING_COOKIE), context=context
     )
-    await _end_previous(services, current)
-    return _completed(services, user, issued, current)
+    return await _completed(services, user, issued, current)
 
 
 @router.post(

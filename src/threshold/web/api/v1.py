@@ -116,6 +116,22 @@ def signed_in_response(
     return response
 
 
+async def new_browser_session(
+    services: Services, current: Authenticated | None, user: User, issued: IssuedSession, status: int = 200
+) -> JSONResponse:
+    """A sign-in replaces the session this browser had, if any, and sets the new cookie."""
+    if current is not None:
+        await services.sessions.end_session(current.session)
+    return signed_in_response(services, user, issued, status=status)
+
+
+def mfa_required_response(services: Services, pending: MfaRequired) -> JSONResponse:
+    """No session yet: the methods to continue with, and the pending-login cookie."""
+    response = JSONResponse({"status": "mfa_required", "methods": pending.methods})
+    set_pending_cookie(response, pending.token, max_age=services.settings.session.pending_login_lifetime)
+    return response
+
+
 @router.get("/csrf", response_model=CsrfOut, summary="Get the CSRF token (also set as a cookie)")
 async def get_csrf(request: Request) -> Response:
     token, is_new = csrf_token_for(request)
@@ -141,9 +157,7 @@ async def signup(
     result = await services.accounts.sign_up(email=body.email, password=body.password, context=context)
     if isinstance(result, VerificationPending):  # the same answer whether or not the address had an account
         return JSONResponse({"status": "verification_required"}, status_code=202)
-    if current is not None:  # the browser now belongs to the new account
-        await services.sessions.end_session(current.session)
-    return signed_in_response(services, result.user, result.session, status=201)
+    return await new_browser_session(services, current, result.user, result.session, status=201)
 
 
 @router.post(
@@ -162,13 +176,9 @@ async def login(
     result = await services.accounts.sign_in_with_password(
         email=body.email, password=body.password, context=context
     )
-    if isinstance(result, MfaRequired):  # no session yet: a pending-login cookie until the second factor
-        response = JSONResponse({"status": "mfa_required", "methods": result.methods})
-        set_pending_cookie(response, result.token, max_age=services.settings.session.pending_login_lifetime)
-        return response
-    if current is not None:  # a new sign-in replaces the browser's previous session
-        await services.sessions.end_session(current.session)
-    return signed_in_response(services, result.user, result.session)
+    if isinstance(result, MfaRequired):  # no session until the second factor
+        return mfa_required_response(services, result)
+    return await new_browser_session(services, current, result.user, result.session)
 
 
 @router.get("/session", response_model=SessionInfo, summary="The current session", responses={401: PROBLEM})

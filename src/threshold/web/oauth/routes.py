@@ -196,10 +196,10 @@ async def _authorization(request: Request, params: Mapping[str, str]) -> Authori
 
 async def _authorize(request: Request, params: dict[str, str], auth: Authenticated | None) -> Response:
     provider = provider_of(request)
-    if auth is not None and await get_services(request).factors.needs_enrollment(auth.user):
-        return RedirectResponse("/account", status_code=303)  # policy: a second factor before any app
     try:
         authorization = await _authorization(request, params)
+        if auth is not None and await get_services(request).factors.needs_enrollment(auth.user):
+            return RedirectResponse("/account", status_code=303)  # policy: a second factor before any app
         outcome = await provider.authorize(
             authorization, session=auth.session if auth else None, user=auth.user if auth else None
         )

@@ -69,7 +69,7 @@ async def _mfa_page(
     user = await services.users.get(pending.user_id)
     if user is None:
         return _redirect("/login")
-    methods = services.factors.second_factor_methods(await services.factors.status(user))
+    methods = await services.factors.second_factors(user)
     return render(
         request,
         "login_mfa.html",
