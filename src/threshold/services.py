@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
+from threshold.adapters.redis import invalidation as redis_invalidation
 from threshold.adapters.redis.stores import (
     RedisEphemeralStore,
     RedisMarkStore,
@@ -20,6 +21,7 @@ from threshold.adapters.redis.stores import (
     RedisSessionStore,
 )
 from threshold.adapters.redis.stores import connect as redis_connect
+from threshold.adapters.sql import invalidation as sql_invalidation
 from threshold.adapters.sql.db import create_engine
 from threshold.adapters.sql.factor_repos import SqlEphemeralStore, SqlFactorRepo
 from threshold.adapters.sql.oidc_repos import (
@@ -41,8 +43,15 @@ from threshold.core.errors import DependencyUnavailable
 from threshold.core.mfa import Factors
 from threshold.core.models import AuditKind
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
-from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore
+from threshold.core.ports import EphemeralStore, Invalidations, RateLimitStore, SessionStore, UserRepo
 from threshold.core.ratelimit import LoginThrottle
+from threshold.core.session_cache import (
+    InvalidatingSessionStore,
+    InvalidatingUserRepo,
+    Invalidator,
+    SessionCache,
+    SessionCheck,
+)
 from threshold.core.sessions import SessionService
 from threshold.oidc.keys import KeyRing
 from threshold.oidc.ports import MarkStore
@@ -67,12 +76,13 @@ class Services:
     clock: Clock
     engine: AsyncEngine
     redis: aioredis.Redis | None
-    users: SqlUserRepo
+    users: UserRepo
     audit_log: SqlAuditLog
     session_store: SessionStore
     rate_limits: RateLimitStore
     hasher: PasswordHasher
     sessions: SessionService
+    session_check: SessionCheck
     accounts: Accounts
     factors: Factors
     email: EmailFlows
@@ -104,6 +114,26 @@ class Services:
     def start_sweeper(self, interval: float = 60.0) -> None:
         """Purge expired sessions and counters in bounded batches, off the request path."""
         self._tasks.append(asyncio.create_task(self._sweep_forever(interval), name="threshold-sweeper"))
+
+    def start_invalidation_listener(self) -> None:
+        """Feed this process's session cache from every process's revocations (Redis or PostgreSQL)."""
+        cache = self.session_check.cache
+        if not cache.enabled:
+            return
+        settings = self.settings
+        if settings.redis_url:
+            listener = redis_invalidation.listen(
+                settings.redis_url, redis_invalidation.channel_name(settings.redis_key_prefix), cache
+            )
+        elif settings.effective_database_url.startswith("postgresql"):
+            listener = sql_invalidation.listen_postgres(
+                settings.effective_database_url,
+                sql_invalidation.channel_name(settings.redis_key_prefix),
+                cache,
+            )
+        else:
+            return  # SQLite: the change file is probed on every check, nothing to run
+        self._tasks.append(asyncio.create_task(listener, name="threshold-invalidation"))
 
     def start_mail_worker(self) -> None:
         self._tasks.append(asyncio.create_task(self.mail_worker.run(), name="threshold-mail"))
@@ -145,15 +175,43 @@ class Services:
         await self.engine.dispose()
 
 
+class _NoInvalidations:
+    async def publish(self, message: str) -> None:
+        return None
+
+
+def _session_cache(
+    settings: Settings, engine: AsyncEngine, redis_client: aioredis.Redis | None
+) -> tuple[SessionCache, Invalidations]:
+    """The process-local session cache and the feed that keeps every process's copy exact."""
+    size, ttl = settings.session.cache_entries, settings.session.cache_ttl
+    if redis_client is not None:
+        bus: Invalidations = redis_invalidation.RedisInvalidations(redis_client, settings.redis_key_prefix)
+        return SessionCache(max_entries=size, max_age=ttl), bus
+    url = settings.effective_database_url
+    if url.startswith("postgresql"):
+        channel = sql_invalidation.channel_name(settings.redis_key_prefix)
+        return SessionCache(max_entries=size, max_age=ttl), sql_invalidation.PostgresInvalidations(
+            engine, channel
+        )
+    path = sql_invalidation.change_file_for(url)
+    if path is None:  # in-memory SQLite: one connection, one process, nothing to share
+        return SessionCache(max_entries=0, max_age=0), _NoInvalidations()
+    change_file = sql_invalidation.ChangeFile(path)
+    return SessionCache(max_entries=size, max_age=ttl, probe=change_file.changed), change_file
+
+
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     kek = load_or_create_kek(settings.data_dir, settings.key_encryption_key)
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
-    users = SqlUserRepo(engine)
-    audit_log = SqlAuditLog(engine)
     redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
+    cache, bus = _session_cache(settings, engine, redis_client)
+    invalidator = Invalidator(cache, bus)
+    users: UserRepo = InvalidatingUserRepo(SqlUserRepo(engine), invalidator)
+    audit_log = SqlAuditLog(engine)
     session_store: SessionStore
     rate_limits: RateLimitStore
     marks: MarkStore
@@ -183,6 +241,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     policy = PasswordPolicy(
         settings.password, product_name=settings.theme.product_name, range_source=range_source
     )
+    session_store = InvalidatingSessionStore(session_store, invalidator)
     sessions = SessionService(session_store, clock, settings.session)
     auditor = Auditor(audit_log, clock, observer=count_security_event)
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit)
@@ -260,6 +319,13 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     auditor.subscribe(email.on_event)
     accounts.attach_email(email, verification=settings.email.verification)
+    session_check = SessionCheck(
+        sessions=sessions,
+        accounts=accounts,
+        cache=cache,
+        clock=clock,
+        touch_interval=settings.session.touch_interval,
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -271,6 +337,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         rate_limits=rate_limits,
         hasher=hasher,
         sessions=sessions,
+        session_check=session_check,
         accounts=accounts,
         factors=factors,
         email=email,

@@ -91,6 +91,19 @@ class SessionSettings(BaseModel):
     pending_login_lifetime: int = Field(
         600, ge=60, le=3600, description="Seconds a pending (MFA) login lasts."
     )
+    cache_ttl: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description=(
+            "Seconds a process may answer a session check from memory. Revocations reach every process "
+            "at once (Redis pub/sub, PostgreSQL NOTIFY or the SQLite change file); this only bounds what "
+            "a lost message could cost. 0 turns the cache off."
+        ),
+    )
+    cache_entries: int = Field(
+        100_000, ge=0, le=10_000_000, description="Most sessions a process keeps in memory (0: no cache)."
+    )
 
     @model_validator(mode="after")
     def _idle_within_absolute(self) -> SessionSettings:

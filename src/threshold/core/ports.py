@@ -64,6 +64,12 @@ class UserRepo(Protocol):
         ...
 
 
+class Invalidations(Protocol):
+    """Delivers a cache-invalidation message to every process of the service (this one included)."""
+
+    async def publish(self, message: str) -> None: ...
+
+
 class SessionStore(Protocol):
     async def create(self, record: SessionRecord) -> None: ...
 

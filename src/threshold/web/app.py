@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
         app.state.services = built
         await built.provider.keys.ensure_keys()
         built.start_sweeper()
+        built.start_invalidation_listener()
         built.start_mail_worker()
         try:
             yield

@@ -55,12 +55,9 @@ async def optional_session(request: Request) -> Authenticated | None:
     token = request.cookies.get(SESSION_COOKIE)
     auth: Authenticated | None = None
     if token:
-        services = get_services(request)
-        record = await services.sessions.check_session(token)
-        if record is not None:
-            user = await services.accounts.current_user(record)
-            if user is not None:
-                auth = Authenticated(user=user, session=record)
+        found = await get_services(request).session_check(token)
+        if found is not None:
+            auth = Authenticated(user=found[1], session=found[0])
     request.state.auth = auth
     return auth
 

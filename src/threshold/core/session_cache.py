@@ -1,0 +1,277 @@
+"""The session check without I/O: a process-local cache kept exact by invalidation messages.
+
+Every write that can end or change a session, or change the user behind it, goes through
+`InvalidatingSessionStore` / `InvalidatingUserRepo`, which drop the local entry and publish a message
+("s:<digest>" or "u:<user id>") to every process (Redis pub/sub, PostgreSQL NOTIFY or the SQLite change
+file; see the adapters). A process answers from memory only while its listener is live: when the
+feed is lost the cache is emptied and every check goes to the store until the feed is back.
+
+A lookup racing an invalidation must not re-insert what was just revoked: `epoch` counts the
+invalidations seen, and an entry read from the store is kept only if no invalidation arrived while it
+was being read. `max_age` bounds what a lost message could cost, `max_entries` the memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from threshold.core.accounts import Accounts
+from threshold.core.clock import Clock
+from threshold.core.models import Aal, Amr, PasswordCredential, SessionRecord, User
+from threshold.core.ports import Invalidations, SessionStore, UserRepo
+from threshold.core.secrets import digest
+from threshold.core.sessions import SessionService
+
+SESSION_PREFIX = "s:"
+USER_PREFIX = "u:"
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    record: SessionRecord
+    user: User
+    stored_at: float
+
+
+class SessionCache:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_age: float,
+        probe: Callable[[], bool] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._by_user: dict[str, set[str]] = {}
+        self._max_entries = max_entries
+        self._max_age = max_age
+        self._probe = probe
+        self._monotonic = monotonic
+        self._live = probe is not None
+        self.epoch = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_entries > 0 and self._max_age > 0
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def set_live(self, live: bool) -> None:
+        """The invalidation feed is (or is no longer) delivering: either way, start empty."""
+        self.clear()
+        self._live = live
+
+    def get(self, key: str) -> tuple[SessionRecord, User] | None:
+        if not self._live:
+            return None
+        if self._probe is not None and self._probe():
+            self.clear()
+            return None
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self._monotonic() - entry.stored_at >= self._max_age:
+            self._forget(key)
+            return None
+        return entry.record, entry.user
+
+    def put(self, key: str, record: SessionRecord, user: User, *, epoch: int) -> None:
+        """Keep what was read from the store, unless an invalidation arrived while it was read."""
+        if not self._live or not self.enabled or epoch != self.epoch:
+            return
+        self._forget(key)
+        self._entries[key] = _Entry(record=record, user=user, stored_at=self._monotonic())
+        self._by_user.setdefault(user.id, set()).add(key)
+        while len(self._entries) > self._max_entries:
+            oldest = next(iter(self._entries))
+            self._forget(oldest)
+
+    def apply(self, message: str) -> None:
+        """An invalidation message from any process (this one included)."""
+        self.epoch += 1
+        if message.startswith(SESSION_PREFIX):
+            self._forget(message[len(SESSION_PREFIX) :])
+        elif message.startswith(USER_PREFIX):
+            for key in self._by_user.pop(message[len(USER_PREFIX) :], set()):
+                self._entries.pop(key, None)
+        else:  # unknown: be safe
+            self.clear()
+
+    def clear(self) -> None:
+        self.epoch += 1
+        self._entries.clear()
+        self._by_user.clear()
+
+    def _forget(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            keys = self._by_user.get(entry.user.id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_user[entry.user.id]
+
+
+class Invalidator:
+    """Drops the local entry at once, then tells every process."""
+
+    def __init__(self, cache: SessionCache, bus: Invalidations) -> None:
+        self.cache = cache
+        self._bus = bus
+
+    async def session_changed(self, key: str) -> None:
+        await self._send(SESSION_PREFIX + key)
+
+    async def user_changed(self, user_id: str) -> None:
+        await self._send(USER_PREFIX + user_id)
+
+    async def _send(self, message: str) -> None:
+        self.cache.apply(message)
+        await self._bus.publish(message)
+
+
+class InvalidatingSessionStore:
+    """A SessionStore whose every revoking write is announced to every process."""
+
+    def __init__(self, store: SessionStore, invalidator: Invalidator) -> None:
+        self._store = store
+        self._invalidator = invalidator
+
+    async def create(self, record: SessionRecord) -> None:
+        await self._store.create(record)
+
+    async def get(self, key: str) -> SessionRecord | None:
+        return await self._store.get(key)
+
+    async def touch(self, key: str, *, last_seen_at: float, idle_expires_at: float) -> None:
+        await self._store.touch(key, last_seen_at=last_seen_at, idle_expires_at=idle_expires_at)
+
+    async def delete(self, key: str) -> bool:
+        deleted = await self._store.delete(key)
+        await self._invalidator.session_changed(key)
+        return deleted
+
+    async def update_auth(self, key: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
+        updated = await self._store.update_auth(key, auth_time=auth_time, aal=aal, amr=amr)
+        await self._invalidator.session_changed(key)
+        return updated
+
+    async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int:
+        count = await self._store.delete_for_user(user_id, except_digest=except_digest)
+        await self._invalidator.user_changed(user_id)
+        return count
+
+    async def list_for_user(self, user_id: str) -> Sequence[SessionRecord]:
+        return await self._store.list_for_user(user_id)
+
+
+class InvalidatingUserRepo:
+    """A UserRepo whose every change to what a session check returns is announced to every process."""
+
+    def __init__(self, users: UserRepo, invalidator: Invalidator) -> None:
+        self._users = users
+        self._invalidator = invalidator
+
+    async def add(self, user: User, credential: PasswordCredential | None) -> None:
+        await self._users.add(user, credential)
+
+    async def get(self, user_id: str) -> User | None:
+        return await self._users.get(user_id)
+
+    async def get_by_email(self, email_normalized: str) -> User | None:
+        return await self._users.get_by_email(email_normalized)
+
+    async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
+        return await self._users.list(limit=limit, offset=offset)
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> bool:
+        changed = await self._users.set_disabled(user_id, disabled)
+        await self._invalidator.user_changed(user_id)
+        return changed
+
+    async def get_password(self, user_id: str) -> PasswordCredential | None:
+        return await self._users.get_password(user_id)
+
+    async def set_password(self, credential: PasswordCredential) -> None:
+        await self._users.set_password(credential)
+
+    async def delete_password(self, user_id: str) -> bool:
+        return await self._users.delete_password(user_id)
+
+    async def record_network(self, user_id: str, network: str, at: float) -> None:
+        await self._users.record_network(user_id, network, at)
+
+    async def network_seen_since(self, user_id: str, network: str, since: float) -> bool:
+        return await self._users.network_seen_since(user_id, network, since)
+
+    async def set_mfa_required(self, user_id: str, required: bool) -> bool:
+        changed = await self._users.set_mfa_required(user_id, required)
+        await self._invalidator.user_changed(user_id)
+        return changed
+
+    async def snooze_passkey_prompt(self, user_id: str, until: float) -> None:
+        await self._users.snooze_passkey_prompt(user_id, until)
+        await self._invalidator.user_changed(user_id)
+
+    async def set_email_verified(self, user_id: str, email_normalized: str) -> bool:
+        changed = await self._users.set_email_verified(user_id, email_normalized)
+        await self._invalidator.user_changed(user_id)
+        return changed
+
+    async def change_email(self, user_id: str, *, email: str, email_normalized: str) -> None:
+        try:
+            await self._users.change_email(user_id, email=email, email_normalized=email_normalized)
+        finally:
+            await self._invalidator.user_changed(user_id)
+
+    async def remember_device(self, user_id: str, device: str, at: float) -> bool:
+        return await self._users.remember_device(user_id, device, at)
+
+
+class SessionCheck:
+    """The signed-in user behind a session cookie: from memory when the cache may answer."""
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionService,
+        accounts: Accounts,
+        cache: SessionCache,
+        clock: Clock,
+        touch_interval: float,
+    ) -> None:
+        self._sessions = sessions
+        self._accounts = accounts
+        self.cache = cache
+        self._clock = clock
+        self._touch_interval = touch_interval
+
+    async def __call__(self, token: str) -> tuple[SessionRecord, User] | None:
+        if not token or len(token) > 128:
+            return None
+        key = digest(token)
+        hit = self.cache.get(key)
+        if hit is not None:
+            record = hit[0]
+            now = self._clock.now()
+            # Past its cached expiry, or due a last-seen write: the store decides.
+            if now < record.expires_at and now - record.last_seen_at < self._touch_interval:
+                return hit
+        epoch = self.cache.epoch
+        found = await self._sessions.check_session(token)
+        if found is None:
+            return None
+        user = await self._accounts.current_user(found)
+        if user is None:
+            return None
+        self.cache.put(key, found, user, epoch=epoch)
+        return found, user
