@@ -23,6 +23,7 @@ from threshold.web.admin.routes import router as admin_router
 from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
 from threshold.web.api.v1 import router as api_router
+from threshold.web.hotpath import SessionCheckFastPath
 from threshold.web.oauth.routes import router as oauth_router
 from threshold.web.pages.email import router as email_pages_router
 from threshold.web.pages.routes import router as pages_router
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
         name="static",
     )
 
+    app.add_middleware(SessionCheckFastPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     return app

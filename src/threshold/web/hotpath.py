@@ -1,0 +1,58 @@
+"""The session check's fast lane: GET /api/v1/session and /api/v1/forward-auth without the router.
+
+These two endpoints sit in front of every request of the applications behind Threshold, so they skip
+FastAPI's route matching and dependency solving (most of their cost once the session comes from
+memory). They call the very same endpoint functions and the same error renderer as the routed API,
+which still declares them for the OpenAPI document; every other request passes straight through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from threshold.core.errors import NotAuthenticated, ThresholdError
+from threshold.services import Services
+from threshold.web import errors
+from threshold.web.api.v1 import forward_auth, get_session
+from threshold.web.deps import Authenticated
+from threshold.web.security import SESSION_COOKIE
+
+
+async def _session(request: Request, auth: Authenticated, services: Services) -> Response:
+    return JSONResponse((await get_session(auth)).model_dump())
+
+
+async def _forward_auth(request: Request, auth: Authenticated, services: Services) -> Response:
+    return await forward_auth(auth, services)
+
+
+Handler = Callable[[Request, Authenticated, Services], Awaitable[Response]]
+
+HOT: dict[str, Handler] = {"/api/v1/session": _session, "/api/v1/forward-auth": _forward_auth}
+
+
+class SessionCheckFastPath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = HOT.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        services: Services = scope["app"].state.services
+        try:
+            found = await services.session_check(request.cookies.get(SESSION_COOKIE, ""))
+            if found is None:
+                raise NotAuthenticated()
+            auth = Authenticated(user=found[1], session=found[0])
+            scope.setdefault("state", {})["auth"] = auth
+            response = await handler(request, auth, services)
+        except ThresholdError as error:
+            response = await errors.handle_threshold_error(request, error)
+        await response(scope, receive, send)
