@@ -50,6 +50,7 @@ async def listen(
             socket_timeout=None,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
+            client_name=channel,
         )
         pubsub = client.pubsub()
         try:

@@ -57,7 +57,7 @@ async def listen_postgres(
     while True:
         conn: Any = None
         try:
-            conn = await asyncpg.connect(dsn, timeout=3)
+            conn = await asyncpg.connect(dsn, timeout=3, server_settings={"application_name": channel})
             await _listen_on(conn, channel, cache, heartbeat)
         except asyncio.CancelledError:
             raise

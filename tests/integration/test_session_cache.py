@@ -1,0 +1,185 @@
+"""The session cache across processes, on each invalidation feed: Redis pub/sub, PostgreSQL NOTIFY and
+the SQLite change file. Two Services instances on one store stand for two processes: B answers from
+memory, A revokes, and B refuses within 100 ms. A lost feed turns B's cache off until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from tests.conftest import _KEK, REDIS_URL, sqlite_template
+from threshold.adapters.redis.invalidation import channel_name as redis_channel
+from threshold.adapters.sql.invalidation import channel_name as pg_channel
+from threshold.core.models import Aal, Amr, PasswordCredential, RequestContext, User
+from threshold.core.secrets import new_id
+from threshold.services import Services, build_services
+from threshold.settings import Settings
+
+FEEDS = ("sqlite", "postgres", "redis")
+CONTEXT = RequestContext(ip="127.0.0.1", user_agent="test", device="d")
+
+
+@pytest.fixture(params=FEEDS)
+def feed(
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, object]:
+    """Settings values for one feed (resolved outside the event loop: the PostgreSQL fixture runs its own)."""
+    values: dict[str, object] = {"issuer": "https://auth.example", "key_encryption_key": _KEK}
+    if request.param == "sqlite":
+        db = tmp_path / "threshold.db"
+        shutil.copy(sqlite_template(tmp_path_factory), db)
+        values["database_url"] = f"sqlite:///{db}"
+    else:
+        values["database_url"] = request.getfixturevalue("pg_url")
+        values["redis_key_prefix"] = request.getfixturevalue("redis_prefix")
+        if request.param == "redis":
+            request.getfixturevalue("redis_url")
+            values["redis_url"] = REDIS_URL
+    return values
+
+
+@pytest.fixture
+async def pair(feed: dict[str, object], tmp_path: Path) -> AsyncIterator[tuple[Services, Services]]:
+    values = feed
+    a = build_services(Settings(data_dir=tmp_path / "a", **values))  # type: ignore[arg-type]
+    b = build_services(Settings(data_dir=tmp_path / "b", **values))  # type: ignore[arg-type]
+    b.start_invalidation_listener()
+    try:
+        await _until(lambda: b.session_check.cache.live, "B's invalidation feed to go live")
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
+async def _refused_within(check: Callable[[], Awaitable[object]], seconds: float) -> float:
+    start = time.monotonic()
+    while await check() is not None:
+        assert time.monotonic() - start < seconds, f"still accepted after {seconds}s"
+        await asyncio.sleep(0.002)
+    return time.monotonic() - start
+
+
+async def _signed_in(services: Services) -> tuple[User, str]:
+    email = f"{new_id().lower()}@example.com"
+    user = User(
+        id=new_id(),
+        email=email,
+        email_normalized=email,
+        email_verified=True,
+        disabled=False,
+        created_at=time.time(),
+    )
+    await services.users.add(user, PasswordCredential(user_id=user.id, hash="x", updated_at=time.time()))
+    issued = await services.sessions.issue_session(
+        user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=CONTEXT
+    )
+    return user, issued.token
+
+
+async def test_b_answers_from_memory_and_refuses_what_a_revoked_within_100ms(
+    pair: tuple[Services, Services],
+) -> None:
+    a, b = pair
+    _, token = await _signed_in(a)
+    assert await b.session_check(token) is not None
+    assert len(b.session_check.cache) == 1  # the next check is served from memory
+    record, _ = await b.session_check(token) or (None, None)
+    assert record is not None
+    await a.sessions.end_session(record)
+    elapsed = await _refused_within(lambda: b.session_check(token), 0.1)
+    assert elapsed < 0.1
+
+
+async def test_user_changes_on_a_reach_b(pair: tuple[Services, Services]) -> None:
+    a, b = pair
+    user, token = await _signed_in(a)
+    assert await b.session_check(token) is not None
+    new_email = f"new-{new_id().lower()}@example.com"
+    await a.users.change_email(user.id, email=new_email, email_normalized=new_email)
+
+    async def email_on_b() -> str:
+        found = await b.session_check(token)
+        assert found is not None
+        return found[1].email
+
+    start = time.monotonic()
+    while await email_on_b() != new_email:
+        assert time.monotonic() - start < 0.1
+        await asyncio.sleep(0.002)
+    await a.users.set_disabled(user.id, True)
+    await _refused_within(lambda: b.session_check(token), 0.1)
+
+
+async def test_revoke_all_on_a_ends_every_session_on_b(pair: tuple[Services, Services]) -> None:
+    a, b = pair
+    user, token = await _signed_in(a)
+    second = await a.sessions.issue_session(
+        user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=CONTEXT
+    )
+    for t in (token, second.token):
+        assert await b.session_check(t) is not None
+    await a.sessions.revoke_all_sessions(user.id)
+    for t in (token, second.token):
+        await _refused_within(lambda t=t: b.session_check(t), 0.1)  # type: ignore[misc]
+
+
+async def _kill_feed(b: Services) -> None:
+    settings = b.settings
+    if settings.redis_url:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            name = redis_channel(settings.redis_key_prefix)
+            killed = 0
+            for entry in await client.client_list():
+                if entry.get("name") == name:
+                    killed += await client.client_kill_filter(_id=entry["id"])
+            assert killed == 1
+        finally:
+            await client.aclose()
+        return
+    url = settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(url.replace("postgresql://", "postgres://"))
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            pg_channel(settings.redis_key_prefix),
+        )
+        assert killed == 1
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("feed", ["postgres", "redis"], indirect=True)
+async def test_a_lost_feed_turns_the_cache_off_until_it_is_back(pair: tuple[Services, Services]) -> None:
+    a, b = pair
+    _, token = await _signed_in(a)
+    found = await b.session_check(token)
+    assert found is not None and len(b.session_check.cache) == 1
+    await _kill_feed(b)
+    await _until(lambda: not b.session_check.cache.live, "the cache to go off", timeout=3)
+    assert len(b.session_check.cache) == 0
+    # Revoked while B hears nothing: B must not answer from what it had.
+    await a.sessions.end_session(found[0])
+    assert await b.session_check(token) is None
+    _, other = await _signed_in(a)
+    await _until(lambda: b.session_check.cache.live, "the feed to come back", timeout=5)
+    assert await b.session_check(other) is not None
+    assert len(b.session_check.cache) == 1
