@@ -45,6 +45,10 @@ class CodeRepo(Protocol):
         """Mark a code used. Returns (code, first_use): first_use is False for a replay."""
         ...
 
+    async def get(self, digest: str) -> AuthorizationCode | None:
+        """The code as stored now (what it issued is recorded after it is consumed)."""
+        ...
+
     async def record_issued(
         self, digest: str, *, access_token_jti: str, refresh_family: str | None
     ) -> None: ...

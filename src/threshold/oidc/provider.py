@@ -52,6 +52,11 @@ from threshold.settings import OidcSettings
 CODE_LIFETIME = 60  # seconds: single use, short-lived (RFC 6749 section 4.1.2 recommends at most 10 minutes)
 ADMIN_SCOPE = "threshold:admin"
 SUCCESSOR_PURPOSE = "refresh-successor"
+CODE_REPLAY_MARK_LIFETIME = 600  # seconds: far longer than any exchange still in flight when a replay comes
+
+
+def _replay_mark(code_digest: str) -> str:
+    return f"code-replayed:{code_digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +351,10 @@ class Provider:
                 amr=code.amr,
             )
         await self._codes.record_issued(code.digest, access_token_jti=access.jti, refresh_family=family)
+        if await self._marks.exists(_replay_mark(code.digest), now=now):
+            # A concurrent replay of this code came while these tokens were being minted and found nothing
+            # to revoke yet: revoke them here, as a replay just after this exchange would have.
+            await self._revoke_issued(access_token_jti=access.jti, refresh_family=family, now=now)
         return TokenResponse(
             access_token=access.token,
             expires_in=access.expires_in,
@@ -355,17 +364,31 @@ class Provider:
         )
 
     async def _replayed_code(self, code: AuthorizationCode) -> None:
-        """RFC 6749 section 4.1.2: a reused code SHOULD revoke the tokens issued from it."""
+        """RFC 6749 section 4.1.2: a reused code SHOULD revoke the tokens issued from it.
+
+        The replay is flagged before what the code issued is read: a first exchange still in flight (on
+        this process or another) records its tokens, then looks for the flag, so either it finds the flag
+        and revokes them itself, or they are recorded by the time they are read here.
+        """
         now = self._clock.now()
-        if code.refresh_family:
-            await self._refresh.revoke_family(code.refresh_family, now=now)
-        if code.access_token_jti:
-            await self._marks.add(
-                f"revoked-at:{code.access_token_jti}", expires_at=now + MAX_ACCESS_TOKEN_LIFETIME
-            )
+        await self._marks.add(_replay_mark(code.digest), expires_at=now + CODE_REPLAY_MARK_LIFETIME)
+        issued = await self._codes.get(code.digest) or code
+        await self._revoke_issued(
+            access_token_jti=issued.access_token_jti, refresh_family=issued.refresh_family, now=now
+        )
         await self._audit.record(
             AuditKind.AUTHORIZATION_CODE_REPLAY, user_id=code.user_id, client=code.client_id
         )
+
+    async def _revoke_issued(
+        self, *, access_token_jti: str | None, refresh_family: str | None, now: float
+    ) -> None:
+        if refresh_family:
+            await self._refresh.revoke_family(refresh_family, now=now)
+        if access_token_jti:
+            await self._marks.add(
+                f"revoked-at:{access_token_jti}", expires_at=now + MAX_ACCESS_TOKEN_LIFETIME
+            )
 
     async def _new_refresh_token(
         self,

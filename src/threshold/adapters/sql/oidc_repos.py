@@ -223,6 +223,13 @@ class SqlCodeRepo:
                 row = (await conn.execute(select(t.authorization_codes).where(c.digest == digest))).first()
         return (_record(AuthorizationCode, row) if row else None), bool(won.rowcount)
 
+    async def get(self, digest: str) -> AuthorizationCode | None:
+        c = t.authorization_codes.c
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(t.authorization_codes).where(c.digest == digest))).first()
+        return _record(AuthorizationCode, row) if row else None
+
     async def record_issued(self, digest: str, *, access_token_jti: str, refresh_family: str | None) -> None:
         with translate_errors():
             async with self._engine.begin() as conn:
