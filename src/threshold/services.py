@@ -53,6 +53,7 @@ from threshold.core.session_cache import (
     SessionCheck,
 )
 from threshold.core.sessions import SessionService
+from threshold.oidc.client_cache import CachedClientRepo
 from threshold.oidc.keys import KeyRing
 from threshold.oidc.ports import MarkStore
 from threshold.oidc.provider import Provider
@@ -284,7 +285,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     provider = Provider(
         issuer=settings.issuer,
         settings=settings.oidc,
-        clients=SqlClientRepo(engine),
+        clients=CachedClientRepo(SqlClientRepo(engine), cache, invalidator),
         keys=keys,
         codes=codes,
         refresh_tokens=refresh_tokens,

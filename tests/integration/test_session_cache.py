@@ -183,3 +183,28 @@ async def test_a_lost_feed_turns_the_cache_off_until_it_is_back(pair: tuple[Serv
     await _until(lambda: b.session_check.cache.live, "the feed to come back", timeout=5)
     assert await b.session_check(other) is not None
     assert len(b.session_check.cache) == 1
+
+
+async def test_a_client_deleted_on_a_stops_authenticating_on_b(pair: tuple[Services, Services]) -> None:
+    from threshold.oidc.client_auth import AuthMethod, ClientCredentials
+    from threshold.oidc.errors import InvalidClient
+
+    a, b = pair
+    registered = await a.provider.create_client(
+        name="svc", grant_types=["client_credentials"], scopes=["api:read"]
+    )
+    assert registered.secret is not None
+    credentials = ClientCredentials(
+        AuthMethod.CLIENT_SECRET_BASIC, registered.client.client_id, secret=registered.secret
+    )
+    assert (await b.provider.authenticate(credentials)).client_id == registered.client.client_id
+    assert (await b.provider.authenticate(credentials)).client_id == registered.client.client_id  # memory
+    await a.provider.delete_client(registered.client.client_id)
+
+    async def still_accepted() -> object:
+        try:
+            return await b.provider.authenticate(credentials)
+        except InvalidClient:
+            return None
+
+    await _refused_within(still_accepted, 0.1)

@@ -27,6 +27,8 @@ from threshold.core.sessions import SessionService
 
 SESSION_PREFIX = "s:"
 USER_PREFIX = "u:"
+ITEM_PREFIX = "i:"
+"""Other records read on hot paths (OAuth clients): dropped one by one, by their full key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class SessionCache:
     ) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}
+        self._items: OrderedDict[str, tuple[object, float]] = OrderedDict()
         self._max_entries = max_entries
         self._max_age = max_age
         self._probe = probe
@@ -95,10 +98,34 @@ class SessionCache:
             oldest = next(iter(self._entries))
             self._forget(oldest)
 
+    def get_item(self, key: str) -> object | None:
+        """Another record kept under an `ITEM_PREFIX` key, if live and fresh."""
+        if not self._live:
+            return None
+        if self._probe is not None and self._probe():
+            self.clear()
+            return None
+        found = self._items.get(key)
+        if found is None:
+            return None
+        if self._monotonic() - found[1] >= self._max_age:
+            del self._items[key]
+            return None
+        return found[0]
+
+    def put_item(self, key: str, value: object, *, epoch: int) -> None:
+        if not self._live or not self.enabled or epoch != self.epoch:
+            return
+        self._items[key] = (value, self._monotonic())
+        while len(self._items) > self._max_entries:
+            self._items.popitem(last=False)
+
     def apply(self, message: str) -> None:
         """An invalidation message from any process (this one included)."""
         self.epoch += 1
-        if message.startswith(SESSION_PREFIX):
+        if message.startswith(ITEM_PREFIX):
+            self._items.pop(message, None)
+        elif message.startswith(SESSION_PREFIX):
             self._forget(message[len(SESSION_PREFIX) :])
         elif message.startswith(USER_PREFIX):
             for key in self._by_user.pop(message[len(USER_PREFIX) :], set()):
@@ -110,6 +137,7 @@ class SessionCache:
         self.epoch += 1
         self._entries.clear()
         self._by_user.clear()
+        self._items.clear()
 
     def _forget(self, key: str) -> None:
         entry = self._entries.pop(key, None)
@@ -133,6 +161,9 @@ class Invalidator:
 
     async def user_changed(self, user_id: str) -> None:
         await self._send(USER_PREFIX + user_id)
+
+    async def item_changed(self, key: str) -> None:
+        await self._send(key)
 
     async def _send(self, message: str) -> None:
         self.cache.apply(message)

@@ -90,10 +90,11 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # Route matching is a linear walk: the hot machine-facing endpoints (token, sign-in) come first.
+    app.include_router(oauth_router)
     app.include_router(api_router)
     app.include_router(factors_router)
     app.include_router(email_router)
-    app.include_router(oauth_router)
     app.include_router(admin_router)
     app.include_router(pages_router)
     app.include_router(security_pages_router)
