@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8400
 PYTEST_ARGS ?=
 
-.PHONY: install run migrate test lint typecheck bench docs clean
+.PHONY: install run migrate test lint typecheck bench bench-peers docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ $(NODE_STAMP): tests/interop/node/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm ci --prefix tests/interop/node --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
 	else echo "npm not found: the openid-client interop tests will be skipped (CI installs Node)"; fi
+
+PEERS_STAMP := bench/peers/node_modules/.installed
+
+# the npm peers of bench/peers.py: committed manifest and lock in bench/peer_apps/, installed into bench/peers/
+$(PEERS_STAMP): bench/peer_apps/package.json bench/peer_apps/package-lock.json
+	mkdir -p bench/peers
+	cp bench/peer_apps/package.json bench/peer_apps/package-lock.json bench/peers/
+	npm ci --prefix bench/peers --no-audit --no-fund --loglevel=error
+	touch $(PEERS_STAMP)
 
 install: $(STAMP)
 
@@ -44,6 +53,9 @@ test: install $(NODE_STAMP) lint typecheck
 
 bench: install
 	$(BIN)/python bench/run.py
+
+bench-peers: install $(PEERS_STAMP)
+	$(BIN)/python bench/peers.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,476 @@
+"""Threshold next to peers from the npm registry: Better Auth and panva's oidc-provider.
+
+Same machine, same wrk, same scenario shape as bench/run.py (warm-up, then N runs; median and spread):
+
+    sign-in            Threshold POST /api/v1/login        Better Auth POST /api/auth/sign-in/email
+    get-session        Threshold GET /api/v1/session       Better Auth GET /api/auth/get-session
+    client_credentials Threshold POST /oauth2/token        oidc-provider POST /token
+
+Threshold runs as bench/run.py runs it (SQLite, one worker); the peers run on one Node process each,
+installed from bench/peer_apps/package-lock.json into bench/peers/ (`make bench-peers` does it).
+Servers run one at a time, never next to each other. Not a test: it reports figures into bench/results/.
+
+    .venv/bin/python bench/peers.py [--duration 8] [--runs 3] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from run import PASSWORD, RESULTS, argon2_rate, free_port, scenario, start_server
+
+ROOT = Path(__file__).resolve().parent
+APPS = ROOT / "peer_apps"  # committed: package.json, package-lock.json, the server scripts
+PEERS = ROOT / "peers"  # gitignored: node_modules and copies of the scripts
+LOGIN_CONNECTIONS = 8
+SCENARIOS = ("sign-in", "get-session", "client_credentials")
+JSON = {"Content-Type": "application/json"}
+CLI = (sys.executable, "-m", "threshold")
+# a confidential client with the client_credentials grant, as oidc-provider's (its default signing: Ed25519)
+CLIENT_OPTIONS = [
+    *("--grant-type", "client_credentials"),
+    *("--scope", "api:read"),
+    *("--auth-method", "client_secret_basic"),
+]
+
+
+def post_script(directory: Path, name: str, body: str, content_type: str) -> str:
+    """A wrk Lua script that POSTs one fixed body (headers such as Authorization come from -H)."""
+    path = directory / f"{name}.lua"
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        f'wrk.headers["Content-Type"] = "{content_type}"\n'
+    )
+    return str(path)
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, or {} for an opaque token."""
+    if token.count(".") != 2:
+        return {}
+    head = token.split(".", 1)[0]
+    parsed: dict[str, Any] = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    return parsed
+
+
+def token_shape(response: httpx.Response) -> dict[str, Any]:
+    response.raise_for_status()
+    body = response.json()
+    header = jwt_header(body["access_token"])
+    return {
+        "format": "JWT" if header else "opaque",
+        "alg": header.get("alg"),
+        "typ": header.get("typ"),
+        "expires_in": body.get("expires_in"),
+        "scope": body.get("scope"),
+    }
+
+
+def measure(base: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    figures: dict[str, Any] = scenario(f"{base}{path}", **kwargs)
+    print(f"  {path}: {figures['rps_median']:.0f} req/s (spread {figures['rps_spread']:.0f})", flush=True)
+    return figures
+
+
+# --- Threshold ------------------------------------------------------------------------------------
+
+
+def argon2_parameters() -> str:
+    from threshold.settings import Argon2Settings
+
+    params = Argon2Settings()
+    return (
+        f"Argon2id m={params.memory_kib} KiB ({params.memory_kib // 1024} MiB), t={params.time_cost}, "
+        f"p={params.parallelism} (Threshold defaults; argon2-cffi in a thread pool)"
+    )
+
+
+def threshold_env(data: str, base: str) -> dict[str, str]:
+    """bench/run.py's environment for the SQLite backend (login throttles lifted the same way)."""
+    return {
+        **os.environ,
+        "THRESHOLD_DATA_DIR": data,
+        "THRESHOLD_ISSUER": base,
+        "THRESHOLD_LOG_LEVEL": "warning",
+        "THRESHOLD_RATE_LIMIT__LOGIN_PER_IP": "100000000",
+        "THRESHOLD_RATE_LIMIT__LOGIN_PER_ACCOUNT_IP": "99",
+        "THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP": "1000",
+    }
+
+
+def run_threshold(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data = work / "threshold"
+    data.mkdir()
+    env = threshold_env(str(data), base)
+    server = start_server(env, port)  # runs `threshold migrate` first
+    try:
+        created = subprocess.run(
+            [*CLI, "clients", "create", "--name", "bench-peers", *CLIENT_OPTIONS, "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        client = json.loads(created.stdout)
+        discovery = httpx.get(f"{base}/.well-known/openid-configuration").json()
+        token_path = httpx.URL(discovery["token_endpoint"]).path
+        authorization = basic(client["client_id"], client["client_secret"])
+        form = "grant_type=client_credentials&scope=api%3Aread"
+        shape = token_shape(
+            httpx.post(
+                f"{base}{token_path}",
+                content=form,
+                headers={
+                    "Authorization": authorization,
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+            )
+        )
+
+        email = f"bench.{secrets.token_hex(3)}@example.com"
+        credentials = json.dumps({"email": email, "password": PASSWORD})
+        response = httpx.post(f"{base}/api/v1/signup", json={"email": email, "password": PASSWORD})
+        response.raise_for_status()
+        token = re.search(r"__Host-threshold_session=([^;]+)", response.headers["set-cookie"])
+        assert token is not None
+        cookie = f"__Host-threshold_session={token.group(1)}"
+        httpx.get(f"{base}/api/v1/session", headers={"Cookie": cookie}).raise_for_status()
+        httpx.post(f"{base}/api/v1/login", content=credentials, headers=JSON).raise_for_status()
+
+        print(f"Threshold on {base}", flush=True)
+        results = {
+            "sign-in": measure(
+                base,
+                "/api/v1/login",
+                headers={},
+                script=post_script(work, "threshold-login", credentials, "application/json"),
+                **{**run, "connections": LOGIN_CONNECTIONS},
+            ),
+            "get-session": measure(base, "/api/v1/session", headers={"Cookie": cookie}, **run),
+            "client_credentials": measure(
+                base,
+                token_path,
+                headers={"Authorization": authorization},
+                script=post_script(work, "threshold-token", form, "application/x-www-form-urlencoded"),
+                **run,
+            ),
+        }
+        return results, {
+            "client_credentials_token": shape,
+            "client_auth": "client_secret_basic",
+            "password_hash": argon2_parameters(),
+            "storage": "SQLite (WAL), one uvicorn worker",
+        }
+    finally:
+        stop(server)
+
+
+# --- the Node peers -------------------------------------------------------------------------------
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@contextmanager
+def node_server(
+    script: str, args: list[str], ready_url: str, log: Path, env: dict[str, str]
+) -> Iterator[None]:
+    """Start `node script args...` from bench/peers/, wait until ready_url answers 200, stop it on exit."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            ["node", script, *args],
+            cwd=PEERS,
+            env={**os.environ, "NODE_ENV": "production", **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{script} exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{script} did not answer {ready_url}:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield
+    finally:
+        stop(process)
+
+
+def run_better_auth(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    database = work / "better-auth.sqlite"
+    env = {"BETTER_AUTH_SECRET": secrets.token_hex(32)}
+    with node_server(
+        "better-auth-server.mjs",
+        [str(port), str(database)],
+        f"{base}/api/auth/ok",
+        work / "better-auth.log",
+        env,
+    ):
+        email = f"bench.{secrets.token_hex(3)}@example.com"
+        credentials = json.dumps({"email": email, "password": PASSWORD})
+        response = httpx.post(
+            f"{base}/api/auth/sign-up/email", json={"email": email, "password": PASSWORD, "name": "Bench"}
+        )
+        response.raise_for_status()
+        token = re.search(r"better-auth\.session_token=([^;]+)", response.headers["set-cookie"])
+        assert token is not None
+        cookie = f"better-auth.session_token={token.group(1)}"
+        session = httpx.get(f"{base}/api/auth/get-session", headers={"Cookie": cookie})
+        session.raise_for_status()
+        assert session.json()["user"]["email"] == email, session.text
+        httpx.post(f"{base}/api/auth/sign-in/email", content=credentials, headers=JSON).raise_for_status()
+        stored = subprocess.run(
+            ["node", "-e", STORED_HASH, str(database)],
+            cwd=PEERS,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+
+        print(f"Better Auth on {base}", flush=True)
+        results = {
+            "sign-in": measure(
+                base,
+                "/api/auth/sign-in/email",
+                headers={},
+                script=post_script(work, "better-auth-login", credentials, "application/json"),
+                **{**run, "connections": LOGIN_CONNECTIONS},
+            ),
+            "get-session": measure(base, "/api/auth/get-session", headers={"Cookie": cookie}, **run),
+        }
+    salt, key = stored.split(":")
+    return results, {
+        "password_hash": scrypt_parameters(),
+        "stored_hash_shape": f"hex salt ({len(salt) // 2} bytes) : hex key ({len(key) // 2} bytes)",
+        "storage": "SQLite through better-sqlite3 (its defaults: rollback journal), one Node process",
+        "session_cookie_cache": "off (Better Auth default): every get-session reads the database",
+    }
+
+
+def scrypt_parameters() -> str:
+    """Better Auth's scrypt cost, read from the installed @better-auth/utils (its Node implementation)."""
+    source = (PEERS / "node_modules/@better-auth/utils/dist/password.node.mjs").read_text()
+    found = dict(re.findall(r"\b(N|r|p|dkLen):\s*(\d+)", source))
+    n, r = int(found["N"]), int(found["r"])
+    return (
+        f"scrypt N={n}, r={r}, p={found['p']}, {found['dkLen']}-byte key, {128 * n * r // 2**20} MiB "
+        "(node:crypto, on the libuv thread pool)"
+    )
+
+
+# the stored password hash of the one account, to confirm the hash shape that sign-in verifies
+STORED_HASH = (
+    "const D = require('better-sqlite3'); const db = new D(process.argv[1], { readonly: true });"
+    "console.log(db.prepare(\"select password from account where providerId = 'credential'\").get().password)"
+)
+
+
+def run_oidc_provider(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    client_id, secret = f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+    with node_server(
+        "oidc-provider-server.mjs",
+        [str(port), client_id, secret],
+        f"{base}/.well-known/openid-configuration",
+        work / "oidc-provider.log",
+        {},
+    ):
+        discovery = httpx.get(f"{base}/.well-known/openid-configuration").json()
+        token_path = httpx.URL(discovery["token_endpoint"]).path
+        authorization = basic(client_id, secret)
+        form = "grant_type=client_credentials&scope=api%3Aread"
+        shape = token_shape(
+            httpx.post(
+                f"{base}{token_path}",
+                content=form,
+                headers={"Authorization": authorization, "Content-Type": "application/x-www-form-urlencoded"},
+            )
+        )
+        print(f"oidc-provider on {base}", flush=True)
+        results = {
+            "client_credentials": measure(
+                base,
+                token_path,
+                headers={"Authorization": authorization},
+                script=post_script(work, "oidc-token", form, "application/x-www-form-urlencoded"),
+                **run,
+            )
+        }
+    return results, {
+        "client_credentials_token": shape,
+        "client_auth": "client_secret_basic",
+        "configuration": "features.clientCredentials + resourceIndicators (defaultResource, "
+        "accessTokenFormat jwt, jwt.sign.alg Ed25519, accessTokenTTL 300); in-memory adapter (its default; "
+        "JWT access tokens are not stored)",
+    }
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def scrypt_rate(seconds: float = 3.0) -> float:
+    """Better Auth's own password verifications per second, one at a time (one thread of the pool)."""
+    code = (
+        "import { hashPassword, verifyPassword } from 'better-auth/crypto';"
+        f"const password = {json.dumps(PASSWORD)}; const hash = await hashPassword(password);"
+        "let n = 0; const t0 = performance.now();"
+        f"while (performance.now() - t0 < {seconds * 1000}) "
+        "{ await verifyPassword({ hash, password }); n++; }"
+        "console.log(n / ((performance.now() - t0) / 1000));"
+    )
+    output = subprocess.run(
+        ["node", "--input-type=module", "-e", code],
+        cwd=PEERS,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return float(output.stdout)
+
+
+def versions() -> dict[str, str]:
+    found = {"node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()}
+    for package in ("better-auth", "better-sqlite3", "oidc-provider"):
+        manifest = PEERS / "node_modules" / package / "package.json"
+        found[package] = json.loads(manifest.read_text())["version"]
+    return found
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = report["scenarios"]
+    v = report["versions"]
+    lines = [
+        f"Machine: {report['machine']}; {report['runs']} runs x {report['duration']} s after a 2 s warm-up; "
+        f"{report['connections']} connections ({LOGIN_CONNECTIONS} for sign-in)",
+        f"Load average (1 min) before / after: {report['load_average_before']:.2f} / "
+        f"{report['load_average_after']:.2f} (other work on the machine disturbs the figures)",
+        f"Peers: better-auth {v['better-auth']} (better-sqlite3 {v['better-sqlite3']}), "
+        f"oidc-provider {v['oidc-provider']}, Node {v['node']}",
+        f"One core: Argon2id (Threshold) {report['hash_rates_one_core']['argon2id']}/s, "
+        f"scrypt (Better Auth) {report['hash_rates_one_core']['scrypt']}/s",
+        "",
+        "| scenario | peer | Threshold req/s | peer req/s | Threshold / peer | Threshold p50 / p99 ms "
+        "| peer p50 / p99 ms | errors (T / peer) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        t, p = row["threshold"], row["peer"]
+        lines.append(
+            f"| {name} | {row['peer_name']} | {t['rps_median']:.0f} ± {t['rps_spread']:.0f} | "
+            f"{p['rps_median']:.0f} ± {p['rps_spread']:.0f} | {row['ratio']:.2f} | "
+            f"{t['p50_ms']:.2f} / {t['p99_ms']:.2f} | {p['p50_ms']:.2f} / {p['p99_ms']:.2f} | "
+            f"{t['errors']} / {p['errors']} |"
+        )
+    rates, sign_in = report["hash_rates_one_core"], rows["sign-in"]
+    lines += [
+        "",
+        "± is the spread (max - min) of the runs; the ratio is of the medians.",
+        "Sign-in is bound by the password hash, and the two hashes differ in cost: sign-ins/s over one-core "
+        f"hashes/s (cores kept hashing) is {sign_in['threshold']['rps_median'] / rates['argon2id']:.2f} for "
+        f"Threshold and {sign_in['peer']['rps_median'] / rates['scrypt']:.2f} for Better Auth.",
+        "wrk gives up on a request after 2 s: those count as errors, and latencies beyond it are not seen.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    for tool in ("wrk", "node"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not found")
+    if not (PEERS / "node_modules" / "better-auth").is_dir():
+        raise SystemExit("peers not installed: run `make bench-peers` (npm ci into bench/peers/)")
+    for script in APPS.glob("*.mjs"):  # run the committed scripts, next to the installed node_modules
+        shutil.copy2(script, PEERS / script.name)
+
+    run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
+    report: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        **run,
+        "login_connections": LOGIN_CONNECTIONS,
+        "load_average_before": os.getloadavg()[0],
+        "versions": versions(),
+        "hash_rates_one_core": {"argon2id": round(argon2_rate(), 1), "scrypt": round(scrypt_rate(), 1)},
+    }
+    work = Path(tempfile.mkdtemp(prefix="threshold-peers-"))
+    try:
+        threshold, threshold_config = run_threshold(run, work)
+        better_auth, better_auth_config = run_better_auth(run, work)
+        oidc, oidc_config = run_oidc_provider(run, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["load_average_after"] = os.getloadavg()[0]
+    report["configuration"] = {
+        "threshold": threshold_config,
+        "better-auth": better_auth_config,
+        "oidc-provider": oidc_config,
+    }
+    peers = {"sign-in": better_auth, "get-session": better_auth, "client_credentials": oidc}
+    names = {"sign-in": "better-auth", "get-session": "better-auth", "client_credentials": "oidc-provider"}
+    report["scenarios"] = {
+        name: {
+            "peer_name": names[name],
+            "threshold": threshold[name],
+            "peer": peers[name][name],
+            "ratio": round(threshold[name]["rps_median"] / max(peers[name][name]["rps_median"], 0.01), 3),
+        }
+        for name in SCENARIOS
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (RESULTS / f"peers-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = table(report)
+    (RESULTS / "peers-latest.md").write_text(text + "\n")
+    print()
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
