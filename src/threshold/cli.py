@@ -10,18 +10,29 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threshold.adapters.kek import KeyFileError
-from threshold.core.accounts import OPERATOR
 from threshold.core.clock import iso
 from threshold.core.errors import ThresholdError
-from threshold.oidc.models import client_summary as client_dict
-from threshold.services import Services, build_services
 from threshold.settings import ConfigurationError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from threshold.services import Services
+
+# The service itself (threshold.services and all it pulls in) is imported only by the commands that
+# use it: every `serve --workers N` worker process imports this module before it can answer uvicorn's
+# health check (multiprocessing's spawn re-imports the `threshold` script), so it must stay light.
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
+# With --workers N, uvicorn's supervisor pings each worker every half second and kills (then replaces)
+# one that has not answered within this many seconds. A worker answers only once its process has
+# imported this module, which took more than uvicorn's default of 5 s on a busy host: workers were
+# killed while starting (a replacement after a crash, or the first ones), again and again. The wait
+# is also how long a worker killed while a ping is on its way goes unnoticed (the pipe stays open in
+# the supervisor), so it is kept short; the answer comes from a thread, not the event loop.
+WORKER_HEALTHCHECK_TIMEOUT = 10
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+    from threshold.services import build_services
+
     async def main() -> int:
         services = build_services(settings)
         try:
@@ -154,6 +167,8 @@ def _user_dict(user: Any) -> dict[str, Any]:
 
 
 def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
+    from threshold.core.accounts import OPERATOR
+
     async def work(services: Services) -> int:
         accounts = services.accounts
         if args.action == "create":
@@ -204,6 +219,8 @@ def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
 def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
     jwks_file = getattr(args, "jwks_file", None)
     jwks = json.loads(Path(jwks_file).read_text(encoding="utf-8")) if jwks_file else None
+
+    from threshold.oidc.models import client_summary as client_dict
 
     async def work(services: Services) -> int:
         provider = services.provider
@@ -293,6 +310,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         server_header=False,
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=10,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )
     return 0
 

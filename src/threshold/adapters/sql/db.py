@@ -41,6 +41,30 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
+# SQLSTATEs that say the server cannot serve right now, not that the statement is wrong: connection
+# exceptions (08), insufficient resources such as too many connections (53), a shutdown or a restart
+# in progress ("the database system is starting up", "... is shutting down", "... not yet accepting
+# connections": 57P01-57P03), and a read-only standby during a failover (25006).
+_UNAVAILABLE_CLASSES = ("08", "53")
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "25006"})
+
+
+def _sqlstate(error: exc.DBAPIError) -> str | None:
+    for candidate in (error.orig, error.orig.__cause__ if error.orig is not None else None):
+        code = getattr(candidate, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def is_unavailable(error: exc.DBAPIError) -> bool:
+    """Whether a driver error means the database is down, restarting or overloaded (not a bug)."""
+    if error.connection_invalidated:
+        return True
+    state = _sqlstate(error)
+    return state is not None and (state in _UNAVAILABLE_STATES or state.startswith(_UNAVAILABLE_CLASSES))
+
+
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
     """Turn a database outage into DependencyUnavailable (a 503), never a 500 or a false answer."""
@@ -49,7 +73,7 @@ def translate_errors() -> Iterator[None]:
     except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
         raise DependencyUnavailable() from error
     except exc.DBAPIError as error:
-        if error.connection_invalidated:
+        if is_unavailable(error):
             raise DependencyUnavailable() from error
         raise
     except (OSError, ConnectionError) as error:
