@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.conftest import AddUser
-from threshold.adapters.redis.stores import RedisSessionStore
+from threshold.adapters.redis.stores import RedisSessionStore, _id, _short
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.repos import SqlSessionStore
 from threshold.core.models import Aal, Amr, SessionRecord
@@ -157,14 +157,14 @@ async def test_redis_keys_expire_with_the_session(
     now = time.time()
     record = _record("u" + new_id(), now=now, idle_expires_at=now + 100, absolute_expires_at=now + 500)
     await redis_store.create(record)
-    key = f"{redis_prefix}s:{record.digest}"
+    key = f"{redis_prefix}s:{_short(record.digest)}"
 
     def remaining_ms(at: float) -> float:
         return at * 1000 - time.time() * 1000
 
     pttl = await redis_client.pttl(key)
     assert abs(pttl - remaining_ms(record.expires_at)) < 1500  # the idle expiry comes first
-    user_pttl = await redis_client.pttl(f"{redis_prefix}us:{record.user_id}")
+    user_pttl = await redis_client.pttl(f"{redis_prefix}us:{_id(record.user_id)}")
     assert abs(user_pttl - remaining_ms(record.absolute_expires_at)) < 1500
 
     # Touching moves the expiry to the new idle deadline, never past the absolute one.
@@ -197,15 +197,15 @@ async def test_redis_never_stores_the_raw_token(
     await redis_store.touch(record.digest, last_seen_at=time.time(), idle_expires_at=time.time() + 60)
 
     keys = [key async for key in redis_client.scan_iter(match=redis_prefix + "*")]
-    assert f"{redis_prefix}s:{record.digest}" in keys
+    assert f"{redis_prefix}s:{_short(record.digest)}" in keys
     for key in keys:
         assert token not in key
         kind = await redis_client.type(key)
-        assert kind in ("hash", "set"), (key, kind)
+        assert kind in ("string", "hash"), (key, kind)
         if kind == "hash":
-            values = [str(v) for v in (await redis_client.hgetall(key)).values()]
+            values = [str(v) for pair in (await redis_client.hgetall(key)).items() for v in pair]
         else:
-            values = [str(v) for v in await redis_client.smembers(key)]
+            values = [str(await redis_client.get(key))]
         assert values
         assert all(token not in value for value in values)
 
@@ -234,3 +234,27 @@ async def test_sql_purge_expired_in_batches(store_engine: AsyncEngine, add_user:
     assert sorted(r.digest for r in left) == sorted(r.digest for r in live)
     async with store_engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(t.sessions))).scalar_one() == 3
+
+
+async def test_redis_keeps_a_session_in_a_few_hundred_bytes(
+    redis_store: RedisSessionStore, redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """The compact layout: one short string per session, each user agent stored once."""
+    agent = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+    )
+    user_id = new_id()
+    records = [
+        replace(_record(user_id), user_agent=agent, device_label="Chrome on Linux | x") for _ in range(3)
+    ]
+    for record in records:
+        await redis_store.create(record)
+        assert await redis_store.get(record.digest) == record  # exact, with a '|' in the label
+    key = f"{redis_prefix}s:{_short(records[0].digest)}"
+    assert await redis_client.type(key) == "string"
+    assert len(await redis_client.get(key)) < 200
+    agents = [key async for key in redis_client.scan_iter(match=redis_prefix + "ua:*")]
+    assert len(agents) == 1
+    assert sorted(r.digest for r in await redis_store.list_for_user(user_id)) == sorted(
+        r.digest for r in records
+    )

@@ -1,14 +1,25 @@
 """Session store and rate-limit counters in Redis, shared by every process.
 
-A session is a hash at `{prefix}s:{digest}` expiring when the session does; `{prefix}us:{user_id}` is
-the set of a user's session digests. Revocation deletes the hash, which every process reads on every
-check, so it takes effect everywhere on the next request.
+A session is one string at `{prefix}s:<digest>` (the SHA-256 digest in URL-safe base64) that expires
+when the session does; `{prefix}us:<user id>` is a small hash of the user's session digests. The value
+is compact (about 150 bytes):
+
+    <user-agent ref>|<last seen>|<idle expiry>|<auth time>|<aal>|<amr>|<created>|<absolute expiry>|
+    <public id>|<user id>|<ip>|<device label>
+
+Times (IEEE-754 doubles) and identifiers are base64. The mutable fields lead, so the Lua scripts
+that touch a session or record a step-up rewrite them and keep the rest verbatim. User agents repeat
+across sessions, so each distinct one is stored once at `{prefix}ua:<ref>` and outlives every session
+that points at it. Revocation deletes the string (and announces it to every process's cache).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import math
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
@@ -45,58 +56,126 @@ def translate_errors() -> Iterator[None]:
         raise
 
 
+_FIELDS = "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$"
+
+# The session and the user agent it points at, in one round trip.
+_GET = """
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+local ref = string.match(value, '^([^|]*)|')
+local agent = ''
+if ref and ref ~= '' then agent = redis.call('GET', ARGV[1] .. ref) or '' end
+return {value, agent}
+"""
+
 # Only refresh a session that still exists: a revocation racing a last-seen update must win.
-_TOUCH = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[1], 'idle_expires_at', ARGV[2])
-  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-  return 1
-end
-return 0
+_TOUCH = (
+    """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local ref, _, _, auth, aal, amr, rest = string.match(value, '"""
+    + _FIELDS
+    + """')
+redis.call('SET', KEYS[1], table.concat({ref, ARGV[1], ARGV[2], auth, aal, amr, rest}, '|'), 'PXAT', ARGV[3])
+return 1
 """
+)
 
-
-_UPDATE_AUTH = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'auth_time', ARGV[1], 'aal', ARGV[2], 'amr', ARGV[3])
-  return 1
-end
-return 0
+_UPDATE_AUTH = (
+    """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local ref, seen, idle, _, _, _, rest = string.match(value, '"""
+    + _FIELDS
+    + """')
+redis.call('SET', KEYS[1], table.concat({ref, seen, idle, ARGV[1], ARGV[2], ARGV[3], rest}, '|'), 'KEEPTTL')
+return 1
 """
+)
 
 
-def _fields(record: SessionRecord) -> dict[str, str]:
-    return {
-        "public_id": record.public_id,
-        "user_id": record.user_id,
-        "created_at": repr(record.created_at),
-        "last_seen_at": repr(record.last_seen_at),
-        "idle_expires_at": repr(record.idle_expires_at),
-        "absolute_expires_at": repr(record.absolute_expires_at),
-        "auth_time": repr(record.auth_time),
-        "aal": record.aal.value,
-        "amr": ",".join(record.amr),
-        "ip": record.ip,
-        "user_agent": record.user_agent,
-        "device_label": record.device_label,
-    }
+def _short(digest: str) -> str:
+    """The hex SHA-256 digest in URL-safe base64: 43 characters instead of 64 in every key."""
+    if len(digest) == 64:
+        try:
+            return base64.urlsafe_b64encode(bytes.fromhex(digest)).rstrip(b"=").decode()
+        except ValueError:
+            pass
+    return "=" + digest
 
 
-def _record(digest: str, fields: dict[str, str]) -> SessionRecord:
+def _long(short: str) -> str:
+    return short[1:] if short.startswith("=") else base64.urlsafe_b64decode(short + "=").hex()
+
+
+def _id(value: str) -> str:
+    """A 32-hex-digit identifier as 22 base64 characters; anything else kept as is, marked with '='."""
+    if len(value) == 32:
+        try:
+            return base64.urlsafe_b64encode(bytes.fromhex(value)).rstrip(b"=").decode()
+        except ValueError:
+            pass
+    return "=" + value
+
+
+def _unid(value: str) -> str:
+    return value[1:] if value.startswith("=") else base64.urlsafe_b64decode(value + "==").hex()
+
+
+def _time(at: float) -> str:
+    """A timestamp as its 8 IEEE-754 bytes in base64: 11 characters, exact."""
+    return base64.urlsafe_b64encode(struct.pack(">d", at)).rstrip(b"=").decode()
+
+
+def _untime(text: str) -> float:
+    value: float = struct.unpack(">d", base64.urlsafe_b64decode(text + "="))[0]
+    return value
+
+
+def _agent_ref(user_agent: str) -> str:
+    if not user_agent:
+        return ""
+    return base64.urlsafe_b64encode(hashlib.sha256(user_agent.encode()).digest()[:9]).decode()
+
+
+def _encode(record: SessionRecord) -> str:
+    # The device label comes last: it is the one field that could hold a '|', and split() stops before it.
+    return "|".join(
+        (
+            _agent_ref(record.user_agent),
+            _time(record.last_seen_at),
+            _time(record.idle_expires_at),
+            _time(record.auth_time),
+            record.aal.value,
+            ",".join(record.amr),
+            _time(record.created_at),
+            _time(record.absolute_expires_at),
+            _id(record.public_id),
+            _id(record.user_id),
+            record.ip.replace("|", ""),
+            record.device_label,
+        )
+    )
+
+
+def _decode(digest: str, value: str, user_agent: str) -> SessionRecord:
+    (_, last_seen, idle, auth_time, aal, amr, created_at, absolute, public_id, user_id, ip, label) = (
+        value.split("|", 11)
+    )
     return SessionRecord(
         digest=digest,
-        public_id=fields["public_id"],
-        user_id=fields["user_id"],
-        created_at=float(fields["created_at"]),
-        last_seen_at=float(fields["last_seen_at"]),
-        idle_expires_at=float(fields["idle_expires_at"]),
-        absolute_expires_at=float(fields["absolute_expires_at"]),
-        auth_time=float(fields["auth_time"]),
-        aal=Aal(fields["aal"]),
-        amr=tuple(Amr(value) for value in fields["amr"].split(",") if value),
-        ip=fields["ip"],
-        user_agent=fields["user_agent"],
-        device_label=fields["device_label"],
+        public_id=_unid(public_id),
+        user_id=_unid(user_id),
+        created_at=_untime(created_at),
+        last_seen_at=_untime(last_seen),
+        idle_expires_at=_untime(idle),
+        absolute_expires_at=_untime(absolute),
+        auth_time=_untime(auth_time),
+        aal=Aal(aal),
+        amr=tuple(Amr(value) for value in amr.split(",") if value),
+        ip=ip,
+        user_agent=user_agent,
+        device_label=label,
     )
 
 
@@ -108,32 +187,39 @@ class RedisSessionStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
+        self._get: Any = client.register_script(_GET)
         self._touch: Any = client.register_script(_TOUCH)
         self._update_auth: Any = client.register_script(_UPDATE_AUTH)
 
     def _key(self, digest: str) -> str:
-        return f"{self._prefix}s:{digest}"
+        return f"{self._prefix}s:{_short(digest)}"
 
     def _user_key(self, user_id: str) -> str:
-        return f"{self._prefix}us:{user_id}"
+        return f"{self._prefix}us:{_id(user_id)}"
 
     async def create(self, record: SessionRecord) -> None:
         key, user_key = self._key(record.digest), self._user_key(record.user_id)
+        absolute_ms = math.ceil(record.absolute_expires_at * 1000)
+        ref = _agent_ref(record.user_agent)
         with translate_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=cast(Any, _fields(record)))
-                pipe.pexpireat(key, _expire_ms(record))
-                pipe.sadd(user_key, record.digest)
-                pipe.pexpireat(user_key, math.ceil(record.absolute_expires_at * 1000), gt=True)
-                pipe.pexpireat(user_key, math.ceil(record.absolute_expires_at * 1000), nx=True)
+                if ref:
+                    agent_key = f"{self._prefix}ua:{ref}"
+                    pipe.set(agent_key, record.user_agent, nx=True, pxat=absolute_ms)
+                    pipe.pexpireat(agent_key, absolute_ms, gt=True)
+                pipe.set(key, _encode(record), pxat=_expire_ms(record))
+                pipe.hset(user_key, _short(record.digest), "")
+                pipe.pexpireat(user_key, absolute_ms, gt=True)
+                pipe.pexpireat(user_key, absolute_ms, nx=True)
                 await pipe.execute()
 
     async def get(self, digest: str) -> SessionRecord | None:
         with translate_errors():
-            fields = cast(dict[str, str], await self._redis.hgetall(self._key(digest)))
-        if not fields or "user_id" not in fields:
+            found = await self._get(keys=[self._key(digest)], args=[f"{self._prefix}ua:"])
+        if not found:
             return None
-        return _record(digest, fields)
+        value, user_agent = cast(list[str], found)
+        return _decode(digest, value, user_agent)
 
     async def touch(self, digest: str, *, last_seen_at: float, idle_expires_at: float) -> None:
         record = await self.get(digest)
@@ -142,54 +228,61 @@ class RedisSessionStore:
         expires_ms = math.ceil(min(idle_expires_at, record.absolute_expires_at) * 1000)
         with translate_errors():
             await self._touch(
-                keys=[self._key(digest)], args=[repr(last_seen_at), repr(idle_expires_at), expires_ms]
+                keys=[self._key(digest)], args=[_time(last_seen_at), _time(idle_expires_at), expires_ms]
             )
 
     async def update_auth(self, digest: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
         with translate_errors():
             updated = await self._update_auth(
-                keys=[self._key(digest)], args=[repr(auth_time), aal.value, ",".join(amr)]
+                keys=[self._key(digest)], args=[_time(auth_time), aal.value, ",".join(amr)]
             )
         return bool(updated)
 
     async def delete(self, digest: str) -> bool:
-        key = self._key(digest)
+        record = await self.get(digest)
         with translate_errors():
-            user_id = cast(str | None, await self._redis.hget(key, "user_id"))
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                if user_id:
-                    pipe.srem(self._user_key(user_id), digest)
+                pipe.delete(self._key(digest))
+                if record is not None:
+                    pipe.hdel(self._user_key(record.user_id), _short(digest))
                 deleted, *_ = await pipe.execute()
         return bool(deleted)
 
     async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int:
         user_key = self._user_key(user_id)
+        keep = _short(except_digest) if except_digest is not None else None
         with translate_errors():
-            members = cast(set[str], await self._redis.smembers(user_key))
-            digests = [d for d in members if d != except_digest]
-            if not digests:
+            members = cast(list[str], await self._redis.hkeys(user_key))
+            shorts = [m for m in members if m != keep]
+            if not shorts:
                 return 0
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(*[self._key(d) for d in digests])
-                pipe.srem(user_key, *digests)
+                pipe.delete(*[f"{self._prefix}s:{m}" for m in shorts])
+                pipe.hdel(user_key, *shorts)
                 deleted, _ = await pipe.execute()
         return int(deleted)
 
     async def list_for_user(self, user_id: str) -> Sequence[SessionRecord]:
         user_key = self._user_key(user_id)
         with translate_errors():
-            digests = sorted(cast(set[str], await self._redis.smembers(user_key)))
-            if not digests:
+            shorts = sorted(cast(list[str], await self._redis.hkeys(user_key)))
+            if not shorts:
                 return []
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for d in digests:
-                    pipe.hgetall(self._key(d))
-                results: list[dict[str, str]] = await pipe.execute()
-            gone = [d for d, fields in zip(digests, results, strict=True) if not fields]
+            values = cast(list[str | None], await self._redis.mget([f"{self._prefix}s:{m}" for m in shorts]))
+            gone = [short for short, value in zip(shorts, values, strict=True) if value is None]
             if gone:
-                await self._redis.srem(user_key, *gone)
-        return [_record(d, fields) for d, fields in zip(digests, results, strict=True) if fields]
+                await self._redis.hdel(user_key, *gone)
+            live = [(short, value) for short, value in zip(shorts, values, strict=True) if value is not None]
+            refs = sorted({value.split("|", 1)[0] for _, value in live} - {""})
+            agents: dict[str, str | None] = {}
+            if refs:
+                found = cast(
+                    list[str | None], await self._redis.mget([f"{self._prefix}ua:{r}" for r in refs])
+                )
+                agents = dict(zip(refs, found, strict=True))
+        return [
+            _decode(_long(short), value, agents.get(value.split("|", 1)[0]) or "") for short, value in live
+        ]
 
 
 class RedisRateLimitStore:
