@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8400
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: install run migrate test lint typecheck bench bench-peers docs clean
+.PHONY: install run migrate test lint typecheck bench bench-peers soak docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ test: install $(NODE_STAMP) lint typecheck
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# endurance, not part of `make test`: 10 minutes of mixed traffic on PostgreSQL + Redis, errors and RSS growth
+# (e.g. SOAK_ARGS="--minutes 3 --backend sqlite"); results in bench/results/soak-*
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 bench-peers: install $(PEERS_STAMP)
 	$(BIN)/python bench/peers.py
