@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import platform
@@ -25,8 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -64,9 +68,15 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 
 def wrk(
-    url: str, *, duration: int, connections: int, headers: dict[str, str], script: str | None = None
+    url: str,
+    *,
+    duration: int,
+    connections: int,
+    headers: dict[str, str],
+    script: str | None = None,
+    timeout: int = 10,
 ) -> dict[str, float]:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", f"--timeout={timeout}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     if script:
@@ -85,10 +95,11 @@ def scenario(
     connections: int,
     headers: dict[str, str],
     script: str | None = None,
+    timeout: int = 10,
 ) -> dict[str, Any]:
-    wrk(url, duration=2, connections=connections, headers=headers, script=script)  # warm-up
+    wrk(url, duration=2, connections=connections, headers=headers, script=script, timeout=timeout)  # warm-up
     samples = [
-        wrk(url, duration=duration, connections=connections, headers=headers, script=script)
+        wrk(url, duration=duration, connections=connections, headers=headers, script=script, timeout=timeout)
         for _ in range(runs)
     ]
     rates = [s["rps"] for s in samples]
@@ -149,10 +160,130 @@ def create_database() -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
-def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    data = tempfile.mkdtemp(prefix="threshold-bench-")
+REFRESH_LUA = """
+-- Each thread keeps a pool of live refresh tokens: a request takes one, its answer gives the successor
+-- back, so no token is ever presented twice (which would revoke its family as a theft).
+local pool = {}
+function init(args)
+  local n = 0
+  for line in io.lines(args[1]) do
+    n = n + 1
+    if n % 2 == id then pool[#pool + 1] = line end
+  end
+end
+function setup(thread)
+  threads = threads or 0
+  thread:set("id", threads)
+  threads = threads + 1
+end
+function request()
+  local token = table.remove(pool)
+  if token == nil then return wrk.format("GET", "/healthz") end
+  return wrk.format("POST", "PATH", {["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Authorization"] = "AUTH"}, "grant_type=refresh_token&refresh_token=" .. token)
+end
+function response(status, headers, body)
+  local token = string.match(body, '"refresh_token":"([^"]+)"')
+  if token then pool[#pool + 1] = token end
+end
+"""
+
+
+def lua_post(path: Path, body: str, content_type: str, extra: dict[str, str] | None = None) -> str:
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = {json.dumps(body)}",
+        f'wrk.headers["Content-Type"] = "{content_type}"',
+    ]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (extra or {}).items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def cli_json(env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "threshold", *args, "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def refresh_tokens(base: str, env: dict[str, str], cookie: str, count: int) -> tuple[list[str], str]:
+    """`count` refresh-token families through the real code + PKCE flow; and the client's Basic header."""
+    redirect = "http://127.0.0.1:9/cb"
+    client = cli_json(
+        env,
+        "clients", "create", "--name", "bench-rp", "--first-party", "--redirect-uri", redirect,
+        "--grant-type", "authorization_code", "--grant-type", "refresh_token",
+        "--scope", "openid", "--scope", "offline_access",
+    )  # fmt: skip
+    basic = "Basic " + base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    tokens: list[str] = []
+    with httpx.Client(base_url=base, headers={"Cookie": cookie}, timeout=30) as http:
+        for _ in range(count):
+            verifier = secrets.token_urlsafe(48)
+            challenge = (
+                base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            )
+            params = {
+                "client_id": client["client_id"], "redirect_uri": redirect, "response_type": "code",
+                "scope": "openid offline_access", "state": secrets.token_urlsafe(8),
+                "code_challenge": challenge, "code_challenge_method": "S256",
+            }  # fmt: skip
+            location = http.get("/oauth2/authorize", params=params).headers["location"]
+            code = parse_qs(urlsplit(location).query)["code"][0]
+            answer = http.post(
+                "/oauth2/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect,
+                    "code_verifier": verifier,
+                },
+                headers={"Authorization": basic},
+            )
+            answer.raise_for_status()
+            tokens.append(answer.json()["refresh_token"])
+    return tokens, basic
+
+
+def concurrently(*jobs: Any) -> list[Any]:
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return [f.result() for f in [pool.submit(job) for job in jobs]]
+
+
+def login_under_load(base: str, login_script: str, cookie: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Password sign-ins (8 connections) while 8 more connections keep checking a session."""
+
+    def logins() -> dict[str, float]:
+        return wrk(
+            f"{base}/api/v1/login", duration=args.duration, connections=8, headers={}, script=login_script
+        )
+
+    def checks() -> dict[str, float]:
+        return wrk(
+            f"{base}/api/v1/session", duration=args.duration, connections=8, headers={"Cookie": cookie}
+        )
+
+    logins()  # warm-up
+    samples = [concurrently(logins, checks) for _ in range(args.runs)]
+    rates = [s[0]["rps"] for s in samples]
+    return {
+        "rps_median": statistics.median(rates),
+        "rps_spread": max(rates) - min(rates),
+        "p50_ms": statistics.median(s[0]["p50_ms"] for s in samples),
+        "p99_ms": statistics.median(s[0]["p99_ms"] for s in samples),
+        "errors": sum(s[0]["errors"] + s[1]["errors"] for s in samples),
+        "concurrent_session_checks_rps": statistics.median(s[1]["rps"] for s in samples),
+        "concurrent_session_checks_p99_ms": statistics.median(s[1]["p99_ms"] for s in samples),
+    }
+
+
+def backend_env(backend: str, data: str, base: str) -> dict[str, str]:
     env = {
         **os.environ,
         "THRESHOLD_DATA_DIR": data,
@@ -163,36 +294,56 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "THRESHOLD_RATE_LIMIT__LOGIN_PER_ACCOUNT_IP": "99",
         "THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP": "1000",
     }
-    if backend == "postgres+redis":
+    if backend.startswith("postgres"):
         env["THRESHOLD_DATABASE_URL"] = create_database()
+    if backend == "postgres+redis":
         env["THRESHOLD_REDIS_URL"] = "redis://127.0.0.1:6379/0"
         env["THRESHOLD_REDIS_KEY_PREFIX"] = f"bench{secrets.token_hex(3)}:"
+    return env
+
+
+def signed_up(base: str) -> tuple[str, str]:
+    email = f"bench.{secrets.token_hex(3)}@example.com"
+    response = httpx.post(f"{base}/api/v1/signup", json={"email": email, "password": PASSWORD})
+    response.raise_for_status()
+    token = re.search(r"__Host-threshold_session=([^;]+)", response.headers["set-cookie"])
+    assert token is not None
+    return email, f"__Host-threshold_session={token.group(1)}"
+
+
+def run_backend(backend: str, args: argparse.Namespace, ceiling: float) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data = tempfile.mkdtemp(prefix="threshold-bench-")
+    env = backend_env(backend, data, base)
     server = start_server(env, port)
     try:
-        email = f"bench.{secrets.token_hex(3)}@example.com"
-        response = httpx.post(f"{base}/api/v1/signup", json={"email": email, "password": PASSWORD})
-        response.raise_for_status()
-        token = re.search(r"__Host-threshold_session=([^;]+)", response.headers["set-cookie"])
-        assert token is not None
-        cookie = f"__Host-threshold_session={token.group(1)}"
+        email, cookie = signed_up(base)
         run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
-        results: dict[str, Any] = {"hello (/healthz)": scenario(f"{base}/healthz", headers={}, **run)}
-        results["session check (/api/v1/session)"] = scenario(
-            f"{base}/api/v1/session", headers={"Cookie": cookie}, **run
-        )
+        results: dict[str, Any] = {"/healthz (FastAPI route)": scenario(f"{base}/healthz", headers={}, **run)}
+        results["session check"] = scenario(f"{base}/api/v1/session", headers={"Cookie": cookie}, **run)
         results["forward-auth"] = scenario(f"{base}/api/v1/forward-auth", headers={"Cookie": cookie}, **run)
-        script = Path(data) / "login.lua"
-        script.write_text(
-            'wrk.method = "POST"\n'
-            f"wrk.body = {json.dumps(json.dumps({'email': email, 'password': PASSWORD}))}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
+        login = lua_post(
+            Path(data) / "login.lua", json.dumps({"email": email, "password": PASSWORD}), "application/json"
         )
-        results["password login (/api/v1/login)"] = scenario(
-            f"{base}/api/v1/login", headers={}, script=str(script), **{**run, "connections": 8}
+        results["password login (+ session checks)"] = login_under_load(base, login, cookie, args)
+        client = cli_json(
+            env, "clients", "create", "--name", "bench-svc", "--grant-type", "client_credentials", "--scope", "api:read"
+        )  # fmt: skip
+        basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+        token_script = lua_post(
+            Path(data) / "cc.lua",
+            "grant_type=client_credentials&scope=api%3Aread",
+            "application/x-www-form-urlencoded",
+            {"Authorization": f"Basic {basic}"},
         )
-        hello = results["hello (/healthz)"]["rps_median"]
+        results["client_credentials token"] = scenario(
+            f"{base}/oauth2/token", headers={}, script=token_script, **run
+        )
+        if backend == "postgres+redis":
+            results["refresh rotation"] = refresh_rotation(base, env, cookie, data, args)
         for figures in results.values():
-            figures["ratio_to_hello"] = round(figures["rps_median"] / hello, 3)
+            figures["ratio_to_hello"] = round(figures["rps_median"] / ceiling, 3)
         return results
     finally:
         server.terminate()
@@ -200,29 +351,294 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(data, ignore_errors=True)
 
 
+def refresh_rotation(
+    base: str, env: dict[str, str], cookie: str, data: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Every request presents a live refresh token and gets its successor (reuse would revoke)."""
+    connections = args.connections
+    # enough families for the warm-up and every run: each run needs 2 x connections live tokens
+    samples = []
+    for index in range(args.runs + 1):
+        tokens, basic = refresh_tokens(base, env, cookie, 2 * connections)
+        pool = Path(data) / f"refresh-{index}.txt"
+        pool.write_text("\n".join(tokens) + "\n")
+        script = Path(data) / f"refresh-{index}.lua"
+        script.write_text(REFRESH_LUA.replace("PATH", "/oauth2/token").replace("AUTH", basic))
+        command = [
+            "wrk", "-t2", f"-c{connections}", f"-d{2 if index == 0 else args.duration}s", "--timeout=10s",
+            "--latency", "-s", str(script), f"{base}/oauth2/token", "--", str(pool),
+        ]  # fmt: skip
+        # each of wrk's two threads takes every other token of the pool file (by the id `setup` gave it)
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        if index:
+            samples.append(parse_wrk(output))
+    rates = [s["rps"] for s in samples]
+    return {
+        "rps_median": statistics.median(rates),
+        "rps_spread": max(rates) - min(rates),
+        "p50_ms": statistics.median(s["p50_ms"] for s in samples),
+        "p99_ms": statistics.median(s["p99_ms"] for s in samples),
+        "errors": sum(s["errors"] for s in samples),
+    }
+
+
+def hello_ceiling(args: argparse.Namespace) -> dict[str, Any]:
+    """A bare Starlette endpoint on the same uvicorn settings as `threshold serve` (uvloop, httptools)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "hello_app:app",
+            "--app-dir",
+            str(ROOT),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--no-server-header",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/hello", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        return scenario(
+            f"http://127.0.0.1:{port}/hello",
+            headers={},
+            runs=args.runs,
+            duration=args.duration,
+            connections=args.connections,
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def jose_rates(seconds: float = 1.5) -> dict[str, Any]:
+    """Raw joserfc sign and decode+verify per second, and TokenVerifier.verify against the raw decode."""
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, OKPKey
+
+    from threshold.client import TokenVerifier
+
+    def rate(call: Any) -> float:
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            call()
+            count += 1
+        return count / (time.perf_counter() - start)
+
+    figures: dict[str, Any] = {}
+    for alg, key in (("Ed25519", OKPKey.generate_key("Ed25519")), ("ES256", ECKey.generate_key("P-256"))):
+        key_dict = key.as_dict(private=False)
+        key_dict.update(kid=f"{alg}-bench", alg=alg, use="sig")
+        now = int(time.time())
+        claims = {
+            "iss": "https://auth.bench", "sub": "user-123", "aud": "https://api.bench", "iat": now, "nbf": now,
+            "exp": now + 300, "jti": "j", "client_id": "c", "scope": "api:read",
+        }  # fmt: skip
+        header = {"alg": alg, "kid": f"{alg}-bench", "typ": "at+jwt"}
+        token = jwt.encode(header, claims, key, algorithms=[alg])
+        verifier = TokenVerifier(
+            jwks={"keys": [key_dict]},
+            issuer="https://auth.bench",
+            audience="https://api.bench",
+            algorithms=[alg],
+        )
+        verifier.verify(token)
+        sign = rate(lambda: jwt.encode(header, claims, key, algorithms=[alg]))  # noqa: B023
+        raw = rate(lambda: jwt.decode(token, key, algorithms=[alg]))  # noqa: B023
+        ours = rate(lambda: verifier.verify(token))  # noqa: B023
+        figures[alg] = {
+            "joserfc_sign_per_s": round(sign),
+            "joserfc_decode_verify_per_s": round(raw),
+            "token_verifier_verify_per_s": round(ours),
+            "verify_vs_raw": round(ours / raw, 3),
+        }
+    return figures
+
+
+def million_sessions(args: argparse.Namespace) -> dict[str, Any]:
+    """Session-check p99 with 10,000 and then 1,000,000 sessions in Redis (an instance of our own, so its
+    memory is ours to measure), checks spread over 100,000 random sessions, the process cache off."""
+    import asyncpg
+    import redis
+
+    from threshold.adapters.redis.stores import RedisSessionStore
+    from threshold.core.models import Aal, Amr, SessionRecord
+    from threshold.core.secrets import digest, new_id, new_token
+
+    redis_port, port = free_port(), free_port()
+    redis_dir = tempfile.mkdtemp(prefix="threshold-bench-redis-")
+    redis_server = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", redis_dir],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    data = tempfile.mkdtemp(prefix="threshold-bench-")
+    env = backend_env("postgres+redis", data, base)
+    env["THRESHOLD_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    env["THRESHOLD_REDIS_KEY_PREFIX"] = "threshold:"
+    env["THRESHOLD_SESSION__CACHE_ENTRIES"] = "0"  # every check reads Redis: the worst case
+    sync = redis.Redis(port=redis_port)
+    for _ in range(50):
+        try:
+            sync.ping()
+            break
+        except redis.RedisError:
+            time.sleep(0.1)
+    server = start_server(env, port)
+    agents = [
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    ]  # fmt: skip
+    sample: list[str] = []
+    try:
+
+        async def fill(total: int, start: int) -> None:
+            """Users (two sessions each, as a laptop and a phone) in PostgreSQL, their sessions in Redis."""
+            conn = await asyncpg.connect(env["THRESHOLD_DATABASE_URL"])
+            client = redis.asyncio.Redis(port=redis_port, decode_responses=True)
+            store = RedisSessionStore(client, "threshold:")
+            now = time.time()
+            batch = 20_000
+            for offset in range(start, total, batch):
+                users = [new_id() for _ in range(batch // 2)]
+                await conn.copy_records_to_table(
+                    "users",
+                    records=[(u, f"{u}@example.com", f"{u}@example.com", True, False, now, False) for u in users],
+                    columns=["id", "email", "email_normalized", "email_verified", "disabled", "created_at", "mfa_required"],
+                )  # fmt: skip
+                records = []
+                for index in range(batch):
+                    token = new_token()
+                    agent = agents[index % len(agents)]
+                    records.append(
+                        SessionRecord(
+                            digest=digest(token),
+                            public_id=new_id(),
+                            user_id=users[index // 2],
+                            created_at=now,
+                            last_seen_at=now,
+                            idle_expires_at=now + 7 * 86400,
+                            absolute_expires_at=now + 30 * 86400,
+                            aal=Aal.AAL1,
+                            amr=(Amr.PASSWORD,),
+                            ip=f"203.0.113.{index % 250}",
+                            user_agent=agent,
+                            device_label="Chrome on macOS",
+                            auth_time=now,
+                        )
+                    )
+                    if len(sample) < 100_000 and (offset + index) % max(1, total // 100_000) == 0:
+                        sample.append(token)
+                await store.create_many(records)
+            await conn.close()
+            await client.aclose()
+
+        def used() -> int:
+            return int(sync.info("memory")["used_memory"])
+
+        def measure(label: str) -> dict[str, Any]:
+            pool = Path(data) / "tokens.txt"
+            pool.write_text("\n".join(sample) + "\n")
+            script = Path(data) / "random-session.lua"
+            script.write_text(
+                "local tokens = {}\n"
+                f'for line in io.lines("{pool}") do tokens[#tokens + 1] = line end\n'
+                "function request()\n"
+                "  local t = tokens[math.random(#tokens)]\n"
+                '  return wrk.format("GET", "/api/v1/session", {["Cookie"] = "__Host-threshold_session=" .. t})\n'
+                "end\n"
+            )
+            figures = scenario(
+                f"{base}/api/v1/session",
+                headers={},
+                script=str(script),
+                runs=args.runs,
+                duration=args.duration,
+                connections=args.connections,
+            )
+            figures["sessions"] = label
+            return figures
+
+        before = used()
+        asyncio.run(fill(10_000, 0))
+        small = measure("10,000")
+        asyncio.run(fill(1_000_000, 10_000))
+        large = measure("1,000,000")
+        per_session = (used() - before) / 1_000_000
+        return {
+            "10k": small,
+            "1M": large,
+            "p99_ratio_1M_to_10k": round(large["p99_ms"] / small["p99_ms"], 3),
+            "redis_bytes_per_session": round(per_session, 1),
+            "sessions_per_user": 2,
+            "distinct_user_agents": len(agents),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        redis_server.terminate()
+        redis_server.wait(timeout=15)
+        sync.close()
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(redis_dir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--backends", default="sqlite,postgres+redis")
+    parser.add_argument("--backends", default="sqlite,postgres,postgres+redis")
+    parser.add_argument("--skip-million", action="store_true", help="skip the 1,000,000-session Redis run")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
+    hello = hello_ceiling(args)
     report: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": os.getloadavg()[0],
+        "settings": f"{args.runs} runs x {args.duration} s after a 2 s warm-up, {args.connections} connections",
         "argon2id_verifications_per_s_one_core": round(argon2_rate(), 1),
+        "bare_starlette_hello": hello,
+        "jose": jose_rates(),
         "backends": {},
     }
     for backend in args.backends.split(","):
-        report["backends"][backend] = run_backend(backend, args)
+        report["backends"][backend] = run_backend(backend, args, hello["rps_median"])
+    if not args.skip_million:
+        report["million_sessions"] = million_sessions(args)
+    report["load_average_at_end"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2))
+    table = render(report)
+    (RESULTS / f"{stamp}.md").write_text(table + "\n")
+    (RESULTS / "latest.md").write_text(table + "\n")
+    print(table)
+
+
+def render(report: dict[str, Any]) -> str:
+    hello = report["bare_starlette_hello"]
+    argon2 = report["argon2id_verifications_per_s_one_core"]
     lines = [
-        f"Machine: {report['machine']}; "
-        f"Argon2id one core: {report['argon2id_verifications_per_s_one_core']}/s",
+        f"Machine: {report['machine']}; {report['settings']}; load average {report['load_average_at_start']:.1f} "
+        f"at start, {report['load_average_at_end']:.1f} at end.",
+        f"Ceilings: bare Starlette hello {hello['rps_median']:.0f} req/s (p99 {hello['p99_ms']:.1f} ms); "
+        f"Argon2id (19 MiB, t=2, p=1) one core {argon2}/s.",
         "",
         "| backend | scenario | req/s (median) | spread | p50 ms | p99 ms | errors | vs hello |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -233,10 +649,36 @@ def main() -> None:
                 f"| {backend} | {name} | {f['rps_median']:.0f} | {f['rps_spread']:.0f} | {f['p50_ms']:.2f} | "
                 f"{f['p99_ms']:.2f} | {f['errors']} | {f['ratio_to_hello']:.2f} |"
             )
-    table = "\n".join(lines)
-    (RESULTS / f"{stamp}.md").write_text(table + "\n")
-    (RESULTS / "latest.md").write_text(table + "\n")
-    print(table)
+            if "concurrent_session_checks_p99_ms" in f:
+                lines[-1] = lines[-1][:-1] + (
+                    f"; vs Argon2id {f['rps_median'] / argon2:.2f}; session checks alongside: "
+                    f"{f['concurrent_session_checks_rps']:.0f}/s, p99 {f['concurrent_session_checks_p99_ms']:.1f} ms |"
+                )
+    lines += ["", "| JOSE (in-process) | sign/s | decode+verify/s | TokenVerifier.verify/s | verify vs raw |"]
+    lines += ["| --- | ---: | ---: | ---: | ---: |"]
+    for alg, f in report["jose"].items():
+        lines.append(
+            f"| {alg} | {f['joserfc_sign_per_s']} | {f['joserfc_decode_verify_per_s']} | "
+            f"{f['token_verifier_verify_per_s']} | {f['verify_vs_raw']:.2f} |"
+        )
+    million = report.get("million_sessions")
+    if million:
+        lines += [
+            "",
+            "| Redis sessions (cache off) | req/s | p50 ms | p99 ms | errors |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for key in ("10k", "1M"):
+            f = million[key]
+            lines.append(
+                f"| {f['sessions']} | {f['rps_median']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | {f['errors']} |"
+            )
+        lines.append(
+            f"\np99 1M / 10k: {million['p99_ratio_1M_to_10k']:.2f}; Redis memory "
+            f"{million['redis_bytes_per_session']:.0f} bytes per session ({million['sessions_per_user']} sessions "
+            f"per user, {million['distinct_user_agents']} distinct user agents)."
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -198,19 +198,27 @@ class RedisSessionStore:
         return f"{self._prefix}us:{_id(user_id)}"
 
     async def create(self, record: SessionRecord) -> None:
-        key, user_key = self._key(record.digest), self._user_key(record.user_id)
-        absolute_ms = math.ceil(record.absolute_expires_at * 1000)
-        ref = _agent_ref(record.user_agent)
+        await self._create([record], transaction=True)
+
+    async def create_many(self, records: Sequence[SessionRecord]) -> None:
+        """Bulk import (each session on its own, not all-or-nothing): one round trip per call."""
+        await self._create(records, transaction=False)
+
+    async def _create(self, records: Sequence[SessionRecord], *, transaction: bool) -> None:
         with translate_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if ref:
-                    agent_key = f"{self._prefix}ua:{ref}"
-                    pipe.set(agent_key, record.user_agent, nx=True, pxat=absolute_ms)
-                    pipe.pexpireat(agent_key, absolute_ms, gt=True)
-                pipe.set(key, _encode(record), pxat=_expire_ms(record))
-                pipe.hset(user_key, _short(record.digest), "")
-                pipe.pexpireat(user_key, absolute_ms, gt=True)
-                pipe.pexpireat(user_key, absolute_ms, nx=True)
+            async with self._redis.pipeline(transaction=transaction) as pipe:
+                for record in records:
+                    absolute_ms = math.ceil(record.absolute_expires_at * 1000)
+                    ref = _agent_ref(record.user_agent)
+                    if ref:
+                        agent_key = f"{self._prefix}ua:{ref}"
+                        pipe.set(agent_key, record.user_agent, nx=True, pxat=absolute_ms)
+                        pipe.pexpireat(agent_key, absolute_ms, gt=True)
+                    pipe.set(self._key(record.digest), _encode(record), pxat=_expire_ms(record))
+                    user_key = self._user_key(record.user_id)
+                    pipe.hset(user_key, _short(record.digest), "")
+                    pipe.pexpireat(user_key, absolute_ms, gt=True)
+                    pipe.pexpireat(user_key, absolute_ms, nx=True)
                 await pipe.execute()
 
     async def get(self, digest: str) -> SessionRecord | None:
