@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from run import PASSWORD, RESULTS, argon2_rate, free_port, scenario, start_server
+from run import PASSWORD, RESULTS, SERVER_CPUS, _pin, argon2_rate, free_port, scenario, start_server
 
 ROOT = Path(__file__).resolve().parent
 APPS = ROOT / "peer_apps"  # committed: package.json, package-lock.json, the server scripts
@@ -209,7 +209,7 @@ def node_server(
     """Start `node script args...` from bench/peers/, wait until ready_url answers 200, stop it on exit."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            ["node", script, *args],
+            [*_pin(SERVER_CPUS), "node", script, *args],
             cwd=PEERS,
             env={**os.environ, "NODE_ENV": "production", **env},
             stdout=sink,

@@ -13,6 +13,7 @@ was being read. `max_age` bounds what a lost message could cost, `max_entries` t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -285,6 +286,7 @@ class SessionCheck:
         self.cache = cache
         self._clock = clock
         self._touch_interval = touch_interval
+        self._loading: dict[str, asyncio.Task[tuple[SessionRecord, User] | None]] = {}
 
     async def __call__(self, token: str) -> tuple[SessionRecord, User] | None:
         if not token or len(token) > 128:
@@ -297,6 +299,22 @@ class SessionCheck:
             # Past its cached expiry, or due a last-seen write: the store decides.
             if now < record.expires_at and now - record.last_seen_at < self._touch_interval:
                 return hit
+        # One store read per session at a time: the requests that arrive meanwhile (a browser's burst,
+        # or every request once a hot entry ages out) share its answer instead of piling onto the store.
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(token, key))
+            self._loading[key] = task
+            task.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(task)
+
+    def _settled(self, key: str, task: asyncio.Task[tuple[SessionRecord, User] | None]) -> None:
+        if self._loading.get(key) is task:
+            del self._loading[key]
+        if not task.cancelled():
+            task.exception()  # every waiter has it; mark it seen even if all of them went away
+
+    async def _load(self, token: str, key: str) -> tuple[SessionRecord, User] | None:
         epoch = self.cache.epoch
         found = await self._sessions.check_session(token)
         if found is None:

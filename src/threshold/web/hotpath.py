@@ -22,8 +22,34 @@ from threshold.web.deps import Authenticated
 from threshold.web.security import SESSION_COOKIE
 
 
+class _Bodies:
+    """The session-check body last rendered for each (record, user) pair the session cache handed out.
+
+    A cache hit returns the very same objects, so the body is found by their identity; the entry keeps
+    both alive, so an identity cannot be reused by other objects while it is cached.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._bodies: dict[tuple[int, int], tuple[object, object, bytes]] = {}
+
+    async def body(self, auth: Authenticated) -> bytes:
+        key = (id(auth.session), id(auth.user))
+        found = self._bodies.get(key)
+        if found is not None and found[0] is auth.session and found[1] is auth.user:
+            return found[2]
+        body = bytes(JSONResponse((await get_session(auth)).model_dump()).body)
+        if len(self._bodies) >= self._size:
+            self._bodies.clear()
+        self._bodies[key] = (auth.session, auth.user, body)
+        return body
+
+
+_bodies = _Bodies()
+
+
 async def _session(request: Request, auth: Authenticated, services: Services) -> Response:
-    return JSONResponse((await get_session(auth)).model_dump())
+    return Response(await _bodies.body(auth), media_type="application/json")
 
 
 async def _forward_auth(request: Request, auth: Authenticated, services: Services) -> Response:
