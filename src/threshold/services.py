@@ -282,6 +282,13 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         rotation_interval=settings.oidc.key_rotation_interval,
         max_token_lifetime=max(MAX_ACCESS_TOKEN_LIFETIME, ID_TOKEN_LIFETIME),
     )
+    session_check = SessionCheck(
+        sessions=sessions,
+        accounts=accounts,
+        cache=cache,
+        clock=clock,
+        touch_interval=settings.session.touch_interval,
+    )
     provider = Provider(
         issuer=settings.issuer,
         settings=settings.oidc,
@@ -296,6 +303,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         box=box,
+        session_lookup=session_check.lookup,
     )
     mail_queue = SqlMailQueue(engine, clock, settings.theme, keep_sent_bodies=settings.development)
     transport: Transport = SmtpTransport(settings.smtp_url) if settings.smtp_url else OutboxTransport()
@@ -320,13 +328,6 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     auditor.subscribe(email.on_event)
     accounts.attach_email(email, verification=settings.email.verification)
-    session_check = SessionCheck(
-        sessions=sessions,
-        accounts=accounts,
-        cache=cache,
-        clock=clock,
-        touch_interval=settings.session.touch_interval,
-    )
     return Services(
         settings=settings,
         clock=clock,

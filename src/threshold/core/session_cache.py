@@ -308,6 +308,22 @@ class SessionCheck:
             task.add_done_callback(lambda done: self._settled(key, done))
         return await asyncio.shield(task)
 
+    async def lookup(self, key: str) -> tuple[SessionRecord, User] | None:
+        """The live session with this digest and its enabled user, without a last-seen write (for grants
+        made on a session's behalf, such as a refresh): from memory when the cache may answer."""
+        hit = self.cache.get(key)
+        if hit is not None and self._clock.now() < hit[0].expires_at:
+            return hit
+        epoch = self.cache.epoch
+        record = await self._sessions.live_session(key)
+        if record is None:
+            return None
+        user = await self._accounts.current_user(record)
+        if user is None:
+            return None
+        self.cache.put(key, record, user, epoch=epoch)
+        return record, user
+
     def _settled(self, key: str, task: asyncio.Task[tuple[SessionRecord, User] | None]) -> None:
         if self._loading.get(key) is task:
             del self._loading[key]

@@ -79,6 +79,13 @@ class SessionService:
             record = replace(record, last_seen_at=now, idle_expires_at=idle_expires_at)
         return record
 
+    async def live_session(self, key: str) -> SessionRecord | None:
+        """The unexpired session with this digest, read as it is (no last-seen write)."""
+        record = await self._store.get(key)
+        if record is None or self._clock.now() >= record.expires_at:
+            return None
+        return record
+
     async def list_sessions(self, user_id: str) -> list[SessionRecord]:
         now = self._clock.now()
         records = [r for r in await self._store.list_for_user(user_id) if r.expires_at > now]

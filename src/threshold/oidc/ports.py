@@ -59,8 +59,13 @@ class RefreshTokenRepo(Protocol):
 
     async def get(self, digest: str) -> RefreshToken | None: ...
 
-    async def mark_used(self, digest: str, *, now: float, successor: str | None) -> bool:
-        """Atomically mark an unused, unrevoked token used. False when another use came first."""
+    async def rotate(
+        self, parent_digest: str, successor: RefreshToken, *, now: float, sealed: str | None
+    ) -> bool:
+        """In one transaction: mark the parent used (only if unused and unrevoked) and store its successor.
+
+        False, with nothing stored, when another use came first.
+        """
         ...
 
     async def revoke_family(self, family_id: str, *, now: float) -> int: ...

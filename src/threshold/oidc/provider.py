@@ -5,7 +5,7 @@ Flows take plain values (parameters, the signed-in session), never a request obj
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -57,6 +57,10 @@ CODE_REPLAY_MARK_LIFETIME = 600  # seconds: far longer than any exchange still i
 
 def _replay_mark(code_digest: str) -> str:
     return f"code-replayed:{code_digest}"
+
+
+SessionLookup = Callable[[str], Awaitable[tuple[SessionRecord, User] | None]]
+"""A live session by digest, with its enabled user (see core.session_cache.SessionCheck.lookup)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +126,10 @@ class Provider:
         auditor: Auditor,
         clock: Clock,
         box: SecretBox,
+        session_lookup: SessionLookup | None = None,
     ) -> None:
         self.issuer = issuer
+        self._session_lookup = session_lookup
         self._settings = settings
         self._clients = clients
         self.keys = keys
@@ -288,6 +294,17 @@ class Provider:
             client.access_token_lifetime or self._settings.access_token_lifetime, MAX_ACCESS_TOKEN_LIFETIME
         )
 
+    async def _session_and_user(
+        self, session_digest: str, user_id: str
+    ) -> tuple[SessionRecord | None, User | None]:
+        """The live session behind a grant and its user: from the exact session cache when there is one."""
+        if self._session_lookup is not None:
+            found = await self._session_lookup(session_digest)
+            if found is None or found[1].id != user_id:
+                return None, None
+            return found
+        return await self._live_session(session_digest), await self._users.get(user_id)
+
     async def _live_session(self, session_digest: str) -> SessionRecord | None:
         record = await self._sessions.get(session_digest)
         if record is None or record.expires_at <= self._clock.now():
@@ -439,8 +456,7 @@ class Provider:
         if token.expires_at <= now:
             raise InvalidGrant("The refresh token expired.")
         scopes = self._narrowed_scope(token.scope, form.get("scope"))
-        session = await self._live_session(token.session_digest)
-        user = await self._users.get(token.user_id)
+        session, user = await self._session_and_user(token.session_digest, token.user_id)
         if session is None or user is None or user.disabled:
             await self._refresh.revoke_family(token.family_id, now=now)
             raise InvalidGrant("The session behind this refresh token has ended.")
@@ -450,27 +466,24 @@ class Provider:
             if self._settings.refresh_reuse_grace
             else None
         )
-        # The successor is stored before its parent is marked used: a concurrent double submit within
-        # the grace must find it, or it would be taken for theft.
-        await self._refresh.add(
-            RefreshToken(
-                digest=digest(successor),
-                family_id=token.family_id,
-                parent_digest=token.digest,
-                client_id=client.client_id,
-                user_id=token.user_id,
-                session_digest=token.session_digest,
-                sid=token.sid,
-                scope=token.scope,
-                auth_time=token.auth_time,
-                acr=token.acr,
-                amr=token.amr,
-                created_at=now,
-                expires_at=min(now + self._settings.refresh_token_lifetime, session.absolute_expires_at),
-            )
+        # The parent is marked used and its successor stored in one transaction: a concurrent double
+        # submit within the grace finds both or neither, never a used parent without its successor.
+        successor_record = RefreshToken(
+            digest=digest(successor),
+            family_id=token.family_id,
+            parent_digest=token.digest,
+            client_id=client.client_id,
+            user_id=token.user_id,
+            session_digest=token.session_digest,
+            sid=token.sid,
+            scope=token.scope,
+            auth_time=token.auth_time,
+            acr=token.acr,
+            amr=token.amr,
+            created_at=now,
+            expires_at=min(now + self._settings.refresh_token_lifetime, session.absolute_expires_at),
         )
-        if not await self._refresh.mark_used(token.digest, now=now, successor=sealed):
-            await self._refresh.mark_used(digest(successor), now=now, successor=None)  # never handed out
+        if not await self._refresh.rotate(token.digest, successor_record, now=now, sealed=sealed):
             latest = await self._refresh.get(token.digest)
             return await self._reused(client, latest or token, form)
         return await self._refreshed(client, token, scopes, successor, form)

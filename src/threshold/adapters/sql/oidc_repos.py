@@ -269,16 +269,24 @@ class SqlRefreshTokenRepo:
                 ).first()
         return _record(RefreshToken, row) if row else None
 
-    async def mark_used(self, digest: str, *, now: float, successor: str | None) -> bool:
+    async def rotate(
+        self, parent_digest: str, successor: RefreshToken, *, now: float, sealed: str | None
+    ) -> bool:
         c = t.refresh_tokens.c
+        values = _values(successor)
+        for set_later in ("used_at", "revoked_at", "successor"):
+            values.pop(set_later)
         with translate_errors():
             async with self._engine.begin() as conn:
-                result = await conn.execute(
+                marked = await conn.execute(
                     update(t.refresh_tokens)
-                    .where(c.digest == digest, c.used_at.is_(None), c.revoked_at.is_(None))
-                    .values(used_at=now, successor=successor)
+                    .where(c.digest == parent_digest, c.used_at.is_(None), c.revoked_at.is_(None))
+                    .values(used_at=now, successor=sealed)
                 )
-        return bool(result.rowcount)
+                if not marked.rowcount:
+                    return False
+                await conn.execute(t.refresh_tokens.insert().values(**values))
+        return True
 
     async def _revoke(self, condition: Any, now: float) -> int:
         with translate_errors():
