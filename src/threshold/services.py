@@ -32,6 +32,7 @@ from threshold.adapters.sql.oidc_repos import (
     SqlRefreshTokenRepo,
     SqlSigningKeyRepo,
 )
+from threshold.adapters.sql.pg_fast import PgRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
 from threshold.core.accounts import Accounts
@@ -171,6 +172,10 @@ class Services:
             task.cancel()
         await self.email.drain()
         self.hasher.close()
+        for store in self.purgeable:
+            close = getattr(store, "close", None)
+            if close is not None:
+                await close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -217,7 +222,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     rate_limits: RateLimitStore
     marks: MarkStore
     ephemeral: EphemeralStore
-    codes, refresh_tokens = SqlCodeRepo(engine), SqlRefreshTokenRepo(engine)
+    codes = SqlCodeRepo(engine)
+    refresh_tokens = (
+        PgRefreshTokenRepo(engine, settings.effective_database_url, max_size=settings.database_pool_size)
+        if settings.effective_database_url.startswith("postgresql")
+        else SqlRefreshTokenRepo(engine)
+    )
     purgeable: list[object] = [codes, refresh_tokens]
     if redis_client is not None:
         session_store = RedisSessionStore(redis_client, settings.redis_key_prefix)
