@@ -32,7 +32,7 @@ from threshold.adapters.sql.oidc_repos import (
     SqlRefreshTokenRepo,
     SqlSigningKeyRepo,
 )
-from threshold.adapters.sql.pg_fast import PgRefreshTokenRepo
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
 from threshold.core.accounts import Accounts
@@ -94,6 +94,7 @@ class Services:
     marks: MarkStore
     purgeable: list[object]
     kek: bytes
+    fast_pool: FastPool | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def check_ready(self) -> dict[str, str]:
@@ -172,10 +173,8 @@ class Services:
             task.cancel()
         await self.email.drain()
         self.hasher.close()
-        for store in self.purgeable:
-            close = getattr(store, "close", None)
-            if close is not None:
-                await close()
+        if self.fast_pool is not None:
+            await self.fast_pool.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -216,18 +215,20 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
     cache, bus = _session_cache(settings, engine, redis_client)
     invalidator = Invalidator(cache, bus)
-    users: UserRepo = InvalidatingUserRepo(SqlUserRepo(engine), invalidator)
+    fast = (
+        FastPool(settings.effective_database_url, max_size=settings.database_pool_size)
+        if settings.effective_database_url.startswith("postgresql")
+        else None
+    )
+    sql_users = PgUserRepo(engine, fast) if fast is not None else SqlUserRepo(engine)
+    users: UserRepo = InvalidatingUserRepo(sql_users, invalidator)
     audit_log = SqlAuditLog(engine)
     session_store: SessionStore
     rate_limits: RateLimitStore
     marks: MarkStore
     ephemeral: EphemeralStore
     codes = SqlCodeRepo(engine)
-    refresh_tokens = (
-        PgRefreshTokenRepo(engine, settings.effective_database_url, max_size=settings.database_pool_size)
-        if settings.effective_database_url.startswith("postgresql")
-        else SqlRefreshTokenRepo(engine)
-    )
+    refresh_tokens = PgRefreshTokenRepo(engine, fast) if fast is not None else SqlRefreshTokenRepo(engine)
     purgeable: list[object] = [codes, refresh_tokens]
     if redis_client is not None:
         session_store = RedisSessionStore(redis_client, settings.redis_key_prefix)
@@ -359,4 +360,5 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         marks=marks,
         purgeable=purgeable,
         kek=kek,
+        fast_pool=fast,
     )

@@ -239,13 +239,14 @@ async def test_readyz_during_redis_outage_is_503(redis_down_client: Any) -> None
     assert (await client.get("/healthz")).status_code == 200
 
 
-async def test_postgres_outage_on_the_asyncpg_refresh_path_is_dependency_unavailable() -> None:
-    from threshold.adapters.sql.pg_fast import PgRefreshTokenRepo
+async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailable() -> None:
+    from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
     from threshold.oidc.models import RefreshToken
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
     engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
-    repo = PgRefreshTokenRepo(engine, url)
+    pool = FastPool(url)
+    repo, users = PgRefreshTokenRepo(engine, pool), PgUserRepo(engine, pool)
     token = RefreshToken(
         digest="d", family_id="f", parent_digest=None, client_id="c", user_id="u", session_digest="s",
         sid="i", scope="openid", auth_time=1.0, acr="0", amr=("pwd",), created_at=1.0, expires_at=2.0,
@@ -253,9 +254,12 @@ async def test_postgres_outage_on_the_asyncpg_refresh_path_is_dependency_unavail
     calls: dict[str, Call] = {
         "refresh.get": lambda: repo.get("d"),
         "refresh.rotate": lambda: repo.rotate("p", token, now=1.0, sealed=None),
+        "users.get": lambda: users.get("u"),
+        "users.get_by_email": lambda: users.get_by_email("u@example.com"),
+        "users.get_password": lambda: users.get_password("u"),
     }
     try:
         assert await _failures(calls) == []
     finally:
-        await repo.close()
+        await pool.close()
         await engine.dispose()

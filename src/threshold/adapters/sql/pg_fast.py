@@ -1,11 +1,12 @@
-"""Refresh-token rotation on PostgreSQL in two round trips, on asyncpg directly.
+"""The hottest PostgreSQL reads and writes on asyncpg directly: refresh rotation and user lookups.
 
 Through SQLAlchemy a statement costs a pool ping, BEGIN, the statement and COMMIT/ROLLBACK, about
 1-2 ms of CPU each on a small machine: a rotation (read, mark the parent used, store the successor)
 was ~10 ms, capping a worker near 100 rotations/s. Here the read is one prepared SELECT and the
 rotation one statement (a data-modifying CTE, atomic on its own): the successor is inserted only if
 the UPDATE claimed the parent, so two concurrent uses cannot both rotate. Everything else about
-refresh tokens stays on the SQLAlchemy repository this one extends.
+refresh tokens stays on the SQLAlchemy repository this one extends. The same holds for a user by id or
+email and a password hash (every session-check miss, every sign-in): one prepared SELECT each.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
+from threshold.adapters.sql.repos import SqlUserRepo
 from threshold.core.errors import DependencyUnavailable
+from threshold.core.models import PasswordCredential, User
 from threshold.oidc.models import RefreshToken
 
 _COLUMNS = [f.name for f in fields(RefreshToken)]
@@ -56,16 +59,17 @@ async def _keep(conn: Any) -> None:
     listeners or settings) behind."""
 
 
-class PgRefreshTokenRepo(SqlRefreshTokenRepo):
-    def __init__(self, engine: AsyncEngine, database_url: str, *, max_size: int = 10) -> None:
-        super().__init__(engine)
+class FastPool:
+    """One small asyncpg pool per process, opened on first use, shared by the fast repositories."""
+
+    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
         self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._max_size = max_size
         self._pool: Any = None
         self._lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def connection(self) -> AsyncIterator[Any]:
         with _translate():
             if self._pool is None:
                 async with self._lock:
@@ -81,10 +85,29 @@ class PgRefreshTokenRepo(SqlRefreshTokenRepo):
             async with self._pool.acquire(timeout=5) as conn:
                 yield conn
 
-    async def get(self, digest: str) -> RefreshToken | None:
-        async with self._connection() as conn:
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
             with _translate():
-                row = await conn.fetchrow(_GET, digest)
+                return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            with _translate():
+                return await conn.fetchval(query, *args)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class PgRefreshTokenRepo(SqlRefreshTokenRepo):
+    def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
+        super().__init__(engine)
+        self._fast = pool
+
+    async def get(self, digest: str) -> RefreshToken | None:
+        row = await self._fast.fetchrow(_GET, digest)
         if row is None:
             return None
         values = dict(row)
@@ -96,12 +119,31 @@ class PgRefreshTokenRepo(SqlRefreshTokenRepo):
     ) -> bool:
         values = [getattr(successor, c) for c in _INSERTED]
         values[_INSERTED.index("amr")] = ",".join(successor.amr)
-        async with self._connection() as conn:
-            with _translate():
-                claimed = await conn.fetchval(_ROTATE, now, sealed, parent_digest, *values)
+        claimed = await self._fast.fetchval(_ROTATE, now, sealed, parent_digest, *values)
         return claimed is not None
 
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+
+_USER_COLUMNS = [f.name for f in fields(User)]
+_USER_BY_ID = f"SELECT {', '.join(_USER_COLUMNS)} FROM users WHERE id = $1"  # noqa: S608 (fixed names)
+_USER_BY_EMAIL = f"SELECT {', '.join(_USER_COLUMNS)} FROM users WHERE email_normalized = $1"  # noqa: S608
+_PASSWORD = "SELECT user_id, hash, updated_at FROM password_credentials WHERE user_id = $1"
+
+
+class PgUserRepo(SqlUserRepo):
+    def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
+        super().__init__(engine)
+        self._fast = pool
+
+    async def get(self, user_id: str) -> User | None:
+        row = await self._fast.fetchrow(_USER_BY_ID, user_id)
+        return User(**dict(row)) if row is not None else None
+
+    async def get_by_email(self, email_normalized: str) -> User | None:
+        if "\x00" in email_normalized:  # never stored, and PostgreSQL text refuses NUL
+            return None
+        row = await self._fast.fetchrow(_USER_BY_EMAIL, email_normalized)
+        return User(**dict(row)) if row is not None else None
+
+    async def get_password(self, user_id: str) -> PasswordCredential | None:
+        row = await self._fast.fetchrow(_PASSWORD, user_id)
+        return PasswordCredential(**dict(row)) if row is not None else None
