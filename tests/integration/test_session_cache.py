@@ -208,3 +208,22 @@ async def test_a_client_deleted_on_a_stops_authenticating_on_b(pair: tuple[Servi
             return None
 
     await _refused_within(still_accepted, 0.1)
+
+
+async def test_concurrent_checks_of_one_session_share_one_store_read(pair: tuple[Services, Services]) -> None:
+    a, b = pair
+    _, token = await _signed_in(a)
+    store = b.sessions._store  # the store behind the service: count what reaches it
+    reads = 0
+    original = store.get
+
+    async def counted(key: str) -> object:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)  # a slow store: every check below arrives while this read is pending
+        return await original(key)
+
+    store.get = counted  # type: ignore[method-assign]
+    results = await asyncio.gather(*(b.session_check(token) for _ in range(20)))
+    assert all(found is not None for found in results)
+    assert reads == 1
