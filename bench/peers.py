@@ -33,7 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from run import PASSWORD, RESULTS, SERVER_CPUS, _pin, argon2_rate, free_port, scenario, start_server
+from run import (
+    PASSWORD,
+    RESULTS,
+    SERVER_CPUS,
+    _pin,
+    argon2_rate,
+    backend_env,
+    free_port,
+    scenario,
+    start_server,
+)
 
 ROOT = Path(__file__).resolve().parent
 APPS = ROOT / "peer_apps"  # committed: package.json, package-lock.json, the server scripts
@@ -106,25 +116,12 @@ def argon2_parameters() -> str:
     )
 
 
-def threshold_env(data: str, base: str) -> dict[str, str]:
-    """bench/run.py's environment for the SQLite backend (login throttles lifted the same way)."""
-    return {
-        **os.environ,
-        "THRESHOLD_DATA_DIR": data,
-        "THRESHOLD_ISSUER": base,
-        "THRESHOLD_LOG_LEVEL": "warning",
-        "THRESHOLD_RATE_LIMIT__LOGIN_PER_IP": "100000000",
-        "THRESHOLD_RATE_LIMIT__LOGIN_PER_ACCOUNT_IP": "99",
-        "THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP": "1000",
-    }
-
-
 def run_threshold(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data = work / "threshold"
     data.mkdir()
-    env = threshold_env(str(data), base)
+    env = backend_env("sqlite", str(data), base)
     server = start_server(env, port)  # runs `threshold migrate` first
     try:
         created = subprocess.run(
