@@ -407,7 +407,7 @@ def table(report: dict[str, Any]) -> str:
         "Sign-in is bound by the password hash, and the two hashes differ in cost: sign-ins/s over one-core "
         f"hashes/s (cores kept hashing) is {sign_in['threshold']['rps_median'] / rates['argon2id']:.2f} for "
         f"Threshold and {sign_in['peer']['rps_median'] / rates['scrypt']:.2f} for Better Auth.",
-        "wrk gives up on a request after 2 s: those count as errors, and latencies beyond it are not seen.",
+        "wrk gives up on a request after 10 s: those count as errors, and latencies beyond it are not seen.",
     ]
     return "\n".join(lines)
 

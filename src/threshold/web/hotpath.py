@@ -1,9 +1,10 @@
-"""The session check's fast lane: GET /api/v1/session and /api/v1/forward-auth without the router.
+"""The hot endpoints' fast lane: session check, forward-auth and the token endpoint without the router.
 
-These two endpoints sit in front of every request of the applications behind Threshold, so they skip
-FastAPI's route matching and dependency solving (most of their cost once the session comes from
-memory). They call the very same endpoint functions and the same error renderer as the routed API,
-which still declares them for the OpenAPI document; every other request passes straight through.
+The first two sit in front of every request of the applications behind Threshold, the token endpoint
+in front of every machine client's call, so they skip FastAPI's route matching and dependency solving
+(most of their cost once the session and the client come from memory). They call the very same
+endpoint functions and the same error renderer as the routed API, which still declares them for the
+OpenAPI document; every other request passes straight through.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from threshold.services import Services
 from threshold.web import errors
 from threshold.web.api.v1 import forward_auth, get_session
 from threshold.web.deps import Authenticated
+from threshold.web.oauth.routes import token
 from threshold.web.security import SESSION_COOKIE
 
 
@@ -66,7 +68,13 @@ class SessionCheckFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = HOT.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST" and scope["path"] == "/oauth2/token":
+            await self._token(scope, receive, send)
+            return
+        handler = HOT.get(scope["path"]) if scope["method"] == "GET" else None
         if handler is None:
             await self.app(scope, receive, send)
             return
@@ -79,6 +87,16 @@ class SessionCheckFastPath:
             auth = Authenticated(user=found[1], session=found[0])
             scope.setdefault("state", {})["auth"] = auth
             response = await handler(request, auth, services)
+        except ThresholdError as error:
+            response = await errors.handle_threshold_error(request, error)
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _token(scope: Scope, receive: Receive, send: Send) -> None:
+        """The token endpoint (machine clients call it at their own pace): the routed function itself."""
+        request = Request(scope, receive)
+        try:
+            response = await token(request)
         except ThresholdError as error:
             response = await errors.handle_threshold_error(request, error)
         await response(scope, receive, send)
