@@ -71,7 +71,9 @@ def test_the_server_delivers_reset_mail_in_the_background(kind: str, tmp_path: P
                 if round_:  # the first round warms up
                     timings[address].append(time.perf_counter() - started)
                 assert response.status_code == 202 and response.json() == {"status": "reset_requested"}
-                time.sleep(0.05)  # let the background work finish outside the timed window
+                time.sleep(
+                    0.2
+                )  # let the background work (token, queue, SMTP) finish outside the timed window
         ratio = statistics.median(timings[email]) / statistics.median(timings[unknown])
         assert 0.5 <= ratio <= 2.0, (ratio, timings)
 

@@ -269,6 +269,10 @@ class MailWorker:
             try:
                 await self.transport.send(mail, sender=self.sender)
             except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+                # A 5xx answer (a refused recipient, say) will not change on retry: give it up now.
+                limit = mail.attempts if permanent_failure(exc) else self.max_attempts
+                await self.queue.mark_failed_attempt(mail, f"{type(exc).__name__}: {exc}", max_attempts=limit)
+                # Logged once recorded: what the log says has happened is in the queue (and survives a crash).
                 log.warning(
                     "mail %s to %s not delivered (attempt %d): %s",
                     mail.id,
@@ -276,9 +280,6 @@ class MailWorker:
                     mail.attempts,
                     exc,
                 )
-                # A 5xx answer (a refused recipient, say) will not change on retry: give it up now.
-                limit = mail.attempts if permanent_failure(exc) else self.max_attempts
-                await self.queue.mark_failed_attempt(mail, f"{type(exc).__name__}: {exc}", max_attempts=limit)
                 continue
             await self.queue.mark_sent(mail.id, transport=self.transport.name)
             sent += 1
