@@ -74,11 +74,17 @@ class SessionCache:
         self.clear()
         self._live = live
 
-    def get(self, key: str) -> tuple[SessionRecord, User] | None:
+    def _answering(self) -> bool:
+        """Live, and (for a probed feed) nothing changed since the last look."""
         if not self._live:
-            return None
+            return False
         if self._probe is not None and self._probe():
             self.clear()
+            return False
+        return True
+
+    def get(self, key: str) -> tuple[SessionRecord, User] | None:
+        if not self._answering():
             return None
         entry = self._entries.get(key)
         if entry is None:
@@ -101,10 +107,7 @@ class SessionCache:
 
     def get_item(self, key: str) -> object | None:
         """Another record kept under an `ITEM_PREFIX` key, if live and fresh."""
-        if not self._live:
-            return None
-        if self._probe is not None and self._probe():
-            self.clear()
+        if not self._answering():
             return None
         found = self._items.get(key)
         if found is None:
@@ -303,7 +306,7 @@ class SessionCheck:
         # or every request once a hot entry ages out) share its answer instead of piling onto the store.
         task = self._loading.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._load(token, key))
+            task = asyncio.ensure_future(self._load(key))
             self._loading[key] = task
             task.add_done_callback(lambda done: self._settled(key, done))
         return await asyncio.shield(task)
@@ -330,9 +333,9 @@ class SessionCheck:
         if not task.cancelled():
             task.exception()  # every waiter has it; mark it seen even if all of them went away
 
-    async def _load(self, token: str, key: str) -> tuple[SessionRecord, User] | None:
+    async def _load(self, key: str) -> tuple[SessionRecord, User] | None:
         epoch = self.cache.epoch
-        found = await self._sessions.check_session(token)
+        found = await self._sessions.check_digest(key)
         if found is None:
             return None
         user = await self._accounts.current_user(found)

@@ -65,7 +65,10 @@ class SessionService:
         """The live session for a cookie value, or None. Writes last-seen at most once per interval."""
         if not token or len(token) > 128:
             return None
-        key = digest(token)
+        return await self.check_digest(digest(token))
+
+    async def check_digest(self, key: str) -> SessionRecord | None:
+        """check_session for a cookie value already digested (the caller keyed its cache by it)."""
         record = await self._store.get(key)
         if record is None:
             return None

@@ -61,7 +61,11 @@ def is_unavailable(error: exc.DBAPIError) -> bool:
     """Whether a driver error means the database is down, restarting or overloaded (not a bug)."""
     if error.connection_invalidated:
         return True
-    state = _sqlstate(error)
+    return unavailable_sqlstate(_sqlstate(error))
+
+
+def unavailable_sqlstate(state: str | None) -> bool:
+    """Whether a PostgreSQL SQLSTATE says the server cannot serve right now (see the list above)."""
     return state is not None and (state in _UNAVAILABLE_STATES or state.startswith(_UNAVAILABLE_CLASSES))
 
 

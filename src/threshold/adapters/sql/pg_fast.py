@@ -21,6 +21,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from threshold.adapters.sql.db import unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlUserRepo
 from threshold.core.errors import DependencyUnavailable
@@ -48,8 +49,7 @@ def _translate() -> Iterator[None]:
     except (TimeoutError, OSError, asyncpg.InterfaceError) as error:
         raise DependencyUnavailable() from error
     except asyncpg.PostgresError as error:
-        state = getattr(error, "sqlstate", "") or ""
-        if state.startswith(("08", "53", "57P")) or state == "25006":
+        if unavailable_sqlstate(getattr(error, "sqlstate", None)):
             raise DependencyUnavailable() from error
         raise
 
