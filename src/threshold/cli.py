@@ -18,6 +18,7 @@ from threshold.core.errors import ThresholdError
 from threshold.settings import ConfigurationError, Settings, load_settings
 
 if TYPE_CHECKING:
+    from threshold.oidc.provider import Provider
     from threshold.services import Services
 
 # The service itself (threshold.services and all it pulls in) is imported only by the commands that
@@ -106,13 +107,58 @@ def _parser() -> argparse.ArgumentParser:
         choices=["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
     )
     create_client.add_argument("--jwks-file", help="the client's public JWK set (for private_key_jwt)")
-    create_client.add_argument("--signing-alg", default="Ed25519", choices=["Ed25519", "ES256", "RS256"])
+    create_client.add_argument(
+        "--signing-alg",
+        default="Ed25519",
+        choices=["Ed25519", "ES256", "RS256"],
+        help="the access tokens' algorithm (default Ed25519)",
+    )
+    create_client.add_argument(
+        "--id-token-alg",
+        default="RS256",
+        choices=["RS256", "ES256", "Ed25519"],
+        help="the ID tokens' algorithm, id_token_signed_response_alg (default RS256: every RP library verifies it)",
+    )
+    create_client.add_argument("--logo-uri", help="an https URL of the application's logo, shown on sign-in pages")
     create_client.add_argument("--access-token-lifetime", type=int, help="seconds (30..900)")
     create_client.add_argument("--json", action="store_true")
     list_clients = clients.add_parser("list", help="list clients")
     list_clients.add_argument("--json", action="store_true")
     delete_client = clients.add_parser("delete", help="delete a client and revoke its refresh tokens")
     delete_client.add_argument("client_id")
+    update_client = clients.add_parser(
+        "update",
+        help="change a client under the rules of registration (a new secret is printed once)",
+        description="Change a registered client. A list of URIs is either replaced (--redirect-uri, "
+        "--post-logout-redirect-uri, repeated) or edited (--add-..., --remove-...), not both.",
+    )
+    update_client.add_argument("client_id")
+    update_client.add_argument("--name")
+    for option, dest in (
+        ("redirect-uri", "redirect_uris"),
+        ("post-logout-redirect-uri", "post_logout_redirect_uris"),
+    ):
+        update_client.add_argument(
+            f"--{option}", action="append", dest=dest, metavar="URI", help="replace the list (repeat)"
+        )
+        update_client.add_argument(
+            f"--add-{option}", action="append", default=[], dest=f"add_{dest}", metavar="URI"
+        )
+        update_client.add_argument(
+            f"--remove-{option}", action="append", default=[], dest=f"remove_{dest}", metavar="URI"
+        )
+    update_client.add_argument(
+        "--rotate-secret",
+        action="store_true",
+        help="issue a new secret (printed once); the old one stops working at once",
+    )
+    update_client.add_argument(
+        "--first-party",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="skip the consent page (--no-first-party: ask for consent again)",
+    )
+    update_client.add_argument("--json", action="store_true")
 
     keys = commands.add_parser("keys", help="manage signing keys").add_subparsers(
         dest="action", required=True
@@ -124,10 +170,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+class NotReady(Exception):
+    """The service cannot run as set up (an unmigrated database): one line for the operator, no traceback."""
+
+
+async def _require_schema(settings: Settings) -> None:
+    """Stop unless the database is at this release's schema: every command but `migrate` needs it.
+
+    Checked before anything is built, so that nothing (no key file, no database file) is created first.
+    """
+    from threshold.adapters.sql.db import create_engine
+    from threshold.adapters.sql.migrate import SchemaNotCurrent, check_schema
+
+    engine = create_engine(settings.effective_database_url, pool_size=1)
+    try:
+        await check_schema(engine)
+    except SchemaNotCurrent as exc:
+        raise NotReady(exc.advice) from None
+    finally:
+        await engine.dispose()
+
+
+def _run(settings: Settings, work: Callable[[Services], Awaitable[int]], *, needs_schema: bool = True) -> int:
     from threshold.services import build_services
 
     async def main() -> int:
+        if needs_schema:
+            await _require_schema(settings)
         services = build_services(settings)
         try:
             return await work(services)
@@ -237,6 +306,8 @@ def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
                 jwks=jwks,
                 access_token_lifetime=args.access_token_lifetime,
                 signing_alg=args.signing_alg,
+                id_token_alg=args.id_token_alg,
+                logo_uri=args.logo_uri,
             )
             body = client_dict(issued.client, issued.secret)
             if args.json:
@@ -255,6 +326,8 @@ def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
                     kind = "public" if c.public else "confidential"
                     print(f"{c.client_id}  {c.name}  {kind}  {','.join(g.value for g in c.grant_types)}")
             return 0
+        if args.action == "update":
+            return await _update_client(provider, args)
         if not await provider.delete_client(args.client_id):
             print(f"threshold: no client {args.client_id}", file=sys.stderr)
             return EXIT_FAILED
@@ -262,6 +335,33 @@ def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
         return 0
 
     return work
+
+
+async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
+    from threshold.oidc.models import client_summary as client_dict
+
+    updated = await provider.update_client(
+        args.client_id,
+        name=args.name,
+        redirect_uris=args.redirect_uris,
+        add_redirect_uris=args.add_redirect_uris,
+        remove_redirect_uris=args.remove_redirect_uris,
+        post_logout_redirect_uris=args.post_logout_redirect_uris,
+        add_post_logout_redirect_uris=args.add_post_logout_redirect_uris,
+        remove_post_logout_redirect_uris=args.remove_post_logout_redirect_uris,
+        first_party=args.first_party,
+        rotate_secret=args.rotate_secret,
+    )
+    if updated is None:
+        print(f"threshold: no client {args.client_id}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(client_dict(updated.client, updated.secret), indent=2))
+        return 0
+    print(f"updated client {updated.client.client_id}")
+    if updated.secret:
+        print(f"client_secret: {updated.secret}   (shown once; store it now; the old one no longer works)")
+    return 0
 
 
 def _keys(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
@@ -298,6 +398,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from threshold.adapters.kek import load_or_create_kek
 
+    asyncio.run(_require_schema(settings))  # one line here, not a traceback from every worker
     load_or_create_kek(settings.data_dir, settings.key_encryption_key)  # fail here, not in a worker
     uvicorn.run(
         "threshold.web.app:app_from_environment",
@@ -344,11 +445,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"threshold: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at import
     try:
         if args.command == "serve":
             code = _serve(args, settings)
         elif args.command == "migrate":
-            code = _run(settings, _migrate)
+            code = _run(settings, _migrate, needs_schema=False)
         elif args.command == "clients":
             code = _run(settings, _clients(args))
         elif args.command == "keys":
@@ -357,6 +459,9 @@ def main(argv: list[str] | None = None) -> None:
             code = _run(settings, _users(args))
     except KeyFileError as exc:
         print(f"threshold: key-encryption key: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    except NotReady as exc:
+        print(f"threshold: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     except ThresholdError as exc:
         print(f"threshold: {exc.code}: {exc.detail}", file=sys.stderr)

@@ -313,6 +313,14 @@ class Settings(BaseSettings):
     )
     development: bool = Field(False, description="Development mode (never in production).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
+    access_log: bool = Field(
+        True,
+        description=(
+            "One line per request on the threshold.access logger (level info): method, path without the "
+            "query string, status, duration, request id and client address; the request id is also sent "
+            "back in the X-Request-Id header."
+        ),
+    )
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Largest request body.")
 
     argon2: Argon2Settings = Field(default_factory=Argon2Settings)

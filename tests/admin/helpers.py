@@ -68,6 +68,9 @@ class Admin:
     async def post(self, path: str, json: Any = None) -> httpx.Response:
         return await self.http.post(f"/admin/v1{path}", json=json, headers=self.headers)
 
+    async def patch(self, path: str, json: Any = None) -> httpx.Response:
+        return await self.http.patch(f"/admin/v1{path}", json=json, headers=self.headers)
+
     async def delete(self, path: str) -> httpx.Response:
         return await self.http.delete(f"/admin/v1{path}", headers=self.headers)
 

@@ -27,6 +27,8 @@ REQUESTS = [
     ("GET", "/admin/v1/clients"),
     ("POST", "/admin/v1/clients"),
     ("GET", "/admin/v1/clients/some-client"),
+    ("PATCH", "/admin/v1/clients/some-client"),
+    ("POST", "/admin/v1/clients/some-client/secret"),
     ("DELETE", "/admin/v1/clients/some-client"),
     ("GET", "/admin/v1/users"),
     ("POST", "/admin/v1/users/someone@example.com/revoke-sessions"),
@@ -40,6 +42,8 @@ NEW_CLIENT = {"name": "sneaky", "grant_types": ["client_credentials"], "scopes":
 
 async def send(client: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
     json = NEW_CLIENT if (method, path) == ("POST", "/admin/v1/clients") else None
+    if method == "PATCH":
+        json = {"name": "renamed"}
     return await client.request(method, path, headers=headers, json=json)
 
 

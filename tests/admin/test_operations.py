@@ -169,6 +169,133 @@ async def test_clients_are_listed_read_and_deleted(admin: Admin) -> None:
     assert (await admin.get(f"/clients/{'x' * 5000}")).status_code == 404
 
 
+APP_CALLBACK = "https://app.example.test/callback"
+
+
+async def test_a_client_is_updated_in_place(admin: Admin) -> None:
+    created = await admin.post(
+        "/clients",
+        {
+            "name": "web app",
+            "redirect_uris": ["https://app.example.test/calback"],  # the typo to fix
+            "post_logout_redirect_uris": ["https://app.example.test/bye"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    client_id, secret = created.json()["client_id"], created.json()["client_secret"]
+
+    fixed = await admin.patch(f"/clients/{client_id}", {"redirect_uris": [APP_CALLBACK]})
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["client_id"] == client_id
+    assert fixed.json()["redirect_uris"] == [APP_CALLBACK]
+    assert "client_secret" not in fixed.json()
+
+    edited = await admin.patch(
+        f"/clients/{client_id}",
+        {
+            "name": "Web app",
+            "first_party": True,
+            "add_redirect_uris": ["http://127.0.0.1:8080/cb", APP_CALLBACK],  # present already: kept once
+            "remove_post_logout_redirect_uris": ["https://app.example.test/bye"],
+            "add_post_logout_redirect_uris": ["https://app.example.test/signed-out"],
+        },
+    )
+    assert edited.status_code == 200, edited.text
+    read = (await admin.get(f"/clients/{client_id}")).json()
+    assert read == edited.json()
+    assert read["name"] == "Web app" and read["first_party"] is True
+    assert read["redirect_uris"] == [APP_CALLBACK, "http://127.0.0.1:8080/cb"]
+    assert read["post_logout_redirect_uris"] == ["https://app.example.test/signed-out"]
+    changed = {"client_secret", "name", "first_party", "redirect_uris", "post_logout_redirect_uris"}
+    assert {k: v for k, v in read.items() if k not in changed} == {
+        k: v for k, v in created.json().items() if k not in changed
+    }
+
+    removed = await admin.patch(
+        f"/clients/{client_id}", {"remove_redirect_uris": ["http://127.0.0.1:8080/cb"], "first_party": False}
+    )
+    assert removed.json()["redirect_uris"] == [APP_CALLBACK] and removed.json()["first_party"] is False
+    assert (await admin.patch(f"/clients/{client_id}", {})).json() == removed.json()
+
+    # the secret is untouched: the client still authenticates with it (revocation answers 200 to it)
+    revoke = await admin.http.post("/oauth2/revoke", data={"token": "unknown"}, auth=(client_id, secret))
+    assert revoke.status_code == 200, revoke.text
+
+
+BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
+    ("http-not-loopback", {"redirect_uris": ["http://app.example.test/cb"]}),
+    ("add-http-not-loopback", {"add_redirect_uris": ["http://app.example.test/cb"]}),
+    ("javascript-uri", {"add_redirect_uris": ["javascript:alert(document.cookie)"]}),
+    ("fragment", {"redirect_uris": ["https://app.example.test/cb#frag"]}),
+    ("relative", {"redirect_uris": ["/callback"]}),
+    ("bad-logout-uri", {"add_post_logout_redirect_uris": ["data:text/html,x"]}),
+    ("no-redirect-left", {"redirect_uris": []}),
+    ("remove-the-last", {"remove_redirect_uris": [APP_CALLBACK]}),
+    ("remove-unregistered", {"remove_redirect_uris": ["https://app.example.test/other"]}),
+    ("replace-and-add", {"redirect_uris": [APP_CALLBACK], "add_redirect_uris": ["https://a.test/cb"]}),
+    ("empty-name", {"name": ""}),
+    ("long-name", {"name": "x" * 201}),
+    ("name-not-text", {"name": 42}),
+    ("first-party-not-bool", {"first_party": "yes"}),
+    ("uris-not-a-list", {"redirect_uris": APP_CALLBACK}),
+    ("too-many-uris", {"redirect_uris": [f"https://a.test/{i}" for i in range(21)]}),
+    ("misspelt-field", {"redirect_uri": ["https://app.example.test/new"]}),
+    ("not-patchable", {"public": True}),
+    ("secret-by-patch", {"client_secret": "chosen-by-the-caller"}),
+]
+
+
+async def test_invalid_updates_are_refused_with_a_4xx_and_change_nothing(admin: Admin) -> None:
+    created = await admin.post("/clients", {"name": "web", "redirect_uris": [APP_CALLBACK]})
+    client_id = created.json()["client_id"]
+    before = (await admin.get(f"/clients/{client_id}")).json()
+    wrong: list[tuple[str, int]] = []
+    for case, fields in BAD_UPDATES:
+        response = await admin.patch(f"/clients/{client_id}", fields)
+        if not 400 <= response.status_code < 500:
+            wrong.append((case, response.status_code))
+    assert not wrong, f"accepted or crashed: {wrong}"
+    assert (await admin.get(f"/clients/{client_id}")).json() == before
+
+    http_off_loopback = await admin.patch(f"/clients/{client_id}", {"redirect_uris": ["http://a.test/cb"]})
+    assert "loopback" in http_off_loopback.text
+    assert (await admin.patch("/clients/no-such-client", {"name": "x"})).status_code == 404
+    assert (await admin.patch(f"/clients/{'x' * 5000}", {"name": "x"})).status_code == 404
+
+
+async def test_a_rotated_secret_is_shown_once_and_the_old_one_stops_working_at_once(admin: Admin) -> None:
+    created = await admin.post("/clients", {"name": "batch", "grant_types": ["client_credentials"]})
+    client_id, old = created.json()["client_id"], created.json()["client_secret"]
+
+    async def token(secret: str) -> httpx.Response:
+        return await admin.http.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+
+    assert (await token(old)).status_code == 200  # and the client is now in the process's cache
+    rotated = await admin.post(f"/clients/{client_id}/secret")
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store"
+    new = rotated.json()["client_secret"]
+    assert len(new) >= 32 and new != old
+    assert {k: v for k, v in rotated.json().items() if k != "client_secret"} == {
+        k: v for k, v in created.json().items() if k != "client_secret"
+    }
+
+    refused = await token(old)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    assert (await token(new)).status_code == 200
+    for body in ((await admin.get(f"/clients/{client_id}")).text, (await admin.get("/clients")).text):
+        assert new not in body
+
+    public = await admin.post(
+        "/clients", {"name": "spa", "public": True, "redirect_uris": ["https://spa.example.test/cb"]}
+    )
+    no_secret = await admin.post(f"/clients/{public.json()['client_id']}/secret")
+    assert no_secret.status_code == 400 and "client_secret" not in no_secret.json()
+    assert (await admin.post("/clients/no-such-client/secret")).status_code == 404
+
+
 # --- users ----------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from tests.api.helpers import SESSION_COOKIE, assert_problem, browser, set_cooki
 from tests.conftest import STRONG_PASSWORD, csrf, login, signup, unique_email
 from threshold.core.passwords import common_passwords
 
-COMMON_LONG_PASSWORD = "qwertyuiopasdfg"
+COMMON_LONG_PASSWORD = "manchesterunited"  # on the shipped list, and no sequence or context word
 
 
 async def test_signup_creates_account_and_signs_in(client: httpx.AsyncClient) -> None:
@@ -80,6 +80,8 @@ async def test_signup_normalises_the_address_for_sign_in(client: httpx.AsyncClie
         (COMMON_LONG_PASSWORD, "password_compromised"),
         ("<email>", "password_contextual"),
         ("zzzzzzzzzzzzzzzzzzzz", "password_repetitive"),
+        ("123456789012345", "password_repetitive"),
+        ("abcdefghijklmnop", "password_repetitive"),
     ],
 )
 async def test_signup_rejects_weak_passwords(client: httpx.AsyncClient, password: str, code: str) -> None:
@@ -94,6 +96,29 @@ async def test_signup_rejects_weak_passwords(client: httpx.AsyncClient, password
     assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
     # nothing was created: the address is still free
     assert (await signup(client, email)).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "make_password",
+    [
+        lambda email: email,
+        lambda email: email.upper(),
+        lambda email: email + "2026",
+        lambda email: email.split("@")[0].title() + "2026!",
+    ],
+    ids=["the-address", "the-address-upper-case", "the-address-plus-year", "the-local-part-plus-year"],
+)
+async def test_signup_refuses_a_password_made_of_the_address(
+    client: httpx.AsyncClient, make_password: Callable[[str], str]
+) -> None:
+    email = unique_email("alice.smith")
+    password = make_password(email)
+    response = await signup(client, email, password)
+    body = assert_problem(response, 422, "password_contextual")
+    assert "email address" in body["detail"] and "unrelated words" in body["detail"]  # what to do
+    assert email not in response.text and password not in response.text
+    assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
+    assert (await signup(client, email)).status_code == 201  # nothing was created
 
 
 async def test_signup_disabled(client_factory: Callable[..., Any]) -> None:

@@ -15,7 +15,7 @@ from tests.client.conftest import Threshold
 from tests.client.helpers import forge, generate
 from tests.conftest import free_port
 from threshold.client import TokenVerifier
-from threshold.client.errors import DiscoveryFailed, UnknownKey
+from threshold.client.errors import DiscoveryFailed, KeysNotLoaded, UnknownKey
 
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = "/oauth2/jwks"
@@ -159,3 +159,25 @@ async def test_discovery_must_name_the_configured_issuer(threshold: Threshold) -
         await TokenVerifier(issuer=impostor, audience=threshold.issuer).averify(token)
     with pytest.raises(DiscoveryFailed):
         await TokenVerifier(issuer=f"http://127.0.0.1:{free_port()}", audience="x").averify(token)
+
+
+async def test_verify_before_the_first_fetch_says_so_and_averify_or_refresh_keys_loads_the_keys(
+    threshold: Threshold, counting: tuple[httpx.AsyncClient, CountingTransport]
+) -> None:
+    """The keys are published all along: the error must not claim the kid is unknown."""
+    http, transport = counting
+    service = threshold.service
+    token = threshold.token(service)
+    verifier = TokenVerifier(issuer=threshold.issuer, audience=threshold.issuer, http_client=http)
+    with pytest.raises(KeysNotLoaded) as caught:
+        verifier.verify(token)
+    assert not isinstance(caught.value, UnknownKey)
+    assert "averify(" in str(caught.value)
+    assert transport.paths == [], "verify() does no I/O"
+
+    assert (await verifier.averify(token)).client_id == service.client_id
+    assert verifier.verify(token).client_id == service.client_id
+
+    at_startup = TokenVerifier(issuer=threshold.issuer, audience=threshold.issuer, http_client=http)
+    await at_startup.refresh_keys()
+    assert at_startup.verify(token).client_id == service.client_id

@@ -26,6 +26,7 @@ from threshold.client.errors import (
     Expired,
     ForbiddenHeader,
     InvalidSignature,
+    KeysNotLoaded,
     MalformedToken,
     MissingScope,
     NotYetValid,
@@ -281,3 +282,134 @@ def test_four_segments_and_huge_tokens_are_malformed_even_if_otherwise_valid() -
     refused(huge, MalformedToken)
     refused("a" * 1_000_000 + ".b.c", MalformedToken)
     refused("é".join(valid.split(".", 1)), MalformedToken)  # non-ASCII
+
+
+# --- what the errors say --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "part", "says"),
+    [
+        ("", "token", "the token is empty"),
+        ("an-opaque-refresh-token", "token", "has 1 dot-separated part where a JWS access token has 3"),
+        ("a.b.c.d", "token", "has 4 dot-separated parts where a JWS access token has 3"),
+        ("a" * 20_000 + ".b.c", "token", "20004 bytes long, more than the 16384"),
+        ("é.e30.AAAA", "token", "non-ASCII characters"),
+        ('"eyJhbGciOiJFZDI1NTE5In0".e30.AAAA', "header", "header (part 1 of 3) is not base64url"),
+        (b64(b"not json") + ".e30.AAAA", "header", "header (part 1 of 3) is base64url but not JSON"),
+        (b64json(["alg"]) + ".e30.AAAA", "header", "header (part 1 of 3) is JSON but not an object"),
+        (b64json("alg") + ".e30.AAAA", "header", "header (part 1 of 3) is JSON but not an object"),
+        ("e30.e30.AAAA", "header", "header (part 1 of 3) has no alg"),
+        (b64json({"alg": "Ed25519"}) + ".e30=.AAAA", "payload", "payload (part 2 of 3) is not base64url"),
+    ],
+    ids=[
+        "empty",
+        "one-part",
+        "four-parts",
+        "huge",
+        "non-ascii",
+        "quoted",
+        "header-not-json",
+        "header-a-list",
+        "header-a-string",
+        "no-alg",
+        "payload-padded",
+    ],
+)
+def test_a_malformed_token_error_names_the_part_at_fault(token: str, part: str, says: str) -> None:
+    error = refused(token, MalformedToken)
+    assert isinstance(error, MalformedToken)
+    assert error.part == part
+    assert error.reason == "malformed"
+    assert says in str(error)
+    assert "send the access_token" in str(error)
+
+
+def test_a_signed_payload_that_is_not_an_object_or_lacks_claims_names_its_part() -> None:
+    header = {"alg": "Ed25519", "kid": ED.kid, "typ": "at+jwt"}
+    not_json = refused(forge(header, b"this is not JSON", key=ED), MalformedToken)
+    assert isinstance(not_json, MalformedToken) and not_json.part == "payload"
+    no_sub = refused(access_token(ED, sub=None), MalformedToken)
+    assert isinstance(no_sub, MalformedToken) and no_sub.part == "claims"
+    assert "sub or client_id" in str(no_sub)
+
+
+@pytest.mark.parametrize(("typ", "actual"), [("JWT", "JWT"), ("dpop+jwt", "dpop+jwt"), (None, None)])
+def test_wrong_type_says_the_expected_and_the_actual_typ(typ: str | None, actual: str | None) -> None:
+    error = refused(access_token(ED, header={"typ": typ}), WrongType)
+    assert isinstance(error, WrongType)
+    assert (error.expected, error.actual) == ("at+jwt", actual)
+    assert "'at+jwt'" in str(error)
+    assert (f"typ is {typ!r}" if typ else "no typ header") in str(error)
+    if typ == "JWT":
+        assert "ID token" in str(error)
+
+
+def test_wrong_audience_carries_and_says_the_expected_and_the_actual_audiences() -> None:
+    error = refused(access_token(ED, aud=["https://a.test", "https://b.test"]), WrongAudience)
+    assert isinstance(error, WrongAudience)
+    assert error.expected == (AUDIENCE,)
+    assert error.actual == ("https://a.test", "https://b.test")
+    message = str(error)
+    assert "'https://a.test', 'https://b.test'" in message and repr(AUDIENCE) in message
+    assert f"resource={AUDIENCE}" in message
+
+    several = TokenVerifier(issuer=ISSUER, audience=[AUDIENCE, "https://z.test"], jwks=jwks(ED))
+    error = refused(access_token(ED, aud=None), WrongAudience, several)
+    assert isinstance(error, WrongAudience)
+    assert (error.expected, error.actual) == ((AUDIENCE, "https://z.test"), ())
+    assert "no aud claim" in str(error) and f"{AUDIENCE!r} or 'https://z.test'" in str(error)
+
+
+def test_wrong_issuer_carries_the_expected_and_the_actual_issuer() -> None:
+    error = refused(access_token(ED, iss="https://evil.example.test"), WrongIssuer)
+    assert isinstance(error, WrongIssuer)
+    assert (error.expected, error.actual) == (ISSUER, "https://evil.example.test")
+    assert "'https://evil.example.test'" in str(error) and repr(ISSUER) in str(error)
+
+
+def test_an_unknown_kid_is_named_with_the_kids_the_verifier_holds() -> None:
+    error = refused(access_token(ATTACKER), UnknownKey)
+    assert isinstance(error, UnknownKey)
+    assert error.kid == ATTACKER.kid
+    assert f"kid {ATTACKER.kid!r}" in str(error) and repr(ED.kid) in str(error)
+    assert "averify() refetches" in str(error)
+    missing = refused(access_token(ED, header={"kid": None}), UnknownKey)
+    assert isinstance(missing, UnknownKey) and missing.kid is None and "no kid" in str(missing)
+
+
+def test_missing_scopes_carry_what_was_required_and_what_the_token_has() -> None:
+    verified = VERIFIER.verify(access_token(ED, scope="openid api:read"))
+    with pytest.raises(MissingScope) as caught:
+        verified.require_scopes("api:read", "orders:write", "orders:read")
+    error = caught.value
+    assert error.expected == ("api:read", "orders:write", "orders:read")
+    assert error.actual == frozenset({"openid", "api:read"})
+    assert error.missing == ("orders:write", "orders:read")
+    assert "lacks the required scopes orders:write orders:read" in str(error)
+    assert "the token has: api:read openid" in str(error)
+
+
+def test_expiry_and_clock_errors_say_by_how_much() -> None:
+    now = int(time.time())
+    expired = refused(access_token(ED, exp=now - 600, iat=now - 900, nbf=now - 900), Expired)
+    assert "expired 6" in str(expired) and "get a new access token" in str(expired)
+    early = refused(access_token(ED, nbf=now + 600, iat=now), NotYetValid)
+    assert "valid only in" in str(early) and "clocks" in str(early)
+
+
+# --- verify() does no I/O -------------------------------------------------------------------------
+
+
+def test_verify_before_any_key_is_loaded_says_so_and_points_to_averify() -> None:
+    """No jwks= and no fetch yet: not an unknown key (the key may well be published), a distinct error."""
+    unloaded = TokenVerifier(issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(KeysNotLoaded) as caught:
+        unloaded.verify(access_token(ED))
+    assert not isinstance(caught.value, UnknownKey)
+    assert caught.value.reason == "keys_not_loaded"
+    assert "averify(" in str(caught.value) and "refresh_keys()" in str(caught.value)
+    # a token that is wrong whatever the keys still says what is wrong with it
+    refused(access_token(ED, header={"typ": "JWT"}), WrongType, unloaded)
+    # keys given up front count as loaded, even an empty set: then the kid is unknown
+    refused(access_token(ED), UnknownKey, TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks={"keys": []}))

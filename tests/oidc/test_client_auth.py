@@ -86,22 +86,63 @@ async def test_client_secret_basic_with_form_urlencoded_credentials(op: OP) -> N
     assert response.status_code == 200, response.text
 
 
-async def test_client_secret_post(op: OP) -> None:
-    rp = await op.register(method="client_secret_post")
-    await op.sign_up()
-    code, verifier, _ = await op.code(rp)
+async def test_a_client_with_a_secret_may_present_it_either_way(op: OP) -> None:
+    """RFC 6749 2.3.1: openid-client sends client_secret_post by default, Authlib client_secret_basic."""
+    for registered in ("client_secret_post", "client_secret_basic"):
+        rp = await op.register(method=registered)
+        await op.sign_up()
+        code, verifier, _ = await op.code(rp)
+        response = await op.exchange(rp, code, verifier)
+        assert response.status_code == 200, response.text
+        assert rp.secret
+        in_header = await op.rp.post(
+            "/oauth2/token",
+            data={"grant_type": "refresh_token", "refresh_token": response.json()["refresh_token"]},
+            headers=basic(rp.client_id, rp.secret),
+        )
+        assert in_header.status_code == 200, (registered, in_header.text)
+        in_form = await op.rp.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": in_header.json()["refresh_token"],
+                "client_id": rp.client_id,
+                "client_secret": rp.secret,
+            },
+        )
+        assert in_form.status_code == 200, (registered, in_form.text)
+        wrong = await op.rp.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": in_form.json()["refresh_token"],
+                "client_id": rp.client_id,
+                "client_secret": "wrong-" + secrets.token_urlsafe(20),
+            },
+        )
+        invalid_client(wrong)
+        assert "wrong client_secret" in wrong.json()["error_description"]
 
-    response = await op.exchange(rp, code, verifier)
 
-    assert response.status_code == 200, response.text
-    # the method is the registered one: the same secret in a Basic header is refused
-    assert rp.secret
-    other = await op.rp.post(
-        "/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": response.json()["refresh_token"]},
-        headers=basic(rp.client_id, rp.secret),
+async def test_when_the_method_is_wrong_the_error_names_the_right_one(op: OP) -> None:
+    secret_client = await op.register()
+    jwt_client, _ = await _jwt_client(op)
+
+    no_secret = await op.rp.post(
+        "/oauth2/token", data={"grant_type": "client_credentials", "client_id": secret_client.client_id}
     )
-    invalid_client(other)
+    secret_for_jwt = await op.rp.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": jwt_client.client_id, "client_secret": "x"},
+    )
+
+    invalid_client(no_secret)
+    assert "client_secret_basic" in no_secret.json()["error_description"]
+    assert "client_secret_post" in no_secret.json()["error_description"]
+    assert "the request used no credentials" in no_secret.json()["error_description"]
+    invalid_client(secret_for_jwt)
+    assert "private_key_jwt" in secret_for_jwt.json()["error_description"]
+    assert "client_secret_post" in secret_for_jwt.json()["error_description"]
 
 
 async def test_private_key_jwt_and_a_replayed_assertion_is_refused(op: OP) -> None:

@@ -15,8 +15,27 @@ async def test_code_exchange_returns_verifiable_tokens_a_relying_party_can_rely_
         await _check_code_exchange(op, alg, account["user"]["id"], account["session"]["id"])
 
 
+async def test_by_default_id_tokens_are_rs256_and_access_tokens_ed25519(op: OP) -> None:
+    """OIDC Core: RS256 is the ID-token algorithm every relying party verifies without options; Authlib
+    1.x cannot compute at_hash for Ed25519 and openid-client expects RS256 unless configured."""
+    await op.sign_up()
+    issued = await op.provider.create_client(name="Defaults", redirect_uris=["https://rp.example/callback"])
+    assert issued.client.id_token_alg == "RS256" and issued.client.signing_alg == "Ed25519"
+    rp = await op.register(signing_alg="Ed25519")
+
+    tokens = await op.tokens(rp)
+
+    id_header, _ = unverified(tokens.id_token)
+    access_header, _ = unverified(tokens.access)
+    assert (id_header["alg"], access_header["alg"]) == ("RS256", "Ed25519")
+    claims = verify(tokens.id_token, await op.jwks(), "RS256")
+    assert claims["at_hash"] == expected_at_hash(tokens.access, "RS256")
+    refreshed = (await op.refresh(rp, tokens.refresh)).json()
+    assert unverified(refreshed["id_token"])[0]["alg"] == "RS256"
+
+
 async def _check_code_exchange(op: OP, alg: str, user_id: str, sid: str) -> None:
-    rp = await op.register(signing_alg=alg)
+    rp = await op.register(signing_alg=alg, id_token_alg=alg)
     code, verifier, params = await op.code(rp)
 
     response = await op.exchange(rp, code, verifier)

@@ -37,6 +37,8 @@ async def test_discovery_document_names_every_endpoint_of_this_issuer(op: OP) ->
     assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
     assert set(doc["id_token_signing_alg_values_supported"]) == {"Ed25519", "ES256", "RS256"}
     assert "none" not in doc["id_token_signing_alg_values_supported"]
+    assert doc["id_token_signing_alg_values_supported"][0] == "RS256"  # the default, first
+    assert {"client_secret_basic", "client_secret_post"} <= set(doc["token_endpoint_auth_methods_supported"])
     assert set(doc["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",

@@ -179,11 +179,149 @@ async def test_context_words_inside_a_long_passphrase_are_fine(policy: PasswordP
     await policy.check_new_password("threshold of the old orbit harbor", email=EMAIL)
 
 
-async def test_product_name_is_taken_from_the_theme() -> None:
+async def test_product_name_is_taken_from_the_theme(policy: PasswordPolicy) -> None:
+    await policy.check_new_password("acme login 12345", email=EMAIL)
+    acme = PasswordPolicy(PasswordSettings(), product_name="Acme Login")
+    for password in ("acme login 12345", "AcmeLogin2026!!", "login acme 2026"):
+        with pytest.raises(PasswordContextual):
+            await acme.check_new_password(password, email=EMAIL)
+
+
+async def test_the_software_name_stays_a_context_word_under_another_theme() -> None:
     policy = PasswordPolicy(PasswordSettings(), product_name="Acme Login")
-    await policy.check_new_password("Threshold123456", email=EMAIL)
     with pytest.raises(PasswordContextual):
-        await policy.check_new_password("acme login 12345", email=EMAIL)
+        await policy.check_new_password("Threshold123456", email=EMAIL)
+
+
+# --- predictable passwords (issue 10) -------------------------------------------------------------
+
+ALICE = "alice.smith@example.com"
+
+
+async def rejection(policy: PasswordPolicy, password: str, *, email: str = ALICE) -> PasswordRejected:
+    with pytest.raises(PasswordRejected) as caught:
+        await policy.check_new_password(password, email=email)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("password", "error"),
+    [
+        pytest.param("123456789012345", PasswordRepetitive, id="digits-in-order"),
+        pytest.param("abcdefghijklmnop", PasswordRepetitive, id="letters-in-order"),
+        pytest.param(ALICE, PasswordContextual, id="the-address"),
+    ],
+)
+async def test_the_examples_of_the_issue_are_refused_with_a_message_saying_what_to_do(
+    policy: PasswordPolicy, password: str, error: type[PasswordRejected]
+) -> None:
+    refused = await rejection(policy, password)
+    assert type(refused) is error
+    assert refused.detail != error.message  # the policy's own wording, not the class default
+    assert "unrelated words" in refused.detail  # what to do instead
+    assert password not in refused.detail and ALICE not in refused.detail
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param("0987654321098765", id="digits-down-wrapping"),
+        pytest.param("7890123456789012", id="digits-up-wrapping"),
+        pytest.param("zyxwvutsrqponmlk", id="letters-down"),
+        pytest.param("wxyzabcdefghijkl", id="letters-wrapping"),
+        pytest.param("QWERTYUIOPASDFGH", id="keyboard-rows"),
+        pytest.param("poiuytrewqlkjhgf", id="keyboard-rows-reversed"),
+        pytest.param("!@#$%^&*()_+!@#$", id="shifted-digit-row"),
+        pytest.param("azertyuiopqsdfgh", id="azerty"),
+        pytest.param("abcdefgh12345678", id="two-runs"),
+        pytest.param("1234567890qwerty", id="digits-then-keyboard"),
+        pytest.param("aaaabbbbccccdddd", id="repeated-characters"),
+        pytest.param("121212121212121", id="two-characters-repeated"),
+        pytest.param("plumorbitplumorbit", id="a-short-part-twice"),
+        pytest.param("hunter2hunter2hunter2", id="a-short-part-three-times"),
+        pytest.param("abcd 1234 qwerty", id="runs-and-spaces"),
+    ],
+)
+async def test_sequences_keyboard_runs_and_repeats_are_refused(policy: PasswordPolicy, password: str) -> None:
+    refused = await rejection(policy, password)
+    assert isinstance(refused, PasswordRepetitive), refused
+    assert "such as a few unrelated words" in refused.detail
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param("Alice.Smith2026!", id="local-part-plus-year"),
+        pytest.param("alicesmith2026!!", id="local-part-without-dot"),
+        pytest.param("Smith.Alice.2026", id="local-part-pieces-swapped"),
+        pytest.param("alice-smith-rules", id="local-part-pieces-with-dashes"),
+        pytest.param("Alice.Smith@Example.com!", id="address-plus-suffix"),
+        pytest.param("alice.smith@example.com2026", id="address-plus-year"),
+        pytest.param("2026ALICE.SMITH@EXAMPLE.COM", id="address-upper-case-with-prefix"),
+        pytest.param("alicesmith@example", id="address-without-dots-and-tld"),
+        pytest.param("example.com2026!!", id="domain-plus-year"),
+        pytest.param("Example2026Example", id="domain-name-part"),
+        pytest.param("threshold2026!!!", id="software-name"),
+        pytest.param("smith threshold!", id="local-part-and-software-name"),
+    ],
+)
+async def test_the_address_its_parts_and_the_service_name_are_refused(
+    policy: PasswordPolicy, password: str
+) -> None:
+    refused = await rejection(policy, password)
+    assert isinstance(refused, PasswordContextual), refused
+    assert "email address" in refused.detail
+
+
+async def test_a_short_address_is_still_context(policy: PasswordPolicy) -> None:
+    for password in ("bob@example.com", "Bob@Example.com!", "bob@example.com2026"):
+        assert isinstance(await rejection(policy, password, email="bob@example.com"), PasswordContextual)
+
+
+async def test_the_address_is_context_whatever_case_it_was_registered_in(policy: PasswordPolicy) -> None:
+    refused = await rejection(policy, "alice.smith@example.com", email="Alice.Smith@EXAMPLE.com")
+    assert isinstance(refused, PasswordContextual)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param("abcd plum orbit harbor", id="a-4-letter-sequence"),
+        pytest.param("my dog likes 1234 bones", id="a-4-digit-sequence"),
+        pytest.param("qwerty is not my password", id="a-keyboard-run"),
+        pytest.param("alice plum orbit candle harbor", id="the-first-name"),
+        pytest.param("smith and sons orbit harbor", id="the-last-name"),
+        pytest.param("example of a plum orbit", id="the-domain-name"),
+        pytest.param("liberty property", id="natural-keyboard-run-erty"),
+        pytest.param("mississippi river boat", id="natural-repeats"),
+        pytest.param("correcthorsebatterystaplecorrecthorsebatterystaple", id="a-long-part-twice"),
+        pytest.param("Tr0ub4dor&3 plum!", id="mixed"),
+    ],
+)
+async def test_passphrases_that_merely_contain_a_sequence_or_a_context_word_pass(
+    policy: PasswordPolicy, password: str
+) -> None:
+    await policy.check_new_password(password, email=ALICE)
+
+
+async def test_more_than_half_is_the_line(policy: PasswordPolicy) -> None:
+    await policy.check_new_password("alice.smith plumorbit!", email=ALICE)  # 11 of 22: not more than half
+    with pytest.raises(PasswordContextual):
+        await policy.check_new_password("alice.smith plumorbit", email=ALICE)  # 11 of 21
+    await policy.check_new_password("1234 plu", email=ALICE, has_mfa=True)  # 4 of 8: half
+    with pytest.raises(PasswordRepetitive):
+        await policy.check_new_password("12345 pl", email=ALICE, has_mfa=True)  # 5 of 8
+
+
+async def test_a_repeated_part_counts_once_so_it_must_reach_the_minimum_length(
+    policy: PasswordPolicy,
+) -> None:
+    with pytest.raises(PasswordRepetitive):
+        await policy.check_new_password("plmkplmk", email=ALICE, has_mfa=True)
+    await policy.check_new_password("plmkvowz" * 2, email=ALICE, has_mfa=True)
+    with pytest.raises(PasswordRepetitive):
+        await policy.check_new_password("plumorbitcandl" * 2, email=ALICE)  # 14 < 15
+    await policy.check_new_password("plumorbitcandle" * 2, email=ALICE)
 
 
 # --- range query hook -----------------------------------------------------------------------------

@@ -1,23 +1,32 @@
 """What applications import to trust Threshold: a token verifier, a FastAPI dependency, an ASGI middleware.
 
-from threshold.client import TokenVerifier, ThresholdAuth
+from threshold.client import AuthenticationFailed, TokenVerifier, ThresholdAuth, handle_authentication_failed
 
 verifier = TokenVerifier(issuer="https://auth.example.com", audience="https://api.example.com")
 auth = ThresholdAuth(verifier, session_url="https://auth.example.com/api/v1/session")
+app.add_exception_handler(AuthenticationFailed, handle_authentication_failed)  # the middleware's body
 
 @app.get("/orders")
 async def orders(principal: Principal = Depends(auth)): ...
 """
 
-from threshold.client.auth import Principal, ThresholdAuth, ThresholdAuthMiddleware
+from threshold.client.auth import (
+    AuthenticationFailed,
+    Principal,
+    ThresholdAuth,
+    ThresholdAuthMiddleware,
+    handle_authentication_failed,
+)
 from threshold.client.errors import TokenError
 from threshold.client.verifier import TokenVerifier, VerifiedToken
 
 __all__ = [
+    "AuthenticationFailed",
     "Principal",
     "ThresholdAuth",
     "ThresholdAuthMiddleware",
     "TokenError",
     "TokenVerifier",
     "VerifiedToken",
+    "handle_authentication_failed",
 ]

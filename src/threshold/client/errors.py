@@ -1,6 +1,9 @@
-"""Typed verification errors. Every one is a TokenError; `reason` is a stable string."""
+"""Typed verification errors. Every one is a TokenError; `reason` is a stable string, `str(error)` says
+what is wrong and what to do, and the attributes below carry the values a program may act on."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class TokenError(Exception):
@@ -8,7 +11,14 @@ class TokenError(Exception):
 
 
 class MalformedToken(TokenError):
+    """`part` names what could not be read: "token" (size, characters, not three dot-separated parts),
+    "header", "payload", "signature" or "claims" (a required claim missing or of the wrong type)."""
+
     reason = "malformed"
+
+    def __init__(self, message: str, *, part: str = "token") -> None:
+        super().__init__(message)
+        self.part = part
 
 
 class ForbiddenHeader(TokenError):
@@ -22,11 +32,30 @@ class UnsupportedAlgorithm(TokenError):
 
 
 class WrongType(TokenError):
+    """`expected` is the `typ` an access token carries (at+jwt); `actual` the token's (None if absent)."""
+
     reason = "wrong_type"
+
+    def __init__(self, message: str, *, expected: str = "at+jwt", actual: str | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class KeysNotLoaded(TokenError):
+    """`verify()` was called before any key was loaded: it does no I/O, `averify()` fetches the keys."""
+
+    reason = "keys_not_loaded"
 
 
 class UnknownKey(TokenError):
+    """`kid` is the token's key id (None when it has none or it is not a string)."""
+
     reason = "unknown_key"
+
+    def __init__(self, message: str, *, kid: str | None = None) -> None:
+        super().__init__(message)
+        self.kid = kid
 
 
 class InvalidSignature(TokenError):
@@ -34,11 +63,25 @@ class InvalidSignature(TokenError):
 
 
 class WrongIssuer(TokenError):
+    """`expected` is the issuer this verifier trusts; `actual` the token's `iss` (None if absent)."""
+
     reason = "wrong_issuer"
+
+    def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
 
 
 class WrongAudience(TokenError):
+    """`expected` are the audiences this verifier accepts; `actual` the ones the token names."""
+
     reason = "wrong_audience"
+
+    def __init__(self, message: str, *, expected: Iterable[str] = (), actual: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.expected = tuple(expected)
+        self.actual = tuple(actual)
 
 
 class Expired(TokenError):
@@ -50,7 +93,15 @@ class NotYetValid(TokenError):
 
 
 class MissingScope(TokenError):
+    """`expected` are the scopes required, `actual` the token's, `missing` the required ones it lacks."""
+
     reason = "insufficient_scope"
+
+    def __init__(self, message: str, *, expected: Iterable[str] = (), actual: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.expected = tuple(expected)
+        self.actual = frozenset(actual)
+        self.missing = tuple(s for s in self.expected if s not in self.actual)
 
 
 class DiscoveryFailed(TokenError):

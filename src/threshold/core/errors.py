@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class ThresholdError(Exception):
     """Base of every error the domain raises on purpose."""
@@ -45,9 +47,51 @@ class Forbidden(ThresholdError):
     message = "This action is not allowed."
 
 
+class CsrfReason(StrEnum):
+    """Which part of the cross-site request check failed: the `reason` of a `csrf_failed` problem."""
+
+    ORIGIN = "origin"  # the Origin header names another origin
+    CROSS_SITE = "cross_site"  # no Origin, and Sec-Fetch-Site names another site
+    MISSING_TOKEN = "missing_token"  # a token was owed and none came
+    MISSING_COOKIE = "missing_cookie"  # a token came, but not the cookie it is checked against
+    TOKEN_MISMATCH = "token_mismatch"  # token and cookie differ
+
+
+_CSRF_PAGE_DETAILS = {
+    CsrfReason.ORIGIN: "This form was sent from another website, so it was not accepted. "
+    "Open this site directly and try again.",
+    CsrfReason.CROSS_SITE: "This form was sent from another website, so it was not accepted. "
+    "Open this site directly and try again.",
+    CsrfReason.MISSING_TOKEN: "This form was out of date. Reload the page and try again.",
+    CsrfReason.TOKEN_MISMATCH: "This form was out of date (it may have been open in another tab). "
+    "Reload the page and try again.",
+    CsrfReason.MISSING_COOKIE: "Your browser did not send this site's cookies with the form. "
+    "Allow cookies for this site, reload the page and try again.",
+}
+
+
 class CsrfFailed(Forbidden):
+    """A state-changing request failed the same-origin or CSRF-token check.
+
+    `detail` is for the developer of an API client (what to send); `page_detail` is for a person
+    looking at a hosted page, who can only reload and retry.
+    """
+
     code = "csrf_failed"
     message = "The request did not pass the cross-site request check."
+
+    def __init__(self, message: str | None = None, *, reason: CsrfReason | None = None) -> None:
+        if reason is None:
+            super().__init__(message)
+        else:
+            super().__init__(message, reason=reason)
+        self.reason = reason
+
+    @property
+    def page_detail(self) -> str:
+        if self.reason is None:
+            return "This form could not be accepted. Reload the page and try again."
+        return _CSRF_PAGE_DETAILS[self.reason]
 
 
 class RateLimited(ThresholdError):

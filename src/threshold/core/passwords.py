@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import secrets
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -107,13 +108,163 @@ def common_passwords() -> frozenset[str]:
     return frozenset(gzip.decompress(data).decode("utf-8").split("\n"))
 
 
-def _is_repetitive(password: str) -> bool:
-    """A single character or a short pattern repeated ("aaaaaaaa", "abcabcabcabc")."""
-    n = len(password)
-    for size in range(1, min(4, n // 2) + 1):
-        if n % size == 0 and password[:size] * (n // size) == password:
-            return True
-    return False
+# --- predictable passwords --------------------------------------------------------------------------
+#
+# SP 800-63B rev 3 section 5.1.1.2 lists "repetitive or sequential characters (e.g. 'aaaaaa',
+# '1234abcd')" and "context-specific words, such as the name of the service, the username, and
+# derivatives thereof" among the values a verifier refuses; rev 4 section 3.1.1.2 keeps them in the
+# blocklist of commonly used, expected or compromised values. The rule, applied to the password after
+# NFKC and case folding, marks each character that is predictable:
+#
+#   - context: it lies in an occurrence of the address; of its local part, whole, without separators
+#     and piece by piece ("alice.smith": "alicesmith", "alice", "smith"); of the domain, whole,
+#     without dots and each label but the last ("example"); of the product name (settings.theme),
+#     whole, without spaces and word by word; or of "threshold". Words under _MIN_CONTEXT_WORD
+#     characters are ignored.
+#   - run: it lies in a run of at least _MIN_RUN characters that steps one place up or down an order
+#     of _SEQUENCES ("1234", "dcba", "7890123", "qwerty", "poiuy"), or that repeats a piece of at most
+#     _MAX_PIECE characters at least three times ("aaaa", "121212", "abcabcabc").
+#
+# A password is refused when more than half its characters are context (PasswordContextual), or
+# more than half are context or runs (PasswordRepetitive), or when it is one piece shorter than the
+# minimum length typed twice or more ("plumorbitplumorbit": PasswordRepetitive). So a passphrase that
+# merely contains "abcd", "1234" or a context word still passes.
+
+_MIN_CONTEXT_WORD = 3
+_MIN_RUN = 4
+_MAX_PIECE = 4
+# (order, wraps around): digits and letters wrap ("7890123", "xyzab"); keyboard rows do not.
+_SEQUENCES: tuple[tuple[str, bool], ...] = (
+    ("0123456789", True),
+    ("abcdefghijklmnopqrstuvwxyz", True),
+    ("1234567890-=", False),
+    ("!@#$%^&*()_+", False),
+    ("qwertyuiop[]\\", False),
+    ("asdfghjkl;'", False),
+    ("zxcvbnm,./", False),
+    ("qwertyuiopasdfghjklzxcvbnm", False),  # the letter rows read one after another
+    ("qwertzuiop", False),  # QWERTZ
+    ("yxcvbnm", False),
+    ("azertyuiop", False),  # AZERTY
+    ("qsdfghjklm", False),
+    ("wxcvbn", False),
+)
+_SEQUENCE_INDEX: tuple[tuple[dict[str, int], int, bool], ...] = tuple(
+    ({ch: i for i, ch in enumerate(order)}, len(order), wraps) for order, wraps in _SEQUENCES
+)
+
+_CONTEXTUAL_MESSAGE = (
+    "Too much of this password comes from your email address or the name of this service. "
+    "Leave them out, or make it longer with a few unrelated words."
+)
+_SEQUENCE_MESSAGE = (
+    "Too much of this password is repeated characters or a sequence such as 'aaaa', '1234', 'abcd' "
+    "or 'qwerty'. Choose something less predictable, such as a few unrelated words."
+)
+_REPEATED_MESSAGE = (
+    "This password is one short part typed again and again. Choose a longer one that does not "
+    "repeat, such as a few unrelated words."
+)
+
+
+def _pieces(text: str) -> list[str]:
+    """The letter-and-digit pieces of `text` ("alice.smith+news": "alice", "smith", "news")."""
+    return [piece for piece in re.split(r"[\W_]+", text) if piece]
+
+
+def _context_words(*, email: str, product_name: str) -> frozenset[str]:
+    """The words a password must not be mostly made of: the address and its parts, the service name.
+
+    Args:
+        email: the account's address (any case).
+        product_name: the name the service shows (settings.theme.product_name).
+
+    Returns:
+        Case-folded NFKC words of at least _MIN_CONTEXT_WORD characters.
+    """
+    address = normalize_password(email).casefold()
+    local, _, domain = address.rpartition("@")
+    product = normalize_password(product_name).casefold()
+    words = [address, "threshold"]
+    for whole, parts in (
+        (local, _pieces(local)),
+        (domain, _pieces(domain)[:-1]),  # not the top-level label ("com")
+        (product, _pieces(product)),
+    ):
+        words += [whole, "".join(_pieces(whole)), *parts]
+    return frozenset(word for word in words if len(word) >= _MIN_CONTEXT_WORD)
+
+
+def _mark_context(text: str, words: frozenset[str], marked: list[bool]) -> None:
+    for word in words:
+        start = text.find(word)
+        while start != -1:
+            marked[start : start + len(word)] = [True] * len(word)
+            start = text.find(word, start + 1)
+
+
+def _steps(index: dict[str, int], size: int, wraps: bool, a: str, b: str, step: int) -> bool:
+    if a not in index or b not in index:
+        return False
+    delta = index[b] - index[a]
+    return delta % size == step % size if wraps else delta == step
+
+
+def _mark_runs(text: str, marked: list[bool]) -> None:
+    n = len(text)
+    for index, size, wraps in _SEQUENCE_INDEX:
+        for step in (1, -1):
+            start = 0
+            for end in range(1, n + 1):
+                if end < n and _steps(index, size, wraps, text[end - 1], text[end], step):
+                    continue
+                if end - start >= _MIN_RUN:
+                    marked[start:end] = [True] * (end - start)
+                start = end
+    for piece in range(1, _MAX_PIECE + 1):
+        shortest = max(_MIN_RUN, 3 * piece)
+        end = piece
+        while end < n:
+            if text[end] != text[end - piece]:
+                end += 1
+                continue
+            start = end - piece
+            while end < n and text[end] == text[end - piece]:
+                end += 1
+            if end - start >= shortest:
+                marked[start:end] = [True] * (end - start)
+
+
+def _period(text: str) -> int:
+    """The length of the shortest piece typed at least twice that makes up `text` (the last copy may
+    be cut short), or len(text) when there is none."""
+    for size in range(1, len(text) // 2 + 1):
+        if text[size:] == text[:-size]:
+            return size
+    return len(text)
+
+
+def _refuse_predictable(folded: str, *, context: frozenset[str], minimum: int) -> None:
+    """Refuse a password that is mostly context words, repeats or sequences (the rule above).
+
+    Args:
+        folded: the new password after NFKC and case folding.
+        context: from _context_words().
+        minimum: the minimum length that applies to the account.
+
+    Raises:
+        PasswordContextual, PasswordRepetitive.
+    """
+    n = len(folded)
+    if _period(folded) < min(minimum, n):
+        raise PasswordRepetitive(_REPEATED_MESSAGE)
+    marked = [False] * n
+    _mark_context(folded, context, marked)
+    if 2 * sum(marked) > n:
+        raise PasswordContextual(_CONTEXTUAL_MESSAGE)
+    _mark_runs(folded, marked)
+    if 2 * sum(marked) > n:
+        raise PasswordRepetitive(_SEQUENCE_MESSAGE)
 
 
 class PasswordPolicy:
@@ -123,7 +274,7 @@ class PasswordPolicy:
         self, settings: PasswordSettings, *, product_name: str, range_source: BreachRangeSource | None = None
     ) -> None:
         self._settings = settings
-        self._product = product_name.casefold()
+        self._product_name = product_name
         self._range_source = range_source
 
     @property
@@ -151,21 +302,13 @@ class PasswordPolicy:
                 f"Use at most {self._settings.max_length} characters.", max_length=self._settings.max_length
             )
         folded = text.casefold()
-        if _is_repetitive(folded):
-            raise PasswordRepetitive()
-        if self._is_contextual(folded, email=email.casefold(), minimum=minimum):
-            raise PasswordContextual()
+        _refuse_predictable(
+            folded, context=_context_words(email=email, product_name=self._product_name), minimum=minimum
+        )
         if self._settings.blocklist and folded in common_passwords():
             raise PasswordCompromised()
         if self._range_source is not None and await self._seen_in_breach(text):
             raise PasswordCompromised()
-
-    def _is_contextual(self, folded: str, *, email: str, minimum: int) -> bool:
-        """The password is mostly the address, its local part or the service name."""
-        if folded == email:
-            return True
-        words = [word for word in (email.split("@", 1)[0], self._product) if len(word) >= 4]
-        return any(word in folded and len(folded.replace(word, "")) < minimum // 2 for word in words)
 
     async def _seen_in_breach(self, password: str) -> bool:
         sha1 = hashlib.sha1(password.encode("utf-8"), usedforsecurity=False).hexdigest().upper()

@@ -17,7 +17,7 @@ from joserfc.jwk import KeySet
 from threshold.core.clock import Clock
 from threshold.core.secrets import digest, equal
 from threshold.oidc.errors import InvalidClient, InvalidRequest
-from threshold.oidc.models import AuthMethod, Client
+from threshold.oidc.models import SECRET_METHODS, AuthMethod, Client
 from threshold.oidc.ports import ClientRepo, MarkStore
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -86,21 +86,53 @@ async def authenticate_client(
     clock: Clock,
     expected_audiences: set[str],
 ) -> Client:
-    """Return the authenticated client or raise InvalidClient (the reason is never more specific)."""
+    """Return the authenticated client or raise InvalidClient.
+
+    A client with a secret may present it either way (RFC 6749 section 2.3.1 lets the server support
+    both; openid-client sends client_secret_post by default, Authlib client_secret_basic). When the
+    method is what is wrong, the error says which method the client uses: that is registration data,
+    not a secret. A wrong secret and an unknown client get the same answer.
+    """
     client_id = credentials.client_id
     if credentials.method is AuthMethod.PRIVATE_KEY_JWT and not client_id:
         client_id = _assertion_issuer(credentials.assertion or "")
     client = await clients.get(client_id[:64]) if client_id else None
-    if client is None or credentials.method is not client.token_endpoint_auth_method:
-        raise InvalidClient()
-    if credentials.method in (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST):
+    if client is None:
+        raise InvalidClient(UNKNOWN_OR_WRONG_SECRET)
+    if not _method_allowed(client, credentials.method):
+        raise InvalidClient(_method_hint(client, credentials.method))
+    if credentials.method in SECRET_METHODS:
         if not client.secret_digest or not equal(digest(credentials.secret or ""), client.secret_digest):
-            raise InvalidClient()
+            raise InvalidClient(UNKNOWN_OR_WRONG_SECRET)
     elif credentials.method is AuthMethod.PRIVATE_KEY_JWT:
         await _check_assertion(client, credentials.assertion or "", marks, clock, expected_audiences)
     elif not client.public:
-        raise InvalidClient()
+        raise InvalidClient(_method_hint(client, credentials.method))
     return client
+
+
+UNKNOWN_OR_WRONG_SECRET = "Client authentication failed: unknown client_id or wrong client_secret."
+
+
+def _method_allowed(client: Client, method: AuthMethod) -> bool:
+    if method in SECRET_METHODS:
+        return client.accepts_secret
+    return method is client.token_endpoint_auth_method
+
+
+def _method_hint(client: Client, presented: AuthMethod) -> str:
+    """What to send instead, for a client that used the wrong authentication method."""
+    if client.accepts_secret:
+        how = (
+            "its client_secret, in an HTTP Basic Authorization header (client_secret_basic) "
+            "or as the client_secret form field (client_secret_post)"
+        )
+    elif client.token_endpoint_auth_method is AuthMethod.PRIVATE_KEY_JWT:
+        how = "a signed client_assertion (private_key_jwt, RFC 7523)"
+    else:
+        how = "no secret (a public client: send client_id only)"
+    used = "no credentials" if presented is AuthMethod.NONE else presented.value
+    return f"Client authentication failed: this client authenticates with {how}; the request used {used}."
 
 
 def _assertion_issuer(assertion: str) -> str:

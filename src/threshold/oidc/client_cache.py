@@ -1,7 +1,8 @@
 """OAuth clients read from memory on the token endpoint, kept exact like the session cache.
 
-Every token request authenticates its client; clients change rarely (registered, deleted). A deletion
-on any process drops the entry everywhere through the same invalidation feed as sessions.
+Every token request authenticates its client; clients change rarely (registered, updated, deleted). An
+update or a deletion on any process drops the entry everywhere through the same invalidation feed as
+sessions.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class CachedClientRepo:
 
     async def list(self) -> Sequence[Client]:
         return await self._clients.list()
+
+    async def update(self, client: Client) -> bool:
+        updated = await self._clients.update(client)
+        await self._invalidator.item_changed(_key(client.client_id))
+        return updated
 
     async def delete(self, client_id: str) -> bool:
         deleted = await self._clients.delete(client_id)

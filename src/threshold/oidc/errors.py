@@ -70,6 +70,12 @@ class InvalidToken(OAuthError):
     status = 401
 
 
+class BearerTokenMissing(InvalidToken):
+    """RFC 6750 section 3.1: a request with no credentials gets a challenge without an error code."""
+
+    message = "A bearer access token is required: send it as 'Authorization: Bearer <token>'."
+
+
 class InsufficientScope(OAuthError):
     code = "insufficient_scope"
     message = "The access token does not carry the required scope."

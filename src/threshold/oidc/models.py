@@ -24,6 +24,9 @@ class AuthMethod(StrEnum):
     NONE = "none"
 
 
+SECRET_METHODS = frozenset({AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST})
+
+
 class KeyState(StrEnum):
     NEXT = "next"
     ACTIVE = "active"
@@ -31,6 +34,11 @@ class KeyState(StrEnum):
 
 
 SIGNING_ALGORITHMS = ("Ed25519", "ES256", "RS256")
+ID_TOKEN_DEFAULT_ALG = "RS256"
+"""OIDC Core 2 / Registration 2: RS256 is the `id_token_signed_response_alg` every relying party verifies
+without options (Authlib, openid-client, oauthlib, Spring Security, Microsoft.Identity.Web, go-oidc)."""
+ACCESS_TOKEN_DEFAULT_ALG = "Ed25519"
+"""Access tokens are read by resource servers with our verifier (or any RFC 9068 library)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,17 @@ class Client:
     jwks: dict[str, Any] | None
     access_token_lifetime: int
     signing_alg: str
+    """The access tokens' JWS algorithm."""
     created_at: float
+    id_token_alg: str = ID_TOKEN_DEFAULT_ALG
+    """The ID tokens' JWS algorithm (`id_token_signed_response_alg`)."""
+    logo_uri: str | None = None
+    """Shown on the hosted pages of this client's authorizations (https only)."""
+
+    @property
+    def accepts_secret(self) -> bool:
+        """A client with a secret may present it in the Basic header or the form (RFC 6749 2.3.1)."""
+        return self.token_endpoint_auth_method in SECRET_METHODS
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +169,8 @@ def client_summary(client: Client, secret: str | None = None) -> dict[str, Any]:
         "scopes": list(client.scopes),
         "token_endpoint_auth_method": client.token_endpoint_auth_method.value,
         "signing_alg": client.signing_alg,
+        "id_token_signed_response_alg": client.id_token_alg,
+        "logo_uri": client.logo_uri,
         "access_token_lifetime": client.access_token_lifetime,
         "created_at": iso(client.created_at),
     }

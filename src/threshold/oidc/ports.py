@@ -15,6 +15,10 @@ class ClientRepo(Protocol):
 
     async def list(self) -> Sequence[Client]: ...
 
+    async def update(self, client: Client) -> bool:
+        """Store every field of an existing client but its id and creation time; False when it is gone."""
+        ...
+
     async def delete(self, client_id: str) -> bool: ...
 
 

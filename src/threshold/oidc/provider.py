@@ -19,7 +19,13 @@ from threshold.core.crypto import DecryptionFailed, SecretBox
 from threshold.core.models import AuditKind, RequestContext, SessionRecord, User
 from threshold.core.ports import SessionStore, UserRepo
 from threshold.core.secrets import digest, new_id, new_token
-from threshold.oidc.authorize import AuthorizationRequest, RedirectableError, parse_authorization_request
+from threshold.oidc.authorize import (
+    AuthorizationRequest,
+    RedirectableError,
+    check_client,
+    check_redirect_uri,
+    parse_authorization_request,
+)
 from threshold.oidc.client_auth import ClientCredentials, authenticate_client
 from threshold.oidc.errors import (
     ConsentRequired,
@@ -35,6 +41,8 @@ from threshold.oidc.errors import (
 )
 from threshold.oidc.keys import KeyRing
 from threshold.oidc.models import (
+    ACCESS_TOKEN_DEFAULT_ALG,
+    ID_TOKEN_DEFAULT_ALG,
     SIGNING_ALGORITHMS,
     AuthMethod,
     AuthorizationCode,
@@ -174,6 +182,16 @@ class Provider:
     async def parse_authorization(self, params: Mapping[str, str]) -> AuthorizationRequest:
         """Validate an authorization request (see threshold.oidc.authorize)."""
         return await parse_authorization_request(params, self._clients)
+
+    async def authorization_client(self, params: Mapping[str, str]) -> tuple[Client, str]:
+        """The client of an authorization request and its registered redirect URI (the two checks
+        that come before any error may be redirected, RFC 6749 section 4.1.2.1).
+
+        Raises:
+            OAuthError: an unknown client or a redirect URI not registered for it.
+        """
+        client = await check_client(params, self._clients)
+        return client, check_redirect_uri(client, params.get("redirect_uri"))
 
     async def authorize(
         self, request: AuthorizationRequest, *, session: SessionRecord | None, user: User | None
@@ -343,7 +361,7 @@ class Provider:
             acr=code.acr,
         )
         id_token = await self._minter.id_token(
-            alg=client.signing_alg,
+            alg=client.id_token_alg,
             subject=user.id,
             client_id=client.client_id,
             auth_time=code.auth_time,
@@ -505,7 +523,7 @@ class Provider:
         id_token = None
         if "openid" in split:
             id_token = await self._minter.id_token(
-                alg=client.signing_alg,
+                alg=client.id_token_alg,
                 subject=token.user_id,
                 client_id=client.client_id,
                 auth_time=token.auth_time,
@@ -767,7 +785,9 @@ class Provider:
         token_endpoint_auth_method: str | None = None,
         jwks: dict[str, Any] | None = None,
         access_token_lifetime: int | None = None,
-        signing_alg: str = "Ed25519",
+        signing_alg: str = ACCESS_TOKEN_DEFAULT_ALG,
+        id_token_alg: str = ID_TOKEN_DEFAULT_ALG,
+        logo_uri: str | None = None,
     ) -> IssuedClient:
         """Register a client; a confidential client's secret is returned once and stored as a digest."""
         grants = tuple(GrantType(g) for g in (grant_types or ("authorization_code", "refresh_token")))
@@ -784,6 +804,8 @@ class Provider:
             method=method,
             jwks=jwks,
             signing_alg=signing_alg,
+            id_token_alg=id_token_alg,
+            logo_uri=logo_uri,
         )
         lifetime = access_token_lifetime or self._settings.access_token_lifetime
         if not 30 <= lifetime <= MAX_ACCESS_TOKEN_LIFETIME:
@@ -806,10 +828,101 @@ class Provider:
             access_token_lifetime=lifetime,
             signing_alg=signing_alg,
             created_at=self._clock.now(),
+            id_token_alg=id_token_alg,
+            logo_uri=logo_uri or None,
         )
         await self._clients.add(client)
         await self._audit.record(AuditKind.CLIENT_CREATED, user_id=None, client=client.client_id, name=name)
         return IssuedClient(client=client, secret=secret)
+
+    async def update_client(
+        self,
+        client_id: str,
+        *,
+        name: str | None = None,
+        redirect_uris: Sequence[str] | None = None,
+        add_redirect_uris: Sequence[str] = (),
+        remove_redirect_uris: Sequence[str] = (),
+        post_logout_redirect_uris: Sequence[str] | None = None,
+        add_post_logout_redirect_uris: Sequence[str] = (),
+        remove_post_logout_redirect_uris: Sequence[str] = (),
+        first_party: bool | None = None,
+        rotate_secret: bool = False,
+    ) -> IssuedClient | None:
+        """Change a registered client under the rules of registration (None and unchanged values keep it).
+
+        A list of URIs is either replaced or edited (added to, removed from), not both. A rotated secret
+        is returned once and replaces the old one at once, on every process.
+
+        Returns:
+            The client as stored now, with the new secret if one was made; None when there is no such client.
+
+        Raises:
+            InvalidRequest: the changed client breaks a rule of registration, a URI to remove is not
+                registered, or a client that does not authenticate with a secret is asked to rotate one.
+        """
+        from dataclasses import replace
+
+        current = await self._clients.get(client_id)
+        if current is None:
+            return None
+
+        def edited(
+            kind: str,
+            registered: Sequence[str],
+            replaced: Sequence[str] | None,
+            added: Sequence[str],
+            removed: Sequence[str],
+        ) -> tuple[str, ...]:
+            if replaced is not None and (added or removed):
+                raise InvalidRequest(f"Either replace the {kind}s or add and remove some, not both.")
+            base = list(registered if replaced is None else replaced)
+            for uri in removed:
+                if uri not in base:
+                    raise InvalidRequest(f"{uri[:100]} is not a registered {kind} of this client.")
+            return tuple(dict.fromkeys([*(u for u in base if u not in removed), *added]))
+
+        redirects = edited(
+            "redirect URI", current.redirect_uris, redirect_uris, add_redirect_uris, remove_redirect_uris
+        )
+        post_logout = edited(
+            "post-logout redirect URI",
+            current.post_logout_redirect_uris,
+            post_logout_redirect_uris,
+            add_post_logout_redirect_uris,
+            remove_post_logout_redirect_uris,
+        )
+        new_name = current.name if name is None else name
+        _check_client_shape(
+            name=new_name,
+            redirect_uris=redirects,
+            post_logout=post_logout,
+            public=current.public,
+            grants=current.grant_types,
+            method=current.token_endpoint_auth_method,
+            jwks=current.jwks,
+            signing_alg=current.signing_alg,
+            id_token_alg=current.id_token_alg,
+            logo_uri=current.logo_uri,
+        )
+        secret_methods = (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST)
+        if rotate_secret and current.token_endpoint_auth_method not in secret_methods:
+            raise InvalidRequest(
+                "Only a client that authenticates with a secret (client_secret_basic or "
+                "client_secret_post) has one to rotate."
+            )
+        secret = new_token() if rotate_secret else None
+        changed = replace(
+            current,
+            name=new_name,
+            redirect_uris=redirects,
+            post_logout_redirect_uris=post_logout,
+            first_party=current.first_party if first_party is None else first_party,
+            secret_digest=digest(secret) if secret else current.secret_digest,
+        )
+        if not await self._clients.update(changed):
+            return None  # deleted meanwhile
+        return IssuedClient(client=changed, secret=secret)
 
     async def list_clients(self) -> Sequence[Client]:
         return await self._clients.list()
@@ -840,11 +953,19 @@ def _check_client_shape(
     method: AuthMethod,
     jwks: dict[str, Any] | None,
     signing_alg: str,
+    id_token_alg: str,
+    logo_uri: str | None,
 ) -> None:
     if not name or len(name) > 200:
         raise InvalidRequest("name is required (at most 200 characters).")
     if signing_alg not in SIGNING_ALGORITHMS:
         raise InvalidRequest(f"signing_alg must be one of {', '.join(SIGNING_ALGORITHMS)}.")
+    if id_token_alg not in SIGNING_ALGORITHMS:
+        raise InvalidRequest(f"id_token_signed_response_alg must be one of {', '.join(SIGNING_ALGORITHMS)}.")
+    if logo_uri:
+        logo = urlsplit(logo_uri)
+        if logo.scheme != "https" or not logo.netloc or len(logo_uri) > 2048:
+            raise InvalidRequest("logo_uri must be an https URL (at most 2048 characters).")
     if GrantType.AUTHORIZATION_CODE in grants and not redirect_uris:
         raise InvalidRequest("The authorization_code grant needs at least one redirect URI.")
     for uri in (*redirect_uris, *post_logout):

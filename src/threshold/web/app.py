@@ -19,6 +19,7 @@ from threshold.core.errors import DependencyUnavailable
 from threshold.services import Services, build_services
 from threshold.settings import Settings, load_settings
 from threshold.web import errors
+from threshold.web.access_log import AccessLogMiddleware
 from threshold.web.admin.routes import router as admin_router
 from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
@@ -99,6 +100,12 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
     app.include_router(pages_router)
     app.include_router(security_pages_router)
     app.include_router(email_pages_router)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:  # asked for by browsers and tools whatever the pages link to
+        location = {"Location": "/static/favicon.svg", "Cache-Control": "public, max-age=86400"}
+        return Response(status_code=301, headers=location)
+
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("threshold.web.pages") / "static")),
@@ -108,6 +115,8 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
     app.add_middleware(SessionCheckFastPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+    if settings.access_log:  # added last, so outermost: it sees the fast lane's answers and every header
+        app.add_middleware(AccessLogMiddleware, trusted_proxies=settings.trusted_proxies)
     return app
 
 

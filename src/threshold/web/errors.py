@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from threshold.core import errors as e
 from threshold.core.email import ConfirmationRequired, TokenInvalid
-from threshold.oidc.errors import InsufficientScope, InvalidToken, OAuthError
+from threshold.oidc.errors import BearerTokenMissing, InsufficientScope, InvalidToken, OAuthError
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,17 @@ def _wants_html(request: Request) -> bool:
 
 
 def _public_details(error: e.ThresholdError) -> dict[str, Any]:
-    allowed = {"min_length", "max_length", "retry_after", "methods"}
+    allowed = {"min_length", "max_length", "retry_after", "methods", "reason"}
     return {k: v for k, v in error.details.items() if k in allowed}
 
 
 def oauth_error_response(exc: OAuthError) -> JSONResponse:
     """RFC 6749 section 5.2 form; RFC 6750 section 3 WWW-Authenticate for bearer-token errors."""
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-    if isinstance(exc, InvalidToken | InsufficientScope):
-        headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+    if isinstance(exc, BearerTokenMissing):
+        headers["WWW-Authenticate"] = 'Bearer realm="threshold"'
+    elif isinstance(exc, InvalidToken | InsufficientScope):
+        headers["WWW-Authenticate"] = f'Bearer realm="threshold", error="{exc.code}"'
     elif exc.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="threshold"'
     return JSONResponse(
@@ -113,13 +115,14 @@ async def handle_threshold_error(request: Request, exc: Exception) -> Response:
         if _wants_html(request) or request.url.path in ("/oauth2/authorize", "/consent", "/oauth2/logout"):
             from threshold.web.pages.render import error_page
 
-            return error_page(request, exc.status, exc.detail)
+            return await error_page(request, exc.status, exc.detail)
         return oauth_error_response(exc)
     status = status_for(exc)
     if _wants_html(request):
         from threshold.web.pages.render import error_page
 
-        return error_page(request, status, exc.detail, headers=headers_for(exc))
+        message = exc.page_detail if isinstance(exc, e.CsrfFailed) else exc.detail  # for a person
+        return await error_page(request, status, message, headers=headers_for(exc))
     return problem_response(status, exc.code, exc.detail, headers=headers_for(exc), **_public_details(exc))
 
 
@@ -141,7 +144,9 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
     if _wants_html(request):
         from threshold.web.pages.render import error_page
 
-        return error_page(request, exc.status_code, HTTPStatus(exc.status_code).phrase, headers=exc.headers)
+        return await error_page(
+            request, exc.status_code, HTTPStatus(exc.status_code).phrase, headers=exc.headers
+        )
     return problem_response(exc.status_code, code, detail, headers=exc.headers)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -12,7 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threshold.core import secrets as tokens
-from threshold.core.errors import CsrfFailed
+from threshold.core.errors import CsrfFailed, CsrfReason
 from threshold.settings import IPNetwork, Settings
 
 SESSION_COOKIE = "__Host-threshold_session"
@@ -21,6 +23,8 @@ PENDING_COOKIE = "__Host-threshold_pending"
 EMAIL_LOGIN_COOKIE = "__Host-threshold_email_login"
 DEVICE_COOKIE = "__Host-threshold_device"
 DEVICE_COOKIE_MAX_AGE = 400 * 86400  # the longest browsers keep a cookie
+RETURN_COOKIE = "__Host-threshold_return"
+RETURN_COOKIE_MAX_AGE = 3600  # a mailed link's round trip
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -96,23 +100,100 @@ def _is_trusted(address: str, proxies: list[IPNetwork]) -> bool:
 def check_same_origin(request: Request, settings: Settings) -> None:
     """Refuse a cross-site state-changing request: Origin must be ours, else Sec-Fetch-Site same-origin.
 
-    Requests with neither header come from non-browser clients, which cannot ride a user's cookies.
+    Requests with neither header come from non-browser clients, which cannot ride a user's cookies:
+    browsers send Origin on every request whose method is not GET or HEAD.
     """
     origin = request.headers.get("origin")
     if origin is not None:
         if origin not in settings.allowed_origins:
-            raise CsrfFailed()
+            raise CsrfFailed(
+                f"The Origin {_echo(origin)} is not allowed for this server "
+                f"(allowed: {', '.join(sorted(settings.allowed_origins))}): "
+                "send state-changing requests from a page on an allowed origin.",
+                reason=CsrfReason.ORIGIN,
+            )
         return
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
-        raise CsrfFailed()
+        raise CsrfFailed(
+            f"Sec-Fetch-Site is {_echo(site)}: the browser sent this request from another site "
+            f"(allowed: same-origin requests from {', '.join(sorted(settings.allowed_origins))}).",
+            reason=CsrfReason.CROSS_SITE,
+        )
 
 
 def check_csrf_token(request: Request, supplied: str | None) -> None:
     """Double submit: the token echoed in a header or form field must equal the CSRF cookie."""
+    if not supplied:
+        raise CsrfFailed(
+            "No CSRF token: send the token from GET /api/v1/csrf in the X-CSRF-Token header.",
+            reason=CsrfReason.MISSING_TOKEN,
+        )
     expected = request.cookies.get(CSRF_COOKIE)
-    if not expected or not supplied or not tokens.equal(expected, supplied):
-        raise CsrfFailed()
+    if not expected:
+        raise CsrfFailed(
+            f"No {CSRF_COOKIE} cookie came with the CSRF token: send the cookie that GET /api/v1/csrf "
+            "sets along with its token (the cookie is Secure: HTTPS, or http://localhost).",
+            reason=CsrfReason.MISSING_COOKIE,
+        )
+    if not tokens.equal(expected, supplied):
+        raise CsrfFailed(
+            f"The CSRF token does not match the {CSRF_COOKIE} cookie: "
+            "fetch a fresh one from GET /api/v1/csrf.",
+            reason=CsrfReason.TOKEN_MISMATCH,
+        )
+
+
+def _echo(value: str, limit: int = 100) -> str:
+    """An untrusted header value fit to quote in a message: printable ASCII only, cut to `limit`."""
+    shown = "".join(c if "!" <= c <= "~" else "?" for c in value[:limit])
+    return shown + "..." if len(value) > limit else shown
+
+
+FORM_REDIRECTS_STATE = "form_redirect_sources"
+_HOST_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
+_SCHEME_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*:")
+
+
+def csp_source(uri: str) -> str | None:
+    """The CSP source expression that matches where `uri` points: its origin, or its scheme for a
+    private-use URI scheme (a native app's `com.example.app:/callback`). None when it has neither.
+
+    Paths are left out on purpose: CSP ignores a source's path once a request was redirected.
+    """
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            return None
+        source = f"{scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+        return source if _HOST_SOURCE.fullmatch(source) else None
+    source = f"{scheme}:"
+    return source if scheme and _SCHEME_SOURCE.fullmatch(source) else None
+
+
+def allow_form_redirect(request: Request, uri: str) -> None:
+    """Let the page rendered for this request post a form whose redirects end at `uri`.
+
+    Chromium applies `form-action` to every hop of the redirect chain that follows a form submission,
+    so a page whose form continues an authorization (sign-in, sign-up, second factor, consent, the
+    passkey offer) or an RP-initiated logout must name the registered redirect URI's origin.
+    """
+    source = csp_source(uri)
+    if source is not None:
+        sources = request.scope.setdefault("state", {}).setdefault(FORM_REDIRECTS_STATE, [])
+        if source not in sources:
+            sources.append(source)
+
+
+def page_csp(nonce: str, form_redirects: Iterable[str] = ()) -> str:
+    """The Content-Security-Policy of every HTML page: nonce'd scripts and styles, no framing."""
+    form_action = " ".join(["'self'", *form_redirects])
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}' 'strict-dynamic'; "
+        f"style-src 'self' 'nonce-{nonce}'; img-src 'self' https: data:; connect-src 'self'; "
+        f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    )
 
 
 class SecurityHeadersMiddleware:
@@ -136,11 +217,7 @@ class SecurityHeadersMiddleware:
                 present = {name.lower() for name, _ in headers}
                 content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
                 if content_type.startswith(b"text/html"):
-                    csp = (
-                        f"default-src 'none'; script-src 'nonce-{nonce}' 'strict-dynamic'; "
-                        f"style-src 'self' 'nonce-{nonce}'; img-src 'self' https: data:; connect-src 'self'; "
-                        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-                    )
+                    csp = page_csp(nonce, scope["state"].get(FORM_REDIRECTS_STATE, ()))
                 else:
                     csp = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
                 extra = [

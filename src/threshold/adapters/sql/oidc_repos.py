@@ -44,6 +44,8 @@ def _client(row: Row[Any]) -> Client:
         access_token_lifetime=row.access_token_lifetime,
         signing_alg=row.signing_alg,
         created_at=row.created_at,
+        id_token_alg=row.id_token_alg,
+        logo_uri=row.logo_uri,
     )
 
 
@@ -70,8 +72,35 @@ class SqlClientRepo:
                         access_token_lifetime=client.access_token_lifetime,
                         signing_alg=client.signing_alg,
                         created_at=client.created_at,
+                        id_token_alg=client.id_token_alg,
+                        logo_uri=client.logo_uri,
                     )
                 )
+
+    async def update(self, client: Client) -> bool:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(t.oauth_clients)
+                    .where(t.oauth_clients.c.client_id == client.client_id)
+                    .values(
+                        name=client.name,
+                        secret_digest=client.secret_digest,
+                        public=client.public,
+                        first_party=client.first_party,
+                        redirect_uris=json.dumps(list(client.redirect_uris)),
+                        post_logout_redirect_uris=json.dumps(list(client.post_logout_redirect_uris)),
+                        grant_types=json.dumps([g.value for g in client.grant_types]),
+                        scopes=json.dumps(list(client.scopes)),
+                        token_endpoint_auth_method=client.token_endpoint_auth_method.value,
+                        jwks=json.dumps(client.jwks) if client.jwks else None,
+                        access_token_lifetime=client.access_token_lifetime,
+                        signing_alg=client.signing_alg,
+                        id_token_alg=client.id_token_alg,
+                        logo_uri=client.logo_uri,
+                    )
+                )
+        return bool(result.rowcount)
 
     async def get(self, client_id: str) -> Client | None:
         if "\x00" in client_id:

@@ -127,6 +127,8 @@ oauth_clients = Table(
     Column("access_token_lifetime", Integer, nullable=False),
     Column("signing_alg", String(16), nullable=False),
     Column("created_at", Double, nullable=False),
+    Column("id_token_alg", String(16), nullable=False, server_default="RS256"),
+    Column("logo_uri", Text, nullable=True),
 )
 
 authorization_codes = Table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -52,6 +52,26 @@ class ClientIn(BaseModel):
     jwks: dict[str, Any] | None = None
     access_token_lifetime: int | None = Field(None, ge=30, le=900)
     signing_alg: StrictStr = "Ed25519"
+    id_token_alg: StrictStr = Field("RS256", alias="id_token_signed_response_alg")
+    logo_uri: StrictStr | None = Field(None, max_length=2048)
+
+
+UriList = Annotated[list[StrictStr], Field(max_length=20)]
+
+
+class ClientPatch(BaseModel):
+    """The fields to change (absent: unchanged). A URI list is replaced, or added to and removed from."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not look like a change that was made
+
+    name: StrictStr | None = Field(None, min_length=1, max_length=200)
+    redirect_uris: UriList | None = None
+    add_redirect_uris: UriList = Field(default_factory=list)
+    remove_redirect_uris: UriList = Field(default_factory=list)
+    post_logout_redirect_uris: UriList | None = None
+    add_post_logout_redirect_uris: UriList = Field(default_factory=list)
+    remove_post_logout_redirect_uris: UriList = Field(default_factory=list)
+    first_party: StrictBool | None = None
 
 
 def _user(user: Any) -> dict[str, Any]:
@@ -88,6 +108,25 @@ async def get_client(client_id: str, services: ServicesDep) -> dict[str, Any]:
     if client is None:
         raise NotFound("No such client.")
     return client_dict(client)
+
+
+@router.patch("/clients/{client_id}", summary="Change a client under the rules of registration")
+async def update_client(client_id: str, body: ClientPatch, services: ServicesDep) -> dict[str, Any]:
+    updated = await services.provider.update_client(client_id[:64], **body.model_dump())
+    if updated is None:
+        raise NotFound("No such client.")
+    return client_dict(updated.client)
+
+
+@router.post(
+    "/clients/{client_id}/secret",
+    summary="Rotate a confidential client's secret (the new one is returned once; the old one stops working)",
+)
+async def rotate_client_secret(client_id: str, services: ServicesDep) -> Response:
+    rotated = await services.provider.update_client(client_id[:64], rotate_secret=True)
+    if rotated is None:
+        raise NotFound("No such client.")
+    return JSONResponse(client_dict(rotated.client, rotated.secret), headers={"Cache-Control": "no-store"})
 
 
 @router.delete(

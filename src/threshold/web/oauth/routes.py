@@ -15,12 +15,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from threshold.core.models import RequestContext
 from threshold.oidc.authorize import AuthorizationRequest, RedirectableError
 from threshold.oidc.client_auth import presented_credentials
-from threshold.oidc.errors import InvalidRequest, InvalidToken, OAuthError
-from threshold.oidc.models import SIGNING_ALGORITHMS
+from threshold.oidc.errors import BearerTokenMissing, InvalidRequest, OAuthError
+from threshold.oidc.models import ID_TOKEN_DEFAULT_ALG, SIGNING_ALGORITHMS
 from threshold.oidc.provider import NeedsConsent, NeedsLogin, Provider, RedirectTo
 from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
-from threshold.web.pages.render import render
+from threshold.web.pages.render import PageApplication, render
 from threshold.web.security import check_csrf_token, check_same_origin, clear_session_cookie
 
 router = APIRouter(include_in_schema=False)
@@ -116,7 +116,10 @@ async def discovery(request: Request) -> Response:
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
+        "id_token_signing_alg_values_supported": [
+            ID_TOKEN_DEFAULT_ALG,
+            *(alg for alg in SIGNING_ALGORITHMS if alg != ID_TOKEN_DEFAULT_ALG),
+        ],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
@@ -208,7 +211,7 @@ async def _authorize(request: Request, params: dict[str, str], auth: Authenticat
     if isinstance(outcome, NeedsLogin):
         return _login_redirect(params, force=outcome.force)
     if isinstance(outcome, NeedsConsent):
-        return _consent_page(request, outcome.request, params)
+        return await _consent_page(request, outcome.request, params)
     assert isinstance(outcome, RedirectTo)
     return RedirectResponse(outcome.url, status_code=303)
 
@@ -224,13 +227,15 @@ async def authorize_post(request: Request, auth: MaybeAuth) -> Response:
     return await _authorize(request, await form_params(request), auth)
 
 
-def _consent_page(
+async def _consent_page(
     request: Request, authorization: AuthorizationRequest, params: Mapping[str, str]
 ) -> Response:
-    return render(
+    client = authorization.client
+    return await render(
         request,
         "consent.html",
-        client=authorization.client,
+        application=PageApplication(client.name, client.logo_uri, authorization.redirect_uri),
+        client=client,
         scopes=[(s, SCOPE_TEXT.get(s, s)) for s in authorization.scopes],
         params={k: v for k, v in params.items() if k in AUTHORIZE_PARAMS and k != "prompt"},
     )
@@ -273,7 +278,7 @@ def bearer_token(request: Request, form: Mapping[str, str] | None = None) -> str
         return header[7:].strip()
     if form and form.get("access_token"):
         return form["access_token"]
-    raise InvalidToken("A bearer access token is required.")
+    raise BearerTokenMissing()
 
 
 @router.get("/oauth2/userinfo")
@@ -344,12 +349,29 @@ async def logout_get(request: Request, auth: MaybeAuth, context: ContextDep) -> 
     try:
         target, claims = await _logout_target(request, params)
     except OAuthError as error:
-        return render(request, "error.html", status=400, status_code=400, message=error.detail)
+        return await render(request, "error.html", status=400, status_code=400, message=error.detail)
     if auth is None:
         return RedirectResponse(target or "/login?logged_out=1", status_code=303)
     if claims is not None and claims.get("sid") == auth.session.public_id:
         return await _end_session(request, auth, context, target)  # the RP proved which session to end
-    return render(request, "logout.html", user=auth.user, action="/oauth2/logout", params=params)
+    application = None
+    if target is not None:
+        client = await provider_of(request).get_client(_logout_client_id(params, claims))
+        name, logo = (client.name, client.logo_uri) if client else ("the application", None)
+        application = PageApplication(name, logo, target)
+    return await render(
+        request,
+        "logout.html",
+        application=application,
+        user=auth.user,
+        action="/oauth2/logout",
+        params=params,
+    )
+
+
+def _logout_client_id(params: Mapping[str, str], claims: Mapping[str, Any] | None) -> str:
+    audience = claims.get("aud") if claims else None
+    return params.get("client_id") or (audience if isinstance(audience, str) else "")
 
 
 @router.post("/oauth2/logout")
@@ -362,5 +384,5 @@ async def logout_post(request: Request, auth: MaybeAuth, context: ContextDep) ->
     try:
         target, _ = await _logout_target(request, params)
     except OAuthError as error:
-        return render(request, "error.html", status=400, status_code=400, message=error.detail)
+        return await render(request, "error.html", status=400, status_code=400, message=error.detail)
     return await _end_session(request, auth, context, target)

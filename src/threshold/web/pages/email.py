@@ -5,7 +5,7 @@ the link consumes nothing; a sign-in link opened in the browser that asked for i
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
@@ -24,7 +24,16 @@ from threshold.web.api.email import set_email_login_cookie
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
-from threshold.web.pages.routes import _after_sign_in, _redirect, account_action, field, read_form, safe_next
+from threshold.web.pages.routes import (
+    _after_sign_in,
+    _redirect,
+    account_action,
+    field,
+    read_form,
+    recall_return,
+    remember_return,
+    safe_next,
+)
 from threshold.web.security import EMAIL_LOGIN_COOKIE, set_pending_cookie
 
 router = APIRouter(include_in_schema=False)
@@ -33,8 +42,8 @@ ContextDep = Annotated[RequestContext, Depends(request_context)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 
-def _error(request: Request, template: str, error: ThresholdError, **context: object) -> Response:
-    return render(
+async def _error(request: Request, template: str, error: ThresholdError, **context: Any) -> Response:
+    return await render(
         request, template, status=status_for(error), headers=headers_for(error), error=error.detail, **context
     )
 
@@ -44,7 +53,7 @@ def _error(request: Request, template: str, error: ThresholdError, **context: ob
 
 @router.get("/verify-email")
 async def verify_page(request: Request, token: str = "", change: str = "") -> Response:
-    return render(request, "verify_email.html", token=token[:128], change=change == "1")
+    return await render(request, "verify_email.html", token=token[:128], change=change == "1")
 
 
 @router.post("/verify-email")
@@ -58,8 +67,9 @@ async def verify_submit(request: Request, services: ServicesDep, context: Contex
         else:
             await services.email.verify_email(field(form, "token"), context=context)
     except ThresholdError as error:
-        return _error(request, "verify_email.html", error, token="", change=change)
-    return render(request, "verify_email.html", done=True, change=change, token="")
+        return await _error(request, "verify_email.html", error, token="", change=change)
+    target = recall_return(request)
+    return await render(request, "verify_email.html", done=True, change=change, token="", return_to=target)
 
 
 @router.post("/account/email/resend")
@@ -82,10 +92,12 @@ async def change_email(
 
 
 @router.get("/reset-password")
-async def reset_page(request: Request, services: ServicesDep, token: str = "") -> Response:
+async def reset_page(
+    request: Request, services: ServicesDep, token: str = "", next: str | None = None
+) -> Response:
     if token:
         valid = await services.email.check_reset_token(token[:128])
-        return render(
+        return await render(
             request,
             "reset_password.html",
             stage="choose",
@@ -93,19 +105,21 @@ async def reset_page(request: Request, services: ServicesDep, token: str = "") -
             valid=valid,
             min_length=services.settings.password.min_length,
         )
-    return render(request, "reset_password.html", stage="request", email="")
+    return await render(request, "reset_password.html", stage="request", email="", next=safe_next(next))
 
 
 @router.post("/reset-password")
 async def reset_request(request: Request, services: ServicesDep, context: ContextDep) -> Response:
-    email = ""
+    email, target = "", "/account"
     try:
         form = await read_form(request)
-        email = field(form, "email")
+        email, target = field(form, "email"), safe_next(field(form, "next"))
         await services.email.request_password_reset(email, context=context)
     except ThresholdError as error:
-        return _error(request, "reset_password.html", error, stage="request", email=email)
-    return render(request, "check_email.html", reason="reset", email=email)
+        return await _error(request, "reset_password.html", error, stage="request", email=email, next=target)
+    response = await render(request, "check_email.html", reason="reset", email=email)
+    remember_return(response, target)
+    return response
 
 
 @router.post("/reset-password/confirm")
@@ -118,7 +132,7 @@ async def reset_confirm(request: Request, services: ServicesDep, context: Contex
             token=token, new_password=field(form, "new_password"), context=context
         )
     except ThresholdError as error:
-        return _error(
+        return await _error(
             request,
             "reset_password.html",
             error,
@@ -127,7 +141,10 @@ async def reset_confirm(request: Request, services: ServicesDep, context: Contex
             valid=True,
             min_length=services.settings.password.min_length,
         )
-    return _redirect("/login?reset=1")
+    target = recall_return(request)
+    return _redirect(
+        "/login?" + urlencode({"reset": "1", **({"next": target} if target != "/account" else {})})
+    )
 
 
 # --- sign-in by email -----------------------------------------------------------------------------
@@ -141,7 +158,7 @@ def _enabled(services: Services) -> None:
 @router.get("/login/email")
 async def email_login_page(request: Request, services: ServicesDep, next: str | None = None) -> Response:
     _enabled(services)
-    return render(request, "login_email.html", stage="request", next=safe_next(next), email="")
+    return await render(request, "login_email.html", stage="request", next=safe_next(next), email="")
 
 
 @router.post("/login/email")
@@ -153,8 +170,9 @@ async def email_login_request(request: Request, services: ServicesDep, context: 
         target, email = safe_next(field(form, "next")), field(form, "email")
         started = await services.email.request_email_login(email, context=context)
     except ThresholdError as error:
-        return _error(request, "login_email.html", error, stage="request", next=target, email=email)
-    response = render(request, "login_email.html", stage="code", next=target, email=email)
+        return await _error(request, "login_email.html", error, stage="request", next=target, email=email)
+    response = await render(request, "login_email.html", stage="code", next=target, email=email)
+    remember_return(response, target)
     set_email_login_cookie(response, started.binding, max_age=services.settings.email.login_lifetime)
     return response
 
@@ -208,7 +226,7 @@ async def email_login_code(
             context=context,
         )
     except ThresholdError as error:
-        return _error(request, "login_email.html", error, stage="code", next=target, email="")
+        return await _error(request, "login_email.html", error, stage="code", next=target, email="")
 
 
 @router.get("/login/email/verify")
@@ -225,15 +243,17 @@ async def email_login_link(
             token=token[:128],
             code=None,
             confirmed=False,
-            target="/account",
+            target=recall_return(request),
             context=context,
         )
     except ConfirmationRequired:
-        return render(
+        return await render(
             request, "login_email.html", stage="confirm", token=token[:128], next="/account", email=""
         )
     except ThresholdError as error:
-        return _error(request, "login_email.html", error, stage="request", next="/account", email="")
+        return await _error(
+            request, "login_email.html", error, stage="request", next=recall_return(request), email=""
+        )
 
 
 @router.post("/login/email/verify")
@@ -250,11 +270,11 @@ async def email_login_confirm(
             token=field(form, "token"),
             code=None,
             confirmed=True,
-            target="/account",
+            target=recall_return(request),
             context=context,
         )
     except ThresholdError as error:
-        return _error(request, "login_email.html", error, stage="request", next="/account", email="")
+        return await _error(request, "login_email.html", error, stage="request", next="/account", email="")
 
 
 # --- the development outbox -----------------------------------------------------------------------
@@ -266,7 +286,7 @@ async def outbox(request: Request, services: ServicesDep) -> Response:
     if not services.settings.development:
         raise HTTPException(404)
     messages = await services.mail_queue.recent(limit=50)
-    return render(
+    return await render(
         request,
         "outbox.html",
         messages=[

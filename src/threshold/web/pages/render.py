@@ -3,36 +3,101 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from threshold.oidc.errors import OAuthError
 from threshold.settings import Settings
-from threshold.web.security import csrf_token_for, set_csrf_cookie
+from threshold.web.security import allow_form_redirect, csrf_token_for, set_csrf_cookie
+
+AUTHORIZE_PATH = "/oauth2/authorize"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def when(instant: str | None) -> Markup:
+    """The `when` filter: an ISO 8601 instant as `<time>`, reading "30 Nov 2026, 14:05 UTC".
+
+    The ISO value stays machine-readable in `datetime` and visible on hover in `title`; static/times.js
+    rewrites the text into the reader's own time zone when scripts run. Not locale-dependent.
+    """
+    if not instant:
+        return Markup("")
+    try:
+        moment = datetime.fromisoformat(instant)
+    except ValueError:
+        return escape(instant)
+    moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    machine = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    text = f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(machine, text)
 
 
 @cache
 def environment() -> Environment:
-    return Environment(
+    env = Environment(
         loader=PackageLoader("threshold.web.pages", "templates"),
         autoescape=select_autoescape(default=True),
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["when"] = when
+    return env
 
 
-def render(
+@dataclass(frozen=True, slots=True)
+class PageApplication:
+    """The application a page works for: its name and logo are shown, and the page's forms may end
+    in a redirect to `return_uri` (a registered redirect or post-logout redirect URI)."""
+
+    name: str
+    logo_uri: str | None
+    return_uri: str
+
+
+async def application_for(request: Request, target: str) -> PageApplication | None:
+    """The application behind a `next` path that continues an authorization, if it is one.
+
+    The client and its redirect URI pass the authorization endpoint's own checks (the client exists,
+    the redirect URI is registered for it exactly), so a forged `next` widens nothing.
+    """
+    path, _, query = target.partition("?")
+    if path != AUTHORIZE_PATH or not query:
+        return None
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    try:
+        client, redirect_uri = await request.app.state.services.provider.authorization_client(params)
+    except OAuthError:
+        return None
+    return PageApplication(name=client.name, logo_uri=client.logo_uri, return_uri=redirect_uri)
+
+
+async def render(
     request: Request,
     template: str,
     *,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
+    application: PageApplication | None = None,
     **context: Any,
 ) -> HTMLResponse:
+    """A page. One whose `next` continues an authorization names the application (`application`)
+    and lets its forms redirect there (see security.allow_form_redirect)."""
     settings: Settings = request.app.state.services.settings
+    target = context.get("next")
+    if application is None and isinstance(target, str):
+        application = await application_for(request, target)
+    if application is not None:
+        allow_form_redirect(request, application.return_uri)
     csrf, is_new = csrf_token_for(request)
     html = (
         environment()
@@ -42,6 +107,8 @@ def render(
             nonce=request.scope.get("state", {}).get("csp_nonce", ""),
             csrf_token=csrf,
             path=request.url.path,
+            application=application,
+            email_login=settings.email.login_enabled,
             **context,
         )
     )
@@ -51,7 +118,9 @@ def render(
     return response
 
 
-def error_page(
+async def error_page(
     request: Request, status: int, message: str, *, headers: Mapping[str, str] | None = None
 ) -> HTMLResponse:
-    return render(request, "error.html", status=status, headers=headers, status_code=status, message=message)
+    return await render(
+        request, "error.html", status=status, headers=headers, status_code=status, message=message
+    )

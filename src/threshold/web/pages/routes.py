@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
-from urllib.parse import urlencode
+from typing import Annotated, Any
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import APIRouter, Depends
 from starlette.datastructures import FormData
@@ -28,6 +28,8 @@ from threshold.web.deps import Authenticated, get_services, optional_session, re
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
 from threshold.web.security import (
+    RETURN_COOKIE,
+    RETURN_COOKIE_MAX_AGE,
     check_csrf_token,
     check_same_origin,
     clear_pending_cookie,
@@ -54,6 +56,37 @@ def safe_next(target: str | None, default: str = "/account") -> str:
     return target
 
 
+def remember_return(response: Response, target: str) -> None:
+    """Keep where a person was going (e.g. an authorization) across a trip to their mailbox.
+
+    Set when a flow sends mail (sign-up verification, password reset, emailed sign-in); read by
+    `recall_return` on the page the mailed link opens in the same browser. Only a same-site path
+    (`safe_next`) is ever stored or followed.
+    """
+    target = safe_next(target)
+    if target == "/account":
+        forget_return(response)
+        return
+    response.set_cookie(
+        RETURN_COOKIE,
+        quote(target, safe=""),
+        max_age=RETURN_COOKIE_MAX_AGE,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def forget_return(response: Response) -> None:
+    response.delete_cookie(RETURN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+
+
+def recall_return(request: Request) -> str:
+    """Where this browser was going before it went to its mailbox (see `remember_return`)."""
+    return safe_next(unquote(request.cookies.get(RETURN_COOKIE, "")))
+
+
 async def read_form(request: Request) -> FormData:
     """Parse a form and pass the same-origin and CSRF checks; raises CsrfFailed or InvalidRequest."""
     check_same_origin(request, request.app.state.services.settings)
@@ -75,14 +108,16 @@ def _redirect(target: str) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
 
 
-def _form_error(request: Request, template: str, error: ThresholdError, **context: object) -> Response:
+async def _form_error(request: Request, template: str, error: ThresholdError, **context: Any) -> Response:
     status = status_for(error)
     if isinstance(error, RateLimited):
         minutes = max(1, round(error.retry_after / 60))
         message = f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
     else:
         message = error.detail
-    return render(request, template, status=status, headers=headers_for(error), error=message, **context)
+    return await render(
+        request, template, status=status, headers=headers_for(error), error=message, **context
+    )
 
 
 @router.get("/")
@@ -97,7 +132,7 @@ async def login_page(
     target = safe_next(next)
     if auth is not None and not reauth:
         return _redirect(target)
-    return render(
+    return await render(
         request,
         "login.html",
         next=target,
@@ -105,7 +140,6 @@ async def login_page(
         reauth=bool(auth),
         expired=request.query_params.get("expired") == "1",
         reset_done=request.query_params.get("reset") == "1",
-        email_login=request.app.state.services.settings.email.login_enabled,
     )
 
 
@@ -116,14 +150,14 @@ async def login_submit(
     try:
         form = await read_form(request)
     except ThresholdError as error:
-        return _form_error(request, "login.html", error, next="/account", email="")
+        return await _form_error(request, "login.html", error, next="/account", email="")
     target, email = safe_next(field(form, "next")), field(form, "email")
     try:
         signed_in = await services.accounts.sign_in_with_password(
             email=email, password=field(form, "password"), context=context
         )
     except ThresholdError as error:
-        return _form_error(request, "login.html", error, next=target, email=email)
+        return await _form_error(request, "login.html", error, next=target, email=email)
     if isinstance(signed_in, MfaRequired):
         response = _redirect("/login/mfa?" + urlencode({"next": target}))
         set_pending_cookie(
@@ -145,16 +179,21 @@ async def _after_sign_in(services: Services, user: User, issued: IssuedSession, 
         response = _redirect(target)
     set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
     clear_pending_cookie(response)
+    forget_return(response)  # a sign-in ends the trip through the mailbox, if there was one
     return response
 
 
 @router.get("/signup")
-async def signup_page(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
+async def signup_page(
+    request: Request, services: ServicesDep, auth: MaybeAuth, next: str | None = None
+) -> Response:
+    target = safe_next(next)
     if auth is not None:
-        return _redirect("/account")
-    return render(
+        return _redirect(target)
+    return await render(
         request,
         "signup.html",
+        next=target,
         email="",
         enabled=services.settings.signup_enabled,
         min_length=services.settings.password.min_length,
@@ -169,36 +208,41 @@ async def signup_submit(
     try:
         form = await read_form(request)
     except ThresholdError as error:
-        return _form_error(request, "signup.html", error, email="", enabled=True, min_length=min_length)
-    email = field(form, "email")
+        return await _form_error(
+            request, "signup.html", error, next="/account", email="", enabled=True, min_length=min_length
+        )
+    target, email = safe_next(field(form, "next")), field(form, "email")
     try:
         signed_in = await services.accounts.sign_up(
             email=email, password=field(form, "password"), context=context
         )
     except ThresholdError as error:
-        return _form_error(
+        return await _form_error(
             request,
             "signup.html",
             error,
+            next=target,
             email=email,
             enabled=services.settings.signup_enabled,
             min_length=min_length,
             password_error=isinstance(error, PasswordRejected),
         )
     if isinstance(signed_in, VerificationPending):
-        return render(request, "check_email.html", reason="verify", email=email)
+        response = await render(request, "check_email.html", reason="verify", email=email)
+        remember_return(response, target)
+        return response
     if auth is not None:
         await services.sessions.end_session(auth.session)
-    response = _redirect("/account")
-    set_session_cookie(response, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
-    return response
+    redirect = _redirect(target)
+    set_session_cookie(redirect, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
+    return redirect
 
 
 @router.get("/logout")
 async def logout_page(request: Request, auth: MaybeAuth) -> Response:
     if auth is None:
         return _redirect("/login")
-    return render(request, "logout.html", user=auth.user)
+    return await render(request, "logout.html", user=auth.user)
 
 
 @router.post("/logout")
@@ -208,7 +252,7 @@ async def logout_submit(
     try:
         await read_form(request)
     except ThresholdError as error:
-        return _form_error(request, "logout.html", error, user=auth.user if auth else None)
+        return await _form_error(request, "logout.html", error, user=auth.user if auth else None)
     if auth is not None:
         await services.accounts.log_out(auth.user, auth.session, context=context)
     response = _redirect("/login?logged_out=1")
@@ -223,14 +267,14 @@ async def _account(
     *,
     status: int = 200,
     headers: dict[str, str] | None = None,
-    **context: object,
+    **context: Any,
 ) -> Response:
     sessions = await services.sessions.list_sessions(auth.user.id)
     events = await services.accounts.security_events(auth.user, limit=15)
     consents = await services.provider.list_consents(auth.user)
     factors = await services.factors.status(auth.user)
     recoveries = await services.factors.pending_recovery(auth.user)
-    return render(
+    return await render(
         request,
         "account.html",
         factors=factors,

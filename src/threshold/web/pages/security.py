@@ -70,7 +70,7 @@ async def _mfa_page(
     if user is None:
         return _redirect("/login")
     methods = await services.factors.second_factors(user)
-    return render(
+    return await render(
         request,
         "login_mfa.html",
         next=target,
@@ -114,7 +114,7 @@ async def login_mfa_submit(
 async def passkey_upgrade(request: Request, auth: MaybeAuth, next: str | None = None) -> Response:
     if auth is None:
         return _redirect(LOGIN)
-    return render(request, "passkey_upgrade.html", next=safe_next(next), user=auth.user)
+    return await render(request, "passkey_upgrade.html", next=safe_next(next), user=auth.user)
 
 
 @router.post("/account/passkey-upgrade/dismiss")
@@ -137,7 +137,7 @@ async def _reauth_page(
     error: ThresholdError | None = None,
 ) -> Response:
     methods = await services.factors.available_reauth_methods(auth.user)
-    return render(
+    return await render(
         request,
         "reauthenticate.html",
         next=target,
@@ -195,7 +195,7 @@ async def totp_setup(request: Request, services: ServicesDep, auth: MaybeAuth) -
         )
     except ThresholdError as error:
         return await _account_error(request, services, auth, error)
-    return render(
+    return await render(
         request, "totp_setup.html", secret=enrollment.secret, qr=qr_svg(enrollment.uri), uri=enrollment.uri
     )
 
@@ -219,7 +219,7 @@ async def totp_confirm(
         )
         if enrollment is None:
             return await _account_error(request, services, auth, error)
-        return render(
+        return await render(
             request,
             "totp_setup.html",
             status=status_for(error),
@@ -230,7 +230,7 @@ async def totp_confirm(
             uri=enrollment.uri,
         )
     if added.recovery_codes:
-        return render(request, "recovery_codes.html", codes=added.recovery_codes, first=True)
+        return await render(request, "recovery_codes.html", codes=added.recovery_codes, first=True)
     return _redirect("/account?done=totp")
 
 
@@ -255,7 +255,7 @@ async def recovery_codes(
         codes = await services.factors.regenerate_recovery_codes(auth.user, auth.session, context=context)
     except ThresholdError as error:
         return await _account_error(request, services, auth, error)
-    return render(request, "recovery_codes.html", codes=codes, first=False)
+    return await render(request, "recovery_codes.html", codes=codes, first=False)
 
 
 @router.post("/account/recovery/{request_id}/cancel")

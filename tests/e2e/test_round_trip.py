@@ -1,0 +1,649 @@
+"""The round trip of issue 10, in Chromium: an application on another origin and another site sends the
+browser to Threshold to sign in, and the person lands back in the application.
+
+Two applications, each on an OpenID Connect library we did not write, each at that library's defaults:
+Authlib's Starlette client (tests/e2e/rp/authlib_app.py, under uvicorn) and panva's openid-client 6
+(tests/e2e/rp/openid_client_app.mjs, under Node). Each is registered twice with the real CLI: `threshold
+clients create` with nothing but its redirect and post-logout URIs (a third-party client: consent is asked),
+and the same with `--first-party` (no consent).
+
+Threshold serves http://localhost:<port> (WebAuthn needs a host name, not an IP address); the applications
+serve http://127.0.0.1:<port>, so they are another origin and another site, and the browser really crosses
+from one to the other. Every page of every scenario is watched for Content-Security-Policy violations (the
+`securitypolicyviolation` event, reported to Python through a binding, and Chromium's console message) and
+for uncaught page errors: the round trip must not raise any.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import pyotp
+import pytest
+
+from tests.conftest import STRONG_PASSWORD, free_port, need
+from tests.e2e.conftest import Server
+from tests.e2e.mfa_fixtures import AUTHENTICATOR, Authenticator, localhost_server
+from tests.email.helpers import SmtpSink
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+RP_DIR = Path(__file__).parent / "rp"
+NODE_PACKAGES = ROOT / "tests" / "interop" / "node"
+LIBRARIES = ("authlib", "openid-client")
+TIMEOUT_MS = 10_000  # for one step in the browser; a round trip that stops somewhere fails well before it
+ROUND_TRIP_SECONDS = 15.0
+STUCK_SECONDS = 3.0  # after a CSP violation, or on a page that is no step of an authorization
+
+Consent = Literal["allow", "deny"]
+
+# Reports every CSP violation of every document to Python (window.__cspViolation is a Playwright binding, so
+# the report survives the navigation that may follow it).
+RECORD_CSP = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolation({
+    directive: event.effectiveDirective || event.violatedDirective,
+    blocked: event.blockedURI,
+    document: event.documentURI,
+    disposition: event.disposition,
+    source: event.sourceFile ? `${event.sourceFile}:${event.lineNumber}` : "",
+  });
+}, true);
+"""
+
+# Records the mediation of each navigator.credentials.get(): the passkey scenario waits for the sign-in
+# page's autofill request before it presses the button (as tests/e2e/test_passkeys_and_mfa.py does).
+RECORD_MEDIATION = """
+if (window.PublicKeyCredential) {
+  const get = navigator.credentials.get.bind(navigator.credentials);
+  navigator.credentials.get = (options) => {
+    const seen = JSON.parse(sessionStorage.getItem("webauthn-get") || "[]");
+    seen.push((options && options.mediation) || "modal");
+    sessionStorage.setItem("webauthn-get", JSON.stringify(seen));
+    return get(options);
+  };
+}
+"""
+
+# A JSON API call from a page on Threshold's origin, with the browser's cookies and the CSRF double submit.
+API_CALL = """async ([method, path, body]) => {
+  const csrf = await (await fetch("/api/v1/csrf", {credentials: "same-origin"})).json();
+  const response = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf.token},
+    body: body === null ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch (error) {}
+  return {status: response.status, body: json, text};
+}"""
+
+
+# --- the provider and the applications ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator[Server]:
+    """`threshold serve` on http://localhost:<port> (SQLite), mailing through the test SMTP server."""
+    settings = {
+        "THRESHOLD_SMTP_URL": smtp.url,
+        # every scenario signs up a new person from the same address; the defaults (20 an hour) would do
+        # today, headroom keeps a rerun against a slow machine from tripping them
+        "THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP": "1000",
+        "THRESHOLD_EMAIL__PER_IP": "1000",
+    }
+    with localhost_server(tmp_path_factory.mktemp("round-trip"), **settings) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    """One running application: where it is, which client it signs in as, and its log."""
+
+    library: str
+    url: str
+    client_id: str
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+@dataclass(frozen=True)
+class Applications:
+    """One library's application, registered with the CLI's defaults (third party) and with --first-party."""
+
+    library: str
+    third_party: RelyingParty
+    first_party: RelyingParty
+
+
+def _command(library: str) -> list[str]:
+    if library == "authlib":
+        return [
+            sys.executable,
+            *("-m", "uvicorn", "--factory", "tests.e2e.rp.authlib_app:from_environment"),
+            *("--host", "127.0.0.1", "--log-level", "info"),
+        ]
+    node = shutil.which("node")
+    if node is None:
+        need("Node", "no `node` on PATH (Debian: apt-get install nodejs npm)")
+    assert node is not None
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    if int(version.lstrip("v").split(".")[0]) < 20:
+        need("Node", f"openid-client 6 needs Node >= 20, found {version}")
+    if not (NODE_PACKAGES / "node_modules" / "openid-client" / "package.json").is_file():
+        need("openid-client", f"npm packages not installed: run `npm ci --prefix {NODE_PACKAGES}`")
+    return [node, str(RP_DIR / "openid_client_app.mjs")]
+
+
+def _register(provider: Server, name: str, app_url: str, *, first_party: bool) -> tuple[str, str]:
+    """`threshold clients create` with the application's URIs and otherwise the defaults."""
+    args = [
+        *(sys.executable, "-m", "threshold", "clients", "create", "--name", name),
+        *("--redirect-uri", f"{app_url}/callback", "--post-logout-redirect-uri", f"{app_url}/"),
+        *(("--first-party",) if first_party else ()),
+        "--json",
+    ]
+    result = subprocess.run(args, env=provider.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    return str(created["client_id"]), str(created["client_secret"])
+
+
+@contextmanager
+def _relying_party(
+    library: str, provider: Server, logs: Path, *, first_party: bool
+) -> Iterator[RelyingParty]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    kind = "first-party" if first_party else "third-party"
+    client_id, client_secret = _register(
+        provider, f"Example app ({library}, {kind})", url, first_party=first_party
+    )
+    env = {
+        **os.environ,
+        "RP_ISSUER": provider.url,
+        "RP_CLIENT_ID": client_id,
+        "RP_CLIENT_SECRET": client_secret,
+        "RP_BASE_URL": url,
+        "RP_PORT": str(port),
+    }
+    log = logs / f"{library}-{kind}.log"
+    command = [*_command(library), *(("--port", str(port)) if library == "authlib" else ())]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    app = RelyingParty(library=library, url=url, client_id=client_id, log=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the {library} application exited {process.returncode}:\n{app.log_tail()}")
+            try:
+                if httpx.get(f"{url}/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the {library} application did not start:\n{app.log_tail()}")
+            time.sleep(0.1)
+        yield app
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module", params=LIBRARIES)
+def apps(
+    request: pytest.FixtureRequest, provider: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Applications]:
+    library: str = request.param
+    logs = tmp_path_factory.mktemp(f"rp-{library}")
+    with ExitStack() as stack:
+        third_party = stack.enter_context(_relying_party(library, provider, logs, first_party=False))
+        first_party = stack.enter_context(_relying_party(library, provider, logs, first_party=True))
+        yield Applications(library=library, third_party=third_party, first_party=first_party)
+
+
+@pytest.fixture
+def shoot(shoot: Any) -> Any:
+    """The suite's shoot() with a running number: a test's screenshots sort in the order they were taken."""
+    taken = itertools.count(1)
+
+    def take(page: Any, name: str) -> Any:
+        return shoot(page, f"{next(taken):02d}-{name}")
+
+    return take
+
+
+# --- what the browser reports ---------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """One browser context and what it reported: CSP violations, console messages, uncaught errors, and the
+    trail of pages its tab committed."""
+
+    context: Any
+    page: Any = None
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    trail: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.context.expose_binding("__cspViolation", lambda _source, report: self.violations.append(report))
+        self.context.add_init_script(RECORD_CSP)
+        self.context.on("console", self._console)
+        self.context.on("weberror", lambda error: self.errors.append(str(error.error)))
+        self.page = self.context.new_page()
+        self.page.on("framenavigated", self._navigated)
+
+    def _console(self, message: Any) -> None:
+        where = message.location.get("url", "") if isinstance(message.location, dict) else ""
+        self.console.append(f"[{message.type}] {message.text} ({where})")
+
+    def _navigated(self, frame: Any) -> None:
+        if frame == self.page.main_frame:
+            self.trail.append(frame.url)
+
+    @property
+    def csp_problems(self) -> list[str]:
+        reported = [json.dumps(v, sort_keys=True) for v in self.violations]
+        logged = [line for line in self.console if "Content Security Policy" in line]
+        return reported + logged
+
+    def report(self) -> str:
+        lines = ["pages: " + " -> ".join(_short(url) for url in self.trail)]
+        if self.csp_problems:
+            lines.append("CSP violations:\n  " + "\n  ".join(self.csp_problems))
+        if self.errors:
+            lines.append("page errors:\n  " + "\n  ".join(self.errors))
+        if self.console:
+            lines.append("console:\n  " + "\n  ".join(self.console))
+        return "\n".join(lines)
+
+    def assert_clean(self) -> None:
+        """No CSP violation and no uncaught error anywhere on the way."""
+        assert not self.csp_problems and not self.errors, self.report()
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= 160 else url[:157] + "..."
+
+
+@pytest.fixture
+def open_browser(browser: Any) -> Iterator[Callable[..., Watch]]:
+    """open_browser(): a fresh, watched browser context (closed after the test)."""
+    opened: list[Watch] = []
+
+    def make() -> Watch:
+        watch = Watch(browser.new_context())
+        opened.append(watch)
+        return watch
+
+    yield make
+    for watch in opened:
+        watch.context.close()
+
+
+# --- steps -------------------------------------------------------------------------------------------------
+
+
+def _email(apps: Applications, kind: str) -> str:
+    return f"round-trip.{apps.library}.{kind}.{secrets.token_hex(3)}@example.com"
+
+
+def _api(page: Any, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = page.evaluate(API_CALL, [method, path, body])
+    return result
+
+
+def _sign_up_by_api(page: Any, provider: Server, email: str) -> None:
+    """A new account, made through the JSON API from a page on Threshold (the page is signed in after)."""
+    page.goto(f"{provider.url}/login")
+    created = _api(page, "POST", "/api/v1/signup", {"email": email, "password": STRONG_PASSWORD})
+    assert created["status"] == 201, created
+
+
+def _open_app(page: Any, app: RelyingParty, shoot: Any) -> None:
+    page.goto(f"{app.url}/")
+    assert page.locator("#status").inner_text() == "Not signed in."
+    shoot(page, "app-signed-out")
+
+
+def _sign_in_from_app(page: Any, provider: Server, app: RelyingParty, shoot: Any) -> None:
+    """The application's "Sign in" link, to Threshold's sign-in page (which continues the authorization)."""
+    _open_app(page, app, shoot)
+    page.get_by_role("link", name="Sign in").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login\?"))
+    shoot(page, "threshold-sign-in")
+
+
+def _password(page: Any, email: str) -> None:
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def _stage(page: Any, provider: Server) -> str | None:
+    """Which step of an authorization the tab shows, when it is one the person has to act on."""
+    from playwright.sync_api import Error
+
+    url = page.url
+    if not url.startswith(provider.url + "/"):
+        return None
+    path = urlsplit(url).path
+    try:
+        if path == "/account/passkey-upgrade" and page.get_by_role("button", name="Not now").count():
+            return "passkey-offer"
+        if page.get_by_role("button", name="Allow", exact=True).count():
+            return "consent"
+        if path == "/oauth2/logout" and page.get_by_role("button", name="Sign out", exact=True).count():
+            return "logout-confirm"
+    except Error:  # the tab navigated while it was being read
+        return None
+    return None
+
+
+TRANSIT_PATHS = ("/login", "/login/mfa", "/login/email", "/signup", "/oauth2/authorize", "/consent")
+
+
+def _back_at_app(
+    page: Any,
+    watch: Watch,
+    provider: Server,
+    app: RelyingParty,
+    shoot: Any,
+    *,
+    consent: Consent | None,
+) -> list[str]:
+    """Follow Threshold's pages back to the application; returns the steps the person acted on.
+
+    Allow or Deny a consent page (a first-party client must not show one), "Not now" on the passkey offer,
+    "Sign out" on a logout confirmation. Fails at once, with where the tab went and what the browser logged,
+    when a CSP violation stops the way, or the tab rests on a page that is no step of an authorization
+    (such as the account page), and after ROUND_TRIP_SECONDS in any case.
+    """
+    acted: list[str] = []
+    deadline = time.monotonic() + ROUND_TRIP_SECONDS
+    while not page.url.startswith(app.url + "/"):
+        now = time.monotonic()
+        stage = _stage(page, provider)
+        if stage is not None and stage not in acted:
+            acted.append(stage)
+            shoot(page, stage)
+            if stage == "consent":
+                assert consent is not None, "a consent page for a first-party client\n" + watch.report()
+                page.get_by_role("button", name="Allow" if consent == "allow" else "Deny", exact=True).click()
+            elif stage == "passkey-offer":
+                page.get_by_role("button", name="Not now").click()
+            else:
+                page.get_by_role("button", name="Sign out", exact=True).click()
+            continue
+        resting = urlsplit(page.url).path not in TRANSIT_PATHS and stage is None
+        if watch.csp_problems or resting:
+            deadline = min(deadline, now + STUCK_SECONDS)
+        if now > deadline:
+            shoot(page, "stopped")
+            raise AssertionError(
+                f"the browser did not get back to the {app.library} application ({app.url}); "
+                f"it stopped at {_short(page.url)} after {acted or 'no'} step(s)\n{watch.report()}"
+            )
+        page.wait_for_timeout(100)
+    page.wait_for_load_state()
+    return acted
+
+
+def _assert_signed_in(page: Any, watch: Watch, app: RelyingParty, email: str) -> None:
+    status = page.locator("#status")
+    if status.count() and status.inner_text() == f"Signed in as {email}":
+        return
+    raise AssertionError(
+        f"the {app.library} application at {_short(page.url)} says: {page.locator('body').inner_text()!r}\n"
+        f"{watch.report()}\napplication log:\n{app.log_tail()}"
+    )
+
+
+def _totp_code(secret: str, last_step: int) -> tuple[str, int]:
+    """A code for the earliest step the server still accepts: after the last used one, within ±1 step."""
+    step = max(int(time.time() // 30), last_step + 1)
+    return pyotp.TOTP(secret).generate_otp(step), step
+
+
+# --- a) a new person -------------------------------------------------------------------------------------
+
+
+def test_new_person_signs_up_from_the_app_consents_and_lands_back(
+    open_browser: Callable[[], Watch], provider: Server, apps: Applications, shoot: Any
+) -> None:
+    app, email = apps.third_party, _email(apps, "new")
+    watch = open_browser()
+    page = watch.page
+    _sign_in_from_app(page, provider, app, shoot)
+
+    page.get_by_role("link", name="Create an account").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/signup"))
+    shoot(page, "sign-up")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+
+    acted = _back_at_app(page, watch, provider, app, shoot, consent="allow")
+    assert "consent" in acted, acted
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+    watch.assert_clean()
+
+
+# --- b-e) a returning person, first-party client: no consent -------------------------------------------
+
+
+def test_returning_person_signs_in_with_the_password(
+    browser: Any, open_browser: Callable[[], Watch], provider: Server, apps: Applications, shoot: Any
+) -> None:
+    app, email = apps.first_party, _email(apps, "password")
+    setup = browser.new_context()
+    _sign_up_by_api(setup.new_page(), provider, email)
+    setup.close()
+
+    watch = open_browser()
+    page = watch.page
+    _sign_in_from_app(page, provider, app, shoot)
+    _password(page, email)
+
+    acted = _back_at_app(page, watch, provider, app, shoot, consent=None)
+    assert "consent" not in acted
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+    watch.assert_clean()
+
+
+def test_returning_person_signs_in_with_a_second_factor(
+    browser: Any, open_browser: Callable[[], Watch], provider: Server, apps: Applications, shoot: Any
+) -> None:
+    app, email = apps.first_party, _email(apps, "totp")
+    setup = browser.new_context()
+    setup_page = setup.new_page()
+    _sign_up_by_api(setup_page, provider, email)
+    enrolment = _api(setup_page, "POST", "/api/v1/mfa/totp/setup")
+    assert enrolment["status"] == 200, enrolment
+    secret = enrolment["body"]["secret"]
+    code, step = _totp_code(secret, 0)
+    confirmed = _api(setup_page, "POST", "/api/v1/mfa/totp/confirm", {"code": code})
+    assert confirmed["status"] == 200, confirmed
+    setup.close()
+
+    watch = open_browser()
+    page = watch.page
+    _sign_in_from_app(page, provider, app, shoot)
+    _password(page, email)
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login/mfa\?"))
+    shoot(page, "second-factor")
+    code, step = _totp_code(secret, step)
+    page.get_by_label("Code from your authenticator app").fill(code)
+    page.get_by_role("button", name="Verify").first.click()
+
+    _back_at_app(page, watch, provider, app, shoot, consent=None)
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+    watch.assert_clean()
+
+
+def test_returning_person_signs_in_with_a_passkey(
+    browser: Any, open_browser: Callable[[], Watch], provider: Server, apps: Applications, shoot: Any
+) -> None:
+    app, email = apps.first_party, _email(apps, "passkey")
+    # Enrolment on the account page, with a virtual authenticator; the passkey is then carried over to the
+    # authenticator of a fresh browser (no cookie of either site): a person coming back on their device.
+    setup = browser.new_context()
+    setup_page = setup.new_page()
+    enrolled_on = Authenticator(setup, setup_page)
+    _sign_up_by_api(setup_page, provider, email)
+    setup_page.goto(f"{provider.url}/account")
+    setup_page.get_by_role("button", name="Add a passkey").click()
+    setup_page.locator("#new-recovery-codes").wait_for(state="visible")
+    [credential] = enrolled_on.credentials()
+    setup.close()
+
+    watch = open_browser()
+    watch.context.add_init_script(RECORD_MEDIATION)
+    page = watch.page
+    cdp = watch.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {**AUTHENTICATOR, "automaticPresenceSimulation": False}  # autofill waits, the button decides
+    authenticator = str(cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"])
+    cdp.send("WebAuthn.addCredential", {"authenticatorId": authenticator, "credential": credential})
+
+    _sign_in_from_app(page, provider, app, shoot)
+    page.locator("#passkey-login").wait_for(state="visible")
+    deadline = time.monotonic() + 5
+    while "conditional" not in page.evaluate("sessionStorage.getItem('webauthn-get') || ''"):
+        assert time.monotonic() < deadline, "the sign-in page made no autofill request"
+        page.wait_for_timeout(50)
+    cdp.send("WebAuthn.setAutomaticPresenceSimulation", {"authenticatorId": authenticator, "enabled": True})
+    page.get_by_role("button", name="Sign in with a passkey").click()
+
+    _back_at_app(page, watch, provider, app, shoot, consent=None)
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+    watch.assert_clean()
+
+
+def test_returning_person_signs_in_with_an_emailed_code(
+    browser: Any,
+    open_browser: Callable[[], Watch],
+    provider: Server,
+    smtp: SmtpSink,
+    apps: Applications,
+    shoot: Any,
+) -> None:
+    app, email = apps.first_party, _email(apps, "email")
+    setup = browser.new_context()
+    _sign_up_by_api(setup.new_page(), provider, email)
+    setup.close()
+
+    watch = open_browser()
+    page = watch.page
+    _sign_in_from_app(page, provider, app, shoot)
+    page.get_by_role("link", name="Email me a sign-in link").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login/email"))
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Email me a sign-in link").click()
+    page.get_by_label("6-digit code").wait_for()
+    shoot(page, "check-mail")
+    code = smtp.wait_for(email, "Your sign-in link").code()
+    page.get_by_label("6-digit code").fill(code)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+    _back_at_app(page, watch, provider, app, shoot, consent=None)
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+    watch.assert_clean()
+
+
+# --- f) Deny ---------------------------------------------------------------------------------------------
+
+
+def test_deny_on_the_consent_page_returns_access_denied(
+    open_browser: Callable[[], Watch], provider: Server, apps: Applications, shoot: Any
+) -> None:
+    app, email = apps.third_party, _email(apps, "deny")
+    watch = open_browser()
+    page = watch.page
+    _sign_up_by_api(page, provider, email)  # signed in at Threshold: the app's link goes to the consent page
+
+    _open_app(page, app, shoot)
+    page.get_by_role("link", name="Sign in").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/oauth2/authorize\?"))
+    acted = _back_at_app(page, watch, provider, app, shoot, consent="deny")
+    assert acted == ["consent"], acted
+    error = page.locator("#error")
+    assert error.count() and error.inner_text() == "access_denied", (
+        f"{page.locator('body').inner_text()!r}\n{watch.report()}\n{app.log_tail()}"
+    )
+    assert urlsplit(page.url).path == "/callback"
+    shoot(page, "app-access-denied")
+    watch.assert_clean()
+
+
+# --- g) RP-initiated logout ----------------------------------------------------------------------------
+
+
+def test_logout_from_the_app_returns_to_the_app(
+    open_browser: Callable[[], Watch], provider: Server, apps: Applications, shoot: Any
+) -> None:
+    app, email = apps.first_party, _email(apps, "logout")
+    watch = open_browser()
+    page = watch.page
+    _sign_up_by_api(page, provider, email)  # signed in at Threshold: the app's link comes straight back
+
+    _open_app(page, app, shoot)
+    page.get_by_role("link", name="Sign in").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(app.url)}/(\?.*)?$"))
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+
+    page.get_by_role("link", name="Sign out").click()
+    # Back at the application's post_logout_redirect_uri (with its state), or at a Threshold page first.
+    page.wait_for_url(lambda url: url.startswith(provider.url + "/") or "state=" in url)
+    _back_at_app(page, watch, provider, app, shoot, consent=None)
+    assert re.fullmatch(rf"{re.escape(app.url)}/\?state=[^&]+", page.url), page.url
+    assert page.locator("#notice").inner_text() == "You are signed out.", watch.report()
+    assert page.locator("#status").inner_text() == "Not signed in."
+    shoot(page, "app-signed-out-again")
+
+    # The session at Threshold ended too.
+    response = page.goto(f"{provider.url}/api/v1/session")
+    assert response is not None and response.status == 401, watch.report()
+    watch.assert_clean()

@@ -1,0 +1,86 @@
+"""A trip through the mailbox in the middle of an authorization comes back to it: a password reset and
+an emailed sign-in link opened in the browser that started them end at the application's authorization."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from tests.conftest import ISSUER, signup, unique_email
+from tests.email.conftest import MailApp
+from tests.email.helpers import token_of
+from tests.oidc.helpers import hidden_inputs
+from tests.oidc.test_authorization_pages import form_action, login_page_of
+
+BROWSER_POST = {"origin": ISSUER, "sec-fetch-site": "same-origin"}
+NEW_PASSWORD = "copper meadow violin 2031 drift"
+
+
+def _after_offer(location: str) -> str:
+    parts = urlsplit(location)
+    if parts.path == "/account/passkey-upgrade":
+        return parse_qs(parts.query)["next"][0]
+    return location
+
+
+async def test_a_password_reset_started_in_an_authorization_returns_to_it(mail: MailApp) -> None:
+    email = unique_email("reset-rt")
+    assert (await signup(mail.browser(), email)).status_code == 201
+    op = await mail.oidc()
+    rp = await op.register(first_party=False)
+    browser = mail.browser()
+    login = await login_page_of(op, rp, browser)
+    next_path = hidden_inputs(login.text)["next"]
+    link = re.search(r'href="(/reset-password\?next=[^"]+)"', login.text)
+    assert link, "'Forgot your password?' drops the authorization"
+
+    page = await browser.get(link.group(1).replace("&amp;", "&"))
+    asked = await browser.post(
+        "/reset-password", data={**hidden_inputs(page.text), "email": email}, headers=BROWSER_POST
+    )
+    assert asked.status_code == 200
+    token = token_of((await mail.last(email, "Reset your password")).link("/reset-password"))
+    choose = await browser.get(f"/reset-password?token={token}")
+    done = await browser.post(
+        "/reset-password/confirm",
+        data={**hidden_inputs(choose.text), "new_password": NEW_PASSWORD},
+        headers=BROWSER_POST,
+    )
+
+    assert done.status_code == 303
+    target = urlsplit(done.headers["location"])
+    assert target.path == "/login" and parse_qs(target.query)["next"] == [next_path]
+    again = await browser.get(done.headers["location"])
+    assert "Continue to <strong>Relying Party</strong>" in again.text
+    signed_in = await browser.post(
+        "/login",
+        data={**hidden_inputs(again.text), "email": email, "password": NEW_PASSWORD},
+        headers=BROWSER_POST,
+    )
+    assert signed_in.status_code == 303 and _after_offer(signed_in.headers["location"]) == next_path
+
+
+async def test_an_emailed_sign_in_link_started_in_an_authorization_returns_to_it(mail: MailApp) -> None:
+    email = unique_email("link-rt")
+    assert (await signup(mail.browser(), email)).status_code == 201
+    op = await mail.oidc()
+    rp = await op.register()
+    browser = mail.browser()
+    login = await login_page_of(op, rp, browser)
+    next_path = hidden_inputs(login.text)["next"]
+    link = re.search(r'href="(/login/email\?next=[^"]+)"', login.text)
+    assert link
+
+    page = await browser.get(link.group(1).replace("&amp;", "&"))
+    assert form_action(page)[1:] == ["https://rp.example"]
+    asked = await browser.post(
+        "/login/email", data={**hidden_inputs(page.text), "email": email}, headers=BROWSER_POST
+    )
+    assert asked.status_code == 200
+    mailed = (await mail.last(email, "Your sign-in link")).link("/login/email/verify")
+    opened = await browser.get(mailed.removeprefix(ISSUER))
+
+    assert opened.status_code == 303
+    assert _after_offer(opened.headers["location"]) == next_path
+    code = await browser.get(next_path)
+    assert code.status_code == 303 and code.headers["location"].startswith(rp.redirect_uri + "?code=")
