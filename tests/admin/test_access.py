@@ -50,7 +50,13 @@ async def send(client: httpx.AsyncClient, method: str, path: str, headers: dict[
 def assert_refused(response: httpx.Response, status: int, error: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"] == error
-    assert response.headers["www-authenticate"] == f'Bearer error="{error}"'
+    assert response.headers["www-authenticate"] == f'Bearer realm="threshold", error="{error}"'
+
+
+def assert_challenged(response: httpx.Response) -> None:
+    """RFC 6750 section 3.1: a request with no credentials gets a challenge without an error code."""
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == 'Bearer realm="threshold"'
 
 
 async def assert_nothing_changed(
@@ -74,11 +80,11 @@ async def test_no_token_or_a_garbage_token_is_401_invalid_token(client: httpx.As
         client_id="x",
         scope=ADMIN_SCOPE,
     )
+    for headers in ({}, {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+        for method, path in REQUESTS:
+            assert_challenged(await send(client, method, path, headers))
     for headers in (
-        {},
-        {"Authorization": "Basic YWRtaW46YWRtaW4="},
         bearer("garbage"),
-        bearer(""),
         bearer("a.b.c"),
         bearer(forged),
         bearer(forge({"alg": ["Ed25519"], "kid": "k", "typ": "at+jwt"}, {"sub": "x"})),

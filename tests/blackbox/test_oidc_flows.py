@@ -120,12 +120,12 @@ def test_discovery_then_code_and_pkce_flow_end_to_end(op: Op, http: httpx.Client
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
-    id_token = jwt.decode(body["id_token"], keys, algorithms=["Ed25519"])
+    id_token = jwt.decode(body["id_token"], keys, algorithms=["RS256"])  # the ID-token default
     claims = id_token.claims
     assert claims["iss"] == op.issuer and claims["aud"] == rp.client_id
     assert claims["sub"] == account["user"]["id"] and claims["nonce"] == params["nonce"]
     assert claims["sid"] == account["session"]["id"]
-    assert claims["at_hash"] == expected_at_hash(body["access_token"], "Ed25519")
+    assert claims["at_hash"] == expected_at_hash(body["access_token"], "RS256")
     access = jwt.decode(body["access_token"], keys, algorithms=["Ed25519"])
     assert access.header["typ"] == "at+jwt" and access.claims["client_id"] == rp.client_id
     assert "email" not in access.claims
@@ -298,8 +298,8 @@ def test_key_rotation_with_the_cli_is_honoured_by_every_process(
             k["kid"] for k in http.get(op.b.base_url + "/oauth2/jwks").json()["keys"]
         }
         keys = jwks_of(http, op.b)
-        jwt.decode(after["id_token"], keys, algorithms=["Ed25519"])
-        jwt.decode(before["id_token"], keys, algorithms=["Ed25519"])
+        jwt.decode(after["id_token"], keys, algorithms=["RS256"])
+        jwt.decode(before["id_token"], keys, algorithms=["RS256"])
     finally:
         fresh.stop()
 

@@ -361,6 +361,11 @@ def test_wrong_audience_carries_and_says_the_expected_and_the_actual_audiences()
     assert "no aud claim" in str(error) and f"{AUDIENCE!r} or 'https://z.test'" in str(error)
 
 
+def test_the_constructor_refuses_an_empty_audience_list() -> None:
+    with pytest.raises(ValueError, match="audience"):
+        TokenVerifier(issuer=ISSUER, audience=[], jwks=jwks(ED))
+
+
 def test_wrong_issuer_carries_the_expected_and_the_actual_issuer() -> None:
     error = refused(access_token(ED, iss="https://evil.example.test"), WrongIssuer)
     assert isinstance(error, WrongIssuer)

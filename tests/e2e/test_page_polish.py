@@ -120,7 +120,9 @@ def test_passkey_offer_buttons_do_not_touch(browser: Any, site: Server, shoot: A
     shoot(page, "passkey-offer")
     first, second = sorted((_box(add), _box(later)), key=lambda box: box["y"])
     vertical_gap = second["y"] - (first["y"] + first["height"])
-    horizontal_gap = max(second["x"] - (first["x"] + first["width"]), first["x"] - (second["x"] + second["width"]))
+    horizontal_gap = max(
+        second["x"] - (first["x"] + first["width"]), first["x"] - (second["x"] + second["width"])
+    )
     assert max(vertical_gap, horizontal_gap) >= 8, (first, second)
     context.close()
 

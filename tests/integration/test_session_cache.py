@@ -210,6 +210,33 @@ async def test_a_client_deleted_on_a_stops_authenticating_on_b(pair: tuple[Servi
     await _refused_within(still_accepted, 0.1)
 
 
+async def test_a_client_updated_on_a_is_seen_updated_by_b(pair: tuple[Services, Services]) -> None:
+    from threshold.oidc.client_auth import AuthMethod, ClientCredentials
+    from threshold.oidc.errors import InvalidClient
+
+    a, b = pair
+    registered = await a.provider.create_client(
+        name="svc", grant_types=["client_credentials"], scopes=["api:read"]
+    )
+    assert registered.secret is not None
+    client_id = registered.client.client_id
+    old = ClientCredentials(AuthMethod.CLIENT_SECRET_BASIC, client_id, secret=registered.secret)
+    assert (await b.provider.authenticate(old)).client_id == client_id
+    assert (await b.provider.authenticate(old)).name == "svc"  # from memory
+    rotated = await a.provider.update_client(client_id, name="renamed", rotate_secret=True)
+    assert rotated is not None and rotated.secret is not None
+
+    async def old_secret_accepted() -> object:
+        try:
+            return await b.provider.authenticate(old)
+        except InvalidClient:
+            return None
+
+    await _refused_within(old_secret_accepted, 0.1)
+    new = ClientCredentials(AuthMethod.CLIENT_SECRET_BASIC, client_id, secret=rotated.secret)
+    assert (await b.provider.authenticate(new)).name == "renamed"
+
+
 async def test_concurrent_checks_of_one_session_share_one_store_read(pair: tuple[Services, Services]) -> None:
     a, b = pair
     _, token = await _signed_in(a)

@@ -56,6 +56,8 @@ class Provider:
             *("--scope", "openid", "--scope", "email", "--scope", "offline_access"),
             "--signing-alg",
             signing_alg,
+            "--id-token-alg",
+            signing_alg,
             "--auth-method",
             auth_method,
             "--json",
@@ -66,6 +68,7 @@ class Provider:
         assert result.returncode == 0, result.stderr
         created = json.loads(result.stdout)
         assert created["signing_alg"] == signing_alg
+        assert created["id_token_signed_response_alg"] == signing_alg
         assert created["token_endpoint_auth_method"] == auth_method
         return RegisteredClient(
             client_id=created["client_id"],

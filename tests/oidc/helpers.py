@@ -99,6 +99,12 @@ def oauth_error(response: httpx.Response, status: int, error: str) -> dict[str, 
     return body
 
 
+def bearer_challenge(response: httpx.Response) -> None:
+    """RFC 6750 section 3.1: no credentials at all get a Bearer challenge without an error code."""
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == 'Bearer realm="threshold"'
+
+
 def invalid_token(response: httpx.Response) -> None:
     """RFC 6750 section 3.1: 401 with a Bearer challenge naming invalid_token."""
     oauth_error(response, 401, "invalid_token")

@@ -11,7 +11,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from tests.conftest import ISSUER
-from tests.oidc.helpers import OP, RP, b64url, b64url_json, invalid_token, unverified
+from tests.oidc.helpers import OP, RP, b64url, b64url_json, bearer_challenge, invalid_token, unverified
 
 
 async def test_userinfo_returns_sub_and_with_email_scope_the_email(op: OP) -> None:
@@ -54,7 +54,7 @@ async def test_userinfo_accepts_the_token_in_a_post_form(op: OP) -> None:
     assert by_form.json()["sub"] == account["user"]["id"]
     assert by_header.status_code == 200 and by_header.json() == by_form.json()
     invalid_token(await op.rp.post("/oauth2/userinfo", data={"access_token": "garbage"}))
-    invalid_token(await op.rp.post("/oauth2/userinfo"))
+    bearer_challenge(await op.rp.post("/oauth2/userinfo"))
 
 
 def _hs256(header: dict[str, object], payload: dict[str, object], secret: bytes) -> str:
@@ -152,8 +152,9 @@ async def test_a_client_credentials_token_has_no_user_for_userinfo(op: OP) -> No
 async def test_no_token_is_401_with_a_bearer_challenge(op: OP) -> None:
     response = await op.rp.get("/oauth2/userinfo")
 
-    invalid_token(response)
-    invalid_token(await op.rp.get("/oauth2/userinfo", headers={"Authorization": "Basic Zm9vOmJhcg=="}))
+    bearer_challenge(response)
+    assert "Authorization: Bearer" in response.json()["error_description"]
+    bearer_challenge(await op.rp.get("/oauth2/userinfo", headers={"Authorization": "Basic Zm9vOmJhcg=="}))
     invalid_token(await op.rp.get("/oauth2/userinfo", headers={"Authorization": "Bearer " + "a" * 10000}))
 
 

@@ -112,6 +112,8 @@ class ThresholdAuth:
         verifier: checks bearer access tokens locally.
         session_url: Threshold's `/api/v1/session` URL; when set, the session cookie is accepted too.
         required_scopes: scopes a bearer token must carry (sessions are the user themself).
+        realm: the `realm` of every `WWW-Authenticate: Bearer` challenge (RFC 6750 section 3); none by
+            default.
     """
 
     def __init__(

@@ -160,6 +160,8 @@ class TokenVerifier:
             raise ValueError("algorithms must be a non-empty list of asymmetric JWS algorithms")
         self.issuer = issuer.rstrip("/")
         self._audiences = frozenset([audience] if isinstance(audience, str) else audience)
+        if not self._audiences:
+            raise ValueError("audience must name at least one audience: this API's identifier")
         self._algorithms = frozenset(algs)
         registry = JWSRegistry(algorithms=algs)
         self._alg_models = {alg: registry.get_alg(alg) for alg in algs}
@@ -413,13 +415,8 @@ class TokenVerifier:
                     await self.refresh_keys()
         try:
             return self.verify(token)
-        except UnknownKey:
-            raw = token if isinstance(token, str) else token.decode("ascii", "replace")
-            try:
-                kid = jws.extract_compact(raw.encode()).headers().get("kid")
-            except (JoseError, ValueError):
+        except UnknownKey as exc:
+            if exc.kid is None or len(exc.kid) > 128:
                 raise
-            if not isinstance(kid, str) or len(kid) > 128:
-                raise
-            await self._refetch_for(kid)
+            await self._refetch_for(exc.kid)
             return self.verify(token)

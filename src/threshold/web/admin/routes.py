@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from threshold.core.clock import iso
 from threshold.core.errors import NotFound
 from threshold.core.models import RequestContext
-from threshold.oidc.errors import InsufficientScope, InvalidToken
+from threshold.oidc.errors import BearerTokenMissing, InsufficientScope
 from threshold.oidc.models import client_summary as client_dict
 from threshold.oidc.provider import ADMIN_SCOPE, VerifiedAccessToken
 from threshold.services import Services
@@ -23,7 +23,7 @@ from threshold.web.deps import get_services, request_context
 async def require_admin(request: Request) -> VerifiedAccessToken:
     header = request.headers.get("authorization", "")
     if header[:7].lower() != "bearer ":
-        raise InvalidToken("An admin bearer token is required.")
+        raise BearerTokenMissing("An admin bearer token is required: send it as 'Authorization: Bearer <token>'.")
     verified = await get_services(request).provider.verify_access_token(header[7:].strip())
     if ADMIN_SCOPE not in verified.scopes or verified.claims.get("sub") != verified.claims.get("client_id"):
         raise InsufficientScope(f"The {ADMIN_SCOPE} scope of a client-credentials token is required.")
