@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         "--id-token-alg",
         default="RS256",
         choices=["RS256", "ES256", "Ed25519"],
-        help="the ID tokens' algorithm, id_token_signed_response_alg (default RS256: every RP library verifies it)",
+        help="the ID tokens' algorithm, id_token_signed_response_alg (default RS256, which every RP verifies)",
     )
     create_client.add_argument("--logo-uri", help="an https URL of the application's logo, shown on sign-in pages")
     create_client.add_argument("--access-token-lifetime", type=int, help="seconds (30..900)")
@@ -192,11 +192,11 @@ async def _require_schema(settings: Settings) -> None:
 
 
 def _run(settings: Settings, work: Callable[[Services], Awaitable[int]], *, needs_schema: bool = True) -> int:
-    from threshold.services import build_services
-
     async def main() -> int:
         if needs_schema:
             await _require_schema(settings)
+        from threshold.services import build_services
+
         services = build_services(settings)
         try:
             return await work(services)
@@ -409,7 +409,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         proxy_headers=False,  # X-Forwarded-For is read only from Settings.trusted_proxies
         server_header=False,
-        access_log=settings.log_level == "debug",
+        access_log=False,  # threshold.access logs each request, without the query string
         timeout_graceful_shutdown=10,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )

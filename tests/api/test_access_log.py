@@ -65,7 +65,7 @@ async def test_the_request_id_is_echoed_and_logged(
 async def test_an_unsafe_incoming_request_id_is_replaced(
     client: httpx.AsyncClient, access_log: pytest.LogCaptureFixture, incoming: str
 ) -> None:
-    response = await client.get("/healthz", headers={"X-Request-Id": incoming.encode("utf-8")})
+    response = await client.get("/healthz", headers=[(b"X-Request-Id", incoming.encode("utf-8"))])
     echoed = response.headers["x-request-id"]
     assert GENERATED_ID.fullmatch(echoed), echoed
     (line,) = lines(access_log)

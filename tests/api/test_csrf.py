@@ -178,7 +178,7 @@ async def test_a_token_without_its_cookie_names_the_cookie(client: httpx.AsyncCl
 )
 async def test_an_echoed_origin_is_cut_and_printable(client: httpx.AsyncClient, origin: str) -> None:
     await csrf(client)
-    response = await client.post("/api/v1/logout", headers={"Origin": origin.encode("utf-8")})
+    response = await client.post("/api/v1/logout", headers=[(b"Origin", origin.encode("utf-8"))])
     detail = await _refused(response, "origin")
     shown = detail.removeprefix("The Origin ").split(" is not allowed")[0]
     assert len(shown) <= 103

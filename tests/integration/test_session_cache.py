@@ -211,8 +211,9 @@ async def test_a_client_deleted_on_a_stops_authenticating_on_b(pair: tuple[Servi
 
 
 async def test_a_client_updated_on_a_is_seen_updated_by_b(pair: tuple[Services, Services]) -> None:
-    from threshold.oidc.client_auth import AuthMethod, ClientCredentials
+    from threshold.oidc.client_auth import ClientCredentials
     from threshold.oidc.errors import InvalidClient
+    from threshold.oidc.models import AuthMethod
 
     a, b = pair
     registered = await a.provider.create_client(

@@ -19,6 +19,11 @@ class ThresholdError(Exception):
     def detail(self) -> str:
         return str(self.args[0])
 
+    @property
+    def page_detail(self) -> str:
+        """What a hosted page tells a person; `detail` unless an error has words of its own for it."""
+        return self.detail
+
 
 class InvalidRequest(ThresholdError):
     code = "invalid_request"

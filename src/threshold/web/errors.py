@@ -121,7 +121,7 @@ async def handle_threshold_error(request: Request, exc: Exception) -> Response:
     if _wants_html(request):
         from threshold.web.pages.render import error_page
 
-        message = exc.page_detail if isinstance(exc, e.CsrfFailed) else exc.detail  # for a person
+        message = exc.page_detail  # for a person
         return await error_page(request, status, message, headers=headers_for(exc))
     return problem_response(status, exc.code, exc.detail, headers=headers_for(exc), **_public_details(exc))
 

@@ -121,7 +121,8 @@ async function callback(url, session, response) {
   } catch (error) {
     // shown on the page: the test reports what the library refused
     const code = error?.error || error?.code || error?.name || 'error'
-    const detail = [error?.name, error?.code, error?.message, error?.error_description, error?.cause && String(error.cause)]
+    const cause = error?.cause instanceof Error || typeof error?.cause !== 'object' ? error?.cause : JSON.stringify(error.cause)
+    const detail = [error?.name, error?.code, error?.status, error?.message, error?.error_description, cause]
       .filter(Boolean)
       .join(': ')
     page(
@@ -156,6 +157,9 @@ const server = http.createServer(async (request, response) => {
         return await callback(url, session, response)
       case '/logout':
         return await logout(session, response)
+      case '/favicon.ico': // keeps the browser's console free of a 404
+        response.writeHead(204)
+        return response.end()
       default:
         return page(response, '<p>Not found.</p>', 404)
     }

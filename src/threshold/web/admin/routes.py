@@ -23,7 +23,9 @@ from threshold.web.deps import get_services, request_context
 async def require_admin(request: Request) -> VerifiedAccessToken:
     header = request.headers.get("authorization", "")
     if header[:7].lower() != "bearer ":
-        raise BearerTokenMissing("An admin bearer token is required: send it as 'Authorization: Bearer <token>'.")
+        raise BearerTokenMissing(
+            "An admin bearer token is required: send it as 'Authorization: Bearer <token>'."
+        )
     verified = await get_services(request).provider.verify_access_token(header[7:].strip())
     if ADMIN_SCOPE not in verified.scopes or verified.claims.get("sub") != verified.claims.get("client_id"):
         raise InsufficientScope(f"The {ADMIN_SCOPE} scope of a client-credentials token is required.")

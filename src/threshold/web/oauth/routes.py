@@ -349,7 +349,7 @@ async def logout_get(request: Request, auth: MaybeAuth, context: ContextDep) -> 
     try:
         target, claims = await _logout_target(request, params)
     except OAuthError as error:
-        return await render(request, "error.html", status=400, status_code=400, message=error.detail)
+        return await render(request, "error.html", status=400, status_code=400, message=error.page_detail)
     if auth is None:
         return RedirectResponse(target or "/login?logged_out=1", status_code=303)
     if claims is not None and claims.get("sid") == auth.session.public_id:
@@ -384,5 +384,5 @@ async def logout_post(request: Request, auth: MaybeAuth, context: ContextDep) ->
     try:
         target, _ = await _logout_target(request, params)
     except OAuthError as error:
-        return await render(request, "error.html", status=400, status_code=400, message=error.detail)
+        return await render(request, "error.html", status=400, status_code=400, message=error.page_detail)
     return await _end_session(request, auth, context, target)

@@ -44,7 +44,12 @@ MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 async def _error(request: Request, template: str, error: ThresholdError, **context: Any) -> Response:
     return await render(
-        request, template, status=status_for(error), headers=headers_for(error), error=error.detail, **context
+        request,
+        template,
+        status=status_for(error),
+        headers=headers_for(error),
+        error=error.page_detail,
+        **context,
     )
 
 

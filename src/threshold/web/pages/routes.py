@@ -114,7 +114,7 @@ async def _form_error(request: Request, template: str, error: ThresholdError, **
         minutes = max(1, round(error.retry_after / 60))
         message = f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
     else:
-        message = error.detail
+        message = error.page_detail
     return await render(
         request, template, status=status, headers=headers_for(error), error=message, **context
     )
@@ -360,7 +360,7 @@ async def account_action(
             auth,
             status=status_for(error),
             headers=headers_for(error),
-            **{error_slot: error.detail},
+            **{error_slot: error.page_detail},
         )
     return _redirect(f"/account?done={done}")
 
@@ -397,7 +397,9 @@ async def account_revoke(
         await read_form(request)
         record = await services.accounts.revoke_session(auth.user, session_id[:64], context=context)
     except ThresholdError as error:
-        return await _account(request, services, auth, status=status_for(error), session_error=error.detail)
+        return await _account(
+            request, services, auth, status=status_for(error), session_error=error.page_detail
+        )
     if record.digest == auth.session.digest:
         response = _redirect("/login")
         clear_session_cookie(response)
@@ -449,7 +451,7 @@ async def account_password(
             auth,
             status=status_for(error),
             headers=headers_for(error),
-            password_error=error.detail,
+            password_error=error.page_detail,
         )
     response = _redirect("/account?done=password")
     set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)

@@ -52,7 +52,7 @@ async def _account_error(
         auth,
         status=status_for(error),
         headers=headers_for(error),
-        security_error=error.detail,
+        security_error=error.page_detail,
     )
 
 
@@ -77,7 +77,7 @@ async def _mfa_page(
         methods=methods,
         status=status_for(error) if error else 200,
         headers=headers_for(error) if error else None,
-        error=error.detail if error else None,
+        error=error.page_detail if error else None,
     )
 
 
@@ -145,7 +145,7 @@ async def _reauth_page(
         user=auth.user,
         status=status_for(error) if error else 200,
         headers=headers_for(error) if error else None,
-        error=error.detail if error else None,
+        error=error.page_detail if error else None,
     )
 
 
@@ -224,7 +224,7 @@ async def totp_confirm(
             "totp_setup.html",
             status=status_for(error),
             headers=headers_for(error),
-            error=error.detail,
+            error=error.page_detail,
             secret=enrollment.secret,
             qr=qr_svg(enrollment.uri),
             uri=enrollment.uri,
