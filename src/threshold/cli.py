@@ -117,9 +117,11 @@ def _parser() -> argparse.ArgumentParser:
         "--id-token-alg",
         default="RS256",
         choices=["RS256", "ES256", "Ed25519"],
-        help="the ID tokens' algorithm, id_token_signed_response_alg (default RS256, which every RP verifies)",
+        help="the ID tokens' algorithm, id_token_signed_response_alg (default RS256: all RPs verify it)",
     )
-    create_client.add_argument("--logo-uri", help="an https URL of the application's logo, shown on sign-in pages")
+    create_client.add_argument(
+        "--logo-uri", help="an https URL of the application's logo, shown on sign-in pages"
+    )
     create_client.add_argument("--access-token-lifetime", type=int, help="seconds (30..900)")
     create_client.add_argument("--json", action="store_true")
     list_clients = clients.add_parser("list", help="list clients")
@@ -147,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
         update_client.add_argument(
             f"--remove-{option}", action="append", default=[], dest=f"remove_{dest}", metavar="URI"
         )
+    update_client.add_argument("--id-token-alg", choices=["RS256", "ES256", "Ed25519"])
+    update_client.add_argument("--logo-uri", help="an https URL; '' removes the logo")
     update_client.add_argument(
         "--rotate-secret",
         action="store_true",
@@ -350,6 +354,8 @@ async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
         add_post_logout_redirect_uris=args.add_post_logout_redirect_uris,
         remove_post_logout_redirect_uris=args.remove_post_logout_redirect_uris,
         first_party=args.first_party,
+        id_token_alg=args.id_token_alg,
+        logo_uri=args.logo_uri,
         rotate_secret=args.rotate_secret,
     )
     if updated is None:

@@ -129,3 +129,29 @@ async def test_the_failed_sign_in_page_keeps_the_authorization_and_the_email_lin
     assert "Email me a sign-in link" in failed.text
     assert "Continue to <strong>Relying Party</strong>" in failed.text
     assert form_action(failed) == ["'self'", RP_ORIGIN]
+
+
+async def test_a_logo_set_by_an_update_shows_on_the_pages_and_the_update_is_audited(op: OP) -> None:
+    from sqlalchemy import select
+
+    from threshold.adapters.sql.schema import audit_events
+
+    rp = await op.register(first_party=False)
+    updated = await op.provider.update_client(
+        rp.client_id, logo_uri="https://rp.example/logo.png", id_token_alg="ES256", rotate_secret=True
+    )
+    assert updated is not None and updated.secret
+
+    page = await login_page_of(op, rp)
+
+    assert '<img src="https://rp.example/logo.png" alt="" class="app-logo"' in page.text
+    assert updated.client.id_token_alg == "ES256"
+    async with op.services.engine.connect() as conn:
+        details = [
+            row.detail
+            for row in await conn.execute(
+                select(audit_events.c.detail).where(audit_events.c.kind == "client_updated")
+            )
+        ]
+    assert any(rp.client_id in d and "secret" in d and "logo_uri" in d for d in details), details
+    assert all(updated.secret not in d for d in details)

@@ -87,6 +87,7 @@ class AuditKind(StrEnum):
     REFRESH_TOKEN_REUSE = "refresh_token_reuse"
     CLIENT_CREATED = "client_created"
     CLIENT_DELETED = "client_deleted"
+    CLIENT_UPDATED = "client_updated"
     KEYS_ROTATED = "keys_rotated"
     MFA_SUCCEEDED = "mfa_succeeded"
     MFA_FAILED = "mfa_failed"

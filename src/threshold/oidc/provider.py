@@ -6,7 +6,8 @@ Flows take plain values (parameters, the signed-in session), never a request obj
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -847,12 +848,15 @@ class Provider:
         add_post_logout_redirect_uris: Sequence[str] = (),
         remove_post_logout_redirect_uris: Sequence[str] = (),
         first_party: bool | None = None,
+        id_token_alg: str | None = None,
+        logo_uri: str | None = None,
         rotate_secret: bool = False,
     ) -> IssuedClient | None:
         """Change a registered client under the rules of registration (None and unchanged values keep it).
 
-        A list of URIs is either replaced or edited (added to, removed from), not both. A rotated secret
-        is returned once and replaces the old one at once, on every process.
+        A list of URIs is either replaced or edited (added to, removed from), not both. `logo_uri` ""
+        removes the logo. A rotated secret is returned once and replaces the old one at once, on every
+        process. Each change is audited (`client_updated`, with the secret rotation named).
 
         Returns:
             The client as stored now, with the new secret if one was made; None when there is no such client.
@@ -861,8 +865,6 @@ class Provider:
             InvalidRequest: the changed client breaks a rule of registration, a URI to remove is not
                 registered, or a client that does not authenticate with a secret is asked to rotate one.
         """
-        from dataclasses import replace
-
         current = await self._clients.get(client_id)
         if current is None:
             return None
@@ -893,6 +895,8 @@ class Provider:
             remove_post_logout_redirect_uris,
         )
         new_name = current.name if name is None else name
+        new_id_token_alg = current.id_token_alg if id_token_alg is None else id_token_alg
+        new_logo = current.logo_uri if logo_uri is None else (logo_uri or None)
         _check_client_shape(
             name=new_name,
             redirect_uris=redirects,
@@ -902,8 +906,8 @@ class Provider:
             method=current.token_endpoint_auth_method,
             jwks=current.jwks,
             signing_alg=current.signing_alg,
-            id_token_alg=current.id_token_alg,
-            logo_uri=current.logo_uri,
+            id_token_alg=new_id_token_alg,
+            logo_uri=new_logo,
         )
         secret_methods = (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST)
         if rotate_secret and current.token_endpoint_auth_method not in secret_methods:
@@ -919,9 +923,20 @@ class Provider:
             post_logout_redirect_uris=post_logout,
             first_party=current.first_party if first_party is None else first_party,
             secret_digest=digest(secret) if secret else current.secret_digest,
+            id_token_alg=new_id_token_alg,
+            logo_uri=new_logo,
         )
         if not await self._clients.update(changed):
             return None  # deleted meanwhile
+        fields = [
+            f.name for f in dataclass_fields(Client) if getattr(current, f.name) != getattr(changed, f.name)
+        ]
+        await self._audit.record(
+            AuditKind.CLIENT_UPDATED,
+            user_id=None,
+            client=client_id,
+            changed=" ".join("secret" if f == "secret_digest" else f for f in fields),
+        )
         return IssuedClient(client=changed, secret=secret)
 
     async def list_clients(self) -> Sequence[Client]:

@@ -49,6 +49,27 @@ def _client(row: Row[Any]) -> Client:
     )
 
 
+def _client_values(client: Client) -> dict[str, Any]:
+    """The row of a client but its primary key (the same for insert and update)."""
+    return {
+        "name": client.name,
+        "secret_digest": client.secret_digest,
+        "public": client.public,
+        "first_party": client.first_party,
+        "redirect_uris": json.dumps(list(client.redirect_uris)),
+        "post_logout_redirect_uris": json.dumps(list(client.post_logout_redirect_uris)),
+        "grant_types": json.dumps([g.value for g in client.grant_types]),
+        "scopes": json.dumps(list(client.scopes)),
+        "token_endpoint_auth_method": client.token_endpoint_auth_method.value,
+        "jwks": json.dumps(client.jwks) if client.jwks else None,
+        "access_token_lifetime": client.access_token_lifetime,
+        "signing_alg": client.signing_alg,
+        "created_at": client.created_at,
+        "id_token_alg": client.id_token_alg,
+        "logo_uri": client.logo_uri,
+    }
+
+
 class SqlClientRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -57,24 +78,7 @@ class SqlClientRepo:
         with translate_errors():
             async with self._engine.begin() as conn:
                 await conn.execute(
-                    t.oauth_clients.insert().values(
-                        client_id=client.client_id,
-                        name=client.name,
-                        secret_digest=client.secret_digest,
-                        public=client.public,
-                        first_party=client.first_party,
-                        redirect_uris=json.dumps(list(client.redirect_uris)),
-                        post_logout_redirect_uris=json.dumps(list(client.post_logout_redirect_uris)),
-                        grant_types=json.dumps([g.value for g in client.grant_types]),
-                        scopes=json.dumps(list(client.scopes)),
-                        token_endpoint_auth_method=client.token_endpoint_auth_method.value,
-                        jwks=json.dumps(client.jwks) if client.jwks else None,
-                        access_token_lifetime=client.access_token_lifetime,
-                        signing_alg=client.signing_alg,
-                        created_at=client.created_at,
-                        id_token_alg=client.id_token_alg,
-                        logo_uri=client.logo_uri,
-                    )
+                    t.oauth_clients.insert().values(client_id=client.client_id, **_client_values(client))
                 )
 
     async def update(self, client: Client) -> bool:
@@ -83,22 +87,7 @@ class SqlClientRepo:
                 result = await conn.execute(
                     update(t.oauth_clients)
                     .where(t.oauth_clients.c.client_id == client.client_id)
-                    .values(
-                        name=client.name,
-                        secret_digest=client.secret_digest,
-                        public=client.public,
-                        first_party=client.first_party,
-                        redirect_uris=json.dumps(list(client.redirect_uris)),
-                        post_logout_redirect_uris=json.dumps(list(client.post_logout_redirect_uris)),
-                        grant_types=json.dumps([g.value for g in client.grant_types]),
-                        scopes=json.dumps(list(client.scopes)),
-                        token_endpoint_auth_method=client.token_endpoint_auth_method.value,
-                        jwks=json.dumps(client.jwks) if client.jwks else None,
-                        access_token_lifetime=client.access_token_lifetime,
-                        signing_alg=client.signing_alg,
-                        id_token_alg=client.id_token_alg,
-                        logo_uri=client.logo_uri,
-                    )
+                    .values(**_client_values(client))
                 )
         return bool(result.rowcount)
 

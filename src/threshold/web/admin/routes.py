@@ -74,6 +74,8 @@ class ClientPatch(BaseModel):
     add_post_logout_redirect_uris: UriList = Field(default_factory=list)
     remove_post_logout_redirect_uris: UriList = Field(default_factory=list)
     first_party: StrictBool | None = None
+    id_token_alg: StrictStr | None = Field(None, alias="id_token_signed_response_alg")
+    logo_uri: StrictStr | None = Field(None, max_length=2048)
 
 
 def _user(user: Any) -> dict[str, Any]:
