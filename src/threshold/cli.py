@@ -342,6 +342,7 @@ def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
 
 
 async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
+    from threshold.core.accounts import OPERATOR
     from threshold.oidc.models import client_summary as client_dict
 
     updated = await provider.update_client(
@@ -357,6 +358,7 @@ async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
         id_token_alg=args.id_token_alg,
         logo_uri=args.logo_uri,
         rotate_secret=args.rotate_secret,
+        context=OPERATOR,
     )
     if updated is None:
         print(f"threshold: no client {args.client_id}", file=sys.stderr)

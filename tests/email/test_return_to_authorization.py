@@ -4,7 +4,7 @@ an emailed sign-in link opened in the browser that started them end at the appli
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.conftest import ISSUER, signup, unique_email
 from tests.email.conftest import MailApp
@@ -84,3 +84,39 @@ async def test_an_emailed_sign_in_link_started_in_an_authorization_returns_to_it
     assert _after_offer(opened.headers["location"]) == next_path
     code = await browser.get(next_path)
     assert code.status_code == 303 and code.headers["location"].startswith(rp.redirect_uri + "?code=")
+
+
+async def test_a_link_confirmed_from_another_browser_never_continues_this_browsers_authorization(
+    mail: MailApp,
+) -> None:
+    """Login CSRF: a victim who started an authorization (and so holds the return cookie) opens a sign-in
+    link someone else asked for, for their own account, and confirms it: they must not be carried into
+    the application signed in as that account, only to the account page."""
+    attacker_email = unique_email("attacker")
+    assert (await signup(mail.browser(), attacker_email)).status_code == 201
+    op = await mail.oidc()
+    rp = await op.register()
+    victim = mail.browser()
+    login = await login_page_of(op, rp, victim)
+    next_path = hidden_inputs(login.text)["next"]
+    page = await victim.get("/login/email?next=" + quote(next_path, safe=""))
+    started = await victim.post(
+        "/login/email",
+        data={**hidden_inputs(page.text), "email": unique_email("victim")},
+        headers=BROWSER_POST,
+    )
+    assert started.status_code == 200 and victim.cookies.get("__Host-threshold_return")
+    attacker = mail.browser("192.0.2.66")
+    page = await attacker.get("/login/email")
+    await attacker.post(
+        "/login/email", data={**hidden_inputs(page.text), "email": attacker_email}, headers=BROWSER_POST
+    )
+    link = (await mail.last(attacker_email, "Your sign-in link")).link("/login/email/verify")
+
+    confirm = await victim.get(link.removeprefix(ISSUER))
+    assert confirm.status_code == 200 and 'action="/login/email/verify"' in confirm.text
+    done = await victim.post("/login/email/verify", data=hidden_inputs(confirm.text), headers=BROWSER_POST)
+
+    assert done.status_code == 303
+    assert _after_offer(done.headers["location"]) == "/account", done.headers["location"]
+    assert not victim.cookies.get("__Host-threshold_return")

@@ -25,7 +25,18 @@ def test_the_source_is_the_origin_or_the_private_use_scheme(uri: str, source: st
 
 @pytest.mark.parametrize(
     "uri",
-    ["", "/relative", "https://", "https://a b.example/cb", "https://a.example;script-src *", "1bad:/x"],
+    [
+        "",
+        "/relative",
+        "https://",
+        "https://a b.example/cb",
+        "https://a.example;script-src *",
+        "1bad:/x",
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "blob:https://a.example/x",
+        "about:blank",
+    ],
 )
 def test_anything_that_is_not_a_plain_origin_gives_no_source(uri: str) -> None:
     assert csp_source(uri) is None

@@ -52,6 +52,11 @@ class Forbidden(ThresholdError):
     message = "This action is not allowed."
 
 
+class Conflict(ThresholdError):
+    code = "conflict"
+    message = "The record changed meanwhile: read it again and retry."
+
+
 class CsrfReason(StrEnum):
     """Which part of the cross-site request check failed: the `reason` of a `csrf_failed` problem."""
 

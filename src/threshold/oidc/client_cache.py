@@ -42,8 +42,8 @@ class CachedClientRepo:
     async def list(self) -> Sequence[Client]:
         return await self._clients.list()
 
-    async def update(self, client: Client) -> bool:
-        updated = await self._clients.update(client)
+    async def update(self, client: Client, *, expected: Client) -> bool:
+        updated = await self._clients.update(client, expected=expected)
         await self._invalidator.item_changed(_key(client.client_id))
         return updated
 

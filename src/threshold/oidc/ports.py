@@ -15,8 +15,9 @@ class ClientRepo(Protocol):
 
     async def list(self) -> Sequence[Client]: ...
 
-    async def update(self, client: Client) -> bool:
-        """Store every field of an existing client but its id and creation time; False when it is gone."""
+    async def update(self, client: Client, *, expected: Client) -> bool:
+        """Store `client` if the stored row is still `expected` (compare and set, so a concurrent change,
+        e.g. a secret rotation, is never overwritten); False when it is gone or changed meanwhile."""
         ...
 
     async def delete(self, client_id: str) -> bool: ...

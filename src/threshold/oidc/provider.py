@@ -17,6 +17,7 @@ from joserfc.errors import JoseError
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.crypto import DecryptionFailed, SecretBox
+from threshold.core.errors import Conflict
 from threshold.core.models import AuditKind, RequestContext, SessionRecord, User
 from threshold.core.ports import SessionStore, UserRepo
 from threshold.core.secrets import digest, new_id, new_token
@@ -851,6 +852,7 @@ class Provider:
         id_token_alg: str | None = None,
         logo_uri: str | None = None,
         rotate_secret: bool = False,
+        context: RequestContext | None = None,
     ) -> IssuedClient | None:
         """Change a registered client under the rules of registration (None and unchanged values keep it).
 
@@ -926,16 +928,24 @@ class Provider:
             id_token_alg=new_id_token_alg,
             logo_uri=new_logo,
         )
-        if not await self._clients.update(changed):
-            return None  # deleted meanwhile
+        if not await self._clients.update(changed, expected=current):
+            if await self._clients.get(client_id) is None:
+                return None  # deleted meanwhile
+            raise Conflict("The client was changed meanwhile (another update): read it and try again.")
         fields = [
             f.name for f in dataclass_fields(Client) if getattr(current, f.name) != getattr(changed, f.name)
         ]
+        details = {
+            "changed": " ".join("secret" if f == "secret_digest" else f for f in fields),
+            **_uri_changes("redirect_uris", current.redirect_uris, changed.redirect_uris),
+            **_uri_changes(
+                "post_logout_redirect_uris",
+                current.post_logout_redirect_uris,
+                changed.post_logout_redirect_uris,
+            ),
+        }
         await self._audit.record(
-            AuditKind.CLIENT_UPDATED,
-            user_id=None,
-            client=client_id,
-            changed=" ".join("secret" if f == "secret_digest" else f for f in fields),
+            AuditKind.CLIENT_UPDATED, user_id=None, context=context, client=client_id, **details
         )
         return IssuedClient(client=changed, secret=secret)
 
@@ -956,6 +966,19 @@ class Provider:
 
     async def sweep(self) -> None:
         await self.keys.rotate_if_due()
+
+
+MAX_URIS = 20
+
+
+def _uri_changes(kind: str, before: Sequence[str], after: Sequence[str]) -> dict[str, str]:
+    """The URIs an update added and removed, for the audit trail (who can be sent where is security)."""
+    added = [u for u in after if u not in before]
+    removed = [u for u in before if u not in after]
+    return {
+        **({f"{kind}_added": " ".join(added)} if added else {}),
+        **({f"{kind}_removed": " ".join(removed)} if removed else {}),
+    }
 
 
 def _check_client_shape(
@@ -981,6 +1004,8 @@ def _check_client_shape(
         logo = urlsplit(logo_uri)
         if logo.scheme != "https" or not logo.netloc or len(logo_uri) > 2048:
             raise InvalidRequest("logo_uri must be an https URL (at most 2048 characters).")
+    if len(redirect_uris) > MAX_URIS or len(post_logout) > MAX_URIS:
+        raise InvalidRequest(f"A client has at most {MAX_URIS} redirect URIs of each kind.")
     if GrantType.AUTHORIZATION_CODE in grants and not redirect_uris:
         raise InvalidRequest("The authorization_code grant needs at least one redirect URI.")
     for uri in (*redirect_uris, *post_logout):

@@ -34,6 +34,7 @@ STATUS: dict[type[e.ThresholdError], int] = {
     e.ReauthenticationRequired: 401,
     e.PendingLoginMissing: 401,
     e.LastSignInMethod: 409,
+    e.Conflict: 409,
     e.TotpNotStarted: 409,
     TokenInvalid: 400,
     ConfirmationRequired: 409,

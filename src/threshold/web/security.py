@@ -153,6 +153,10 @@ def _echo(value: str, limit: int = 100) -> str:
 FORM_REDIRECTS_STATE = "form_redirect_sources"
 _HOST_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
 _SCHEME_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*:")
+# schemes that name no native app (RFC 8252 section 7.1), never a form's destination
+_NOT_APP_SCHEMES = frozenset(
+    {"javascript", "data", "blob", "filesystem", "about", "vbscript", "file", "ws", "wss", "ftp"}
+)
 
 
 def csp_source(uri: str) -> str | None:
@@ -168,6 +172,8 @@ def csp_source(uri: str) -> str | None:
             return None
         source = f"{scheme}://{parts.netloc.rpartition('@')[2].lower()}"
         return source if _HOST_SOURCE.fullmatch(source) else None
+    if scheme in _NOT_APP_SCHEMES:
+        return None
     source = f"{scheme}:"
     return source if scheme and _SCHEME_SOURCE.fullmatch(source) else None
 

@@ -81,12 +81,16 @@ class SqlClientRepo:
                     t.oauth_clients.insert().values(client_id=client.client_id, **_client_values(client))
                 )
 
-    async def update(self, client: Client) -> bool:
+    async def update(self, client: Client, *, expected: Client) -> bool:
+        unchanged = [
+            t.oauth_clients.c[name].is_(None) if value is None else t.oauth_clients.c[name] == value
+            for name, value in _client_values(expected).items()
+        ]
         with translate_errors():
             async with self._engine.begin() as conn:
                 result = await conn.execute(
                     update(t.oauth_clients)
-                    .where(t.oauth_clients.c.client_id == client.client_id)
+                    .where(t.oauth_clients.c.client_id == client.client_id, *unchanged)
                     .values(**_client_values(client))
                 )
         return bool(result.rowcount)

@@ -43,6 +43,8 @@ def _admin_context(request: Request, admin: VerifiedAccessToken) -> RequestConte
 
 
 class ClientIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not be silently ignored
+
     name: StrictStr = Field(min_length=1, max_length=200)
     redirect_uris: list[StrictStr] = Field(default_factory=list, max_length=20)
     post_logout_redirect_uris: list[StrictStr] = Field(default_factory=list, max_length=20)
@@ -115,8 +117,12 @@ async def get_client(client_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.patch("/clients/{client_id}", summary="Change a client under the rules of registration")
-async def update_client(client_id: str, body: ClientPatch, services: ServicesDep) -> dict[str, Any]:
-    updated = await services.provider.update_client(client_id[:64], **body.model_dump())
+async def update_client(
+    client_id: str, body: ClientPatch, request: Request, services: ServicesDep, admin: AdminDep
+) -> dict[str, Any]:
+    updated = await services.provider.update_client(
+        client_id[:64], **body.model_dump(), context=_admin_context(request, admin)
+    )
     if updated is None:
         raise NotFound("No such client.")
     return client_dict(updated.client)
@@ -126,8 +132,12 @@ async def update_client(client_id: str, body: ClientPatch, services: ServicesDep
     "/clients/{client_id}/secret",
     summary="Rotate a confidential client's secret (the new one is returned once; the old one stops working)",
 )
-async def rotate_client_secret(client_id: str, services: ServicesDep) -> Response:
-    rotated = await services.provider.update_client(client_id[:64], rotate_secret=True)
+async def rotate_client_secret(
+    client_id: str, request: Request, services: ServicesDep, admin: AdminDep
+) -> Response:
+    rotated = await services.provider.update_client(
+        client_id[:64], rotate_secret=True, context=_admin_context(request, admin)
+    )
     if rotated is None:
         raise NotFound("No such client.")
     return JSONResponse(client_dict(rotated.client, rotated.secret), headers={"Cache-Control": "no-store"})

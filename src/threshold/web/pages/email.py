@@ -275,7 +275,9 @@ async def email_login_confirm(
             token=field(form, "token"),
             code=None,
             confirmed=True,
-            target=recall_return(request),
+            # a link confirmed here was asked for elsewhere, maybe by someone else for their own account:
+            # it must never carry this browser into an authorization it started (login CSRF)
+            target="/account",
             context=context,
         )
     except ThresholdError as error:

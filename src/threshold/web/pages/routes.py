@@ -56,6 +56,9 @@ def safe_next(target: str | None, default: str = "/account") -> str:
     return target
 
 
+MAX_RETURN_COOKIE = 3800  # browsers keep a cookie of up to 4096 bytes, name included
+
+
 def remember_return(response: Response, target: str) -> None:
     """Keep where a person was going (e.g. an authorization) across a trip to their mailbox.
 
@@ -64,12 +67,13 @@ def remember_return(response: Response, target: str) -> None:
     (`safe_next`) is ever stored or followed.
     """
     target = safe_next(target)
-    if target == "/account":
-        forget_return(response)
+    value = quote(target, safe="")
+    if target == "/account" or len(value) > MAX_RETURN_COOKIE:
+        forget_return(response)  # a value the browser would drop silently is not kept either
         return
     response.set_cookie(
         RETURN_COOKIE,
-        quote(target, safe=""),
+        value,
         max_age=RETURN_COOKIE_MAX_AGE,
         path="/",
         secure=True,

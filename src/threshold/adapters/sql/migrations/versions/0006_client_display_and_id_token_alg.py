@@ -1,9 +1,9 @@
 """OAuth clients: an ID-token algorithm of their own (default RS256) and an optional logo.
 
-Existing clients kept one algorithm for both token kinds. Those on Ed25519 (the old default, which
-relying-party libraries such as Authlib and openid-client do not verify without options) get RS256 ID
-tokens; a client that chose ES256 or RS256 keeps its choice for ID tokens too. Access tokens are
-unchanged.
+Existing clients kept one algorithm for both token kinds, and keep it for ID tokens too: an explicit
+choice of Ed25519 cannot be told from the old default, and a relying party that pinned the algorithm
+would stop accepting ID tokens on upgrade. New clients get RS256 ID tokens by default; an existing one
+moves with `threshold clients update CLIENT_ID --id-token-alg RS256`.
 
 Revision ID: 0006
 Revises: 0005
@@ -25,7 +25,7 @@ def upgrade() -> None:
     with op.batch_alter_table("oauth_clients") as batch:
         batch.add_column(sa.Column("id_token_alg", sa.String(16), nullable=False, server_default="RS256"))
         batch.add_column(sa.Column("logo_uri", sa.Text(), nullable=True))
-    op.execute("UPDATE oauth_clients SET id_token_alg = signing_alg WHERE signing_alg <> 'Ed25519'")
+    op.execute("UPDATE oauth_clients SET id_token_alg = signing_alg")
 
 
 def downgrade() -> None:
