@@ -385,6 +385,15 @@ def _password(page: Any, email: str) -> None:
     page.get_by_role("button", name="Sign in", exact=True).click()
 
 
+def _ask_for_a_sign_in_mail(page: Any, provider: Server, email: str) -> None:
+    """From the sign-in page: "Email me a sign-in link", then the address; waits for the code field."""
+    page.get_by_role("link", name="Email me a sign-in link").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login/email"))
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Email me a sign-in link").click()
+    page.get_by_label("6-digit code").wait_for()
+
+
 def _stage(page: Any, provider: Server) -> str | None:
     """Which step of an authorization the tab shows, when it is one the person has to act on."""
     from playwright.sync_api import Error
@@ -600,14 +609,69 @@ def test_returning_person_signs_in_with_an_emailed_code(
     watch = open_browser()
     page = watch.page
     _sign_in_from_app(page, provider, app, shoot)
-    page.get_by_role("link", name="Email me a sign-in link").click()
-    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login/email"))
-    page.get_by_label("Email address").fill(email)
-    page.get_by_role("button", name="Email me a sign-in link").click()
-    page.get_by_label("6-digit code").wait_for()
+    _ask_for_a_sign_in_mail(page, provider, email)
     shoot(page, "check-mail")
     code = smtp.wait_for(email, "Your sign-in link").code()
     page.get_by_label("6-digit code").fill(code)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+    _back_at_app(page, watch, provider, app, shoot, consent=None)
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+    watch.assert_clean()
+
+
+def test_returning_person_signs_in_with_the_emailed_link_in_the_same_browser(
+    open_browser: Callable[[], Watch],
+    provider: Server,
+    smtp: SmtpSink,
+    apps: Applications,
+    shoot: Any,
+) -> None:
+    """The link opened from the mailbox is a new navigation: the authorization comes back from the
+    short-lived return cookie the request set in this browser."""
+    app, email = apps.first_party, _email(apps, "link")
+    _returning_person(provider, email)
+
+    watch = open_browser()
+    page = watch.page
+    _sign_in_from_app(page, provider, app, shoot)
+    _ask_for_a_sign_in_mail(page, provider, email)
+    link = smtp.wait_for(email, "Your sign-in link").link("/login/email/verify")
+    page.goto(link)
+
+    _back_at_app(page, watch, provider, app, shoot, consent=None)
+    _assert_signed_in(page, watch, app, email)
+    shoot(page, "app-signed-in")
+    watch.assert_clean()
+
+
+def test_a_password_reset_started_from_the_app_returns_to_it(
+    open_browser: Callable[[], Watch],
+    provider: Server,
+    smtp: SmtpSink,
+    apps: Applications,
+    shoot: Any,
+) -> None:
+    app, email = apps.first_party, _email(apps, "reset")
+    _returning_person(provider, email)
+    new_password = "copper meadow violin 2031 drift"
+
+    watch = open_browser()
+    page = watch.page
+    _sign_in_from_app(page, provider, app, shoot)
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Email me a link").click()
+    page.get_by_role("status").wait_for()
+    page.goto(smtp.wait_for(email, "Reset your password").link("/reset-password"))
+    page.get_by_label("New password").fill(new_password)
+    page.get_by_role("button", name="Set the new password").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login\?reset=1&next="))
+    assert "Continue to" in page.locator("main").inner_text(), watch.report()
+    shoot(page, "sign-in-after-reset")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(new_password)
     page.get_by_role("button", name="Sign in", exact=True).click()
 
     _back_at_app(page, watch, provider, app, shoot, consent=None)

@@ -4,6 +4,8 @@ an emailed sign-in link opened in the browser that started them end at the appli
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.conftest import ISSUER, signup, unique_email
@@ -120,3 +122,59 @@ async def test_a_link_confirmed_from_another_browser_never_continues_this_browse
     assert done.status_code == 303
     assert _after_offer(done.headers["location"]) == "/account", done.headers["location"]
     assert not victim.cookies.get("__Host-threshold_return")
+
+
+async def test_a_planted_return_cookie_is_followed_only_to_a_same_site_path(mail: MailApp) -> None:
+    email = unique_email("planted")
+    assert (await signup(mail.browser(), email)).status_code == 201
+    browser = mail.browser()
+
+    for n, planted in enumerate(
+        ("%2F%2Fevil.example%2Fx", "https%3A%2F%2Fevil.example%2F", "%2F%5Cevil.example")
+    ):
+        page = await browser.get("/reset-password")
+        await browser.post(
+            "/reset-password", data={**hidden_inputs(page.text), "email": email}, headers=BROWSER_POST
+        )
+        token = token_of((await mail.last(email, "Reset your password")).link("/reset-password"))
+        browser.cookies.set("__Host-threshold_return", planted, domain="auth.threshold.test")
+        choose = await browser.get(f"/reset-password?token={token}")
+        done = await browser.post(
+            "/reset-password/confirm",
+            data={**hidden_inputs(choose.text), "new_password": f"{NEW_PASSWORD} {n}"},
+            headers=BROWSER_POST,
+        )
+
+        assert done.status_code == 303 and done.headers["location"] == "/login?reset=1", planted
+
+
+async def test_a_sign_up_that_must_confirm_its_address_returns_to_the_authorization(
+    mail_factory: Callable[..., Any],
+) -> None:
+    mail: MailApp = await mail_factory(email={"verification": "required"})
+    op = await mail.oidc()
+    rp = await op.register(first_party=False)
+    browser = mail.browser()
+    login = await login_page_of(op, rp, browser)
+    next_path = hidden_inputs(login.text)["next"]
+    signup_link = re.search(r'href="(/signup\?next=[^"]+)"', login.text)
+    assert signup_link
+    page = await browser.get(signup_link.group(1).replace("&amp;", "&"))
+    email = unique_email("verify-rt")
+
+    asked = await browser.post(
+        "/signup",
+        data={**hidden_inputs(page.text), "email": email, "password": NEW_PASSWORD},
+        headers=BROWSER_POST,
+    )
+    assert asked.status_code == 200 and "Check your email" in asked.text
+    token = token_of((await mail.last(email)).link("/verify-email"))
+    confirm = await browser.get(f"/verify-email?token={token}")
+    done = await browser.post("/verify-email", data=hidden_inputs(confirm.text), headers=BROWSER_POST)
+
+    assert done.status_code == 200
+    onward = re.search(r'<a class="button" href="(/login\?next=[^"]+)">Continue</a>', done.text)
+    assert onward, done.text
+    again = await browser.get(onward.group(1).replace("&amp;", "&"))
+    assert hidden_inputs(again.text)["next"] == next_path
+    assert "Continue to <strong>Relying Party</strong>" in again.text

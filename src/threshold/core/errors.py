@@ -112,6 +112,11 @@ class RateLimited(ThresholdError):
         super().__init__(message, retry_after=retry_after)
         self.retry_after = max(1, int(retry_after))
 
+    @property
+    def page_detail(self) -> str:
+        minutes = max(1, round(self.retry_after / 60))
+        return f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
+
 
 class EmailInvalid(InvalidRequest):
     code = "email_invalid"

@@ -25,6 +25,10 @@ class AuthMethod(StrEnum):
 
 
 SECRET_METHODS = frozenset({AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST})
+NOT_APP_SCHEMES = frozenset(
+    {"javascript", "data", "blob", "filesystem", "about", "vbscript", "file", "ws", "wss", "ftp"}
+)
+"""URI schemes that name no application (RFC 8252 section 7.1): never a redirect URI, never a CSP source."""
 
 
 class KeyState(StrEnum):

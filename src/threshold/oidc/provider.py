@@ -45,6 +45,8 @@ from threshold.oidc.keys import KeyRing
 from threshold.oidc.models import (
     ACCESS_TOKEN_DEFAULT_ALG,
     ID_TOKEN_DEFAULT_ALG,
+    NOT_APP_SCHEMES,
+    SECRET_METHODS,
     SIGNING_ALGORITHMS,
     AuthMethod,
     AuthorizationCode,
@@ -797,24 +799,7 @@ class Provider:
             token_endpoint_auth_method
             or ("none" if public else "private_key_jwt" if jwks else "client_secret_basic")
         )
-        _check_client_shape(
-            name=name,
-            redirect_uris=redirect_uris,
-            post_logout=post_logout_redirect_uris,
-            public=public,
-            grants=grants,
-            method=method,
-            jwks=jwks,
-            signing_alg=signing_alg,
-            id_token_alg=id_token_alg,
-            logo_uri=logo_uri,
-        )
-        lifetime = access_token_lifetime or self._settings.access_token_lifetime
-        if not 30 <= lifetime <= MAX_ACCESS_TOKEN_LIFETIME:
-            raise InvalidRequest(f"access_token_lifetime must be 30..{MAX_ACCESS_TOKEN_LIFETIME} seconds.")
-        secret = (
-            new_token() if method in (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST) else None
-        )
+        secret = new_token() if method in SECRET_METHODS else None
         client = Client(
             client_id=new_id(),
             name=name,
@@ -827,12 +812,13 @@ class Provider:
             scopes=tuple(dict.fromkeys(scopes or ("openid", "email", "offline_access"))),
             token_endpoint_auth_method=method,
             jwks=jwks,
-            access_token_lifetime=lifetime,
+            access_token_lifetime=access_token_lifetime or self._settings.access_token_lifetime,
             signing_alg=signing_alg,
             created_at=self._clock.now(),
             id_token_alg=id_token_alg,
             logo_uri=logo_uri or None,
         )
+        _check_client(client)
         await self._clients.add(client)
         await self._audit.record(AuditKind.CLIENT_CREATED, user_id=None, client=client.client_id, name=name)
         return IssuedClient(client=client, secret=secret)
@@ -896,23 +882,7 @@ class Provider:
             add_post_logout_redirect_uris,
             remove_post_logout_redirect_uris,
         )
-        new_name = current.name if name is None else name
-        new_id_token_alg = current.id_token_alg if id_token_alg is None else id_token_alg
-        new_logo = current.logo_uri if logo_uri is None else (logo_uri or None)
-        _check_client_shape(
-            name=new_name,
-            redirect_uris=redirects,
-            post_logout=post_logout,
-            public=current.public,
-            grants=current.grant_types,
-            method=current.token_endpoint_auth_method,
-            jwks=current.jwks,
-            signing_alg=current.signing_alg,
-            id_token_alg=new_id_token_alg,
-            logo_uri=new_logo,
-        )
-        secret_methods = (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST)
-        if rotate_secret and current.token_endpoint_auth_method not in secret_methods:
+        if rotate_secret and not current.accepts_secret:
             raise InvalidRequest(
                 "Only a client that authenticates with a secret (client_secret_basic or "
                 "client_secret_post) has one to rotate."
@@ -920,14 +890,15 @@ class Provider:
         secret = new_token() if rotate_secret else None
         changed = replace(
             current,
-            name=new_name,
+            name=current.name if name is None else name,
             redirect_uris=redirects,
             post_logout_redirect_uris=post_logout,
             first_party=current.first_party if first_party is None else first_party,
             secret_digest=digest(secret) if secret else current.secret_digest,
-            id_token_alg=new_id_token_alg,
-            logo_uri=new_logo,
+            id_token_alg=current.id_token_alg if id_token_alg is None else id_token_alg,
+            logo_uri=current.logo_uri if logo_uri is None else (logo_uri or None),
         )
+        _check_client(changed)
         if not await self._clients.update(changed, expected=current):
             if await self._clients.get(client_id) is None:
                 return None  # deleted meanwhile
@@ -981,54 +952,45 @@ def _uri_changes(kind: str, before: Sequence[str], after: Sequence[str]) -> dict
     }
 
 
-def _check_client_shape(
-    *,
-    name: str,
-    redirect_uris: Sequence[str],
-    post_logout: Sequence[str],
-    public: bool,
-    grants: tuple[GrantType, ...],
-    method: AuthMethod,
-    jwks: dict[str, Any] | None,
-    signing_alg: str,
-    id_token_alg: str,
-    logo_uri: str | None,
-) -> None:
-    if not name or len(name) > 200:
+def _check_client(client: Client) -> None:
+    """The rules of registration, for a new client and for every update of one."""
+    if not client.name or len(client.name) > 200:
         raise InvalidRequest("name is required (at most 200 characters).")
-    if signing_alg not in SIGNING_ALGORITHMS:
+    if client.signing_alg not in SIGNING_ALGORITHMS:
         raise InvalidRequest(f"signing_alg must be one of {', '.join(SIGNING_ALGORITHMS)}.")
-    if id_token_alg not in SIGNING_ALGORITHMS:
+    if client.id_token_alg not in SIGNING_ALGORITHMS:
         raise InvalidRequest(f"id_token_signed_response_alg must be one of {', '.join(SIGNING_ALGORITHMS)}.")
-    if logo_uri:
-        logo = urlsplit(logo_uri)
-        if logo.scheme != "https" or not logo.netloc or len(logo_uri) > 2048:
+    if client.logo_uri:
+        logo = urlsplit(client.logo_uri)
+        if logo.scheme != "https" or not logo.netloc or len(client.logo_uri) > 2048:
             raise InvalidRequest("logo_uri must be an https URL (at most 2048 characters).")
-    if len(redirect_uris) > MAX_URIS or len(post_logout) > MAX_URIS:
+    if not 30 <= client.access_token_lifetime <= MAX_ACCESS_TOKEN_LIFETIME:
+        raise InvalidRequest(f"access_token_lifetime must be 30..{MAX_ACCESS_TOKEN_LIFETIME} seconds.")
+    if len(client.redirect_uris) > MAX_URIS or len(client.post_logout_redirect_uris) > MAX_URIS:
         raise InvalidRequest(f"A client has at most {MAX_URIS} redirect URIs of each kind.")
-    if GrantType.AUTHORIZATION_CODE in grants and not redirect_uris:
+    if GrantType.AUTHORIZATION_CODE in client.grant_types and not client.redirect_uris:
         raise InvalidRequest("The authorization_code grant needs at least one redirect URI.")
-    for uri in (*redirect_uris, *post_logout):
+    for uri in (*client.redirect_uris, *client.post_logout_redirect_uris):
         parts = urlsplit(uri)
         if parts.fragment or not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
             raise InvalidRequest(f"Invalid redirect URI: {uri[:100]}")
         if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
             raise InvalidRequest("http redirect URIs are allowed only on loopback; use https.")
-        if parts.scheme in ("javascript", "data", "file", "vbscript"):
+        if parts.scheme in NOT_APP_SCHEMES:
             raise InvalidRequest(f"Invalid redirect URI: {uri[:100]}")
-    if public and method is not AuthMethod.NONE:
+    if client.public and client.token_endpoint_auth_method is not AuthMethod.NONE:
         raise InvalidRequest("Public clients do not authenticate (token_endpoint_auth_method none).")
-    if not public and method is AuthMethod.NONE:
+    if not client.public and client.token_endpoint_auth_method is AuthMethod.NONE:
         raise InvalidRequest("Confidential clients must authenticate.")
-    if public and GrantType.CLIENT_CREDENTIALS in grants:
+    if client.public and GrantType.CLIENT_CREDENTIALS in client.grant_types:
         raise InvalidRequest("Public clients cannot use client_credentials.")
-    if method is AuthMethod.PRIVATE_KEY_JWT and not jwks:
+    if client.token_endpoint_auth_method is AuthMethod.PRIVATE_KEY_JWT and not client.jwks:
         raise InvalidRequest("private_key_jwt needs the client's public keys (jwks).")
-    if jwks is not None:
+    if client.jwks is not None:
         try:
             from joserfc.jwk import KeySet
 
-            keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+            keys = KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise InvalidRequest("jwks is not a valid JWK set.") from exc
         if any(key.is_private for key in keys):

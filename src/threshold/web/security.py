@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threshold.core import secrets as tokens
 from threshold.core.errors import CsrfFailed, CsrfReason
+from threshold.oidc.models import NOT_APP_SCHEMES
 from threshold.settings import IPNetwork, Settings
 
 SESSION_COOKIE = "__Host-threshold_session"
@@ -153,10 +154,6 @@ def _echo(value: str, limit: int = 100) -> str:
 FORM_REDIRECTS_STATE = "form_redirect_sources"
 _HOST_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
 _SCHEME_SOURCE = re.compile(r"[a-z][a-z0-9+.-]*:")
-# schemes that name no native app (RFC 8252 section 7.1), never a form's destination
-_NOT_APP_SCHEMES = frozenset(
-    {"javascript", "data", "blob", "filesystem", "about", "vbscript", "file", "ws", "wss", "ftp"}
-)
 
 
 def csp_source(uri: str) -> str | None:
@@ -172,7 +169,7 @@ def csp_source(uri: str) -> str | None:
             return None
         source = f"{scheme}://{parts.netloc.rpartition('@')[2].lower()}"
         return source if _HOST_SOURCE.fullmatch(source) else None
-    if scheme in _NOT_APP_SCHEMES:
+    if scheme in NOT_APP_SCHEMES:
         return None
     source = f"{scheme}:"
     return source if scheme and _SCHEME_SOURCE.fullmatch(source) else None

@@ -5,7 +5,7 @@ the link consumes nothing; a sign-in link opened in the browser that asked for i
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
@@ -22,13 +22,13 @@ from threshold.core.models import RequestContext
 from threshold.services import Services
 from threshold.web.api.email import set_email_login_cookie
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
-from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
 from threshold.web.pages.routes import (
     _after_sign_in,
     _redirect,
     account_action,
     field,
+    form_error,
     read_form,
     recall_return,
     remember_return,
@@ -40,17 +40,6 @@ router = APIRouter(include_in_schema=False)
 ServicesDep = Annotated[Services, Depends(get_services)]
 ContextDep = Annotated[RequestContext, Depends(request_context)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
-
-
-async def _error(request: Request, template: str, error: ThresholdError, **context: Any) -> Response:
-    return await render(
-        request,
-        template,
-        status=status_for(error),
-        headers=headers_for(error),
-        error=error.page_detail,
-        **context,
-    )
 
 
 # --- verification and email change ----------------------------------------------------------------
@@ -72,7 +61,7 @@ async def verify_submit(request: Request, services: ServicesDep, context: Contex
         else:
             await services.email.verify_email(field(form, "token"), context=context)
     except ThresholdError as error:
-        return await _error(request, "verify_email.html", error, token="", change=change)
+        return await form_error(request, "verify_email.html", error, token="", change=change)
     target = recall_return(request)
     return await render(request, "verify_email.html", done=True, change=change, token="", return_to=target)
 
@@ -121,7 +110,9 @@ async def reset_request(request: Request, services: ServicesDep, context: Contex
         email, target = field(form, "email"), safe_next(field(form, "next"))
         await services.email.request_password_reset(email, context=context)
     except ThresholdError as error:
-        return await _error(request, "reset_password.html", error, stage="request", email=email, next=target)
+        return await form_error(
+            request, "reset_password.html", error, stage="request", email=email, next=target
+        )
     response = await render(request, "check_email.html", reason="reset", email=email)
     remember_return(response, target)
     return response
@@ -137,7 +128,7 @@ async def reset_confirm(request: Request, services: ServicesDep, context: Contex
             token=token, new_password=field(form, "new_password"), context=context
         )
     except ThresholdError as error:
-        return await _error(
+        return await form_error(
             request,
             "reset_password.html",
             error,
@@ -175,7 +166,7 @@ async def email_login_request(request: Request, services: ServicesDep, context: 
         target, email = safe_next(field(form, "next")), field(form, "email")
         started = await services.email.request_email_login(email, context=context)
     except ThresholdError as error:
-        return await _error(request, "login_email.html", error, stage="request", next=target, email=email)
+        return await form_error(request, "login_email.html", error, stage="request", next=target, email=email)
     response = await render(request, "login_email.html", stage="code", next=target, email=email)
     remember_return(response, target)
     set_email_login_cookie(response, started.binding, max_age=services.settings.email.login_lifetime)
@@ -231,7 +222,7 @@ async def email_login_code(
             context=context,
         )
     except ThresholdError as error:
-        return await _error(request, "login_email.html", error, stage="code", next=target, email="")
+        return await form_error(request, "login_email.html", error, stage="code", next=target, email="")
 
 
 @router.get("/login/email/verify")
@@ -256,7 +247,7 @@ async def email_login_link(
             request, "login_email.html", stage="confirm", token=token[:128], next="/account", email=""
         )
     except ThresholdError as error:
-        return await _error(
+        return await form_error(
             request, "login_email.html", error, stage="request", next=recall_return(request), email=""
         )
 
@@ -281,7 +272,9 @@ async def email_login_confirm(
             context=context,
         )
     except ThresholdError as error:
-        return await _error(request, "login_email.html", error, stage="request", next="/account", email="")
+        return await form_error(
+            request, "login_email.html", error, stage="request", next="/account", email=""
+        )
 
 
 # --- the development outbox -----------------------------------------------------------------------

@@ -16,7 +16,6 @@ from threshold.core.clock import iso
 from threshold.core.errors import (
     InvalidRequest,
     PasswordRejected,
-    RateLimited,
     ReauthenticationRequired,
     ThresholdError,
 )
@@ -112,15 +111,15 @@ def _redirect(target: str) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
 
 
-async def _form_error(request: Request, template: str, error: ThresholdError, **context: Any) -> Response:
-    status = status_for(error)
-    if isinstance(error, RateLimited):
-        minutes = max(1, round(error.retry_after / 60))
-        message = f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
-    else:
-        message = error.page_detail
+async def form_error(request: Request, template: str, error: ThresholdError, **context: Any) -> Response:
+    """The form's page again, with the error's words for a person and its status and headers."""
     return await render(
-        request, template, status=status, headers=headers_for(error), error=message, **context
+        request,
+        template,
+        status=status_for(error),
+        headers=headers_for(error),
+        error=error.page_detail,
+        **context,
     )
 
 
@@ -154,14 +153,14 @@ async def login_submit(
     try:
         form = await read_form(request)
     except ThresholdError as error:
-        return await _form_error(request, "login.html", error, next="/account", email="")
+        return await form_error(request, "login.html", error, next="/account", email="")
     target, email = safe_next(field(form, "next")), field(form, "email")
     try:
         signed_in = await services.accounts.sign_in_with_password(
             email=email, password=field(form, "password"), context=context
         )
     except ThresholdError as error:
-        return await _form_error(request, "login.html", error, next=target, email=email)
+        return await form_error(request, "login.html", error, next=target, email=email)
     if isinstance(signed_in, MfaRequired):
         response = _redirect("/login/mfa?" + urlencode({"next": target}))
         set_pending_cookie(
@@ -212,7 +211,7 @@ async def signup_submit(
     try:
         form = await read_form(request)
     except ThresholdError as error:
-        return await _form_error(
+        return await form_error(
             request, "signup.html", error, next="/account", email="", enabled=True, min_length=min_length
         )
     target, email = safe_next(field(form, "next")), field(form, "email")
@@ -221,7 +220,7 @@ async def signup_submit(
             email=email, password=field(form, "password"), context=context
         )
     except ThresholdError as error:
-        return await _form_error(
+        return await form_error(
             request,
             "signup.html",
             error,
@@ -256,7 +255,7 @@ async def logout_submit(
     try:
         await read_form(request)
     except ThresholdError as error:
-        return await _form_error(request, "logout.html", error, user=auth.user if auth else None)
+        return await form_error(request, "logout.html", error, user=auth.user if auth else None)
     if auth is not None:
         await services.accounts.log_out(auth.user, auth.session, context=context)
     response = _redirect("/login?logged_out=1")
