@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from threshold.adapters.kek import KeyFileError
 from threshold.core.clock import iso
 from threshold.core.errors import ThresholdError
+from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG, SIGNING_ALGORITHMS
 from threshold.settings import ConfigurationError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -109,14 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument("--jwks-file", help="the client's public JWK set (for private_key_jwt)")
     create_client.add_argument(
         "--signing-alg",
-        default="Ed25519",
-        choices=["Ed25519", "ES256", "RS256"],
+        default=ACCESS_TOKEN_DEFAULT_ALG,
+        choices=SIGNING_ALGORITHMS,
         help="the access tokens' algorithm (default Ed25519)",
     )
     create_client.add_argument(
         "--id-token-alg",
-        default="RS256",
-        choices=["RS256", "ES256", "Ed25519"],
+        default=ID_TOKEN_DEFAULT_ALG,
+        choices=SIGNING_ALGORITHMS,
         help="the ID tokens' algorithm, id_token_signed_response_alg (default RS256: all RPs verify it)",
     )
     create_client.add_argument(
@@ -149,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         update_client.add_argument(
             f"--remove-{option}", action="append", default=[], dest=f"remove_{dest}", metavar="URI"
         )
-    update_client.add_argument("--id-token-alg", choices=["RS256", "ES256", "Ed25519"])
+    update_client.add_argument("--id-token-alg", choices=SIGNING_ALGORITHMS)
     update_client.add_argument("--logo-uri", help="an https URL; '' removes the logo")
     update_client.add_argument(
         "--rotate-secret",
@@ -170,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     list_keys = keys.add_parser("list", help="list signing keys and their states")
     list_keys.add_argument("--json", action="store_true")
     rotate = keys.add_parser("rotate", help="promote the published next key, retire the active one")
-    rotate.add_argument("--alg", choices=["Ed25519", "ES256", "RS256"])
+    rotate.add_argument("--alg", choices=SIGNING_ALGORITHMS)
     return parser
 
 

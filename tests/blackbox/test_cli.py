@@ -454,3 +454,55 @@ def test_clients_update_rotate_secret_takes_effect_on_a_running_server_at_once(
     )
     assert no_secret.returncode == 1 and no_secret.stdout == ""
     assert "authenticates with a secret" in no_secret.stderr and "Traceback" not in no_secret.stderr
+
+
+def test_concurrent_admin_updates_on_a_running_server_never_bring_back_a_rotated_secret(
+    tmp_path: Path, http: httpx.Client
+) -> None:
+    """A secret rotation and another change of the same client, sent at once to a real server: each is
+    applied or refused with 409, and the secret that works afterwards is the last one handed out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = clean_env(THRESHOLD_DATA_DIR=tmp_path / "data", THRESHOLD_LOG_LEVEL="warning")
+    migrate(env, cwd=tmp_path)
+    ops = cli_json(
+        env, tmp_path, "clients", "create", "--name", "ops", "--grant-type", "client_credentials",
+        "--scope", "threshold:admin", "--json",
+    )  # fmt: skip
+    target = cli_json(
+        env, tmp_path, "clients", "create", "--name", "batch", "--grant-type", "client_credentials",
+        "--scope", "api:read", "--json",
+    )  # fmt: skip
+    client_id, secret = str(target["client_id"]), str(target["client_secret"])
+    server = start_server(env, tmp_path)
+    try:
+
+        def token(client: str, key: str, scope: str) -> httpx.Response:
+            return http.post(
+                server.base_url + "/oauth2/token",
+                data={"grant_type": "client_credentials", "scope": scope},
+                auth=(client, key),
+            )
+
+        admin = token(str(ops["client_id"]), str(ops["client_secret"]), "threshold:admin").json()
+        headers = {"Authorization": f"Bearer {admin['access_token']}"}
+        base = f"{server.base_url}/admin/v1/clients/{client_id}"
+        rotated_at_least_once = False
+        with ThreadPoolExecutor(2) as pool, httpx.Client(timeout=30) as a, httpx.Client(timeout=30) as b:
+            for round_ in range(8):
+                rotation = pool.submit(a.post, base + "/secret", headers=headers)
+                change = pool.submit(
+                    b.patch, base, headers=headers, json={"logo_uri": f"https://batch.example/{round_}.png"}
+                )
+                rotated, changed = rotation.result(), change.result()
+
+                assert rotated.status_code in (200, 409), rotated.text
+                assert changed.status_code in (200, 409), changed.text
+                if rotated.status_code == 200:
+                    rotated_at_least_once = True
+                    previous, secret = secret, str(rotated.json()["client_secret"])
+                    assert token(client_id, previous, "api:read").status_code == 401, round_
+                assert token(client_id, secret, "api:read").status_code == 200, round_
+        assert rotated_at_least_once
+    finally:
+        server.stop()

@@ -13,20 +13,17 @@ from starlette.responses import JSONResponse
 from threshold.core.clock import iso
 from threshold.core.errors import NotFound
 from threshold.core.models import RequestContext
-from threshold.oidc.errors import BearerTokenMissing, InsufficientScope
+from threshold.oidc.errors import InsufficientScope
+from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG
 from threshold.oidc.models import client_summary as client_dict
 from threshold.oidc.provider import ADMIN_SCOPE, VerifiedAccessToken
 from threshold.services import Services
 from threshold.web.deps import get_services, request_context
+from threshold.web.oauth.routes import bearer_token
 
 
 async def require_admin(request: Request) -> VerifiedAccessToken:
-    header = request.headers.get("authorization", "")
-    if header[:7].lower() != "bearer ":
-        raise BearerTokenMissing(
-            "An admin bearer token is required: send it as 'Authorization: Bearer <token>'."
-        )
-    verified = await get_services(request).provider.verify_access_token(header[7:].strip())
+    verified = await get_services(request).provider.verify_access_token(bearer_token(request))
     if ADMIN_SCOPE not in verified.scopes or verified.claims.get("sub") != verified.claims.get("client_id"):
         raise InsufficientScope(f"The {ADMIN_SCOPE} scope of a client-credentials token is required.")
     return verified
@@ -55,8 +52,8 @@ class ClientIn(BaseModel):
     token_endpoint_auth_method: StrictStr | None = None
     jwks: dict[str, Any] | None = None
     access_token_lifetime: int | None = Field(None, ge=30, le=900)
-    signing_alg: StrictStr = "Ed25519"
-    id_token_alg: StrictStr = Field("RS256", alias="id_token_signed_response_alg")
+    signing_alg: StrictStr = ACCESS_TOKEN_DEFAULT_ALG
+    id_token_alg: StrictStr = Field(ID_TOKEN_DEFAULT_ALG, alias="id_token_signed_response_alg")
     logo_uri: StrictStr | None = Field(None, max_length=2048)
 
 
