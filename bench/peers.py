@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,11 +38,10 @@ from run import (
     SERVER_CPUS,
     _pin,
     argon2_rate,
-    backend_env,
-    free_port,
+    deployment,
     scenario,
-    start_server,
 )
+from tests.support import free_port, spawn
 
 ROOT = Path(__file__).resolve().parent
 APPS = ROOT / "peer_apps"  # committed: package.json, package-lock.json, the server scripts
@@ -51,7 +49,6 @@ PEERS = ROOT / "peers"  # gitignored: node_modules and copies of the scripts
 LOGIN_CONNECTIONS = 8
 SCENARIOS = ("sign-in", "get-session", "client_credentials")
 JSON = {"Content-Type": "application/json"}
-CLI = (sys.executable, "-m", "threshold")
 # a confidential client with the client_credentials grant, as oidc-provider's (its default signing: Ed25519)
 CLIENT_OPTIONS = [
     *("--grant-type", "client_credentials"),
@@ -117,21 +114,10 @@ def argon2_parameters() -> str:
 
 
 def run_threshold(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    data = work / "threshold"
-    data.mkdir()
-    env = backend_env("sqlite", str(data), base)
-    server = start_server(env, port)  # runs `threshold migrate` first
-    try:
-        created = subprocess.run(
-            [*CLI, "clients", "create", "--name", "bench-peers", *CLIENT_OPTIONS, "--json"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    with deployment("sqlite") as threshold:
+        base = threshold.start(prefix=_pin(SERVER_CPUS)).base_url
+        created = threshold.cli("clients", "create", "--name", "bench-peers", *CLIENT_OPTIONS, "--json")
+        assert created.returncode == 0, created.stderr
         client = json.loads(created.stdout)
         discovery = httpx.get(f"{base}/.well-known/openid-configuration").json()
         token_path = httpx.URL(discovery["token_endpoint"]).path
@@ -182,21 +168,9 @@ def run_threshold(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict
             "password_hash": argon2_parameters(),
             "storage": "SQLite (WAL), one uvicorn worker",
         }
-    finally:
-        stop(server)
 
 
 # --- the Node peers -------------------------------------------------------------------------------
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @contextmanager
@@ -204,30 +178,17 @@ def node_server(
     script: str, args: list[str], ready_url: str, log: Path, env: dict[str, str]
 ) -> Iterator[None]:
     """Start `node script args...` from bench/peers/, wait until ready_url answers 200, stop it on exit."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*_pin(SERVER_CPUS), "node", script, *args],
-            cwd=PEERS,
-            env={**os.environ, "NODE_ENV": "production", **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    process = spawn(
+        [*_pin(SERVER_CPUS), "node", script, *args],
+        log=log,
+        cwd=PEERS,
+        env={**os.environ, "NODE_ENV": "production", **env},
+    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{script} exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(ready_url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{script} did not answer {ready_url}:\n{log.read_text()}")
-            time.sleep(0.2)
+        process.wait_until_ready(ready_url, timeout=60, what=script)
         yield
     finally:
-        stop(process)
+        process.stop()
 
 
 def run_better_auth(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:

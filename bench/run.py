@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -21,12 +22,12 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,18 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))  # the servers and databases come from the test suites' support
+
+from tests.support import Backend, Deployment, RedisServer, free_port, make_deployment, spawn  # noqa: E402
+
 RESULTS = ROOT / "results"
 PASSWORD = "bench marks are not tests 2026"
+# The scenarios hammer one account from one address: lift the throttles for them.
+THROTTLES_LIFTED = {
+    "THRESHOLD_RATE_LIMIT__LOGIN_PER_IP": "100000000",
+    "THRESHOLD_RATE_LIMIT__LOGIN_PER_ACCOUNT_IP": "99",
+    "THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP": "1000",
+}
 
 
 def _pin(cpus: str) -> list[str]:
@@ -49,13 +60,6 @@ def _pin(cpus: str) -> list[str]:
 
 SERVER_CPUS = "0"
 CLIENT_CPUS = f"1-{max(1, (os.cpu_count() or 2) - 1)}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def parse_wrk(output: str) -> dict[str, float]:
@@ -147,40 +151,6 @@ def argon2_rate(seconds: float = 3.0) -> float:
         hasher.verify(stored, PASSWORD)
         count += 1
     return count / (time.perf_counter() - start)
-
-
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    cli = [sys.executable, "-m", "threshold"]
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    process = subprocess.Popen(
-        [*_pin(SERVER_CPUS), *cli, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server did not start")
-
-
-def create_database() -> str:
-    import asyncpg
-
-    name = f"threshold_bench_{secrets.token_hex(4)}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    asyncio.run(create())
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 REFRESH_LUA = """
@@ -313,23 +283,15 @@ def login_under_load(base: str, login_script: str, cookie: str, args: argparse.N
     }
 
 
-def backend_env(backend: str, data: str, base: str) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "THRESHOLD_DATA_DIR": data,
-        "THRESHOLD_ISSUER": base,
-        "THRESHOLD_LOG_LEVEL": "warning",
-        # the login scenario hammers one account from one address: lift the throttles for it
-        "THRESHOLD_RATE_LIMIT__LOGIN_PER_IP": "100000000",
-        "THRESHOLD_RATE_LIMIT__LOGIN_PER_ACCOUNT_IP": "99",
-        "THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP": "1000",
-    }
-    if backend.startswith("postgres"):
-        env["THRESHOLD_DATABASE_URL"] = create_database()
-    if backend == "postgres+redis":
-        env["THRESHOLD_REDIS_URL"] = "redis://127.0.0.1:6379/0"
-        env["THRESHOLD_REDIS_KEY_PREFIX"] = f"bench{secrets.token_hex(3)}:"
-    return env
+@contextlib.contextmanager
+def deployment(backend: Backend, **settings: str) -> Iterator[Deployment]:
+    """A migrated deployment on `backend` in a directory of its own, the throttles lifted; its servers are
+    stopped and its directory, PostgreSQL database and Redis keys removed afterwards."""
+    with (
+        tempfile.TemporaryDirectory(prefix="threshold-bench-") as work,
+        make_deployment(Path(work), backend, tag="bench", **{**THROTTLES_LIFTED, **settings}) as made,
+    ):
+        yield made
 
 
 def signed_up(base: str) -> tuple[str, str]:
@@ -341,13 +303,10 @@ def signed_up(base: str) -> tuple[str, str]:
     return email, f"__Host-threshold_session={token.group(1)}"
 
 
-def run_backend(backend: str, args: argparse.Namespace, ceiling: float) -> dict[str, Any]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    data = tempfile.mkdtemp(prefix="threshold-bench-")
-    env = backend_env(backend, data, base)
-    server = start_server(env, port)
-    try:
+def run_backend(backend: Backend, args: argparse.Namespace, ceiling: float) -> dict[str, Any]:
+    with deployment(backend) as bench:
+        server = bench.start(prefix=_pin(SERVER_CPUS))
+        base, env, data = server.base_url, bench.env, str(bench.dir)
         email, cookie = signed_up(base)
         run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
         results: dict[str, Any] = {"/healthz (FastAPI route)": scenario(f"{base}/healthz", headers={}, **run)}
@@ -378,10 +337,6 @@ def run_backend(backend: str, args: argparse.Namespace, ceiling: float) -> dict[
         for figures in results.values():
             figures["ratio_to_hello"] = round(figures["rps_median"] / ceiling, 3)
         return results
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def refresh_rotation(
@@ -418,7 +373,8 @@ def refresh_rotation(
 def hello_ceiling(args: argparse.Namespace) -> dict[str, Any]:
     """A bare Starlette endpoint on the same uvicorn settings as `threshold serve` (uvloop, httptools)."""
     port = free_port()
-    process = subprocess.Popen(
+    work = Path(tempfile.mkdtemp(prefix="threshold-bench-hello-"))
+    process = spawn(
         [
             *_pin(SERVER_CPUS),
             sys.executable,
@@ -434,16 +390,10 @@ def hello_ceiling(args: argparse.Namespace) -> dict[str, Any]:
             "--no-access-log",
             "--no-server-header",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        log=work / "hello.log",
     )
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/hello", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        process.wait_until_ready(f"http://127.0.0.1:{port}/hello", what="the hello app")
         return scenario(
             f"http://127.0.0.1:{port}/hello",
             headers={},
@@ -452,8 +402,8 @@ def hello_ceiling(args: argparse.Namespace) -> dict[str, Any]:
             connections=args.connections,
         )
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def jose_rates(seconds: float = 1.5) -> dict[str, Any]:
@@ -514,34 +464,29 @@ def million_sessions(args: argparse.Namespace) -> dict[str, Any]:
     from threshold.core.models import Aal, Amr, SessionRecord
     from threshold.core.secrets import digest, new_id, new_token
 
-    redis_port, port = free_port(), free_port()
-    redis_dir = tempfile.mkdtemp(prefix="threshold-bench-redis-")
-    redis_server = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", redis_dir],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    data = tempfile.mkdtemp(prefix="threshold-bench-")
-    env = backend_env("postgres+redis", data, base)
-    env["THRESHOLD_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-    env["THRESHOLD_REDIS_KEY_PREFIX"] = "threshold:"
-    env["THRESHOLD_SESSION__CACHE_ENTRIES"] = "0"  # every check reads Redis: the worst case
-    sync = redis.Redis(port=redis_port)
-    for _ in range(50):
-        try:
-            sync.ping()
-            break
-        except redis.RedisError:
-            time.sleep(0.1)
-    server = start_server(env, port)
+    redis_dir = Path(tempfile.mkdtemp(prefix="threshold-bench-redis-"))
+    own_redis = RedisServer(shutil.which("redis-server") or "redis-server", redis_dir, durable=False)
     agents = [
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
         "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
         "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
     ]  # fmt: skip
     sample: list[str] = []
+    redis_port = own_redis.port
+    sync = redis.Redis(port=redis_port)
+    stack = contextlib.ExitStack()
     try:
+        own_redis.start()
+        bench = stack.enter_context(
+            deployment(
+                "postgres",
+                THRESHOLD_REDIS_URL=own_redis.url,
+                THRESHOLD_REDIS_KEY_PREFIX="threshold:",
+                THRESHOLD_SESSION__CACHE_ENTRIES="0",  # every check reads Redis: the worst case
+            )
+        )
+        server = bench.start(prefix=_pin(SERVER_CPUS))
+        base, env, data = server.base_url, bench.env, str(bench.dir)
 
         async def fill(total: int, start: int) -> None:
             """Users (two sessions each, as a laptop and a phone) in PostgreSQL, their sessions in Redis."""
@@ -626,12 +571,9 @@ def million_sessions(args: argparse.Namespace) -> dict[str, Any]:
             "distinct_user_agents": len(agents),
         }
     finally:
-        server.terminate()
-        server.wait(timeout=15)
-        redis_server.terminate()
-        redis_server.wait(timeout=15)
+        stack.close()
+        own_redis.kill()
         sync.close()
-        shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(redis_dir, ignore_errors=True)
 
 

@@ -47,11 +47,9 @@ import os
 import platform
 import random
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -61,7 +59,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-from run import PASSWORD, RESULTS, create_database, free_port, start_server
+from run import PASSWORD, RESULTS, SERVER_CPUS, _pin, deployment
 
 SESSION_COOKIE = "__Host-threshold_session"
 CSRF_COOKIE = "__Host-threshold_csrf"
@@ -422,32 +420,6 @@ def code_under_test(env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def drop_database(url: str) -> None:
-    import asyncpg
-
-    name = url.rsplit("/", 1)[1]
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-    asyncio.run(drop())
-
-
-def delete_redis_keys(url: str, prefix: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-        return len(keys)
-    finally:
-        client.close()
-
-
 def window_median(samples: list[dict[str, Any]], lo: float, hi: float) -> float:
     values = [s["rss_mib"] for s in samples if lo <= s["t"] < hi]
     return float(statistics.median(values)) if values else float("nan")
@@ -480,39 +452,14 @@ def summarize(samples: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    data = tempfile.mkdtemp(prefix="threshold-soak-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THRESHOLD_")}
-    env.update(
-        {
-            "THRESHOLD_DATA_DIR": data,
-            "THRESHOLD_ISSUER": base,
-            "THRESHOLD_LOG_LEVEL": "warning",
-            # many users from one address: lift the throttles (as bench/run.py); see the module docstring
-            "THRESHOLD_RATE_LIMIT__LOGIN_PER_IP": "100000000",
-            "THRESHOLD_RATE_LIMIT__LOGIN_PER_ACCOUNT_IP": "99",
-            "THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP": "100000000",
-        }
-    )
-    database = redis_prefix = None
-    redis_url = "redis://127.0.0.1:6379/0"
-    if args.backend == "postgres+redis":
-        database = create_database()
-        redis_prefix = f"soak{secrets.token_hex(4)}:"
-        env.update(
-            {
-                "THRESHOLD_DATABASE_URL": database,
-                "THRESHOLD_REDIS_URL": redis_url,
-                "THRESHOLD_REDIS_KEY_PREFIX": redis_prefix,
-            }
-        )
-    server = None
-    code = code_under_test(env)
-    if code["uncommitted"]:
-        print(f"soak: testing {code['package']} WITH UNCOMMITTED CHANGES: {code['uncommitted']}", flush=True)
-    try:
-        server = start_server(env, port)
+    # many users from one address: lift the throttles (as bench/run.py); see the module docstring
+    with deployment(args.backend, THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP="100000000") as soak:
+        code = code_under_test(soak.env)
+        if code["uncommitted"]:
+            uncommitted = code["uncommitted"]
+            print(f"soak: testing {code['package']} WITH UNCOMMITTED CHANGES: {uncommitted}", flush=True)
+        server = soak.start(prefix=_pin(SERVER_CPUS))
+        base, env = server.base_url, soak.env
         client = create_client(
             env, "--name", "soak", "--grant-type", "client_credentials", "--scope", "api:read"
         )
@@ -529,7 +476,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         samples = asyncio.run(drive(server.pid, ctx, args))
-        alive = server.poll() is None
+        alive = server.running()
         seconds = args.minutes * 60
         return {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -550,19 +497,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rss": summarize(samples, seconds),
             "samples": samples,
         }
-    finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-        shutil.rmtree(data, ignore_errors=True)
-        if database:
-            drop_database(database)
-        if redis_prefix:
-            delete_redis_keys(redis_url, redis_prefix)
 
 
 def verdict(report: dict[str, Any]) -> list[str]:

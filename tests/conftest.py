@@ -1,16 +1,14 @@
 """Shared fixtures: real SQLite, PostgreSQL and Redis; the app in-process through httpx.
 
 With CI=true, a test that needs PostgreSQL, Redis or Chromium fails when the service is missing;
-elsewhere it is skipped with the reason.
+elsewhere it is skipped with the reason (`tests.support.need`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,67 +16,23 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import (
+    REDIS_URL,
+    create_pg_database,
+    delete_redis_prefix,
+    drop_pg_database,
+    new_redis_prefix,
+    require_redis,
+)
 from threshold.services import Services, build_services
 from threshold.settings import Settings
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_HOST = os.environ.get("THRESHOLD_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("THRESHOLD_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("THRESHOLD_TEST_PG_USER", "postgres")
-REDIS_URL = os.environ.get("THRESHOLD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ISSUER = "https://auth.threshold.test"
 
 BACKENDS = ("sqlite", "postgres+redis")
 
 
-def need(service: str, reason: str) -> None:
-    """Skip (or, under CI, fail) a test whose service is not answering."""
-    message = f"{service} is not available: {reason}"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: services are required)")
-    pytest.skip(message)
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # --- PostgreSQL -------------------------------------------------------------------------------
-
-
-async def _pg_admin(statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=5)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def create_pg_database() -> str:
-    """Create a fresh, empty database and return its URL."""
-    if not _port_open(PG_HOST, PG_PORT):
-        need("PostgreSQL", f"nothing listens on {PG_HOST}:{PG_PORT}")
-    name = f"threshold_test_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-
-
-def drop_pg_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -113,27 +67,15 @@ def fresh_pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        need("Redis", str(exc))
-    return REDIS_URL
+    return require_redis(REDIS_URL)
 
 
 @pytest.fixture
-async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
-    import redis.asyncio as aioredis
-
-    prefix = f"thtest:{secrets.token_hex(4)}:"
+    prefix = new_redis_prefix("thtest")
     yield prefix
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    delete_redis_prefix(prefix, redis_url)
 
 
 # --- SQLite -----------------------------------------------------------------------------------

@@ -270,14 +270,14 @@ def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
             await accounts.set_mfa_required(user, required=not args.off)
             print(f"{'no longer requiring' if args.off else 'requiring'} a second factor for {user.email}")
         elif args.action == "recover":
-            factors = services.factors
+            recovery = services.recovery
             if args.cancel:
-                pending = await factors.pending_recovery(user)
+                pending = await recovery.pending_recovery(user)
                 for request in pending:
-                    await factors.cancel_recovery(user, request.id, context=OPERATOR)
+                    await recovery.cancel_recovery(user, request.id, context=OPERATOR)
                 print(f"cancelled {len(pending)} recovery request(s) of {user.email}")
             else:
-                request = await factors.request_recovery(
+                request = await recovery.request_recovery(
                     user, requested_by=args.by, wait=args.wait, context=OPERATOR
                 )
                 when = iso(request.execute_after)

@@ -41,11 +41,14 @@ from threshold.core.clock import Clock, SystemClock
 from threshold.core.crypto import SecretBox
 from threshold.core.email import EmailFlows
 from threshold.core.errors import DependencyUnavailable
-from threshold.core.mfa import Factors
+from threshold.core.flows.engine import build_engine
+from threshold.core.flows.factors import Factors
+from threshold.core.flows.recovery import Recovery
+from threshold.core.flows.signin import SignIn
+from threshold.core.flows.stepup import StepUp
 from threshold.core.models import AuditKind
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import EphemeralStore, Invalidations, RateLimitStore, SessionStore, UserRepo
-from threshold.core.ratelimit import LoginThrottle
 from threshold.core.session_cache import (
     InvalidatingSessionStore,
     InvalidatingUserRepo,
@@ -87,6 +90,9 @@ class Services:
     session_check: SessionCheck
     accounts: Accounts
     factors: Factors
+    signin: SignIn
+    stepup: StepUp
+    recovery: Recovery
     email: EmailFlows
     mail_queue: SqlMailQueue
     mail_worker: MailWorker
@@ -162,7 +168,7 @@ class Services:
             try:
                 await self.sweep_once()
                 await self.provider.sweep()
-                await self.factors.execute_due_recoveries()
+                await self.recovery.execute_due_recoveries()
             except DependencyUnavailable:
                 log.warning("sweeper: storage unavailable, retrying later")
             except Exception:
@@ -256,35 +262,32 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     session_store = InvalidatingSessionStore(session_store, invalidator)
     sessions = SessionService(session_store, clock, settings.session)
     auditor = Auditor(audit_log, clock, observer=count_security_event)
-    throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit)
     box = SecretBox(kek)
-    factors = Factors(
+    engine_ = build_engine(
+        settings=settings,
         users=users,
-        factors=SqlFactorRepo(engine),
+        factor_repo=SqlFactorRepo(engine),
         ephemeral=ephemeral,
-        counters=rate_limits,
+        rate_limits=rate_limits,
         sessions=sessions,
         hasher=hasher,
         auditor=auditor,
         clock=clock,
         box=box,
-        settings=settings.mfa,
-        rp_id=settings.webauthn_rp_id,
-        rp_name=settings.theme.product_name,
-        origins=settings.webauthn_origins,
-        challenge_lifetime=settings.webauthn.challenge_lifetime,
-        pending_lifetime=settings.session.pending_login_lifetime,
     )
+    factors = engine_.factors
     accounts = Accounts(
         users=users,
         sessions=sessions,
         hasher=hasher,
         policy=policy,
-        throttle=throttle,
+        throttle=engine_.throttle,
         auditor=auditor,
         clock=clock,
         signup_enabled=settings.signup_enabled,
-        factors=factors,
+        password=engine_.password,
+        stepup=engine_.stepup,
+        signin=engine_.signin,
     )
     keys = KeyRing(
         SqlSigningKeyRepo(engine),
@@ -328,6 +331,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         counters=rate_limits,
         sessions=sessions,
         factors=factors,
+        signin=engine_.signin,
         hasher=hasher,
         policy=policy,
         auditor=auditor,
@@ -339,6 +343,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     auditor.subscribe(email.on_event)
     accounts.attach_email(email, verification=settings.email.verification)
+    engine_.signin.attach_email(email, verification=settings.email.verification)
     return Services(
         settings=settings,
         clock=clock,
@@ -353,6 +358,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         session_check=session_check,
         accounts=accounts,
         factors=factors,
+        signin=engine_.signin,
+        stepup=engine_.stepup,
+        recovery=engine_.recovery,
         email=email,
         mail_queue=mail_queue,
         mail_worker=mail_worker,

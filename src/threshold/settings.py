@@ -128,6 +128,21 @@ class RateLimitSettings(BaseModel):
     login_per_account_ip: int = Field(10, ge=1, le=99, description="Failed logins per account and address.")
     login_per_ip: int = Field(100, ge=1, description="Failed logins per client address per window.")
     signup_per_ip: int = Field(20, ge=1, description="Sign-ups per client address per hour.")
+    consecutive_failures: int = Field(
+        100,
+        ge=5,
+        le=100,
+        description=(
+            "Failed passwords and codes in a row on one account, across windows, before only a success by "
+            "another way (passkey, emailed link, password reset) clears it (SP 800-63B-4: at most 100)."
+        ),
+    )
+    ipv4_prefix: int = Field(
+        32, ge=8, le=32, description="Per-address limits key on this IPv4 prefix length (32: the address)."
+    )
+    ipv6_prefix: int = Field(
+        64, ge=16, le=128, description="Per-address limits key on this IPv6 prefix length (64: one site's subnet)."
+    )
     known_network_days: int = Field(
         90,
         ge=1,

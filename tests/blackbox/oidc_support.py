@@ -1,15 +1,13 @@
-"""Support for the black-box OIDC tests: servers sharing one issuer, a browser and a relying party over HTTP.
+"""Support for the black-box OIDC tests: a browser of the issuer's origin and a relying party over HTTP.
 
-Several `threshold serve` processes behind one public name (as behind a load balancer) must share the
-issuer, so these servers are started with an explicit THRESHOLD_ISSUER instead of their own URL.
+Several `threshold serve` processes behind one public name (as behind a load balancer) share the issuer:
+they are started with `Deployment.start(issuer=...)` instead of answering as their own URL.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,48 +16,12 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.blackbox.conftest import (
-    SAFE_METHODS,
-    START_TIMEOUT,
-    THRESHOLD,
-    Browser,
-    Deployment,
-    Server,
-)
-from tests.conftest import free_port
+from tests.blackbox.conftest import SAFE_METHODS, Browser
 from tests.oidc.helpers import pkce, query_of
+from tests.support import Deployment, Server
 
 REDIRECT_URI = "https://rp.example/callback"
 LOGOUT_URI = "https://rp.example/signed-out"
-
-
-def start_server_for(deployment: Deployment, issuer: str) -> Server:
-    """`threshold serve` on a free port answering as `issuer`, waiting until /readyz answers 200."""
-    port = free_port()
-    log = deployment.dir / f"server-{port}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [THRESHOLD, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env={**deployment.env, "THRESHOLD_ISSUER": issuer},
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(process=process, port=port, log=log)
-    deployment.servers.append(server)  # stopped with the deployment
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{server.output()}")
-        try:
-            if httpx.get(server.base_url + "/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"server not ready after {START_TIMEOUT}s:\n{server.output()}")
-        time.sleep(0.1)
 
 
 @dataclass

@@ -16,8 +16,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.blackbox.conftest import SESSION_COOKIE, Browser, clean_env, migrate, run_cli, start_server
-from tests.conftest import PG_USER, STRONG_PASSWORD, create_pg_database, drop_pg_database, free_port
+from tests.blackbox.conftest import SESSION_COOKIE, Browser
+from tests.conftest import STRONG_PASSWORD
+from tests.support import (
+    PG_USER,
+    clean_env,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    migrate,
+    run_cli,
+    start_server,
+)
 
 PG_PASSWORD = "hunter2-not-for-logs"  # trust authentication ignores it; it must never be printed
 

@@ -17,17 +17,16 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.blackbox.conftest import Deployment, Server, clean_env, make_deployment, run_cli
 from tests.blackbox.oidc_support import (
     LOGOUT_URI,
     REDIRECT_URI,
     HttpRP,
     IssuerBrowser,
     error_of,
-    start_server_for,
 )
 from tests.conftest import unique_email
 from tests.oidc.helpers import expected_at_hash, query_of, unverified
+from tests.support import Deployment, Server, clean_env, make_deployment, run_cli
 
 
 @dataclass
@@ -43,10 +42,11 @@ class Op:
 
 @pytest.fixture(scope="module")
 def op(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Op]:
-    with make_deployment(tmp_path_factory.mktemp("oidc"), redis=True) as deployment:
-        deployment.env["THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP"] = "1000"
+    with make_deployment(
+        tmp_path_factory.mktemp("oidc"), "postgres+redis", THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP="1000"
+    ) as deployment:
         a = deployment.start()
-        b = start_server_for(deployment, a.base_url)
+        b = deployment.start(issuer=a.url)  # behind one public name, as behind a load balancer
         yield Op(deployment=deployment, a=a, b=b)
 
 
@@ -281,7 +281,7 @@ def test_key_rotation_with_the_cli_is_honoured_by_every_process(
     upcoming = next(k["kid"] for k in listed if k["alg"] == "Ed25519" and k["state"] == "next")
     assert active not in b_jwks and old_kid in {k["kid"] for k in listed if k["state"] == "retired"}
 
-    fresh = start_server_for(op.deployment, op.issuer)  # a process started after the rotation
+    fresh = op.deployment.start(issuer=op.issuer)  # a process started after the rotation
     try:
         fresh_jwks = {k["kid"] for k in http.get(fresh.base_url + "/oauth2/jwks").json()["keys"]}
         assert {active, upcoming, old_kid} <= fresh_jwks

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.blackbox.conftest import SESSION_COOKIE, Browser, Deployment, Server, make_deployment
+from tests.blackbox.conftest import SESSION_COOKIE, Browser
 from tests.conftest import STRONG_PASSWORD, unique_email
+from tests.support import Deployment, Server, make_deployment
 
 
 @dataclass
@@ -27,9 +28,7 @@ class Pair:
 
 @pytest.fixture(scope="module", params=["postgres+redis", "postgres"])
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    with make_deployment(
-        tmp_path_factory.mktemp("pair"), redis=request.param == "postgres+redis"
-    ) as deployment:
+    with make_deployment(tmp_path_factory.mktemp("pair"), request.param) as deployment:
         yield Pair(deployment=deployment, a=deployment.start(), b=deployment.start())
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.blackbox.conftest import Deployment, Server, clean_env, migrate
+from tests.support import Deployment, Server, make_deployment
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,7 @@ class Threshold:
 
 @pytest.fixture(scope="package")
 def threshold(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Threshold]:
-    directory = tmp_path_factory.mktemp("client-lib")
-    env = clean_env(THRESHOLD_DATA_DIR=directory / "data", THRESHOLD_LOG_LEVEL="warning")
-    migrate(env, cwd=directory)
-    deployment = Deployment(env=env, dir=directory)
-    try:
+    with make_deployment(tmp_path_factory.mktemp("client-lib"), "sqlite") as deployment:
         server = deployment.start()
         admin = register_service(deployment, "ops", "threshold:admin")
         yield Threshold(deployment, server, admin, register_service(deployment, "svc", "api:read"))
-    finally:
-        deployment.stop()

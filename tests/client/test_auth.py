@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 from tests.blackbox.conftest import SESSION_COOKIE, Browser
 from tests.client.conftest import Threshold
 from tests.client.helpers import access_token, forge, generate, verifier_for
-from tests.conftest import free_port
+from tests.support import free_port
 from threshold.client import (
     AuthenticationFailed,
     Principal,

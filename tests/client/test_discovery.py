@@ -13,7 +13,7 @@ from joserfc import jws
 
 from tests.client.conftest import Threshold
 from tests.client.helpers import forge, generate
-from tests.conftest import free_port
+from tests.support import free_port
 from threshold.client import TokenVerifier
 from threshold.client.errors import DiscoveryFailed, KeysNotLoaded, UnknownKey
 

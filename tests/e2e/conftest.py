@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import free_port, need
+from tests.support import Server, make_deployment, need
 
 CHROMIUM = os.environ.get("THRESHOLD_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
@@ -31,46 +26,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@dataclass
-class Server:
-    url: str
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("e2e-data")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "THRESHOLD_DATA_DIR": str(data), "THRESHOLD_ISSUER": url}
-    env.pop("THRESHOLD_CONFIG", None)
-    cli = [sys.executable, "-m", "threshold"]
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    log = (data / "server.log").open("wb")
-    process = subprocess.Popen(
-        [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("server did not become ready: " + (data / "server.log").read_text())
-    yield Server(url=url, env=env, process=process)
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    """`threshold serve` on SQLite answering as http://127.0.0.1:<port>, shared by a module."""
+    with make_deployment(tmp_path_factory.mktemp("e2e"), "sqlite", THRESHOLD_LOG_LEVEL="info") as deployment:
+        yield deployment.start()
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,12 @@ context, so the __Host- cookies work there as they do on HTTPS.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
-from tests.conftest import free_port
-from tests.e2e.conftest import Server
+from tests.support import Server, make_deployment
 
 AUTHENTICATOR = {
     "protocol": "ctap2",
@@ -34,39 +26,10 @@ AUTHENTICATOR = {
 
 
 @contextmanager
-def localhost_server(data: Path, **settings: str) -> Iterator[Server]:
-    """Migrate and start `threshold serve` with THRESHOLD_ISSUER=http://localhost:<port>."""
-    port = free_port()
-    url = f"http://localhost:{port}"
-    env = {**os.environ, "THRESHOLD_DATA_DIR": str(data), "THRESHOLD_ISSUER": url, **settings}
-    env.pop("THRESHOLD_CONFIG", None)
-    cli = [sys.executable, "-m", "threshold"]
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    log = (data / "server.log").open("wb")
-    process = subprocess.Popen(
-        [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("server did not become ready: " + (data / "server.log").read_text())
-        yield Server(url=url, env=env, process=process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+def localhost_server(directory: Path, **settings: str) -> Iterator[Server]:
+    """Migrate and start `threshold serve` (SQLite) with THRESHOLD_ISSUER=http://localhost:<port>."""
+    with make_deployment(directory, "sqlite", THRESHOLD_LOG_LEVEL="info", **settings) as deployment:
+        yield deployment.start(issuer=lambda port: f"http://localhost:{port}")
 
 
 class Authenticator:

@@ -38,10 +38,11 @@ import pyotp
 import pytest
 
 from tests.blackbox.conftest import Browser
-from tests.conftest import STRONG_PASSWORD, free_port, need
+from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import AUTHENTICATOR, Authenticator, localhost_server
 from tests.email.helpers import SmtpSink
+from tests.support import free_port, need
 
 pytestmark = pytest.mark.browser
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 URL = re.compile(r"https?://[^\s<>\"']+")
 HREF = re.compile(r"""\bhref="([^"]+)\"""")

@@ -8,15 +8,15 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.blackbox.conftest import Browser, Deployment, clean_env, make_deployment, migrate
+from tests.blackbox.conftest import Browser
 from tests.conftest import unique_email
 from tests.email.helpers import SmtpSink, token_of
+from tests.support import Backend, Deployment, make_deployment
 
 pytestmark = pytest.mark.slow
 
@@ -25,21 +25,10 @@ RESET = "Reset your password"
 CONFIRM = "Confirm your email address"
 
 
-@contextlib.contextmanager
-def _deployment(kind: str, tmp_path: Path, smtp: SmtpSink) -> Iterator[Deployment]:
-    settings = {"THRESHOLD_SMTP_URL": smtp.url, "THRESHOLD_EMAIL__PER_ADDRESS": "20"}
-    if kind == "sqlite":
-        env = clean_env(THRESHOLD_DATA_DIR=tmp_path / "data", THRESHOLD_LOG_LEVEL="warning", **settings)
-        migrate(env, cwd=tmp_path)
-        deployment = Deployment(env=env, dir=tmp_path)
-        try:
-            yield deployment
-        finally:
-            deployment.stop()
-    else:
-        with make_deployment(tmp_path, redis=True) as deployment:
-            deployment.env.update(settings)
-            yield deployment
+def _deployment(
+    kind: Backend, tmp_path: Path, smtp: SmtpSink
+) -> contextlib.AbstractContextManager[Deployment]:
+    return make_deployment(tmp_path, kind, THRESHOLD_SMTP_URL=smtp.url, THRESHOLD_EMAIL__PER_ADDRESS="20")
 
 
 def _wait_for_log(deployment: Deployment, needle: str, count: int, timeout: float = 15) -> None:
@@ -52,7 +41,9 @@ def _wait_for_log(deployment: Deployment, needle: str, count: int, timeout: floa
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres+redis"])
-def test_the_server_delivers_reset_mail_in_the_background(kind: str, tmp_path: Path, smtp: SmtpSink) -> None:
+def test_the_server_delivers_reset_mail_in_the_background(
+    kind: Backend, tmp_path: Path, smtp: SmtpSink
+) -> None:
     with httpx.Client(timeout=30) as http, _deployment(kind, tmp_path, smtp) as deployment:
         server = deployment.start()
         email, unknown = unique_email("bb"), unique_email("nobody")
@@ -96,7 +87,7 @@ def test_the_server_delivers_reset_mail_in_the_background(kind: str, tmp_path: P
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres+redis"])
-def test_mail_queued_during_an_outage_survives_a_crash(kind: str, tmp_path: Path, smtp: SmtpSink) -> None:
+def test_mail_queued_during_an_outage_survives_a_crash(kind: Backend, tmp_path: Path, smtp: SmtpSink) -> None:
     with httpx.Client(timeout=30) as http, _deployment(kind, tmp_path, smtp) as deployment:
         first = deployment.start()
         email = unique_email("crash")

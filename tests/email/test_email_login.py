@@ -4,6 +4,7 @@ to the browser that asked; the same answer for every address; rate limits; MFA s
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -119,7 +120,8 @@ async def test_the_code_works_only_in_the_browser_that_asked_and_once(mail: Mail
     elsewhere = mail.browser()
     assert_problem(await _verify(elsewhere, code=code), 400, "invalid_request")  # no binding at all
     assert (await _ask(elsewhere, unique_email("nobody"))).status_code == 202  # a binding of its own
-    assert_problem(await _verify(elsewhere, code=code), 400, "token_invalid")
+    # (the answer to a wrong code, whether or not the address it asked for has an account)
+    assert_problem(await _verify(elsewhere, code=code), 400, "invalid_code")
     assert (await elsewhere.get("/api/v1/session")).status_code == 401
 
     binding = asker.cookies[BINDING]
@@ -129,7 +131,8 @@ async def test_the_code_works_only_in_the_browser_that_asked_and_once(mail: Mail
 
     replay = mail.browser()
     replay.cookies.set(BINDING, binding, domain="auth.threshold.test", path="/")
-    assert_problem(await _verify(replay, code=code), 400, "token_invalid")
+    assert_problem(await _verify(replay, code=code), 400, "invalid_code")  # spent: like a wrong code
+    assert (await replay.get("/api/v1/session")).status_code == 401
 
 
 async def test_wrong_codes_are_exhausted_after_the_allowed_attempts(mail: MailApp) -> None:
@@ -290,3 +293,76 @@ async def test_the_operator_can_switch_email_sign_in_off(mail_factory: Callable[
     assert (await mail.client.get("/login/email")).status_code == 404
     assert "Email me a sign-in link" not in (await mail.client.get("/login")).text
     assert await mail.deliver() == 0
+
+
+def _wrong(code: str, step: int = 1) -> str:
+    return f"{(int(code) + step) % 1_000_000:06d}"
+
+
+async def test_a_wrong_code_answers_alike_for_known_and_unknown_addresses(mail: MailApp) -> None:
+    """Whoever asked for a code for an address learns nothing from a wrong code: the same status and
+    body, try after try, until the same try exhausts both, and similar time (issue 11, hole 7)."""
+    known = await _account(mail, "enum-known")
+    attempts = mail.settings.email.code_attempts
+    timings: dict[str, list[float]] = {"known": [], "unknown": []}
+    for round_ in range(4):
+        asker = {"known": mail.browser(), "unknown": mail.browser()}
+        real = (await _asked(mail, known, asker["known"])).code()
+        assert (await _ask(asker["unknown"], unique_email("enum-nobody"))).status_code == 202
+        await mail.deliver()
+        for try_ in range(attempts + 1):
+            answers: dict[str, httpx.Response] = {}
+            for who in ("known", "unknown") if try_ % 2 else ("unknown", "known"):
+                started = time.perf_counter()
+                answers[who] = await _verify(asker[who], code=_wrong(real, try_ + 1))
+                if round_:  # the first round warms up
+                    timings[who].append(time.perf_counter() - started)
+            assert (answers["known"].status_code, answers["known"].content) == (
+                answers["unknown"].status_code,
+                answers["unknown"].content,
+            ), (try_, answers["known"].text, answers["unknown"].text)
+            expected = "invalid_code" if try_ < attempts - 1 else "token_invalid"
+            assert_problem(answers["known"], 400, expected)
+        assert_problem(await _verify(asker["known"], code=real), 400, "token_invalid")  # spent
+    ratio = statistics.median(timings["known"]) / statistics.median(timings["unknown"])
+    assert 0.5 <= ratio <= 2.0, (ratio, timings)
+
+
+def _alerts(page: str) -> list[str]:
+    return re.findall(r'<p class="alert"[^>]*>(.*?)</p>', page)
+
+
+def _page_text(response: httpx.Response) -> str:
+    """The page without what differs on every render (CSRF token, CSP nonce) or names the address."""
+    text = re.sub(r'name="csrf_token" value="[^"]*"', 'name="csrf_token" value=""', response.text)
+    text = re.sub(r'name="csrf-token" content="[^"]*"', 'name="csrf-token" content=""', text)
+    return re.sub(r'nonce="[^"]*"', 'nonce=""', text)
+
+
+async def test_the_hosted_code_page_answers_alike_for_known_and_unknown_addresses(mail: MailApp) -> None:
+    known = await _account(mail, "enum-page")
+    attempts = mail.settings.email.code_attempts
+    pages: dict[str, list[tuple[int, str]]] = {"known": [], "unknown": []}
+    real = ""
+    for who, address in (("known", known), ("unknown", unique_email("enum-page-nobody"))):
+        browser = mail.browser()
+        form = await browser.get("/login/email")
+        asked = await browser.post(
+            "/login/email",
+            data={"csrf_token": form_value(form.text, "csrf_token"), "email": address},
+            headers=BROWSER_POST,
+        )
+        assert asked.status_code == 200 and "6-digit code" in asked.text, asked.text
+        if who == "known":
+            real = (await mail.last(known, SIGN_IN)).code()
+        page = asked
+        for try_ in range(attempts + 1):
+            page = await browser.post(
+                "/login/email/code",
+                data={"csrf_token": form_value(page.text, "csrf_token"), "code": _wrong(real, try_ + 1)},
+                headers=BROWSER_POST,
+            )
+            pages[who].append((page.status_code, _page_text(page)))
+    for try_, (known_page, unknown_page) in enumerate(zip(pages["known"], pages["unknown"], strict=True)):
+        assert known_page == unknown_page, (try_, *_alerts(known_page[1]), *_alerts(unknown_page[1]))
+    assert [status for status, _ in pages["known"]] == [400] * (attempts + 1)

@@ -83,7 +83,7 @@ async def test_an_operator_recovery_request_is_notified(mail: MailApp) -> None:
     account = await new_account(mail.client, "recovery")
     user = await mail.services.users.get(account.user_id)
     assert user is not None
-    await mail.services.factors.request_recovery(user, requested_by="ops", wait=3600, context=OPERATOR)
+    await mail.services.recovery.request_recovery(user, requested_by="ops", wait=3600, context=OPERATOR)
     _is_notice(await mail.last(account.email, "Account recovery requested"), "Account recovery requested")
 
 

@@ -21,7 +21,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -34,30 +33,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.blackbox.conftest import (
-    SESSION_COOKIE,
-    Browser,
+from tests.blackbox.conftest import SESSION_COOKIE, Browser
+from tests.conftest import STRONG_PASSWORD, unique_email
+from tests.support import (
     Deployment,
+    RedisServer,
     Server,
     clean_env,
+    free_port,
     migrate,
+    need,
+    new_redis_prefix,
+    wait_for,
 )
-from tests.conftest import STRONG_PASSWORD, free_port, need, unique_email
 
 PROBLEM_TYPE = "application/problem+json"
 UNAVAILABLE_CODE = "temporarily_unavailable"
 REQUEST_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 TEMPLATE = "faults_template"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:
-    """Poll until predicate() is true; return the time it took (AssertionError after `timeout`)."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(interval)
-    return time.monotonic() - start
 
 
 # --- PostgreSQL of our own ----------------------------------------------------------------------
@@ -208,64 +201,6 @@ def pg(pg_cluster: PgCluster) -> Iterator[PgCluster]:
 # --- Redis of our own ---------------------------------------------------------------------------
 
 
-class RedisServer:
-    """redis-server on a free port; append-only file fsynced on every write, no RDB snapshots."""
-
-    def __init__(self, binary: str, root: Path) -> None:
-        self.binary = binary
-        self.root = root
-        self.port = free_port()
-        self.log = root / "redis.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def ping(self) -> bool:
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None
-        with self.log.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [
-                    self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.root),
-                    "--daemonize", "no", "--protected-mode", "no",
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-        try:
-            wait_for(self.ping, 15, "redis-server answering PING")
-        except AssertionError:
-            self.kill()
-            raise AssertionError(self.log.read_text(errors="replace")) from None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=15)
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def ensure_running(self) -> None:
-        if not self.running():
-            self.start()
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
@@ -333,7 +268,7 @@ def fault_deployment(
     }
     if redis is not None:
         values["THRESHOLD_REDIS_URL"] = redis.url
-        values["THRESHOLD_REDIS_KEY_PREFIX"] = f"faults:{secrets.token_hex(4)}:"
+        values["THRESHOLD_REDIS_KEY_PREFIX"] = new_redis_prefix("faults")
     deployment = Deployment(env=clean_env(**values), dir=tmp_dir)
     try:
         yield FaultDeployment(deployment=deployment, database_url=url)

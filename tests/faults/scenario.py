@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.blackbox.conftest import SESSION_COOKIE, Browser, Server
+from tests.blackbox.conftest import SESSION_COOKIE, Browser
 from tests.faults.conftest import (
     REQUEST_TIMEOUT,
     Account,
@@ -33,8 +33,8 @@ from tests.faults.conftest import (
     ready,
     record,
     sign_up,
-    wait_for,
 )
+from tests.support import Server, wait_for
 
 HEALTHY_SECONDS = 1.0
 OUTAGE_SECONDS = 3.0

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import PgCluster, RedisServer, Running
+from tests.faults.conftest import PgCluster, Running
 from tests.faults.scenario import run_outage
+from tests.support import RedisServer
 
 
 @pytest.mark.postgres

@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.blackbox.conftest import Server
 from tests.faults.conftest import (
     REQUEST_TIMEOUT,
     Load,
@@ -31,8 +30,8 @@ from tests.faults.conftest import (
     fault_deployment,
     log_out,
     sign_up,
-    wait_for,
 )
+from tests.support import Server, wait_for
 
 WORKER_MARK = b"spawn_main"  # multiprocessing's spawn entry point, in a worker's command line
 STARTUP_DONE = "Application startup complete."

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ISSUER, STRONG_PASSWORD, free_port, sqlite_template, unique_email
+from tests.conftest import ISSUER, STRONG_PASSWORD, sqlite_template, unique_email
+from tests.support import free_port
 from threshold.adapters.redis.stores import RedisRateLimitStore, RedisSessionStore
 from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql.db import create_engine

@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import _KEK, REDIS_URL, sqlite_template
+from tests.conftest import _KEK, sqlite_template
+from tests.support import REDIS_URL
 from threshold.adapters.redis.invalidation import channel_name as redis_channel
 from threshold.adapters.sql.invalidation import channel_name as pg_channel
 from threshold.core.models import Aal, Amr, PasswordCredential, RequestContext, User

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.blackbox.conftest import Browser, Deployment, Server, clean_env, migrate
+from tests.blackbox.conftest import Browser
+from tests.support import Deployment, Server, make_deployment
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never contacted: the test reads the Location header
 SCOPE = "openid email offline_access"
@@ -81,15 +82,8 @@ class Provider:
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
     """One `threshold serve` on SQLite, issuer http://127.0.0.1:<port>, shared by a module."""
-    directory = tmp_path_factory.mktemp("interop")
-    env = clean_env(THRESHOLD_DATA_DIR=directory / "data", THRESHOLD_LOG_LEVEL="warning")
-    migrate(env, cwd=directory)
-    deployment = Deployment(env=env, dir=directory)
-    try:
-        server = deployment.start()
-        yield Provider(deployment=deployment, server=server)
-    finally:
-        deployment.stop()
+    with make_deployment(tmp_path_factory.mktemp("interop"), "sqlite") as deployment:
+        yield Provider(deployment=deployment, server=deployment.start())
 
 
 @dataclass

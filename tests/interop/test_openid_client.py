@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need
 from tests.interop.conftest import REDIRECT_URI, SCOPE, Provider, User, authorize_in_browser
+from tests.support import need
 
 NODE_DIR = Path(__file__).parent / "node"
 DRIVER = NODE_DIR / "driver.mjs"

@@ -98,7 +98,7 @@ async def test_an_operator_recovery_shows_a_banner_and_the_user_can_cancel_it(
 ) -> None:
     account = await _account_with_factors(app, clock)
     user = await app.services.users.get(account.user_id)  # type: ignore[attr-defined]
-    request = await app.services.factors.request_recovery(  # type: ignore[attr-defined]
+    request = await app.services.recovery.request_recovery(  # type: ignore[attr-defined]
         user, requested_by="ops", wait=60, context=OPERATOR
     )
     page = (await app.get("/account")).text
@@ -111,7 +111,7 @@ async def test_an_operator_recovery_shows_a_banner_and_the_user_can_cancel_it(
     assert cancel.headers["location"] == "/account?done=recovery_cancelled"
     assert "Account recovery requested" not in (await app.get("/account")).text
     await let_time_pass(app, clock, 61)
-    assert await app.services.factors.execute_due_recoveries() == 0  # type: ignore[attr-defined]
+    assert await app.services.recovery.execute_due_recoveries() == 0  # type: ignore[attr-defined]
     status = (await app.get("/api/v1/mfa")).json()
     assert status["totp"] is True and status["passkeys"] == 1 and status["recovery_codes_left"] == 10
     kinds = await audit_kinds(app, account.user_id)
@@ -122,7 +122,7 @@ async def test_an_operator_recovery_shows_a_banner_and_the_user_can_cancel_it(
 async def test_only_the_user_can_cancel_their_recovery(app: httpx.AsyncClient, clock: FakeClock) -> None:
     victim = await _account_with_factors(app, clock)
     user = await app.services.users.get(victim.user_id)  # type: ignore[attr-defined]
-    request = await app.services.factors.request_recovery(  # type: ignore[attr-defined]
+    request = await app.services.recovery.request_recovery(  # type: ignore[attr-defined]
         user, requested_by="ops", wait=60, context=OPERATOR
     )
     async with browser(app) as stranger:
@@ -135,7 +135,7 @@ async def test_only_the_user_can_cancel_their_recovery(app: httpx.AsyncClient, c
             headers=BROWSER_POST,
         )
         assert response.status_code == 404, response.status_code
-    pending = await app.services.factors.pending_recovery(user)  # type: ignore[attr-defined]
+    pending = await app.services.recovery.pending_recovery(user)  # type: ignore[attr-defined]
     assert [r.id for r in pending] == [request.id]
 
 
@@ -151,15 +151,15 @@ async def test_after_the_wait_the_factors_are_reset_and_every_session_ends(
             await send_code(phone, "totp", totp_code(account.totp_secret, clock)), aal="aal2", amr={"otp"}
         )
         user = await app.services.users.get(account.user_id)  # type: ignore[attr-defined]
-        await app.services.factors.request_recovery(  # type: ignore[attr-defined]
+        await app.services.recovery.request_recovery(  # type: ignore[attr-defined]
             user, requested_by="ops", wait=60, context=OPERATOR
         )
         await let_time_pass(app, clock, 59)
-        assert await app.services.factors.execute_due_recoveries() == 0  # type: ignore[attr-defined]
+        assert await app.services.recovery.execute_due_recoveries() == 0  # type: ignore[attr-defined]
         assert (await app.get("/api/v1/mfa")).json()["totp"] is True
         await let_time_pass(app, clock, 2)
-        assert await app.services.factors.execute_due_recoveries() == 1  # type: ignore[attr-defined]
-        assert await app.services.factors.execute_due_recoveries() == 0  # type: ignore[attr-defined]
+        assert await app.services.recovery.execute_due_recoveries() == 1  # type: ignore[attr-defined]
+        assert await app.services.recovery.execute_due_recoveries() == 0  # type: ignore[attr-defined]
         for browser_ in (app, phone):
             assert_problem(await browser_.get("/api/v1/session"), 401, "not_authenticated")
 

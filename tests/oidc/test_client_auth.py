@@ -337,9 +337,60 @@ async def test_token_endpoint_refuses_get(op: OP) -> None:
     assert response.status_code == 405
 
 
-async def test_issuer_is_an_accepted_assertion_audience(op: OP) -> None:
+async def test_the_assertion_audience_is_the_issuer_as_one_string(op: OP) -> None:
+    """RFC 10070 and OpenID Connect Core 1.0 errata set 2, section 9: aud is the issuer identifier."""
     rp, key = await _jwt_client(op)
 
-    response = await op.rp.post("/oauth2/token", data=cc_form(assertion(key, rp.client_id, aud=[ISSUER])))
+    response = await op.rp.post("/oauth2/token", data=cc_form(assertion(key, rp.client_id, aud=ISSUER)))
 
     assert response.status_code == 200, response.text
+
+
+async def test_the_token_endpoint_is_accepted_as_a_legacy_single_audience(op: OP) -> None:
+    rp, key = await _jwt_client(op)
+
+    response = await op.rp.post(
+        "/oauth2/token", data=cc_form(assertion(key, rp.client_id, aud=TOKEN_ENDPOINT))
+    )
+
+    assert response.status_code == 200, response.text
+
+
+async def test_an_audience_array_is_refused_whatever_it_holds(op: OP) -> None:
+    """The private_key_jwt audience-injection advisory (2025): a client talked into signing an assertion
+    for several audiences must not be impersonated with it here, so arrays are refused outright."""
+    rp, key = await _jwt_client(op)
+
+    for audience in (
+        [ISSUER],
+        [TOKEN_ENDPOINT],
+        [ISSUER, TOKEN_ENDPOINT],
+        [ISSUER, "https://evil.example"],
+        ["https://evil.example/token", TOKEN_ENDPOINT],
+        [],
+    ):
+        response = await op.rp.post(
+            "/oauth2/token", data=cc_form(assertion(key, rp.client_id, aud=audience))
+        )
+        assert response.status_code == 401, (audience, response.text)
+        invalid_client(response)
+
+
+async def test_other_endpoint_urls_are_not_an_assertion_audience(op: OP) -> None:
+    rp, key = await _jwt_client(op)
+    token = (
+        await op.rp.post("/oauth2/token", data=cc_form(assertion(key, rp.client_id, aud=ISSUER)))
+    ).json()["access_token"]
+
+    for path in ("/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"):
+        for audience in (f"{ISSUER}/oauth2/introspect", f"{ISSUER}/oauth2/revoke", f"{ISSUER}/", ""):
+            form = cc_form(assertion(key, rp.client_id, aud=audience))
+            form.update(token=token)
+            invalid_client(await op.rp.post(path, data=form))
+    # the issuer (and the legacy token endpoint) authenticate at every endpoint
+    for path in ("/oauth2/introspect", "/oauth2/revoke"):
+        for audience in (ISSUER, TOKEN_ENDPOINT):
+            form = {**cc_form(assertion(key, rp.client_id, aud=audience)), "token": token}
+            form.pop("grant_type")
+            response = await op.rp.post(path, data=form)
+            assert response.status_code == 200, (path, audience, response.text)

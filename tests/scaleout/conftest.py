@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.blackbox.conftest import Deployment, Server, http, make_deployment
+from tests.blackbox.conftest import http
+from tests.support import Backend, Deployment, Server, make_deployment
 
 LIMITS = {
     "login_per_account_ip": 4,
@@ -42,13 +43,14 @@ class Pair:
 
 @pytest.fixture(scope="package", params=["postgres+redis", "postgres"])
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    backend: str = request.param
+    backend: Backend = request.param
+    settings = {f"THRESHOLD_RATE_LIMIT__{name.upper()}": str(value) for name, value in LIMITS.items()}
     with make_deployment(
-        tmp_path_factory.mktemp("scaleout"), redis=backend == "postgres+redis"
+        tmp_path_factory.mktemp("scaleout"),
+        backend,
+        THRESHOLD_TRUSTED_PROXIES='["127.0.0.1/32"]',
+        **settings,
     ) as deployment:
-        deployment.env["THRESHOLD_TRUSTED_PROXIES"] = '["127.0.0.1/32"]'
-        for name, value in LIMITS.items():
-            deployment.env[f"THRESHOLD_RATE_LIMIT__{name.upper()}"] = str(value)
         with ThreadPoolExecutor(2) as pool:  # each start mostly waits for the new process's imports
             a, b = pool.map(lambda _: deployment.start(), range(2))
         yield Pair(deployment=deployment, a=a, b=b, backend=backend)

@@ -58,8 +58,23 @@ class InMemoryUserRepo:
     async def get_password(self, user_id: str) -> PasswordCredential | None:
         return self.passwords.get(user_id)
 
-    async def set_password(self, credential: PasswordCredential) -> None:
+    async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
         self.passwords[credential.user_id] = credential
+        if not same_secret:
+            await self.bump_credential_epoch(credential.user_id)
+
+    async def delete_password(self, user_id: str) -> bool:
+        await self.bump_credential_epoch(user_id)
+        return self.passwords.pop(user_id, None) is not None
+
+    async def bump_credential_epoch(self, user_id: str) -> None:
+        user = self.users.get(user_id)
+        if user is not None:
+            self.users[user_id] = dataclasses.replace(user, credential_epoch=user.credential_epoch + 1)
+
+    async def credential_epoch(self, user_id: str) -> int | None:
+        user = self.users.get(user_id)
+        return None if user is None else user.credential_epoch
 
     async def record_network(self, user_id: str, network: str, at: float) -> None:
         self.networks[(user_id, network)] = at
@@ -126,6 +141,11 @@ class InMemoryRateLimitStore:
     async def reset(self, key: str, *, window: int, now: float) -> None:
         for k in [k for k in self.counts if k[0] == key]:
             del self.counts[k]
+
+    async def refund(self, key: str, *, window: int, now: float) -> None:
+        start, _ = self._window(window, now)
+        if self.counts.get((key, start), 0) > 0:
+            self.counts[(key, start)] -= 1
 
 
 class InMemoryAuditLog:

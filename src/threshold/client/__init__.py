@@ -18,10 +18,11 @@ from threshold.client.auth import (
     handle_authentication_failed,
 )
 from threshold.client.errors import TokenError
-from threshold.client.verifier import TokenVerifier, VerifiedToken
+from threshold.client.verifier import Introspection, TokenVerifier, VerifiedToken
 
 __all__ = [
     "AuthenticationFailed",
+    "Introspection",
     "Principal",
     "ThresholdAuth",
     "ThresholdAuthMiddleware",

@@ -104,7 +104,15 @@ class MissingScope(TokenError):
         self.missing = tuple(s for s in self.expected if s not in self.actual)
 
 
+class Revoked(TokenError):
+    """Online mode: the provider says the token is no longer active (RFC 7662): it was revoked, or its
+    session, refresh-token family, user or client has ended."""
+
+    reason = "revoked"
+
+
 class DiscoveryFailed(TokenError):
-    """The issuer's metadata or keys could not be fetched (network or format)."""
+    """The issuer's metadata or keys could not be fetched, or (online mode) the provider could not say
+    whether a token is active (network, status or format): the check failed, not the token."""
 
     reason = "discovery_failed"

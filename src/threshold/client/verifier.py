@@ -4,18 +4,28 @@ Keys come from the issuer's discovery document and JWKS and are cached; an unkno
 refetch at most once per `refetch_interval`. Every check is explicit: an algorithm allow-list (never
 `none`, never HMAC), `typ` at+jwt, issuer, audience, expiry and not-before with a small leeway, and no
 header may bring key material of its own (jku, x5u, jwk, x5c) or critical extensions.
+
+Offline (the default) a token is good until its `exp`, whatever happens to its grant meanwhile. Online
+(`introspection=Introspection(...)`) a token that passes every offline check is also introspected at
+the provider (RFC 7662), which refuses it once it was revoked or its session, refresh family, user or
+client has ended; a positive answer is reused for `cache_seconds`, the bound on how long a revoked
+token is still accepted. Online checks fail closed: no clear answer from the provider is
+DiscoveryFailed (503 through ThresholdAuth), never "valid".
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from joserfc import jws
@@ -33,6 +43,7 @@ from threshold.client.errors import (
     MalformedToken,
     MissingScope,
     NotYetValid,
+    Revoked,
     UnknownKey,
     UnsupportedAlgorithm,
     WrongAudience,
@@ -47,6 +58,8 @@ KEY_TYPES = {"Ed25519": "OKP", "EdDSA": "OKP", "ES256": "EC", "ES384": "EC", "ES
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 MAX_TOKEN_BYTES = 16384
 SEND_AS_ISSUED = "send the access_token exactly as the token endpoint returned it"
+MAX_CACHE_SECONDS = 300.0
+MAX_CACHED_ANSWERS = 10_000
 
 
 def _b64decode(value: bytes) -> bytes:
@@ -143,6 +156,42 @@ class VerifiedToken:
         return self
 
 
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    """The online mode of a TokenVerifier: each token is also introspected at the provider (RFC 7662).
+
+    Args:
+        client_id: this API's own confidential client at the provider (one registered with
+            `--grant-type client_credentials` will do); it authenticates with client_secret_basic.
+        client_secret: its secret (kept out of `repr`).
+        cache_seconds: how long a positive answer is reused for the same token (0: ask on every
+            request). This is the revocation delay: a token revoked at the provider may still be
+            accepted for up to this long. 0..300, 5 by default.
+        endpoint: the introspection endpoint; by default the `introspection_endpoint` of the issuer's
+            discovery document.
+    """
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    cache_seconds: float = 5.0
+    endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.client_id or not self.client_secret:
+            raise ValueError("Introspection needs this API's client_id and client_secret")
+        if not (math.isfinite(self.cache_seconds) and 0 <= self.cache_seconds <= MAX_CACHE_SECONDS):
+            raise ValueError(
+                f"cache_seconds must be 0..{MAX_CACHE_SECONDS:g}: it is how long a revoked token may "
+                "still be accepted"
+            )
+
+    @property
+    def authorization(self) -> str:
+        """RFC 6749 section 2.3.1: client_secret_basic, each part form-urlencoded before base64."""
+        pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}"
+        return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -154,7 +203,13 @@ class TokenVerifier:
         refetch_interval: float = 30.0,
         http_client: httpx.AsyncClient | None = None,
         jwks: Mapping[str, Any] | None = None,
+        introspection: Introspection | None = None,
     ) -> None:
+        """Offline by default; online with `introspection` (see Introspection).
+
+        Without `http_client`, discovery uses a short-lived client per fetch and the online mode keeps
+        one of its own, closed by `aclose()`.
+        """
         algs = tuple(algorithms)
         if not algs or not set(algs) <= ASYMMETRIC:
             raise ValueError("algorithms must be a non-empty list of asymmetric JWS algorithms")
@@ -173,6 +228,11 @@ class TokenVerifier:
         self._fetched_at = -1e9
         self._jwks_uri: str | None = None
         self._lock = asyncio.Lock()
+        self._introspection = introspection
+        self._introspection_endpoint = introspection.endpoint if introspection else None
+        self._active: OrderedDict[bytes, float] = OrderedDict()
+        self._asking: dict[bytes, asyncio.Task[bool]] = {}
+        self._own_http: httpx.AsyncClient | None = None
         if jwks is not None:
             self._install(jwks)
 
@@ -203,25 +263,33 @@ class TokenVerifier:
                 "reachable from this service; the next averify() tries again"
             ) from exc
 
+    async def _discover(self, client: httpx.AsyncClient) -> str:
+        """Read the discovery document (once): the JWKS URI, and the introspection endpoint if needed."""
+        if self._jwks_uri is None:
+            metadata = await self._get(client, f"{self.issuer}/.well-known/openid-configuration")
+            announced = metadata.get("issuer") if isinstance(metadata, dict) else None
+            if announced != self.issuer:
+                raise DiscoveryFailed(
+                    f"the discovery document of {self.issuer} names the issuer {_shown(announced)}: "
+                    "set TokenVerifier(issuer=...) to exactly the issuer that server announces"
+                )
+            jwks_uri = metadata.get("jwks_uri")
+            if not isinstance(jwks_uri, str):
+                raise DiscoveryFailed(f"the discovery document of {self.issuer} has no jwks_uri")
+            endpoint = metadata.get("introspection_endpoint")
+            if self._introspection_endpoint is None and isinstance(endpoint, str):
+                self._introspection_endpoint = endpoint
+            self._jwks_uri = jwks_uri
+        return self._jwks_uri
+
     async def refresh_keys(self) -> None:
         """Fetch the discovery document (once) and the JWKS."""
         client = self._http or httpx.AsyncClient()
         try:
-            if self._jwks_uri is None:
-                metadata = await self._get(client, f"{self.issuer}/.well-known/openid-configuration")
-                announced = metadata.get("issuer") if isinstance(metadata, dict) else None
-                if announced != self.issuer:
-                    raise DiscoveryFailed(
-                        f"the discovery document of {self.issuer} names the issuer {_shown(announced)}: "
-                        "set TokenVerifier(issuer=...) to exactly the issuer that server announces"
-                    )
-                jwks_uri = metadata.get("jwks_uri")
-                if not isinstance(jwks_uri, str):
-                    raise DiscoveryFailed(f"the discovery document of {self.issuer} has no jwks_uri")
-                self._jwks_uri = jwks_uri
-            jwks = await self._get(client, self._jwks_uri)
+            jwks_uri = await self._discover(client)
+            jwks = await self._get(client, jwks_uri)
             if not isinstance(jwks, dict):
-                raise DiscoveryFailed(f"{self._jwks_uri} did not answer a JWKS (a JSON object with keys)")
+                raise DiscoveryFailed(f"{jwks_uri} did not answer a JWKS (a JSON object with keys)")
             self._install(jwks)
             self._fetched_at = time.monotonic()
         finally:
@@ -241,7 +309,16 @@ class TokenVerifier:
 
         Raises:
             KeysNotLoaded: no keys yet (neither `jwks=` nor a fetch); `averify()` fetches them.
+            RuntimeError: the verifier is online: only `averify()` can ask the provider.
         """
+        if self._introspection is not None:
+            raise RuntimeError(
+                "this TokenVerifier is online (introspection=...): verify() does no I/O and so cannot ask "
+                "the provider whether the token is still active; use `await verifier.averify(token)`"
+            )
+        return self._verify_offline(token)
+
+    def _verify_offline(self, token: str | bytes) -> VerifiedToken:
         raw = token.encode("ascii", "replace") if isinstance(token, str) else token
         if raw.count(b".") != 2 or len(raw) > MAX_TOKEN_BYTES:
             raise _malformed(token)
@@ -408,15 +485,110 @@ class TokenVerifier:
         )
 
     async def averify(self, token: str | bytes) -> VerifiedToken:
-        """Verify, fetching the issuer's keys first if needed and once more for an unknown kid."""
+        """Verify, fetching the issuer's keys first if needed and once more for an unknown kid; online,
+        then ask the provider whether the token is still active (or reuse a recent positive answer).
+
+        Raises:
+            Revoked: online, the provider says the token is no longer active.
+            DiscoveryFailed: keys, metadata or (online) the provider's answer could not be had.
+        """
         if not self._keys and time.monotonic() - self._fetched_at >= self._refetch_interval:
             async with self._lock:
                 if not self._keys:
                     await self.refresh_keys()
         try:
-            return self.verify(token)
+            verified = self._verify_offline(token)
         except UnknownKey as exc:
             if exc.kid is None or len(exc.kid) > 128:
                 raise
             await self._refetch_for(exc.kid)
-            return self.verify(token)
+            verified = self._verify_offline(token)
+        if self._introspection is not None:
+            raw = token if isinstance(token, str) else token.decode("ascii", "replace")
+            await self._confirm_active(raw, self._introspection)
+        return verified
+
+    # --- online mode ----------------------------------------------------------------------------
+
+    async def _confirm_active(self, token: str, online: Introspection) -> None:
+        """A positive answer for this token from the last `cache_seconds`, or a new one. Requests that
+        arrive while the provider is being asked about the same token share its answer."""
+        key = hashlib.sha256(token.encode("ascii")).digest()
+        until = self._active.get(key)
+        if until is not None:
+            if time.monotonic() < until:
+                return
+            del self._active[key]
+        task = self._asking.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._introspect(token, online))
+            self._asking[key] = task
+            task.add_done_callback(lambda done: self._asked(key, done))
+        if not await asyncio.shield(task):
+            raise Revoked(
+                f"the provider's introspection ({self._introspection_endpoint}) says the token is no "
+                "longer active: it was revoked, or its session, grant, user or client has ended; sign in "
+                "or request a new token"
+            )
+        if online.cache_seconds > 0:
+            self._active[key] = time.monotonic() + online.cache_seconds
+            self._active.move_to_end(key)
+            while len(self._active) > MAX_CACHED_ANSWERS:
+                self._active.popitem(last=False)
+
+    def _asked(self, key: bytes, task: asyncio.Task[bool]) -> None:
+        if self._asking.get(key) is task:
+            del self._asking[key]
+        if not task.cancelled():
+            task.exception()  # every waiter has it; mark it seen even if all of them went away
+
+    async def _introspect(self, token: str, online: Introspection) -> bool:
+        """RFC 7662 section 2: POST the token with this API's credentials; True only for `active: true`."""
+        client = self._http or self._own_client()
+        endpoint = self._introspection_endpoint
+        if endpoint is None:
+            await self._discover(client)
+            endpoint = self._introspection_endpoint
+            if endpoint is None:
+                raise DiscoveryFailed(
+                    f"the discovery document of {self.issuer} names no introspection_endpoint: pass "
+                    "Introspection(endpoint=...)"
+                )
+        failed = f"could not ask {endpoint} whether the token is still active"
+        retry = "the token is refused until the provider answers; the next averify() asks again"
+        try:
+            response = await client.post(
+                endpoint,
+                data={"token": token, "token_type_hint": "access_token"},
+                headers={"Authorization": online.authorization, "Accept": "application/json"},
+                timeout=5.0,
+            )
+        except httpx.HTTPError as exc:
+            raise DiscoveryFailed(f"{failed} ({type(exc).__name__}): {retry}") from exc
+        if response.status_code == 401:
+            raise DiscoveryFailed(
+                f"the provider refused this API's client credentials at {endpoint} "
+                f"({response.status_code}): check Introspection(client_id=..., client_secret=...) against "
+                "the client registered for this API (a confidential client); " + retry
+            )
+        if response.status_code != 200:
+            raise DiscoveryFailed(f"{failed} (HTTP {response.status_code}): {retry}")
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise DiscoveryFailed(f"{failed} (the answer is not JSON): {retry}") from exc
+        active = answer.get("active") if isinstance(answer, dict) else None
+        if not isinstance(active, bool):
+            raise DiscoveryFailed(f"{failed} (the answer has no boolean active, RFC 7662 2.2): {retry}")
+        return active
+
+    def _own_client(self) -> httpx.AsyncClient:
+        if self._own_http is None:
+            self._own_http = httpx.AsyncClient()
+        return self._own_http
+
+    async def aclose(self) -> None:
+        """Close the HTTP client the online mode opened for itself (not one passed in)."""
+        if self._own_http is not None:
+            await self._own_http.aclose()
+            self._own_http = None

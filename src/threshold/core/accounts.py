@@ -5,9 +5,7 @@ Thin web views (JSON and HTML) and the CLI call these; none of them takes a requ
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from threshold.core.audit import Auditor
@@ -16,20 +14,19 @@ from threshold.core.emails import normalize_email
 from threshold.core.errors import (
     CurrentPasswordWrong,
     EmailInvalid,
-    EmailNotVerified,
     EmailUnavailable,
-    InvalidCredentials,
-    RateLimited,
     SignupDisabled,
     UserNotFound,
 )
-from threshold.core.mfa import Factors, MfaRequired
+from threshold.core.flows.outcome import SignedIn, VerificationPending
+from threshold.core.flows.signin import SignIn
+from threshold.core.flows.stepup import StepUp
+from threshold.core.methods.password import PasswordMethod
+from threshold.core.methods.proofs import PASSWORD
 
 if TYPE_CHECKING:
     from threshold.core.email import EmailFlows
 from threshold.core.models import (
-    Aal,
-    Amr,
     AuditEvent,
     AuditKind,
     PasswordCredential,
@@ -46,19 +43,6 @@ from threshold.core.sessions import IssuedSession, SessionService
 OPERATOR = RequestContext(ip="cli", user_agent="threshold-cli")
 
 
-@dataclass(frozen=True, slots=True)
-class VerificationPending:
-    """Sign-up answered without a session: the address must be verified first (or is already taken)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SignedIn:
-    """The credentials were proved and a fresh session issued."""
-
-    user: User
-    session: IssuedSession
-
-
 class Accounts:
     def __init__(
         self,
@@ -71,7 +55,9 @@ class Accounts:
         auditor: Auditor,
         clock: Clock,
         signup_enabled: bool,
-        factors: Factors | None = None,
+        password: PasswordMethod,
+        stepup: StepUp,
+        signin: SignIn,
     ) -> None:
         self._users = users
         self._sessions = sessions
@@ -81,7 +67,9 @@ class Accounts:
         self._audit = auditor
         self._clock = clock
         self._signup_enabled = signup_enabled
-        self._factors = factors
+        self._password = password
+        self._stepup = stepup
+        self._signin = signin
         self._email: EmailFlows | None = None
         self._verification = "off"
 
@@ -109,7 +97,7 @@ class Accounts:
         return user, credential
 
     async def sign_up(
-        self, *, email: str, password: str, context: RequestContext
+        self, *, email: str, password: str, context: RequestContext, replacing: SessionRecord | None = None
     ) -> SignedIn | VerificationPending:
         """Create an account with a password and sign it in.
 
@@ -132,78 +120,10 @@ class Accounts:
         await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
         if self._email is not None and self._verification == "optional":
             await self._email.send_verification(user)
-        issued = await self._sessions.issue_session(
-            user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=context
+        await self._throttle.note_network(user_id=user.id, ip=context.ip)
+        return await self._signin.complete(
+            user, [PASSWORD], context=context, epoch=user.credential_epoch, replacing=replacing, audited=False
         )
-        await self._throttle.record_success(
-            email_normalized=user.email_normalized, ip=context.ip, user_id=user.id
-        )
-        return SignedIn(user=user, session=issued)
-
-    async def sign_in_with_password(
-        self, *, email: str, password: str, context: RequestContext
-    ) -> SignedIn | MfaRequired:
-        """Prove a password and issue a NEW session.
-
-        Unknown account, wrong password and disabled account all raise InvalidCredentials after the
-        same Argon2id work (a dummy hash stands in for a missing one).
-
-        Raises:
-            RateLimited: a throttle counter for this address or account is exhausted.
-            InvalidCredentials: anything else that is not a success.
-        """
-        try:
-            address = normalize_email(email)
-            normalized = address.normalized
-        except EmailInvalid:
-            normalized = email[:320].casefold()
-        user = await self._users.get_by_email(normalized)
-        await self._throttle.check_login(
-            email_normalized=normalized, ip=context.ip, user_id=user.id if user else None
-        )
-        credential = await self._users.get_password(user.id) if user else None
-        verified = await self._hasher.verify(
-            expected_hash=credential.hash if credential else None, password=password
-        )
-        if user is None or verified is None or user.disabled:
-            reason = "unknown_account" if user is None else "disabled" if verified else "wrong_password"
-            reached = await self._throttle.record_failure(email_normalized=normalized, ip=context.ip)
-            await self._audit.record(
-                AuditKind.LOGIN_FAILED, user_id=user.id if user else None, context=context, reason=reason
-            )
-            if reached and user is not None:  # once per window and limit, not per throttled attempt
-                await self._audit.record(
-                    AuditKind.LOGIN_THROTTLED, user_id=user.id, context=context, limits=",".join(reached)
-                )
-            raise InvalidCredentials()
-        if self._verification == "required" and not user.email_verified and self._email is not None:
-            # The password is right, so saying so reveals nothing; the link is sent again (rate-limited).
-            with contextlib.suppress(RateLimited):
-                await self._email.resend_verification(user, context=context)
-            raise EmailNotVerified()
-        if verified.needs_rehash:
-            await self._users.set_password(
-                PasswordCredential(
-                    user_id=user.id, hash=await self._hasher.hash(password), updated_at=self._clock.now()
-                )
-            )
-            await self._audit.record(AuditKind.PASSWORD_REHASHED, user_id=user.id, context=context)
-        await self._throttle.record_success(email_normalized=normalized, ip=context.ip, user_id=user.id)
-        if self._factors is not None:
-            methods = await self._factors.second_factors(user)
-            if methods:  # the password alone is not enough: no session until the second factor
-                return await self._factors.start_pending_login(user, amr=[Amr.PASSWORD], methods=methods)
-        issued = await self._sessions.issue_session(
-            user_id=user.id, aal=Aal.AAL1, amr=[Amr.PASSWORD], context=context
-        )
-        await self._audit.record(
-            AuditKind.LOGIN_SUCCEEDED,
-            user_id=user.id,
-            context=context,
-            method="password",
-            session=issued.record.public_id,
-        )
-        return SignedIn(user=user, session=issued)
 
     async def change_password(
         self,
@@ -220,20 +140,13 @@ class Accounts:
         Raises:
             RateLimited, CurrentPasswordWrong, PasswordRejected, ReauthenticationRequired.
         """
-        await self._throttle.check_login(
+        reservation = await self._throttle.reserve_login(
             email_normalized=user.email_normalized, ip=context.ip, user_id=user.id
         )
-        credential = await self._users.get_password(user.id)
-        if credential is None and self._factors is not None:
+        if not await self._password.has_password(user):
             # A passkey-only account setting a password: a recent passkey sign-in or step-up proves it.
-            await self._factors.require_recent_auth(user, current_session)
-            verified = None
-        else:
-            verified = await self._hasher.verify(
-                expected_hash=credential.hash if credential else None, password=current_password
-            )
-        if credential is not None and verified is None:
-            await self._throttle.record_failure(email_normalized=user.email_normalized, ip=context.ip)
+            await self._stepup.require_recent_auth(user, current_session)
+        elif await self._password.verify_password(user, current_password) is None:
             await self._audit.record(
                 AuditKind.LOGIN_FAILED,
                 user_id=user.id,
@@ -241,7 +154,8 @@ class Accounts:
                 reason="password_change_wrong_password",
             )
             raise CurrentPasswordWrong()
-        has_mfa = self._factors is not None and await self._factors.has_second_factor(user)
+        await self._throttle.login_succeeded(reservation, ip=context.ip, user_id=user.id)
+        has_mfa = await self._stepup.has_second_factor(user)
         await self._policy.check_new_password(new_password, email=user.email, has_mfa=has_mfa)
         await self._users.set_password(
             PasswordCredential(

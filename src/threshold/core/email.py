@@ -28,23 +28,25 @@ from threshold.core.errors import (
     RateLimited,
     ThresholdError,
 )
-from threshold.core.mfa import Factors, MfaRequired
+from threshold.core.flows.factors import Factors
+from threshold.core.flows.outcome import SignInOutcome
+from threshold.core.flows.signin import SignIn
+from threshold.core.methods.proofs import EMAILED
 from threshold.core.models import (
-    Aal,
-    Amr,
     AuditEvent,
     AuditKind,
     OneTimeToken,
     OutgoingMail,
     PasswordCredential,
     RequestContext,
+    SessionRecord,
     TokenPurpose,
     User,
 )
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import MailQueue, RateLimitStore, TokenRepo, UserRepo
 from threshold.core.secrets import digest, equal, new_token
-from threshold.core.sessions import IssuedSession, SessionService
+from threshold.core.sessions import SessionService
 from threshold.settings import EmailSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,10 @@ def login_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
+_NO_CODE = digest("no code was sent to this browser")
+"""Compared against when no code exists, so that an unknown address costs the same comparison."""
+
+
 def _code_digest(binding_digest: str, code: str) -> str:
     """The emailed code, bound to the asking browser: useless with another browser's binding."""
     return digest(f"login-code:{binding_digest}:{code}")
@@ -111,6 +117,7 @@ class EmailFlows:
         counters: RateLimitStore,
         sessions: SessionService,
         factors: Factors,
+        signin: SignIn,
         hasher: PasswordHasher,
         policy: PasswordPolicy,
         auditor: Auditor,
@@ -126,6 +133,7 @@ class EmailFlows:
         self._counters = counters
         self._sessions = sessions
         self._factors = factors
+        self._signin = signin
         self._hasher = hasher
         self._policy = policy
         self._audit = auditor
@@ -321,7 +329,7 @@ class EmailFlows:
         except EmailInvalid:
             normalized = email[:320].casefold()
         await self._limit(address=normalized, ip=context.ip)
-        binding = new_token()
+        binding = f"{new_token()}.{int(self._clock.now())}"  # when it was issued: see _reserve_code_attempt
         self._in_background(self._login_mail(normalized, digest(binding), context))
         return EmailLoginStarted(binding=binding)
 
@@ -356,7 +364,8 @@ class EmailFlows:
         binding: str | None,
         confirmed: bool,
         context: RequestContext,
-    ) -> tuple[User, IssuedSession | MfaRequired]:
+        replacing: SessionRecord | None = None,
+    ) -> tuple[User, SignInOutcome]:
         """Sign in with the emailed link (token) or code.
 
         A link opened in the browser that asked signs in; elsewhere it needs `confirmed` (the page asks),
@@ -382,21 +391,7 @@ class EmailFlows:
             if not same_browser and not confirmed:
                 raise ConfirmationRequired()
         elif code and binding_digest:
-            record = await self._tokens.latest_for_binding(
-                binding_digest, purpose=TokenPurpose.EMAIL_LOGIN, now=now
-            )
-            if record is None or record.code_digest is None:
-                raise TokenInvalid()
-            if record.attempts >= self._settings.code_attempts:
-                raise TokenInvalid()
-            # Count the attempt before comparing (atomic increment), so concurrent guesses cannot all
-            # pass the check above on the same stale count.
-            attempts = await self._tokens.record_failed_code(record.digest)
-            if attempts > self._settings.code_attempts:
-                raise TokenInvalid()
-            candidate = code.strip().replace(" ", "")
-            if not equal(_code_digest(binding_digest, candidate), record.code_digest):
-                raise MfaCodeInvalid() if attempts < self._settings.code_attempts else TokenInvalid()
+            record = await self._code_record(binding or "", code, now=now)
         else:
             raise InvalidRequest("Send the link's token, or the code from the browser that asked for it.")
         consumed = await self._tokens.consume(record.digest, purpose=TokenPurpose.EMAIL_LOGIN, now=now)
@@ -406,20 +401,52 @@ class EmailFlows:
         if not user.email_verified:
             await self._users.set_email_verified(user.id, user.email_normalized)
             user = await self._users.get(user.id) or user
-        methods = await self._factors.second_factors(user)
-        if methods:  # email never counts as a second factor
-            return user, await self._factors.start_pending_login(user, amr=[Amr.EMAIL], methods=methods)
-        issued = await self._sessions.issue_session(
-            user_id=user.id, aal=Aal.AAL1, amr=[Amr.EMAIL], context=context
+        # An emailed link proves a mailbox, never a factor: the sign-in continues like any first step.
+        outcome = await self._signin.continue_after(
+            user, [EMAILED], context=context, epoch=user.credential_epoch, replacing=replacing
         )
-        await self._audit.record(
-            AuditKind.LOGIN_SUCCEEDED,
-            user_id=user.id,
-            context=context,
-            method="email",
-            session=issued.record.public_id,
+        return user, outcome
+
+    async def _code_record(self, binding: str, code: str, *, now: float) -> OneTimeToken:
+        """The pending sign-in whose emailed code this browser typed, or an error that says nothing
+        about whether the address it asked for has an account.
+
+        The attempt is counted before anything is looked up or compared (an atomic increment: however
+        many guesses arrive at once, at most `code_attempts` are compared), and it is counted per
+        browser binding, which exists whether or not a message was sent: a wrong code for an account
+        and any code for an unknown address meet the same answers, on the same try, in the same time.
+        """
+        binding_digest = digest(binding)
+        attempts = await self._reserve_code_attempt(binding, binding_digest, now=now)
+        budget = self._settings.code_attempts
+        if attempts > budget:
+            raise TokenInvalid()
+        record = await self._tokens.latest_for_binding(
+            binding_digest, purpose=TokenPurpose.EMAIL_LOGIN, now=now
         )
-        return user, issued
+        expected = record.code_digest if record is not None and record.code_digest else _NO_CODE
+        candidate = _code_digest(binding_digest, code.strip().replace(" ", ""))
+        if record is None or not equal(candidate, expected):
+            raise MfaCodeInvalid() if attempts < budget else TokenInvalid()
+        return record
+
+    async def _reserve_code_attempt(self, binding: str, binding_digest: str, *, now: float) -> int:
+        """Count one code attempt for this binding; returns how many there have been.
+
+        The shared counters are fixed windows: a window boundary inside a code's lifetime would start
+        a fresh count. So the count is kept in the one window that follows the binding's issue time
+        (which the binding carries), and that window ends after the code does. A binding that does not
+        say when it was issued, or says something implausible, counts from now: it names no live code
+        (altering the time alters the binding), so nothing it could guess is at stake.
+        """
+        lifetime = self._settings.login_lifetime
+        stamp = binding.rpartition(".")[2]
+        issued = int(stamp) if stamp.isdigit() and len(stamp) <= 12 else None
+        anchor = issued if issued is not None and now - 2 * lifetime <= issued <= now + lifetime else now
+        count = await self._counters.increment(
+            f"mail:code:{binding_digest[:40]}", window=lifetime, now=anchor + lifetime
+        )
+        return count.count
 
     # --- email change -----------------------------------------------------------------------------------
 

@@ -118,6 +118,24 @@ class RateLimited(ThresholdError):
         return f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
 
 
+class ConsecutiveFailuresCapped(RateLimited):
+    """Too many failures in a row on one account (SP 800-63B-4: at most 100): the password and codes
+    wait for a success by another way (a passkey, an emailed link, a password reset)."""
+
+    CAP_RETRY_AFTER = 3600
+
+    def __init__(self) -> None:
+        super().__init__(
+            self.CAP_RETRY_AFTER,
+            "Too many wrong attempts on this account. Sign in with a passkey or an emailed link, "
+            "or reset the password.",
+        )
+
+    @property
+    def page_detail(self) -> str:
+        return self.detail
+
+
 class EmailInvalid(InvalidRequest):
     code = "email_invalid"
     message = "Enter a valid email address."

@@ -35,6 +35,9 @@ class User:
     mfa_required: bool = False
     """Set by an operator: this user must have a second factor."""
     passkey_prompt_snoozed_until: float | None = None
+    credential_epoch: int = 0
+    """Raised by every change of a sign-in secret (password set or removed, factors reset by recovery):
+    a sign-in whose first step ran under an older epoch never yields a session."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,9 +37,21 @@ class UserRepo(Protocol):
 
     async def get_password(self, user_id: str) -> PasswordCredential | None: ...
 
-    async def set_password(self, credential: PasswordCredential) -> None: ...
+    async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
+        """Store the password; unless it is the same secret rehashed, the credential epoch moves on."""
+        ...
 
-    async def delete_password(self, user_id: str) -> bool: ...
+    async def delete_password(self, user_id: str) -> bool:
+        """Remove the password (the credential epoch moves on)."""
+        ...
+
+    async def bump_credential_epoch(self, user_id: str) -> None:
+        """Another sign-in secret changed (factors reset): sign-ins begun before it yield no session."""
+        ...
+
+    async def credential_epoch(self, user_id: str) -> int | None:
+        """The account's current credential epoch, read fresh (None: no such account)."""
+        ...
 
     async def record_network(self, user_id: str, network: str, at: float) -> None:
         """Remember that `network` saw a successful sign-in of this user."""
@@ -104,6 +116,10 @@ class RateLimitStore(Protocol):
     async def increment(self, key: str, *, window: int, now: float) -> WindowCount: ...
 
     async def reset(self, key: str, *, window: int, now: float) -> None: ...
+
+    async def refund(self, key: str, *, window: int, now: float) -> None:
+        """Give back one counted attempt of the window `now` falls in (never below zero)."""
+        ...
 
 
 class AuditLog(Protocol):

@@ -1,93 +1,219 @@
-"""Throttling of online guessing and credential stuffing.
+"""Throttling of online guessing and credential stuffing: attempts are reserved before they are checked.
 
-Three fixed-window failure counters guard sign-in: per client address, per account and address, and
-per account. The per-account counter (SP 800-63B rev 4 section 3.2.2: well under 100 consecutive
-failures) does not apply to networks where the account signed in successfully before, so an attacker
-who trips it cannot lock the owner out of their usual network; every window ends, so nothing is
-permanent.
+Every budget here is a fixed-window counter in the shared store. An attempt is counted (an atomic
+increment) *before* its slow check runs, and refused when the count it reached is over the limit, so
+N concurrent guesses against a budget of B get at most B checks. A success gives its reservation
+back (the window counters are decremented, the consecutive-failure count is cleared), so signing in
+often never throttles anyone.
+
+Password sign-in has four budgets: per client address (IPv4 /32 and IPv6 /64 by default, configurable,
+so one IPv6 host cannot rotate through its /64), per account and address, per account per window (not
+applied from networks where the account signed in successfully before, so an attacker who trips it
+cannot lock the owner out of their usual network), and consecutive failures per account across
+windows (SP 800-63B-4 section 3.2.2: at most 100 in a row), which only a success clears. At that cap
+the owner still signs in with a passkey or an emailed link, or resets the password.
+
+Second-factor codes, recovery codes and step-up proofs share one per-account code budget and the same
+consecutive-failure count.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from threshold.core.clock import Clock
-from threshold.core.errors import RateLimited
+from threshold.core.errors import ConsecutiveFailuresCapped, RateLimited
 from threshold.core.ports import RateLimitStore, UserRepo
 from threshold.core.secrets import digest
-from threshold.settings import RateLimitSettings
+from threshold.settings import MfaSettings, RateLimitSettings
 
 SIGNUP_WINDOW = 3600
+CONSECUTIVE_WINDOW = 365 * 86400
+"""The consecutive-failure count spans windows; a year without a success or a failure also clears it."""
 
 
 def network_of(ip: str) -> str:
     """The network an address belongs to for "usual network" purposes: IPv4 /24, IPv6 /64."""
+    return _network(ip, v4=24, v6=64)
+
+
+def _network(ip: str, *, v4: int, v6: int) -> str:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return ip
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 64
+    prefix = v4 if address.version == 4 else v6
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One budget: at most `limit` counted attempts under `key` per `window` seconds."""
+
+    name: str
+    key: str
+    window: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Attempts counted before their check ran, with the count each one reached."""
+
+    counted: tuple[tuple[Limit, int], ...]
+    at: float
+
+    def reached(self) -> list[str]:
+        """The budgets this attempt was the last one allowed by (once per window, not per refusal)."""
+        return [limit.name for limit, count in self.counted if count == limit.limit]
+
+
+class Budgets:
+    """Reserve, then check; refund on success. The one implementation of every attempt limit."""
+
+    def __init__(self, store: RateLimitStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def reserve(
+        self,
+        limits: Sequence[Limit],
+        *,
+        excused: Callable[[Limit], Awaitable[bool]] | None = None,
+        capped: Callable[[Limit, int], RateLimited] | None = None,
+    ) -> Reservation:
+        """Count one attempt against every limit, or raise RateLimited (counting nothing) when any of
+        them is already spent. `excused(limit)` may let an over-limit attempt through (a familiar
+        network); `capped` names the error of a limit (the consecutive-failure cap)."""
+        now = self._clock.now()
+        counted: list[tuple[Limit, int]] = []
+        try:
+            for limit in limits:
+                count = await self._store.increment(limit.key, window=limit.window, now=now)
+                counted.append((limit, count.count))
+                if count.count > limit.limit and not (excused is not None and await excused(limit)):
+                    raise capped(limit, count.retry_after) if capped else RateLimited(count.retry_after)
+        except RateLimited:
+            await self._give_back(counted, now)
+            raise
+        return Reservation(counted=tuple(counted), at=now)
+
+    async def succeeded(self, reservation: Reservation, *, clear: Sequence[str] = ()) -> None:
+        """A success: its reservation is given back and the named counters are cleared."""
+        await self._give_back([c for c in reservation.counted if c[0].name not in clear], reservation.at)
+        for limit, _ in reservation.counted:
+            if limit.name in clear:
+                await self._store.reset(limit.key, window=limit.window, now=reservation.at)
+
+    async def _give_back(self, counted: Sequence[tuple[Limit, int]], at: float) -> None:
+        for limit, _ in counted:
+            await self._store.refund(limit.key, window=limit.window, now=at)
+
+    async def clear(self, limit: Limit) -> None:
+        await self._store.reset(limit.key, window=limit.window, now=self._clock.now())
+
+
+def _capped(limit: Limit, retry_after: int) -> RateLimited:
+    if limit.name == "consecutive":
+        return ConsecutiveFailuresCapped()
+    return RateLimited(retry_after)
+
+
 class LoginThrottle:
+    """The budgets of sign-in (password) and of the second step (codes, step-up)."""
+
     def __init__(
-        self, store: RateLimitStore, users: UserRepo, clock: Clock, settings: RateLimitSettings
+        self,
+        store: RateLimitStore,
+        users: UserRepo,
+        clock: Clock,
+        settings: RateLimitSettings,
+        mfa: MfaSettings | None = None,
     ) -> None:
+        self._budgets = Budgets(store, clock)
         self._store = store
         self._users = users
         self._clock = clock
         self._settings = settings
+        self._mfa = mfa or MfaSettings()
 
-    def _keys(self, email_normalized: str, ip: str) -> tuple[str, str, str]:
+    def client_key(self, ip: str) -> str:
+        """Per-address budgets key on this: the address itself for IPv4, its /64 for IPv6 (by default)."""
+        return _network(ip, v4=self._settings.ipv4_prefix, v6=self._settings.ipv6_prefix)
+
+    def _consecutive(self, user_id: str) -> Limit:
+        return Limit(
+            "consecutive", f"fail:u:{user_id}", CONSECUTIVE_WINDOW, self._settings.consecutive_failures
+        )
+
+    def _login_limits(self, email_normalized: str, ip: str, user_id: str | None) -> list[Limit]:
+        s = self._settings
         account = digest("acct:" + email_normalized)[:40]
-        return (
-            f"login:ip:{ip}",
-            f"login:ai:{digest(account + '|' + ip)[:40]}",
-            f"login:a:{account}",
-        )
+        client = self.client_key(ip)
+        limits = [
+            Limit("ip", f"login:ip:{client}", s.window, s.login_per_ip),
+            Limit(
+                "account_ip",
+                f"login:ai:{digest(account + '|' + client)[:40]}",
+                s.window,
+                s.login_per_account_ip,
+            ),
+            Limit("account", f"login:a:{account}", s.window, s.login_per_account),
+        ]
+        if user_id is not None:
+            limits.append(self._consecutive(user_id))
+        return limits
 
-    async def check_login(self, *, email_normalized: str, ip: str, user_id: str | None) -> None:
-        """Raise RateLimited when any counter that applies to this attempt is exhausted."""
-        s, now = self._settings, self._clock.now()
-        ip_key, pair_key, account_key = self._keys(email_normalized, ip)
-        for key, limit in ((ip_key, s.login_per_ip), (pair_key, s.login_per_account_ip)):
-            count = await self._store.get(key, window=s.window, now=now)
-            if count.count >= limit:
-                raise RateLimited(count.retry_after)
-        count = await self._store.get(account_key, window=s.window, now=now)
-        if count.count >= s.login_per_account:
-            familiar = user_id is not None and await self._users.network_seen_since(
-                user_id, network_of(ip), now - s.known_network_days * 86400
+    async def reserve_login(self, *, email_normalized: str, ip: str, user_id: str | None) -> Reservation:
+        """Count a password attempt before checking it.
+
+        Raises:
+            RateLimited: a budget for this address or account is spent (nothing is counted).
+            ConsecutiveFailuresCapped: the account's consecutive-failure cap is reached.
+        """
+        since = self._clock.now() - self._settings.known_network_days * 86400
+
+        async def familiar(limit: Limit) -> bool:
+            return (
+                limit.name == "account"
+                and user_id is not None
+                and await self._users.network_seen_since(user_id, network_of(ip), since)
             )
-            if not familiar:
-                raise RateLimited(count.retry_after)
 
-    async def record_failure(self, *, email_normalized: str, ip: str) -> list[str]:
-        """Count a failure; returns the limits ("ip", "account_ip", "account") this failure just reached."""
-        s, now = self._settings, self._clock.now()
-        reached: list[str] = []
-        limits = (
-            ("ip", s.login_per_ip),
-            ("account_ip", s.login_per_account_ip),
-            ("account", s.login_per_account),
+        return await self._budgets.reserve(
+            self._login_limits(email_normalized, ip, user_id), excused=familiar, capped=_capped
         )
-        for key, (name, limit) in zip(self._keys(email_normalized, ip), limits, strict=True):
-            count = await self._store.increment(key, window=s.window, now=now)
-            if count.count == limit:
-                reached.append(name)
-        return reached
 
-    async def record_success(self, *, email_normalized: str, ip: str, user_id: str) -> None:
-        now = self._clock.now()
-        _, pair_key, _ = self._keys(email_normalized, ip)
-        await self._store.reset(pair_key, window=self._settings.window, now=now)
-        await self._users.record_network(user_id, network_of(ip), now)
+    async def login_succeeded(self, reservation: Reservation, *, ip: str, user_id: str) -> None:
+        await self._budgets.succeeded(reservation, clear=("account_ip", "consecutive"))
+        await self._users.record_network(user_id, network_of(ip), self._clock.now())
+
+    async def note_network(self, *, user_id: str, ip: str) -> None:
+        """A sign-in without a password attempt (sign-up) still makes the network familiar."""
+        await self._users.record_network(user_id, network_of(ip), self._clock.now())
+
+    async def reserve_code(self, user_id: str) -> Reservation:
+        """Count a second-factor, recovery-code or step-up attempt of this account before checking it."""
+        limits = [
+            Limit("codes", f"mfa:{user_id}", self._mfa.code_window, self._mfa.code_attempts),
+            self._consecutive(user_id),
+        ]
+        return await self._budgets.reserve(limits, capped=_capped)
+
+    async def code_succeeded(self, reservation: Reservation) -> None:
+        await self._budgets.succeeded(reservation, clear=("consecutive",))
+
+    async def signed_in(self, user_id: str) -> None:
+        """Any successful sign-in (passkey, emailed link, reset) clears the consecutive-failure count."""
+        await self._budgets.clear(self._consecutive(user_id))
 
     async def check_signup(self, *, ip: str) -> None:
         """Count a sign-up attempt from this address; raise RateLimited past the hourly limit."""
-        count = await self._store.increment(f"signup:ip:{ip}", window=SIGNUP_WINDOW, now=self._clock.now())
-        if count.count > self._settings.signup_per_ip:
-            raise RateLimited(count.retry_after)
+        limit = Limit(
+            "signup", f"signup:ip:{self.client_key(ip)}", SIGNUP_WINDOW, self._settings.signup_per_ip
+        )
+        await self._budgets.reserve([limit])

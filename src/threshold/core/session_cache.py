@@ -236,11 +236,17 @@ class InvalidatingUserRepo:
     async def get_password(self, user_id: str) -> PasswordCredential | None:
         return await self._users.get_password(user_id)
 
-    async def set_password(self, credential: PasswordCredential) -> None:
-        await self._users.set_password(credential)
+    async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
+        await self._users.set_password(credential, same_secret=same_secret)
 
     async def delete_password(self, user_id: str) -> bool:
         return await self._users.delete_password(user_id)
+
+    async def bump_credential_epoch(self, user_id: str) -> None:
+        await self._users.bump_credential_epoch(user_id)
+
+    async def credential_epoch(self, user_id: str) -> int | None:
+        return await self._users.credential_epoch(user_id)
 
     async def record_network(self, user_id: str, network: str, at: float) -> None:
         await self._users.record_network(user_id, network, at)

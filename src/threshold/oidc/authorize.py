@@ -38,6 +38,9 @@ class AuthorizationRequest:
     code_challenge: str
     prompt: frozenset[str]
     max_age: int | None
+    started_at: float | None = None
+    """When the request started, once the provider has sealed it into its own sign-in and consent hops
+    (threshold.oidc.authorize_decision); None on the client's first request."""
 
     @property
     def scope(self) -> str:

@@ -1,6 +1,7 @@
 """Client authentication at the token, revocation and introspection endpoints (RFC 6749 2.3, OIDC Core 9).
 
-client_secret_basic, client_secret_post, private_key_jwt (RFC 7523), and none for public clients.
+client_secret_basic, client_secret_post, private_key_jwt (RFC 7523 as updated by RFC 10070), and none
+for public clients.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ async def authenticate_client(
     clients: ClientRepo,
     marks: MarkStore,
     clock: Clock,
-    expected_audiences: set[str],
+    expected_audience: str,
+    legacy_audience: str,
 ) -> Client:
     """Return the authenticated client or raise InvalidClient.
 
@@ -92,6 +94,11 @@ async def authenticate_client(
     both; openid-client sends client_secret_post by default, Authlib client_secret_basic). When the
     method is what is wrong, the error says which method the client uses: that is registration data,
     not a secret. A wrong secret and an unknown client get the same answer.
+
+    Args:
+        expected_audience: the issuer identifier, the `aud` of a client assertion at every endpoint.
+        legacy_audience: the token endpoint URL, also accepted (as a single string only) from clients
+            that predate RFC 10070.
     """
     client_id = credentials.client_id
     if credentials.method is AuthMethod.PRIVATE_KEY_JWT and not client_id:
@@ -105,7 +112,14 @@ async def authenticate_client(
         if not client.secret_digest or not equal(digest(credentials.secret or ""), client.secret_digest):
             raise InvalidClient(UNKNOWN_OR_WRONG_SECRET)
     elif credentials.method is AuthMethod.PRIVATE_KEY_JWT:
-        await _check_assertion(client, credentials.assertion or "", marks, clock, expected_audiences)
+        await _check_assertion(
+            client,
+            credentials.assertion or "",
+            marks,
+            clock,
+            expected_audience=expected_audience,
+            legacy_audience=legacy_audience,
+        )
     elif not client.public:
         raise InvalidClient(_method_hint(client, credentials.method))
     return client
@@ -144,10 +158,27 @@ def _assertion_issuer(assertion: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _audience_accepted(audience: object, *, expected_audience: str, legacy_audience: str) -> bool:
+    """RFC 10070 section 3 and OpenID Connect Core 1.0 (errata set 2) section 9: the audience of a client
+    assertion is the authorization server's issuer identifier, as a single string, whichever endpoint
+    it is sent to. A JSON array is refused even when it holds the issuer: an assertion made for several
+    audiences is the one a malicious server can replay here (the 2025 private_key_jwt audience-injection
+    advisory). The token endpoint URL is still accepted as a single string, for clients that predate the
+    update; no other endpoint URL is.
+    """
+    return isinstance(audience, str) and audience in (expected_audience, legacy_audience)
+
+
 async def _check_assertion(
-    client: Client, assertion: str, marks: MarkStore, clock: Clock, expected_audiences: set[str]
+    client: Client,
+    assertion: str,
+    marks: MarkStore,
+    clock: Clock,
+    *,
+    expected_audience: str,
+    legacy_audience: str,
 ) -> None:
-    """RFC 7523 section 3: iss = sub = client_id, aud = us, exp in the future, jti used once."""
+    """RFC 7523 section 3: iss = sub = client_id, aud = us (one string), exp in the future, jti used once."""
     if not client.jwks:
         raise InvalidClient()
     try:
@@ -157,13 +188,13 @@ async def _check_assertion(
         raise InvalidClient() from exc
     claims = token.claims
     now = clock.now()
-    audience = claims.get("aud")
-    audiences = set(audience) if isinstance(audience, list) else {audience}
     exp, jti = claims.get("exp"), claims.get("jti")
     if (
         claims.get("iss") != client.client_id
         or claims.get("sub") != client.client_id
-        or not audiences & expected_audiences
+        or not _audience_accepted(
+            claims.get("aud"), expected_audience=expected_audience, legacy_audience=legacy_audience
+        )
         or not isinstance(exp, int | float)
         or exp < now - 30
         or exp > now + MAX_ASSERTION_LIFETIME

@@ -64,6 +64,11 @@ class ConsentRequired(OAuthError):
     message = "The user has not consented to this client."
 
 
+class InteractionRequired(OAuthError):
+    code = "interaction_required"
+    message = "The user must interact with the server first (enrol a second factor)."
+
+
 class InvalidToken(OAuthError):
     code = "invalid_token"
     message = "The access token is invalid or expired."

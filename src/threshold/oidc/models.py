@@ -109,6 +109,25 @@ class AuthorizationCode:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """One authorization of a client by a user in a session, from one code exchange.
+
+    Every token issued under it names it: its refresh tokens form the family with the same id, its access
+    tokens carry the id as `grant_id`. It ends when revoked (reuse, RFC 7009 revocation, logout, consent
+    withdrawn, client deleted) or when its session, user or client does (see oidc.live_grant).
+    """
+
+    id: str
+    client_id: str
+    user_id: str
+    session_digest: str
+    created_at: float
+    expires_at: float
+    """Its session's absolute expiry: nothing issued under it outlives that."""
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshToken:
     digest: str
     family_id: str

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from threshold.oidc.models import AuthorizationCode, Client, Consent, KeyState, RefreshToken, SigningKey
+from threshold.oidc.models import (
+    AuthorizationCode,
+    Client,
+    Consent,
+    Grant,
+    KeyState,
+    RefreshToken,
+    SigningKey,
+)
 
 
 class ClientRepo(Protocol):
@@ -60,6 +68,18 @@ class CodeRepo(Protocol):
 
 
 class RefreshTokenRepo(Protocol):
+    """Refresh tokens and the grants they belong to (a family's id is its grant's).
+
+    Every revocation below revokes the matching grants too, in the same transaction, so that the access
+    tokens issued under them end with the refresh tokens (see oidc.live_grant).
+    """
+
+    async def add_grant(self, grant: Grant, *, first_token: RefreshToken | None = None) -> None:
+        """Store a new grant, with the first refresh token of its family when there is one (one write)."""
+        ...
+
+    async def get_grant(self, grant_id: str) -> Grant | None: ...
+
     async def add(self, token: RefreshToken) -> None: ...
 
     async def get(self, digest: str) -> RefreshToken | None: ...

@@ -5,7 +5,7 @@ Flows take plain values (parameters, the signed-in session), never a request obj
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any
@@ -28,20 +28,31 @@ from threshold.oidc.authorize import (
     check_redirect_uri,
     parse_authorization_request,
 )
+from threshold.oidc.authorize_decision import (
+    STARTED_PARAM,
+    AskConsent,
+    EnrollFirst,
+    ErrorToClient,
+    IssueCode,
+    SignInFirst,
+    decide_authorization,
+    open_started,
+    seal_started,
+)
 from threshold.oidc.client_auth import ClientCredentials, authenticate_client
 from threshold.oidc.errors import (
-    ConsentRequired,
+    AccessDenied,
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
     InvalidToken,
-    LoginRequired,
     OAuthError,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
 from threshold.oidc.keys import KeyRing
+from threshold.oidc.live_grant import GrantCheck, LiveGrant, SessionLookup
 from threshold.oidc.models import (
     ACCESS_TOKEN_DEFAULT_ALG,
     ID_TOKEN_DEFAULT_ALG,
@@ -52,6 +63,7 @@ from threshold.oidc.models import (
     AuthorizationCode,
     Client,
     Consent,
+    Grant,
     GrantType,
     RefreshToken,
     TokenResponse,
@@ -71,15 +83,13 @@ def _replay_mark(code_digest: str) -> str:
     return f"code-replayed:{code_digest}"
 
 
-SessionLookup = Callable[[str], Awaitable[tuple[SessionRecord, User] | None]]
-"""A live session by digest, with its enabled user (see core.session_cache.SessionCheck.lookup)."""
-
-
 @dataclass(frozen=True, slots=True)
 class VerifiedAccessToken:
-    """An access token we issued, with a valid signature, unexpired and not revoked."""
+    """An access token we issued, with a valid signature, unexpired, not revoked, and its grant live."""
 
     claims: dict[str, Any]
+    grant: LiveGrant | None = None
+    """What the token rests on, as checked just now (see oidc.live_grant)."""
 
     @property
     def subject(self) -> str:
@@ -95,11 +105,21 @@ class NeedsLogin:
     """Send the browser through the hosted login, then back to the authorization endpoint."""
 
     force: bool
+    started: str
+    """The request's sealed start (when a sign-in was first asked of it), to carry back as
+    authorize_decision.STARTED_PARAM: a sign-in since then meets prompt=login and max_age."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsEnrollment:
+    """The user must enrol a second factor before any application gets a code."""
 
 
 @dataclass(frozen=True, slots=True)
 class NeedsConsent:
     request: AuthorizationRequest
+    started: str | None
+    """The request's sealed start if it came with one, for the consent form to carry on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +127,7 @@ class RedirectTo:
     url: str
 
 
-AuthorizeOutcome = NeedsLogin | NeedsConsent | RedirectTo
+AuthorizeOutcome = NeedsLogin | NeedsEnrollment | NeedsConsent | RedirectTo
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +161,6 @@ class Provider:
         session_lookup: SessionLookup | None = None,
     ) -> None:
         self.issuer = issuer
-        self._session_lookup = session_lookup
         self._settings = settings
         self._clients = clients
         self.keys = keys
@@ -155,20 +174,15 @@ class Provider:
         self._audit = auditor
         self._clock = clock
         self._box = box
+        self._grants = GrantCheck(
+            clients=clients, grants=refresh_tokens, sessions=session_lookup or self._stored_session
+        )
 
     # --- endpoints' own identities ---------------------------------------------------------------
 
     @property
     def token_endpoint(self) -> str:
         return f"{self.issuer}/oauth2/token"
-
-    def _assertion_audiences(self) -> set[str]:
-        return {
-            self.issuer,
-            self.token_endpoint,
-            f"{self.issuer}/oauth2/introspect",
-            f"{self.issuer}/oauth2/revoke",
-        }
 
     def error_redirect(self, error: RedirectableError) -> str:
         return add_query(
@@ -184,8 +198,11 @@ class Provider:
     # --- authorization endpoint ------------------------------------------------------------------
 
     async def parse_authorization(self, params: Mapping[str, str]) -> AuthorizationRequest:
-        """Validate an authorization request (see threshold.oidc.authorize)."""
-        return await parse_authorization_request(params, self._clients)
+        """Validate an authorization request (see threshold.oidc.authorize), with when it started when
+        the provider's own sign-in or consent hop sealed that into it (see authorize_decision)."""
+        request = await parse_authorization_request(params, self._clients)
+        started_at = open_started(self._box, request, params.get(STARTED_PARAM), now=self._clock.now())
+        return replace(request, started_at=started_at)
 
     async def authorization_client(self, params: Mapping[str, str]) -> tuple[Client, str]:
         """The client of an authorization request and its registered redirect URI (the two checks
@@ -198,35 +215,97 @@ class Provider:
         return client, check_redirect_uri(client, params.get("redirect_uri"))
 
     async def authorize(
-        self, request: AuthorizationRequest, *, session: SessionRecord | None, user: User | None
+        self,
+        request: AuthorizationRequest,
+        *,
+        session: SessionRecord | None,
+        user: User | None,
+        enrollment_owed: bool,
     ) -> AuthorizeOutcome:
-        """Decide what an authorization request needs next (OIDC Core 3.1.2.3 and 3.1.2.4)."""
-        now = self._clock.now()
-        stale = (
-            session is not None and request.max_age is not None and now - session.auth_time > request.max_age
+        """What an authorization request needs next, or its code when it needs nothing more (see
+        threshold.oidc.authorize_decision).
+
+        Args:
+            enrollment_owed: the user must enrol a second factor first (core.mfa.Factors.needs_enrollment).
+        """
+        return await self._decide(
+            request, session=session, user=user, enrollment_owed=enrollment_owed, consenting=False
         )
-        if session is None or user is None or stale or "login" in request.prompt:
-            if "none" in request.prompt:
-                raise RedirectableError(
-                    LoginRequired(), redirect_uri=request.redirect_uri, state=request.state
-                )
-            return NeedsLogin(force=session is not None)
-        if not request.client.first_party:
-            consent = await self._consents.get(user.id, request.client.client_id)
-            covered = consent is not None and set(request.scopes) <= consent.scopes
-            if not covered or "consent" in request.prompt:
-                if "none" in request.prompt:
-                    raise RedirectableError(
-                        ConsentRequired(), redirect_uri=request.redirect_uri, state=request.state
-                    )
-                return NeedsConsent(request)
-        return RedirectTo(await self.issue_code(request, session=session))
 
     async def grant_consent(
-        self, request: AuthorizationRequest, *, session: SessionRecord, user: User, context: RequestContext
-    ) -> str:
-        """Remember the user's consent for these scopes and issue the code. Returns the redirect URL."""
-        previous = await self._consents.get(user.id, request.client.client_id)
+        self,
+        request: AuthorizationRequest,
+        *,
+        session: SessionRecord,
+        user: User,
+        enrollment_owed: bool,
+        context: RequestContext,
+    ) -> AuthorizeOutcome:
+        """The consent form's allow: the whole authorize decision again, with the consent given now.
+
+        A submitted form proves none of the other rules (live session, no second factor owed, max_age,
+        prompt=login, first-party): the consent is remembered and the code issued only when they hold.
+        """
+        return await self._decide(
+            request,
+            session=session,
+            user=user,
+            enrollment_owed=enrollment_owed,
+            consenting=True,
+            context=context,
+        )
+
+    async def _decide(
+        self,
+        request: AuthorizationRequest,
+        *,
+        session: SessionRecord | None,
+        user: User | None,
+        enrollment_owed: bool,
+        consenting: bool,
+        context: RequestContext | None = None,
+    ) -> AuthorizeOutcome:
+        now = self._clock.now()
+        consent = await self._consents.get(user.id, request.client.client_id) if user is not None else None
+        decided = decide_authorization(
+            request,
+            session=session,
+            user=user,
+            enrollment_owed=enrollment_owed,
+            consent=consent,
+            consenting=consenting,
+            now=now,
+        )
+        if isinstance(decided, ErrorToClient):
+            return RedirectTo(
+                self.error_redirect(
+                    RedirectableError(decided.error, redirect_uri=request.redirect_uri, state=request.state)
+                )
+            )
+        if isinstance(decided, EnrollFirst):
+            return NeedsEnrollment()
+        started_at = request.started_at
+        if isinstance(decided, AskConsent):
+            kept = None if started_at is None else seal_started(self._box, request, started_at=started_at)
+            return NeedsConsent(request, kept)
+        if isinstance(decided, IssueCode) and session is not None and user is not None:
+            if decided.record_consent:
+                await self._remember_consent(request, user=user, previous=consent, context=context)
+            return RedirectTo(await self._issue_code(request, session=session))
+        # A sign-in first (IssueCode never comes without a session): one asked for now answers this
+        # request from now on, one asked for earlier from then.
+        force = isinstance(decided, SignInFirst) and decided.force
+        started_at = now if started_at is None else started_at
+        return NeedsLogin(force, seal_started(self._box, request, started_at=started_at))
+
+    async def _remember_consent(
+        self,
+        request: AuthorizationRequest,
+        *,
+        user: User,
+        previous: Consent | None,
+        context: RequestContext | None,
+    ) -> None:
         scopes = frozenset(request.scopes) | (previous.scopes if previous else frozenset())
         await self._consents.put(Consent(user.id, request.client.client_id, scopes, self._clock.now()))
         await self._audit.record(
@@ -236,16 +315,14 @@ class Provider:
             client=request.client.client_id,
             scope=" ".join(sorted(scopes)),
         )
-        return await self.issue_code(request, session=session)
 
     def deny(self, request: AuthorizationRequest) -> str:
-        from threshold.oidc.errors import AccessDenied
-
         return self.error_redirect(
             RedirectableError(AccessDenied(), redirect_uri=request.redirect_uri, state=request.state)
         )
 
-    async def issue_code(self, request: AuthorizationRequest, *, session: SessionRecord) -> str:
+    async def _issue_code(self, request: AuthorizationRequest, *, session: SessionRecord) -> str:
+        """Only through _decide: a code is issued when the authorize decision says so."""
         code = new_token()
         now = self._clock.now()
         await self._codes.add(
@@ -276,7 +353,8 @@ class Provider:
             clients=self._clients,
             marks=self._marks,
             clock=self._clock,
-            expected_audiences=self._assertion_audiences(),
+            expected_audience=self.issuer,
+            legacy_audience=self.token_endpoint,
         )
 
     async def token(self, form: Mapping[str, str], credentials: ClientCredentials) -> TokenResponse:
@@ -316,22 +394,13 @@ class Provider:
             client.access_token_lifetime or self._settings.access_token_lifetime, MAX_ACCESS_TOKEN_LIFETIME
         )
 
-    async def _session_and_user(
-        self, session_digest: str, user_id: str
-    ) -> tuple[SessionRecord | None, User | None]:
-        """The live session behind a grant and its user: from the exact session cache when there is one."""
-        if self._session_lookup is not None:
-            found = await self._session_lookup(session_digest)
-            if found is None or found[1].id != user_id:
-                return None, None
-            return found
-        return await self._live_session(session_digest), await self._users.get(user_id)
-
-    async def _live_session(self, session_digest: str) -> SessionRecord | None:
+    async def _stored_session(self, session_digest: str) -> tuple[SessionRecord, User] | None:
+        """The live session and its enabled user read from the stores (without a session cache)."""
         record = await self._sessions.get(session_digest)
         if record is None or record.expires_at <= self._clock.now():
             return None
-        return record
+        user = await self._users.get(record.user_id)
+        return (record, user) if user is not None and not user.disabled else None
 
     async def _authorization_code_grant(self, client: Client, form: Mapping[str, str]) -> TokenResponse:
         code_value = form.get("code")
@@ -349,24 +418,48 @@ class Provider:
         if form.get("redirect_uri") != code.redirect_uri:  # RFC 6749 section 4.1.3
             raise InvalidGrant("redirect_uri does not match the authorization request.")
         check_code_verifier(code_verifier=form.get("code_verifier"), expected_challenge=code.code_challenge)
-        session = await self._live_session(code.session_digest)
-        user = await self._users.get(code.user_id)
-        if session is None or user is None or user.disabled:
+        live = await self._grants.user_grant(
+            client_id=client.client_id, user_id=code.user_id, session_digest=code.session_digest
+        )
+        if live is None or live.session is None:
             raise InvalidGrant("The session that authorized this code has ended.")
+        session = live.session
         scopes = code.scope.split()
+        grant = Grant(
+            id=new_id(),
+            client_id=client.client_id,
+            user_id=code.user_id,
+            session_digest=session.digest,
+            created_at=now,
+            expires_at=session.absolute_expires_at,
+        )
+        refresh: str | None = None
+        first: RefreshToken | None = None
+        if GrantType.REFRESH_TOKEN in client.grant_types:
+            refresh, first = self._new_refresh_token(
+                client=client,
+                session=session,
+                family_id=grant.id,
+                scope=code.scope,
+                auth_time=code.auth_time,
+                acr=code.acr,
+                amr=code.amr,
+            )
+        await self._refresh.add_grant(grant, first_token=first)
         access = await self._minter.access_token(
             alg=client.signing_alg,
-            subject=user.id,
+            subject=code.user_id,
             client_id=client.client_id,
             audience=self._audience(client, form, scopes),
             scope=code.scope,
             lifetime=self._lifetime(client),
             auth_time=code.auth_time,
             acr=code.acr,
+            grant_id=grant.id,
         )
         id_token = await self._minter.id_token(
             alg=client.id_token_alg,
-            subject=user.id,
+            subject=code.user_id,
             client_id=client.client_id,
             auth_time=code.auth_time,
             acr=code.acr,
@@ -375,25 +468,11 @@ class Provider:
             nonce=code.nonce,
             access_token=access.token,
         )
-        refresh: str | None = None
-        family: str | None = None
-        if GrantType.REFRESH_TOKEN in client.grant_types:
-            family = new_id()
-            refresh = await self._new_refresh_token(
-                client=client,
-                session=session,
-                family_id=family,
-                parent=None,
-                scope=code.scope,
-                auth_time=code.auth_time,
-                acr=code.acr,
-                amr=code.amr,
-            )
-        await self._codes.record_issued(code.digest, access_token_jti=access.jti, refresh_family=family)
+        await self._codes.record_issued(code.digest, access_token_jti=access.jti, refresh_family=grant.id)
         if await self._marks.exists(_replay_mark(code.digest), now=now):
             # A concurrent replay of this code came while these tokens were being minted and found nothing
             # to revoke yet: revoke them here, as a replay just after this exchange would have.
-            await self._revoke_issued(access_token_jti=access.jti, refresh_family=family, now=now)
+            await self._revoke_issued(access_token_jti=access.jti, refresh_family=grant.id, now=now)
         return TokenResponse(
             access_token=access.token,
             expires_in=access.expires_in,
@@ -429,38 +508,36 @@ class Provider:
                 f"revoked-at:{access_token_jti}", expires_at=now + MAX_ACCESS_TOKEN_LIFETIME
             )
 
-    async def _new_refresh_token(
+    def _new_refresh_token(
         self,
         *,
         client: Client,
         session: SessionRecord,
         family_id: str,
-        parent: str | None,
         scope: str,
         auth_time: float,
         acr: str,
         amr: Sequence[str],
-    ) -> str:
+    ) -> tuple[str, RefreshToken]:
+        """The first refresh token of a family (its value, and the record to store)."""
         token = new_token()
         now = self._clock.now()
-        await self._refresh.add(
-            RefreshToken(
-                digest=digest(token),
-                family_id=family_id,
-                parent_digest=parent,
-                client_id=client.client_id,
-                user_id=session.user_id,
-                session_digest=session.digest,
-                sid=session.public_id,
-                scope=scope,
-                auth_time=auth_time,
-                acr=acr,
-                amr=tuple(amr),
-                created_at=now,
-                expires_at=min(now + self._settings.refresh_token_lifetime, session.absolute_expires_at),
-            )
+        record = RefreshToken(
+            digest=digest(token),
+            family_id=family_id,
+            parent_digest=None,
+            client_id=client.client_id,
+            user_id=session.user_id,
+            session_digest=session.digest,
+            sid=session.public_id,
+            scope=scope,
+            auth_time=auth_time,
+            acr=acr,
+            amr=tuple(amr),
+            created_at=now,
+            expires_at=min(now + self._settings.refresh_token_lifetime, session.absolute_expires_at),
         )
-        return token
+        return token, record
 
     async def _refresh_token_grant(self, client: Client, form: Mapping[str, str]) -> TokenResponse:
         """Rotate on every use (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2); reuse revokes the family."""
@@ -478,10 +555,13 @@ class Provider:
         if token.expires_at <= now:
             raise InvalidGrant("The refresh token expired.")
         scopes = self._narrowed_scope(token.scope, form.get("scope"))
-        session, user = await self._session_and_user(token.session_digest, token.user_id)
-        if session is None or user is None or user.disabled:
+        live = await self._grants.user_grant(
+            client_id=client.client_id, user_id=token.user_id, session_digest=token.session_digest
+        )
+        if live is None or live.session is None:
             await self._refresh.revoke_family(token.family_id, now=now)
             raise InvalidGrant("The session behind this refresh token has ended.")
+        session = live.session
         successor = new_token()
         sealed = (
             self._box.seal(successor.encode(), purpose=SUCCESSOR_PURPOSE)
@@ -523,6 +603,7 @@ class Provider:
             lifetime=self._lifetime(client),
             auth_time=token.auth_time,
             acr=token.acr,
+            grant_id=token.family_id,
         )
         id_token = None
         if "openid" in split:
@@ -555,7 +636,16 @@ class Provider:
             except DecryptionFailed:
                 successor = ""
             current = await self._refresh.get(digest(successor)) if successor else None
-            if current is not None and current.revoked_at is None and current.used_at is None:
+            if current is not None and current.used_at is None:
+                live = await self._grants.user_grant(
+                    client_id=client.client_id,
+                    user_id=token.user_id,
+                    session_digest=token.session_digest,
+                    revoked=current.revoked_at is not None,
+                )
+                if live is None:  # the double submit of a grant that has ended since: no theft, no tokens
+                    await self._refresh.revoke_family(token.family_id, now=now)
+                    raise InvalidGrant("The grant behind this refresh token has ended.")
                 return await self._refreshed(client, token, token.scope, successor, form)
         revoked = await self._refresh.revoke_family(token.family_id, now=now)
         ended = await self._sessions.delete(token.session_digest)
@@ -590,6 +680,8 @@ class Provider:
         if not set(scopes) <= set(allowed):
             raise InvalidScope()
         scope = " ".join(scopes)
+        if await self._grants.client_grant(client.client_id) is None:  # deleted since it authenticated
+            raise InvalidClient()
         access = await self._minter.access_token(
             alg=client.signing_alg,
             subject=client.client_id,
@@ -602,8 +694,20 @@ class Provider:
 
     # --- resource side: our own access tokens ----------------------------------------------------
 
-    async def verify_access_token(self, token: str) -> VerifiedAccessToken:
-        """Our signature, typ at+jwt, our issuer, an audience of ours, unexpired, not revoked."""
+    def _issued_audiences(self) -> frozenset[str]:
+        """Every audience this provider issues access tokens for (see _audience)."""
+        configured = [self._settings.default_audience] if self._settings.default_audience else []
+        return frozenset([self.issuer, *configured, *self._settings.audiences])
+
+    async def verify_access_token(
+        self, token: str, *, expected_audiences: Collection[str] | None = None
+    ) -> VerifiedAccessToken:
+        """Our signature, typ at+jwt, our issuer, an expected audience (by default the issuer itself:
+        userinfo, the admin API), unexpired, not revoked, and its grant live now (oidc.live_grant).
+
+        Raises:
+            InvalidToken: any of it does not hold.
+        """
         if not token or len(token) > 8192:
             raise InvalidToken()
         try:
@@ -631,10 +735,11 @@ class Provider:
         now = self._clock.now()
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
+        expected = {self.issuer} if expected_audiences is None else set(expected_audiences)
         exp = claims.get("exp")
         if (
             claims.get("iss") != self.issuer
-            or self.issuer not in audiences
+            or not any(isinstance(a, str) and a in expected for a in audiences)
             or not isinstance(exp, int | float)
             or exp <= now - 5
             or not isinstance(claims.get("jti"), str)
@@ -642,14 +747,17 @@ class Provider:
             raise InvalidToken()
         if await self._marks.exists(f"revoked-at:{claims['jti']}", now=now):
             raise InvalidToken()
-        return VerifiedAccessToken(claims)
+        grant = await self._grants.access_token_grant(claims)
+        if grant is None:
+            raise InvalidToken()
+        return VerifiedAccessToken(claims, grant)
 
     async def userinfo(self, token: str) -> dict[str, Any]:
-        """OIDC Core 5.3: claims about the user, for a token with the openid scope."""
+        """OIDC Core 5.3: claims about the user, for a token with the openid scope and a live grant."""
         verified = await self.verify_access_token(token)
         if "openid" not in verified.scopes:
             raise InvalidToken("The access token lacks the openid scope.")
-        user = await self._users.get(verified.subject)
+        user = verified.grant.user if verified.grant else None
         if user is None or user.disabled:
             raise InvalidToken()
         claims: dict[str, Any] = {"sub": user.id}
@@ -694,9 +802,14 @@ class Provider:
             if token is not None:
                 live = (
                     token.used_at is None
-                    and token.revoked_at is None
                     and token.expires_at > now
-                    and await self._live_session(token.session_digest) is not None
+                    and await self._grants.user_grant(
+                        client_id=token.client_id,
+                        user_id=token.user_id,
+                        session_digest=token.session_digest,
+                        revoked=token.revoked_at is not None,
+                    )
+                    is not None
                 )
                 if not live:
                     return {"active": False}
@@ -711,7 +824,7 @@ class Provider:
                     "iss": self.issuer,
                 }
         try:
-            verified = await self.verify_access_token(value)
+            verified = await self.verify_access_token(value, expected_audiences=self._issued_audiences())
         except InvalidToken:
             return {"active": False}
         claims = verified.claims
@@ -1001,6 +1114,7 @@ __all__ = [
     "ADMIN_SCOPE",
     "IssuedClient",
     "NeedsConsent",
+    "NeedsEnrollment",
     "NeedsLogin",
     "OAuthError",
     "Provider",

@@ -16,6 +16,8 @@ from threshold.oidc.keys import KeyRing
 
 ID_TOKEN_LIFETIME = 600
 MAX_ACCESS_TOKEN_LIFETIME = 900
+GRANT_CLAIM = "grant_id"
+"""The access-token claim naming the grant it was issued under (a private claim: RFC 9068 has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,13 @@ class TokenMinter:
         lifetime: int,
         auth_time: float | None = None,
         acr: str | None = None,
+        grant_id: str | None = None,
     ) -> IssuedAccessToken:
-        """An RFC 9068 JWT: no personal data, only identifiers, scope and times."""
+        """An RFC 9068 JWT: no personal data, only identifiers, scope and times.
+
+        `grant_id` names the grant a user's token was issued under (an opaque id, see oidc.live_grant);
+        a client's own token (client_credentials) has none.
+        """
         now = int(self._clock.now())
         lifetime = max(1, min(lifetime, MAX_ACCESS_TOKEN_LIFETIME))
         jti = new_id()
@@ -78,6 +85,8 @@ class TokenMinter:
             claims["auth_time"] = int(auth_time)
         if acr is not None:
             claims["acr"] = acr
+        if grant_id is not None:
+            claims[GRANT_CLAIM] = grant_id
         token = await self._sign(alg, "at+jwt", claims)
         return IssuedAccessToken(token=token, jti=jti, expires_in=lifetime, expires_at=now + lifetime)
 

@@ -21,11 +21,11 @@ from threshold.settings import Settings, load_settings
 from threshold.web import errors
 from threshold.web.access_log import AccessLogMiddleware
 from threshold.web.admin.routes import router as admin_router
+from threshold.web.api import v1
 from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
-from threshold.web.api.v1 import router as api_router
-from threshold.web.hotpath import SessionCheckFastPath
-from threshold.web.oauth.routes import router as oauth_router
+from threshold.web.hotpath import FastLaneMiddleware
+from threshold.web.oauth import routes as oauth
 from threshold.web.pages.email import router as email_pages_router
 from threshold.web.pages.routes import router as pages_router
 from threshold.web.pages.security import router as security_pages_router
@@ -38,8 +38,17 @@ class SchemaOutOfDate(RuntimeError):
     pass
 
 
-def create_app(settings: Settings, *, services: Services | None = None, check_schema: bool = True) -> FastAPI:
-    """Build the ASGI app. `services` may be injected (tests); otherwise they are built from settings."""
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    check_schema: bool = True,
+    fast_lane: bool = True,
+) -> FastAPI:
+    """Build the ASGI app. `services` may be injected (tests); otherwise they are built from settings.
+
+    `fast_lane=False` sends the hot requests through the router too (the parity test compares both).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,8 +101,8 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # Route matching is a linear walk: the hot machine-facing endpoints (token, sign-in) come first.
-    app.include_router(oauth_router)
-    app.include_router(api_router)
+    app.include_router(oauth.router)
+    app.include_router(v1.router)
     app.include_router(factors_router)
     app.include_router(email_router)
     app.include_router(admin_router)
@@ -112,7 +121,8 @@ def create_app(settings: Settings, *, services: Services | None = None, check_sc
         name="static",
     )
 
-    app.add_middleware(SessionCheckFastPath)
+    if fast_lane:
+        app.add_middleware(FastLaneMiddleware, lanes=[*oauth.fast_lane.lanes, *v1.fast_lane.lanes])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     if settings.access_log:  # added last, so outermost: it sees the fast lane's answers and every header

@@ -293,10 +293,18 @@ class RedisSessionStore:
         ]
 
 
+_REFUND = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return n
+"""
+
+
 class RedisRateLimitStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
+        self._refund: Any = client.register_script(_REFUND)
 
     def _key(self, key: str, window: int, now: float) -> tuple[str, int, int]:
         start = int(now // window) * window
@@ -321,6 +329,11 @@ class RedisRateLimitStore:
         redis_key, _, _ = self._key(key, window, now)
         with translate_errors():
             await self._redis.delete(redis_key)
+
+    async def refund(self, key: str, *, window: int, now: float) -> None:
+        redis_key, _, _ = self._key(key, window, now)
+        with translate_errors():
+            await self._refund(keys=[redis_key])
 
 
 class RedisMarkStore:

@@ -19,6 +19,7 @@ from threshold.oidc.models import (
     AuthorizationCode,
     Client,
     Consent,
+    Grant,
     GrantType,
     KeyState,
     RefreshToken,
@@ -121,11 +122,12 @@ class SqlClientRepo:
                 result = await conn.execute(
                     delete(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
                 )
-                await conn.execute(
-                    update(t.refresh_tokens)
-                    .where(t.refresh_tokens.c.client_id == client_id, t.refresh_tokens.c.revoked_at.is_(None))
-                    .values(revoked_at=0.0)
-                )
+                for table in (t.oauth_grants, t.refresh_tokens):
+                    await conn.execute(
+                        update(table)
+                        .where(table.c.client_id == client_id, table.c.revoked_at.is_(None))
+                        .values(revoked_at=0.0)
+                    )
                 await conn.execute(delete(t.consents).where(t.consents.c.client_id == client_id))
         return bool(result.rowcount)
 
@@ -271,17 +273,45 @@ class SqlCodeRepo:
         return int(result.rowcount)
 
 
+def _new_token_values(token: RefreshToken) -> dict[str, Any]:
+    values = _values(token)
+    for set_later in ("used_at", "revoked_at", "successor"):
+        values.pop(set_later)
+    return values
+
+
+_GRANT_COLUMNS = [f.name for f in fields(Grant)]
+
+
 class SqlRefreshTokenRepo:
+    """Refresh tokens and their grants: every revocation revokes both, in one transaction."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def add(self, token: RefreshToken) -> None:
-        values = _values(token)
-        for set_later in ("used_at", "revoked_at", "successor"):
-            values.pop(set_later)
+    async def add_grant(self, grant: Grant, *, first_token: RefreshToken | None = None) -> None:
         with translate_errors():
             async with self._engine.begin() as conn:
-                await conn.execute(t.refresh_tokens.insert().values(**values))
+                await conn.execute(
+                    t.oauth_grants.insert().values(**{c: getattr(grant, c) for c in _GRANT_COLUMNS})
+                )
+                if first_token is not None:
+                    await conn.execute(t.refresh_tokens.insert().values(**_new_token_values(first_token)))
+
+    async def get_grant(self, grant_id: str) -> Grant | None:
+        if "\x00" in grant_id:
+            return None
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(select(t.oauth_grants).where(t.oauth_grants.c.id == grant_id))
+                ).first()
+        return Grant(**{c: row._mapping[c] for c in _GRANT_COLUMNS}) if row else None
+
+    async def add(self, token: RefreshToken) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(t.refresh_tokens.insert().values(**_new_token_values(token)))
 
     async def get(self, digest: str) -> RefreshToken | None:
         with translate_errors():
@@ -295,9 +325,7 @@ class SqlRefreshTokenRepo:
         self, parent_digest: str, successor: RefreshToken, *, now: float, sealed: str | None
     ) -> bool:
         c = t.refresh_tokens.c
-        values = _values(successor)
-        for set_later in ("used_at", "revoked_at", "successor"):
-            values.pop(set_later)
+        values = _new_token_values(successor)
         with translate_errors():
             async with self._engine.begin() as conn:
                 marked = await conn.execute(
@@ -310,36 +338,50 @@ class SqlRefreshTokenRepo:
                 await conn.execute(t.refresh_tokens.insert().values(**values))
         return True
 
-    async def _revoke(self, condition: Any, now: float) -> int:
+    async def _revoke(self, now: float, *, grants: Any, tokens: Any) -> int:
+        """Revoke the grants and the refresh tokens matching; the grants first, always in this order."""
         with translate_errors():
             async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(t.oauth_grants)
+                    .where(grants, t.oauth_grants.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
                 result = await conn.execute(
                     update(t.refresh_tokens)
-                    .where(condition, t.refresh_tokens.c.revoked_at.is_(None))
+                    .where(tokens, t.refresh_tokens.c.revoked_at.is_(None))
                     .values(revoked_at=now)
                 )
         return int(result.rowcount)
 
     async def revoke_family(self, family_id: str, *, now: float) -> int:
-        return await self._revoke(t.refresh_tokens.c.family_id == family_id, now)
+        g, r = t.oauth_grants.c, t.refresh_tokens.c
+        return await self._revoke(now, grants=g.id == family_id, tokens=r.family_id == family_id)
 
     async def revoke_for_session(self, session_digest: str, *, now: float) -> int:
-        return await self._revoke(t.refresh_tokens.c.session_digest == session_digest, now)
+        g, r = t.oauth_grants.c, t.refresh_tokens.c
+        return await self._revoke(
+            now, grants=g.session_digest == session_digest, tokens=r.session_digest == session_digest
+        )
 
     async def revoke_for_user(self, user_id: str, *, now: float, client_id: str | None = None) -> int:
-        condition = t.refresh_tokens.c.user_id == user_id
+        g, r = t.oauth_grants.c, t.refresh_tokens.c
+        grants, tokens = g.user_id == user_id, r.user_id == user_id
         if client_id is not None:
-            condition = condition & (t.refresh_tokens.c.client_id == client_id)
-        return await self._revoke(condition, now)
+            grants, tokens = grants & (g.client_id == client_id), tokens & (r.client_id == client_id)
+        return await self._revoke(now, grants=grants, tokens=tokens)
 
     async def purge_expired(self, *, now: float, batch: int = 500) -> int:
-        c = t.refresh_tokens.c
+        c, g = t.refresh_tokens.c, t.oauth_grants.c
         # A family lives on (revoked or used) until its newest member expires: reuse must stay detectable.
+        # A grant lives until its session's absolute expiry, which no token issued under it outlives.
         expired = select(c.digest).where(c.expires_at <= now).limit(batch)
+        ended = select(g.id).where(g.expires_at <= now).limit(batch)
         with translate_errors():
             async with self._engine.begin() as conn:
-                result = await conn.execute(delete(t.refresh_tokens).where(c.digest.in_(expired)))
-        return int(result.rowcount)
+                tokens = await conn.execute(delete(t.refresh_tokens).where(c.digest.in_(expired)))
+                grants = await conn.execute(delete(t.oauth_grants).where(g.id.in_(ended)))
+        return int(tokens.rowcount) + int(grants.rowcount)
 
 
 class SqlConsentRepo:

@@ -4,9 +4,11 @@ Through SQLAlchemy a statement costs a pool ping, BEGIN, the statement and COMMI
 1-2 ms of CPU each on a small machine: a rotation (read, mark the parent used, store the successor)
 was ~10 ms, capping a worker near 100 rotations/s. Here the read is one prepared SELECT and the
 rotation one statement (a data-modifying CTE, atomic on its own): the successor is inserted only if
-the UPDATE claimed the parent, so two concurrent uses cannot both rotate. Everything else about
-refresh tokens stays on the SQLAlchemy repository this one extends. The same holds for a user by id or
-email and a password hash (every session-check miss, every sign-in): one prepared SELECT each.
+the UPDATE claimed the parent, so two concurrent uses cannot both rotate. A grant by id (read on every
+introspection or userinfo call with a user's access token) is one prepared SELECT too. Everything else
+about refresh tokens and grants stays on the SQLAlchemy repository this one extends. The same holds
+for a user by id or email and a password hash (every session-check miss, every sign-in): one prepared
+SELECT each.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlUserRepo
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import PasswordCredential, User
-from threshold.oidc.models import RefreshToken
+from threshold.oidc.models import Grant, RefreshToken
 
 _COLUMNS = [f.name for f in fields(RefreshToken)]
 _INSERTED = [c for c in _COLUMNS if c not in ("used_at", "revoked_at", "successor")]
 
 _GET = f"SELECT {', '.join(_COLUMNS)} FROM refresh_tokens WHERE digest = $1"  # noqa: S608 (fixed names)
+_GRANT = f"SELECT {', '.join(f.name for f in fields(Grant))} FROM oauth_grants WHERE id = $1"  # noqa: S608
 
 _ROTATE = (
     "WITH parent AS (UPDATE refresh_tokens SET used_at = $1, successor = $2 "  # noqa: S608 (fixed names)
@@ -113,6 +116,13 @@ class PgRefreshTokenRepo(SqlRefreshTokenRepo):
         values = dict(row)
         values["amr"] = tuple(a for a in values["amr"].split(",") if a)
         return RefreshToken(**values)
+
+    async def get_grant(self, grant_id: str) -> Grant | None:
+        """Read on every introspection and userinfo call (and admin API request) with a user's token."""
+        if "\x00" in grant_id:  # PostgreSQL text refuses NUL
+            return None
+        row = await self._fast.fetchrow(_GRANT, grant_id)
+        return Grant(**dict(row)) if row is not None else None
 
     async def rotate(
         self, parent_digest: str, successor: RefreshToken, *, now: float, sealed: str | None

@@ -35,6 +35,7 @@ def _user(row: Row[Any]) -> User:
         created_at=row.created_at,
         mfa_required=bool(row.mfa_required),
         passkey_prompt_snoozed_until=row.passkey_prompt_snoozed_until,
+        credential_epoch=int(row.credential_epoch),
     )
 
 
@@ -100,6 +101,7 @@ class SqlUserRepo:
                             disabled=user.disabled,
                             mfa_required=user.mfa_required,
                             created_at=user.created_at,
+                            credential_epoch=user.credential_epoch,
                         )
                     )
                     if credential is not None:
@@ -162,7 +164,7 @@ class SqlUserRepo:
             PasswordCredential(user_id=row.user_id, hash=row.hash, updated_at=row.updated_at) if row else None
         )
 
-    async def set_password(self, credential: PasswordCredential) -> None:
+    async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
         statement = _insert(self._engine, t.password_credentials).values(
             user_id=credential.user_id, hash=credential.hash, updated_at=credential.updated_at
         )
@@ -172,6 +174,8 @@ class SqlUserRepo:
         with translate_errors():
             async with self._engine.begin() as conn:
                 await conn.execute(statement)
+                if not same_secret:
+                    await conn.execute(_next_epoch(credential.user_id))
 
     async def delete_password(self, user_id: str) -> bool:
         with translate_errors():
@@ -179,7 +183,21 @@ class SqlUserRepo:
                 result = await conn.execute(
                     delete(t.password_credentials).where(t.password_credentials.c.user_id == user_id)
                 )
+                await conn.execute(_next_epoch(user_id))
         return bool(result.rowcount)
+
+    async def bump_credential_epoch(self, user_id: str) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(_next_epoch(user_id))
+
+    async def credential_epoch(self, user_id: str) -> int | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                epoch = (
+                    await conn.execute(select(t.users.c.credential_epoch).where(t.users.c.id == user_id))
+                ).scalar()
+        return None if epoch is None else int(epoch)
 
     async def record_network(self, user_id: str, network: str, at: float) -> None:
         statement = _insert(self._engine, t.login_networks).values(
@@ -212,6 +230,10 @@ async def _update_user(engine: AsyncEngine, user_id: str, **values: Any) -> bool
         async with engine.begin() as conn:
             result = await conn.execute(update(t.users).where(t.users.c.id == user_id).values(**values))
     return bool(result.rowcount)
+
+
+def _next_epoch(user_id: str) -> Any:
+    return update(t.users).where(t.users.c.id == user_id).values(credential_epoch=t.users.c.credential_epoch + 1)
 
 
 def _session(row: Row[Any]) -> SessionRecord:
@@ -355,6 +377,19 @@ class SqlRateLimitStore:
         with translate_errors():
             async with self._engine.begin() as conn:
                 await conn.execute(delete(t.rate_limits).where(t.rate_limits.c.key == key))
+
+    async def refund(self, key: str, *, window: int, now: float) -> None:
+        start, _ = self._window(window, now)
+        statement = (
+            update(t.rate_limits)
+            .where(
+                t.rate_limits.c.key == key, t.rate_limits.c.window_start == start, t.rate_limits.c.count > 0
+            )
+            .values(count=t.rate_limits.c.count - 1)
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(statement)
 
     async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
         expired = (

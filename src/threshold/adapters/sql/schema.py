@@ -36,6 +36,7 @@ users = Table(
     Column("created_at", Double, nullable=False),
     Column("mfa_required", Boolean, nullable=False, default=False, server_default="0"),
     Column("passkey_prompt_snoozed_until", Double, nullable=True),
+    Column("credential_epoch", Integer, nullable=False, default=0, server_default="0"),
 )
 
 password_credentials = Table(
@@ -172,6 +173,18 @@ refresh_tokens = Table(
     Column("used_at", Double, nullable=True),
     Column("revoked_at", Double, nullable=True),
     Column("successor", Text, nullable=True),
+)
+
+oauth_grants = Table(
+    "oauth_grants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("client_id", String(64), nullable=False, index=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("session_digest", String(64), nullable=False, index=True),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False, index=True),
+    Column("revoked_at", Double, nullable=True),
 )
 
 consents = Table(

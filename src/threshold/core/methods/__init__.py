@@ -1,1 +1,3 @@
-"""Sign-in methods as stateless protocol helpers: TOTP, recovery codes, passkeys (py_webauthn)."""
+"""Ways of proving something, one module each: password, TOTP, recovery code, passkey (and the emailed
+link or code, which proves control of a mailbox and is no authenticator). Each check returns a `Proof`
+naming what was proved; `assurance.assess` turns a set of proofs into aal, amr and acr."""

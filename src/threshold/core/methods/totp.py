@@ -7,6 +7,12 @@ import secrets
 
 import pyotp
 
+from threshold.core.clock import Clock
+from threshold.core.crypto import DecryptionFailed, SecretBox
+from threshold.core.errors import TotpNotStarted
+from threshold.core.methods.proofs import TOTP, Proof
+from threshold.core.models import TotpCredential, User
+from threshold.core.ports import FactorRepo
 from threshold.core.secrets import equal
 
 STEP = 30
@@ -47,3 +53,45 @@ def verify_totp_code(*, secret: str, code: str, now: float, last_used_step: int)
         if equal(totp.generate_otp(step), candidate) and step > last_used_step:
             found = step  # no early exit: the same work for every outcome
     return found
+
+
+TOTP_PURPOSE = "totp"
+
+
+class TotpMethod:
+    """The user's authenticator app: its secret sealed at rest, each code accepted once."""
+
+    def __init__(self, *, factors: FactorRepo, box: SecretBox, clock: Clock) -> None:
+        self._factors = factors
+        self._box = box
+        self._clock = clock
+
+    def open_secret(self, credential: TotpCredential) -> str:
+        try:
+            return self._box.open(credential.secret, purpose=TOTP_PURPOSE).decode()
+        except DecryptionFailed as exc:
+            raise TotpNotStarted("The authenticator secret cannot be read; set it up again.") from exc
+
+    def seal_secret(self, secret: str) -> str:
+        return self._box.seal(secret.encode(), purpose=TOTP_PURPOSE)
+
+    async def confirmed(self, user: User) -> bool:
+        credential = await self._factors.get_totp(user.id)
+        return credential is not None and credential.confirmed
+
+    async def verify_totp(self, user: User, code: str, *, confirming: bool = False) -> Proof | None:
+        """The proof when `code` is the app's current code, not used before; None otherwise.
+
+        `confirming`: the code of a setup in progress (the secret is not confirmed yet)."""
+        credential = await self._factors.get_totp(user.id)
+        if credential is None or credential.confirmed is confirming:
+            return None
+        step = verify_totp_code(
+            secret=self.open_secret(credential),
+            code=code,
+            now=self._clock.now(),
+            last_used_step=0 if confirming else credential.last_used_step,
+        )
+        if step is None or not await self._factors.use_totp_step(user.id, step):
+            return None
+        return TOTP

@@ -211,11 +211,11 @@ async def recovery(
     account = await services.accounts.find_user(user[:320])
     context = _admin_context(request, admin)
     if body.cancel:
-        pending = await services.factors.pending_recovery(account)
+        pending = await services.recovery.pending_recovery(account)
         for item in pending:
-            await services.factors.cancel_recovery(account, item.id, context=context)
+            await services.recovery.cancel_recovery(account, item.id, context=context)
         return {"cancelled": len(pending)}
-    created = await services.factors.request_recovery(
+    created = await services.recovery.request_recovery(
         account,
         requested_by=f"admin client {admin.claims.get('client_id')}",
         wait=body.wait_seconds,

@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field, StrictBool, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from threshold.core.mfa import MfaRequired
+from threshold.core.flows.outcome import MfaRequired
 from threshold.core.models import RequestContext
 from threshold.services import Services
-from threshold.web.api.v1 import PROBLEM, mfa_required_response, new_browser_session, user_out
+from threshold.web.api.v1 import PROBLEM, apply_outcome, user_out
 from threshold.web.deps import (
     Authenticated,
     csrf_protect,
@@ -21,7 +21,7 @@ from threshold.web.deps import (
     request_context,
     require_session,
 )
-from threshold.web.security import EMAIL_LOGIN_COOKIE, clear_pending_cookie
+from threshold.web.security import EMAIL_LOGIN_COOKIE
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: email"])
 
@@ -101,7 +101,7 @@ async def resend(auth: AuthDep, services: ServicesDep, context: ContextDep) -> d
     responses={401: PROBLEM, 409: PROBLEM},
 )
 async def change(body: EmailIn, auth: AuthDep, services: ServicesDep, context: ContextDep) -> dict[str, str]:
-    await services.factors.require_recent_auth(auth.user, auth.session)
+    await services.stepup.require_recent_auth(auth.user, auth.session)
     await services.email.request_email_change(auth.user, body.email, context=context)
     return {"status": "confirmation_sent"}
 
@@ -143,10 +143,10 @@ async def login_email_verify(
         binding=request.cookies.get(EMAIL_LOGIN_COOKIE),
         confirmed=body.confirm,
         context=context,
+        replacing=current.session if current else None,
     )
+    response = apply_outcome(services, outcome)
     if isinstance(outcome, MfaRequired):  # email is never a second factor
-        return mfa_required_response(services, outcome)
-    response = await new_browser_session(services, current, user, outcome)
-    clear_pending_cookie(response)
+        return response
     response.delete_cookie(EMAIL_LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response

@@ -11,11 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from threshold.core.clock import iso
-from threshold.core.mfa import FactorAdded, Factors
-from threshold.core.models import Passkey, RequestContext, User
-from threshold.core.sessions import IssuedSession
+from threshold.core.flows.factors import FactorAdded, Factors
+from threshold.core.models import Passkey, RequestContext
 from threshold.services import Services
-from threshold.web.api.v1 import PROBLEM, SessionOut, new_browser_session, session_out, signed_in_response
+from threshold.web.api.v1 import PROBLEM, SessionOut, apply_outcome, signed_in_response
 from threshold.web.deps import (
     Authenticated,
     csrf_protect,
@@ -24,7 +23,7 @@ from threshold.web.deps import (
     request_context,
     require_session,
 )
-from threshold.web.security import PENDING_COOKIE, clear_pending_cookie
+from threshold.web.security import PENDING_COOKIE
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: factors"])
 
@@ -109,14 +108,6 @@ def qr_svg(uri: str) -> str:
     return str(qr.svg_inline(scale=5, dark="#000", light="#fff", border=4, omitsize=True))
 
 
-async def _completed(
-    services: Services, user: User, issued: IssuedSession, current: Authenticated | None
-) -> Response:
-    response = await new_browser_session(services, current, user, issued)
-    clear_pending_cookie(response)
-    return response
-
-
 @router.post(
     "/login/mfa",
     summary="Complete a pending sign-in with a TOTP or recovery code",
@@ -125,15 +116,19 @@ async def _completed(
 async def login_mfa(
     body: MfaCode, request: Request, services: ServicesDep, context: ContextDep, current: MaybeAuth
 ) -> Response:
-    user, issued = await services.factors.complete_login_with_code(
-        pending_token=request.cookies.get(PENDING_COOKIE), method=body.method, code=body.code, context=context
+    outcome = await services.signin.with_code(
+        pending_token=request.cookies.get(PENDING_COOKIE),
+        method=body.method,
+        code=body.code,
+        context=context,
+        replacing=current.session if current else None,
     )
-    return await _completed(services, user, issued, current)
+    return apply_outcome(services, outcome)
 
 
 @router.post("/login/passkey/options", summary="Challenge for a passkey sign-in (button or autofill)")
 async def login_passkey_options(services: ServicesDep) -> dict[str, Any]:
-    return {"publicKey": await services.factors.passkey_login_options()}
+    return {"publicKey": await services.signin.passkey_options()}
 
 
 @router.post(
@@ -144,10 +139,13 @@ async def login_passkey_options(services: ServicesDep) -> dict[str, Any]:
 async def login_passkey(
     body: PasskeyResponse, request: Request, services: ServicesDep, context: ContextDep, current: MaybeAuth
 ) -> Response:
-    user, issued = await services.factors.complete_passkey_login(
-        credential=body.credential, pending_token=request.cookies.get(PENDING_COOKIE), context=context
+    outcome = await services.signin.with_passkey(
+        credential=body.credential,
+        pending_token=request.cookies.get(PENDING_COOKIE),
+        context=context,
+        replacing=current.session if current else None,
     )
-    return await _completed(services, user, issued, current)
+    return apply_outcome(services, outcome)
 
 
 @router.post(
@@ -156,7 +154,7 @@ async def login_passkey(
 async def reauthenticate(
     body: Reauthentication, auth: AuthDep, services: ServicesDep, context: ContextDep
 ) -> Response:
-    record, issued = await services.factors.reauthenticate(
+    issued = await services.stepup.reauthenticate(
         auth.user,
         auth.session,
         method=body.method,
@@ -164,14 +162,12 @@ async def reauthenticate(
         credential=body.credential,
         context=context,
     )
-    if issued is not None:  # the assurance level went up: a new session id, in a new cookie
-        return signed_in_response(services, auth.user, issued)
-    return JSONResponse({"session": session_out(record).model_dump()})
+    return signed_in_response(services, auth.user, issued)  # a re-authentication gets a new session id
 
 
 @router.post("/reauthenticate/passkey/options", summary="Challenge for a passkey step-up")
 async def reauthenticate_passkey_options(auth: AuthDep, services: ServicesDep) -> dict[str, Any]:
-    return {"publicKey": await services.factors.reauth_passkey_options(auth.user)}
+    return {"publicKey": await services.stepup.passkey_options(auth.user)}
 
 
 @router.get("/mfa", response_model=MfaStatus, summary="The user's sign-in methods")

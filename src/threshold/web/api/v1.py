@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from threshold.core.accounts import VerificationPending
 from threshold.core.clock import iso
 from threshold.core.errors import MfaEnrollmentRequired
-from threshold.core.mfa import MfaRequired
+from threshold.core.flows.outcome import MfaRequired, SignInOutcome, VerificationPending
 from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.sessions import IssuedSession
 from threshold.services import Services
@@ -24,7 +24,9 @@ from threshold.web.deps import (
     request_context,
     require_session,
 )
+from threshold.web.hotpath import FastLane
 from threshold.web.security import (
+    clear_pending_cookie,
     clear_session_cookie,
     csrf_token_for,
     set_csrf_cookie,
@@ -33,6 +35,7 @@ from threshold.web.security import (
 )
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1"])
+fast_lane = FastLane(router)  # the session check and forward-auth, answered without the router too
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 ContextDep = Annotated[RequestContext, Depends(request_context)]
@@ -116,19 +119,15 @@ def signed_in_response(
     return response
 
 
-async def new_browser_session(
-    services: Services, current: Authenticated | None, user: User, issued: IssuedSession, status: int = 200
-) -> JSONResponse:
-    """A sign-in replaces the session this browser had, if any, and sets the new cookie."""
-    if current is not None:
-        await services.sessions.end_session(current.session)
-    return signed_in_response(services, user, issued, status=status)
-
-
-def mfa_required_response(services: Services, pending: MfaRequired) -> JSONResponse:
-    """No session yet: the methods to continue with, and the pending-login cookie."""
-    response = JSONResponse({"status": "mfa_required", "methods": pending.methods})
-    set_pending_cookie(response, pending.token, max_age=services.settings.session.pending_login_lifetime)
+def apply_outcome(services: Services, outcome: SignInOutcome, status: int = 200) -> JSONResponse:
+    """The JSON surface of a sign-in flow's end: the new session's cookie (the flow already ended the
+    browser's previous session), or the methods to continue with and the pending-login cookie."""
+    if isinstance(outcome, MfaRequired):  # no session until the second factor
+        response = JSONResponse({"status": "mfa_required", "methods": outcome.methods})
+        set_pending_cookie(response, outcome.token, max_age=services.settings.session.pending_login_lifetime)
+        return response
+    response = signed_in_response(services, outcome.user, outcome.session, status=status)
+    clear_pending_cookie(response)
     return response
 
 
@@ -154,10 +153,15 @@ async def signup(
     context: ContextDep,
     current: Annotated[Authenticated | None, Depends(optional_session)],
 ) -> Response:
-    result = await services.accounts.sign_up(email=body.email, password=body.password, context=context)
+    result = await services.accounts.sign_up(
+        email=body.email,
+        password=body.password,
+        context=context,
+        replacing=current.session if current else None,
+    )
     if isinstance(result, VerificationPending):  # the same answer whether or not the address had an account
         return JSONResponse({"status": "verification_required"}, status_code=202)
-    return await new_browser_session(services, current, result.user, result.session, status=201)
+    return apply_outcome(services, result, status=201)
 
 
 @router.post(
@@ -173,14 +177,16 @@ async def login(
     context: ContextDep,
     current: Annotated[Authenticated | None, Depends(optional_session)],
 ) -> Response:
-    result = await services.accounts.sign_in_with_password(
-        email=body.email, password=body.password, context=context
+    outcome = await services.signin.with_password(
+        email=body.email,
+        password=body.password,
+        context=context,
+        replacing=current.session if current else None,
     )
-    if isinstance(result, MfaRequired):  # no session until the second factor
-        return mfa_required_response(services, result)
-    return await new_browser_session(services, current, result.user, result.session)
+    return apply_outcome(services, outcome)
 
 
+@fast_lane.signed_in_view
 @router.get("/session", response_model=SessionInfo, summary="The current session", responses={401: PROBLEM})
 async def get_session(auth: AuthDep) -> SessionInfo:
     return SessionInfo(user=user_out(auth.user), session=session_out(auth.session))
@@ -268,6 +274,7 @@ async def remove_password(auth: AuthDep, services: ServicesDep, context: Context
     return Response(status_code=204)
 
 
+@fast_lane.signed_in
 @router.get(
     "/forward-auth",
     summary="For reverse proxies: 200 with user headers, or 401",
@@ -279,7 +286,23 @@ async def forward_auth(auth: AuthDep, services: ServicesDep) -> Response:
     headers: dict[str, Any] = {
         "X-Threshold-User": auth.user.id,
         "X-Threshold-User-Id": auth.user.id,
-        "X-Threshold-User-Email": auth.user.email,
         "X-Threshold-Aal": auth.session.aal.value,
+        **email_headers(auth.user.email),
     }
     return Response(status_code=200, headers=headers)
+
+
+def email_headers(email: str) -> dict[str, str]:
+    """The address for the application behind the proxy, as header values every proxy passes on.
+
+    A header value is a sequence of bytes with no agreed charset (RFC 9110 section 5.5), so an address
+    outside ASCII (`иван@example.com`) cannot be sent as it is. `X-Threshold-User-Email-Encoded` always
+    carries the address as UTF-8 percent-encoded (RFC 3986 section 2.1: every octet except ASCII
+    letters, digits, `-._~` and `@` as `%XX`), which decodes losslessly with `decodeURIComponent` or
+    `urllib.parse.unquote`; `X-Threshold-User-Email` carries it as it is when it is printable ASCII,
+    and is absent otherwise (never a lossy or ambiguous stand-in).
+    """
+    headers = {"X-Threshold-User-Email-Encoded": quote(email, safe="@")}
+    if email.isascii() and email.isprintable() and email == email.strip():
+        headers["X-Threshold-User-Email"] = email
+    return headers

@@ -14,16 +14,26 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from threshold.core.models import RequestContext
 from threshold.oidc.authorize import AuthorizationRequest, RedirectableError
+from threshold.oidc.authorize_decision import STARTED_PARAM
 from threshold.oidc.client_auth import presented_credentials
 from threshold.oidc.errors import BearerTokenMissing, InvalidRequest, OAuthError
 from threshold.oidc.models import ID_TOKEN_DEFAULT_ALG, SIGNING_ALGORITHMS
-from threshold.oidc.provider import NeedsConsent, NeedsLogin, Provider, RedirectTo
+from threshold.oidc.provider import (
+    AuthorizeOutcome,
+    NeedsConsent,
+    NeedsEnrollment,
+    NeedsLogin,
+    Provider,
+    RedirectTo,
+)
 from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.hotpath import FastLane
 from threshold.web.pages.render import PageApplication, render
 from threshold.web.security import check_csrf_token, check_same_origin, clear_session_cookie
 
 router = APIRouter(include_in_schema=False)
+fast_lane = FastLane(router)  # the token endpoint, answered without the router too
 ServicesDep = Annotated[Services, Depends(get_services)]
 ContextDep = Annotated[RequestContext, Depends(request_context)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
@@ -44,6 +54,7 @@ AUTHORIZE_PARAMS = (
     "login_hint",
     "request",
     "request_uri",
+    STARTED_PARAM,
 )
 SCOPE_TEXT = {
     "openid": "Confirm who you are (a stable identifier)",
@@ -176,14 +187,11 @@ async def jwks(request: Request) -> Response:
 # --- authorization endpoint and consent -----------------------------------------------------------
 
 
-def _login_redirect(params: Mapping[str, str], *, force: bool) -> RedirectResponse:
+def _login_redirect(params: Mapping[str, str], *, force: bool, started: str | None) -> RedirectResponse:
+    """To the hosted login and back; prompt and max_age stay, met by a sign-in after `started`."""
     kept = {k: v for k, v in params.items() if k in AUTHORIZE_PARAMS}
-    prompt = [p for p in kept.get("prompt", "").split() if p != "login"]
-    if prompt:
-        kept["prompt"] = " ".join(prompt)
-    else:
-        kept.pop("prompt", None)
-    kept.pop("max_age", None)  # satisfied by the fresh sign-in
+    if started is not None:
+        kept[STARTED_PARAM] = started
     target = "/oauth2/authorize?" + urlencode(kept)
     query = {"next": target}
     if force:
@@ -197,23 +205,35 @@ async def _authorization(request: Request, params: Mapping[str, str]) -> Authori
     return await get_services(request).provider.parse_authorization(params)
 
 
+async def _enrollment_owed(request: Request, auth: Authenticated | None) -> bool:
+    return auth is not None and await get_services(request).factors.needs_enrollment(auth.user)
+
+
+async def _answer(request: Request, params: Mapping[str, str], outcome: AuthorizeOutcome) -> Response:
+    """The browser's next step after the authorize decision (provider.authorize or grant_consent)."""
+    if isinstance(outcome, NeedsLogin):
+        return _login_redirect(params, force=outcome.force, started=outcome.started)
+    if isinstance(outcome, NeedsEnrollment):
+        return RedirectResponse("/account", status_code=303)  # policy: a second factor before any app
+    if isinstance(outcome, NeedsConsent):
+        return await _consent_page(request, outcome, params)
+    assert isinstance(outcome, RedirectTo)
+    return RedirectResponse(outcome.url, status_code=303)
+
+
 async def _authorize(request: Request, params: dict[str, str], auth: Authenticated | None) -> Response:
     provider = provider_of(request)
     try:
         authorization = await _authorization(request, params)
-        if auth is not None and await get_services(request).factors.needs_enrollment(auth.user):
-            return RedirectResponse("/account", status_code=303)  # policy: a second factor before any app
-        outcome = await provider.authorize(
-            authorization, session=auth.session if auth else None, user=auth.user if auth else None
-        )
     except RedirectableError as error:
         return RedirectResponse(provider.error_redirect(error), status_code=303)
-    if isinstance(outcome, NeedsLogin):
-        return _login_redirect(params, force=outcome.force)
-    if isinstance(outcome, NeedsConsent):
-        return await _consent_page(request, outcome.request, params)
-    assert isinstance(outcome, RedirectTo)
-    return RedirectResponse(outcome.url, status_code=303)
+    outcome = await provider.authorize(
+        authorization,
+        session=auth.session if auth else None,
+        user=auth.user if auth else None,
+        enrollment_owed=await _enrollment_owed(request, auth),
+    )
+    return await _answer(request, params, outcome)
 
 
 @router.get("/oauth2/authorize")
@@ -227,9 +247,9 @@ async def authorize_post(request: Request, auth: MaybeAuth) -> Response:
     return await _authorize(request, await form_params(request), auth)
 
 
-async def _consent_page(
-    request: Request, authorization: AuthorizationRequest, params: Mapping[str, str]
-) -> Response:
+async def _consent_page(request: Request, outcome: NeedsConsent, params: Mapping[str, str]) -> Response:
+    """The form carries the whole request (prompt and max_age too) and its start: the submit decides again."""
+    authorization = outcome.request
     client = authorization.client
     return await render(
         request,
@@ -237,12 +257,16 @@ async def _consent_page(
         application=PageApplication(client.name, client.logo_uri, authorization.redirect_uri),
         client=client,
         scopes=[(s, SCOPE_TEXT.get(s, s)) for s in authorization.scopes],
-        params={k: v for k, v in params.items() if k in AUTHORIZE_PARAMS and k != "prompt"},
+        params={
+            **{k: v for k, v in params.items() if k in AUTHORIZE_PARAMS and k != STARTED_PARAM},
+            **({STARTED_PARAM: outcome.started} if outcome.started else {}),
+        },
     )
 
 
 @router.post("/consent")
 async def consent_submit(request: Request, auth: MaybeAuth, context: ContextDep) -> Response:
+    """Allow re-runs the whole authorize decision (provider.grant_consent) before any code is issued."""
     check_same_origin(request, get_services(request).settings)
     form = single_values(await request.form(max_files=0, max_fields=40))
     check_csrf_token(request, form.get("csrf_token"))
@@ -253,16 +277,23 @@ async def consent_submit(request: Request, auth: MaybeAuth, context: ContextDep)
     except RedirectableError as error:
         return RedirectResponse(provider.error_redirect(error), status_code=303)
     if auth is None:
-        return _login_redirect(params, force=False)
+        return _login_redirect(params, force=False, started=None)
     if form.get("decision") != "allow":
         return RedirectResponse(provider.deny(authorization), status_code=303)
-    url = await provider.grant_consent(authorization, session=auth.session, user=auth.user, context=context)
-    return RedirectResponse(url, status_code=303)
+    outcome = await provider.grant_consent(
+        authorization,
+        session=auth.session,
+        user=auth.user,
+        enrollment_owed=await _enrollment_owed(request, auth),
+        context=context,
+    )
+    return await _answer(request, params, outcome)
 
 
 # --- token, userinfo, revocation, introspection ---------------------------------------------------
 
 
+@fast_lane.plain
 @router.post("/oauth2/token")
 async def token(request: Request) -> Response:
     form = await form_params(request)

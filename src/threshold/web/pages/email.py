@@ -17,16 +17,16 @@ from starlette.responses import Response
 from threshold.core.clock import iso
 from threshold.core.email import ConfirmationRequired
 from threshold.core.errors import ThresholdError
-from threshold.core.mfa import MfaRequired
+from threshold.core.flows.outcome import MfaRequired
 from threshold.core.models import RequestContext
 from threshold.services import Services
 from threshold.web.api.email import set_email_login_cookie
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.pages.render import render
 from threshold.web.pages.routes import (
-    _after_sign_in,
     _redirect,
     account_action,
+    apply_outcome,
     field,
     form_error,
     read_form,
@@ -34,7 +34,7 @@ from threshold.web.pages.routes import (
     remember_return,
     safe_next,
 )
-from threshold.web.security import EMAIL_LOGIN_COOKIE, set_pending_cookie
+from threshold.web.security import EMAIL_LOGIN_COOKIE
 
 router = APIRouter(include_in_schema=False)
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -79,7 +79,7 @@ async def change_email(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
     async def step(a: Authenticated, form: FormData) -> None:
-        await services.factors.require_recent_auth(a.user, a.session)
+        await services.stepup.require_recent_auth(a.user, a.session)
         await services.email.request_email_change(a.user, field(form, "email"), context=context)
 
     return await account_action(request, auth, step, done="email_change", error_slot="email_error")
@@ -190,14 +190,11 @@ async def _finish(
         binding=request.cookies.get(EMAIL_LOGIN_COOKIE),
         confirmed=confirmed,
         context=context,
+        replacing=auth.session if auth else None,
     )
+    response = await apply_outcome(services, outcome, target)
     if isinstance(outcome, MfaRequired):
-        pending = _redirect("/login/mfa?" + urlencode({"next": target}))
-        set_pending_cookie(pending, outcome.token, max_age=services.settings.session.pending_login_lifetime)
-        return pending
-    if auth is not None:
-        await services.sessions.end_session(auth.session)
-    response = await _after_sign_in(services, user, outcome, target)
+        return response
     response.delete_cookie(EMAIL_LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response
 

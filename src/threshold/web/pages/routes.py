@@ -11,7 +11,6 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from threshold.core.accounts import VerificationPending
 from threshold.core.clock import iso
 from threshold.core.errors import (
     InvalidRequest,
@@ -19,9 +18,9 @@ from threshold.core.errors import (
     ReauthenticationRequired,
     ThresholdError,
 )
-from threshold.core.mfa import LOW_RECOVERY_CODES, MfaRequired
-from threshold.core.models import AuditKind, RequestContext, User
-from threshold.core.sessions import IssuedSession
+from threshold.core.flows.factors import LOW_RECOVERY_CODES
+from threshold.core.flows.outcome import MfaRequired, SignInOutcome, VerificationPending
+from threshold.core.models import AuditKind, RequestContext
 from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
@@ -156,24 +155,26 @@ async def login_submit(
         return await form_error(request, "login.html", error, next="/account", email="")
     target, email = safe_next(field(form, "next")), field(form, "email")
     try:
-        signed_in = await services.accounts.sign_in_with_password(
-            email=email, password=field(form, "password"), context=context
+        outcome = await services.signin.with_password(
+            email=email,
+            password=field(form, "password"),
+            context=context,
+            replacing=auth.session if auth else None,
         )
     except ThresholdError as error:
         return await form_error(request, "login.html", error, next=target, email=email)
-    if isinstance(signed_in, MfaRequired):
-        response = _redirect("/login/mfa?" + urlencode({"next": target}))
-        set_pending_cookie(
-            response, signed_in.token, max_age=services.settings.session.pending_login_lifetime
-        )
-        return response
-    if auth is not None:
-        await services.sessions.end_session(auth.session)
-    return await _after_sign_in(services, signed_in.user, signed_in.session, target)
+    return await apply_outcome(services, outcome, target)
 
 
-async def _after_sign_in(services: Services, user: User, issued: IssuedSession, target: str) -> Response:
-    """Set the new session cookie; offer a passkey after a sign-in without one (unless snoozed)."""
+async def apply_outcome(services: Services, outcome: SignInOutcome, target: str) -> Response:
+    """The hosted pages' surface of a sign-in flow's end (the flow already ended the browser's previous
+    session): on to the second step with the pending cookie, or the new session cookie and onward,
+    offering a passkey after a sign-in without one (unless snoozed)."""
+    if isinstance(outcome, MfaRequired):
+        pending = _redirect("/login/mfa?" + urlencode({"next": target}))
+        set_pending_cookie(pending, outcome.token, max_age=services.settings.session.pending_login_lifetime)
+        return pending
+    user, issued = outcome.user, outcome.session
     if await services.factors.needs_enrollment(user):
         response = _redirect("/account")
     elif await services.factors.should_offer_passkey(user):
@@ -217,7 +218,10 @@ async def signup_submit(
     target, email = safe_next(field(form, "next")), field(form, "email")
     try:
         signed_in = await services.accounts.sign_up(
-            email=email, password=field(form, "password"), context=context
+            email=email,
+            password=field(form, "password"),
+            context=context,
+            replacing=auth.session if auth else None,
         )
     except ThresholdError as error:
         return await form_error(
@@ -234,8 +238,6 @@ async def signup_submit(
         response = await render(request, "check_email.html", reason="verify", email=email)
         remember_return(response, target)
         return response
-    if auth is not None:
-        await services.sessions.end_session(auth.session)
     redirect = _redirect(target)
     set_session_cookie(redirect, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
     return redirect
@@ -276,7 +278,7 @@ async def _account(
     events = await services.accounts.security_events(auth.user, limit=15)
     consents = await services.provider.list_consents(auth.user)
     factors = await services.factors.status(auth.user)
-    recoveries = await services.factors.pending_recovery(auth.user)
+    recoveries = await services.recovery.pending_recovery(auth.user)
     return await render(
         request,
         "account.html",

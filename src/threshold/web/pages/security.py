@@ -23,7 +23,7 @@ from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
 from threshold.web.pages.routes import (
     _account,
-    _after_sign_in,
+    apply_outcome,
     _redirect,
     account_action,
     field,
@@ -63,7 +63,7 @@ async def _mfa_page(
     request: Request, services: Services, target: str, *, error: ThresholdError | None = None
 ) -> Response:
     try:
-        pending = await services.factors.pending_login(request.cookies.get(PENDING_COOKIE))
+        pending = await services.signin.pending.load(request.cookies.get(PENDING_COOKIE))
     except PendingLoginMissing:
         return _redirect("/login?" + urlencode({"next": target, "expired": "1"}))
     user = await services.users.get(pending.user_id)
@@ -94,17 +94,16 @@ async def login_mfa_submit(
     try:
         form = await read_form(request)
         target = safe_next(field(form, "next"))
-        user, issued = await services.factors.complete_login_with_code(
+        outcome = await services.signin.with_code(
             pending_token=request.cookies.get(PENDING_COOKIE),
             method=field(form, "method"),
             code=field(form, "code"),
             context=context,
+            replacing=auth.session if auth else None,
         )
     except ThresholdError as error:
         return await _mfa_page(request, services, target, error=error)
-    if auth is not None:
-        await services.sessions.end_session(auth.session)
-    return await _after_sign_in(services, user, issued, target)
+    return await apply_outcome(services, outcome, target)
 
 
 # --- the passkey upgrade prompt -----------------------------------------------------------------------
@@ -136,7 +135,7 @@ async def _reauth_page(
     target: str,
     error: ThresholdError | None = None,
 ) -> Response:
-    methods = await services.factors.available_reauth_methods(auth.user)
+    methods = await services.stepup.available_methods(auth.user)
     return await render(
         request,
         "reauthenticate.html",
@@ -170,14 +169,13 @@ async def reauthenticate_submit(
         target = safe_next(field(form, "next"))
         method = field(form, "method")
         secret = field(form, "password") if method == Method.PASSWORD else field(form, "code")
-        _, issued = await services.factors.reauthenticate(
+        issued = await services.stepup.reauthenticate(
             auth.user, auth.session, method=method, secret=secret, context=context
         )
     except ThresholdError as error:
         return await _reauth_page(request, services, auth, target, error)
-    response = _redirect(target)
-    if issued is not None:  # the assurance level went up: a new session id
-        set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    response = _redirect(target)  # a re-authentication gets a new session id
+    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
     return response
 
 
@@ -263,7 +261,7 @@ async def recovery_cancel(
     request_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
     async def step(a: Authenticated, _: FormData) -> None:
-        await services.factors.cancel_recovery(a.user, request_id[:64], context=context)
+        await services.recovery.cancel_recovery(a.user, request_id[:64], context=context)
 
     return await account_action(request, auth, step, done="recovery_cancelled")
 

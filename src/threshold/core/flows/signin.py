@@ -1,0 +1,241 @@
+"""Sign-in: a first step (password, passkey, emailed link or code), a pending second step when the
+account has a second factor, and one completion that issues the session.
+
+Completion is the one place where a session is born from proofs: the assurance comes from
+`methods.assurance`, the credential epoch read before the first step must still be current after the
+session exists (a password reset or change that committed meanwhile ends it again), the browser's
+previous session is ended, the consecutive-failure count is cleared, and the sign-in is audited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from threshold.core.audit import Auditor
+from threshold.core.emails import normalize_email
+from threshold.core.errors import (
+    EmailInvalid,
+    EmailNotVerified,
+    InvalidCredentials,
+    InvalidRequest,
+    PendingLoginMissing,
+    RateLimited,
+)
+from threshold.core.flows.inventory import Inventory
+from threshold.core.flows.outcome import MfaRequired, SignedIn, SignInOutcome
+from threshold.core.flows.pending import PendingLogins
+from threshold.core.flows.proving import Proving
+from threshold.core.flows.stepup import StepUp
+from threshold.core.methods.assurance import assess, is_strong
+from threshold.core.methods.passkey import PasskeyMethod
+from threshold.core.methods.proofs import Proof
+from threshold.core.models import AuditKind, Method, RequestContext, SessionRecord, User
+from threshold.core.ports import UserRepo
+from threshold.core.ratelimit import LoginThrottle
+from threshold.core.sessions import SessionService
+
+if TYPE_CHECKING:
+    from threshold.core.email import EmailFlows
+
+
+class SignIn:
+    def __init__(
+        self,
+        *,
+        users: UserRepo,
+        sessions: SessionService,
+        throttle: LoginThrottle,
+        proving: Proving,
+        passkey: PasskeyMethod,
+        inventory: Inventory,
+        pending: PendingLogins,
+        stepup: StepUp,
+        auditor: Auditor,
+    ) -> None:
+        self._users = users
+        self._sessions = sessions
+        self._throttle = throttle
+        self._proving = proving
+        self._passkey = passkey
+        self._inventory = inventory
+        self.pending = pending
+        self._stepup = stepup
+        self._audit = auditor
+        self._email: EmailFlows | None = None
+        self._verification = "off"
+
+    def attach_email(self, email: EmailFlows, *, verification: str) -> None:
+        """Email flows are built after the sign-in flow (they continue into it)."""
+        self._email = email
+        self._verification = verification
+
+    # --- first steps ----------------------------------------------------------------------------------
+
+    async def with_password(
+        self, *, email: str, password: str, context: RequestContext, replacing: SessionRecord | None = None
+    ) -> SignInOutcome:
+        """Prove a password; a session (new id) or, with a second factor, a pending sign-in.
+
+        Unknown account, wrong password and disabled account all raise InvalidCredentials after the
+        same Argon2id work. The attempt is counted before the password is checked.
+
+        Raises:
+            RateLimited, ConsecutiveFailuresCapped: a budget for this address or account is spent.
+            InvalidCredentials: anything else that is not a success.
+            EmailNotVerified: the right password for an address that must be verified first.
+        """
+        try:
+            normalized = normalize_email(email).normalized
+        except EmailInvalid:
+            normalized = email[:320].casefold()
+        user = await self._users.get_by_email(normalized)
+        reservation = await self._throttle.reserve_login(
+            email_normalized=normalized, ip=context.ip, user_id=user.id if user else None
+        )
+        proof = await self._proving.password.verify_password(user, password)
+        if user is None or proof is None or user.disabled:
+            reason = "unknown_account" if user is None else "disabled" if proof else "wrong_password"
+            await self._audit.record(
+                AuditKind.LOGIN_FAILED, user_id=user.id if user else None, context=context, reason=reason
+            )
+            reached = reservation.reached()
+            if reached and user is not None:  # once per window and limit, not per throttled attempt
+                await self._audit.record(
+                    AuditKind.LOGIN_THROTTLED, user_id=user.id, context=context, limits=",".join(reached)
+                )
+            raise InvalidCredentials()
+        await self._throttle.login_succeeded(reservation, ip=context.ip, user_id=user.id)
+        if self._verification == "required" and not user.email_verified and self._email is not None:
+            # The password is right, so saying so reveals nothing; the link is sent again (rate-limited).
+            with contextlib.suppress(RateLimited):
+                await self._email.resend_verification(user, context=context)
+            raise EmailNotVerified()
+        return await self.continue_after(
+            user, [proof], context=context, epoch=user.credential_epoch, replacing=replacing
+        )
+
+    async def continue_after(
+        self,
+        user: User,
+        proofs: Sequence[Proof],
+        *,
+        context: RequestContext,
+        epoch: int,
+        replacing: SessionRecord | None = None,
+    ) -> SignInOutcome:
+        """After a first step: a pending sign-in when a second factor is owed, else the session."""
+        if not is_strong(proofs):
+            methods = await self._inventory.second_factors(user)
+            if methods:  # no session until the second factor
+                return await self.pending.start(user, proofs=proofs, epoch=epoch, methods=methods)
+        return await self.complete(user, proofs, context=context, epoch=epoch, replacing=replacing)
+
+    async def passkey_options(self) -> dict[str, Any]:
+        return await self._passkey.login_options()
+
+    # --- second steps ---------------------------------------------------------------------------------
+
+    async def _pending_user(self, user_id: str) -> User:
+        user = await self._users.get(user_id)
+        if user is None or user.disabled:
+            raise PendingLoginMissing()
+        return user
+
+    async def with_code(
+        self,
+        *,
+        pending_token: str | None,
+        method: str,
+        code: str,
+        context: RequestContext,
+        replacing: SessionRecord | None = None,
+    ) -> SignedIn:
+        """Second step with a TOTP or recovery code (counted before it is checked)."""
+        pending = await self.pending.load(pending_token)
+        user = await self._pending_user(pending.user_id)
+        if method not in (Method.TOTP, Method.RECOVERY_CODE):
+            raise InvalidRequest("method must be totp or recovery_code.")
+        proof = await self._proving.prove(user, method=method, secret=code, context=context)
+        assert pending_token is not None
+        await self.pending.take(pending_token)
+        return await self.complete(
+            user, [*pending.proofs, proof], context=context, epoch=pending.epoch, replacing=replacing
+        )
+
+    async def with_passkey(
+        self,
+        *,
+        credential: dict[str, Any],
+        pending_token: str | None,
+        context: RequestContext,
+        replacing: SessionRecord | None = None,
+    ) -> SignedIn:
+        """A passkey on its own (aal2: possession + user verification), or as the second factor."""
+        pending = None
+        if pending_token:
+            with contextlib.suppress(PendingLoginMissing):
+                pending = await self.pending.load(pending_token)
+        verified = await self._passkey.verify_assertion(
+            credential,
+            purpose="login",
+            expected_user_id=pending.user_id if pending else None,
+            context=context,
+        )
+        if pending is not None and pending_token:
+            try:
+                await self.pending.take(pending_token)
+            except PendingLoginMissing:
+                pending = None  # a concurrent completion used it; the passkey still proves aal2 on its own
+        proofs = [*(pending.proofs if pending else ()), verified.proof]
+        epoch = pending.epoch if pending else verified.user.credential_epoch
+        return await self.complete(verified.user, proofs, context=context, epoch=epoch, replacing=replacing)
+
+    # --- completion -----------------------------------------------------------------------------------
+
+    async def complete(
+        self,
+        user: User,
+        proofs: Sequence[Proof],
+        *,
+        context: RequestContext,
+        epoch: int,
+        replacing: SessionRecord | None = None,
+        audited: bool = True,
+    ) -> SignedIn:
+        """Issue the session these proofs earn (a new id), or nothing if the credentials changed since
+        the first step.
+
+        Raises:
+            PendingLoginMissing: a password reset, change or removal (or a factor reset) committed after
+                the first step; the person starts again with the new credentials.
+        """
+        assurance = assess(proofs)
+        issued = await self._sessions.issue_session(
+            user_id=user.id, aal=assurance.aal, amr=assurance.amr, context=context
+        )
+        # Written first, checked after: a reset that commits later revokes this session with the rest.
+        if await self._users.credential_epoch(user.id) != epoch:
+            await self._sessions.end_session(issued.record)
+            raise PendingLoginMissing("The account's credentials changed during this sign-in. Sign in again.")
+        if replacing is not None:
+            await self._sessions.end_session(replacing)
+        await self._stepup.note_proofs(issued.record, list(proofs))
+        await self._throttle.signed_in(user.id)
+        methods = [p.method for p in proofs]
+        if not audited:  # the caller records its own event (sign-up)
+            return SignedIn(user=user, session=issued, assurance=assurance)
+        await self._audit.record(
+            AuditKind.LOGIN_SUCCEEDED
+            if len(methods) == 1 and methods[0] != Method.PASSKEY
+            else AuditKind.MFA_SUCCEEDED,
+            user_id=user.id,
+            context=context,
+            method=methods[-1],
+            session=issued.record.public_id,
+        )
+        return SignedIn(user=user, session=issued, assurance=assurance)
+
+
+__all__ = ["MfaRequired", "SignIn", "SignedIn"]

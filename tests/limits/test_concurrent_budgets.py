@@ -1,0 +1,141 @@
+"""Every attempt budget holds under concurrent requests: an attempt is counted (reserved) before its
+check runs, so N concurrent guesses against a budget of B get at most B checks; the rest are 429.
+
+Issue 11, hole 1: on the code before the fix, 90 concurrent wrong passwords for one account got 76
+checks against a budget of 30, and 200 concurrent wrong TOTP codes on one pending sign-in got 47
+against a budget of 10.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+
+import httpx
+import pyotp
+import pytest
+
+from tests.conftest import STRONG_PASSWORD, unique_email
+from tests.limits.conftest import LIMITS, Agent, Limited
+
+WRONG = "definitely not the password"
+PENDING_COOKIE = "__Host-threshold_pending"
+_hosts = itertools.count(1)
+
+
+def fresh_ip() -> str:
+    n = next(_hosts)
+    return f"198.18.{(n >> 8) & 255}.{n & 255}"
+
+
+async def totp_account(http: httpx.AsyncClient, limited: Limited) -> tuple[str, str]:
+    """A signed-up account with a confirmed authenticator app: (email, secret)."""
+    agent = Agent(http, limited.server, ip=fresh_ip())
+    email = unique_email("budget")
+    assert (await agent.signup(email)).status_code == 201
+    setup = await agent.request("POST", "/api/v1/mfa/totp/setup")
+    assert setup.status_code == 200, setup.text
+    secret = setup.json()["secret"]
+    confirm = await agent.request("POST", "/api/v1/mfa/totp/confirm", {"code": pyotp.TOTP(secret).now()})
+    assert confirm.status_code == 200, confirm.text
+    return email, secret
+
+
+def tally(responses: list[httpx.Response]) -> Counter[int]:
+    return Counter(r.status_code for r in responses)
+
+
+async def test_concurrent_wrong_passwords_get_at_most_the_account_budget(limited: Limited) -> None:
+    budget = int(str(LIMITS["RATE_LIMIT__LOGIN_PER_ACCOUNT"]))
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as http:
+        owner = Agent(http, limited.server, ip=f"192.0.2.{next(_hosts) % 250 + 1}")  # not the attackers' /24s
+        email = unique_email("stuffed")
+        assert (await owner.signup(email)).status_code == 201
+        attackers = [Agent(http, limited.server, ip=fresh_ip()) for _ in range(90)]
+        for agent in attackers:
+            await agent.csrf()
+        responses = await asyncio.gather(
+            *(a.request("POST", "/api/v1/login", {"email": email, "password": WRONG}) for a in attackers)
+        )
+    counts = tally(list(responses))
+    assert set(counts) <= {401, 429}, counts
+    assert counts[401] <= budget, f"{counts[401]} wrong passwords were checked against a budget of {budget}"
+    assert counts[429] >= 90 - budget
+
+
+async def test_concurrent_wrong_totp_codes_get_at_most_the_code_budget(limited: Limited) -> None:
+    budget = int(str(LIMITS["MFA__CODE_ATTEMPTS"]))
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as http:
+        email, secret = await totp_account(http, limited)
+        browser = Agent(http, limited.server, ip=fresh_ip())
+        first = await browser.login(email)
+        assert first.status_code == 200 and first.json()["status"] == "mfa_required", first.text
+        assert PENDING_COOKIE in browser.cookies
+        right = pyotp.TOTP(secret).now()
+        wrong = [f"{(int(right) + n) % 1_000_000:06d}" for n in range(1, 201)]
+        responses = await asyncio.gather(
+            *(
+                browser.request("POST", "/api/v1/login/mfa", {"method": "totp", "code": code}, keep=False)
+                for code in wrong
+            )
+        )
+        counts = tally(list(responses))
+        assert set(counts) <= {400, 429}, counts
+        assert counts[400] <= budget, f"{counts[400]} wrong codes were checked against a budget of {budget}"
+        # The budget is spent: even the right code now waits for the window.
+        after = await browser.request("POST", "/api/v1/login/mfa", {"method": "totp", "code": right})
+        assert after.status_code == 429, after.text
+
+
+async def test_concurrent_wrong_step_up_passwords_get_at_most_the_budget(limited: Limited) -> None:
+    budget = int(str(LIMITS["MFA__CODE_ATTEMPTS"]))
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as http:
+        owner = Agent(http, limited.server, ip=fresh_ip())
+        assert (await owner.signup(unique_email("stepup"))).status_code == 201
+        responses = await asyncio.gather(
+            *(
+                owner.request(
+                    "POST", "/api/v1/reauthenticate", {"method": "password", "password": WRONG}, keep=False
+                )
+                for _ in range(60)
+            )
+        )
+    counts = tally(list(responses))
+    assert set(counts) <= {400, 429}, counts
+    assert counts[400] <= budget, f"{counts[400]} wrong step-up passwords were checked against {budget}"
+
+
+async def test_a_right_password_is_not_refused_for_the_successes_before_it(limited: Limited) -> None:
+    """Reserving counts every attempt up front; a success gives its reservation back, so an account that
+    signs in often (or a shared office address) never throttles itself."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        agent = Agent(http, limited.server, ip=fresh_ip())
+        email = unique_email("often")
+        assert (await agent.signup(email)).status_code == 201
+        for _ in range(int(str(LIMITS["RATE_LIMIT__LOGIN_PER_ACCOUNT"])) + 5):
+            response = await Agent(http, limited.server, ip=agent.ip).login(email, STRONG_PASSWORD)
+            assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("family", ["ipv6"])
+async def test_addresses_of_one_ipv6_slash64_share_one_per_address_budget(
+    limited: Limited, family: str
+) -> None:
+    """Issue 11, hole 2: 120 wrong sign-ins from addresses of one /64 all went through where one IPv4
+    address gets 100 (login_per_ip)."""
+    per_ip = int(str(LIMITS["RATE_LIMIT__LOGIN_PER_IP"]))
+    n = next(_hosts)
+    prefix = f"2001:db8:{n:x}:{n:x}"
+    async with httpx.AsyncClient(timeout=60) as http:
+        statuses: list[int] = []
+        for i in range(per_ip + 20):
+            agent = Agent(http, limited.server, ip=f"{prefix}:{i:x}:{i:x}:{i:x}:1")
+            response = await agent.login(unique_email("spray"), WRONG)  # a different account each time
+            statuses.append(response.status_code)
+        counts = Counter(statuses)
+        assert counts[401] == per_ip, counts
+        assert counts[429] == 20, counts
+        # A neighbour /64 is another client.
+        other = Agent(http, limited.server, ip=f"2001:db8:{n:x}:{n + 1:x}::1")
+        assert (await other.login(unique_email("spray"), WRONG)).status_code == 401
