@@ -141,7 +141,7 @@ class RateLimitSettings(BaseModel):
         32, ge=8, le=32, description="Per-address limits key on this IPv4 prefix length (32: the address)."
     )
     ipv6_prefix: int = Field(
-        64, ge=16, le=128, description="Per-address limits key on this IPv6 prefix length (64: one site's subnet)."
+        64, ge=16, le=128, description="Per-address limits key on this IPv6 prefix length (64: one subnet)."
     )
     known_network_days: int = Field(
         90,

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.blackbox.conftest import CSRF_COOKIE, SESSION_COOKIE, Browser, Server
+from tests.blackbox.conftest import CSRF_COOKIE, SESSION_COOKIE, Browser
 from tests.conftest import unique_email
+from tests.support import Server
 
 JSON_ENDPOINTS = [
     ("POST", "/api/v1/signup"),

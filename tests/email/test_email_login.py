@@ -192,7 +192,9 @@ async def test_the_link_elsewhere_asks_for_confirmation_then_signs_in_once(mail:
     assert (await phone.get("/api/v1/session")).status_code == 401
     _signed_in_by_email(await _verify(phone, token=token, confirm=True))
     assert_problem(await _verify(mail.browser(), token=token, confirm=True), 400, "token_invalid")
-    assert_problem(await _verify(mail.client, code=message.code()), 400, "token_invalid")  # same sign-in
+    # the same sign-in: its code is spent too (answered like any wrong code)
+    assert_problem(await _verify(mail.client, code=message.code()), 400, "invalid_code")
+    assert (await mail.client.get("/api/v1/session")).status_code == 401
 
 
 async def test_the_hosted_link_page_signs_in_here_or_asks_first(mail: MailApp) -> None:
@@ -232,7 +234,7 @@ async def test_links_and_codes_expire(mail: MailApp) -> None:
     late = mail.browser()
     message = await _asked(mail, email, late)
     await mail.let_time_pass(lifetime + 1)
-    assert_problem(await _verify(late, code=message.code()), 400, "token_invalid")
+    assert_problem(await _verify(late, code=message.code()), 400, "invalid_code")  # like a wrong one
     assert_problem(
         await _verify(late, token=token_of(message.link("/login/email/verify"))), 400, "token_invalid"
     )
@@ -240,6 +242,8 @@ async def test_links_and_codes_expire(mail: MailApp) -> None:
 
 
 async def test_email_is_never_the_second_factor(mail: MailApp) -> None:
+    """An emailed link is no authenticator (SP 800-63B-4): email + TOTP is one factor, so `aal1` with
+    `amr` ["email", "otp"] and `acr` "aal1" (issue 11, hole 9: this was `aal2`)."""
     account = await new_account(mail.browser(), "mfa")
     await enrol_totp(account, mail.clock)
     assert account.totp_secret
@@ -256,7 +260,7 @@ async def test_email_is_never_the_second_factor(mail: MailApp) -> None:
     await mail.let_time_pass(30)
     done = await send_code(asker, "totp", totp_code(account.totp_secret, mail.clock))
     assert done.status_code == 200, done.text
-    assert done.json()["session"]["aal"] == "aal2"
+    assert done.json()["session"]["aal"] == "aal1"
     assert set(done.json()["session"]["amr"]) == {"email", "otp"}
 
 

@@ -176,3 +176,20 @@ async def test_after_the_wait_the_factors_are_reset_and_every_session_ends(
         assert response.status_code == 200, response.text
         assert response.json()["session"]["aal"] == "aal1"
         assert (await laptop.get("/api/v1/session")).status_code == 200
+
+
+async def test_recovery_codes_carry_at_least_112_bits(app: httpx.AsyncClient, clock: FakeClock) -> None:
+    """Issue 11, hole 10: codes were 12 characters of a 31-letter alphabet (about 59 bits) under an
+    unsalted SHA-256; at least 112 bits make the digest unsearchable."""
+    import math
+
+    from threshold.core.methods.recovery_codes import ALPHABET, normalize_recovery_code
+
+    account = await new_account(app, "bits")
+    body = await enrol_totp(account, clock)
+    codes = body["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    for code in codes:
+        normalized = normalize_recovery_code(code)
+        assert set(normalized) <= set(ALPHABET)
+        assert len(normalized) * math.log2(len(ALPHABET)) >= 112, code

@@ -369,9 +369,7 @@ async def test_an_audience_array_is_refused_whatever_it_holds(op: OP) -> None:
         ["https://evil.example/token", TOKEN_ENDPOINT],
         [],
     ):
-        response = await op.rp.post(
-            "/oauth2/token", data=cc_form(assertion(key, rp.client_id, aud=audience))
-        )
+        response = await op.rp.post("/oauth2/token", data=cc_form(assertion(key, rp.client_id, aud=audience)))
         assert response.status_code == 401, (audience, response.text)
         invalid_client(response)
 

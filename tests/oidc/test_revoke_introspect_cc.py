@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from tests.conftest import ISSUER
@@ -185,3 +187,22 @@ async def test_introspection_is_refused_to_public_and_unauthenticated_clients(op
         oauth_error(response, 401, "invalid_client")
         assert "active" not in response.json()
         assert response.headers.get("www-authenticate")
+
+
+async def test_introspection_answers_for_tokens_of_every_audience_the_provider_issues(
+    op_factory: Callable[..., Awaitable[OP]],
+) -> None:
+    """An API introspects the tokens issued for it (RFC 8707 `resource`), not only the issuer's own."""
+    api_url = "https://api.example.test"
+    op = await op_factory(oidc={"audiences": [api_url]})
+    service = await op.register(grant_types=("client_credentials",), scopes=SERVICE_SCOPES, redirect_uris=())
+    api = await op.register(grant_types=("client_credentials",), scopes=("api:read",), redirect_uris=())
+    issued = await op.token(service, {"grant_type": "client_credentials", "resource": api_url})
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    assert unverified(token)[1]["aud"] == api_url
+
+    body = (await op.introspect(api, token)).json()
+
+    assert body["active"] is True and body["aud"] == api_url
+    invalid_token(await op.userinfo(token))  # userinfo answers the issuer's own audience only

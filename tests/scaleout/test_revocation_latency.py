@@ -14,9 +14,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.blackbox.conftest import SESSION_COOKIE, Browser, Server
+from tests.blackbox.conftest import SESSION_COOKIE, Browser
 from tests.conftest import unique_email
 from tests.scaleout.conftest import Pair
+from tests.support import Server
 
 ROUNDS = 3
 MAX_SECONDS = 1.0

@@ -11,9 +11,10 @@ import itertools
 
 import httpx
 
-from tests.blackbox.conftest import SESSION_COOKIE, Browser, Server
+from tests.blackbox.conftest import SESSION_COOKIE, Browser
 from tests.conftest import STRONG_PASSWORD, unique_email
 from tests.scaleout.conftest import LIMITS, Pair, new_address
+from tests.support import Server
 
 WRONG = "definitely not the password"
 PROBLEM = "application/problem+json"

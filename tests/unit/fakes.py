@@ -6,7 +6,17 @@ import dataclasses
 from collections.abc import Sequence
 
 from threshold.core.errors import EmailUnavailable
-from threshold.core.models import AuditEvent, PasswordCredential, SessionRecord, User
+from threshold.core.models import (
+    Aal,
+    Amr,
+    AuditEvent,
+    Passkey,
+    PasswordCredential,
+    RecoveryRequest,
+    SessionRecord,
+    TotpCredential,
+    User,
+)
 from threshold.core.ports import WindowCount
 
 START = 1_700_000_000.0
@@ -30,6 +40,7 @@ class InMemoryUserRepo:
         self.users: dict[str, User] = {}
         self.passwords: dict[str, PasswordCredential] = {}
         self.networks: dict[tuple[str, str], float] = {}
+        self.devices: dict[tuple[str, str], float] = {}
 
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         if any(u.email_normalized == user.email_normalized for u in self.users.values()):
@@ -83,6 +94,39 @@ class InMemoryUserRepo:
         seen = self.networks.get((user_id, network))
         return seen is not None and seen >= since
 
+    async def set_mfa_required(self, user_id: str, required: bool) -> bool:
+        user = self.users.get(user_id)
+        if user is None:
+            return False
+        self.users[user_id] = dataclasses.replace(user, mfa_required=required)
+        return True
+
+    async def snooze_passkey_prompt(self, user_id: str, until: float) -> None:
+        user = self.users.get(user_id)
+        if user is not None:
+            self.users[user_id] = dataclasses.replace(user, passkey_prompt_snoozed_until=until)
+
+    async def set_email_verified(self, user_id: str, email_normalized: str) -> bool:
+        user = self.users.get(user_id)
+        if user is None or user.email_normalized != email_normalized:
+            return False
+        self.users[user_id] = dataclasses.replace(user, email_verified=True)
+        return True
+
+    async def change_email(self, user_id: str, *, email: str, email_normalized: str) -> None:
+        if any(u.email_normalized == email_normalized and u.id != user_id for u in self.users.values()):
+            raise EmailUnavailable()
+        user = self.users.get(user_id)
+        if user is not None:
+            self.users[user_id] = dataclasses.replace(
+                user, email=email, email_normalized=email_normalized, email_verified=True
+            )
+
+    async def remember_device(self, user_id: str, device: str, at: float) -> bool:
+        new = (user_id, device) not in self.devices
+        self.devices[(user_id, device)] = at
+        return new
+
 
 class InMemorySessionStore:
     """Keeps records by digest; counts writes so tests can see when last-seen is written."""
@@ -107,6 +151,13 @@ class InMemorySessionStore:
 
     async def delete(self, digest: str) -> bool:
         return self.records.pop(digest, None) is not None
+
+    async def update_auth(self, digest: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
+        record = self.records.get(digest)
+        if record is None:
+            return False
+        self.records[digest] = dataclasses.replace(record, auth_time=auth_time, aal=aal, amr=tuple(amr))
+        return True
 
     async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int:
         doomed = [d for d, r in self.records.items() if r.user_id == user_id and d != except_digest]
@@ -146,6 +197,137 @@ class InMemoryRateLimitStore:
         start, _ = self._window(window, now)
         if self.counts.get((key, start), 0) > 0:
             self.counts[(key, start)] -= 1
+
+
+class InMemoryEphemeralStore:
+    """Values with their own expiry; `take` reads and deletes in one step."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[str, float]] = {}
+
+    async def put(self, key: str, value: str, *, expires_at: float) -> None:
+        self.values[key] = (value, expires_at)
+
+    async def get(self, key: str, *, now: float) -> str | None:
+        stored = self.values.get(key)
+        return stored[0] if stored is not None and stored[1] > now else None
+
+    async def take(self, key: str, *, now: float) -> str | None:
+        value = await self.get(key, now=now)
+        self.values.pop(key, None)
+        return value
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+class InMemoryFactorRepo:
+    """Passkeys, TOTP, recovery codes (digest -> used_at) and recovery requests, like SqlFactorRepo."""
+
+    def __init__(self) -> None:
+        self.passkeys: dict[str, Passkey] = {}
+        self.totp: dict[str, TotpCredential] = {}
+        self.recovery_codes: dict[str, dict[str, float | None]] = {}
+        self.requests: dict[str, RecoveryRequest] = {}
+
+    async def list_passkeys(self, user_id: str) -> Sequence[Passkey]:
+        return sorted((p for p in self.passkeys.values() if p.user_id == user_id), key=lambda p: p.created_at)
+
+    async def get_passkey_by_credential(self, credential_id: str) -> Passkey | None:
+        return next((p for p in self.passkeys.values() if p.credential_id == credential_id), None)
+
+    async def add_passkey(self, passkey: Passkey) -> None:
+        self.passkeys[passkey.id] = passkey
+
+    async def update_passkey_use(
+        self, passkey_id: str, *, sign_count: int, backup_state: bool, at: float
+    ) -> None:
+        passkey = self.passkeys.get(passkey_id)
+        if passkey is not None:
+            self.passkeys[passkey_id] = dataclasses.replace(
+                passkey, sign_count=sign_count, backup_state=backup_state, last_used_at=at
+            )
+
+    async def flag_passkey(self, passkey_id: str) -> None:
+        passkey = self.passkeys.get(passkey_id)
+        if passkey is not None:
+            self.passkeys[passkey_id] = dataclasses.replace(passkey, flagged=True)
+
+    async def rename_passkey(self, user_id: str, passkey_id: str, name: str) -> bool:
+        passkey = self.passkeys.get(passkey_id)
+        if passkey is None or passkey.user_id != user_id:
+            return False
+        self.passkeys[passkey_id] = dataclasses.replace(passkey, name=name)
+        return True
+
+    async def delete_passkey(self, user_id: str, passkey_id: str) -> bool:
+        passkey = self.passkeys.get(passkey_id)
+        if passkey is None or passkey.user_id != user_id:
+            return False
+        del self.passkeys[passkey_id]
+        return True
+
+    async def get_totp(self, user_id: str) -> TotpCredential | None:
+        return self.totp.get(user_id)
+
+    async def put_totp(self, credential: TotpCredential) -> None:
+        self.totp[credential.user_id] = credential
+
+    async def confirm_totp(self, user_id: str) -> None:
+        totp = self.totp.get(user_id)
+        if totp is not None:
+            self.totp[user_id] = dataclasses.replace(totp, confirmed=True)
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        totp = self.totp.get(user_id)
+        if totp is None or totp.last_used_step >= step:
+            return False
+        self.totp[user_id] = dataclasses.replace(totp, last_used_step=step)
+        return True
+
+    async def delete_totp(self, user_id: str) -> bool:
+        return self.totp.pop(user_id, None) is not None
+
+    async def replace_recovery_codes(self, user_id: str, digests: Sequence[str], *, at: float) -> None:
+        self.recovery_codes[user_id] = dict.fromkeys(digests)
+
+    async def use_recovery_code(self, user_id: str, digest: str, *, at: float) -> bool:
+        codes = self.recovery_codes.get(user_id, {})
+        if digest not in codes or codes[digest] is not None:
+            return False
+        codes[digest] = at
+        return True
+
+    async def count_recovery_codes(self, user_id: str) -> int:
+        return sum(1 for used in self.recovery_codes.get(user_id, {}).values() if used is None)
+
+    async def delete_all_factors(self, user_id: str) -> None:
+        for passkey_id in [p.id for p in self.passkeys.values() if p.user_id == user_id]:
+            del self.passkeys[passkey_id]
+        self.totp.pop(user_id, None)
+        self.recovery_codes.pop(user_id, None)
+
+    async def add_recovery_request(self, request: RecoveryRequest) -> None:
+        self.requests[request.id] = request
+
+    async def pending_recovery_requests(self, *, user_id: str | None = None) -> Sequence[RecoveryRequest]:
+        pending = [
+            r
+            for r in self.requests.values()
+            if r.executed_at is None and r.cancelled_at is None and user_id in (None, r.user_id)
+        ]
+        return sorted(pending, key=lambda r: r.execute_after)
+
+    async def finish_recovery_request(self, request_id: str, *, at: float, cancelled: bool) -> bool:
+        request = self.requests.get(request_id)
+        if request is None or request.executed_at is not None or request.cancelled_at is not None:
+            return False
+        self.requests[request_id] = (
+            dataclasses.replace(request, cancelled_at=at)
+            if cancelled
+            else dataclasses.replace(request, executed_at=at)
+        )
+        return True
 
 
 class InMemoryAuditLog:

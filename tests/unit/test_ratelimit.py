@@ -1,12 +1,14 @@
-"""LoginThrottle: per-address, per-account-and-address and per-account limits that always end."""
+"""LoginThrottle: attempts are reserved (counted) before they are checked, refused without being counted
+once a budget is spent, and given back on success. Per-address, per-account-and-address and per-account
+limits always end with their window; the consecutive-failure cap only ends with a success."""
 
 from __future__ import annotations
 
 import pytest
 
-from threshold.core.errors import RateLimited
-from threshold.core.ratelimit import SIGNUP_WINDOW, LoginThrottle, network_of
-from threshold.settings import RateLimitSettings
+from threshold.core.errors import ConsecutiveFailuresCapped, RateLimited
+from threshold.core.ratelimit import SIGNUP_WINDOW, LoginThrottle, Reservation, network_of
+from threshold.settings import MfaSettings, RateLimitSettings
 
 from .fakes import FakeClock, InMemoryRateLimitStore, InMemoryUserRepo
 
@@ -19,6 +21,16 @@ SETTINGS = RateLimitSettings(
     signup_per_ip=2,
     known_network_days=90,
 )
+CAPPED = RateLimitSettings(
+    window=WINDOW,
+    login_per_account=99,
+    login_per_account_ip=99,
+    login_per_ip=1000,
+    consecutive_failures=5,
+    known_network_days=90,
+)
+"""Window budgets far away, so that only the consecutive-failure cap (5) can refuse."""
+MFA = MfaSettings(code_attempts=4, code_window=WINDOW)
 EMAIL = "alice@example.com"
 USER = "user-alice"
 
@@ -35,25 +47,47 @@ def users() -> InMemoryUserRepo:
 
 @pytest.fixture
 def throttle(users: InMemoryUserRepo, clock: FakeClock) -> LoginThrottle:
-    return LoginThrottle(InMemoryRateLimitStore(), users, clock, SETTINGS)
+    return LoginThrottle(InMemoryRateLimitStore(), users, clock, SETTINGS, MFA)
 
 
-async def fail(throttle: LoginThrottle, ip: str, email: str = EMAIL, times: int = 1) -> None:
+@pytest.fixture
+def capped(users: InMemoryUserRepo, clock: FakeClock) -> LoginThrottle:
+    return LoginThrottle(InMemoryRateLimitStore(), users, clock, CAPPED, MFA)
+
+
+async def attempt(
+    throttle: LoginThrottle, ip: str, email: str = EMAIL, user_id: str | None = USER
+) -> Reservation:
+    """Reserve one password attempt; unless it is then reported as a success, it stays counted."""
+    return await throttle.reserve_login(email_normalized=email, ip=ip, user_id=user_id)
+
+
+async def fail(
+    throttle: LoginThrottle, ip: str, email: str = EMAIL, times: int = 1, user_id: str | None = USER
+) -> None:
+    """Failed attempts: reserved and never given back."""
     for _ in range(times):
-        await throttle.check_login(email_normalized=email, ip=ip, user_id=USER)
-        await throttle.record_failure(email_normalized=email, ip=ip)
+        await attempt(throttle, ip, email, user_id)
+
+
+async def succeed(throttle: LoginThrottle, ip: str, email: str = EMAIL, user_id: str = USER) -> None:
+    """A right password: the attempt is reserved, then reported as a success."""
+    reservation = await attempt(throttle, ip, email, user_id)
+    await throttle.login_succeeded(reservation, ip=ip, user_id=user_id)
 
 
 async def limited(throttle: LoginThrottle, ip: str, email: str = EMAIL, user_id: str | None = USER) -> int:
     """The retry_after of a refused attempt; fails the test if the attempt is allowed."""
     with pytest.raises(RateLimited) as caught:
-        await throttle.check_login(email_normalized=email, ip=ip, user_id=user_id)
+        await attempt(throttle, ip, email, user_id)
     assert caught.value.code == "rate_limited"
+    assert not isinstance(caught.value, ConsecutiveFailuresCapped)
     return caught.value.retry_after
 
 
 async def allowed(throttle: LoginThrottle, ip: str, email: str = EMAIL, user_id: str | None = USER) -> None:
-    await throttle.check_login(email_normalized=email, ip=ip, user_id=user_id)
+    """An attempt that is not refused (it stays counted, as a failure would)."""
+    await attempt(throttle, ip, email, user_id)
 
 
 async def test_account_and_address_limit(throttle: LoginThrottle) -> None:
@@ -66,7 +100,7 @@ async def test_account_and_address_limit(throttle: LoginThrottle) -> None:
 
 async def test_address_limit_across_many_accounts(throttle: LoginThrottle) -> None:
     for i in range(8):
-        await fail(throttle, "203.0.113.9", email=f"victim{i}@example.com")
+        await fail(throttle, "203.0.113.9", email=f"victim{i}@example.com", user_id=f"user-victim{i}")
     assert await limited(throttle, "203.0.113.9", email="fresh@example.com", user_id=None) > 0
     await allowed(throttle, "203.0.113.10", email="fresh@example.com", user_id=None)
 
@@ -95,7 +129,7 @@ async def test_limits_end_with_the_window(throttle: LoginThrottle, clock: FakeCl
 
 
 async def test_familiar_network_bypasses_the_account_limit(throttle: LoginThrottle, clock: FakeClock) -> None:
-    await throttle.record_success(email_normalized=EMAIL, ip="198.51.100.7", user_id=USER)
+    await succeed(throttle, "198.51.100.7")
     clock.advance(60)
     for i in range(5):
         await fail(throttle, f"192.0.2.{i}")
@@ -104,13 +138,21 @@ async def test_familiar_network_bypasses_the_account_limit(throttle: LoginThrott
 
 
 async def test_familiar_network_does_not_bypass_the_per_address_limits(throttle: LoginThrottle) -> None:
-    await throttle.record_success(email_normalized=EMAIL, ip="198.51.100.7", user_id=USER)
+    await succeed(throttle, "198.51.100.7")
     await fail(throttle, "198.51.100.7", times=3)
     await limited(throttle, "198.51.100.7")
 
 
+async def test_a_sign_up_makes_the_network_familiar(throttle: LoginThrottle) -> None:
+    await throttle.note_network(user_id=USER, ip="198.51.100.7")
+    for i in range(5):
+        await fail(throttle, f"192.0.2.{i}")
+    await allowed(throttle, "198.51.100.8")
+    await limited(throttle, "203.0.113.5")
+
+
 async def test_familiarity_fades(throttle: LoginThrottle, clock: FakeClock) -> None:
-    await throttle.record_success(email_normalized=EMAIL, ip="198.51.100.7", user_id=USER)
+    await succeed(throttle, "198.51.100.7")
     clock.advance(91 * 86400)
     clock.advance(-(clock.now() % WINDOW))
     for i in range(5):
@@ -118,18 +160,162 @@ async def test_familiarity_fades(throttle: LoginThrottle, clock: FakeClock) -> N
     await limited(throttle, "198.51.100.99")
 
 
-async def test_unknown_account_is_never_familiar(throttle: LoginThrottle, users: InMemoryUserRepo) -> None:
-    await users.record_network(USER, network_of("198.51.100.7"), 0)
+async def test_unknown_account_is_never_familiar(
+    throttle: LoginThrottle, users: InMemoryUserRepo, clock: FakeClock
+) -> None:
+    await users.record_network(USER, network_of("198.51.100.7"), clock.now())
     for i in range(5):
         await fail(throttle, f"192.0.2.{i}")
     await limited(throttle, "198.51.100.7", user_id=None)
+    await allowed(throttle, "198.51.100.7")  # the same network is familiar to the account itself
 
 
 async def test_success_clears_the_account_and_address_counter(throttle: LoginThrottle) -> None:
     await fail(throttle, "203.0.113.9", times=2)
-    await throttle.record_success(email_normalized=EMAIL, ip="203.0.113.9", user_id=USER)
+    await succeed(throttle, "203.0.113.9")
     await fail(throttle, "203.0.113.9", times=2)
-    await allowed(throttle, "203.0.113.9")
+    await allowed(throttle, "203.0.113.9")  # the third failure since the success
+    await limited(throttle, "203.0.113.9")
+
+
+# --- reservations ---------------------------------------------------------------------------------
+
+
+async def test_successes_give_their_reservation_back(throttle: LoginThrottle) -> None:
+    """Far more successful sign-ins from one address than any budget allows never throttle anyone."""
+    for _ in range(3):
+        for i in range(10):
+            await succeed(throttle, "203.0.113.9", email=f"user{i}@example.com", user_id=f"user-{i}")
+    for _ in range(20):
+        await succeed(throttle, "203.0.113.9")
+    # ...and left every budget whole: the failures are counted from zero.
+    await fail(throttle, "203.0.113.9", times=3)
+    await limited(throttle, "203.0.113.9")
+    for i in range(5):
+        await fail(throttle, "203.0.113.9", email=f"victim{i}@example.com", user_id=None)
+    await limited(throttle, "203.0.113.9", email="fresh@example.com", user_id=None)
+
+
+async def test_a_refused_attempt_is_not_counted(throttle: LoginThrottle) -> None:
+    # Refused by the account-and-address limit (after the address counter was raised): 3 of 8 used.
+    await fail(throttle, "203.0.113.9", times=3)
+    for _ in range(20):
+        await limited(throttle, "203.0.113.9")
+    for i in range(5):
+        await fail(throttle, "203.0.113.9", email=f"victim{i}@example.com", user_id=None)
+    await limited(throttle, "203.0.113.9", email="fresh@example.com", user_id=None)
+
+    # Refused by the account limit, the last of three counters raised: 5 of 5 account failures spent.
+    await fail(throttle, "192.0.2.1", times=2)
+    for _ in range(20):
+        await limited(throttle, "198.51.100.77")
+    for i in range(8):  # the address counter of .77 was given back too
+        await fail(throttle, "198.51.100.77", email=f"other{i}@example.com", user_id=None)
+    await limited(throttle, "198.51.100.77", email="fresh@example.com", user_id=None)
+
+
+async def test_codes_are_reserved_and_given_back(throttle: LoginThrottle) -> None:
+    for _ in range(3 * MFA.code_attempts):
+        await throttle.code_succeeded(await throttle.reserve_code(USER))
+    for _ in range(MFA.code_attempts):
+        await throttle.reserve_code(USER)  # wrong codes: they stay counted
+    with pytest.raises(RateLimited) as caught:
+        await throttle.reserve_code(USER)
+    assert not isinstance(caught.value, ConsecutiveFailuresCapped)
+    await throttle.reserve_code("user-bob")  # per account
+
+
+# --- consecutive failures -------------------------------------------------------------------------
+
+
+async def test_consecutive_failures_are_capped_across_windows(
+    capped: LoginThrottle, clock: FakeClock
+) -> None:
+    await succeed(capped, "198.51.100.7")  # the owner's usual network
+    for i in range(5):
+        await fail(capped, f"192.0.2.{i}")
+        clock.advance(WINDOW)  # every window budget starts again; the consecutive count does not
+    for ip in ("198.51.100.7", "198.51.100.99", "203.0.113.5"):  # familiar or not
+        with pytest.raises(ConsecutiveFailuresCapped) as caught:
+            await attempt(capped, ip)
+        assert isinstance(caught.value, RateLimited)
+        assert caught.value.code == "rate_limited"
+        assert caught.value.retry_after == ConsecutiveFailuresCapped.CAP_RETRY_AFTER
+    with pytest.raises(ConsecutiveFailuresCapped):  # codes share the count
+        await capped.reserve_code(USER)
+    clock.advance(86400)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await attempt(capped, "198.51.100.7")
+    await allowed(capped, "198.51.100.7", email="bob@example.com", user_id="user-bob")  # per account
+    await allowed(capped, "198.51.100.7", user_id=None)  # an unknown account has no such count
+
+
+async def test_only_a_success_clears_the_consecutive_count(capped: LoginThrottle) -> None:
+    await fail(capped, "203.0.113.9", times=5)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await attempt(capped, "203.0.113.9")
+    await capped.signed_in(USER)  # a passkey, an emailed link or a reset
+    await fail(capped, "203.0.113.9", times=4)
+    await succeed(capped, "203.0.113.9")  # a right password alone does not (a second factor may be owed)
+    await fail(capped, "203.0.113.9", times=1)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await attempt(capped, "203.0.113.9")
+    await capped.signed_in(USER)  # the completed sign-in does
+    await fail(capped, "203.0.113.9", times=4)
+    await capped.code_succeeded(await capped.reserve_code(USER))  # and so does a right code
+    await fail(capped, "203.0.113.9", times=5)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await capped.reserve_code(USER)
+
+
+async def test_failed_codes_count_towards_the_cap(capped: LoginThrottle) -> None:
+    for _ in range(3):
+        await capped.reserve_code(USER)
+    await fail(capped, "203.0.113.9", times=2)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await attempt(capped, "203.0.113.9")
+
+
+# --- client addresses -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.9", "203.0.113.9/32"),
+        ("::ffff:203.0.113.9", "203.0.113.9/32"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::ffff", "2001:db8:1:2::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_client_key_by_default(throttle: LoginThrottle, ip: str, key: str) -> None:
+    assert throttle.client_key(ip) == key
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.9", "203.0.113.0/24"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1::/56"),
+        ("2001:db8:1:ff::1", "2001:db8:1::/56"),
+    ],
+)
+def test_client_key_prefixes_are_configurable(
+    users: InMemoryUserRepo, clock: FakeClock, ip: str, key: str
+) -> None:
+    settings = RateLimitSettings(ipv4_prefix=24, ipv6_prefix=56)
+    assert LoginThrottle(InMemoryRateLimitStore(), users, clock, settings).client_key(ip) == key
+
+
+async def test_one_ipv6_host_cannot_rotate_through_its_64(throttle: LoginThrottle) -> None:
+    for i in range(3):
+        await fail(throttle, f"2001:db8:1:2::{i + 1:x}")
+    await limited(throttle, "2001:db8:1:2:ffff::9")  # account and address: the /64 is one address
+    for i in range(5):
+        await fail(throttle, f"2001:db8:1:2::{i + 100:x}", email=f"victim{i}@example.com", user_id=None)
+    await limited(throttle, "2001:db8:1:2::beef", email="fresh@example.com", user_id=None)
+    await allowed(throttle, "2001:db8:1:3::1", email="fresh@example.com", user_id=None)  # the next /64
 
 
 @pytest.mark.parametrize(

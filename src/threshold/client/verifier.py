@@ -513,7 +513,7 @@ class TokenVerifier:
     async def _confirm_active(self, token: str, online: Introspection) -> None:
         """A positive answer for this token from the last `cache_seconds`, or a new one. Requests that
         arrive while the provider is being asked about the same token share its answer."""
-        key = hashlib.sha256(token.encode("ascii")).digest()
+        key = hashlib.sha256(token.encode()).digest()
         until = self._active.get(key)
         if until is not None:
             if time.monotonic() < until:

@@ -140,13 +140,18 @@ class Accounts:
         Raises:
             RateLimited, CurrentPasswordWrong, PasswordRejected, ReauthenticationRequired.
         """
-        reservation = await self._throttle.reserve_login(
-            email_normalized=user.email_normalized, ip=context.ip, user_id=user.id
-        )
         if not await self._password.has_password(user):
             # A passkey-only account setting a password: a recent passkey sign-in or step-up proves it.
             await self._stepup.require_recent_auth(user, current_session)
-        elif await self._password.verify_password(user, current_password) is None:
+            reservation = None
+        else:
+            reservation = await self._throttle.reserve_login(
+                email_normalized=user.email_normalized, ip=context.ip, user_id=user.id
+            )
+        if (
+            reservation is not None
+            and await self._password.verify_password(user, current_password, context) is None
+        ):
             await self._audit.record(
                 AuditKind.LOGIN_FAILED,
                 user_id=user.id,
@@ -154,7 +159,8 @@ class Accounts:
                 reason="password_change_wrong_password",
             )
             raise CurrentPasswordWrong()
-        await self._throttle.login_succeeded(reservation, ip=context.ip, user_id=user.id)
+        if reservation is not None:
+            await self._throttle.login_succeeded(reservation, ip=context.ip, user_id=user.id)
         has_mfa = await self._stepup.has_second_factor(user)
         await self._policy.check_new_password(new_password, email=user.email, has_mfa=has_mfa)
         await self._users.set_password(

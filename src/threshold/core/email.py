@@ -305,6 +305,7 @@ class EmailFlows:
         await self._users.set_password(
             PasswordCredential(user_id=user.id, hash=await self._hasher.hash(new_password), updated_at=now)
         )
+        await self._signin.proved_elsewhere(user.id)  # a success: the consecutive-failure count ends
         ended = await self._sessions.revoke_all_sessions(user.id)
         refresh = await self._revoke_tokens(user.id)
         if record.email == user.email_normalized and not user.email_verified:
@@ -425,8 +426,8 @@ class EmailFlows:
             binding_digest, purpose=TokenPurpose.EMAIL_LOGIN, now=now
         )
         expected = record.code_digest if record is not None and record.code_digest else _NO_CODE
-        candidate = _code_digest(binding_digest, code.strip().replace(" ", ""))
-        if record is None or not equal(candidate, expected):
+        matches = equal(_code_digest(binding_digest, code.strip().replace(" ", "")), expected)
+        if record is None or not matches:
             raise MfaCodeInvalid() if attempts < budget else TokenInvalid()
         return record
 

@@ -31,7 +31,8 @@ from threshold.settings import MfaSettings, RateLimitSettings
 
 SIGNUP_WINDOW = 3600
 CONSECUTIVE_WINDOW = 365 * 86400
-"""The consecutive-failure count spans windows; a year without a success or a failure also clears it."""
+"""The consecutive-failure count spans the short windows; it ends with a success, or when its (fixed,
+365-day) window turns over."""
 
 
 def network_of(ip: str) -> str:
@@ -189,7 +190,9 @@ class LoginThrottle:
         )
 
     async def login_succeeded(self, reservation: Reservation, *, ip: str, user_id: str) -> None:
-        await self._budgets.succeeded(reservation, clear=("account_ip", "consecutive"))
+        # The consecutive count is only given this attempt back: a second factor may still be owed, and
+        # only a completed sign-in (`signed_in`) clears it, so knowing the password never resets it.
+        await self._budgets.succeeded(reservation, clear=("account_ip",))
         await self._users.record_network(user_id, network_of(ip), self._clock.now())
 
     async def note_network(self, *, user_id: str, ip: str) -> None:

@@ -39,8 +39,8 @@ class AuthorizationRequest:
     prompt: frozenset[str]
     max_age: int | None
     started_at: float | None = None
-    """When the request started, once the provider has sealed it into its own sign-in and consent hops
-    (threshold.oidc.authorize_decision); None on the client's first request."""
+    """When the provider first sent this request to sign in, from the sealed value it carries through its
+    own sign-in and consent hops (threshold.oidc.authorize_decision); None until then."""
 
     @property
     def scope(self) -> str:

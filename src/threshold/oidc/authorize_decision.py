@@ -5,9 +5,9 @@ issued only when every rule holds at the moment it is issued: a live session, no
 `prompt=login` and `max_age` met, and consent (remembered, just given, or not needed by a first-party
 client). Each rule is one small function; none does I/O.
 
-A sign-in the request asked for (`prompt=login`, an expired `max_age`) is recognised by the time the
-request started, sealed to the request and carried through the sign-in and the consent page, so the
-fresh sign-in satisfies the request without the parameters being dropped from it.
+A sign-in the request asked for (`prompt=login`, an expired `max_age`) is recognised by when the provider
+first sent the request to sign in (its `started_at`): sealed to the request, carried through the sign-in
+and the consent page, so a sign-in since then meets the request while the parameters stay in it.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _started_purpose(request: AuthorizationRequest) -> str:
 
 def seal_started(box: SecretBox, request: AuthorizationRequest, *, started_at: float) -> str:
     """The value of STARTED_PARAM for this request."""
-    return box.seal(f"{started_at:.3f}".encode(), purpose=_started_purpose(request))
+    return box.seal(repr(started_at).encode(), purpose=_started_purpose(request))
 
 
 def open_started(

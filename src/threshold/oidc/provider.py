@@ -636,12 +636,9 @@ class Provider:
             except DecryptionFailed:
                 successor = ""
             current = await self._refresh.get(digest(successor)) if successor else None
-            if current is not None and current.used_at is None:
+            if current is not None and current.revoked_at is None and current.used_at is None:
                 live = await self._grants.user_grant(
-                    client_id=client.client_id,
-                    user_id=token.user_id,
-                    session_digest=token.session_digest,
-                    revoked=current.revoked_at is not None,
+                    client_id=client.client_id, user_id=token.user_id, session_digest=token.session_digest
                 )
                 if live is None:  # the double submit of a grant that has ended since: no theft, no tokens
                     await self._refresh.revoke_family(token.family_id, now=now)

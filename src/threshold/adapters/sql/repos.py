@@ -233,7 +233,9 @@ async def _update_user(engine: AsyncEngine, user_id: str, **values: Any) -> bool
 
 
 def _next_epoch(user_id: str) -> Any:
-    return update(t.users).where(t.users.c.id == user_id).values(credential_epoch=t.users.c.credential_epoch + 1)
+    return (
+        update(t.users).where(t.users.c.id == user_id).values(credential_epoch=t.users.c.credential_epoch + 1)
+    )
 
 
 def _session(row: Row[Any]) -> SessionRecord:

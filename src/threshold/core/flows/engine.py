@@ -50,7 +50,7 @@ def build_engine(
     box: SecretBox,
 ) -> Engine:
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit, settings.mfa)
-    password = PasswordMethod(users=users, hasher=hasher, clock=clock)
+    password = PasswordMethod(users=users, hasher=hasher, auditor=auditor, clock=clock)
     proving = Proving(
         throttle=throttle,
         password=password,

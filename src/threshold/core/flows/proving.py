@@ -43,7 +43,7 @@ class Proving:
         reservation = await self._throttle.reserve_code(user.id)
         proof: Proof | None
         if method == Method.PASSWORD:
-            proof = await self.password.verify_password(user, secret)
+            proof = await self.password.verify_password(user, secret, context)
         elif method == Method.TOTP:
             proof = await self.totp.verify_totp(user, secret)
         elif method == "totp_setup":

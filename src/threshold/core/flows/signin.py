@@ -94,7 +94,7 @@ class SignIn:
         reservation = await self._throttle.reserve_login(
             email_normalized=normalized, ip=context.ip, user_id=user.id if user else None
         )
-        proof = await self._proving.password.verify_password(user, password)
+        proof = await self._proving.password.verify_password(user, password, context)
         if user is None or proof is None or user.disabled:
             reason = "unknown_account" if user is None else "disabled" if proof else "wrong_password"
             await self._audit.record(
@@ -191,6 +191,10 @@ class SignIn:
         proofs = [*(pending.proofs if pending else ()), verified.proof]
         epoch = pending.epoch if pending else verified.user.credential_epoch
         return await self.complete(verified.user, proofs, context=context, epoch=epoch, replacing=replacing)
+
+    async def proved_elsewhere(self, user_id: str) -> None:
+        """The owner proved control another way (a password reset): failures in a row start over."""
+        await self._throttle.signed_in(user_id)
 
     # --- completion -----------------------------------------------------------------------------------
 

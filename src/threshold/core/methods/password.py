@@ -3,20 +3,24 @@ account (a dummy hash) and a rehash when the stored parameters are out of date."
 
 from __future__ import annotations
 
+from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.methods.proofs import PASSWORD, Proof
-from threshold.core.models import PasswordCredential, User
+from threshold.core.models import AuditKind, PasswordCredential, RequestContext, User
 from threshold.core.passwords import PasswordHasher
 from threshold.core.ports import UserRepo
 
 
 class PasswordMethod:
-    def __init__(self, *, users: UserRepo, hasher: PasswordHasher, clock: Clock) -> None:
+    def __init__(self, *, users: UserRepo, hasher: PasswordHasher, auditor: Auditor, clock: Clock) -> None:
         self._users = users
+        self._audit = auditor
         self._hasher = hasher
         self._clock = clock
 
-    async def verify_password(self, user: User | None, password: str) -> Proof | None:
+    async def verify_password(
+        self, user: User | None, password: str, context: RequestContext | None = None
+    ) -> Proof | None:
         """The proof when `password` is this user's; None otherwise (same Argon2id work either way).
 
         A right password under outdated parameters is rehashed; that is the same secret, so the
@@ -35,6 +39,7 @@ class PasswordMethod:
                 ),
                 same_secret=True,
             )
+            await self._audit.record(AuditKind.PASSWORD_REHASHED, user_id=user.id, context=context)
         return PASSWORD
 
     async def has_password(self, user: User) -> bool:

@@ -137,7 +137,7 @@ async def login_email(body: EmailIn, services: ServicesDep, context: ContextDep)
 async def login_email_verify(
     body: EmailLoginVerify, request: Request, services: ServicesDep, context: ContextDep, current: MaybeAuth
 ) -> Response:
-    user, outcome = await services.email.complete_email_login(
+    _, outcome = await services.email.complete_email_login(
         token=body.token,
         code=body.code,
         binding=request.cookies.get(EMAIL_LOGIN_COOKIE),

@@ -184,7 +184,7 @@ async def _finish(
     target: str,
     context: RequestContext,
 ) -> Response:
-    user, outcome = await services.email.complete_email_login(
+    _, outcome = await services.email.complete_email_login(
         token=token,
         code=code,
         binding=request.cookies.get(EMAIL_LOGIN_COOKIE),

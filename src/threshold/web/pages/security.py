@@ -23,9 +23,9 @@ from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
 from threshold.web.pages.routes import (
     _account,
-    apply_outcome,
     _redirect,
     account_action,
+    apply_outcome,
     field,
     read_form,
     reauth_redirect,

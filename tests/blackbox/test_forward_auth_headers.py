@@ -1,0 +1,75 @@
+"""Forward-auth for every address a person can sign up with, on a real server, both ways a request can
+be answered: the fast lane of `threshold serve` and the router (the same app under uvicorn without it).
+
+Issue 11, hole 8: an address outside ASCII (`иван@example.com`) could not be written into a header, so
+forward-auth answered 500 for that person and every proxied application locked them out. The address
+now always travels percent-encoded in `X-Threshold-User-Email-Encoded`, and as it is in
+`X-Threshold-User-Email` only when it is printable ASCII (unchanged for those addresses).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from tests.blackbox.conftest import Browser
+from tests.support import Deployment, Server, free_port, make_deployment, spawn
+from tests.support.processes import loopback_issuer
+
+pytestmark = pytest.mark.slow
+
+ADDRESSES = {
+    # address: the plain header, or None where it must be absent
+    "иван@example.com": None,
+    "josé.müller@example.com": None,  # Latin-1 would fit a header byte for byte, but not as UTF-8
+    "用户@例子.广告": None,
+    "plain.person@example.com": "plain.person@example.com",
+    "100%real+tag@example.com": "100%real+tag@example.com",  # ASCII that looks encoded stays as it is
+}
+
+
+def _routed_server(deployment: Deployment) -> Server:
+    """The deployment's app under uvicorn with the fast lane off: every request meets the router."""
+    port = free_port()
+    env = {**deployment.env, "THRESHOLD_ISSUER": loopback_issuer(port)}
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.blackbox.routed_app:from_environment"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    child = spawn(argv, log=deployment.dir / f"routed-{port}.log", env=env, cwd=Path.cwd())
+    server = Server(process=child.process, log=child.log, port=port, url=env["THRESHOLD_ISSUER"], env=env)
+    try:
+        server.wait_until_ready(server.base_url + "/readyz", what="routed server")
+    except BaseException:
+        server.stop()
+        raise
+    deployment.servers.append(server)
+    return server
+
+
+@pytest.fixture(scope="module", params=["fast lane", "router"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with make_deployment(tmp_path_factory.mktemp("forward-auth"), "sqlite", tag="fwd") as deployment:
+        yield deployment.start() if request.param == "fast lane" else _routed_server(deployment)
+
+
+@pytest.mark.parametrize("email", list(ADDRESSES))
+def test_forward_auth_passes_every_address_on_losslessly(server: Server, email: str) -> None:
+    with httpx.Client(timeout=30) as http:
+        browser = Browser(http)
+        signed_up = browser.signup(server, email)
+        assert signed_up.status_code == 201, signed_up.text
+        stored = signed_up.json()["user"]["email"]
+        answer = browser.get(server, "/api/v1/forward-auth")
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-threshold-user-id"] == signed_up.json()["user"]["id"]
+        encoded = answer.headers["x-threshold-user-email-encoded"]
+        assert encoded.isascii() and unquote(encoded, errors="strict") == stored
+        assert answer.headers.get("x-threshold-user-email") == ADDRESSES[email]
+
+        browser.fetch_csrf(server)
+        assert browser.post(server, "/api/v1/logout").status_code in (200, 204)
+        assert browser.get(server, "/api/v1/forward-auth").status_code == 401
