@@ -158,11 +158,11 @@ async def test_a_sign_in_link_signs_in_once(twins: Twins) -> None:
         assert_problem(loser, 400, "token_invalid")
         assert not sets_session(loser)
         assert sets_session(winner) and winner.json()["session"]["amr"] == ["email"]
-        # the code of the same message is spent with it
+        # the code of the same message is spent with it (the one answer for every wrong or spent code)
         assert_problem(
             await asker.post("/api/v1/login/email/verify", json={"code": message.code()}),
             400,
-            "token_invalid",
+            "invalid_code",
         )
 
 
