@@ -337,6 +337,16 @@ class Settings(BaseSettings):
         ),
     )
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024, description="Largest request body.")
+    metrics_token: str | None = Field(
+        None,
+        min_length=16,
+        description=(
+            "Bearer token that GET /metrics requires (`Authorization: Bearer <token>`, compared in constant "
+            "time). Unset: /metrics is served only when the issuer is a loopback URL (a workstation, "
+            "`make run`), and answers 404 anywhere else."
+        ),
+        repr=False,
+    )
 
     argon2: Argon2Settings = Field(default_factory=Argon2Settings)
     password: PasswordSettings = Field(default_factory=PasswordSettings)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from threshold.core.errors import CsrfFailed
 from threshold.settings import IPNetwork, Settings
-from threshold.web.pages.routes import safe_next
+from threshold.web.pages.common import safe_next
 from threshold.web.security import CSRF_COOKIE, check_csrf_token, check_same_origin, client_ip
 
 PROXIES: list[IPNetwork] = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]

@@ -6,9 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -16,8 +18,9 @@ from starlette.staticfiles import StaticFiles
 from threshold import __version__
 from threshold.adapters.sql.migrate import current_revision, head_revision
 from threshold.core.errors import DependencyUnavailable
+from threshold.core.secrets import digest, equal
 from threshold.services import Services, build_services
-from threshold.settings import Settings, load_settings
+from threshold.settings import LOOPBACK_NAMES, Settings, load_settings
 from threshold.web import errors
 from threshold.web.access_log import AccessLogMiddleware
 from threshold.web.admin.routes import router as admin_router
@@ -26,6 +29,7 @@ from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
 from threshold.web.hotpath import FastLaneMiddleware
 from threshold.web.oauth import routes as oauth
+from threshold.web.pages.account import router as account_pages_router
 from threshold.web.pages.email import router as email_pages_router
 from threshold.web.pages.routes import router as pages_router
 from threshold.web.pages.security import router as security_pages_router
@@ -97,8 +101,9 @@ def create_app(
         return JSONResponse({"status": "ready", "checks": checks})
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        refused = metrics_refusal(settings, request.headers.get("authorization"))
+        return refused or Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # Route matching is a linear walk: the hot machine-facing endpoints (token, sign-in) come first.
     app.include_router(oauth.router)
@@ -107,6 +112,7 @@ def create_app(
     app.include_router(email_router)
     app.include_router(admin_router)
     app.include_router(pages_router)
+    app.include_router(account_pages_router)
     app.include_router(security_pages_router)
     app.include_router(email_pages_router)
 
@@ -128,6 +134,29 @@ def create_app(
     if settings.access_log:  # added last, so outermost: it sees the fast lane's answers and every header
         app.add_middleware(AccessLogMiddleware, trusted_proxies=settings.trusted_proxies)
     return app
+
+
+def metrics_refusal(settings: Settings, authorization: str | None) -> Response | None:
+    """Why GET /metrics is not answered to this request, or None when it is (see
+    Settings.metrics_token): with a token, only to `Authorization: Bearer <token>` (RFC 6750 section
+    2.1), compared in constant time; without one, only on a loopback issuer, and elsewhere it is not
+    found, like any path the service does not have."""
+    expected = settings.metrics_token
+    if expected is None:
+        if urlsplit(settings.issuer).hostname in LOOPBACK_NAMES:
+            return None
+        raise HTTPException(404)
+    scheme, _, presented = (authorization or "").partition(" ")
+    presented = presented.strip()
+    if scheme.lower() == "bearer" and presented and equal(digest(presented), digest(expected)):
+        return None
+    challenge = 'Bearer realm="metrics"' + (', error="invalid_token"' if presented else "")
+    return errors.problem_response(
+        401,
+        "not_authenticated",
+        "GET /metrics needs the bearer token set in THRESHOLD_METRICS_TOKEN.",
+        headers={"WWW-Authenticate": challenge},
+    )
 
 
 def app_from_environment() -> FastAPI:

@@ -1,7 +1,9 @@
 """Session-cache invalidation without Redis: PostgreSQL NOTIFY, or a change file beside SQLite.
 
 PostgreSQL: `pg_notify` on a channel every process LISTENs to on a connection of its own (asyncpg).
-While that connection is down (or stops answering the heartbeat) the cache is off and emptied.
+The cache is on only while that connection hears this process's heartbeat, a notification it sends on
+the channel every second (see adapters/feed_heartbeat.py): a connection that answers queries but is
+not delivered notifications (behind a transaction-mode PgBouncer) keeps the cache off and empty.
 
 SQLite lives on one host, so every process can see one small file: a revoking write appends a byte to
 `<database>-invalidate`, and every session check first compares the file's (inode, size, mtime) with
@@ -12,7 +14,6 @@ fresh one when it grows past a limit, which changes the inode and so also counts
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -23,7 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from threshold.adapters.feed_heartbeat import Heartbeat, Outages, Publish
 from threshold.adapters.sql.db import translate_errors
+from threshold.core.errors import DependencyUnavailable
 from threshold.core.session_cache import SessionCache
 
 log = logging.getLogger(__name__)
@@ -50,20 +53,36 @@ class PostgresInvalidations:
 
 
 async def listen_postgres(
-    database_url: str, channel: str, cache: SessionCache, *, heartbeat: float = 1.0, retry_delay: float = 0.5
+    database_url: str,
+    channel: str,
+    cache: SessionCache,
+    *,
+    publish: Publish,
+    heartbeat: float = 1.0,
+    retry_delay: float = 0.5,
 ) -> None:
-    """LISTEN on a dedicated connection and feed `cache`; the cache is live only while listening."""
+    """LISTEN on a dedicated connection and feed `cache`; the cache is live only while the feed
+    delivers: while this process's heartbeats, sent with `publish` (as every invalidation is), come
+    back on that connection."""
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    outages = Outages()
     while True:
         conn: Any = None
         try:
             conn = await asyncpg.connect(dsn, timeout=3, server_settings={"application_name": channel})
-            await _listen_on(conn, channel, cache, heartbeat)
+            await _listen_on(conn, channel, cache, Heartbeat(publish, interval=heartbeat))
         except asyncio.CancelledError:
             raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-            if cache.live:
-                log.warning("session cache off: invalidation feed lost (%s)", type(error).__name__)
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            TimeoutError,
+            DependencyUnavailable,
+        ) as error:
+            outages.note(error, cache)
+        except Exception:
+            log.exception("session cache off: invalidation listener failed")
         finally:
             cache.set_live(False)
             if conn is not None:
@@ -71,17 +90,16 @@ async def listen_postgres(
         await asyncio.sleep(retry_delay)
 
 
-async def _listen_on(conn: Any, channel: str, cache: SessionCache, heartbeat: float) -> None:
+async def _listen_on(conn: Any, channel: str, cache: SessionCache, heartbeat: Heartbeat) -> None:
     lost = asyncio.Event()
     conn.add_termination_listener(lambda _conn: lost.set())
-    await conn.add_listener(channel, lambda _c, _pid, _channel, payload: cache.apply(payload))
-    cache.set_live(True)
-    log.info("session cache on: listening for invalidations")
-    while not lost.is_set():
-        await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=3 * heartbeat)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lost.wait(), timeout=heartbeat)
-    raise ConnectionError("invalidation connection closed")
+
+    def deliver(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if not heartbeat.heard(payload):
+            cache.apply(payload)
+
+    await conn.add_listener(channel, deliver)
+    await heartbeat.keep(cache, lost=lost)
 
 
 class ChangeFile:

@@ -6,13 +6,21 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, func, select, update
+from sqlalchemy import Executable, Row, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.rows import (
+    PASSWORD_OF_USER,
+    USER_BY_EMAIL,
+    USER_BY_ID,
+    Columns,
+    password_of,
+    user_of,
+)
 from threshold.core.errors import EmailUnavailable
 from threshold.core.models import Aal, Amr, AuditEvent, AuditKind, PasswordCredential, SessionRecord, User
 from threshold.core.ports import WindowCount
@@ -25,23 +33,16 @@ def _insert(engine: AsyncEngine, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def _user(row: Row[Any]) -> User:
-    return User(
-        id=row.id,
-        email=row.email,
-        email_normalized=row.email_normalized,
-        email_verified=bool(row.email_verified),
-        disabled=bool(row.disabled),
-        created_at=row.created_at,
-        mfa_required=bool(row.mfa_required),
-        passkey_prompt_snoozed_until=row.passkey_prompt_snoozed_until,
-        credential_epoch=int(row.credential_epoch),
-    )
-
-
 class SqlUserRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def _fetch_one(self, statement: Executable, params: dict[str, Any]) -> Columns | None:
+        """The first row of a shared statement (rows.py); the asyncpg fast path runs the same one."""
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(statement, params)).first()
+        return row._mapping if row else None
 
     async def set_mfa_required(self, user_id: str, required: bool) -> bool:
         return await _update_user(self._engine, user_id, mfa_required=required)
@@ -116,20 +117,14 @@ class SqlUserRepo:
                 raise EmailUnavailable() from error
 
     async def get(self, user_id: str) -> User | None:
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
-        return _user(row) if row else None
+        row = await self._fetch_one(USER_BY_ID, {"user_id": user_id})
+        return user_of(row) if row else None
 
     async def get_by_email(self, email_normalized: str) -> User | None:
         if "\x00" in email_normalized:  # never stored (not printable), and PostgreSQL text refuses NUL
             return None
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                row = (
-                    await conn.execute(select(t.users).where(t.users.c.email_normalized == email_normalized))
-                ).first()
-        return _user(row) if row else None
+        row = await self._fetch_one(USER_BY_EMAIL, {"email_normalized": email_normalized})
+        return user_of(row) if row else None
 
     async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
         with translate_errors():
@@ -142,7 +137,7 @@ class SqlUserRepo:
                         .offset(offset)
                     )
                 ).all()
-        return [_user(row) for row in rows]
+        return [user_of(row._mapping) for row in rows]
 
     async def set_disabled(self, user_id: str, disabled: bool) -> bool:
         with translate_errors():
@@ -153,16 +148,8 @@ class SqlUserRepo:
         return bool(result.rowcount)
 
     async def get_password(self, user_id: str) -> PasswordCredential | None:
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        select(t.password_credentials).where(t.password_credentials.c.user_id == user_id)
-                    )
-                ).first()
-        return (
-            PasswordCredential(user_id=row.user_id, hash=row.hash, updated_at=row.updated_at) if row else None
-        )
+        row = await self._fetch_one(PASSWORD_OF_USER, {"user_id": user_id})
+        return password_of(row) if row else None
 
     async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
         statement = _insert(self._engine, t.password_credentials).values(

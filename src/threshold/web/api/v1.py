@@ -278,7 +278,24 @@ async def remove_password(auth: AuthDep, services: ServicesDep, context: Context
 @router.get(
     "/forward-auth",
     summary="For reverse proxies: 200 with user headers, or 401",
-    responses={200: {"description": "Signed in; see the X-Threshold-User-* headers"}, 401: PROBLEM},
+    responses={
+        200: {
+            "description": "Signed in; the user in headers",
+            "headers": {
+                "X-Threshold-User-Id": {"description": "The account id.", "schema": {"type": "string"}},
+                "X-Threshold-User-Email-Encoded": {
+                    "description": "The address, UTF-8 percent-encoded (RFC 3986 section 2.1); always sent.",
+                    "schema": {"type": "string"},
+                },
+                "X-Threshold-User-Email": {
+                    "description": "The address as it is; only when it is printable ASCII.",
+                    "schema": {"type": "string"},
+                },
+                "X-Threshold-Aal": {"description": "aal1 or aal2.", "schema": {"type": "string"}},
+            },
+        },
+        401: PROBLEM,
+    },
 )
 async def forward_auth(auth: AuthDep, services: ServicesDep) -> Response:
     if await services.factors.needs_enrollment(auth.user):

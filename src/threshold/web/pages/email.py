@@ -22,18 +22,18 @@ from threshold.core.models import RequestContext
 from threshold.services import Services
 from threshold.web.api.email import set_email_login_cookie
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
-from threshold.web.pages.render import render
-from threshold.web.pages.routes import (
-    _redirect,
-    account_action,
+from threshold.web.pages.account import account_action
+from threshold.web.pages.common import (
     apply_outcome,
     field,
     form_error,
     read_form,
     recall_return,
+    redirect,
     remember_return,
     safe_next,
 )
+from threshold.web.pages.render import render
 from threshold.web.security import EMAIL_LOGIN_COOKIE
 
 router = APIRouter(include_in_schema=False)
@@ -138,7 +138,7 @@ async def reset_confirm(request: Request, services: ServicesDep, context: Contex
             min_length=services.settings.password.min_length,
         )
     target = recall_return(request)
-    return _redirect(
+    return redirect(
         "/login?" + urlencode({"reset": "1", **({"next": target} if target != "/account" else {})})
     )
 

@@ -20,17 +20,9 @@ from threshold.services import Services
 from threshold.web.api.factors import qr_svg
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
+from threshold.web.pages.account import account_action, account_view, reauth_redirect
+from threshold.web.pages.common import apply_outcome, field, read_form, redirect, safe_next
 from threshold.web.pages.render import render
-from threshold.web.pages.routes import (
-    _account,
-    _redirect,
-    account_action,
-    apply_outcome,
-    field,
-    read_form,
-    reauth_redirect,
-    safe_next,
-)
 from threshold.web.security import PENDING_COOKIE, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
@@ -46,7 +38,7 @@ async def _account_error(
 ) -> Response:
     if isinstance(error, ReauthenticationRequired):
         return reauth_redirect()
-    return await _account(
+    return await account_view(
         request,
         services,
         auth,
@@ -65,10 +57,10 @@ async def _mfa_page(
     try:
         pending = await services.signin.pending.load(request.cookies.get(PENDING_COOKIE))
     except PendingLoginMissing:
-        return _redirect("/login?" + urlencode({"next": target, "expired": "1"}))
+        return redirect("/login?" + urlencode({"next": target, "expired": "1"}))
     user = await services.users.get(pending.user_id)
     if user is None:
-        return _redirect("/login")
+        return redirect("/login")
     methods = await services.factors.second_factors(user)
     return await render(
         request,
@@ -112,17 +104,17 @@ async def login_mfa_submit(
 @router.get("/account/passkey-upgrade")
 async def passkey_upgrade(request: Request, auth: MaybeAuth, next: str | None = None) -> Response:
     if auth is None:
-        return _redirect(LOGIN)
+        return redirect(LOGIN)
     return await render(request, "passkey_upgrade.html", next=safe_next(next), user=auth.user)
 
 
 @router.post("/account/passkey-upgrade/dismiss")
 async def passkey_upgrade_dismiss(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
     if auth is None:
-        return _redirect(LOGIN)
+        return redirect(LOGIN)
     form = await read_form(request)
     await services.factors.snooze_passkey_prompt(auth.user)
-    return _redirect(safe_next(field(form, "next")))
+    return redirect(safe_next(field(form, "next")))
 
 
 # --- step-up ---------------------------------------------------------------------------------------------
@@ -153,7 +145,7 @@ async def reauthenticate_page(
     request: Request, services: ServicesDep, auth: MaybeAuth, next: str | None = None
 ) -> Response:
     if auth is None:
-        return _redirect(LOGIN)
+        return redirect(LOGIN)
     return await _reauth_page(request, services, auth, safe_next(next))
 
 
@@ -162,7 +154,7 @@ async def reauthenticate_submit(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
     if auth is None:
-        return _redirect(LOGIN)
+        return redirect(LOGIN)
     target = "/account"
     try:
         form = await read_form(request)
@@ -174,7 +166,7 @@ async def reauthenticate_submit(
         )
     except ThresholdError as error:
         return await _reauth_page(request, services, auth, target, error)
-    response = _redirect(target)  # a re-authentication gets a new session id
+    response = redirect(target)  # a re-authentication gets a new session id
     set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
     return response
 
@@ -185,7 +177,7 @@ async def reauthenticate_submit(
 @router.post("/account/totp/setup")
 async def totp_setup(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
     if auth is None:
-        return _redirect(LOGIN)
+        return redirect(LOGIN)
     try:
         await read_form(request)
         enrollment = await services.factors.start_totp(
@@ -203,7 +195,7 @@ async def totp_confirm(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
     if auth is None:
-        return _redirect(LOGIN)
+        return redirect(LOGIN)
     try:
         form = await read_form(request)
         added = await services.factors.confirm_totp(
@@ -229,7 +221,7 @@ async def totp_confirm(
         )
     if added.recovery_codes:
         return await render(request, "recovery_codes.html", codes=added.recovery_codes, first=True)
-    return _redirect("/account?done=totp")
+    return redirect("/account?done=totp")
 
 
 @router.post("/account/totp/delete")
@@ -247,7 +239,7 @@ async def recovery_codes(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
     if auth is None:
-        return _redirect(LOGIN)
+        return redirect(LOGIN)
     try:
         await read_form(request)
         codes = await services.factors.regenerate_recovery_codes(auth.user, auth.session, context=context)

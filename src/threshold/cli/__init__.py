@@ -1,33 +1,30 @@
-"""The `threshold` command: serve, migrate, users, config-reference."""
+"""The `threshold` command: serve, migrate, users, clients, keys, config-reference."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from threshold.adapters.kek import KeyFileError
-from threshold.core.clock import iso
+from threshold.cli.clients import clients_command, keys_command
+from threshold.cli.users import users_command
 from threshold.core.errors import ThresholdError
 from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG, SIGNING_ALGORITHMS
 from threshold.settings import ConfigurationError, Settings, load_settings
 
 if TYPE_CHECKING:
-    from threshold.oidc.provider import Provider
     from threshold.services import Services
 
 # The service itself (threshold.services and all it pulls in) is imported only by the commands that
 # use it: every `serve --workers N` worker process imports this module before it can answer uvicorn's
 # health check (multiprocessing's spawn re-imports the `threshold` script), so it must stay light.
 
-EXIT_CONFIG = 2
-EXIT_FAILED = 1
+from threshold.cli.exits import EXIT_CONFIG, EXIT_FAILED
+
 # With --workers N, uvicorn's supervisor pings each worker every half second and kills (then replaces)
 # one that has not answered within this many seconds. A worker answers only once its process has
 # imported this module, which took more than uvicorn's default of 5 s on a busy host: workers were
@@ -211,15 +208,6 @@ def _run(settings: Settings, work: Callable[[Services], Awaitable[int]], *, need
     return asyncio.run(main())
 
 
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != first:
-        raise SystemExit("passwords do not match")
-    return first
-
-
 async def _migrate(services: Services) -> int:
     from threshold.adapters.sql.migrate import current_revision, upgrade
 
@@ -228,178 +216,6 @@ async def _migrate(services: Services) -> int:
     after = await current_revision(services.engine)
     print(f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
     return 0
-
-
-def _user_dict(user: Any) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "disabled": user.disabled,
-        "created_at": iso(user.created_at),
-    }
-
-
-def _users(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
-    from threshold.core.accounts import OPERATOR
-
-    async def work(services: Services) -> int:
-        accounts = services.accounts
-        if args.action == "create":
-            password = _read_password(args.password_stdin)
-            user = await accounts.create_user(email=args.email, password=password)
-            print(json.dumps(_user_dict(user)))
-            return 0
-        if args.action == "list":
-            users = await accounts.list_users(limit=args.limit, offset=args.offset)
-            if args.json:
-                print(json.dumps([_user_dict(u) for u in users], indent=2))
-            else:
-                for u in users:
-                    state = "disabled" if u.disabled else "active"
-                    print(f"{u.id}  {u.email}  {state}  {iso(u.created_at)}")
-            return 0
-        user = await accounts.find_user(args.user)
-        if args.action == "disable":
-            count = await accounts.set_disabled(user, disabled=True)
-            print(f"disabled {user.email}; ended {count} session(s)")
-        elif args.action == "enable":
-            await accounts.set_disabled(user, disabled=False)
-            print(f"enabled {user.email}")
-        elif args.action == "require-mfa":
-            await accounts.set_mfa_required(user, required=not args.off)
-            print(f"{'no longer requiring' if args.off else 'requiring'} a second factor for {user.email}")
-        elif args.action == "recover":
-            recovery = services.recovery
-            if args.cancel:
-                pending = await recovery.pending_recovery(user)
-                for request in pending:
-                    await recovery.cancel_recovery(user, request.id, context=OPERATOR)
-                print(f"cancelled {len(pending)} recovery request(s) of {user.email}")
-            else:
-                request = await recovery.request_recovery(
-                    user, requested_by=args.by, wait=args.wait, context=OPERATOR
-                )
-                when = iso(request.execute_after)
-                print(f"recovery {request.id}: the factors of {user.email} are reset at {when}")
-        else:
-            count = await accounts.revoke_user_sessions(user)
-            print(f"ended {count} session(s) of {user.email}")
-        return 0
-
-    return work
-
-
-def _clients(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
-    jwks_file = getattr(args, "jwks_file", None)
-    jwks = json.loads(Path(jwks_file).read_text(encoding="utf-8")) if jwks_file else None
-
-    from threshold.oidc.models import client_summary as client_dict
-
-    async def work(services: Services) -> int:
-        provider = services.provider
-        if args.action == "create":
-            issued = await provider.create_client(
-                name=args.name,
-                redirect_uris=args.redirect_uris,
-                post_logout_redirect_uris=args.post_logout_redirect_uris,
-                public=args.public,
-                first_party=args.first_party,
-                grant_types=args.grant_types,
-                scopes=args.scopes,
-                token_endpoint_auth_method=args.auth_method,
-                jwks=jwks,
-                access_token_lifetime=args.access_token_lifetime,
-                signing_alg=args.signing_alg,
-                id_token_alg=args.id_token_alg,
-                logo_uri=args.logo_uri,
-            )
-            body = client_dict(issued.client, issued.secret)
-            if args.json:
-                print(json.dumps(body, indent=2))
-            else:
-                print(f"client_id:     {issued.client.client_id}")
-                if issued.secret:
-                    print(f"client_secret: {issued.secret}   (shown once; store it now)")
-            return 0
-        if args.action == "list":
-            clients = await provider.list_clients()
-            if args.json:
-                print(json.dumps([client_dict(c) for c in clients], indent=2))
-            else:
-                for c in clients:
-                    kind = "public" if c.public else "confidential"
-                    print(f"{c.client_id}  {c.name}  {kind}  {','.join(g.value for g in c.grant_types)}")
-            return 0
-        if args.action == "update":
-            return await _update_client(provider, args)
-        if not await provider.delete_client(args.client_id):
-            print(f"threshold: no client {args.client_id}", file=sys.stderr)
-            return EXIT_FAILED
-        print(f"deleted client {args.client_id}")
-        return 0
-
-    return work
-
-
-async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
-    from threshold.core.accounts import OPERATOR
-    from threshold.oidc.models import client_summary as client_dict
-
-    updated = await provider.update_client(
-        args.client_id,
-        name=args.name,
-        redirect_uris=args.redirect_uris,
-        add_redirect_uris=args.add_redirect_uris,
-        remove_redirect_uris=args.remove_redirect_uris,
-        post_logout_redirect_uris=args.post_logout_redirect_uris,
-        add_post_logout_redirect_uris=args.add_post_logout_redirect_uris,
-        remove_post_logout_redirect_uris=args.remove_post_logout_redirect_uris,
-        first_party=args.first_party,
-        id_token_alg=args.id_token_alg,
-        logo_uri=args.logo_uri,
-        rotate_secret=args.rotate_secret,
-        context=OPERATOR,
-    )
-    if updated is None:
-        print(f"threshold: no client {args.client_id}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps(client_dict(updated.client, updated.secret), indent=2))
-        return 0
-    print(f"updated client {updated.client.client_id}")
-    if updated.secret:
-        print(f"client_secret: {updated.secret}   (shown once; store it now; the old one no longer works)")
-    return 0
-
-
-def _keys(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
-    async def work(services: Services) -> int:
-        ring = services.provider.keys
-        await ring.ensure_keys()
-        if args.action == "rotate":
-            promoted = await ring.rotate(args.alg)
-            print("active now: " + (", ".join(promoted) or "unchanged (another process rotated)"))
-            return 0
-        keys = await ring.keys()
-        rows = [
-            {
-                "kid": k.kid,
-                "alg": k.alg,
-                "state": k.state.value,
-                "created_at": iso(k.created_at),
-                "expires_at": iso(k.expires_at) if k.expires_at else None,
-            }
-            for k in keys
-        ]
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            for row in rows:
-                print(f"{row['kid']}  {row['alg']}  {row['state']}  created {row['created_at']}")
-        return 0
-
-    return work
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -461,11 +277,11 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "migrate":
             code = _run(settings, _migrate, needs_schema=False)
         elif args.command == "clients":
-            code = _run(settings, _clients(args))
+            code = _run(settings, clients_command(args))
         elif args.command == "keys":
-            code = _run(settings, _keys(args))
+            code = _run(settings, keys_command(args))
         else:
-            code = _run(settings, _users(args))
+            code = _run(settings, users_command(args))
     except KeyFileError as exc:
         print(f"threshold: key-encryption key: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None

@@ -1,0 +1,233 @@
+"""The account page and its actions: sessions, apps, password; step-up redirects."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from threshold.core.clock import iso
+from threshold.core.errors import (
+    ReauthenticationRequired,
+    ThresholdError,
+)
+from threshold.core.flows.factors import LOW_RECOVERY_CODES
+from threshold.core.models import AuditKind, RequestContext
+from threshold.services import Services
+from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.errors import headers_for, status_for
+from threshold.web.pages.common import field, read_form, redirect
+from threshold.web.pages.render import render
+from threshold.web.security import (
+    clear_session_cookie,
+    set_session_cookie,
+)
+
+router = APIRouter(include_in_schema=False)
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]
+MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
+
+
+async def account_view(
+    request: Request,
+    services: Services,
+    auth: Authenticated,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> Response:
+    sessions = await services.sessions.list_sessions(auth.user.id)
+    events = await services.accounts.security_events(auth.user, limit=15)
+    consents = await services.provider.list_consents(auth.user)
+    factors = await services.factors.status(auth.user)
+    recoveries = await services.recovery.pending_recovery(auth.user)
+    return await render(
+        request,
+        "account.html",
+        factors=factors,
+        passkeys=[
+            {
+                "id": p.id,
+                "name": p.name,
+                "created_at": iso(p.created_at),
+                "last_used_at": iso(p.last_used_at) if p.last_used_at else None,
+                "synced": p.backup_eligible,
+                "flagged": p.flagged,
+            }
+            for p in factors.passkeys
+        ],
+        low_recovery_codes=factors.has_second_factor and factors.recovery_codes_left <= LOW_RECOVERY_CODES,
+        enrollment_required=factors.mfa_required and not factors.has_second_factor,
+        recoveries=[
+            {"id": r.id, "execute_after": iso(r.execute_after), "by": r.requested_by} for r in recoveries
+        ],
+        status=status,
+        headers=headers,
+        user=auth.user,
+        sessions=[
+            {
+                "id": s.public_id,
+                "device": s.device_label,
+                "ip": s.ip,
+                "created_at": iso(s.created_at),
+                "last_seen_at": iso(s.last_seen_at),
+                "current": s.digest == auth.session.digest,
+            }
+            for s in sessions
+        ],
+        events=[{"kind": e.kind.value.replace("_", " "), "at": iso(e.at), "ip": e.ip or ""} for e in events],
+        apps=[
+            {
+                "client_id": consent.client_id,
+                "name": client.name if client else consent.client_id,
+                "scopes": " ".join(sorted(consent.scopes)),
+                "granted_at": iso(consent.granted_at),
+            }
+            for consent, client in consents
+        ],
+        token_theft=any(e.kind is AuditKind.REFRESH_TOKEN_REUSE for e in events),
+        min_length=services.settings.password.min_length_with_mfa
+        if factors.has_second_factor
+        else services.settings.password.min_length,
+        **context,
+    )
+
+
+AccountStep = Callable[[Authenticated, FormData], Awaitable[object]]
+
+
+def reauth_redirect(target: str = "/account") -> RedirectResponse:
+    """To the step-up page, and back to `target` afterwards."""
+    return redirect("/reauthenticate?" + urlencode({"next": target}))
+
+
+async def account_action(
+    request: Request,
+    auth: Authenticated | None,
+    step: AccountStep,
+    *,
+    done: str,
+    error_slot: str = "security_error",
+) -> Response:
+    """A form posted from the account page: a session and the CSRF check are required, then the flow
+    call, then back to /account with a notice; on error the page again with the message, or the
+    step-up page when a fresh proof is needed."""
+    if auth is None:
+        return redirect("/login?next=/account")
+    services = get_services(request)
+    try:
+        form = await read_form(request)
+        await step(auth, form)
+    except ReauthenticationRequired:
+        return reauth_redirect()
+    except ThresholdError as error:
+        return await account_view(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            **{error_slot: error.page_detail},
+        )
+    return redirect(f"/account?done={done}")
+
+
+@router.get("/account")
+async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
+    if auth is None:
+        return redirect("/login?next=/account")
+    notice = {
+        "password": "Your password was changed. Other sessions were signed out.",
+        "revoked": "The session was signed out.",
+        "others": "Every other session was signed out.",
+        "app": "The application's access was withdrawn.",
+        "passkey": "Your passkey was added.",
+        "passkey_removed": "The passkey was removed.",
+        "passkey_renamed": "The passkey was renamed.",
+        "totp": "Your authenticator app is set up.",
+        "totp_removed": "The authenticator app was removed.",
+        "recovery_cancelled": "The recovery request was cancelled.",
+        "verification_sent": "We sent the confirmation link again.",
+        "password_removed": "Your password was removed: sign in with your passkeys.",
+        "email_change": "Check your new address for a confirmation link.",
+    }.get(request.query_params.get("done", ""))
+    return await account_view(request, services, auth, notice=notice)
+
+
+@router.post("/account/sessions/{session_id}/revoke")
+async def account_revoke(
+    session_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return redirect("/login?next=/account")
+    try:
+        await read_form(request)
+        record = await services.accounts.revoke_session(auth.user, session_id[:64], context=context)
+    except ThresholdError as error:
+        return await account_view(
+            request, services, auth, status=status_for(error), session_error=error.page_detail
+        )
+    if record.digest == auth.session.digest:
+        response = redirect("/login")
+        clear_session_cookie(response)
+        return response
+    return redirect("/account?done=revoked")
+
+
+@router.post("/account/sessions/revoke-others")
+async def account_revoke_others(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.accounts.revoke_other_sessions(a.user, a.session, context=context)
+
+    return await account_action(request, auth, step, done="others", error_slot="session_error")
+
+
+@router.post("/account/apps/{client_id}/revoke")
+async def account_revoke_app(
+    client_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    async def step(a: Authenticated, _: FormData) -> None:
+        await services.provider.revoke_consent(a.user, client_id[:64], context=context)
+
+    return await account_action(request, auth, step, done="app", error_slot="session_error")
+
+
+@router.post("/account/password")
+async def account_password(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    if auth is None:
+        return redirect("/login?next=/account")
+    try:
+        form = await read_form(request)
+        issued = await services.accounts.change_password(
+            user=auth.user,
+            current_session=auth.session,
+            current_password=field(form, "current_password"),
+            new_password=field(form, "new_password"),
+            context=context,
+        )
+    except ReauthenticationRequired:
+        return reauth_redirect()
+    except ThresholdError as error:
+        return await account_view(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            password_error=error.page_detail,
+        )
+    response = redirect("/account?done=password")
+    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    return response
