@@ -130,15 +130,15 @@ class Services:
         if not cache.enabled:
             return
         settings = self.settings
-        if settings.redis_url:
-            listener = redis_invalidation.listen(
-                settings.redis_url, redis_invalidation.channel_name(settings.redis_key_prefix), cache
-            )
+        # The heartbeat goes out as every invalidation does, so that it proves the path they take.
+        if settings.redis_url and self.redis is not None:
+            bus = redis_invalidation.RedisInvalidations(self.redis, settings.redis_key_prefix)
+            listener = redis_invalidation.listen(settings.redis_url, bus.channel, cache, publish=bus.publish)
         elif settings.effective_database_url.startswith("postgresql"):
+            channel = sql_invalidation.channel_name(settings.redis_key_prefix)
+            publisher = sql_invalidation.PostgresInvalidations(self.engine, channel)
             listener = sql_invalidation.listen_postgres(
-                settings.effective_database_url,
-                sql_invalidation.channel_name(settings.redis_key_prefix),
-                cache,
+                settings.effective_database_url, channel, cache, publish=publisher.publish
             )
         else:
             return  # SQLite: the change file is probed on every check, nothing to run

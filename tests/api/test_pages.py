@@ -65,7 +65,9 @@ async def test_forms_render_with_labels_and_a_csrf_field(client: httpx.AsyncClie
     assert len(token) >= 32
     assert set_cookie(response, "__Host-threshold_csrf")["value"] == token
     # Progressive enhancement only: the one script (passkeys) carries the CSP nonce, nothing inline.
-    nonce = re.search(r"'nonce-([^']+)'", response.headers["content-security-policy"]).group(1)
+    found = re.search(r"'nonce-([^']+)'", response.headers["content-security-policy"])
+    assert found is not None
+    nonce = found.group(1)
     assert all(f'nonce="{nonce}"' in tag for tag in re.findall(r"<script[^>]*>", page))
     assert not re.search(r"\son[a-z]+=", page)
     assert '<html lang="en">' in page

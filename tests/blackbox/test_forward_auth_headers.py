@@ -9,17 +9,14 @@ now always travels percent-encoded in `X-Threshold-User-Email-Encoded`, and as i
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from tests.blackbox.conftest import Browser
-from tests.support import Deployment, Server, free_port, make_deployment, spawn
-from tests.support.processes import loopback_issuer
+from tests.support import Server, make_deployment
 
 pytestmark = pytest.mark.slow
 
@@ -33,27 +30,12 @@ ADDRESSES = {
 }
 
 
-def _routed_server(deployment: Deployment) -> Server:
-    """The deployment's app under uvicorn with the fast lane off: every request meets the router."""
-    port = free_port()
-    env = {**deployment.env, "THRESHOLD_ISSUER": loopback_issuer(port)}
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.blackbox.routed_app:from_environment"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    child = spawn(argv, log=deployment.dir / f"routed-{port}.log", env=env, cwd=Path.cwd())
-    server = Server(process=child.process, log=child.log, port=port, url=env["THRESHOLD_ISSUER"], env=env)
-    try:
-        server.wait_until_ready(server.base_url + "/readyz", what="routed server")
-    except BaseException:
-        server.stop()
-        raise
-    deployment.servers.append(server)
-    return server
-
-
 @pytest.fixture(scope="module", params=["fast lane", "router"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with make_deployment(tmp_path_factory.mktemp("forward-auth"), "sqlite", tag="fwd") as deployment:
-        yield deployment.start() if request.param == "fast lane" else _routed_server(deployment)
+        # The router: the deployment's app under uvicorn with the fast lane off.
+        factory = None if request.param == "fast lane" else "tests.blackbox.routed_app:from_environment"
+        yield deployment.start(factory=factory)
 
 
 @pytest.mark.parametrize("email", list(ADDRESSES))

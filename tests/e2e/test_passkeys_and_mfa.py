@@ -352,23 +352,27 @@ def test_remove_factors_after_step_up(browser: Any, step_up_site: Server, shoot:
     started = time.monotonic()
     _sign_up(page, site, email, shoot)
     signed_up = time.monotonic()
-    _enrol_totp(page, site, shoot)
+    secret, step, _ = _enrol_totp(page, site, shoot)
     assert time.monotonic() - started < STEP_UP_WINDOW, "enrolment took longer than the window"
 
-    # The sign-in is now older than the window: removing the app asks for the password first.
+    # The sign-in is now older than the window: changing the password asks for the password first.
     _wait_past(signed_up + STEP_UP_WINDOW + 1)
+    # Removing the app (a second factor) needs a second factor: the password alone is not offered.
     page.get_by_role("button", name="Remove authenticator app").click()
-    page.wait_for_url(f"{site.url}/reauthenticate?next=%2Faccount")
+    page.wait_for_url(f"{site.url}/reauthenticate?next=%2Faccount&factor=1")
     assert page.get_by_role("heading", name="Confirm it's you").is_visible()
-    assert page.get_by_label("Code from your authenticator app").is_visible()
+    assert "Your password alone cannot change how you sign in" in page.content()
+    assert page.get_by_label("Password").count() == 0
     shoot(page, "reauthenticate")
-    page.get_by_label("Password").fill("not the password, sorry")
-    page.get_by_role("button", name="Confirm", exact=True).click()
-    assert "incorrect" in page.get_by_role("alert").inner_text()
-    shoot(page, "reauthenticate-wrong-password")
-    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_label("Code from your authenticator app").fill(_wrong_code(secret))
+    page.get_by_role("button", name="Confirm with code").click()
+    assert page.get_by_role("alert").is_visible()
+    assert page.get_by_label("Password").count() == 0  # still the second-factor step-up
+    shoot(page, "reauthenticate-wrong-code")
+    code, step = _totp_code(secret, step)
+    page.get_by_label("Code from your authenticator app").fill(code)
     started = time.monotonic()
-    page.get_by_role("button", name="Confirm", exact=True).click()
+    page.get_by_role("button", name="Confirm with code").click()
     page.wait_for_url(f"{site.url}/account")
     stepped_up = time.monotonic()
     assert "On. Sign-in asks for a 6-digit code" in page.content()  # nothing removed yet
@@ -389,7 +393,7 @@ def test_remove_factors_after_step_up(browser: Any, step_up_site: Server, shoot:
     shoot(page, "passkey-added")
     _wait_past(stepped_up + STEP_UP_WINDOW + 1)
     page.get_by_role("button", name=f"Remove passkey {name}").click()
-    page.wait_for_url(f"{site.url}/reauthenticate?next=%2Faccount")
+    page.wait_for_url(f"{site.url}/reauthenticate?next=%2Faccount&factor=1")
     assert page.get_by_role("button", name="Use a passkey").is_visible()
     shoot(page, "reauthenticate-passkey")
     page.get_by_role("button", name="Use a passkey").click()

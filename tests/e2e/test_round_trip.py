@@ -42,7 +42,7 @@ from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import AUTHENTICATOR, Authenticator, localhost_server
 from tests.email.helpers import SmtpSink
-from tests.support import free_port, need
+from tests.support import Process, free_port, need, spawn
 
 pytestmark = pytest.mark.browser
 
@@ -183,21 +183,6 @@ def _registered(process: subprocess.Popen[str]) -> tuple[str, str]:
     return str(created["client_id"]), str(created["client_secret"])
 
 
-def _wait_until_serving(app: RelyingParty, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the {app.library} application exited {process.returncode}:\n{app.log_tail()}")
-        try:
-            if httpx.get(f"{app.url}/", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"the {app.library} application did not start:\n{app.log_tail()}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module", params=LIBRARIES)
 def apps(
     request: pytest.FixtureRequest, provider: Server, tmp_path_factory: pytest.TempPathFactory
@@ -217,7 +202,7 @@ def apps(
         for kind, port in ports.items()
     }
     clients = {kind: _registered(process) for kind, process in registering.items()}
-    running: dict[str, tuple[RelyingParty, subprocess.Popen[bytes]]] = {}
+    running: dict[str, tuple[RelyingParty, Process]] = {}
     try:
         for kind, port in ports.items():
             url = f"http://127.0.0.1:{port}"
@@ -232,23 +217,15 @@ def apps(
             }
             app = RelyingParty(library=library, url=url, client_id=client_id, log=logs / f"{kind}.log")
             argv = [*command, *(("--port", str(port)) if library == "authlib" else ())]
-            with app.log.open("wb") as log:
-                process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            running[kind] = (app, process)
+            running[kind] = (app, spawn(argv, log=app.log, env=env, cwd=ROOT))
         for app, process in running.values():
-            _wait_until_serving(app, process)
+            process.wait_until_ready(f"{app.url}/", timeout=60, what=f"the {app.library} application")
         yield Applications(
             library=library, third_party=running["third-party"][0], first_party=running["first-party"][0]
         )
     finally:
         for _, process in running.values():
-            process.terminate()
-        for _, process in running.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.stop(timeout=10)
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def _resp_end(buffer: bytearray, start: int) -> int | None:
     line_end = buffer.find(b"\r\n", start)
     if line_end < 0:
         return None
-    kind, head = buffer[start : start + 1], buffer[start + 1 : line_end]
+    kind, head = bytes(buffer[start : start + 1]), bytes(buffer[start + 1 : line_end])
     after = line_end + 2
     if kind in (b"+", b"-", b":", b"_", b",", b"#"):
         return after

@@ -71,12 +71,15 @@ async def _pair(feed: dict[str, object], tmp_path: Path, *, dropping: bool) -> P
     proxy_type = RedisProxy if through_redis else PostgresProxy
     proxy = await proxy_type(upstream.hostname, upstream.port, dropping=dropping).start()
     key = "redis_url" if through_redis else "database_url"
-    a = build_services(Settings(data_dir=tmp_path / "a", **feed))  # type: ignore[arg-type]
+    a = build_services(Settings.model_validate({**feed, "data_dir": tmp_path / "a"}))
     b = build_services(
-        Settings(  # type: ignore[arg-type]
-            data_dir=tmp_path / "b",
-            **{**feed, key: _through(str(feed[key]), proxy.port)},
-            session={"cache_ttl": 60, "touch_interval": 3600},
+        Settings.model_validate(
+            {
+                **feed,
+                key: _through(str(feed[key]), proxy.port),
+                "data_dir": tmp_path / "b",
+                "session": {"cache_ttl": 60, "touch_interval": 3600},
+            }
         )
     )
     return Pair(a=a, b=b, proxy=proxy)

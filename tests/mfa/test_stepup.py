@@ -15,6 +15,7 @@ from tests.mfa.authenticator import SoftAuthenticator
 from tests.mfa.helpers import (
     Account,
     assert_refused,
+    audit_kinds,
     enrol_totp,
     let_time_pass,
     new_account,
@@ -109,9 +110,7 @@ async def test_sensitive_actions_need_a_recent_sign_in_and_work_after_reauthenti
 
     await let_time_pass(app, clock, WINDOW + 1)  # the window applies again from the re-authentication
     assert_problem(await app.post("/api/v1/mfa/totp/setup"), 401, "reauthentication_required")
-    assert "reauthenticated" in [
-        e.kind.value for e in await app.services.audit_log.list_for_user(account.user_id)
-    ]  # type: ignore[attr-defined]
+    assert "reauthenticated" in await audit_kinds(app, account.user_id)
 
 
 async def test_reauthenticate_with_totp_raises_the_session_to_aal2(stale: Stale, clock: FakeClock) -> None:

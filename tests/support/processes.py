@@ -142,18 +142,23 @@ def start_server(
     workers: int = 1,
     issuer: str | Callable[[int], str] = loopback_issuer,
     prefix: Sequence[str] = (),
+    factory: str | None = None,
     ready_timeout: float = START_TIMEOUT,
 ) -> Server:
     """`threshold serve` on a free port, waiting until /readyz answers 200.
 
     `issuer` is the URL it answers as (by default its own loopback URL), or a function of its port;
-    `prefix` goes before the command (e.g. `taskset -c 0`).
+    `prefix` goes before the command (e.g. `taskset -c 0`); `factory` ("module:function") is an app
+    factory uvicorn serves instead, on the same configuration (one worker).
     """
     port = free_port()
     url = issuer(port) if callable(issuer) else issuer
     server_env = {**env, "THRESHOLD_ISSUER": url}
-    argv = [*prefix, THRESHOLD, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", str(workers)]
+    if factory is None:
+        argv = [*prefix, THRESHOLD, "serve", "--workers", str(workers)]
+    else:
+        argv = [*prefix, sys.executable, "-m", "uvicorn", "--factory", factory, "--log-level", "warning"]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
     child = spawn(argv, log=log_dir / f"server-{port}.log", env=server_env)
     server = Server(process=child.process, log=child.log, port=port, url=url, env=server_env)
     try:
@@ -178,8 +183,11 @@ class Deployment:
         workers: int = 1,
         issuer: str | Callable[[int], str] = loopback_issuer,
         prefix: Sequence[str] = (),
+        factory: str | None = None,
     ) -> Server:
-        server = start_server(self.env, self.dir, workers=workers, issuer=issuer, prefix=prefix)
+        server = start_server(
+            self.env, self.dir, workers=workers, issuer=issuer, prefix=prefix, factory=factory
+        )
         self.servers.append(server)
         return server
 

@@ -40,7 +40,7 @@ class Heartbeat:
 
     def __init__(self, publish: Publish, *, interval: float) -> None:
         self._publish = publish
-        self._interval = interval
+        self.interval = interval
         self._expected: str | None = None
         self._echoed = asyncio.Event()
 
@@ -61,13 +61,13 @@ class Heartbeat:
                 cache.set_live(True)
                 log.info("session cache on: the invalidation feed delivers")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), timeout=self._interval)
+                await asyncio.wait_for(lost.wait(), timeout=self.interval)
         raise ConnectionError("invalidation feed lost")
 
     async def _round_trip(self, lost: asyncio.Event) -> None:
         self._expected = f"{HEARTBEAT_PREFIX}{secrets.token_hex(12)}"
         self._echoed.clear()
-        bound = SILENT_AFTER * self._interval
+        bound = SILENT_AFTER * self.interval
         waits = [asyncio.ensure_future(self._echoed.wait()), asyncio.ensure_future(lost.wait())]
         try:
             async with asyncio.timeout(bound):

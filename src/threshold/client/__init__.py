@@ -18,7 +18,8 @@ from threshold.client.auth import (
     handle_authentication_failed,
 )
 from threshold.client.errors import TokenError
-from threshold.client.verifier import Introspection, TokenVerifier, VerifiedToken
+from threshold.client.introspection import Introspection
+from threshold.client.verifier import TokenVerifier, VerifiedToken
 
 __all__ = [
     "AuthenticationFailed",

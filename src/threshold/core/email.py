@@ -437,8 +437,9 @@ class EmailFlows:
         The shared counters are fixed windows: a window boundary inside a code's lifetime would start
         a fresh count. So the count is kept in the one window that follows the binding's issue time
         (which the binding carries), and that window ends after the code does. A binding that does not
-        say when it was issued, or says something implausible, counts from now: it names no live code
-        (altering the time alters the binding), so nothing it could guess is at stake.
+        say when it was issued, or says something implausible, counts in the window of now: one altered
+        by hand names no code (altering the time alters the binding), one issued before bindings
+        carried their time lives at most one code lifetime more.
         """
         lifetime = self._settings.login_lifetime
         stamp = binding.rpartition(".")[2]

@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from threshold.core.clock import Clock
 from threshold.core.models import SessionRecord, User
+from threshold.core.ports import SessionStore, UserRepo
 from threshold.oidc.models import Client
 from threshold.oidc.ports import ClientRepo, RefreshTokenRepo
 from threshold.oidc.tokens import GRANT_CLAIM
@@ -29,6 +31,19 @@ SessionLookup = Callable[[str], Awaitable[tuple[SessionRecord, User] | None]]
 """A live session by digest, with its enabled user (see core.session_cache.SessionCheck.lookup)."""
 
 MAX_GRANT_ID = 64
+
+
+def stored_sessions(*, sessions: SessionStore, users: UserRepo, clock: Clock) -> SessionLookup:
+    """A SessionLookup that reads the stores on every call (for a provider built without a session cache)."""
+
+    async def lookup(session_digest: str) -> tuple[SessionRecord, User] | None:
+        record = await sessions.get(session_digest)
+        if record is None or record.expires_at <= clock.now():
+            return None
+        user = await users.get(record.user_id)
+        return (record, user) if user is not None and not user.disabled else None
+
+    return lookup
 
 
 @dataclass(frozen=True, slots=True)

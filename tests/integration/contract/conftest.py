@@ -150,30 +150,26 @@ def users(user_storage: Storage) -> UserRepo:
 
 @pytest.fixture
 def sessions(store_storage: Storage) -> SessionStore:
-    if store_storage.engine is None:
-        return RedisSessionStore(store_storage.redis, store_storage.prefix)
-    return SqlSessionStore(store_storage.engine)
+    s = store_storage
+    return SqlSessionStore(s.engine) if s.engine else RedisSessionStore(s.redis, s.prefix)
 
 
 @pytest.fixture
 def rate_limits(store_storage: Storage) -> RateLimitStore:
-    if store_storage.engine is None:
-        return RedisRateLimitStore(store_storage.redis, store_storage.prefix)
-    return SqlRateLimitStore(store_storage.engine)
+    s = store_storage
+    return SqlRateLimitStore(s.engine) if s.engine else RedisRateLimitStore(s.redis, s.prefix)
 
 
 @pytest.fixture
 def ephemeral(store_storage: Storage) -> EphemeralStore:
-    if store_storage.engine is None:
-        return RedisEphemeralStore(store_storage.redis, store_storage.prefix)
-    return SqlEphemeralStore(store_storage.engine)
+    s = store_storage
+    return SqlEphemeralStore(s.engine) if s.engine else RedisEphemeralStore(s.redis, s.prefix)
 
 
 @pytest.fixture
 def marks(store_storage: Storage) -> MarkStore:
-    if store_storage.engine is None:
-        return RedisMarkStore(store_storage.redis, store_storage.prefix)
-    return SqlMarkStore(store_storage.engine)
+    s = store_storage
+    return SqlMarkStore(s.engine) if s.engine else RedisMarkStore(s.redis, s.prefix)
 
 
 @pytest.fixture

@@ -3,22 +3,26 @@
 Redis writes a published message into every subscriber's socket before it answers the publisher, so
 by the time a revocation's HTTP response leaves one process the message is already waiting at every
 other. The listener runs on a connection of its own without silent reconnects: if it drops, messages
-could be missed, so the cache is switched off (and emptied) until the subscription is confirmed again.
-A ping every `heartbeat` seconds catches a connection that hangs without closing.
+could be missed, so the cache is switched off (and emptied) until the feed delivers again. Whether it
+delivers is proven, not assumed: every second this process publishes a heartbeat on the channel and
+needs it back on the subscription (see adapters/feed_heartbeat.py), which also catches a connection
+that hangs without closing and a proxy that answers commands but does not carry pub/sub.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from threshold.adapters.feed_heartbeat import SILENT_AFTER, Heartbeat, Outages, Publish
 from threshold.adapters.redis.stores import translate_errors
+from threshold.core.errors import DependencyUnavailable
 from threshold.core.session_cache import SessionCache
 
 log = logging.getLogger(__name__)
@@ -39,9 +43,17 @@ class RedisInvalidations:
 
 
 async def listen(
-    url: str, channel: str, cache: SessionCache, *, heartbeat: float = 1.0, retry_delay: float = 0.5
+    url: str,
+    channel: str,
+    cache: SessionCache,
+    *,
+    publish: Publish,
+    heartbeat: float = 1.0,
+    retry_delay: float = 0.5,
 ) -> None:
-    """Feed `cache` from the channel until cancelled; the cache is live only while subscribed."""
+    """Feed `cache` from the channel until cancelled; the cache is live only while the feed delivers:
+    while this process's heartbeats, sent with `publish` (as every invalidation is), come back."""
+    outages = Outages()
     while True:
         client = aioredis.from_url(
             url,
@@ -55,12 +67,13 @@ async def listen(
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(channel)
-            await _consume(pubsub, channel, cache, heartbeat)
+            await _consume(pubsub, channel, cache, Heartbeat(publish, interval=heartbeat))
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError) as error:
-            if cache.live:
-                log.warning("session cache off: invalidation feed lost (%s)", type(error).__name__)
+        except (RedisError, OSError, TimeoutError, DependencyUnavailable) as error:
+            outages.note(error, cache)
+        except Exception:
+            log.exception("session cache off: invalidation listener failed")
         finally:
             cache.set_live(False)
             try:
@@ -72,24 +85,28 @@ async def listen(
 
 
 async def _consume(
-    pubsub: aioredis.client.PubSub, channel: str, cache: SessionCache, heartbeat: float
+    pubsub: aioredis.client.PubSub, channel: str, cache: SessionCache, heartbeat: Heartbeat
 ) -> None:
-    last_heard = time.monotonic()
-    pinged = False
+    """Read the subscription in a task of its own while the heartbeat runs; whichever ends first (the
+    connection lost, or a heartbeat that did not come back) ends the other."""
+    async with asyncio.timeout(SILENT_AFTER * heartbeat.interval):
+        while True:  # the first beat is sent once the subscription is in place
+            message = await pubsub.get_message(timeout=heartbeat.interval)
+            if message is not None and message["type"] == "subscribe" and message["channel"] == channel:
+                break
+    lost = asyncio.Event()
+    reader = asyncio.create_task(_read(pubsub, cache, heartbeat))
+    reader.add_done_callback(lambda _task: lost.set())
+    try:
+        await heartbeat.keep(cache, lost=lost)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader  # its error, if it ended with one, is the reason the feed is lost
+
+
+async def _read(pubsub: aioredis.client.PubSub, cache: SessionCache, heartbeat: Heartbeat) -> None:
     while True:
-        message = await pubsub.get_message(timeout=heartbeat)
-        now = time.monotonic()
-        if message is None:
-            if now - last_heard > 3 * heartbeat:
-                raise ConnectionError("invalidation feed silent")
-            if not pinged:
-                await pubsub.ping()
-                pinged = True
-            continue
-        last_heard, pinged = now, False
-        kind = message["type"]
-        if kind == "message":
+        message = await pubsub.get_message(timeout=None)
+        if message is not None and message["type"] == "message" and not heartbeat.heard(message["data"]):
             cache.apply(message["data"])
-        elif kind == "subscribe" and message["channel"] == channel:
-            cache.set_live(True)
-            log.info("session cache on: invalidation feed subscribed")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import translate_errors
 from threshold.adapters.sql.repos import _insert
+from threshold.adapters.sql.rows import (
+    CLAIM_PARENT,
+    GRANT,
+    REFRESH_TOKEN,
+    EngineReads,
+    Reads,
+    grant_of,
+    grant_values,
+    new_refresh_token_values,
+    record_of,
+    record_values,
+)
 from threshold.oidc.models import (
     AuthMethod,
     AuthorizationCode,
@@ -25,8 +36,6 @@ from threshold.oidc.models import (
     RefreshToken,
     SigningKey,
 )
-
-_T = TypeVar("_T", AuthorizationCode, RefreshToken)
 
 
 def _client(row: Row[Any]) -> Client:
@@ -210,25 +219,12 @@ class SqlSigningKeyRepo:
         return int(result.rowcount)
 
 
-def _values(record: AuthorizationCode | RefreshToken) -> dict[str, Any]:
-    """Column values of a code or refresh-token record (`amr` is stored comma-separated)."""
-    values = {f.name: getattr(record, f.name) for f in fields(record)}
-    values["amr"] = ",".join(record.amr)
-    return values
-
-
-def _record(cls: type[_T], row: Row[Any]) -> _T:
-    mapping = dict(row._mapping)
-    mapping["amr"] = tuple(a for a in mapping["amr"].split(",") if a)
-    return cls(**{f.name: mapping[f.name] for f in fields(cls)})
-
-
 class SqlCodeRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def add(self, code: AuthorizationCode) -> None:
-        values = _values(code)
+        values = record_values(code)
         for issued_later in ("used_at", "access_token_jti", "refresh_family"):
             values.pop(issued_later)
         with translate_errors():
@@ -245,14 +241,14 @@ class SqlCodeRepo:
                     .values(used_at=now)
                 )
                 row = (await conn.execute(select(t.authorization_codes).where(c.digest == digest))).first()
-        return (_record(AuthorizationCode, row) if row else None), bool(won.rowcount)
+        return (record_of(AuthorizationCode, row._mapping) if row else None), bool(won.rowcount)
 
     async def get(self, digest: str) -> AuthorizationCode | None:
         c = t.authorization_codes.c
         with translate_errors():
             async with self._engine.connect() as conn:
                 row = (await conn.execute(select(t.authorization_codes).where(c.digest == digest))).first()
-        return _record(AuthorizationCode, row) if row else None
+        return record_of(AuthorizationCode, row._mapping) if row else None
 
     async def record_issued(self, digest: str, *, access_token_jti: str, refresh_family: str | None) -> None:
         with translate_errors():
@@ -273,69 +269,48 @@ class SqlCodeRepo:
         return int(result.rowcount)
 
 
-def _new_token_values(token: RefreshToken) -> dict[str, Any]:
-    values = _values(token)
-    for set_later in ("used_at", "revoked_at", "successor"):
-        values.pop(set_later)
-    return values
-
-
-_GRANT_COLUMNS = [f.name for f in fields(Grant)]
-
-
 class SqlRefreshTokenRepo:
     """Refresh tokens and their grants: every revocation revokes both, in one transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reads: Reads | None = None) -> None:
+        """`reads`: where single rows are read (the asyncpg fast path); by default on `engine`."""
         self._engine = engine
+        self._reads = reads or EngineReads(engine)
 
     async def add_grant(self, grant: Grant, *, first_token: RefreshToken | None = None) -> None:
         with translate_errors():
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    t.oauth_grants.insert().values(**{c: getattr(grant, c) for c in _GRANT_COLUMNS})
-                )
+                await conn.execute(t.oauth_grants.insert().values(**grant_values(grant)))
                 if first_token is not None:
-                    await conn.execute(t.refresh_tokens.insert().values(**_new_token_values(first_token)))
+                    await conn.execute(
+                        t.refresh_tokens.insert().values(**new_refresh_token_values(first_token))
+                    )
 
     async def get_grant(self, grant_id: str) -> Grant | None:
         if "\x00" in grant_id:
             return None
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                row = (
-                    await conn.execute(select(t.oauth_grants).where(t.oauth_grants.c.id == grant_id))
-                ).first()
-        return Grant(**{c: row._mapping[c] for c in _GRANT_COLUMNS}) if row else None
+        row = await self._reads.first(GRANT, {"grant_id": grant_id})
+        return grant_of(row) if row else None
 
     async def add(self, token: RefreshToken) -> None:
         with translate_errors():
             async with self._engine.begin() as conn:
-                await conn.execute(t.refresh_tokens.insert().values(**_new_token_values(token)))
+                await conn.execute(t.refresh_tokens.insert().values(**new_refresh_token_values(token)))
 
     async def get(self, digest: str) -> RefreshToken | None:
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                row = (
-                    await conn.execute(select(t.refresh_tokens).where(t.refresh_tokens.c.digest == digest))
-                ).first()
-        return _record(RefreshToken, row) if row else None
+        row = await self._reads.first(REFRESH_TOKEN, {"digest": digest})
+        return record_of(RefreshToken, row) if row else None
 
     async def rotate(
         self, parent_digest: str, successor: RefreshToken, *, now: float, sealed: str | None
     ) -> bool:
-        c = t.refresh_tokens.c
-        values = _new_token_values(successor)
+        claim = {"claimed_digest": parent_digest, "now": now, "sealed": sealed}
         with translate_errors():
             async with self._engine.begin() as conn:
-                marked = await conn.execute(
-                    update(t.refresh_tokens)
-                    .where(c.digest == parent_digest, c.used_at.is_(None), c.revoked_at.is_(None))
-                    .values(used_at=now, successor=sealed)
-                )
+                marked = await conn.execute(CLAIM_PARENT, claim)
                 if not marked.rowcount:
                     return False
-                await conn.execute(t.refresh_tokens.insert().values(**values))
+                await conn.execute(t.refresh_tokens.insert().values(**new_refresh_token_values(successor)))
         return True
 
     async def _revoke(self, now: float, *, grants: Any, tokens: Any) -> int:

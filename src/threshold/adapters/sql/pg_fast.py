@@ -5,43 +5,78 @@ Through SQLAlchemy a statement costs a pool ping, BEGIN, the statement and COMMI
 was ~10 ms, capping a worker near 100 rotations/s. Here the read is one prepared SELECT and the
 rotation one statement (a data-modifying CTE, atomic on its own): the successor is inserted only if
 the UPDATE claimed the parent, so two concurrent uses cannot both rotate. A grant by id (read on every
-introspection or userinfo call with a user's access token) is one prepared SELECT too. Everything else
-about refresh tokens and grants stays on the SQLAlchemy repository this one extends. The same holds
-for a user by id or email and a password hash (every session-check miss, every sign-in): one prepared
-SELECT each.
+introspection or userinfo call with a user's access token), a user by id or email and a password hash
+(every session-check miss, every sign-in) are one prepared SELECT each.
+
+The repositories here extend the SQLAlchemy ones and change only how a row is fetched: the statements,
+their conditions and the mapping of rows to models are the SQLAlchemy repositories' own (rows.py),
+compiled once for asyncpg. The rotation's CTE is built from the same claim of the parent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import fields
-from typing import Any
+import functools
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
 
 import asyncpg
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
+from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlUserRepo
-from threshold.core.errors import DependencyUnavailable
-from threshold.core.models import PasswordCredential, User
-from threshold.oidc.models import Grant, RefreshToken
-
-_COLUMNS = [f.name for f in fields(RefreshToken)]
-_INSERTED = [c for c in _COLUMNS if c not in ("used_at", "revoked_at", "successor")]
-
-_GET = f"SELECT {', '.join(_COLUMNS)} FROM refresh_tokens WHERE digest = $1"  # noqa: S608 (fixed names)
-_GRANT = f"SELECT {', '.join(f.name for f in fields(Grant))} FROM oauth_grants WHERE id = $1"  # noqa: S608
-
-_ROTATE = (
-    "WITH parent AS (UPDATE refresh_tokens SET used_at = $1, successor = $2 "  # noqa: S608 (fixed names)
-    "WHERE digest = $3 AND used_at IS NULL AND revoked_at IS NULL RETURNING digest) "
-    f"INSERT INTO refresh_tokens ({', '.join(_INSERTED)}) "
-    f"SELECT {', '.join(f'${i + 4}' for i in range(len(_INSERTED)))} FROM parent RETURNING digest"
+from threshold.adapters.sql.rows import (
+    CLAIM_PARENT,
+    NEW_REFRESH_TOKEN_COLUMNS,
+    Columns,
+    new_refresh_token_values,
 )
+from threshold.core.errors import DependencyUnavailable
+from threshold.oidc.models import RefreshToken
+
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncpgStatement:
+    """A statement as asyncpg runs it: its SQL with numbered parameters, and their names in order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] for name in self.names]
+
+
+@functools.cache
+def compiled(statement: ClauseElement) -> AsyncpgStatement:
+    """`statement` compiled for asyncpg, once; every parameter must be a named bindparam."""
+    result = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
+    return AsyncpgStatement(str(result), tuple(result.positiontup or ()))
+
+
+def _rotation() -> ClauseElement:
+    """Claim the parent (rows.CLAIM_PARENT) and, only if that claimed a row, insert the successor."""
+    c = t.refresh_tokens.c
+    parent = CLAIM_PARENT.returning(c.digest).cte("parent")
+    successor = select(*(bindparam(name, type_=c[name].type) for name in NEW_REFRESH_TOKEN_COLUMNS))
+    return (
+        insert(t.refresh_tokens)
+        .from_select(NEW_REFRESH_TOKEN_COLUMNS, successor.select_from(parent))
+        .returning(c.digest)
+    )
+
+
+_ROTATE = _rotation()
 
 
 @contextlib.contextmanager
@@ -88,15 +123,13 @@ class FastPool:
             async with self._pool.acquire(timeout=5) as conn:
                 yield conn
 
-    async def fetchrow(self, query: str, *args: Any) -> Any:
+    async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
+        """The first row of `statement` with its named parameters (an asyncpg Record), or None."""
+        query = compiled(statement)
         async with self.connection() as conn:
             with _translate():
-                return await conn.fetchrow(query, *args)
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.connection() as conn:
-            with _translate():
-                return await conn.fetchval(query, *args)
+                row: Columns | None = await conn.fetchrow(query.sql, *query.args(params))
+                return row
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -105,55 +138,26 @@ class FastPool:
 
 
 class PgRefreshTokenRepo(SqlRefreshTokenRepo):
+    """SqlRefreshTokenRepo whose single-row reads and rotation run on asyncpg."""
+
     def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        super().__init__(engine)
+        super().__init__(engine, reads=pool)
         self._fast = pool
-
-    async def get(self, digest: str) -> RefreshToken | None:
-        row = await self._fast.fetchrow(_GET, digest)
-        if row is None:
-            return None
-        values = dict(row)
-        values["amr"] = tuple(a for a in values["amr"].split(",") if a)
-        return RefreshToken(**values)
-
-    async def get_grant(self, grant_id: str) -> Grant | None:
-        """Read on every introspection and userinfo call (and admin API request) with a user's token."""
-        if "\x00" in grant_id:  # PostgreSQL text refuses NUL
-            return None
-        row = await self._fast.fetchrow(_GRANT, grant_id)
-        return Grant(**dict(row)) if row is not None else None
 
     async def rotate(
         self, parent_digest: str, successor: RefreshToken, *, now: float, sealed: str | None
     ) -> bool:
-        values = [getattr(successor, c) for c in _INSERTED]
-        values[_INSERTED.index("amr")] = ",".join(successor.amr)
-        claimed = await self._fast.fetchval(_ROTATE, now, sealed, parent_digest, *values)
-        return claimed is not None
-
-
-_USER_COLUMNS = [f.name for f in fields(User)]
-_USER_BY_ID = f"SELECT {', '.join(_USER_COLUMNS)} FROM users WHERE id = $1"  # noqa: S608 (fixed names)
-_USER_BY_EMAIL = f"SELECT {', '.join(_USER_COLUMNS)} FROM users WHERE email_normalized = $1"  # noqa: S608
-_PASSWORD = "SELECT user_id, hash, updated_at FROM password_credentials WHERE user_id = $1"
+        params = {
+            **new_refresh_token_values(successor),
+            "claimed_digest": parent_digest,
+            "now": now,
+            "sealed": sealed,
+        }
+        return await self._fast.first(_ROTATE, params) is not None
 
 
 class PgUserRepo(SqlUserRepo):
+    """SqlUserRepo whose single-row reads (by id, by email, the password hash) run on asyncpg."""
+
     def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        super().__init__(engine)
-        self._fast = pool
-
-    async def get(self, user_id: str) -> User | None:
-        row = await self._fast.fetchrow(_USER_BY_ID, user_id)
-        return User(**dict(row)) if row is not None else None
-
-    async def get_by_email(self, email_normalized: str) -> User | None:
-        if "\x00" in email_normalized:  # never stored, and PostgreSQL text refuses NUL
-            return None
-        row = await self._fast.fetchrow(_USER_BY_EMAIL, email_normalized)
-        return User(**dict(row)) if row is not None else None
-
-    async def get_password(self, user_id: str) -> PasswordCredential | None:
-        row = await self._fast.fetchrow(_PASSWORD, user_id)
-        return PasswordCredential(**dict(row)) if row is not None else None
+        super().__init__(engine, reads=pool)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Executable, Row, Table, delete, func, select, update
+from sqlalchemy import Row, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,7 +17,8 @@ from threshold.adapters.sql.rows import (
     PASSWORD_OF_USER,
     USER_BY_EMAIL,
     USER_BY_ID,
-    Columns,
+    EngineReads,
+    Reads,
     password_of,
     user_of,
 )
@@ -34,15 +35,10 @@ def _insert(engine: AsyncEngine, table: Table) -> Any:
 
 
 class SqlUserRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reads: Reads | None = None) -> None:
+        """`reads`: where single rows are read (the asyncpg fast path); by default on `engine`."""
         self._engine = engine
-
-    async def _fetch_one(self, statement: Executable, params: dict[str, Any]) -> Columns | None:
-        """The first row of a shared statement (rows.py); the asyncpg fast path runs the same one."""
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(statement, params)).first()
-        return row._mapping if row else None
+        self._reads = reads or EngineReads(engine)
 
     async def set_mfa_required(self, user_id: str, required: bool) -> bool:
         return await _update_user(self._engine, user_id, mfa_required=required)
@@ -117,13 +113,13 @@ class SqlUserRepo:
                 raise EmailUnavailable() from error
 
     async def get(self, user_id: str) -> User | None:
-        row = await self._fetch_one(USER_BY_ID, {"user_id": user_id})
+        row = await self._reads.first(USER_BY_ID, {"user_id": user_id})
         return user_of(row) if row else None
 
     async def get_by_email(self, email_normalized: str) -> User | None:
         if "\x00" in email_normalized:  # never stored (not printable), and PostgreSQL text refuses NUL
             return None
-        row = await self._fetch_one(USER_BY_EMAIL, {"email_normalized": email_normalized})
+        row = await self._reads.first(USER_BY_EMAIL, {"email_normalized": email_normalized})
         return user_of(row) if row else None
 
     async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
@@ -148,7 +144,7 @@ class SqlUserRepo:
         return bool(result.rowcount)
 
     async def get_password(self, user_id: str) -> PasswordCredential | None:
-        row = await self._fetch_one(PASSWORD_OF_USER, {"user_id": user_id})
+        row = await self._reads.first(PASSWORD_OF_USER, {"user_id": user_id})
         return password_of(row) if row else None
 
     async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:

@@ -1,18 +1,22 @@
 """Row mapping and statements shared by the SQLAlchemy repositories and their asyncpg fast paths.
 
 A row is read by column name (`row["email"]`), which a SQLAlchemy `RowMapping` and an asyncpg `Record`
-both allow. A statement is SQLAlchemy Core with named bind parameters: the repositories execute it
-with a dict of them, and pg_fast compiles the very same statement once for asyncpg.
+both allow. A statement is SQLAlchemy Core with named bind parameters. A repository reads a single row
+through `Reads`: on SQLAlchemy (`EngineReads`) or on asyncpg (pg_fast.FastPool, which compiles the
+very same statement once).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import translate_errors
 from threshold.core.models import PasswordCredential, User
 from threshold.oidc.models import AuthorizationCode, Grant, RefreshToken
 
@@ -21,6 +25,27 @@ class Columns(Protocol):
     """A row, read by column name."""
 
     def __getitem__(self, name: str, /) -> Any: ...
+
+
+class Reads(Protocol):
+    """Where a repository reads single rows: SQLAlchemy (`EngineReads`) or asyncpg (pg_fast.FastPool)."""
+
+    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+        """The first row of `statement` with its named parameters, or None."""
+        ...
+
+
+class EngineReads:
+    """Reads on a SQLAlchemy engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(statement, dict(params))).first()
+        return row._mapping if row else None
 
 
 # --- Users ------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from threshold.core.errors import (
     ThresholdError,
 )
 from threshold.core.flows.factors import LOW_RECOVERY_CODES
-from threshold.core.models import AuditKind, RequestContext
+from threshold.core.models import AuditKind, Method, RequestContext
 from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
@@ -104,9 +104,13 @@ async def account_view(
 AccountStep = Callable[[Authenticated, FormData], Awaitable[object]]
 
 
-def reauth_redirect(target: str = "/account") -> RedirectResponse:
-    """To the step-up page, and back to `target` afterwards."""
-    return redirect("/reauthenticate?" + urlencode({"next": target}))
+def reauth_redirect(needed: ReauthenticationRequired, target: str = "/account") -> RedirectResponse:
+    """To the step-up page, and back to `target` afterwards; `factor=1` when the password alone will not
+    do (changing the second factors of an account that has one)."""
+    query = {"next": target}
+    if Method.PASSWORD not in needed.methods:
+        query["factor"] = "1"
+    return redirect("/reauthenticate?" + urlencode(query))
 
 
 async def account_action(
@@ -126,8 +130,8 @@ async def account_action(
     try:
         form = await read_form(request)
         await step(auth, form)
-    except ReauthenticationRequired:
-        return reauth_redirect()
+    except ReauthenticationRequired as needed:
+        return reauth_redirect(needed)
     except ThresholdError as error:
         return await account_view(
             request,
@@ -217,8 +221,8 @@ async def account_password(
             new_password=field(form, "new_password"),
             context=context,
         )
-    except ReauthenticationRequired:
-        return reauth_redirect()
+    except ReauthenticationRequired as needed:
+        return reauth_redirect(needed)
     except ThresholdError as error:
         return await account_view(
             request,

@@ -130,9 +130,9 @@ async def signup_submit(
             password_error=isinstance(error, PasswordRejected),
         )
     if isinstance(signed_in, VerificationPending):
-        response = await render(request, "check_email.html", reason="verify", email=email)
-        remember_return(response, target)
-        return response
+        check = await render(request, "check_email.html", reason="verify", email=email)
+        remember_return(check, target)
+        return check
     response = redirect(target)
     set_session_cookie(response, signed_in.session.token, max_age=services.settings.session.absolute_lifetime)
     return response

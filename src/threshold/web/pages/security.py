@@ -37,7 +37,7 @@ async def _account_error(
     request: Request, services: Services, auth: Authenticated, error: ThresholdError
 ) -> Response:
     if isinstance(error, ReauthenticationRequired):
-        return reauth_redirect()
+        return reauth_redirect(error)
     return await account_view(
         request,
         services,
@@ -126,13 +126,16 @@ async def _reauth_page(
     auth: Authenticated,
     target: str,
     error: ThresholdError | None = None,
+    *,
+    second_factor: bool = False,
 ) -> Response:
-    methods = await services.stepup.available_methods(auth.user)
+    methods = await services.stepup.available_methods(auth.user, second_factor=second_factor)
     return await render(
         request,
         "reauthenticate.html",
         next=target,
         methods=methods,
+        factor=second_factor,
         user=auth.user,
         status=status_for(error) if error else 200,
         headers=headers_for(error) if error else None,
@@ -142,11 +145,15 @@ async def _reauth_page(
 
 @router.get("/reauthenticate")
 async def reauthenticate_page(
-    request: Request, services: ServicesDep, auth: MaybeAuth, next: str | None = None
+    request: Request,
+    services: ServicesDep,
+    auth: MaybeAuth,
+    next: str | None = None,
+    factor: str | None = None,
 ) -> Response:
     if auth is None:
         return redirect(LOGIN)
-    return await _reauth_page(request, services, auth, safe_next(next))
+    return await _reauth_page(request, services, auth, safe_next(next), second_factor=factor == "1")
 
 
 @router.post("/reauthenticate")
@@ -155,17 +162,17 @@ async def reauthenticate_submit(
 ) -> Response:
     if auth is None:
         return redirect(LOGIN)
-    target = "/account"
+    target, second_factor = "/account", False
     try:
         form = await read_form(request)
-        target = safe_next(field(form, "next"))
+        target, second_factor = safe_next(field(form, "next")), field(form, "factor") == "1"
         method = field(form, "method")
         secret = field(form, "password") if method == Method.PASSWORD else field(form, "code")
         issued = await services.stepup.reauthenticate(
             auth.user, auth.session, method=method, secret=secret, context=context
         )
     except ThresholdError as error:
-        return await _reauth_page(request, services, auth, target, error)
+        return await _reauth_page(request, services, auth, target, error, second_factor=second_factor)
     response = redirect(target)  # a re-authentication gets a new session id
     set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
     return response
@@ -203,7 +210,7 @@ async def totp_confirm(
         )
     except ThresholdError as error:
         if isinstance(error, ReauthenticationRequired):
-            return reauth_redirect()
+            return reauth_redirect(error)
         enrollment = await services.factors.unconfirmed_totp(
             auth.user, issuer=services.settings.theme.product_name
         )

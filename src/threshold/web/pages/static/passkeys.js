@@ -22,6 +22,7 @@
     if (!response.ok) {
       const error = new Error(data.detail || "Something went wrong.");
       error.code = data.code;
+      error.methods = data.methods;
       throw error;
     }
     return data;
@@ -119,7 +120,9 @@
         go(register.dataset.next);
       } catch (error) {
         if (error.code === "reauthentication_required") {
-          go("/reauthenticate?next=" + encodeURIComponent(window.location.pathname + window.location.search));
+          // Without "password" among the methods, only a second factor or a passkey will do.
+          const factor = error.methods && !error.methods.includes("password") ? "&factor=1" : "";
+          go("/reauthenticate?next=" + encodeURIComponent(window.location.pathname + window.location.search) + factor);
           return;
         }
         showError(error);
