@@ -153,7 +153,7 @@ async def test_concurrent_guesses_share_the_allowed_attempts(
     mail: MailApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Twenty guesses at once get no more comparisons than five in a row (no check-then-count race)."""
-    from threshold.core import email as flows
+    from threshold.core.email import flows
 
     compared: list[str] = []
     real_equal = flows.equal

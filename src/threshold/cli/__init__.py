@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument("--json", action="store_true")
     list_clients = clients.add_parser("list", help="list clients")
     list_clients.add_argument("--json", action="store_true")
-    delete_client = clients.add_parser("delete", help="delete a client; its refresh and access tokens stop working at once")
+    delete_client = clients.add_parser(
+        "delete", help="delete a client; its refresh and access tokens stop working at once"
+    )
     delete_client.add_argument("client_id")
     update_client = clients.add_parser(
         "update",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 
 def _install(log_path: str) -> None:
-    from threshold.core import email as flows
+    from threshold.core.email import flows
 
     namespace = vars(flows)
     equal: Callable[[str | bytes, str | bytes], bool] = namespace["equal"]

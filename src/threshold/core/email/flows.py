@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
-from threshold.core.clock import Clock, iso
-from threshold.core.devices import device_label
+from threshold.core.clock import Clock
+from threshold.core.email.codes import (
+    _NO_CODE,
+    ConfirmationRequired,
+    EmailLoginDisabled,
+    EmailLoginStarted,
+    TokenInvalid,
+    _code_digest,
+    login_code,
+)
+from threshold.core.email.notices import Notices
 from threshold.core.emails import normalize_email
 from threshold.core.errors import (
     EmailInvalid,
     EmailUnavailable,
-    Forbidden,
     InvalidRequest,
     MfaCodeInvalid,
     RateLimited,
-    ThresholdError,
 )
 from threshold.core.flows.factors import Factors
 from threshold.core.flows.outcome import SignInOutcome
@@ -51,60 +56,6 @@ from threshold.settings import EmailSettings
 
 log = logging.getLogger(__name__)
 HOUR = 3600
-
-
-class TokenInvalid(ThresholdError):
-    code = "token_invalid"
-    message = "This link or code is invalid, expired or was already used."
-
-
-class ConfirmationRequired(ThresholdError):
-    """A sign-in link opened in another browser than the one that asked: confirm before signing in."""
-
-    code = "confirmation_required"
-    message = "This sign-in link was requested from another browser. Confirm to sign in here."
-
-
-class EmailLoginDisabled(Forbidden):
-    code = "email_login_disabled"
-    message = "Sign-in by email is switched off on this service."
-
-
-@dataclass(frozen=True, slots=True)
-class EmailLoginStarted:
-    """`binding` goes into a cookie of the asking browser; the link and code are only in the email."""
-
-    binding: str
-
-
-def login_code() -> str:
-    return f"{secrets.randbelow(1_000_000):06d}"
-
-
-_NO_CODE = digest("no code was sent to this browser")
-"""Compared against when no code exists, so that an unknown address costs the same comparison."""
-
-
-def _code_digest(binding_digest: str, code: str) -> str:
-    """The emailed code, bound to the asking browser: useless with another browser's binding."""
-    return digest(f"login-code:{binding_digest}:{code}")
-
-
-# Security notices: audit kinds that also email the user, with the template to use.
-NOTICES: dict[AuditKind, str] = {
-    AuditKind.PASSWORD_CHANGED: "notice_password_changed",
-    AuditKind.PASSWORD_RESET: "notice_password_changed",
-    AuditKind.PASSWORD_REMOVED: "notice_password_changed",
-    AuditKind.PASSKEY_ADDED: "notice_factor_added",
-    AuditKind.TOTP_ENABLED: "notice_factor_added",
-    AuditKind.PASSKEY_REMOVED: "notice_factor_removed",
-    AuditKind.TOTP_REMOVED: "notice_factor_removed",
-    AuditKind.REFRESH_TOKEN_REUSE: "notice_token_reuse",
-    AuditKind.RECOVERY_REQUESTED: "notice_recovery",
-    AuditKind.RECOVERY_COMPLETED: "notice_recovery_completed",
-    AuditKind.NEW_DEVICE_SIGN_IN: "notice_new_device",
-    AuditKind.PASSKEY_COUNTER_REGRESSION: "notice_passkey_blocked",
-}
 
 
 class EmailFlows:
@@ -143,6 +94,9 @@ class EmailFlows:
         self._product = product_name
         self._revoke_tokens = revoke_tokens
         self._background: set[asyncio.Task[None]] = set()
+        self._notices = Notices(
+            users=users, auditor=auditor, clock=clock, settings=settings, send=self._send, link=self._link
+        )
 
     # --- plumbing -----------------------------------------------------------------------------------
 
@@ -491,43 +445,7 @@ class EmailFlows:
 
     async def on_event(self, event: AuditEvent, context: RequestContext | None) -> None:
         """Auditor subscriber: security notices, and new-device detection at sign-in."""
-        if event.user_id is None:
-            return
-        if event.kind is AuditKind.SIGNUP and context is not None and context.device:
-            await self._users.remember_device(event.user_id, context.device, self._clock.now())
-        elif event.kind in (AuditKind.LOGIN_SUCCEEDED, AuditKind.MFA_SUCCEEDED) and context is not None:
-            await self.note_sign_in(event.user_id, context=context)
-        else:
-            await self.notify(event)
+        await self._notices.on_event(event, context)
 
     async def notify(self, event: AuditEvent) -> None:
-        """Email the user about a security event."""
-        template = NOTICES.get(event.kind)
-        if template is None or event.user_id is None:
-            return
-        user = await self._users.get(event.user_id)
-        if user is None:
-            return
-        await self._send(
-            template,
-            user.email,
-            when=iso(event.at),
-            ip=event.ip or "unknown",
-            device=event.detail.get("device", ""),
-            account=self._link("/account"),
-        )
-
-    async def note_sign_in(self, user_id: str, *, context: RequestContext) -> None:
-        """Remember the browser; a first sign-in from it is audited (and so emailed)."""
-        if not context.device:
-            return
-        if (
-            await self._users.remember_device(user_id, context.device, self._clock.now())
-            and self._settings.notify_new_device
-        ):
-            await self._audit.record(
-                AuditKind.NEW_DEVICE_SIGN_IN,
-                user_id=user_id,
-                context=context,
-                device=device_label(context.user_agent),
-            )
+        await self._notices.notify(event)
