@@ -12,6 +12,8 @@ import pytest
 
 from tests.support import Server, make_deployment, need
 
+__all__ = ["Server"]  # the test modules name the server fixture's type from here
+
 CHROMIUM = os.environ.get("THRESHOLD_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 CHROMIUM_ARGS = [

@@ -14,6 +14,8 @@ and never a false "valid" for a revoked one.
 
 from __future__ import annotations
 
+import functools
+
 import asyncio
 import contextlib
 import glob
@@ -337,13 +339,13 @@ class Outcome:
 
 
 def record(
-    op: str, call: Callable[[], httpx.Response], **extra: str
+    op: str, call: Callable[[], httpx.Response], *, email: str = ""
 ) -> tuple[Outcome, httpx.Response | None]:
     started = time.monotonic()
     try:
         response = call()
     except Exception as exc:  # transport errors, and anything else: it is judged, not raised in a thread
-        return Outcome(op=op, started=started, ended=time.monotonic(), error=repr(exc), **extra), None
+        return Outcome(op=op, started=started, ended=time.monotonic(), error=repr(exc), email=email), None
     outcome = Outcome(
         op=op,
         started=started,
@@ -351,7 +353,7 @@ def record(
         status=response.status_code,
         retry_after=response.headers.get("retry-after"),
         content_type=response.headers.get("content-type", ""),
-        **extra,
+        email=email,
     )
     if outcome.content_type.startswith(PROBLEM_TYPE):
         with contextlib.suppress(ValueError):
@@ -555,7 +557,7 @@ class Prober:
         with httpx.Client(timeout=REQUEST_TIMEOUT) as http:
             while not self._stop.is_set():
                 for server in self.servers:
-                    outcome, _ = record("readyz", lambda s=server: http.get(s.base_url + "/readyz"))
+                    outcome, _ = record("readyz", functools.partial(http.get, server.base_url + "/readyz"))
                     self.outcomes.append(outcome)
                 self._stop.wait(self.interval)
 

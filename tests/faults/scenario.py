@@ -10,6 +10,8 @@ answer and what the database holds are checked.
 
 from __future__ import annotations
 
+import functools
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,7 +132,9 @@ def run_outage(running: Running, *, stop: Callable[[], None], start: Callable[[]
             start()
             timeline.back = time.monotonic()
             for server in servers:
-                wait_for(lambda s=server: ready(s), RECOVERY_TIMEOUT, f"{server.base_url}/readyz 200 again")
+                wait_for(
+                    functools.partial(ready, server), RECOVERY_TIMEOUT, f"{server.base_url}/readyz 200 again"
+                )
             timeline.ready = time.monotonic()
             time.sleep(AFTER_SECONDS)
         outcomes = load.outcomes + extra

@@ -187,7 +187,8 @@ async def test_a_lost_feed_turns_the_cache_off_until_it_is_back(pair: tuple[Serv
 
 
 async def test_a_client_deleted_on_a_stops_authenticating_on_b(pair: tuple[Services, Services]) -> None:
-    from threshold.oidc.client_auth import AuthMethod, ClientCredentials
+    from threshold.oidc.client_auth import ClientCredentials
+    from threshold.oidc.models import AuthMethod
     from threshold.oidc.errors import InvalidClient
 
     a, b = pair
@@ -252,7 +253,7 @@ async def test_concurrent_checks_of_one_session_share_one_store_read(pair: tuple
         await asyncio.sleep(0.01)  # a slow store: every check below arrives while this read is pending
         return await original(key)
 
-    store.get = counted  # type: ignore[method-assign]
+    store.get = counted  # type: ignore[method-assign,assignment]
     results = await asyncio.gather(*(b.session_check(token) for _ in range(20)))
     assert all(found is not None for found in results)
     assert reads == 1

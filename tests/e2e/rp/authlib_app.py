@@ -20,7 +20,7 @@ import os
 import secrets
 from typing import Any
 
-from authlib.integrations.starlette_client import OAuth, OAuthError  # type: ignore[import-untyped]
+from authlib.integrations.starlette_client import OAuth, OAuthError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
