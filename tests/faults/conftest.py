@@ -14,10 +14,9 @@ and never a false "valid" for a revoked one.
 
 from __future__ import annotations
 
-import functools
-
 import asyncio
 import contextlib
+import functools
 import glob
 import os
 import pwd

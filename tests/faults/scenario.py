@@ -11,7 +11,6 @@ answer and what the database holds are checked.
 from __future__ import annotations
 
 import functools
-
 import time
 from collections.abc import Callable
 from dataclasses import dataclass

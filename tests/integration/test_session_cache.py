@@ -188,8 +188,8 @@ async def test_a_lost_feed_turns_the_cache_off_until_it_is_back(pair: tuple[Serv
 
 async def test_a_client_deleted_on_a_stops_authenticating_on_b(pair: tuple[Services, Services]) -> None:
     from threshold.oidc.client_auth import ClientCredentials
-    from threshold.oidc.models import AuthMethod
     from threshold.oidc.errors import InvalidClient
+    from threshold.oidc.models import AuthMethod
 
     a, b = pair
     registered = await a.provider.create_client(
