@@ -206,3 +206,22 @@ async def test_introspection_answers_for_tokens_of_every_audience_the_provider_i
 
     assert body["active"] is True and body["aud"] == api_url
     invalid_token(await op.userinfo(token))  # userinfo answers the issuer's own audience only
+
+
+async def test_a_token_for_another_audience_is_revoked_too(
+    op_factory: Callable[..., Awaitable[OP]],
+) -> None:
+    """RFC 7009: the client that holds a token issued for an API (`resource`) can revoke it; revocation
+    and introspection recognise the same tokens (before, revocation accepted only the issuer's audience
+    and answered 200 while the token stayed active)."""
+    api_url = "https://api.example.test"
+    op = await op_factory(oidc={"audiences": [api_url]})
+    service = await op.register(grant_types=("client_credentials",), scopes=SERVICE_SCOPES, redirect_uris=())
+    api = await op.register(grant_types=("client_credentials",), scopes=("api:read",), redirect_uris=())
+    issued = await op.token(service, {"grant_type": "client_credentials", "resource": api_url})
+    token = issued.json()["access_token"]
+    assert (await op.introspect(api, token)).json()["active"] is True
+
+    assert (await op.revoke(service, token)).status_code == 200
+
+    assert (await op.introspect(api, token)).json() == {"active": False}

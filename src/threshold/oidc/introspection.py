@@ -15,7 +15,6 @@ from threshold.core.clock import Clock
 from threshold.core.secrets import digest
 from threshold.oidc.client_auth import ClientCredentials
 from threshold.oidc.errors import InvalidClient, InvalidRequest, InvalidToken
-from threshold.oidc.grants.policy import AccessTokenPolicy
 from threshold.oidc.live_grant import GrantCheck
 from threshold.oidc.models import RefreshToken
 from threshold.oidc.ports import RefreshTokenRepo
@@ -35,7 +34,6 @@ class TokenIntrospection:
         refresh_tokens: RefreshTokenRepo,
         grants: GrantCheck,
         resource: ResourceServer,
-        policy: AccessTokenPolicy,
         clock: Clock,
     ) -> None:
         self._issuer = issuer
@@ -43,7 +41,6 @@ class TokenIntrospection:
         self._refresh = refresh_tokens
         self._grants = grants
         self._resource = resource
-        self._policy = policy
         self._clock = clock
 
     async def introspect(self, form: Mapping[str, str], credentials: ClientCredentials) -> dict[str, Any]:
@@ -65,9 +62,7 @@ class TokenIntrospection:
             if token is not None:
                 return await self._refresh_token_answer(token, now=now)
         try:
-            verified = await self._resource.verify_access_token(
-                value, expected_audiences=self._policy.issued_audiences()
-            )
+            verified = await self._resource.verify_issued_token(value)
         except InvalidToken:
             return {"active": False}
         claims = verified.claims

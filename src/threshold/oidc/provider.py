@@ -81,7 +81,14 @@ class Provider:
             sessions=session_lookup or stored_sessions(sessions=sessions, users=users, clock=clock),
         )
         client_auth = ClientAuthenticator(issuer=issuer, clients=clients, marks=marks, clock=clock)
-        resource = ResourceServer(issuer=issuer, keys=keys, marks=marks, grants=grants, clock=clock)
+        resource = ResourceServer(
+            issuer=issuer,
+            keys=keys,
+            marks=marks,
+            grants=grants,
+            clock=clock,
+            issued_audiences=policy.issued_audiences(),
+        )
         consent = Consents(
             consents=consents, clients=clients, refresh_tokens=refresh_tokens, auditor=auditor, clock=clock
         )
@@ -124,7 +131,6 @@ class Provider:
             refresh_tokens=refresh_tokens,
             grants=grants,
             resource=resource,
-            policy=policy,
             clock=clock,
         )
         revocation = Revocation(

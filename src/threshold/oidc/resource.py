@@ -51,13 +51,26 @@ class VerifiedAccessToken:
 
 class ResourceServer:
     def __init__(
-        self, *, issuer: str, keys: KeyRing, marks: MarkStore, grants: GrantCheck, clock: Clock
+        self,
+        *,
+        issuer: str,
+        keys: KeyRing,
+        marks: MarkStore,
+        grants: GrantCheck,
+        clock: Clock,
+        issued_audiences: Collection[str] = (),
     ) -> None:
         self._issuer = issuer
+        self._issued_audiences = frozenset([issuer, *issued_audiences])
         self._keys = keys
         self._marks = marks
         self._grants = grants
         self._clock = clock
+
+    async def verify_issued_token(self, token: str) -> VerifiedAccessToken:
+        """A token this provider issued, for any audience it issues tokens for: what introspection
+        (RFC 7662) answers for and revocation (RFC 7009) accepts, the one rule for both."""
+        return await self.verify_access_token(token, expected_audiences=self._issued_audiences)
 
     async def verify_access_token(
         self, token: str, *, expected_audiences: Collection[str] | None = None

@@ -53,7 +53,7 @@ class Revocation:
                     await self._refresh.revoke_family(token.family_id, now=now)
                 return
         try:
-            verified = await self._resource.verify_access_token(value)
+            verified = await self._resource.verify_issued_token(value)
         except InvalidToken:
             return
         if verified.claims.get("client_id") == client.client_id:
