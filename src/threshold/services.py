@@ -13,28 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
-from threshold.adapters.redis import invalidation as redis_invalidation
-from threshold.adapters.redis.stores import (
-    RedisEphemeralStore,
-    RedisMarkStore,
-    RedisRateLimitStore,
-    RedisSessionStore,
-)
-from threshold.adapters.redis.stores import connect as redis_connect
-from threshold.adapters.sql import invalidation as sql_invalidation
-from threshold.adapters.sql.db import create_engine
-from threshold.adapters.sql.factor_repos import SqlEphemeralStore, SqlFactorRepo
-from threshold.adapters.sql.oidc_repos import (
-    SqlClientRepo,
-    SqlCodeRepo,
-    SqlConsentRepo,
-    SqlMarkStore,
-    SqlRefreshTokenRepo,
-    SqlSigningKeyRepo,
-)
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
-from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
-from threshold.adapters.sql.token_repos import SqlTokenRepo
+from threshold.adapters.sql.pg_fast import FastPool
+from threshold.adapters.sql.repos import SqlAuditLog
+from threshold.adapters.stores import invalidation_listener, open_stores
 from threshold.core.accounts import Accounts
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
@@ -48,12 +29,11 @@ from threshold.core.flows.signin import SignIn
 from threshold.core.flows.stepup import StepUp
 from threshold.core.models import AuditKind
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
-from threshold.core.ports import EphemeralStore, Invalidations, RateLimitStore, SessionStore, UserRepo
+from threshold.core.ports import RateLimitStore, SessionStore, UserRepo
 from threshold.core.session_cache import (
     InvalidatingSessionStore,
     InvalidatingUserRepo,
     Invalidator,
-    SessionCache,
     SessionCheck,
 )
 from threshold.core.sessions import SessionService
@@ -129,20 +109,9 @@ class Services:
         cache = self.session_check.cache
         if not cache.enabled:
             return
-        settings = self.settings
-        # The heartbeat goes out as every invalidation does, so that it proves the path they take.
-        if settings.redis_url and self.redis is not None:
-            bus = redis_invalidation.RedisInvalidations(self.redis, settings.redis_key_prefix)
-            listener = redis_invalidation.listen(settings.redis_url, bus.channel, cache, publish=bus.publish)
-        elif settings.effective_database_url.startswith("postgresql"):
-            channel = sql_invalidation.channel_name(settings.redis_key_prefix)
-            publisher = sql_invalidation.PostgresInvalidations(self.engine, channel)
-            listener = sql_invalidation.listen_postgres(
-                settings.effective_database_url, channel, cache, publish=publisher.publish
-            )
-        else:
-            return  # SQLite: the change file is probed on every check, nothing to run
-        self._tasks.append(asyncio.create_task(listener, name="threshold-invalidation"))
+        listener = invalidation_listener(self.settings, self.engine, self.redis, cache)
+        if listener is not None:
+            self._tasks.append(asyncio.create_task(listener, name="threshold-invalidation"))
 
     def start_mail_worker(self) -> None:
         self._tasks.append(asyncio.create_task(self.mail_worker.run(), name="threshold-mail"))
@@ -186,70 +155,20 @@ class Services:
         await self.engine.dispose()
 
 
-class _NoInvalidations:
-    async def publish(self, message: str) -> None:
-        return None
-
-
-def _session_cache(
-    settings: Settings, engine: AsyncEngine, redis_client: aioredis.Redis | None
-) -> tuple[SessionCache, Invalidations]:
-    """The process-local session cache and the feed that keeps every process's copy exact."""
-    size, ttl = settings.session.cache_entries, settings.session.cache_ttl
-    if redis_client is not None:
-        bus: Invalidations = redis_invalidation.RedisInvalidations(redis_client, settings.redis_key_prefix)
-        return SessionCache(max_entries=size, max_age=ttl), bus
-    url = settings.effective_database_url
-    if url.startswith("postgresql"):
-        channel = sql_invalidation.channel_name(settings.redis_key_prefix)
-        return SessionCache(max_entries=size, max_age=ttl), sql_invalidation.PostgresInvalidations(
-            engine, channel
-        )
-    path = sql_invalidation.change_file_for(url)
-    if path is None:  # in-memory SQLite: one connection, one process, nothing to share
-        return SessionCache(max_entries=0, max_age=0), _NoInvalidations()
-    change_file = sql_invalidation.ChangeFile(path)
-    return SessionCache(max_entries=size, max_age=ttl, probe=change_file.changed), change_file
-
-
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     kek = load_or_create_kek(settings.data_dir, settings.key_encryption_key)
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.effective_database_url, pool_size=settings.database_pool_size)
-    redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
-    cache, bus = _session_cache(settings, engine, redis_client)
-    invalidator = Invalidator(cache, bus)
-    fast = (
-        FastPool(settings.effective_database_url, max_size=settings.database_pool_size)
-        if settings.effective_database_url.startswith("postgresql")
-        else None
+    stores = open_stores(settings)
+    engine, redis_client, fast, cache = stores.engine, stores.redis, stores.fast_pool, stores.cache
+    invalidator = Invalidator(cache, stores.invalidations)
+    users: UserRepo = InvalidatingUserRepo(stores.users, invalidator)
+    audit_log, codes, refresh_tokens = stores.audit_log, stores.codes, stores.refresh_tokens
+    rate_limits, marks, ephemeral, purgeable = (
+        stores.rate_limits,
+        stores.marks,
+        stores.ephemeral,
+        stores.purgeable,
     )
-    sql_users = PgUserRepo(engine, fast) if fast is not None else SqlUserRepo(engine)
-    users: UserRepo = InvalidatingUserRepo(sql_users, invalidator)
-    audit_log = SqlAuditLog(engine)
-    session_store: SessionStore
-    rate_limits: RateLimitStore
-    marks: MarkStore
-    ephemeral: EphemeralStore
-    codes = SqlCodeRepo(engine)
-    refresh_tokens = PgRefreshTokenRepo(engine, fast) if fast is not None else SqlRefreshTokenRepo(engine)
-    purgeable: list[object] = [codes, refresh_tokens]
-    if redis_client is not None:
-        session_store = RedisSessionStore(redis_client, settings.redis_key_prefix)
-        rate_limits = RedisRateLimitStore(redis_client, settings.redis_key_prefix)
-        marks = RedisMarkStore(redis_client, settings.redis_key_prefix)
-        ephemeral = RedisEphemeralStore(redis_client, settings.redis_key_prefix)
-    else:
-        sql_sessions, sql_limits, sql_marks = (
-            SqlSessionStore(engine),
-            SqlRateLimitStore(engine),
-            SqlMarkStore(engine),
-        )
-        sql_ephemeral = SqlEphemeralStore(engine)
-        session_store, rate_limits, marks, ephemeral = sql_sessions, sql_limits, sql_marks, sql_ephemeral
-        purgeable += [sql_sessions, sql_limits, sql_marks, sql_ephemeral]
     hasher = PasswordHasher(settings.argon2)
     range_source = (
         HttpRangeSource(settings.password.range_query_url, timeout=settings.password.range_query_timeout)
@@ -259,14 +178,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     policy = PasswordPolicy(
         settings.password, product_name=settings.theme.product_name, range_source=range_source
     )
-    session_store = InvalidatingSessionStore(session_store, invalidator)
+    session_store: SessionStore = InvalidatingSessionStore(stores.sessions, invalidator)
     sessions = SessionService(session_store, clock, settings.session)
     auditor = Auditor(audit_log, clock, observer=count_security_event)
     box = SecretBox(kek)
     engine_ = build_engine(
         settings=settings,
         users=users,
-        factor_repo=SqlFactorRepo(engine),
+        factor_repo=stores.factors,
         ephemeral=ephemeral,
         rate_limits=rate_limits,
         sessions=sessions,
@@ -290,7 +209,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         signin=engine_.signin,
     )
     keys = KeyRing(
-        SqlSigningKeyRepo(engine),
+        stores.signing_keys,
         box,
         clock,
         rotation_interval=settings.oidc.key_rotation_interval,
@@ -306,11 +225,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     provider = Provider(
         issuer=settings.issuer,
         settings=settings.oidc,
-        clients=CachedClientRepo(SqlClientRepo(engine), cache, invalidator),
+        clients=CachedClientRepo(stores.clients, cache, invalidator),
         keys=keys,
         codes=codes,
         refresh_tokens=refresh_tokens,
-        consents=SqlConsentRepo(engine),
+        consents=stores.consents,
         marks=marks,
         sessions=session_store,
         users=users,
@@ -326,7 +245,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     email = EmailFlows(
         users=users,
-        tokens=SqlTokenRepo(engine),
+        tokens=stores.tokens,
         mail=mail_queue,
         counters=rate_limits,
         sessions=sessions,

@@ -1,0 +1,185 @@
+"""Every store of one deployment, chosen in one place from its backend: SQLite (the embedded default),
+PostgreSQL (SQLAlchemy, with asyncpg for the hot reads), or PostgreSQL + Redis (sessions, counters,
+single-use values and the invalidation feed in Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threshold.adapters.redis import invalidation as redis_invalidation
+from threshold.adapters.redis.stores import (
+    RedisEphemeralStore,
+    RedisMarkStore,
+    RedisRateLimitStore,
+    RedisSessionStore,
+)
+from threshold.adapters.redis.stores import connect as redis_connect
+from threshold.adapters.sql import invalidation as sql_invalidation
+from threshold.adapters.sql.db import create_engine
+from threshold.adapters.sql.factor_repos import SqlEphemeralStore, SqlFactorRepo
+from threshold.adapters.sql.oidc_repos import (
+    SqlClientRepo,
+    SqlCodeRepo,
+    SqlConsentRepo,
+    SqlMarkStore,
+    SqlRefreshTokenRepo,
+    SqlSigningKeyRepo,
+)
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
+from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
+from threshold.adapters.sql.token_repos import SqlTokenRepo
+from threshold.core.ports import (
+    EphemeralStore,
+    FactorRepo,
+    Invalidations,
+    RateLimitStore,
+    SessionStore,
+    TokenRepo,
+    UserRepo,
+)
+from threshold.core.session_cache import SessionCache
+from threshold.oidc.ports import (
+    ClientRepo,
+    CodeRepo,
+    ConsentRepo,
+    MarkStore,
+    RefreshTokenRepo,
+    SigningKeyRepo,
+)
+from threshold.settings import Settings
+
+Backend = Literal["sqlite", "sqlite+redis", "postgres", "postgres+redis"]
+
+
+class _NoInvalidations:
+    async def publish(self, message: str) -> None:
+        return None
+
+
+@dataclass
+class Stores:
+    """The typed bundle of one backend's stores (raw: the session cache's invalidating wrappers are put
+    around them by the wiring)."""
+
+    backend: Backend
+    engine: AsyncEngine
+    redis: aioredis.Redis | None
+    fast_pool: FastPool | None
+    users: UserRepo
+    audit_log: SqlAuditLog
+    sessions: SessionStore
+    rate_limits: RateLimitStore
+    marks: MarkStore
+    ephemeral: EphemeralStore
+    factors: FactorRepo
+    tokens: TokenRepo
+    codes: CodeRepo
+    refresh_tokens: RefreshTokenRepo
+    clients: ClientRepo
+    consents: ConsentRepo
+    signing_keys: SigningKeyRepo
+    cache: SessionCache
+    invalidations: Invalidations
+    purgeable: list[object] = field(default_factory=list)
+    """Stores whose expired rows the sweeper deletes (Redis expires its own keys)."""
+
+
+def backend_of(settings: Settings) -> Backend:
+    postgres = settings.effective_database_url.startswith("postgresql")
+    if settings.redis_url:
+        return "postgres+redis" if postgres else "sqlite+redis"
+    return "postgres" if postgres else "sqlite"
+
+
+def _session_cache(
+    settings: Settings, engine: AsyncEngine, redis_client: aioredis.Redis | None
+) -> tuple[SessionCache, Invalidations]:
+    """The process-local session cache and the feed that keeps every process's copy exact."""
+    size, ttl = settings.session.cache_entries, settings.session.cache_ttl
+    if redis_client is not None:
+        bus: Invalidations = redis_invalidation.RedisInvalidations(redis_client, settings.redis_key_prefix)
+        return SessionCache(max_entries=size, max_age=ttl), bus
+    url = settings.effective_database_url
+    if url.startswith("postgresql"):
+        channel = sql_invalidation.channel_name(settings.redis_key_prefix)
+        return SessionCache(max_entries=size, max_age=ttl), sql_invalidation.PostgresInvalidations(
+            engine, channel
+        )
+    path = sql_invalidation.change_file_for(url)
+    if path is None:  # in-memory SQLite: one connection, one process, nothing to share
+        return SessionCache(max_entries=0, max_age=0), _NoInvalidations()
+    change_file = sql_invalidation.ChangeFile(path)
+    return SessionCache(max_entries=size, max_age=ttl, probe=change_file.changed), change_file
+
+
+def invalidation_listener(
+    settings: Settings, engine: AsyncEngine, redis_client: aioredis.Redis | None, cache: SessionCache
+) -> Coroutine[Any, Any, None] | None:
+    """What feeds this process's session cache from every process's revocations, for this backend; None
+    on SQLite, where the change file is probed on every check. The heartbeat goes out as every
+    invalidation does, so that it proves the path they take."""
+    if settings.redis_url and redis_client is not None:
+        bus = redis_invalidation.RedisInvalidations(redis_client, settings.redis_key_prefix)
+        return redis_invalidation.listen(settings.redis_url, bus.channel, cache, publish=bus.publish)
+    if settings.effective_database_url.startswith("postgresql"):
+        channel = sql_invalidation.channel_name(settings.redis_key_prefix)
+        publisher = sql_invalidation.PostgresInvalidations(engine, channel)
+        return sql_invalidation.listen_postgres(
+            settings.effective_database_url, channel, cache, publish=publisher.publish
+        )
+    return None
+
+
+def open_stores(settings: Settings) -> Stores:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.effective_database_url
+    engine = create_engine(url, pool_size=settings.database_pool_size)
+    redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
+    cache, invalidations = _session_cache(settings, engine, redis_client)
+    fast = FastPool(url, max_size=settings.database_pool_size) if url.startswith("postgresql") else None
+    codes = SqlCodeRepo(engine)
+    refresh_tokens = PgRefreshTokenRepo(engine, fast) if fast is not None else SqlRefreshTokenRepo(engine)
+    purgeable: list[object] = [codes, refresh_tokens]
+    sessions: SessionStore
+    rate_limits: RateLimitStore
+    marks: MarkStore
+    ephemeral: EphemeralStore
+    if redis_client is not None:
+        prefix = settings.redis_key_prefix
+        sessions = RedisSessionStore(redis_client, prefix)
+        rate_limits = RedisRateLimitStore(redis_client, prefix)
+        marks = RedisMarkStore(redis_client, prefix)
+        ephemeral = RedisEphemeralStore(redis_client, prefix)
+    else:
+        sql_sessions, sql_limits = SqlSessionStore(engine), SqlRateLimitStore(engine)
+        sql_marks, sql_ephemeral = SqlMarkStore(engine), SqlEphemeralStore(engine)
+        sessions, rate_limits, marks, ephemeral = sql_sessions, sql_limits, sql_marks, sql_ephemeral
+        purgeable += [sql_sessions, sql_limits, sql_marks, sql_ephemeral]
+    return Stores(
+        backend=backend_of(settings),
+        engine=engine,
+        redis=redis_client,
+        fast_pool=fast,
+        users=PgUserRepo(engine, fast) if fast is not None else SqlUserRepo(engine),
+        audit_log=SqlAuditLog(engine),
+        sessions=sessions,
+        rate_limits=rate_limits,
+        marks=marks,
+        ephemeral=ephemeral,
+        factors=SqlFactorRepo(engine),
+        tokens=SqlTokenRepo(engine),
+        codes=codes,
+        refresh_tokens=refresh_tokens,
+        clients=SqlClientRepo(engine),
+        consents=SqlConsentRepo(engine),
+        signing_keys=SqlSigningKeyRepo(engine),
+        cache=cache,
+        invalidations=invalidations,
+        purgeable=purgeable,
+    )
