@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends
 from starlette.requests import Request
@@ -49,8 +50,9 @@ def request_context(request: Request) -> RequestContext:
 
 async def optional_session(request: Request) -> Authenticated | None:
     """The signed-in user for this request's session cookie, looked up once per request."""
-    if "auth" in request.scope.get("state", {}):
-        cached: Authenticated | None = request.state.auth
+    state: dict[str, Any] = request.scope.setdefault("state", {})  # what request.state reads
+    if "auth" in state:
+        cached: Authenticated | None = state["auth"]
         return cached
     token = request.cookies.get(SESSION_COOKIE)
     auth: Authenticated | None = None
@@ -58,7 +60,7 @@ async def optional_session(request: Request) -> Authenticated | None:
         found = await get_services(request).session_check(token)
         if found is not None:
             auth = Authenticated(user=found[1], session=found[0])
-    request.state.auth = auth
+    state["auth"] = auth
     return auth
 
 

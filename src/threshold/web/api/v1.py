@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -304,12 +305,13 @@ async def forward_auth(auth: AuthDep, services: ServicesDep) -> Response:
         "X-Threshold-User": auth.user.id,
         "X-Threshold-User-Id": auth.user.id,
         "X-Threshold-Aal": auth.session.aal.value,
-        **email_headers(auth.user.email),
+        **dict(email_headers(auth.user.email)),
     }
     return Response(status_code=200, headers=headers)
 
 
-def email_headers(email: str) -> dict[str, str]:
+@functools.lru_cache(maxsize=4096)  # forward-auth answers every request of the apps behind the proxy
+def email_headers(email: str) -> tuple[tuple[str, str], ...]:
     """The address for the application behind the proxy, as header values every proxy passes on.
 
     A header value is a sequence of bytes with no agreed charset (RFC 9110 section 5.5), so an address
@@ -319,7 +321,7 @@ def email_headers(email: str) -> dict[str, str]:
     `urllib.parse.unquote`; `X-Threshold-User-Email` carries it as it is when it is printable ASCII,
     and is absent otherwise (never a lossy or ambiguous stand-in).
     """
-    headers = {"X-Threshold-User-Email-Encoded": quote(email, safe="@")}
+    headers = [("X-Threshold-User-Email-Encoded", quote(email, safe="@"))]
     if email.isascii() and email.isprintable() and email == email.strip():
-        headers["X-Threshold-User-Email"] = email
-    return headers
+        headers.append(("X-Threshold-User-Email", email))
+    return tuple(headers)
