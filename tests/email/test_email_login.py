@@ -289,6 +289,17 @@ async def test_requests_are_rate_limited_per_address_and_per_client_address(
     assert (await _ask(mail.browser(ip="198.51.100.4"), known)).status_code == 202
 
 
+async def test_one_ipv6_host_cannot_rotate_through_its_slash_64(mail_factory: Callable[..., Any]) -> None:
+    """The per-client limit keys an IPv6 client on its /64 like the sign-in limits do (review of issue
+    11: it keyed the full address, so a host of one /64 could ask for mail without end)."""
+    mail: MailApp = await mail_factory(email={"per_address": 100, "per_ip": 4})
+    for host in range(4):
+        browser = mail.browser(ip=f"2001:db8:7:7::{host + 1:x}")
+        assert (await _ask(browser, unique_email("v6"))).status_code == 202
+    assert_problem(await _ask(mail.browser(ip="2001:db8:7:7::99"), unique_email("v6")), 429, "rate_limited")
+    assert (await _ask(mail.browser(ip="2001:db8:7:8::1"), unique_email("v6"))).status_code == 202
+
+
 async def test_the_operator_can_switch_email_sign_in_off(mail_factory: Callable[..., Any]) -> None:
     mail: MailApp = await mail_factory(email={"login_enabled": False})
     email = await _account(mail, "off")

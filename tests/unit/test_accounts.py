@@ -283,7 +283,9 @@ async def test_consecutive_failures_cap_even_the_right_password(world: World) ->
     assert isinstance(caught.value, RateLimited)
     assert world.events(AuditKind.LOGIN_THROTTLED) == [{"limits": "consecutive"}]
     assert len(world.events(AuditKind.LOGIN_FAILED)) == CAPPED.consecutive_failures
-    await world.engine.throttle.signed_in(alice.id)  # e.g. a passkey or an emailed link
+    await world.engine.throttle.signed_in(
+        user_id=alice.id, email_normalized=alice.email_normalized
+    )  # e.g. a passkey or an emailed link
     assert (await world.sign_in()).user.id == alice.id
 
 

@@ -241,39 +241,55 @@ async def test_consecutive_failures_are_capped_across_windows(
         assert isinstance(caught.value, RateLimited)
         assert caught.value.code == "rate_limited"
         assert caught.value.retry_after == ConsecutiveFailuresCapped.CAP_RETRY_AFTER
-    with pytest.raises(ConsecutiveFailuresCapped):  # codes share the count
-        await capped.reserve_code(USER)
+    # Codes have a count of their own: the owner's emailed link plus authenticator app still works.
+    await capped.code_succeeded(await capped.reserve_code(USER))
     clock.advance(86400)
     with pytest.raises(ConsecutiveFailuresCapped):
         await attempt(capped, "198.51.100.7")
     await allowed(capped, "198.51.100.7", email="bob@example.com", user_id="user-bob")  # per account
-    await allowed(capped, "198.51.100.7", user_id=None)  # an unknown account has no such count
+
+
+async def test_an_unknown_address_reaches_the_cap_like_a_known_one(
+    capped: LoginThrottle, clock: FakeClock
+) -> None:
+    """The cap is counted per address whether or not it has an account, so its 429 reveals nothing."""
+    for i in range(5):
+        await fail(capped, f"192.0.2.{i}", email="nobody@example.com", user_id=None)
+        clock.advance(WINDOW)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await attempt(capped, "203.0.113.5", email="nobody@example.com", user_id=None)
 
 
 async def test_only_a_success_clears_the_consecutive_count(capped: LoginThrottle) -> None:
     await fail(capped, "203.0.113.9", times=5)
     with pytest.raises(ConsecutiveFailuresCapped):
         await attempt(capped, "203.0.113.9")
-    await capped.signed_in(USER)  # a passkey, an emailed link or a reset
+    await capped.signed_in(user_id=USER, email_normalized=EMAIL)  # a passkey, an emailed link or a reset
     await fail(capped, "203.0.113.9", times=4)
     await succeed(capped, "203.0.113.9")  # a right password alone does not (a second factor may be owed)
     await fail(capped, "203.0.113.9", times=1)
     with pytest.raises(ConsecutiveFailuresCapped):
         await attempt(capped, "203.0.113.9")
-    await capped.signed_in(USER)  # the completed sign-in does
-    await fail(capped, "203.0.113.9", times=4)
-    await capped.code_succeeded(await capped.reserve_code(USER))  # and so does a right code
+    await capped.signed_in(user_id=USER, email_normalized=EMAIL)  # the completed sign-in does
     await fail(capped, "203.0.113.9", times=5)
     with pytest.raises(ConsecutiveFailuresCapped):
-        await capped.reserve_code(USER)
-
-
-async def test_failed_codes_count_towards_the_cap(capped: LoginThrottle) -> None:
-    for _ in range(3):
-        await capped.reserve_code(USER)
-    await fail(capped, "203.0.113.9", times=2)
-    with pytest.raises(ConsecutiveFailuresCapped):
         await attempt(capped, "203.0.113.9")
+
+
+async def test_failed_codes_have_a_cap_of_their_own(capped: LoginThrottle, clock: FakeClock) -> None:
+    async def wrong_codes(times: int) -> None:
+        for _ in range(times):
+            await capped.reserve_code(USER)
+            clock.advance(MFA.code_window)  # past the window budget; the consecutive count remains
+
+    await wrong_codes(4)
+    await capped.code_succeeded(await capped.reserve_code(USER))  # a right code clears the codes' count
+    await wrong_codes(5)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await capped.reserve_code(USER)
+    await fail(capped, "203.0.113.9", times=2)  # the passwords' count is another one
+    await capped.signed_in(user_id=USER, email_normalized=EMAIL)  # a completed sign-in clears both
+    await capped.code_succeeded(await capped.reserve_code(USER))
 
 
 # --- client addresses -----------------------------------------------------------------------------

@@ -9,12 +9,14 @@ often never throttles anyone.
 Password sign-in has four budgets: per client address (IPv4 /32 and IPv6 /64 by default, configurable,
 so one IPv6 host cannot rotate through its /64), per account and address, per account per window (not
 applied from networks where the account signed in successfully before, so an attacker who trips it
-cannot lock the owner out of their usual network), and consecutive failures per account across
-windows (SP 800-63B-4 section 3.2.2: at most 100 in a row), which only a success clears. At that cap
-the owner still signs in with a passkey or an emailed link, or resets the password.
+cannot lock the owner out of their usual network), and consecutive failures for the address across
+windows (SP 800-63B-4 section 3.2.2: at most 100 in a row; counted for unknown addresses too, so the
+cap reveals nothing), which only a completed sign-in or a password reset clears. At that cap the owner
+still signs in with a passkey, or with an emailed link (and their second factor), or resets the
+password.
 
-Second-factor codes, recovery codes and step-up proofs share one per-account code budget and the same
-consecutive-failure count.
+Second-factor codes, recovery codes and step-up proofs share one per-account code budget and a
+consecutive-failure count of their own (a cap tripped with passwords does not block them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from threshold.core.secrets import digest
 from threshold.settings import MfaSettings, RateLimitSettings
 
 SIGNUP_WINDOW = 3600
+CONSECUTIVE_PASSWORDS = "consecutive"
+"""Wrong passwords in a row for one address (known or not)."""
+CONSECUTIVE_CODES = "consecutive_codes"
+"""Wrong codes and step-up proofs in a row for one account."""
 CONSECUTIVE_WINDOW = 365 * 86400
 """The consecutive-failure count spans the short windows; it ends with a success, or when its (fixed,
 365-day) window turns over."""
@@ -119,7 +125,7 @@ class Budgets:
 
 
 def _capped(limit: Limit, retry_after: int) -> RateLimited:
-    if limit.name == "consecutive":
+    if limit.name in (CONSECUTIVE_PASSWORDS, CONSECUTIVE_CODES):
         return ConsecutiveFailuresCapped()
     return RateLimited(retry_after)
 
@@ -146,16 +152,27 @@ class LoginThrottle:
         """Per-address budgets key on this: the address itself for IPv4, its /64 for IPv6 (by default)."""
         return _network(ip, v4=self._settings.ipv4_prefix, v6=self._settings.ipv6_prefix)
 
-    def _consecutive(self, user_id: str) -> Limit:
-        return Limit(
-            "consecutive", f"fail:u:{user_id}", CONSECUTIVE_WINDOW, self._settings.consecutive_failures
-        )
+    def _consecutive_passwords(self, account: str) -> Limit:
+        """Keyed on the address, not the user, so an unknown address reaches the cap exactly like a
+        known one (the 429 reveals nothing)."""
+        key = f"fail:a:{account}"
+        return Limit(CONSECUTIVE_PASSWORDS, key, CONSECUTIVE_WINDOW, self._settings.consecutive_failures)
 
-    def _login_limits(self, email_normalized: str, ip: str, user_id: str | None) -> list[Limit]:
+    def _consecutive_codes(self, user_id: str) -> Limit:
+        """Apart from the passwords' count, so that a cap tripped with passwords never blocks the owner's
+        emailed link plus authenticator app."""
+        key = f"fail:u:{user_id}"
+        return Limit(CONSECUTIVE_CODES, key, CONSECUTIVE_WINDOW, self._settings.consecutive_failures)
+
+    @staticmethod
+    def _account(email_normalized: str) -> str:
+        return digest("acct:" + email_normalized)[:40]
+
+    def _login_limits(self, email_normalized: str, ip: str) -> list[Limit]:
         s = self._settings
-        account = digest("acct:" + email_normalized)[:40]
+        account = self._account(email_normalized)
         client = self.client_key(ip)
-        limits = [
+        return [
             Limit("ip", f"login:ip:{client}", s.window, s.login_per_ip),
             Limit(
                 "account_ip",
@@ -164,10 +181,8 @@ class LoginThrottle:
                 s.login_per_account_ip,
             ),
             Limit("account", f"login:a:{account}", s.window, s.login_per_account),
+            self._consecutive_passwords(account),
         ]
-        if user_id is not None:
-            limits.append(self._consecutive(user_id))
-        return limits
 
     async def reserve_login(self, *, email_normalized: str, ip: str, user_id: str | None) -> Reservation:
         """Count a password attempt before checking it.
@@ -186,7 +201,7 @@ class LoginThrottle:
             )
 
         return await self._budgets.reserve(
-            self._login_limits(email_normalized, ip, user_id), excused=familiar, capped=_capped
+            self._login_limits(email_normalized, ip), excused=familiar, capped=_capped
         )
 
     async def login_succeeded(self, reservation: Reservation, *, ip: str, user_id: str) -> None:
@@ -203,16 +218,17 @@ class LoginThrottle:
         """Count a second-factor, recovery-code or step-up attempt of this account before checking it."""
         limits = [
             Limit("codes", f"mfa:{user_id}", self._mfa.code_window, self._mfa.code_attempts),
-            self._consecutive(user_id),
+            self._consecutive_codes(user_id),
         ]
         return await self._budgets.reserve(limits, capped=_capped)
 
     async def code_succeeded(self, reservation: Reservation) -> None:
-        await self._budgets.succeeded(reservation, clear=("consecutive",))
+        await self._budgets.succeeded(reservation, clear=(CONSECUTIVE_CODES,))
 
-    async def signed_in(self, user_id: str) -> None:
-        """Any successful sign-in (passkey, emailed link, reset) clears the consecutive-failure count."""
-        await self._budgets.clear(self._consecutive(user_id))
+    async def signed_in(self, *, user_id: str, email_normalized: str) -> None:
+        """A completed sign-in (any way) or a password reset clears both consecutive-failure counts."""
+        await self._budgets.clear(self._consecutive_passwords(self._account(email_normalized)))
+        await self._budgets.clear(self._consecutive_codes(user_id))
 
     async def check_signup(self, *, ip: str) -> None:
         """Count a sign-up attempt from this address; raise RateLimited past the hourly limit."""

@@ -120,6 +120,10 @@ class SessionService:
     async def end_session(self, record: SessionRecord) -> None:
         await self._store.delete(record.digest)
 
+    async def take_session(self, record: SessionRecord) -> bool:
+        """End the session; whether it still existed (of two concurrent takers, one gets True)."""
+        return await self._store.delete(record.digest)
+
     async def revoke_other_sessions(self, *, user_id: str, current: SessionRecord) -> int:
         return await self._store.delete_for_user(user_id, except_digest=current.digest)
 

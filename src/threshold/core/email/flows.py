@@ -129,7 +129,7 @@ class EmailFlows:
         now = self._clock.now()
         for key, limit in (
             (f"mail:a:{digest(address)[:40]}", self._settings.per_address),
-            (f"mail:ip:{ip}", self._settings.per_ip),
+            (f"mail:ip:{self._signin.client_key(ip)}", self._settings.per_ip),
         ):
             count = await self._counters.increment(key, window=HOUR, now=now)
             if count.count > limit:
@@ -259,7 +259,7 @@ class EmailFlows:
         await self._users.set_password(
             PasswordCredential(user_id=user.id, hash=await self._hasher.hash(new_password), updated_at=now)
         )
-        await self._signin.proved_elsewhere(user.id)  # a success: the consecutive-failure count ends
+        await self._signin.proved_elsewhere(user)  # a success: the consecutive-failure count ends
         ended = await self._sessions.revoke_all_sessions(user.id)
         refresh = await self._revoke_tokens(user.id)
         if record.email == user.email_normalized and not user.email_verified:

@@ -71,6 +71,7 @@ def build_engine(
     )
     inventory = Inventory(users=users, factors=factor_repo, settings=settings.mfa)
     stepup = StepUp(
+        users=users,
         proving=proving,
         passkey=passkey,
         inventory=inventory,

@@ -176,7 +176,7 @@ class Factors(Inventory):
         credential = await self._factors.get_totp(user.id)
         if credential is None or credential.confirmed:
             raise TotpNotStarted()
-        proof = await self._proving.prove(user, method="totp_setup", secret=code, context=context)
+        proof = await self._proving.prove_setup_code(user, code=code, context=context)
         await self._stepup.note_proofs(session, [proof])  # the new factor was just proved
         first = not await self.has_second_factor(user)
         await self._factors.confirm_totp(user.id)

@@ -13,6 +13,9 @@ from threshold.core.methods.totp import TotpMethod
 from threshold.core.models import AuditKind, Method, RequestContext, User
 from threshold.core.ratelimit import LoginThrottle
 
+SETUP = "totp_setup"
+"""The audit name of a setup code's check."""
+
 
 class Proving:
     def __init__(
@@ -31,22 +34,38 @@ class Proving:
         self._audit = auditor
 
     async def prove(self, user: User, *, method: str, secret: str, context: RequestContext | None) -> Proof:
-        """Check a password (step-up), TOTP code, setup code or recovery code.
+        """Check a password (step-up), TOTP code or recovery code.
+
+        Raises:
+            InvalidRequest: any other method.
+            RateLimited, ConsecutiveFailuresCapped, MfaCodeInvalid: see _checked.
+        """
+        if method not in (Method.PASSWORD, Method.TOTP, Method.RECOVERY_CODE):
+            raise InvalidRequest("method must be password, totp or recovery_code.")
+        return await self._checked(user, method=method, secret=secret, context=context)
+
+    async def prove_setup_code(self, user: User, *, code: str, context: RequestContext | None) -> Proof:
+        """The first code of an authenticator app being set up (its secret is not confirmed yet): it
+        proves the new app, and is no sign-in or step-up method."""
+        return await self._checked(user, method=SETUP, secret=code, context=context)
+
+    async def _checked(
+        self, user: User, *, method: str, secret: str, context: RequestContext | None
+    ) -> Proof:
+        """The check, under the account's code budget.
 
         Raises:
             RateLimited: the account's code budget is spent (the attempt was not checked).
             ConsecutiveFailuresCapped: too many failures in a row on this account.
             MfaCodeInvalid: wrong (the attempt stays counted).
         """
-        if method not in (Method.PASSWORD, Method.TOTP, Method.RECOVERY_CODE, "totp_setup"):
-            raise InvalidRequest("method must be totp or recovery_code.")
         reservation = await self._throttle.reserve_code(user.id)
         proof: Proof | None
         if method == Method.PASSWORD:
             proof = await self.password.verify_password(user, secret, context)
         elif method == Method.TOTP:
             proof = await self.totp.verify_totp(user, secret)
-        elif method == "totp_setup":
+        elif method == SETUP:
             proof = await self.totp.verify_totp(user, secret, confirming=True)
         else:
             proof = await self.recovery_codes.verify_recovery_code(user, secret, context)

@@ -192,9 +192,13 @@ class SignIn:
         epoch = pending.epoch if pending else verified.user.credential_epoch
         return await self.complete(verified.user, proofs, context=context, epoch=epoch, replacing=replacing)
 
-    async def proved_elsewhere(self, user_id: str) -> None:
+    def client_key(self, ip: str) -> str:
+        """What per-client limits key on (an IPv6 client's /64 by default): see ratelimit."""
+        return self._throttle.client_key(ip)
+
+    async def proved_elsewhere(self, user: User) -> None:
         """The owner proved control another way (a password reset): failures in a row start over."""
-        await self._throttle.signed_in(user_id)
+        await self._throttle.signed_in(user_id=user.id, email_normalized=user.email_normalized)
 
     # --- completion -----------------------------------------------------------------------------------
 
@@ -226,7 +230,7 @@ class SignIn:
         if replacing is not None:
             await self._sessions.end_session(replacing)
         await self._stepup.note_proofs(issued.record, list(proofs))
-        await self._throttle.signed_in(user.id)
+        await self._throttle.signed_in(user_id=user.id, email_normalized=user.email_normalized)
         methods = [p.method for p in proofs]
         if not audited:  # the caller records its own event (sign-up)
             return SignedIn(user=user, session=issued, assurance=assurance)

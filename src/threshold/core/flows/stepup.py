@@ -11,14 +11,14 @@ from typing import Any
 
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
-from threshold.core.errors import InvalidRequest, ReauthenticationRequired
+from threshold.core.errors import InvalidRequest, ReauthenticationRequired, SessionNotFound
 from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.proving import Proving
 from threshold.core.methods.assurance import assess, is_second_factor
 from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.proofs import Proof, proofs_of_amr
 from threshold.core.models import Aal, AuditKind, Method, RequestContext, SessionRecord, User
-from threshold.core.ports import EphemeralStore
+from threshold.core.ports import EphemeralStore, UserRepo
 from threshold.core.sessions import IssuedSession, SessionService
 from threshold.settings import MfaSettings
 
@@ -27,6 +27,7 @@ class StepUp:
     def __init__(
         self,
         *,
+        users: UserRepo,
         proving: Proving,
         passkey: PasskeyMethod,
         inventory: Inventory,
@@ -36,6 +37,7 @@ class StepUp:
         clock: Clock,
         settings: MfaSettings,
     ) -> None:
+        self._users = users
         self._proving = proving
         self._passkey = passkey
         self._inventory = inventory
@@ -94,7 +96,15 @@ class StepUp:
         credential: dict[str, Any] | None = None,
         context: RequestContext,
     ) -> IssuedSession:
-        """Prove a factor again; a new session (new id) replaces this one, with a fresh auth_time."""
+        """Prove a factor again; a new session (new id) replaces this one, with a fresh auth_time.
+
+        What ended while the proof was checked stays ended: the old session must still exist when it is
+        replaced, and the credentials must not have changed (a reset, a recovery) meanwhile.
+
+        Raises:
+            SessionNotFound: the session ended, or the credentials changed, during the step-up.
+        """
+        epoch = await self._users.credential_epoch(user.id)
         if method == Method.PASSKEY:
             if credential is None:
                 raise InvalidRequest("credential is required.")
@@ -106,10 +116,14 @@ class StepUp:
             proof = await self._proving.prove(user, method=method, secret=secret or "", context=context)
         assurance = assess([*proofs_of_amr(session.amr), proof])
         aal = Aal.AAL2 if session.aal is Aal.AAL2 else assurance.aal  # a step-up never lowers it
+        if not await self._sessions.take_session(session):  # revoked meanwhile: nothing to step up
+            raise SessionNotFound()
         issued = await self._sessions.issue_session(
             user_id=user.id, aal=aal, amr=assurance.amr, context=context, auth_time=self._clock.now()
         )
-        await self._sessions.end_session(session)
+        if await self._users.credential_epoch(user.id) != epoch:  # written first, checked after
+            await self._sessions.end_session(issued.record)
+            raise SessionNotFound()
         await self.note_proofs(issued.record, [proof])
         await self._audit.record(
             AuditKind.REAUTHENTICATED,

@@ -319,9 +319,8 @@ def email_headers(email: str) -> tuple[tuple[str, str], ...]:
     carries the address as UTF-8 percent-encoded (RFC 3986 section 2.1: every octet except ASCII
     letters, digits, `-._~` and `@` as `%XX`), which decodes losslessly with `decodeURIComponent` or
     `urllib.parse.unquote`; `X-Threshold-User-Email` carries it as it is when it is printable ASCII,
-    and is absent otherwise (never a lossy or ambiguous stand-in).
+    and is empty otherwise (never a lossy or ambiguous stand-in, and never absent: a proxy that copies
+    only the headers of this answer must still overwrite one the client sent).
     """
-    headers = [("X-Threshold-User-Email-Encoded", quote(email, safe="@"))]
-    if email.isascii() and email.isprintable() and email == email.strip():
-        headers.append(("X-Threshold-User-Email", email))
-    return tuple(headers)
+    plain = email if email.isascii() and email.isprintable() and email == email.strip() else ""
+    return (("X-Threshold-User-Email-Encoded", quote(email, safe="@")), ("X-Threshold-User-Email", plain))
