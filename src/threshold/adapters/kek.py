@@ -30,19 +30,36 @@ def _decode(text: str, source: str) -> bytes:
 
 
 def load_or_create_kek(data_dir: Path, configured: str | None = None) -> bytes:
-    """Return the KEK, creating `data_dir/kek` with mode 0600 on the first run."""
+    """Return the KEK, creating `data_dir/kek` with mode 0600 on the first run.
+
+    The new key is written whole to a file of its own, then linked into place (an atomic step that
+    fails if the name exists), so processes starting together on a fresh data directory never read a
+    half-written key: one link wins and every process reads the winner's key.
+    """
     if configured:
         return _decode(configured, "THRESHOLD_KEY_ENCRYPTION_KEY")
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / KEK_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise KeyFileError(f"{path}: mode {mode:o} lets others read the key; chmod 600 it") from None
-        return _decode(path.read_text(), str(path))
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.urlsafe_b64encode(secrets.token_bytes(KEK_BYTES)).decode().rstrip("=") + "\n")
-    log.info("generated a new key-encryption key at %s", path)
+    if not path.exists():
+        _create(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyFileError(f"{path}: mode {mode:o} lets others read the key; chmod 600 it")
     return _decode(path.read_text(), str(path))
+
+
+def _create(path: Path) -> None:
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.urlsafe_b64encode(secrets.token_bytes(KEK_BYTES)).decode().rstrip("=") + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return  # another process linked its key first: that one is the key
+        log.info("generated a new key-encryption key at %s", path)
+    finally:
+        draft.unlink(missing_ok=True)
