@@ -11,6 +11,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.breach import HttpRangeSource
+from threshold.adapters.dns import DnsTxtResolver
 from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
 from threshold.adapters.sql.pg_fast import FastPool
@@ -28,6 +29,7 @@ from threshold.core.flows.recovery import Recovery
 from threshold.core.flows.signin import SignIn
 from threshold.core.flows.stepup import StepUp
 from threshold.core.models import AuditKind
+from threshold.core.orgs.service import Organizations
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import RateLimitStore, SessionStore, UserRepo
 from threshold.core.session_cache import (
@@ -73,6 +75,7 @@ class Services:
     signin: SignIn
     stepup: StepUp
     recovery: Recovery
+    orgs: Organizations
     email: EmailFlows
     mail_queue: SqlMailQueue
     mail_worker: MailWorker
@@ -280,6 +283,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         signin=engine_.signin,
         stepup=engine_.stepup,
         recovery=engine_.recovery,
+        orgs=Organizations(
+            orgs=stores.orgs,
+            users=users,
+            resolver=DnsTxtResolver(
+                settings.dns.nameservers, port=settings.dns.port, timeout=settings.dns.timeout
+            ),
+            auditor=auditor,
+            clock=clock,
+        ),
         email=email,
         mail_queue=mail_queue,
         mail_worker=mail_worker,

@@ -4,10 +4,12 @@
 CI=true), free ports, a clean environment, polling. `storage`: throwaway PostgreSQL databases, Redis key
 prefixes and the settings of a backend. `processes`: `threshold` commands, servers started and waited
 for, stopped by process group, their logs in the failure message; deployments that tie them together.
+`dns`: a DNS server on loopback serving the TXT records a test sets.
 
 Importable by the tests (`tests.support`) and by bench/ (with the repository root on sys.path).
 """
 
+from tests.support.dns import DnsServer
 from tests.support.environment import IN_CI, Unavailable, clean_env, free_port, need, wait_for
 from tests.support.processes import (
     CLI_TIMEOUT,
@@ -48,6 +50,7 @@ __all__ = [
     "THRESHOLD",
     "Backend",
     "Deployment",
+    "DnsServer",
     "Process",
     "RedisServer",
     "Server",

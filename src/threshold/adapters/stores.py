@@ -30,9 +30,11 @@ from threshold.adapters.sql.oidc_repos import (
     SqlRefreshTokenRepo,
     SqlSigningKeyRepo,
 )
+from threshold.adapters.sql.org_repos import SqlOrgRepo
 from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
+from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import (
     EphemeralStore,
     FactorRepo,
@@ -83,6 +85,7 @@ class Stores:
     clients: ClientRepo
     consents: ConsentRepo
     signing_keys: SigningKeyRepo
+    orgs: OrgRepo
     cache: SessionCache
     invalidations: Invalidations
     purgeable: list[object] = field(default_factory=list)
@@ -179,6 +182,7 @@ def open_stores(settings: Settings) -> Stores:
         clients=SqlClientRepo(engine),
         consents=SqlConsentRepo(engine),
         signing_keys=SqlSigningKeyRepo(engine),
+        orgs=SqlOrgRepo(engine),
         cache=cache,
         invalidations=invalidations,
         purgeable=purgeable,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from threshold.adapters.kek import KeyFileError
 from threshold.cli.clients import clients_command, keys_command
+from threshold.cli.orgs import add_orgs_parser, orgs_command
 from threshold.cli.users import users_command
 from threshold.core.errors import ThresholdError
 from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG, SIGNING_ALGORITHMS
@@ -171,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     list_keys.add_argument("--json", action="store_true")
     rotate = keys.add_parser("rotate", help="promote the published next key, retire the active one")
     rotate.add_argument("--alg", choices=SIGNING_ALGORITHMS)
+    add_orgs_parser(commands)
     return parser
 
 
@@ -282,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
             code = _run(settings, clients_command(args))
         elif args.command == "keys":
             code = _run(settings, keys_command(args))
+        elif args.command == "orgs":
+            code = _run(settings, orgs_command(args))
         else:
             code = _run(settings, users_command(args))
     except KeyFileError as exc:

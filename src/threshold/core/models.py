@@ -114,6 +114,11 @@ class AuditKind(StrEnum):
     EMAIL_CHANGE_REQUESTED = "email_change_requested"
     EMAIL_CHANGED = "email_changed"
     NEW_DEVICE_SIGN_IN = "new_device_sign_in"
+    ORG_CREATED = "org_created"
+    ORG_MEMBER_ADDED = "org_member_added"
+    ORG_MEMBER_REMOVED = "org_member_removed"
+    ORG_DOMAIN_ADDED = "org_domain_added"
+    ORG_DOMAIN_VERIFIED = "org_domain_verified"
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,16 @@ class BreachRangeSource(Protocol):
     async def suffixes(self, prefix: str) -> dict[str, int]: ...
 
 
+class TxtResolver(Protocol):
+    """DNS TXT lookups, asked fresh each time (domain verification reads what the owner published)."""
+
+    async def txt_records(self, name: str) -> list[str]:
+        """The TXT records at `name`, each record's strings joined into one; [] when the name has none
+        or does not exist. Raises DependencyUnavailable when DNS cannot be asked (no answer in time,
+        no usable name server): an unknown answer is never taken for an empty one."""
+        ...
+
+
 class EphemeralStore(Protocol):
     """Short-lived values shared by every process: pending logins, WebAuthn challenges."""
 

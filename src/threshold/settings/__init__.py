@@ -26,6 +26,7 @@ from threshold.settings.sections import (
     ARGON2_MIN_TIME_COST,
     LOOPBACK_NAMES,
     Argon2Settings,
+    DnsSettings,
     EmailSettings,
     IPNetwork,
     MfaSettings,
@@ -122,6 +123,7 @@ class Settings(BaseSettings):
     email: EmailSettings = Field(default_factory=EmailSettings)
     webauthn: WebAuthnSettings = Field(default_factory=WebAuthnSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS lookups (domain verification).")
 
     @field_validator("issuer")
     @classmethod
@@ -258,6 +260,7 @@ __all__ = [
     "LOOPBACK_NAMES",
     "Argon2Settings",
     "ConfigurationError",
+    "DnsSettings",
     "EmailSettings",
     "IPNetwork",
     "MfaSettings",

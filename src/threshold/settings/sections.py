@@ -236,6 +236,27 @@ class EmailSettings(BaseModel):
     max_attempts: int = Field(12, ge=1, le=100, description="Delivery attempts before a message is given up.")
 
 
+class DnsSettings(BaseModel):
+    """DNS lookups (the TXT records that prove an organization owns a domain)."""
+
+    nameservers: list[str] = Field(
+        default_factory=list,
+        description="IP addresses of the DNS servers to ask (empty: the system resolver, /etc/resolv.conf).",
+    )
+    port: int = Field(53, ge=1, le=65535, description="Port of the DNS servers in nameservers.")
+    timeout: float = Field(
+        3.0, gt=0, le=30, description="Seconds a lookup may take in all before DNS counts as unavailable."
+    )
+
+    @field_validator("nameservers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_address(address.strip())) for address in value]
+        except ValueError:
+            raise ValueError("must be IP addresses") from None
+
+
 class ThemeSettings(BaseModel):
     """Branding of the hosted pages."""
 

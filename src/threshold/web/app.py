@@ -23,6 +23,7 @@ from threshold.services import Services, build_services
 from threshold.settings import LOOPBACK_NAMES, Settings, load_settings
 from threshold.web import errors
 from threshold.web.access_log import AccessLogMiddleware
+from threshold.web.admin.orgs import router as admin_orgs_router
 from threshold.web.admin.routes import router as admin_router
 from threshold.web.api import v1
 from threshold.web.api.email import router as email_router
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(factors_router)
     app.include_router(email_router)
     app.include_router(admin_router)
+    app.include_router(admin_orgs_router)
     app.include_router(pages_router)
     app.include_router(account_pages_router)
     app.include_router(security_pages_router)

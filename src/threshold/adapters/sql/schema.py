@@ -306,3 +306,34 @@ known_devices = Table(
     Column("first_seen_at", Double, nullable=False),
     Column("last_seen_at", Double, nullable=False),
 )
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("slug", String(63), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+org_members = Table(
+    "org_members",
+    metadata,
+    Column("org_id", String(32), ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+org_domains = Table(
+    "org_domains",
+    metadata,
+    Column("domain", String(253), primary_key=True),  # one organization per domain
+    Column(
+        "org_id", String(32), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("txt_value", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("verified_at", Double, nullable=True),
+    Column("trusted", Boolean, nullable=False, default=False),
+)

@@ -34,7 +34,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 AdminDep = Annotated[VerifiedAccessToken, Depends(require_admin)]
 
 
-def _admin_context(request: Request, admin: VerifiedAccessToken) -> RequestContext:
+def admin_context(request: Request, admin: VerifiedAccessToken) -> RequestContext:
     context = request_context(request)
     return RequestContext(ip=context.ip, user_agent=f"admin-api client={admin.claims.get('client_id')}")
 
@@ -118,7 +118,7 @@ async def update_client(
     client_id: str, body: ClientPatch, request: Request, services: ServicesDep, admin: AdminDep
 ) -> dict[str, Any]:
     updated = await services.provider.update_client(
-        client_id[:64], **body.model_dump(), context=_admin_context(request, admin)
+        client_id[:64], **body.model_dump(), context=admin_context(request, admin)
     )
     if updated is None:
         raise NotFound("No such client.")
@@ -133,7 +133,7 @@ async def rotate_client_secret(
     client_id: str, request: Request, services: ServicesDep, admin: AdminDep
 ) -> Response:
     rotated = await services.provider.update_client(
-        client_id[:64], rotate_secret=True, context=_admin_context(request, admin)
+        client_id[:64], rotate_secret=True, context=admin_context(request, admin)
     )
     if rotated is None:
         raise NotFound("No such client.")
@@ -160,7 +160,7 @@ async def revoke_sessions(
     user: str, request: Request, services: ServicesDep, admin: AdminDep
 ) -> dict[str, int]:
     account = await services.accounts.find_user(user[:320])
-    sessions = await services.accounts.revoke_user_sessions(account, context=_admin_context(request, admin))
+    sessions = await services.accounts.revoke_user_sessions(account, context=admin_context(request, admin))
     tokens = await services.provider.revoke_user_tokens(account.id)
     return {"sessions_revoked": sessions, "refresh_tokens_revoked": tokens}
 
@@ -169,7 +169,7 @@ async def revoke_sessions(
 async def disable_user(user: str, request: Request, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
     account = await services.accounts.find_user(user[:320])
     sessions = await services.accounts.set_disabled(
-        account, disabled=True, context=_admin_context(request, admin)
+        account, disabled=True, context=admin_context(request, admin)
     )
     await services.provider.revoke_user_tokens(account.id)
     return {"disabled": True, "sessions_revoked": sessions}
@@ -178,7 +178,7 @@ async def disable_user(user: str, request: Request, services: ServicesDep, admin
 @router.post("/users/{user}/enable", summary="Re-enable a user")
 async def enable_user(user: str, request: Request, services: ServicesDep, admin: AdminDep) -> dict[str, Any]:
     account = await services.accounts.find_user(user[:320])
-    await services.accounts.set_disabled(account, disabled=False, context=_admin_context(request, admin))
+    await services.accounts.set_disabled(account, disabled=False, context=admin_context(request, admin))
     return {"disabled": False}
 
 
@@ -197,7 +197,7 @@ async def mfa_required(
 ) -> dict[str, Any]:
     account = await services.accounts.find_user(user[:320])
     await services.accounts.set_mfa_required(
-        account, required=body.required, context=_admin_context(request, admin)
+        account, required=body.required, context=admin_context(request, admin)
     )
     return {"mfa_required": body.required}
 
@@ -209,7 +209,7 @@ async def recovery(
     user: str, body: RecoveryIn, request: Request, services: ServicesDep, admin: AdminDep
 ) -> dict[str, Any]:
     account = await services.accounts.find_user(user[:320])
-    context = _admin_context(request, admin)
+    context = admin_context(request, admin)
     if body.cancel:
         pending = await services.recovery.pending_recovery(account)
         for item in pending:

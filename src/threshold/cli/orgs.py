@@ -1,0 +1,125 @@
+"""`threshold orgs ...`: organizations, their members and their domains."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from threshold.services import Services
+
+ROLES = ("owner", "admin", "member")
+
+
+def add_orgs_parser(commands: Any) -> None:
+    orgs = commands.add_parser("orgs", help="manage organizations").add_subparsers(
+        dest="action", required=True
+    )
+    create = orgs.add_parser("create", help="create an organization")
+    create.add_argument("--name", required=True)
+    create.add_argument("--slug", help="short name in URLs (default: from the name)")
+    create.add_argument("--json", action="store_true")
+    listing = orgs.add_parser("list", help="list organizations")
+    listing.add_argument("--json", action="store_true")
+
+    members = orgs.add_parser("members", help="members and their roles").add_subparsers(
+        dest="members_action", required=True
+    )
+    add = members.add_parser("add", help="add an account to the organization (or change its role)")
+    add.add_argument("org", metavar="ORG", help="id or slug")
+    add.add_argument("email")
+    add.add_argument("--role", choices=ROLES, default="member")
+    add.add_argument("--json", action="store_true")
+    remove = members.add_parser("remove", help="remove an account from the organization")
+    remove.add_argument("org", metavar="ORG")
+    remove.add_argument("email")
+    remove.add_argument("--json", action="store_true")
+    list_members = members.add_parser("list", help="list the organization's members")
+    list_members.add_argument("org", metavar="ORG")
+    list_members.add_argument("--json", action="store_true")
+
+    domains = orgs.add_parser("domains", help="domains the organization controls").add_subparsers(
+        dest="domains_action", required=True
+    )
+    add_domain = domains.add_parser("add", help="claim a domain; prints the DNS TXT record to publish")
+    add_domain.add_argument("org", metavar="ORG")
+    add_domain.add_argument("domain")
+    add_domain.add_argument("--json", action="store_true")
+    verify = domains.add_parser("verify", help="verify a claimed domain by its DNS TXT record")
+    verify.add_argument("org", metavar="ORG")
+    verify.add_argument("domain")
+    verify.add_argument("--trust", action="store_true", help="assert it as the operator instead of DNS")
+    verify.add_argument("--json", action="store_true")
+    list_domains = domains.add_parser("list", help="list the organization's domains")
+    list_domains.add_argument("org", metavar="ORG")
+    list_domains.add_argument("--json", action="store_true")
+
+
+def _print(args: argparse.Namespace, body: Any, text: str) -> None:
+    print(json.dumps(body, indent=2) if args.json else text)
+
+
+def orgs_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
+    from threshold.core.accounts import OPERATOR
+    from threshold.core.orgs.service import domain_summary, org_summary
+
+    async def work(services: Services) -> int:
+        orgs = services.orgs
+        if args.action == "create":
+            org = await orgs.create(name=args.name, slug=args.slug, context=OPERATOR)
+            _print(args, org_summary(org), f"organization {org.slug} ({org.id}): {org.name}")
+            return 0
+        if args.action == "list":
+            found = await orgs.list_orgs()
+            _print(
+                args, [org_summary(o) for o in found], "\n".join(f"{o.id}  {o.slug}  {o.name}" for o in found)
+            )
+            return 0
+        org = await orgs.find(args.org)
+        if args.action == "members":
+            if args.members_action == "add":
+                membership = await orgs.add_member(org, email=args.email, role=args.role, context=OPERATOR)
+                body = {
+                    "org_id": org.id,
+                    "user_id": membership.user_id,
+                    "email": args.email,
+                    "role": membership.role,
+                }
+                _print(args, body, f"{args.email} is {membership.role} of {org.slug}")
+            elif args.members_action == "remove":
+                user = await orgs.remove_member(org, email=args.email, context=OPERATOR)
+                _print(
+                    args,
+                    {"org_id": org.id, "user_id": user.id, "removed": True},
+                    f"removed {user.email} from {org.slug}",
+                )
+            else:
+                rows = [
+                    {"user_id": u.id, "email": u.email, "role": m.role.value}
+                    for m, u in await orgs.members(org)
+                ]
+                _print(args, rows, "\n".join(f"{r['user_id']}  {r['email']}  {r['role']}" for r in rows))
+            return 0
+        if args.domains_action == "add":
+            claim = await orgs.add_domain(org, args.domain, context=OPERATOR)
+            _print(
+                args,
+                domain_summary(claim),
+                f"publish a TXT record at {claim.txt_name} with the value {claim.txt_value}, then run "
+                f"`threshold orgs domains verify {org.slug} {claim.domain}`",
+            )
+        elif args.domains_action == "verify":
+            claim = await orgs.verify_domain(org, args.domain, trust=args.trust, context=OPERATOR)
+            _print(args, domain_summary(claim), f"{claim.domain} is verified for {org.slug}")
+        else:
+            claims = [domain_summary(d) for d in await orgs.domains(org)]
+            _print(
+                args,
+                claims,
+                "\n".join(f"{c['domain']}  {'verified' if c['verified'] else 'pending'}" for c in claims),
+            )
+        return 0
+
+    return work

@@ -1,0 +1,1 @@
+"""Organizations: members with roles, and the domains an organization verifiably controls."""

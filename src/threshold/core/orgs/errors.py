@@ -1,0 +1,35 @@
+"""The errors of organizations, with their stable public codes."""
+
+from __future__ import annotations
+
+from threshold.core.errors import Conflict, InvalidRequest, NotFound
+
+
+class OrgNotFound(NotFound):
+    code = "org_not_found"
+    message = "No such organization."
+
+
+class SlugTaken(Conflict):
+    code = "slug_taken"
+    message = "Another organization has this slug."
+
+
+class DomainTaken(Conflict):
+    code = "domain_taken"
+    message = "This domain belongs to another organization."
+
+
+class DomainNotFound(NotFound):
+    code = "domain_not_found"
+    message = "This organization has not added that domain."
+
+
+class DomainNotVerified(InvalidRequest):
+    code = "domain_not_verified"
+    message = "The TXT record was not found at the domain's challenge name (DNS can take a while)."
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    message = "That person is not a member of this organization."

@@ -1,0 +1,53 @@
+"""Organizations, memberships and domains as the domain sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class OrgRole(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: str
+    slug: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    org_id: str
+    user_id: str
+    role: OrgRole
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OrgDomain:
+    """A domain claimed by one organization; verified by a DNS TXT record or asserted by the operator."""
+
+    domain: str
+    org_id: str
+    txt_value: str
+    created_at: float
+    verified_at: float | None = None
+    trusted: bool = False
+    """Verified by the operator's word (`--trust`), not by DNS."""
+
+    @property
+    def verified(self) -> bool:
+        return self.verified_at is not None
+
+    @property
+    def txt_name(self) -> str:
+        """Where the TXT record goes: a name of its own under the domain."""
+        return f"{TXT_LABEL}.{self.domain}"
+
+
+TXT_LABEL = "_threshold-challenge"

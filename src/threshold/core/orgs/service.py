@@ -1,0 +1,206 @@
+"""Organizations: create them, add and remove members with a role, claim and verify domains.
+
+A domain is verified by a DNS TXT record the organization publishes at `_threshold-challenge.<domain>`
+(the value shown when the domain is added), or asserted by the operator (`trust`). A domain belongs to
+one organization only: whoever claims it first holds the claim, and only verification makes it count.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+
+from threshold.core.audit import Auditor
+from threshold.core.clock import Clock
+from threshold.core.emails import normalize_email
+from threshold.core.errors import EmailInvalid, InvalidRequest, UserNotFound
+from threshold.core.models import AuditKind, RequestContext, User
+from threshold.core.orgs.errors import DomainNotFound, DomainNotVerified, MemberNotFound, OrgNotFound
+from threshold.core.orgs.models import Membership, Organization, OrgDomain, OrgRole
+from threshold.core.orgs.ports import OrgRepo
+from threshold.core.ports import TxtResolver, UserRepo
+from threshold.core.secrets import equal, new_id
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+TXT_PREFIX = "threshold-domain-verification="
+
+
+def slug_of(name: str) -> str:
+    """A slug from a name: lower case letters, digits and single hyphens."""
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]+", "-", name.lower())).strip("-")[:63].strip("-")
+
+
+def normalize_domain(domain: str) -> str:
+    """The domain in lower-case ASCII (IDNA for international names), without a trailing dot.
+
+    Raises:
+        InvalidRequest: not a host name of at least two labels (no wildcards, IP addresses or ports).
+    """
+    text = domain.strip().rstrip(".").lower()
+    try:
+        ascii_name = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidRequest("Give a domain name such as example.com.") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or len(labels) < 2 or not all(LABEL.match(label) for label in labels):
+        raise InvalidRequest("Give a domain name such as example.com.")
+    if labels[-1].isdigit():
+        raise InvalidRequest("Give a domain name, not an address.")
+    return ascii_name
+
+
+class Organizations:
+    def __init__(
+        self, *, orgs: OrgRepo, users: UserRepo, resolver: TxtResolver, auditor: Auditor, clock: Clock
+    ) -> None:
+        self._orgs = orgs
+        self._users = users
+        self._resolver = resolver
+        self._audit = auditor
+        self._clock = clock
+
+    async def create(self, *, name: str, slug: str | None = None, context: RequestContext) -> Organization:
+        """Raises InvalidRequest (name or slug), SlugTaken."""
+        name = " ".join(name.split())
+        if not name or len(name) > 200 or not name.isprintable():
+            raise InvalidRequest("Give the organization a name of 1 to 200 printable characters.")
+        chosen = (slug or slug_of(name)).lower()
+        if not SLUG.match(chosen) or len(chosen) < 2:
+            raise InvalidRequest("A slug is 2 to 63 lower-case letters, digits and hyphens.")
+        org = Organization(id=new_id(), slug=chosen, name=name, created_at=self._clock.now())
+        await self._orgs.add(org)
+        await self._audit.record(
+            AuditKind.ORG_CREATED, user_id=None, context=context, org=org.id, slug=org.slug
+        )
+        return org
+
+    async def find(self, ref: str) -> Organization:
+        """By id or slug. Raises OrgNotFound."""
+        ref = ref.strip()[:64]
+        org = await self._orgs.get(ref) or await self._orgs.get_by_slug(ref.lower())
+        if org is None:
+            raise OrgNotFound()
+        return org
+
+    async def list_orgs(self) -> Sequence[Organization]:
+        return await self._orgs.list()
+
+    # --- members --------------------------------------------------------------------------------------
+
+    async def _user(self, email: str) -> User:
+        try:
+            user = await self._users.get_by_email(normalize_email(email).normalized)
+        except EmailInvalid:
+            user = None
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    async def add_member(
+        self, org: Organization, *, email: str, role: str, context: RequestContext
+    ) -> Membership:
+        """Add an existing account (or change its role). Raises UserNotFound, InvalidRequest (role)."""
+        try:
+            chosen = OrgRole(role)
+        except ValueError:
+            raise InvalidRequest("role must be owner, admin or member.") from None
+        user = await self._user(email)
+        membership = Membership(org_id=org.id, user_id=user.id, role=chosen, created_at=self._clock.now())
+        await self._orgs.put_member(membership)
+        await self._audit.record(
+            AuditKind.ORG_MEMBER_ADDED, user_id=user.id, context=context, org=org.id, role=chosen.value
+        )
+        return membership
+
+    async def remove_member(self, org: Organization, *, email: str, context: RequestContext) -> User:
+        """Raises UserNotFound, MemberNotFound."""
+        user = await self._user(email)
+        if not await self._orgs.remove_member(org.id, user.id):
+            raise MemberNotFound()
+        await self._audit.record(AuditKind.ORG_MEMBER_REMOVED, user_id=user.id, context=context, org=org.id)
+        return user
+
+    async def members(self, org: Organization) -> list[tuple[Membership, User]]:
+        found: list[tuple[Membership, User]] = []
+        for membership in await self._orgs.members(org.id):
+            user = await self._users.get(membership.user_id)
+            if user is not None:
+                found.append((membership, user))
+        return found
+
+    async def memberships(self, user: User) -> Sequence[Membership]:
+        return await self._orgs.memberships_of(user.id)
+
+    # --- domains --------------------------------------------------------------------------------------
+
+    async def add_domain(self, org: Organization, domain: str, *, context: RequestContext) -> OrgDomain:
+        """Claim a domain (again: the same claim and TXT value). Raises InvalidRequest, DomainTaken."""
+        claim = OrgDomain(
+            domain=normalize_domain(domain),
+            org_id=org.id,
+            txt_value=TXT_PREFIX + secrets.token_urlsafe(24),
+            created_at=self._clock.now(),
+        )
+        stored = await self._orgs.add_domain(claim)
+        if stored.txt_value == claim.txt_value:
+            await self._audit.record(
+                AuditKind.ORG_DOMAIN_ADDED, user_id=None, context=context, org=org.id, domain=stored.domain
+            )
+        return stored
+
+    async def domains(self, org: Organization) -> Sequence[OrgDomain]:
+        return await self._orgs.domains(org.id)
+
+    async def verify_domain(
+        self, org: Organization, domain: str, *, trust: bool = False, context: RequestContext
+    ) -> OrgDomain:
+        """Verify the claim by its DNS TXT record, or on the operator's word (`trust`).
+
+        Raises:
+            DomainNotFound: this organization has not claimed the domain.
+            DomainNotVerified: the record is not there (yet).
+            DependencyUnavailable: DNS could not be asked.
+        """
+        name = normalize_domain(domain)
+        claim = await self._orgs.get_domain(name)
+        if claim is None or claim.org_id != org.id:
+            raise DomainNotFound()
+        if not trust:
+            published = await self._resolver.txt_records(claim.txt_name)
+            if not any(equal(value.strip(), claim.txt_value) for value in published):
+                raise DomainNotVerified()
+        now = self._clock.now()
+        await self._orgs.mark_verified(name, at=now, trusted=trust)
+        await self._audit.record(
+            AuditKind.ORG_DOMAIN_VERIFIED,
+            user_id=None,
+            context=context,
+            org=org.id,
+            domain=name,
+            by="operator" if trust else "dns",
+        )
+        return OrgDomain(
+            domain=claim.domain,
+            org_id=claim.org_id,
+            txt_value=claim.txt_value,
+            created_at=claim.created_at,
+            verified_at=now,
+            trusted=trust,
+        )
+
+
+def domain_summary(domain: OrgDomain) -> dict[str, object]:
+    """The public shape of a domain claim (CLI --json and the admin API)."""
+    return {
+        "domain": domain.domain,
+        "verified": domain.verified,
+        "txt_name": domain.txt_name,
+        "txt_value": domain.txt_value,
+        "trusted": domain.trusted,
+    }
+
+
+def org_summary(org: Organization) -> dict[str, object]:
+    return {"id": org.id, "slug": org.slug, "name": org.name}
