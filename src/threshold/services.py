@@ -266,6 +266,17 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     auditor.subscribe(email.on_event)
     accounts.attach_email(email, verification=settings.email.verification)
     engine_.signin.attach_email(email, verification=settings.email.verification)
+    orgs = Organizations(
+        orgs=stores.orgs,
+        users=users,
+        resolver=DnsTxtResolver(
+            settings.dns.nameservers, port=settings.dns.port, timeout=settings.dns.timeout
+        ),
+        mail=mail_queue,
+        auditor=auditor,
+        clock=clock,
+        issuer=settings.issuer,
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -283,15 +294,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         signin=engine_.signin,
         stepup=engine_.stepup,
         recovery=engine_.recovery,
-        orgs=Organizations(
-            orgs=stores.orgs,
-            users=users,
-            resolver=DnsTxtResolver(
-                settings.dns.nameservers, port=settings.dns.port, timeout=settings.dns.timeout
-            ),
-            auditor=auditor,
-            clock=clock,
-        ),
+        orgs=orgs,
         email=email,
         mail_queue=mail_queue,
         mail_worker=mail_worker,

@@ -89,6 +89,25 @@ async def test_a_domain_belongs_to_one_organization_and_is_verified_on_the_opera
     assert [d["domain"] for d in listed] == [domain] and listed[0]["verified"] is True
 
 
+async def test_an_invitation_is_sent_for_a_role(admin: Admin) -> None:
+    org = (await admin.post("/orgs", {"name": f"Invites {unique_email('i')[:8]}"})).json()
+    sent = await admin.post(
+        f"/orgs/{org['id']}/invitations", {"email": "Someone@Example.com", "role": "owner"}
+    )
+    assert sent.status_code == 201, sent.text
+    assert (
+        sent.json()["role"] == "owner" and sent.json()["org_id"] == org["id"] and "token" not in sent.json()
+    )
+    assert_code(
+        await admin.post(f"/orgs/{org['id']}/invitations", {"email": "x@example.com", "role": "god"}),
+        400,
+        "invalid_request",
+    )
+    assert_code(
+        await admin.post(f"/orgs/{org['id']}/invitations", {"email": "not an address"}), 400, "email_invalid"
+    )
+
+
 async def test_organizations_need_the_admin_scope(client: httpx.AsyncClient) -> None:
     other = await register_service(client, "api:read")
     token = await service_token(client, other)

@@ -77,6 +77,15 @@ def test_an_operator_creates_an_organization_adds_a_member_and_verifies_a_domain
     )
     assert asserted["verified"] is True and asserted["trusted"] is True
 
+    invited = run(
+        deployment, "orgs", "invite", "acme-corp", "new.hire@example.com", "--role", "admin", "--json"
+    )
+    assert (
+        invited["email"] == "new.hire@example.com"
+        and invited["role"] == "admin"
+        and invited["org_id"] == org["id"]
+    )
+
     run(deployment, "orgs", "members", "remove", "acme-corp", email)
     assert run(deployment, "orgs", "members", "list", "acme-corp", "--json") == []
     missing = run(deployment, "orgs", "members", "add", "no-such-org", email, expect=1)

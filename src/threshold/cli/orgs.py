@@ -40,6 +40,12 @@ def add_orgs_parser(commands: Any) -> None:
     list_members.add_argument("org", metavar="ORG")
     list_members.add_argument("--json", action="store_true")
 
+    invite = orgs.add_parser("invite", help="email an invitation (single use, 7 days, this address only)")
+    invite.add_argument("org", metavar="ORG")
+    invite.add_argument("email")
+    invite.add_argument("--role", choices=ROLES, default="member")
+    invite.add_argument("--json", action="store_true")
+
     domains = orgs.add_parser("domains", help="domains the organization controls").add_subparsers(
         dest="domains_action", required=True
     )
@@ -78,6 +84,13 @@ def orgs_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int
             )
             return 0
         org = await orgs.find(args.org)
+        if args.action == "invite":
+            invitation = await orgs.invite(
+                org, email=args.email, role=args.role, invited_by="the operator", context=OPERATOR
+            )
+            body = {"id": invitation.id, "org_id": org.id, "email": args.email, "role": invitation.role.value}
+            _print(args, body, f"invited {args.email} to {org.slug} as {invitation.role.value}")
+            return 0
         if args.action == "members":
             if args.members_action == "add":
                 membership = await orgs.add_member(org, email=args.email, role=args.role, context=OPERATOR)

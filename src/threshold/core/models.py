@@ -119,6 +119,7 @@ class AuditKind(StrEnum):
     ORG_MEMBER_REMOVED = "org_member_removed"
     ORG_DOMAIN_ADDED = "org_domain_added"
     ORG_DOMAIN_VERIFIED = "org_domain_verified"
+    ORG_INVITATION_SENT = "org_invitation_sent"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from threshold.web.hotpath import FastLaneMiddleware
 from threshold.web.oauth import routes as oauth
 from threshold.web.pages.account import router as account_pages_router
 from threshold.web.pages.email import router as email_pages_router
+from threshold.web.pages.invitations import router as invitation_pages_router
 from threshold.web.pages.routes import router as pages_router
 from threshold.web.pages.security import router as security_pages_router
 from threshold.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(account_pages_router)
     app.include_router(security_pages_router)
     app.include_router(email_pages_router)
+    app.include_router(invitation_pages_router)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:  # asked for by browsers and tools whatever the pages link to

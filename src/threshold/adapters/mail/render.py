@@ -64,6 +64,17 @@ COPY: dict[str, Copy] = {
         "Sign in",
         "link",
     ),
+    "org_invitation": Copy(
+        "You are invited to join {org}",
+        "Join {org} on {product}",
+        (
+            "{inviter} invited this address to the organization {org} as {role}. The link works once, for "
+            "{days} days, and only for an account with this address: sign in with it (or sign up) to accept.",
+            "If you did not expect this, ignore this message.",
+        ),
+        "Accept the invitation",
+        "link",
+    ),
     "change_email": Copy(
         "Confirm your new email address",
         "Confirm your new email address",

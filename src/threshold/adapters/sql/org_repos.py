@@ -13,7 +13,7 @@ from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import translate_errors
 from threshold.adapters.sql.repos import _insert
 from threshold.core.orgs.errors import DomainTaken, SlugTaken
-from threshold.core.orgs.models import Membership, Organization, OrgDomain, OrgRole
+from threshold.core.orgs.models import Invitation, Membership, Organization, OrgDomain, OrgRole
 
 
 def _org(row: Row[Any]) -> Organization:
@@ -152,3 +152,51 @@ class SqlOrgRepo:
                     .where(t.org_domains.c.domain == domain)
                     .values(verified_at=at, trusted=trusted)
                 )
+
+    async def add_invitation(self, invitation: Invitation) -> None:
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    t.org_invitations.insert().values(
+                        id=invitation.id,
+                        org_id=invitation.org_id,
+                        email_normalized=invitation.email_normalized,
+                        role=invitation.role.value,
+                        digest=invitation.digest,
+                        invited_by=invitation.invited_by,
+                        created_at=invitation.created_at,
+                        expires_at=invitation.expires_at,
+                    )
+                )
+
+    async def invitation_by_digest(self, digest: str) -> Invitation | None:
+        rows = await self._rows(select(t.org_invitations).where(t.org_invitations.c.digest == digest))
+        if not rows:
+            return None
+        row = rows[0]
+        return Invitation(
+            id=row.id,
+            org_id=row.org_id,
+            email_normalized=row.email_normalized,
+            role=OrgRole(row.role),
+            digest=row.digest,
+            invited_by=row.invited_by,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            accepted_at=row.accepted_at,
+        )
+
+    async def accept_invitation(self, invitation_id: str, *, at: float) -> bool:
+        statement = (
+            update(t.org_invitations)
+            .where(
+                t.org_invitations.c.id == invitation_id,
+                t.org_invitations.c.accepted_at.is_(None),
+                t.org_invitations.c.expires_at > at,
+            )
+            .values(accepted_at=at)
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(statement)
+        return bool(result.rowcount)

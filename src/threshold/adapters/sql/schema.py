@@ -337,3 +337,19 @@ org_domains = Table(
     Column("verified_at", Double, nullable=True),
     Column("trusted", Boolean, nullable=False, default=False),
 )
+
+org_invitations = Table(
+    "org_invitations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "org_id", String(32), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("email_normalized", String(320), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("invited_by", String(200), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("accepted_at", Double, nullable=True),
+)

@@ -33,3 +33,11 @@ class DomainNotVerified(InvalidRequest):
 class MemberNotFound(NotFound):
     code = "member_not_found"
     message = "That person is not a member of this organization."
+
+
+class InvitationInvalid(InvalidRequest):
+    code = "invitation_invalid"
+    message = (
+        "This invitation cannot be used: it was used already, has expired, or was sent to another address "
+        "than the one you are signed in with."
+    )

@@ -51,3 +51,19 @@ class OrgDomain:
 
 
 TXT_LABEL = "_threshold-challenge"
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """An invitation to join an organization: single use, expiring, for one address only. Only the
+    digest of its token is stored; the token travels in the emailed link."""
+
+    id: str
+    org_id: str
+    email_normalized: str
+    role: OrgRole
+    digest: str
+    invited_by: str
+    created_at: float
+    expires_at: float
+    accepted_at: float | None = None

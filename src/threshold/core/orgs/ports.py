@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from threshold.core.orgs.models import Membership, Organization, OrgDomain
+from threshold.core.orgs.models import Invitation, Membership, Organization, OrgDomain
 
 
 class OrgRepo(Protocol):
@@ -42,3 +42,11 @@ class OrgRepo(Protocol):
     async def domains(self, org_id: str) -> Sequence[OrgDomain]: ...
 
     async def mark_verified(self, domain: str, *, at: float, trusted: bool) -> None: ...
+
+    async def add_invitation(self, invitation: Invitation) -> None: ...
+
+    async def invitation_by_digest(self, digest: str) -> Invitation | None: ...
+
+    async def accept_invitation(self, invitation_id: str, *, at: float) -> bool:
+        """Mark it used, only if it is unused and unexpired: of two concurrent acceptances, one wins."""
+        ...

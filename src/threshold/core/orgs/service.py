@@ -10,17 +10,24 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.emails import normalize_email
 from threshold.core.errors import EmailInvalid, InvalidRequest, UserNotFound
-from threshold.core.models import AuditKind, RequestContext, User
-from threshold.core.orgs.errors import DomainNotFound, DomainNotVerified, MemberNotFound, OrgNotFound
-from threshold.core.orgs.models import Membership, Organization, OrgDomain, OrgRole
+from threshold.core.models import AuditKind, OutgoingMail, RequestContext, User
+from threshold.core.orgs.errors import (
+    DomainNotFound,
+    DomainNotVerified,
+    InvitationInvalid,
+    MemberNotFound,
+    OrgNotFound,
+)
+from threshold.core.orgs.models import Invitation, Membership, Organization, OrgDomain, OrgRole
 from threshold.core.orgs.ports import OrgRepo
-from threshold.core.ports import TxtResolver, UserRepo
-from threshold.core.secrets import equal, new_id
+from threshold.core.ports import MailQueue, TxtResolver, UserRepo
+from threshold.core.secrets import digest, equal, new_id, new_token
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -51,15 +58,28 @@ def normalize_domain(domain: str) -> str:
     return ascii_name
 
 
+INVITATION_LIFETIME = 7 * 86400
+
+
 class Organizations:
     def __init__(
-        self, *, orgs: OrgRepo, users: UserRepo, resolver: TxtResolver, auditor: Auditor, clock: Clock
+        self,
+        *,
+        orgs: OrgRepo,
+        users: UserRepo,
+        resolver: TxtResolver,
+        mail: MailQueue,
+        auditor: Auditor,
+        clock: Clock,
+        issuer: str,
     ) -> None:
         self._orgs = orgs
         self._users = users
         self._resolver = resolver
+        self._mail = mail
         self._audit = auditor
         self._clock = clock
+        self._issuer = issuer
 
     async def create(self, *, name: str, slug: str | None = None, context: RequestContext) -> Organization:
         """Raises InvalidRequest (name or slug), SlugTaken."""
@@ -132,6 +152,86 @@ class Organizations:
 
     async def memberships(self, user: User) -> Sequence[Membership]:
         return await self._orgs.memberships_of(user.id)
+
+    # --- invitations -----------------------------------------------------------------------------------
+
+    async def invite(
+        self, org: Organization, *, email: str, role: str, invited_by: str, context: RequestContext
+    ) -> Invitation:
+        """Email an invitation (a single-use link for this address only).
+
+        Raises:
+            InvalidRequest: the role; EmailInvalid: the address.
+        """
+        try:
+            chosen = OrgRole(role)
+        except ValueError:
+            raise InvalidRequest("role must be owner, admin or member.") from None
+        address = normalize_email(email)
+        token = new_token()
+        now = self._clock.now()
+        invitation = Invitation(
+            id=new_id(),
+            org_id=org.id,
+            email_normalized=address.normalized,
+            role=chosen,
+            digest=digest("invitation:" + token),
+            invited_by=invited_by[:200],
+            created_at=now,
+            expires_at=now + INVITATION_LIFETIME,
+        )
+        await self._orgs.add_invitation(invitation)
+        await self._mail.enqueue(
+            OutgoingMail(
+                kind="org_invitation",
+                to=address.display,
+                context={
+                    "org": org.name,
+                    "role": chosen.value,
+                    "inviter": invitation.invited_by,
+                    "days": str(INVITATION_LIFETIME // 86400),
+                    "link": f"{self._issuer}/invitations/accept?{urlencode({'token': token})}",
+                },
+            )
+        )
+        await self._audit.record(
+            AuditKind.ORG_INVITATION_SENT, user_id=None, context=context, org=org.id, role=chosen.value
+        )
+        return invitation
+
+    async def invitation(self, token: str) -> tuple[Invitation, Organization]:
+        """The usable invitation behind an emailed token. Raises InvitationInvalid."""
+        found = await self._orgs.invitation_by_digest(digest("invitation:" + token[:128])) if token else None
+        if found is None or found.accepted_at is not None or found.expires_at <= self._clock.now():
+            raise InvitationInvalid()
+        org = await self._orgs.get(found.org_id)
+        if org is None:
+            raise InvitationInvalid()
+        return found, org
+
+    async def accept(self, token: str, *, user: User, context: RequestContext) -> Membership:
+        """Join as the invitation says: only the account with the invited address, only once.
+
+        Raises:
+            InvitationInvalid: unknown, used, expired, or for another address.
+        """
+        invitation, org = await self.invitation(token)
+        if not equal(invitation.email_normalized, user.email_normalized):
+            raise InvitationInvalid()
+        if not await self._orgs.accept_invitation(invitation.id, at=self._clock.now()):
+            raise InvitationInvalid()  # accepted meanwhile (or it expired): single use
+        membership = Membership(
+            org_id=org.id, user_id=user.id, role=invitation.role, created_at=self._clock.now()
+        )
+        await self._orgs.put_member(membership)
+        await self._audit.record(
+            AuditKind.ORG_MEMBER_ADDED,
+            user_id=user.id,
+            context=context,
+            org=org.id,
+            role=invitation.role.value,
+        )
+        return membership
 
     # --- domains --------------------------------------------------------------------------------------
 

@@ -36,6 +36,13 @@ class MemberIn(BaseModel):
     role: StrictStr = "member"
 
 
+class InvitationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: StrictStr = Field(min_length=3, max_length=320)
+    role: StrictStr = "member"
+
+
 class DomainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -130,3 +137,21 @@ async def verify_domain(
         found, domain[:253], trust=bool(body and body.trust), context=admin_context(request, admin)
     )
     return domain_summary(claim)
+
+
+@router.post(
+    "/{org}/invitations", status_code=201, summary="Email an invitation (single use, this address only)"
+)
+async def invite(
+    org: str, body: InvitationIn, request: Request, services: ServicesDep, admin: AdminDep
+) -> Response:
+    found = await services.orgs.find(org)
+    invitation = await services.orgs.invite(
+        found,
+        email=body.email,
+        role=body.role,
+        invited_by="the operator",
+        context=admin_context(request, admin),
+    )
+    body_out = {"id": invitation.id, "org_id": found.id, "email": body.email, "role": invitation.role.value}
+    return JSONResponse(body_out, status_code=201)

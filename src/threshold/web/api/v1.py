@@ -324,3 +324,19 @@ def email_headers(email: str) -> tuple[tuple[str, str], ...]:
     """
     plain = email if email.isascii() and email.isprintable() and email == email.strip() else ""
     return (("X-Threshold-User-Email-Encoded", quote(email, safe="@")), ("X-Threshold-User-Email", plain))
+
+
+class InvitationToken(BaseModel):
+    token: StrictStr = Field(min_length=1, max_length=128)
+
+
+@router.post(
+    "/invitations/accept",
+    summary="Accept an emailed invitation to an organization (signed in with the invited address)",
+    responses={400: PROBLEM, 401: PROBLEM},
+)
+async def accept_invitation(
+    body: InvitationToken, auth: AuthDep, services: ServicesDep, context: ContextDep
+) -> dict[str, str]:
+    membership = await services.orgs.accept(body.token, user=auth.user, context=context)
+    return {"org_id": membership.org_id, "role": membership.role.value}
