@@ -24,9 +24,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import Aal, Amr, SessionRecord
@@ -34,12 +36,19 @@ from threshold.core.ports import WindowCount
 
 
 def connect(url: str) -> aioredis.Redis:
+    """A client whose pooled connections survive a Redis restart: a command that meets a connection the
+    restart closed is sent again on a fresh one (twice at most, a few milliseconds apart), so the first
+    requests after Redis is back are not answered 503. A Redis that is down still fails fast (refused
+    connections are not waited for, and a timeout is not retried)."""
     return aioredis.from_url(
         url,
         decode_responses=True,
         socket_timeout=5,
         socket_connect_timeout=3,
         health_check_interval=30,
+        retry=Retry(
+            ExponentialBackoff(cap=0.05, base=0.005), retries=2, supported_errors=(RedisConnectionError,)
+        ),
     )
 
 
