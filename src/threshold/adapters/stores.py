@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,8 +55,6 @@ from threshold.oidc.ports import (
 )
 from threshold.settings import Settings
 
-Backend = Literal["sqlite", "sqlite+redis", "postgres", "postgres+redis"]
-
 
 class _NoInvalidations:
     async def publish(self, message: str) -> None:
@@ -68,7 +66,6 @@ class Stores:
     """The typed bundle of one backend's stores (raw: the session cache's invalidating wrappers are put
     around them by the wiring)."""
 
-    backend: Backend
     engine: AsyncEngine
     redis: aioredis.Redis | None
     fast_pool: FastPool | None
@@ -90,13 +87,6 @@ class Stores:
     invalidations: Invalidations
     purgeable: list[object] = field(default_factory=list)
     """Stores whose expired rows the sweeper deletes (Redis expires its own keys)."""
-
-
-def backend_of(settings: Settings) -> Backend:
-    postgres = settings.effective_database_url.startswith("postgresql")
-    if settings.redis_url:
-        return "postgres+redis" if postgres else "sqlite+redis"
-    return "postgres" if postgres else "sqlite"
 
 
 def _session_cache(
@@ -165,7 +155,6 @@ def open_stores(settings: Settings) -> Stores:
         sessions, rate_limits, marks, ephemeral = sql_sessions, sql_limits, sql_marks, sql_ephemeral
         purgeable += [sql_sessions, sql_limits, sql_marks, sql_ephemeral]
     return Stores(
-        backend=backend_of(settings),
         engine=engine,
         redis=redis_client,
         fast_pool=fast,

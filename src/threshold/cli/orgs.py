@@ -69,7 +69,12 @@ def _print(args: argparse.Namespace, body: Any, text: str) -> None:
 
 def orgs_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
     from threshold.core.accounts import OPERATOR
-    from threshold.core.orgs.service import domain_summary, org_summary
+    from threshold.core.orgs.service import (
+        domain_summary,
+        invitation_summary,
+        membership_summary,
+        org_summary,
+    )
 
     async def work(services: Services) -> int:
         orgs = services.orgs
@@ -88,19 +93,20 @@ def orgs_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int
             invitation = await orgs.invite(
                 org, email=args.email, role=args.role, invited_by="the operator", context=OPERATOR
             )
-            body = {"id": invitation.id, "org_id": org.id, "email": args.email, "role": invitation.role.value}
-            _print(args, body, f"invited {args.email} to {org.slug} as {invitation.role.value}")
+            _print(
+                args,
+                invitation_summary(invitation, args.email),
+                f"invited {args.email} to {org.slug} as {invitation.role.value}",
+            )
             return 0
         if args.action == "members":
             if args.members_action == "add":
                 membership = await orgs.add_member(org, email=args.email, role=args.role, context=OPERATOR)
-                body = {
-                    "org_id": org.id,
-                    "user_id": membership.user_id,
-                    "email": args.email,
-                    "role": membership.role,
-                }
-                _print(args, body, f"{args.email} is {membership.role} of {org.slug}")
+                _print(
+                    args,
+                    membership_summary(membership, args.email),
+                    f"{args.email} is {membership.role} of {org.slug}",
+                )
             elif args.members_action == "remove":
                 user = await orgs.remove_member(org, email=args.email, context=OPERATOR)
                 _print(

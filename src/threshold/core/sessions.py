@@ -106,17 +106,6 @@ class SessionService:
                 return record
         raise SessionNotFound()
 
-    async def record_reauthentication(
-        self, record: SessionRecord, *, auth_time: float, aal: Aal, amr: Sequence[Amr]
-    ) -> None:
-        """Step-up on the same session: a fresh auth_time (and perhaps a higher aal), same id.
-
-        Raises:
-            SessionNotFound: the session ended meanwhile.
-        """
-        if not await self._store.update_auth(record.digest, auth_time=auth_time, aal=aal, amr=amr):
-            raise SessionNotFound()
-
     async def end_session(self, record: SessionRecord) -> None:
         await self._store.delete(record.digest)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
@@ -281,14 +282,7 @@ class Organizations:
             domain=name,
             by="operator" if trust else "dns",
         )
-        return OrgDomain(
-            domain=claim.domain,
-            org_id=claim.org_id,
-            txt_value=claim.txt_value,
-            created_at=claim.created_at,
-            verified_at=now,
-            trusted=trust,
-        )
+        return replace(claim, verified_at=now, trusted=trust)
 
 
 def domain_summary(domain: OrgDomain) -> dict[str, object]:
@@ -304,3 +298,17 @@ def domain_summary(domain: OrgDomain) -> dict[str, object]:
 
 def org_summary(org: Organization) -> dict[str, object]:
     return {"id": org.id, "slug": org.slug, "name": org.name}
+
+
+def membership_summary(membership: Membership, email: str) -> dict[str, object]:
+    """The public shape of a membership or an invitation's (CLI --json and the admin API)."""
+    return {
+        "org_id": membership.org_id,
+        "user_id": membership.user_id,
+        "email": email,
+        "role": membership.role.value,
+    }
+
+
+def invitation_summary(invitation: Invitation, email: str) -> dict[str, object]:
+    return {"id": invitation.id, "org_id": invitation.org_id, "email": email, "role": invitation.role.value}

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from threshold.core.orgs.service import domain_summary, org_summary
+from threshold.core.orgs.service import domain_summary, invitation_summary, membership_summary, org_summary
 from threshold.oidc.provider import VerifiedAccessToken
 from threshold.services import Services
 from threshold.web.admin.routes import admin_context, require_admin
@@ -89,12 +89,7 @@ async def add_member(
     membership = await services.orgs.add_member(
         found, email=body.email, role=body.role, context=admin_context(request, admin)
     )
-    return {
-        "org_id": found.id,
-        "user_id": membership.user_id,
-        "email": body.email,
-        "role": membership.role.value,
-    }
+    return membership_summary(membership, body.email)
 
 
 @router.delete("/{org}/members/{email}", status_code=204, summary="Remove an account from the organization")
@@ -153,5 +148,4 @@ async def invite(
         invited_by="the operator",
         context=admin_context(request, admin),
     )
-    body_out = {"id": invitation.id, "org_id": found.id, "email": body.email, "role": invitation.role.value}
-    return JSONResponse(body_out, status_code=201)
+    return JSONResponse(invitation_summary(invitation, body.email), status_code=201)
