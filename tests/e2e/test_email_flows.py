@@ -3,6 +3,7 @@ server's background worker to a real SMTP server (aiosmtpd) and read from there.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -181,3 +182,37 @@ def test_password_reset_on_the_hosted_pages(browser: Any, server: Server, smtp: 
     assert "invalid, expired or was already used" in page.get_by_role("alert").inner_text()
     for open_page in (page, old_session):
         open_page.context.close()
+
+
+def test_an_invitation_walked_from_the_mailbox_through_sign_up_and_back(
+    browser: Any, server: Server, smtp: SmtpSink, shoot: Any
+) -> None:
+    """The emailed invitation opened by someone without an account: to the sign-in page, on to
+    sign-up, back to the invitation after signing up, accepted with the form."""
+    from tests.support import run_cli
+
+    email = _email()
+    created = run_cli("orgs", "create", "--name", f"Acme {secrets.token_hex(3)}", "--json", env=server.env)
+    assert created.returncode == 0, created.stderr
+    org = json.loads(created.stdout)
+    invited = run_cli("orgs", "invite", org["slug"], email, "--role", "admin", env=server.env)
+    assert invited.returncode == 0, invited.stderr
+    link = smtp.wait_for(email, "You are invited to join").link("/invitations/accept")
+
+    page = browser.new_context().new_page()
+    page.goto(link)
+    page.wait_for_url(re.compile(r".*/login\?next=.*invitations.*"))
+    page.get_by_role("link", name="Create an account").click()
+    page.wait_for_url(re.compile(r".*/signup\?next=.*invitations.*"))
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(re.compile(r".*/invitations/accept\?token=.*"))
+    assert org["name"] in page.content() and "admin" in page.content()
+    shoot(page, "invitation")
+    page.get_by_role("button", name="Accept the invitation").click()
+    assert f"You are now admin of {org['name']}" in page.get_by_role("status").inner_text()
+    shoot(page, "invitation-accepted")
+    members = run_cli("orgs", "members", "list", org["slug"], "--json", env=server.env)
+    assert [m["email"] for m in json.loads(members.stdout)] == [email]
+    page.context.close()
