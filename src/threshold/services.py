@@ -196,6 +196,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         box=box,
+        orgs=stores.orgs,
     )
     factors = engine_.factors
     accounts = Accounts(

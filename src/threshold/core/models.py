@@ -22,6 +22,8 @@ class Amr(StrEnum):
     SOFTWARE_KEY = "swk"
     USER_PRESENCE = "user"
     EMAIL = "email"
+    MFA = "mfa"
+    """An upstream identity provider said it used more than one factor (SSO)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,13 @@ class SessionRecord:
     user_agent: str
     device_label: str
     auth_time: float = 0.0
+    org_id: str | None = None
+    """The organization selected in this session (its role is read from the membership, live)."""
+    connection_id: str | None = None
+    """The upstream connection (enterprise or social SSO) this session was signed in through."""
+    upstream_acr: str | None = None
+    upstream_amr: tuple[str, ...] = ()
+    """What the upstream identity provider said of its own authentication, verbatim."""
 
     @property
     def expires_at(self) -> float:

@@ -38,6 +38,10 @@ class SessionService:
         amr: Sequence[Amr],
         context: RequestContext,
         auth_time: float | None = None,
+        org_id: str | None = None,
+        connection_id: str | None = None,
+        upstream_acr: str | None = None,
+        upstream_amr: Sequence[str] = (),
     ) -> IssuedSession:
         """Create a session with a brand-new id (every privilege change calls this: no fixation)."""
         now = self._clock.now()
@@ -57,9 +61,30 @@ class SessionService:
             user_agent=user_agent,
             device_label=device_label(user_agent),
             auth_time=auth_time if auth_time is not None else now,
+            org_id=org_id,
+            connection_id=connection_id,
+            upstream_acr=upstream_acr,
+            upstream_amr=tuple(upstream_amr),
         )
         await self._store.create(record)
         return IssuedSession(token=token, record=record)
+
+    async def reissue(self, record: SessionRecord, *, org_id: str | None) -> IssuedSession | None:
+        """The same sign-in under a new id with another organization selected (a change of privilege,
+        so a new id); None when the session ended meanwhile (of two concurrent switches, one wins)."""
+        token = new_token()
+        renewed = replace(record, digest=digest(token), public_id=new_id(), org_id=org_id)
+        if not await self._store.delete(record.digest):
+            return None
+        await self._store.create(renewed)
+        return IssuedSession(token=token, record=renewed)
+
+    async def end_org_sessions(self, *, user_id: str, org_id: str) -> list[SessionRecord]:
+        """End the user's sessions that selected this organization (a membership ended)."""
+        ended = [r for r in await self._store.list_for_user(user_id) if r.org_id == org_id]
+        for record in ended:
+            await self._store.delete(record.digest)
+        return ended
 
     async def check_session(self, token: str) -> SessionRecord | None:
         """The live session for a cookie value, or None. Writes last-seen at most once per interval."""

@@ -30,6 +30,29 @@ async def test_create_get_round_trips_every_field(sessions: SessionStore, add_us
     assert await sessions.get(digest(new_token())) is None
 
 
+async def test_organization_connection_and_upstream_assurance_round_trip(
+    sessions: SessionStore, add_user: AddUser
+) -> None:
+    user = await add_user()
+    sso = replace(
+        _record(user.id, device_label="Firefox | on Linux"),
+        org_id=new_id(),
+        connection_id=new_id(),
+        upstream_acr="urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+        upstream_amr=("pwd", "mfa"),
+    )
+    org_only = replace(_record(user.id), org_id=new_id())
+    await sessions.create(sso)
+    await sessions.create(org_only)
+
+    assert await sessions.get(sso.digest) == sso
+    assert await sessions.get(org_only.digest) == org_only
+    await sessions.touch(sso.digest, last_seen_at=sso.last_seen_at + 5, idle_expires_at=sso.idle_expires_at + 5)
+    assert await sessions.get(sso.digest) == replace(
+        sso, last_seen_at=sso.last_seen_at + 5, idle_expires_at=sso.idle_expires_at + 5
+    )
+
+
 async def test_touch_updates_last_seen_and_idle_expiry(sessions: SessionStore, add_user: AddUser) -> None:
     user = await add_user()
     record = _record(user.id)

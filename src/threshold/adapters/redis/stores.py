@@ -162,16 +162,49 @@ def _encode(record: SessionRecord) -> str:
             _id(record.public_id),
             _id(record.user_id),
             record.ip.replace("|", ""),
+            *_extras(record),
             record.device_label,
         )
     )
+
+
+_EXTRAS = "~"
+"""Marks the optional field of organization, connection and upstream assurance before the device label
+(labels never start with it, so sessions written before the field existed still read)."""
+
+
+def _clean(value: str) -> str:
+    return "".join(ch for ch in value if ch not in "|;, ")[:200]
+
+
+def _extras(record: SessionRecord) -> tuple[str, ...]:
+    if not (record.org_id or record.connection_id or record.upstream_acr or record.upstream_amr):
+        return ()
+    fields = (
+        record.org_id or "",
+        record.connection_id or "",
+        _clean(record.upstream_acr or ""),
+        ",".join(_clean(a) for a in record.upstream_amr if _clean(a)),
+    )
+    return (_EXTRAS + ";".join(fields),)
 
 
 def _decode(digest: str, value: str, user_agent: str) -> SessionRecord:
     (_, last_seen, idle, auth_time, aal, amr, created_at, absolute, public_id, user_id, ip, label) = (
         value.split("|", 11)
     )
+    org_id = connection_id = upstream_acr = None
+    upstream_amr: tuple[str, ...] = ()
+    if label.startswith(_EXTRAS):
+        extras, _, label = label.partition("|")
+        org, connection, acr, up_amr = [*extras[len(_EXTRAS) :].split(";"), "", "", "", ""][:4]
+        org_id, connection_id, upstream_acr = org or None, connection or None, acr or None
+        upstream_amr = tuple(a for a in up_amr.split(",") if a)
     return SessionRecord(
+        org_id=org_id,
+        connection_id=connection_id,
+        upstream_acr=upstream_acr,
+        upstream_amr=upstream_amr,
         digest=digest,
         public_id=_unid(public_id),
         user_id=_unid(user_id),

@@ -236,6 +236,10 @@ def _session(row: Row[Any]) -> SessionRecord:
         user_agent=row.user_agent,
         device_label=row.device_label,
         auth_time=row.auth_time,
+        org_id=row.org_id,
+        connection_id=row.connection_id,
+        upstream_acr=row.upstream_acr,
+        upstream_amr=tuple(value for value in row.upstream_amr.split(",") if value),
     )
 
 
@@ -261,6 +265,10 @@ class SqlSessionStore:
                         ip=record.ip,
                         user_agent=record.user_agent,
                         device_label=record.device_label,
+                        org_id=record.org_id,
+                        connection_id=record.connection_id,
+                        upstream_acr=record.upstream_acr[:200] if record.upstream_acr else None,
+                        upstream_amr=",".join(record.upstream_amr)[:200],
                     )
                 )
 

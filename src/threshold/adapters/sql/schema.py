@@ -71,6 +71,10 @@ sessions = Table(
     Column("ip", String(64), nullable=False),
     Column("user_agent", String(512), nullable=False),
     Column("device_label", String(64), nullable=False),
+    Column("org_id", String(32), nullable=True, index=True),
+    Column("connection_id", String(64), nullable=True),
+    Column("upstream_acr", String(200), nullable=True),
+    Column("upstream_amr", String(200), nullable=False, server_default=""),
 )
 
 rate_limits = Table(
@@ -352,4 +356,29 @@ org_invitations = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
     Column("accepted_at", Double, nullable=True),
+)
+
+sso_connections = Table(
+    "sso_connections",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "org_id", String(32), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("type", String(8), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("config", Text, nullable=False),  # JSON: issuer, client id, sealed secret, claims; or IdP metadata
+    Column("require_sso", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+sso_identities = Table(
+    "sso_identities",
+    metadata,
+    Column("connection_id", String(64), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("email", String(320), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_seen_at", Double, nullable=False),
 )

@@ -18,6 +18,7 @@ from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.password import PasswordMethod
 from threshold.core.methods.recovery_codes import RecoveryCodeMethod
 from threshold.core.methods.totp import TotpMethod
+from threshold.core.orgs.ports import OrgRepo
 from threshold.core.passwords import PasswordHasher
 from threshold.core.ports import EphemeralStore, FactorRepo, RateLimitStore, UserRepo
 from threshold.core.ratelimit import LoginThrottle
@@ -48,6 +49,7 @@ def build_engine(
     auditor: Auditor,
     clock: Clock,
     box: SecretBox,
+    orgs: OrgRepo | None = None,
 ) -> Engine:
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit, settings.mfa)
     password = PasswordMethod(users=users, hasher=hasher, auditor=auditor, clock=clock)
@@ -91,6 +93,7 @@ def build_engine(
         pending=PendingLogins(ephemeral, clock, lifetime=settings.session.pending_login_lifetime),
         stepup=stepup,
         auditor=auditor,
+        orgs=orgs,
     )
     factors = Factors(
         users=users,

@@ -30,8 +30,9 @@ from threshold.core.flows.proving import Proving
 from threshold.core.flows.stepup import StepUp
 from threshold.core.methods.assurance import assess, is_strong
 from threshold.core.methods.passkey import PasskeyMethod
-from threshold.core.methods.proofs import Proof
+from threshold.core.methods.proofs import SSO, Proof, Upstream
 from threshold.core.models import AuditKind, Method, RequestContext, SessionRecord, User
+from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import UserRepo
 from threshold.core.ratelimit import LoginThrottle
 from threshold.core.sessions import SessionService
@@ -53,6 +54,7 @@ class SignIn:
         pending: PendingLogins,
         stepup: StepUp,
         auditor: Auditor,
+        orgs: OrgRepo | None = None,
     ) -> None:
         self._users = users
         self._sessions = sessions
@@ -63,6 +65,7 @@ class SignIn:
         self.pending = pending
         self._stepup = stepup
         self._audit = auditor
+        self._orgs = orgs
         self._email: EmailFlows | None = None
         self._verification = "off"
 
@@ -220,8 +223,17 @@ class SignIn:
                 the first step; the person starts again with the new credentials.
         """
         assurance = assess(proofs)
+        upstream = next((p.upstream for p in proofs if p.upstream is not None), None)
+        org_id = upstream.org_id if upstream and upstream.org_id else await self.default_org(user.id)
         issued = await self._sessions.issue_session(
-            user_id=user.id, aal=assurance.aal, amr=assurance.amr, context=context
+            user_id=user.id,
+            aal=assurance.aal,
+            amr=assurance.amr,
+            context=context,
+            org_id=org_id,
+            connection_id=upstream.connection_id if upstream else None,
+            upstream_acr=upstream.acr if upstream else None,
+            upstream_amr=upstream.amr if upstream else (),
         )
         # Written first, checked after: a reset that commits later revokes this session with the rest.
         if await self._users.credential_epoch(user.id) != epoch:
@@ -232,18 +244,41 @@ class SignIn:
         await self._stepup.note_proofs(issued.record, list(proofs))
         await self._throttle.signed_in(user_id=user.id, email_normalized=user.email_normalized)
         methods = [p.method for p in proofs]
+        extra = _upstream_detail(upstream)
         if not audited:  # the caller records its own event (sign-up)
             return SignedIn(user=user, session=issued, assurance=assurance)
         await self._audit.record(
             AuditKind.LOGIN_SUCCEEDED
-            if len(methods) == 1 and methods[0] != Method.PASSKEY
+            if len(methods) == 1 and methods[0] not in (Method.PASSKEY, SSO)
             else AuditKind.MFA_SUCCEEDED,
             user_id=user.id,
             context=context,
             method=methods[-1],
             session=issued.record.public_id,
+            **extra,
         )
         return SignedIn(user=user, session=issued, assurance=assurance)
+
+    async def default_org(self, user_id: str) -> str | None:
+        """The organization a new session selects: the one the person joined first (the switcher on
+        the hosted pages selects another)."""
+        if self._orgs is None:
+            return None
+        memberships = await self._orgs.memberships_of(user_id)
+        if not memberships:
+            return None
+        return min(memberships, key=lambda m: (m.created_at, m.org_id)).org_id
+
+
+def _upstream_detail(upstream: Upstream | None) -> dict[str, str]:
+    if upstream is None:
+        return {}
+    detail = {"connection": upstream.connection_id}
+    if upstream.acr:
+        detail["upstream_acr"] = upstream.acr[:200]
+    if upstream.amr:
+        detail["upstream_amr"] = ",".join(upstream.amr)[:200]
+    return detail
 
 
 __all__ = ["MfaRequired", "SignIn", "SignedIn"]

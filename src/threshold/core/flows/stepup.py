@@ -119,7 +119,15 @@ class StepUp:
         if not await self._sessions.take_session(session):  # revoked meanwhile: nothing to step up
             raise SessionNotFound()
         issued = await self._sessions.issue_session(
-            user_id=user.id, aal=aal, amr=assurance.amr, context=context, auth_time=self._clock.now()
+            user_id=user.id,
+            aal=aal,
+            amr=assurance.amr,
+            context=context,
+            auth_time=self._clock.now(),
+            org_id=session.org_id,
+            connection_id=session.connection_id,
+            upstream_acr=session.upstream_acr,
+            upstream_amr=session.upstream_amr,
         )
         if await self._users.credential_epoch(user.id) != epoch:  # written first, checked after
             await self._sessions.end_session(issued.record)

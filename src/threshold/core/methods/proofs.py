@@ -19,6 +19,38 @@ class Factor(StrEnum):
 
 EMAIL = "email"
 """The method name of an emailed link or code (a sign-in way, not an authenticator)."""
+SSO = "sso"
+"""The method name of a sign-in at an upstream identity provider (enterprise or social connection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where an upstream proof came from and what the identity provider said of its authentication."""
+
+    connection_id: str
+    org_id: str | None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "connection_id": self.connection_id,
+            "org_id": self.org_id,
+            "acr": self.acr,
+            "amr": list(self.amr),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Upstream:
+        amr = data.get("amr") or []
+        assert isinstance(amr, list)
+        org_id, acr = data.get("org_id"), data.get("acr")
+        return cls(
+            connection_id=str(data["connection_id"]),
+            org_id=str(org_id) if org_id else None,
+            acr=str(acr) if acr else None,
+            amr=tuple(str(a) for a in amr),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +64,12 @@ class Proof:
     multi_factor: bool = False
     """A passkey with user verification: possession plus a PIN or biometric on the device."""
     phishing_resistant: bool = False
+    upstream: Upstream | None = None
+    """Set on a sign-in at an upstream identity provider: the connection and its own assurance."""
 
     def to_json(self) -> dict[str, object]:
         return {
+            "upstream": self.upstream.to_json() if self.upstream else None,
             "method": self.method,
             "amr": [a.value for a in self.amr],
             "factor": self.factor.value if self.factor else None,
@@ -46,8 +81,10 @@ class Proof:
     def from_json(cls, data: dict[str, object]) -> Proof:
         amr = data["amr"]
         factor = data["factor"]
+        upstream = data.get("upstream")
         assert isinstance(amr, list)
         return cls(
+            upstream=Upstream.from_json(upstream) if isinstance(upstream, dict) else None,
             method=str(data["method"]),
             amr=tuple(Amr(a) for a in amr),
             factor=Factor(str(factor)) if factor else None,
@@ -94,6 +131,8 @@ def proofs_of_amr(amr: Sequence[Amr]) -> list[Proof]:
             proofs.append(TOTP)
         elif value is Amr.EMAIL:
             proofs.append(EMAILED)
+        elif value is Amr.MFA:
+            proofs.append(Proof(method=SSO, amr=(value,), factor=Factor.POSSESSION, multi_factor=True))
         elif value in (Amr.HARDWARE_KEY, Amr.SOFTWARE_KEY):
             proofs.append(
                 Proof(
@@ -105,3 +144,22 @@ def proofs_of_amr(amr: Sequence[Amr]) -> list[Proof]:
                 )
             )
     return proofs
+
+
+UPSTREAM_AMR = {a.value: a for a in (Amr.PASSWORD, Amr.OTP, Amr.HARDWARE_KEY, Amr.SOFTWARE_KEY, Amr.MFA)}
+
+
+def upstream_proof(upstream: Upstream, *, mfa: bool) -> Proof:
+    """A sign-in at an upstream identity provider. Its `amr` keeps the RFC 8176 values we know of what
+    the IdP reported; it counts as two factors only when the IdP said it used more than one (`mfa`),
+    else as one factor (the IdP's password), so a local second factor can still be asked for."""
+    amr = tuple(dict.fromkeys(UPSTREAM_AMR[a] for a in upstream.amr if a in UPSTREAM_AMR))
+    if mfa and Amr.MFA not in amr:
+        amr = (*amr, Amr.MFA)
+    return Proof(
+        method=SSO,
+        amr=amr,
+        factor=Factor.POSSESSION if mfa else Factor.KNOWLEDGE,
+        multi_factor=mfa,
+        upstream=upstream,
+    )
