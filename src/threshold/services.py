@@ -16,7 +16,9 @@ from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
 from threshold.adapters.sql.pg_fast import FastPool
 from threshold.adapters.sql.repos import SqlAuditLog
-from threshold.adapters.stores import invalidation_listener, open_stores
+from threshold.adapters.sso.oidc import OidcUpstream
+from threshold.adapters.sso.saml import SamlUpstream
+from threshold.adapters.stores import Stores, invalidation_listener, open_stores
 from threshold.core.accounts import Accounts
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
@@ -25,13 +27,14 @@ from threshold.core.email import EmailFlows
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.flows.engine import build_engine
 from threshold.core.flows.factors import Factors
+from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.recovery import Recovery
 from threshold.core.flows.signin import SignIn
 from threshold.core.flows.stepup import StepUp
 from threshold.core.models import AuditKind
 from threshold.core.orgs.service import Organizations
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
-from threshold.core.ports import RateLimitStore, SessionStore, UserRepo
+from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
 from threshold.core.session_cache import (
     InvalidatingSessionStore,
     InvalidatingUserRepo,
@@ -39,6 +42,9 @@ from threshold.core.session_cache import (
     SessionCheck,
 )
 from threshold.core.sessions import SessionService
+from threshold.core.sso.connections import Connections, social_connection
+from threshold.core.sso.policy import SsoGate
+from threshold.core.sso.signin import SsoSignIn
 from threshold.oidc.client_cache import CachedClientRepo
 from threshold.oidc.keys import KeyRing
 from threshold.oidc.ports import MarkStore
@@ -76,6 +82,7 @@ class Services:
     stepup: StepUp
     recovery: Recovery
     orgs: Organizations
+    sso: SsoSignIn
     email: EmailFlows
     mail_queue: SqlMailQueue
     mail_worker: MailWorker
@@ -277,6 +284,19 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         issuer=settings.issuer,
+        sessions=sessions,
+        tokens=provider.with_organizations(stores.orgs),
+    )
+    sso = _build_sso(
+        settings=settings,
+        stores=stores,
+        users=users,
+        signin=engine_.signin,
+        sessions=sessions,
+        ephemeral=ephemeral,
+        box=box,
+        auditor=auditor,
+        clock=clock,
     )
     return Services(
         settings=settings,
@@ -296,6 +316,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         stepup=engine_.stepup,
         recovery=engine_.recovery,
         orgs=orgs,
+        sso=sso,
         email=email,
         mail_queue=mail_queue,
         mail_worker=mail_worker,
@@ -304,4 +325,49 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         purgeable=purgeable,
         kek=kek,
         fast_pool=fast,
+    )
+
+
+def _build_sso(
+    *,
+    settings: Settings,
+    stores: Stores,
+    users: UserRepo,
+    signin: SignIn,
+    sessions: SessionService,
+    ephemeral: EphemeralStore,
+    box: SecretBox,
+    auditor: Auditor,
+    clock: Clock,
+) -> SsoSignIn:
+    """Upstream sign-in: organizations' connections, social connections from Settings, and the
+    `--require-sso` gate attached to the sign-in engine's completion."""
+    saml = SamlUpstream(issuer=settings.issuer, clock=clock, skew=settings.sso.clock_skew)
+    connections = Connections(
+        connections=stores.connections,
+        orgs=stores.orgs,
+        saml=saml,
+        box=box,
+        auditor=auditor,
+        clock=clock,
+        issuer=settings.issuer,
+        social=[social_connection(s, box, at=0.0) for s in settings.sso.social],
+    )
+    signin.attach_sso_gate(SsoGate(connections=connections, orgs=stores.orgs, auditor=auditor))
+    return SsoSignIn(
+        connections=connections,
+        repo=stores.connections,
+        orgs=stores.orgs,
+        users=users,
+        signin=signin,
+        sessions=sessions,
+        inventory=Inventory(users=users, factors=stores.factors, settings=settings.mfa),
+        oidc=OidcUpstream(box=box, timeout=settings.sso.http_timeout, skew=settings.sso.clock_skew),
+        saml=saml,
+        ephemeral=ephemeral,
+        auditor=auditor,
+        clock=clock,
+        issuer=settings.issuer,
+        flow_lifetime=settings.sso.flow_lifetime,
+        session_lifetime=settings.session.absolute_lifetime,
     )

@@ -217,6 +217,12 @@ class InMemoryEphemeralStore:
         self.values.pop(key, None)
         return value
 
+    async def add(self, key: str, value: str, *, expires_at: float, now: float) -> bool:
+        if await self.get(key, now=now) is not None:
+            return False
+        self.values[key] = (value, expires_at)
+        return True
+
     async def delete(self, key: str) -> None:
         self.values.pop(key, None)
 

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from threshold.core.models import Aal, Amr, SessionRecord, User
+from threshold.core.orgs.models import Membership, Organization, OrgRole
 from threshold.oidc.live_grant import GrantCheck
 from threshold.oidc.models import AuthMethod, Client, Grant, GrantType
+from threshold.oidc.organization import Memberships, SelectedOrganization
 
 USER = User(
     id="u1",
@@ -139,3 +141,44 @@ async def test_a_grant_being_made_is_checked_the_same_way() -> None:
     assert await check.user_grant(client_id="c1", user_id="u1", session_digest="d" * 64, revoked=True) is None
     assert await check.user_grant(client_id="c1", user_id="u2", session_digest="d" * 64) is None
     assert await check.user_grant(client_id="c9", user_id="u1", session_digest="d" * 64) is None
+
+
+class OrgStore:
+    """The two reads of core.orgs.ports.OrgRepo that oidc.organization.Memberships makes."""
+
+    def __init__(self) -> None:
+        self.orgs = {"o1": Organization(id="o1", slug="acme", name="Acme", created_at=1.0)}
+        self.members = {("o1", "u1"): OrgRole.ADMIN}
+
+    async def get(self, org_id: str) -> Organization | None:
+        return self.orgs.get(org_id)
+
+    async def memberships_of(self, user_id: str) -> list[Membership]:
+        return [Membership(o, u, role, 1.0) for (o, u), role in self.members.items() if u == user_id]
+
+
+def org_check(stores: Stores, orgs: OrgStore | None) -> GrantCheck:
+    memberships = Memberships(orgs)  # type: ignore[arg-type]
+    return GrantCheck(clients=stores, grants=stores, sessions=stores.session, memberships=memberships)  # type: ignore[arg-type]
+
+
+async def test_a_grant_for_an_organization_stands_while_its_user_is_a_member_with_the_role_now() -> None:
+    stores, orgs = Stores(), OrgStore()
+    stores.grants["g1"] = replace(GRANT, org_id="o1")
+
+    live = await org_check(stores, orgs).access_token_grant(USER_CLAIMS)
+    assert live is not None and live.org == SelectedOrganization("o1", "acme", OrgRole.ADMIN)
+
+    orgs.members[("o1", "u1")] = OrgRole.MEMBER
+    live = await org_check(stores, orgs).access_token_grant(USER_CLAIMS)
+    assert live is not None and live.org is not None and live.org.role is OrgRole.MEMBER
+
+    del orgs.members[("o1", "u1")]
+    assert await org_check(stores, orgs).access_token_grant(USER_CLAIMS) is None
+    assert await org_check(stores, None).access_token_grant(USER_CLAIMS) is None  # nothing to read: refused
+
+
+async def test_a_grant_for_no_organization_reads_no_membership() -> None:
+    live = await org_check(Stores(), None).access_token_grant(USER_CLAIMS)
+
+    assert live is not None and live.org is None

@@ -33,6 +33,7 @@ from threshold.adapters.sql.oidc_repos import (
 from threshold.adapters.sql.org_repos import SqlOrgRepo
 from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
+from threshold.adapters.sql.sso_repos import SqlConnectionRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import (
@@ -45,6 +46,7 @@ from threshold.core.ports import (
     UserRepo,
 )
 from threshold.core.session_cache import SessionCache
+from threshold.core.sso.ports import ConnectionRepo
 from threshold.oidc.ports import (
     ClientRepo,
     CodeRepo,
@@ -83,6 +85,7 @@ class Stores:
     consents: ConsentRepo
     signing_keys: SigningKeyRepo
     orgs: OrgRepo
+    connections: ConnectionRepo
     cache: SessionCache
     invalidations: Invalidations
     purgeable: list[object] = field(default_factory=list)
@@ -172,6 +175,7 @@ def open_stores(settings: Settings) -> Stores:
         consents=SqlConsentRepo(engine),
         signing_keys=SqlSigningKeyRepo(engine),
         orgs=SqlOrgRepo(engine),
+        connections=SqlConnectionRepo(engine),
         cache=cache,
         invalidations=invalidations,
         purgeable=purgeable,

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--email", required=True)
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.add_argument(
+        "--verified", action="store_true", help="the operator vouches for the address (no verification mail)"
+    )
     listing = users.add_parser("list", help="list accounts")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--limit", type=int, default=100)

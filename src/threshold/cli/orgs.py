@@ -62,6 +62,61 @@ def add_orgs_parser(commands: Any) -> None:
     list_domains.add_argument("org", metavar="ORG")
     list_domains.add_argument("--json", action="store_true")
 
+    connections = orgs.add_parser(
+        "connections", help="the organization's identity providers (OIDC or SAML)"
+    ).add_subparsers(dest="connections_action", required=True)
+    add_connection = connections.add_parser(
+        "add", help="connect an identity provider; prints the URLs to register at the IdP"
+    )
+    add_connection.add_argument("org", metavar="ORG")
+    add_connection.add_argument("--type", choices=("oidc", "saml"), required=True)
+    add_connection.add_argument("--name", default="", help="shown to people (default: the organization's)")
+    add_connection.add_argument(
+        "--issuer", help="OIDC: the exact issuer URL (Entra multi-tenant: {tenantid})"
+    )
+    add_connection.add_argument("--client-id", help="OIDC: the client id the IdP issued")
+    add_connection.add_argument(
+        "--client-secret", help="OIDC: its secret, sealed at rest (--client-secret=S if it starts with '-')"
+    )
+    add_connection.add_argument(
+        "--client-secret-stdin", action="store_true", help="OIDC: read the secret from standard input"
+    )
+    add_connection.add_argument("--scope", action="append", default=[], help="OIDC: extra scope (repeatable)")
+    add_connection.add_argument("--metadata-file", help="SAML: the IdP's metadata XML")
+    add_connection.add_argument(
+        "--allow-idp-initiated", action="store_true", help="SAML: accept sign-ins started at the IdP"
+    )
+    add_connection.add_argument(
+        "--require-sso", action="store_true", help="addresses at the verified domains sign in only here"
+    )
+    add_connection.add_argument(
+        "--break-glass",
+        action="append",
+        default=[],
+        metavar="EMAIL",
+        help="an owner who may still sign in another way under --require-sso (repeatable; audited)",
+    )
+    add_connection.add_argument(
+        "--require-idp-mfa", action="store_true", help="refuse sign-ins without MFA at the IdP"
+    )
+    add_connection.add_argument(
+        "--require-local-mfa", action="store_true", help="ask for a local second factor after the IdP"
+    )
+    add_connection.add_argument("--default-role", choices=ROLES, default="member")
+    add_connection.add_argument(
+        "--role-group", action="append", default=[], metavar="GROUP=ROLE", help="map an IdP group to a role"
+    )
+    add_connection.add_argument("--json", action="store_true")
+    list_connections = connections.add_parser("list", help="list the organization's connections")
+    list_connections.add_argument("org", metavar="ORG")
+    list_connections.add_argument("--json", action="store_true")
+    remove_connection = connections.add_parser(
+        "remove", help="remove a connection (and its linked identities)"
+    )
+    remove_connection.add_argument("org", metavar="ORG")
+    remove_connection.add_argument("connection")
+    remove_connection.add_argument("--json", action="store_true")
+
 
 def _print(args: argparse.Namespace, body: Any, text: str) -> None:
     print(json.dumps(body, indent=2) if args.json else text)
@@ -121,6 +176,8 @@ def orgs_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int
                 ]
                 _print(args, rows, "\n".join(f"{r['user_id']}  {r['email']}  {r['role']}" for r in rows))
             return 0
+        if args.action == "connections":
+            return await _connections(args, services, org)
         if args.domains_action == "add":
             claim = await orgs.add_domain(org, args.domain, context=OPERATOR)
             _print(
@@ -142,3 +199,82 @@ def orgs_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int
         return 0
 
     return work
+
+
+async def _connections(args: argparse.Namespace, services: Services, org: Any) -> int:
+    import asyncio
+    import sys
+    from pathlib import Path
+
+    from threshold.core.accounts import OPERATOR
+    from threshold.core.errors import InvalidRequest
+    from threshold.core.orgs.models import OrgRole
+    from threshold.core.sso.models import Policy
+
+    connections = services.sso.connections
+    if args.connections_action == "list":
+        rows = [connections.summary(c) for c in await connections.of_org(org)]
+        _print(args, rows, "\n".join(f"{r['id']}  {r['type']}  {r['name']}" for r in rows))
+        return 0
+    if args.connections_action == "remove":
+        await connections.remove(org, args.connection, context=OPERATOR)
+        _print(args, {"id": args.connection, "removed": True}, f"removed connection {args.connection}")
+        return 0
+    groups: dict[str, str] = {}
+    for pair in args.role_group:
+        group, _, role = pair.partition("=")
+        if not group or role not in ROLES:
+            raise InvalidRequest("--role-group takes GROUP=ROLE with a role of owner, admin or member.")
+        groups[group] = role
+    policy = Policy(
+        require_sso=args.require_sso,
+        break_glass=tuple(args.break_glass),
+        require_idp_mfa=args.require_idp_mfa,
+        require_local_mfa=args.require_local_mfa,
+        default_role=OrgRole(args.default_role),
+        role_groups=groups,
+    )
+    if args.type == "oidc":
+        if args.client_secret_stdin:
+            args.client_secret = (await asyncio.to_thread(sys.stdin.readline)).strip()
+        if not (args.issuer and args.client_id and args.client_secret):
+            raise InvalidRequest("An OIDC connection needs --issuer, --client-id and --client-secret.")
+        connection = await connections.add_oidc(
+            org,
+            name=args.name,
+            issuer=args.issuer,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            scopes=["openid", "email", "profile", *args.scope],
+            policy=policy,
+            context=OPERATOR,
+        )
+    else:
+        if not args.metadata_file:
+            raise InvalidRequest("A SAML connection needs --metadata-file.")
+        try:
+            metadata = await asyncio.to_thread(Path(args.metadata_file).read_text, encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidRequest(f"The metadata file cannot be read: {error}") from None
+        connection = await connections.add_saml(
+            org,
+            name=args.name,
+            metadata_xml=metadata,
+            policy=policy,
+            allow_idp_initiated=args.allow_idp_initiated,
+            context=OPERATOR,
+        )
+    body = connections.summary(connection)
+    if connection.saml is not None:
+        text = (
+            f"connection {connection.id} (saml). At the IdP, register:\n"
+            f"  entity id (audience): {body['entity_id']}\n  ACS URL: {body['acs_url']}\n"
+            f"  metadata: {body['metadata_url']}"
+        )
+    else:
+        text = (
+            f"connection {connection.id} (oidc). At the IdP, register the redirect URI {body['redirect_uri']}"
+            f" and the back-channel logout URI {body['backchannel_logout_uri']}"
+        )
+    _print(args, body, text)
+    return 0

@@ -41,7 +41,7 @@ def users_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[in
         accounts = services.accounts
         if args.action == "create":
             password = read_password(args.password_stdin)
-            user = await accounts.create_user(email=args.email, password=password)
+            user = await accounts.create_user(email=args.email, password=password, verified=args.verified)
             print(json.dumps(_user_dict(user)))
             return 0
         if args.action == "list":

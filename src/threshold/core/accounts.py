@@ -6,6 +6,7 @@ Thin web views (JSON and HTML) and the CLI call these; none of them takes a requ
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from threshold.core.audit import Auditor
@@ -217,8 +218,13 @@ class Accounts:
 
     # Operator actions (CLI and admin API).
 
-    async def create_user(self, *, email: str, password: str, context: RequestContext = OPERATOR) -> User:
+    async def create_user(
+        self, *, email: str, password: str, context: RequestContext = OPERATOR, verified: bool = False
+    ) -> User:
+        """An account made by the operator; `verified` when the operator vouches for the address."""
         user, _ = await self._new_user(email=email, password=password)
+        if verified and await self._users.set_email_verified(user.id, user.email_normalized):
+            user = replace(user, email_verified=True)
         await self._audit.record(AuditKind.USER_CREATED, user_id=user.id, context=context)
         return user
 

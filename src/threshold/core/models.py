@@ -129,6 +129,13 @@ class AuditKind(StrEnum):
     ORG_DOMAIN_ADDED = "org_domain_added"
     ORG_DOMAIN_VERIFIED = "org_domain_verified"
     ORG_INVITATION_SENT = "org_invitation_sent"
+    SSO_CONNECTION_ADDED = "sso_connection_added"
+    SSO_CONNECTION_REMOVED = "sso_connection_removed"
+    SSO_REJECTED = "sso_rejected"
+    SSO_USER_PROVISIONED = "sso_user_provisioned"
+    SSO_IDENTITY_LINKED = "sso_identity_linked"
+    SSO_BREAK_GLASS = "sso_break_glass"
+    SSO_UPSTREAM_LOGOUT = "sso_upstream_logout"
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,6 +157,11 @@ class EphemeralStore(Protocol):
         """Read and delete in one step: of two concurrent takers, exactly one gets the value."""
         ...
 
+    async def add(self, key: str, value: str, *, expires_at: float, now: float) -> bool:
+        """Store the value only if the key holds no live value; of concurrent adders exactly one gets True
+        (a replay cache: the first use of an assertion id wins)."""
+        ...
+
     async def delete(self, key: str) -> None: ...
 
 

@@ -20,6 +20,7 @@ from threshold.oidc.errors import (
     UnsupportedResponseType,
 )
 from threshold.oidc.models import Client, GrantType
+from threshold.oidc.organization import ORG_ADMIN_SCOPE, ORGANIZATION_SCOPE
 from threshold.oidc.pkce import check_code_challenge
 from threshold.oidc.ports import ClientRepo
 
@@ -106,12 +107,16 @@ def check_grant_allowed(client: Client) -> None:
 
 
 def check_scope(client: Client, requested: str | None) -> tuple[str, ...]:
-    """`openid` is required (this is an OpenID Connect provider); every scope must be allowed."""
+    """`openid` is required (this is an OpenID Connect provider); every scope must be allowed (registered
+    for the client); `threshold:org_admin` comes with `organization` (it administers the organization
+    the token names, oidc.organization)."""
     scopes = tuple(dict.fromkeys((requested or "").split()))
     if "openid" not in scopes:
         raise InvalidScope("The openid scope is required.")
     if any(scope not in client.scopes for scope in scopes):
         raise InvalidScope()
+    if ORG_ADMIN_SCOPE in scopes and ORGANIZATION_SCOPE not in scopes:
+        raise InvalidScope(f"{ORG_ADMIN_SCOPE} needs the {ORGANIZATION_SCOPE} scope.")
     return scopes
 
 

@@ -35,6 +35,7 @@ from threshold.oidc.authorize_decision import (
 from threshold.oidc.consent import Consents
 from threshold.oidc.errors import AccessDenied
 from threshold.oidc.models import AuthorizationCode, Client
+from threshold.oidc.organization import org_of_authorization
 from threshold.oidc.ports import ClientRepo, CodeRepo
 from threshold.oidc.redirects import add_query, error_redirect
 
@@ -219,6 +220,7 @@ class AuthorizationEndpoint:
                 amr=tuple(session.amr),
                 created_at=now,
                 expires_at=now + CODE_LIFETIME,
+                org_id=org_of_authorization(request.scopes, session),
             )
         )
         return add_query(request.redirect_uri, {"code": code, "state": request.state, "iss": self._issuer})

@@ -3,7 +3,8 @@
 `active` is true only while the token would still be honoured: a refresh token unused, unexpired and
 with its grant live (oidc.live_grant), an access token passing every check of oidc.resource for any
 audience this provider issues (RFC 7662 section 2.2: false for a token "revoked ... or otherwise
-invalidated").
+invalidated"). A token issued for an organization is active only while its user is a member there, and
+its answer has the organization's claims with the role as it is now (oidc.organization).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from threshold.core.clock import Clock
 from threshold.core.secrets import digest
 from threshold.oidc.client_auth import ClientCredentials
 from threshold.oidc.errors import InvalidClient, InvalidRequest, InvalidToken
-from threshold.oidc.live_grant import GrantCheck
+from threshold.oidc.live_grant import GrantCheck, LiveGrant
 from threshold.oidc.models import RefreshToken
+from threshold.oidc.organization import ORGANIZATION_SCOPE
 from threshold.oidc.ports import RefreshTokenRepo
 from threshold.oidc.resource import ResourceServer
 from threshold.oidc.token_endpoint import ClientAuthenticator
@@ -70,21 +72,20 @@ class TokenIntrospection:
             "active": True,
             "token_type": "Bearer",
             **{k: claims[k] for k in ACCESS_TOKEN_CLAIMS if k in claims},
+            **_org_claims(verified.grant, verified.scopes),
         }
 
     async def _refresh_token_answer(self, token: RefreshToken, *, now: float) -> dict[str, Any]:
-        live = (
-            token.used_at is None
-            and token.expires_at > now
-            and await self._grants.user_grant(
+        live = None
+        if token.used_at is None and token.expires_at > now:
+            live = await self._grants.user_grant(
                 client_id=token.client_id,
                 user_id=token.user_id,
                 session_digest=token.session_digest,
                 revoked=token.revoked_at is not None,
+                org_id=token.org_id,
             )
-            is not None
-        )
-        if not live:
+        if live is None:
             return {"active": False}
         return {
             "active": True,
@@ -95,4 +96,12 @@ class TokenIntrospection:
             "exp": int(token.expires_at),
             "iat": int(token.created_at),
             "iss": self._issuer,
+            **_org_claims(live, frozenset(token.scope.split())),
         }
+
+
+def _org_claims(grant: LiveGrant | None, scopes: frozenset[str]) -> dict[str, str]:
+    """The organization's claims of a token with the organization scope, the role as it is now."""
+    if grant is None or grant.org is None or ORGANIZATION_SCOPE not in scopes:
+        return {}
+    return grant.org.claims()

@@ -106,6 +106,9 @@ class AuthorizationCode:
     used_at: float | None = None
     access_token_jti: str | None = None
     refresh_family: str | None = None
+    org_id: str | None = None
+    """The organization selected in the session when the code was issued, for a request with the
+    `organization` scope (oidc.organization); None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,9 @@ class Grant:
     expires_at: float
     """Its session's absolute expiry: nothing issued under it outlives that."""
     revoked_at: float | None = None
+    org_id: str | None = None
+    """The organization it was issued for (the `organization` scope): it stands only while its user is
+    a member there (oidc.live_grant)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +151,8 @@ class RefreshToken:
     used_at: float | None = None
     revoked_at: float | None = None
     successor: str | None = None
+    org_id: str | None = None
+    """Its grant's organization (see Grant.org_id)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,11 @@ class RefreshTokenRepo(Protocol):
 
     async def revoke_for_user(self, user_id: str, *, now: float, client_id: str | None = None) -> int: ...
 
+    async def revoke_for_org(self, user_id: str, org_id: str, *, now: float) -> int:
+        """Revoke the user's grants issued for the organization, with their refresh tokens (a membership
+        ended); the user's other grants stay. Returns how many refresh tokens were revoked."""
+        ...
+
 
 class ConsentRepo(Protocol):
     async def get(self, user_id: str, client_id: str) -> Consent | None: ...

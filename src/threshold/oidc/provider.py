@@ -13,6 +13,9 @@ Each concern lives in its own module; this facade only wires them from the const
 Every grant, introspection and userinfo checks that what it rests on still stands through one
 oidc.live_grant.GrantCheck. Flows take plain values (parameters, the signed-in session), never a
 request object.
+
+The `organization` scope (oidc.organization) reads memberships from the organizations' store given to
+`with_organizations`; until then no token carries an organization and none issued for one stands.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.crypto import SecretBox
+from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import SessionStore, UserRepo
 from threshold.oidc.authorize_endpoint import (
     AuthorizationEndpoint,
@@ -40,6 +44,7 @@ from threshold.oidc.keys import KeyRing
 from threshold.oidc.live_grant import GrantCheck, SessionLookup, stored_sessions
 from threshold.oidc.logout import Logout
 from threshold.oidc.models import GrantType
+from threshold.oidc.organization import Memberships
 from threshold.oidc.ports import ClientRepo, CodeRepo, ConsentRepo, MarkStore, RefreshTokenRepo
 from threshold.oidc.redirects import add_query
 from threshold.oidc.registration import IssuedClient, Registration
@@ -75,10 +80,12 @@ class Provider:
         self._refresh = refresh_tokens
         minter = TokenMinter(keys, clock, issuer=issuer)
         policy = AccessTokenPolicy(issuer=issuer, settings=settings)
+        self._memberships = memberships = Memberships()
         grants = GrantCheck(
             clients=clients,
             grants=refresh_tokens,
             sessions=session_lookup or stored_sessions(sessions=sessions, users=users, clock=clock),
+            memberships=memberships,
         )
         client_auth = ClientAuthenticator(issuer=issuer, clients=clients, marks=marks, clock=clock)
         resource = ResourceServer(
@@ -108,6 +115,7 @@ class Provider:
                     auditor=auditor,
                     clock=clock,
                     settings=settings,
+                    memberships=memberships,
                 ),
                 GrantType.REFRESH_TOKEN: RefreshTokenGrant(
                     refresh_tokens=refresh_tokens,
@@ -161,6 +169,7 @@ class Provider:
         self.introspect = introspection.introspect
         self.revoke = revocation.revoke
         self.revoke_user_tokens = revocation.revoke_user_tokens
+        self.revoke_org_tokens = revocation.revoke_org_tokens
         # logout (oidc.logout)
         self.logout_target = logout.logout_target
         self.end_session_tokens = logout.end_session_tokens
@@ -173,6 +182,17 @@ class Provider:
         self.list_clients = registration.list_clients
         self.get_client = registration.get_client
         self.delete_client = registration.delete_client
+
+    def with_organizations(self, orgs: OrgRepo) -> Provider:
+        """Serve the `organization` scope from this store of organizations: its claims, and the live
+        membership check of every grant issued for an organization (oidc.organization).
+
+        Returns:
+            The provider, which is what removing a member ends that person's tokens for the
+            organization through (`revoke_org_tokens`, core.orgs.service.OrgTokens).
+        """
+        self._memberships.attach(orgs)
+        return self
 
     @property
     def token_endpoint(self) -> str:

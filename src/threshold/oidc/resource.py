@@ -19,6 +19,7 @@ from threshold.oidc.errors import InvalidToken
 from threshold.oidc.keys import KeyRing
 from threshold.oidc.live_grant import GrantCheck, LiveGrant
 from threshold.oidc.models import SIGNING_ALGORITHMS
+from threshold.oidc.organization import ORGANIZATION_SCOPE
 from threshold.oidc.ports import MarkStore
 
 ADMIN_SCOPE = "threshold:admin"
@@ -122,7 +123,8 @@ class ResourceServer:
         return VerifiedAccessToken(claims, grant)
 
     async def userinfo(self, token: str) -> dict[str, Any]:
-        """OIDC Core 5.3: claims about the user, for a token with the openid scope and a live grant."""
+        """OIDC Core 5.3: claims about the user, for a token with the openid scope and a live grant; with
+        the organization scope, the organization's claims and the role as it is now (oidc.organization)."""
         verified = await self.verify_access_token(token)
         if "openid" not in verified.scopes:
             raise InvalidToken("The access token lacks the openid scope.")
@@ -133,4 +135,7 @@ class ResourceServer:
         if "email" in verified.scopes:
             claims["email"] = user.email
             claims["email_verified"] = user.email_verified
+        org = verified.grant.org if verified.grant else None
+        if ORGANIZATION_SCOPE in verified.scopes and org is not None:
+            claims.update(org.claims())
         return claims

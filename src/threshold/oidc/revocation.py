@@ -68,3 +68,12 @@ class Revocation:
             How many were revoked.
         """
         return await self._refresh.revoke_for_user(user_id, now=self._clock.now())
+
+    async def revoke_org_tokens(self, *, user_id: str, org_id: str) -> int:
+        """Revoke the user's grants issued for the organization and their refresh tokens (a membership
+        ended); the access tokens issued under them fail with them (oidc.live_grant).
+
+        Returns:
+            How many refresh tokens were revoked.
+        """
+        return await self._refresh.revoke_for_org(user_id, org_id, now=self._clock.now())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +61,13 @@ class TokenMinter:
         auth_time: float | None = None,
         acr: str | None = None,
         grant_id: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> IssuedAccessToken:
         """An RFC 9068 JWT: no personal data, only identifiers, scope and times.
 
         `grant_id` names the grant a user's token was issued under (an opaque id, see oidc.live_grant);
-        a client's own token (client_credentials) has none.
+        a client's own token (client_credentials) has none. `extra`: claims of the granted scopes
+        (the organization's, oidc.organization), never one of the claims above.
         """
         now = int(self._clock.now())
         lifetime = max(1, min(lifetime, MAX_ACCESS_TOKEN_LIFETIME))
@@ -87,6 +89,8 @@ class TokenMinter:
             claims["acr"] = acr
         if grant_id is not None:
             claims[GRANT_CLAIM] = grant_id
+        for name, value in (extra or {}).items():
+            claims.setdefault(name, value)
         token = await self._sign(alg, "at+jwt", claims)
         return IssuedAccessToken(token=token, jti=jti, expires_in=lifetime, expires_at=now + lifetime)
 

@@ -45,7 +45,9 @@ def inflate_decode(value: str, *, what: str, limit: int = MAX_DOCUMENT_BYTES) ->
     try:
         document = inflater.decompress(compressed, limit + 1)
     except zlib.error:
-        reject(Reason.MALFORMED, f"The {what} is not DEFLATE-compressed as the HTTP-Redirect binding requires.")
+        reject(
+            Reason.MALFORMED, f"The {what} is not DEFLATE-compressed as the HTTP-Redirect binding requires."
+        )
     if len(document) > limit or inflater.unconsumed_tail:
         reject(Reason.MALFORMED, f"The {what} inflates to more than {limit // 1024} KiB, so it was not read.")
     return document

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptographyInvalidSignature
 from lxml import etree
-from signxml import DigestAlgorithm, SignatureMethod, XMLVerifier
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest
-from signxml.verifier import SignatureConfiguration
+from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from threshold.saml._xml import DS, child, children, tag
 from threshold.saml.errors import Reason, reject
@@ -86,7 +86,9 @@ def verify_signed_element(
     for pem in certificates:
         try:
             certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
-            result = XMLVerifier().verify(signed_bytes, x509_cert=certificate, id_attribute="ID", expect_config=config)
+            result = XMLVerifier().verify(
+                signed_bytes, x509_cert=certificate, id_attribute="ID", expect_config=config
+            )
         except InvalidDigest:
             reject(Reason.SIGNATURE_INVALID, f"The {what} was changed after it was signed (digest mismatch).")
         except InvalidCertificate as exc:
@@ -95,7 +97,7 @@ def verify_signed_element(
         except (CryptographyInvalidSignature, ValueError):
             # Wrong key for this signature (or of another type): the next pinned certificate may fit.
             continue
-        except Exception:  # anything else signxml raises on hostile input: this certificate did not verify it
+        except Exception:  # noqa: S112 - whatever else signxml raises on hostile input: not verified
             continue
         signed = result.signed_xml if not isinstance(result, list) else None
         if signed is None or signed.tag != element.tag or signed.get("ID") != element_id:

@@ -101,7 +101,7 @@ def child(element: etree._Element, namespace: str, local: str) -> etree._Element
 
 
 def children(element: etree._Element, namespace: str, local: str) -> list[etree._Element]:
-    return element.findall(tag(namespace, local))
+    return list(element.iterchildren(tag(namespace, local)))
 
 
 def only_child(element: etree._Element, namespace: str, local: str, *, what: str) -> etree._Element:
@@ -141,4 +141,5 @@ def format_instant(moment: float) -> str:
 
 
 def serialize(element: etree._Element) -> bytes:
-    return etree.tostring(element, xml_declaration=True, encoding="UTF-8")
+    document: bytes = etree.tostring(element, xml_declaration=True, encoding="UTF-8")
+    return document

@@ -203,7 +203,9 @@ def sp_metadata_xml(sp: ServiceProvider) -> bytes:
         protocolSupportEnumeration=PROTOCOL,
     )
     if sp.slo_url is not None:
-        etree.SubElement(descriptor, tag(MD, "SingleLogoutService"), Binding=BINDING_REDIRECT, Location=sp.slo_url)
+        etree.SubElement(
+            descriptor, tag(MD, "SingleLogoutService"), Binding=BINDING_REDIRECT, Location=sp.slo_url
+        )
     for name_id_format in (NAMEID_EMAIL, NAMEID_PERSISTENT):
         etree.SubElement(descriptor, tag(MD, "NameIDFormat")).text = name_id_format
     etree.SubElement(

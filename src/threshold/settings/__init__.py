@@ -34,6 +34,8 @@ from threshold.settings.sections import (
     PasswordSettings,
     RateLimitSettings,
     SessionSettings,
+    SocialConnectionSettings,
+    SsoSettings,
     ThemeSettings,
     WebAuthnSettings,
 )
@@ -124,6 +126,7 @@ class Settings(BaseSettings):
     webauthn: WebAuthnSettings = Field(default_factory=WebAuthnSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS lookups (domain verification).")
+    sso: SsoSettings = Field(default_factory=SsoSettings, description="Upstream identity providers.")
 
     @field_validator("issuer")
     @classmethod
@@ -269,6 +272,8 @@ __all__ = [
     "RateLimitSettings",
     "SessionSettings",
     "Settings",
+    "SocialConnectionSettings",
+    "SsoSettings",
     "ThemeSettings",
     "WebAuthnSettings",
     "load_settings",

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -255,6 +255,54 @@ class DnsSettings(BaseModel):
             return [str(ipaddress.ip_address(address.strip())) for address in value]
         except ValueError:
             raise ValueError("must be IP addresses") from None
+
+
+def upstream_url_error(url: str) -> str | None:
+    """Why an upstream identity provider's URL is not acceptable, or None: https, or http on loopback
+    only (a local IdP, the tests)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        return None
+    return "must be an https URL (http only on loopback)"
+
+
+class SocialConnectionSettings(BaseModel):
+    """An operator-wide OpenID provider (Google, Microsoft, GitLab...) offered as a button on sign-in."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$", description="Short name, used in URLs.")
+    name: str = Field(min_length=1, max_length=60, description="Shown on the button: 'Continue with NAME'.")
+    issuer: str = Field(description="The provider's exact issuer; discovery is read from it.")
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: SecretStr = Field(description="Kept in memory only, sealed like stored secrets.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        error = upstream_url_error(value)
+        if error:
+            raise ValueError(error)
+        return value
+
+
+class SsoSettings(BaseModel):
+    """Sign-in at upstream identity providers (organizations' OIDC and SAML connections, social)."""
+
+    social: list[SocialConnectionSettings] = Field(
+        default_factory=list,
+        description=(
+            "Operator-wide OpenID providers offered as buttons on the sign-in page, as JSON, e.g. "
+            '[{"id": "google", "name": "Google", "issuer": "https://accounts.google.com", '
+            '"client_id": "...", "client_secret": "..."}]. Their redirect URI is {issuer}/sso/oidc/callback.'
+        ),
+    )
+    flow_lifetime: int = Field(600, ge=60, le=3600, description="Seconds a person has to finish at the IdP.")
+    clock_skew: int = Field(90, ge=0, le=300, description="Seconds of clock difference allowed with an IdP.")
+    http_timeout: float = Field(10.0, gt=0, le=60, description="Seconds an IdP has to answer a request.")
 
 
 class ThemeSettings(BaseModel):

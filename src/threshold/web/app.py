@@ -23,11 +23,13 @@ from threshold.services import Services, build_services
 from threshold.settings import LOOPBACK_NAMES, Settings, load_settings
 from threshold.web import errors
 from threshold.web.access_log import AccessLogMiddleware
+from threshold.web.admin.connections import router as admin_connections_router
 from threshold.web.admin.orgs import router as admin_orgs_router
 from threshold.web.admin.routes import router as admin_router
 from threshold.web.api import v1
 from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
+from threshold.web.api.orgs import router as orgs_api_router
 from threshold.web.hotpath import FastLaneMiddleware
 from threshold.web.oauth import routes as oauth
 from threshold.web.pages.account import router as account_pages_router
@@ -35,6 +37,7 @@ from threshold.web.pages.email import router as email_pages_router
 from threshold.web.pages.invitations import router as invitation_pages_router
 from threshold.web.pages.routes import router as pages_router
 from threshold.web.pages.security import router as security_pages_router
+from threshold.web.pages.sso import router as sso_pages_router
 from threshold.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
@@ -112,13 +115,16 @@ def create_app(
     app.include_router(v1.router)
     app.include_router(factors_router)
     app.include_router(email_router)
+    app.include_router(orgs_api_router)
     app.include_router(admin_router)
     app.include_router(admin_orgs_router)
+    app.include_router(admin_connections_router)
     app.include_router(pages_router)
     app.include_router(account_pages_router)
     app.include_router(security_pages_router)
     app.include_router(email_pages_router)
     app.include_router(invitation_pages_router)
+    app.include_router(sso_pages_router)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:  # asked for by browsers and tools whatever the pages link to

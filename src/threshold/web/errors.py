@@ -92,7 +92,7 @@ def _wants_html(request: Request) -> bool:
 
 
 def _public_details(error: e.ThresholdError) -> dict[str, Any]:
-    allowed = {"min_length", "max_length", "retry_after", "methods", "reason"}
+    allowed = {"min_length", "max_length", "retry_after", "methods", "reason", "redirect"}
     return {k: v for k, v in error.details.items() if k in allowed}
 
 

@@ -256,6 +256,11 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413)
 
 
+LARGER_BODIES: tuple[tuple[re.Pattern[str], int], ...] = ((re.compile(r"^/sso/saml/[^/]+/acs$"), 512 * 1024),)
+"""Routes that take more than the general limit: a SAML IdP posts a signed response whose size grows
+with the person's attributes and groups (the ACS checks its own field limit and answers its own page)."""
+
+
 class BodyLimitMiddleware:
     """Answers 413 to any request body over the limit, declared or streamed."""
 
@@ -263,14 +268,21 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
+    def _limit(self, path: str) -> int:
+        for pattern, limit in LARGER_BODIES:
+            if pattern.match(path):
+                return max(limit, self.max_bytes)
+        return self.max_bytes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._limit(scope.get("path", ""))
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    too_large = int(value) > self.max_bytes
+                    too_large = int(value) > max_bytes
                 except ValueError:
                     too_large = True
                 if too_large:
@@ -284,7 +296,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise BodyTooLarge()
             return message
 

@@ -68,3 +68,25 @@ async def test_of_concurrent_takers_exactly_one_gets_the_value(ephemeral: Epheme
 
         assert taken.count("once") == 1
         assert taken.count(None) == 7
+
+
+async def test_add_stores_only_when_no_live_value(ephemeral: EphemeralStore) -> None:
+    now = time.time()
+    key = f"replay:{new_id()}"
+    assert await ephemeral.add(key, "first", expires_at=now + 60, now=now)
+    assert not await ephemeral.add(key, "second", expires_at=now + 60, now=now)
+    assert await ephemeral.get(key, now=now) == "first"
+
+    expired = f"replay:{new_id()}"
+    await ephemeral.put(expired, "old", expires_at=now - 1)
+    assert await ephemeral.add(expired, "new", expires_at=now + 60, now=now)
+    assert await ephemeral.get(expired, now=now) == "new"
+
+
+async def test_of_concurrent_adders_exactly_one_wins(ephemeral: EphemeralStore) -> None:
+    now = time.time()
+    key = f"replay:{new_id()}"
+    results = await asyncio.gather(
+        *(ephemeral.add(key, str(i), expires_at=now + 60, now=now) for i in range(8))
+    )
+    assert sorted(results) == [False] * 7 + [True]

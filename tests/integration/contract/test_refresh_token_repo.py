@@ -164,3 +164,63 @@ async def test_revoke_for_user_and_for_one_of_its_clients(
     assert await refresh_tokens.get(two_token.digest) == replace(two_token, revoked_at=now + 1)
     assert await refresh_tokens.get_grant(theirs.id) == theirs
     assert await refresh_tokens.get(their_token.digest) == their_token
+
+
+async def test_the_organization_of_a_grant_and_its_tokens_round_trips(
+    refresh_tokens: RefreshTokenRepo, add_token_owner: AddUser
+) -> None:
+    owner = await add_token_owner()
+    org_id = new_id()
+    family = grant(owner.id, org_id=org_id)
+    first_token = refresh_token(family, org_id=org_id)
+    await refresh_tokens.add_grant(family, first_token=first_token)
+    successor = refresh_token(family, parent=first_token, org_id=org_id)
+    plain, plain_token = await _family(refresh_tokens, owner.id)
+
+    assert await refresh_tokens.rotate(first_token.digest, successor, now=time.time(), sealed=None)
+
+    stored = await refresh_tokens.get_grant(family.id)
+    assert stored is not None and stored.org_id == org_id and stored == family
+    assert (await refresh_tokens.get(successor.digest)) == successor and successor.org_id == org_id
+    parent = await refresh_tokens.get(first_token.digest)
+    assert parent is not None and parent.org_id == org_id
+    assert (await refresh_tokens.get_grant(plain.id)) == plain and plain.org_id is None
+    assert (await refresh_tokens.get(plain_token.digest)) == plain_token and plain_token.org_id is None
+
+
+async def test_revoke_for_org_ends_the_users_grants_for_that_organization_only(
+    refresh_tokens: RefreshTokenRepo, add_token_owner: AddUser
+) -> None:
+    owner, someone = await add_token_owner(), await add_token_owner()
+    org_a, org_b = new_id(), new_id()
+
+    async def family_for(user_id: str, org_id: str | None) -> tuple[Grant, RefreshToken, RefreshToken]:
+        family = grant(user_id, org_id=org_id)
+        first = refresh_token(family, org_id=org_id)
+        await refresh_tokens.add_grant(family, first_token=first)
+        second = refresh_token(family, parent=first, org_id=org_id)
+        assert await refresh_tokens.rotate(first.digest, second, now=time.time(), sealed=None)
+        return family, first, second
+
+    for_a, a_first, a_second = await family_for(owner.id, org_a)
+    also_a, also_first, also_second = await family_for(owner.id, org_a)
+    for_b, b_first, b_second = await family_for(owner.id, org_b)
+    for_none, none_first, none_second = await family_for(owner.id, None)
+    theirs, their_first, their_second = await family_for(someone.id, org_a)
+    now = time.time()
+
+    assert await refresh_tokens.revoke_for_org(owner.id, org_a, now=now) == 4
+
+    for ended in (for_a, also_a):
+        assert await refresh_tokens.get_grant(ended.id) == replace(ended, revoked_at=now)
+    for token in (a_first, a_second, also_first, also_second):
+        stored = await refresh_tokens.get(token.digest)
+        assert stored is not None and stored.revoked_at == now and stored.org_id == org_a
+    for kept in (for_b, for_none, theirs):
+        assert await refresh_tokens.get_grant(kept.id) == kept
+    for token in (b_second, none_second, their_second):
+        assert await refresh_tokens.get(token.digest) == token
+    for token in (b_first, none_first, their_first):
+        stored = await refresh_tokens.get(token.digest)
+        assert stored is not None and stored.revoked_at is None and stored.used_at is not None
+    assert await refresh_tokens.revoke_for_org(owner.id, org_a, now=now + 1) == 0

@@ -47,7 +47,9 @@ async def test_organization_connection_and_upstream_assurance_round_trip(
 
     assert await sessions.get(sso.digest) == sso
     assert await sessions.get(org_only.digest) == org_only
-    await sessions.touch(sso.digest, last_seen_at=sso.last_seen_at + 5, idle_expires_at=sso.idle_expires_at + 5)
+    await sessions.touch(
+        sso.digest, last_seen_at=sso.last_seen_at + 5, idle_expires_at=sso.idle_expires_at + 5
+    )
     assert await sessions.get(sso.digest) == replace(
         sso, last_seen_at=sso.last_seen_at + 5, idle_expires_at=sso.idle_expires_at + 5
     )

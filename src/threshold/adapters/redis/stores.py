@@ -419,6 +419,12 @@ class RedisEphemeralStore:
         with translate_errors():
             return cast(str | None, await self._redis.getdel(self._key(key)))
 
+    async def add(self, key: str, value: str, *, expires_at: float, now: float) -> bool:
+        with translate_errors():
+            return bool(
+                await self._redis.set(self._key(key), value, pxat=math.ceil(expires_at * 1000), nx=True)
+            )
+
     async def delete(self, key: str) -> None:
         with translate_errors():
             await self._redis.delete(self._key(key))

@@ -253,6 +253,20 @@ class SqlEphemeralStore:
                 ).scalar()
         return str(value) if value is not None else None
 
+    async def add(self, key: str, value: str, *, expires_at: float, now: float) -> bool:
+        """An expired value is cleared first; then INSERT ... ON CONFLICT DO NOTHING lets one writer in."""
+        c = t.ephemeral.c
+        insert = (
+            _insert(self._engine, t.ephemeral)
+            .values(key=key, value=value, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(delete(t.ephemeral).where(c.key == key, c.expires_at <= now))
+                result = await conn.execute(insert)
+        return bool(result.rowcount == 1)
+
     async def delete(self, key: str) -> None:
         with translate_errors():
             async with self._engine.begin() as conn:

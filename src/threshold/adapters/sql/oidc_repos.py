@@ -346,6 +346,14 @@ class SqlRefreshTokenRepo:
             grants, tokens = grants & (g.client_id == client_id), tokens & (r.client_id == client_id)
         return await self._revoke(now, grants=grants, tokens=tokens)
 
+    async def revoke_for_org(self, user_id: str, org_id: str, *, now: float) -> int:
+        g, r = t.oauth_grants.c, t.refresh_tokens.c
+        return await self._revoke(
+            now,
+            grants=(g.user_id == user_id) & (g.org_id == org_id),
+            tokens=(r.user_id == user_id) & (r.org_id == org_id),
+        )
+
     async def purge_expired(self, *, now: float, batch: int = 500) -> int:
         c, g = t.refresh_tokens.c, t.oauth_grants.c
         # A family lives on (revoked or used) until its newest member expires: reuse must stay detectable.

@@ -156,6 +156,7 @@ authorization_codes = Table(
     Column("used_at", Double, nullable=True),
     Column("access_token_jti", String(64), nullable=True),
     Column("refresh_family", String(32), nullable=True),
+    Column("org_id", String(32), nullable=True),
 )
 
 refresh_tokens = Table(
@@ -177,6 +178,7 @@ refresh_tokens = Table(
     Column("used_at", Double, nullable=True),
     Column("revoked_at", Double, nullable=True),
     Column("successor", Text, nullable=True),
+    Column("org_id", String(32), nullable=True),
 )
 
 oauth_grants = Table(
@@ -189,6 +191,7 @@ oauth_grants = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False, index=True),
     Column("revoked_at", Double, nullable=True),
+    Column("org_id", String(32), nullable=True),
 )
 
 consents = Table(

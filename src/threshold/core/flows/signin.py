@@ -39,6 +39,7 @@ from threshold.core.sessions import SessionService
 
 if TYPE_CHECKING:
     from threshold.core.email import EmailFlows
+    from threshold.core.sso.policy import SsoGate
 
 
 class SignIn:
@@ -68,11 +69,16 @@ class SignIn:
         self._orgs = orgs
         self._email: EmailFlows | None = None
         self._verification = "off"
+        self._gate: SsoGate | None = None
 
     def attach_email(self, email: EmailFlows, *, verification: str) -> None:
         """Email flows are built after the sign-in flow (they continue into it)."""
         self._email = email
         self._verification = verification
+
+    def attach_sso_gate(self, gate: SsoGate) -> None:
+        """Upstream sign-in is built after the sign-in flow (it continues into it)."""
+        self._gate = gate
 
     # --- first steps ----------------------------------------------------------------------------------
 
@@ -132,6 +138,8 @@ class SignIn:
         if not is_strong(proofs):
             methods = await self._inventory.second_factors(user)
             if methods:  # no session until the second factor
+                if self._gate is not None:  # before asking for a second factor that could not help
+                    await self._gate.check(user, proofs, context=context)
                 return await self.pending.start(user, proofs=proofs, epoch=epoch, methods=methods)
         return await self.complete(user, proofs, context=context, epoch=epoch, replacing=replacing)
 
@@ -222,6 +230,8 @@ class SignIn:
             PendingLoginMissing: a password reset, change or removal (or a factor reset) committed after
                 the first step; the person starts again with the new credentials.
         """
+        if self._gate is not None:
+            await self._gate.check(user, proofs, context=context)
         assurance = assess(proofs)
         upstream = next((p.upstream for p in proofs if p.upstream is not None), None)
         org_id = upstream.org_id if upstream and upstream.org_id else await self.default_org(user.id)

@@ -3,7 +3,7 @@ refusals apart; the person sees one clear sentence and never a stack trace."""
 
 from __future__ import annotations
 
-from threshold.core.errors import ThresholdError
+from threshold.core.errors import Forbidden, NotFound, ThresholdError
 
 
 class SsoRejected(ThresholdError):
@@ -19,3 +19,29 @@ class SsoRejected(ThresholdError):
     def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(message, reason=reason)
         self.reason = reason
+
+
+class SsoRequired(Forbidden):
+    """This address signs in at its organization's identity provider (home-realm discovery).
+
+    `redirect` is where the person goes to do so: `{issuer}/sso/start?email=...`.
+    """
+
+    code = "sso_required"
+    message = "Your organization signs you in with its identity provider."
+
+    def __init__(self, redirect: str) -> None:
+        super().__init__(None, redirect=redirect)
+        self.redirect = redirect
+
+
+class ConnectionNotFound(NotFound):
+    code = "connection_not_found"
+    message = "No such connection."
+
+
+class SsoFlowInvalid(ThresholdError):
+    """The sign-in at the IdP cannot be matched to one this browser started (expired, used, forged)."""
+
+    code = "sso_flow_invalid"
+    message = "This sign-in expired or was started in another browser. Start again."

@@ -3,7 +3,8 @@
 The code is single use and bound to its client, its redirect_uri (RFC 6749 section 4.1.3) and its PKCE
 challenge (RFC 7636 section 4.6); the session that authorized it must still be live (oidc.live_grant).
 A replayed code revokes what it issued (RFC 6749 section 4.1.2), even when the replay races the first
-exchange.
+exchange. A code issued for an organization (the `organization` scope) gives a grant for it, with the
+organization's claims and the role as it is now, while its user is still a member (oidc.organization).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from threshold.oidc.models import (
     RefreshToken,
     TokenResponse,
 )
+from threshold.oidc.organization import Memberships
 from threshold.oidc.pkce import check_code_verifier
 from threshold.oidc.ports import CodeRepo, MarkStore, RefreshTokenRepo
 from threshold.oidc.resource import revoked_mark
@@ -51,8 +53,10 @@ class AuthorizationCodeGrant:
         auditor: Auditor,
         clock: Clock,
         settings: OidcSettings,
+        memberships: Memberships | None = None,
     ) -> None:
         self._codes = codes
+        self._memberships = memberships or Memberships()
         self._refresh = refresh_tokens
         self._marks = marks
         self._minter = minter
@@ -93,6 +97,12 @@ class AuthorizationCodeGrant:
             raise InvalidGrant("The session that authorized this code has ended.")
         session = live.session
         scopes = code.scope.split()
+        org = (
+            await self._memberships.membership(org_id=code.org_id, user_id=code.user_id)
+            if code.org_id
+            else None
+        )  # no longer a member: the tokens are for no organization
+        org_claims = org.claims() if org else {}
         grant = Grant(
             id=new_id(),
             client_id=client.client_id,
@@ -100,6 +110,7 @@ class AuthorizationCodeGrant:
             session_digest=session.digest,
             created_at=now,
             expires_at=session.absolute_expires_at,
+            org_id=org.org_id if org else None,
         )
         refresh: str | None = None
         first: RefreshToken | None = None
@@ -112,6 +123,7 @@ class AuthorizationCodeGrant:
                 auth_time=code.auth_time,
                 acr=code.acr,
                 amr=code.amr,
+                org_id=grant.org_id,
             )
         await self._refresh.add_grant(grant, first_token=first)
         access = await self._minter.access_token(
@@ -124,6 +136,7 @@ class AuthorizationCodeGrant:
             auth_time=code.auth_time,
             acr=code.acr,
             grant_id=grant.id,
+            extra=org_claims,
         )
         id_token = await self._minter.id_token(
             alg=client.id_token_alg,
@@ -135,6 +148,7 @@ class AuthorizationCodeGrant:
             sid=code.sid,
             nonce=code.nonce,
             access_token=access.token,
+            extra=org_claims,
         )
         await self._codes.record_issued(code.digest, access_token_jti=access.jti, refresh_family=grant.id)
         if await self._marks.exists(_replay_mark(code.digest), now=now):
@@ -184,6 +198,7 @@ class AuthorizationCodeGrant:
         auth_time: float,
         acr: str,
         amr: Sequence[str],
+        org_id: str | None,
     ) -> tuple[str, RefreshToken]:
         """The first refresh token of a family (its value, and the record to store)."""
         token = new_token()
@@ -202,5 +217,6 @@ class AuthorizationCodeGrant:
             amr=tuple(amr),
             created_at=now,
             expires_at=min(now + self._settings.refresh_token_lifetime, session.absolute_expires_at),
+            org_id=org_id,
         )
         return token, record

@@ -9,9 +9,10 @@ from threshold.oidc.errors import InvalidClient, InvalidScope, UnauthorizedClien
 from threshold.oidc.grants.policy import AccessTokenPolicy
 from threshold.oidc.live_grant import GrantCheck
 from threshold.oidc.models import Client, TokenResponse
+from threshold.oidc.organization import ORG_ADMIN_SCOPE, ORGANIZATION_SCOPE
 from threshold.oidc.tokens import TokenMinter
 
-USER_SCOPES = ("openid", "offline_access", "email", "profile")
+USER_SCOPES = ("openid", "offline_access", "email", "profile", ORGANIZATION_SCOPE, ORG_ADMIN_SCOPE)
 """Scopes about a user, which a client's own token never carries."""
 
 

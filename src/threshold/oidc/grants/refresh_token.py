@@ -2,7 +2,9 @@
 
 A refresh token that comes back after it was rotated is theft: its whole family is revoked and its
 session ended, unless it is the legitimate client's double submit within `refresh_reuse_grace`, which
-gets the same successor again. The session behind the token must still be live (oidc.live_grant).
+gets the same successor again. The session behind the token must still be live (oidc.live_grant), and
+for a token issued for an organization its user still a member there: a refresh after the membership
+ended is refused and revokes the family. The organization's claims carry the role as it is at the refresh.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from threshold.core.ports import SessionStore
 from threshold.core.secrets import digest, new_token
 from threshold.oidc.errors import InvalidGrant, InvalidRequest, InvalidScope
 from threshold.oidc.grants.policy import AccessTokenPolicy
-from threshold.oidc.live_grant import GrantCheck
+from threshold.oidc.live_grant import GrantCheck, LiveGrant
 from threshold.oidc.models import Client, RefreshToken, TokenResponse
+from threshold.oidc.organization import ORGANIZATION_SCOPE
 from threshold.oidc.ports import RefreshTokenRepo
 from threshold.oidc.tokens import TokenMinter
 from threshold.settings import OidcSettings
@@ -70,8 +73,8 @@ class RefreshTokenGrant:
 
         Raises:
             InvalidRequest: no refresh token.
-            InvalidGrant: the token is unknown, another client's, revoked, expired, reused, or its
-                session has ended.
+            InvalidGrant: the token is unknown, another client's, revoked, expired, reused, its
+                session has ended, or (a token for an organization) its user is no longer a member.
             InvalidScope: a wider scope than granted.
         """
         value = form.get("refresh_token")
@@ -89,11 +92,14 @@ class RefreshTokenGrant:
             raise InvalidGrant("The refresh token expired.")
         scopes = narrowed_scope(token.scope, form.get("scope"))
         live = await self._grants.user_grant(
-            client_id=client.client_id, user_id=token.user_id, session_digest=token.session_digest
+            client_id=client.client_id,
+            user_id=token.user_id,
+            session_digest=token.session_digest,
+            org_id=token.org_id,
         )
         if live is None or live.session is None:
             await self._refresh.revoke_family(token.family_id, now=now)
-            raise InvalidGrant("The session behind this refresh token has ended.")
+            raise InvalidGrant("The session or membership behind this refresh token has ended.")
         session = live.session
         successor = new_token()
         sealed = (
@@ -117,18 +123,26 @@ class RefreshTokenGrant:
             amr=token.amr,
             created_at=now,
             expires_at=min(now + self._settings.refresh_token_lifetime, session.absolute_expires_at),
+            org_id=token.org_id,
         )
         if not await self._refresh.rotate(token.digest, successor_record, now=now, sealed=sealed):
             latest = await self._refresh.get(token.digest)
             return await self._reused(client, latest or token, form)
-        return await self._refreshed(client, token, scopes, successor, form)
+        return await self._refreshed(client, token, scopes, successor, form, live)
 
     async def _refreshed(
-        self, client: Client, token: RefreshToken, scopes: str, successor: str, form: Mapping[str, str]
+        self,
+        client: Client,
+        token: RefreshToken,
+        scopes: str,
+        successor: str,
+        form: Mapping[str, str],
+        live: LiveGrant,
     ) -> TokenResponse:
         """RFC 6749 section 5.1 with OIDC Core 12.2: the new access token, an ID token for openid, and
-        the successor refresh token."""
+        the successor refresh token; the organization's claims with the role as it is now."""
         split = scopes.split()
+        org_claims = live.org.claims() if live.org and ORGANIZATION_SCOPE in split else {}
         access = await self._minter.access_token(
             alg=client.signing_alg,
             subject=token.user_id,
@@ -139,6 +153,7 @@ class RefreshTokenGrant:
             auth_time=token.auth_time,
             acr=token.acr,
             grant_id=token.family_id,
+            extra=org_claims,
         )
         id_token = None
         if "openid" in split:
@@ -152,6 +167,7 @@ class RefreshTokenGrant:
                 sid=token.sid,
                 nonce=None,
                 access_token=access.token,
+                extra=org_claims,
             )
         return TokenResponse(
             access_token=access.token,
@@ -173,12 +189,15 @@ class RefreshTokenGrant:
             current = await self._refresh.get(digest(successor)) if successor else None
             if current is not None and current.revoked_at is None and current.used_at is None:
                 live = await self._grants.user_grant(
-                    client_id=client.client_id, user_id=token.user_id, session_digest=token.session_digest
+                    client_id=client.client_id,
+                    user_id=token.user_id,
+                    session_digest=token.session_digest,
+                    org_id=token.org_id,
                 )
                 if live is None:  # the double submit of a grant that has ended since: no theft, no tokens
                     await self._refresh.revoke_family(token.family_id, now=now)
                     raise InvalidGrant("The grant behind this refresh token has ended.")
-                return await self._refreshed(client, token, token.scope, successor, form)
+                return await self._refreshed(client, token, token.scope, successor, form, live)
         revoked = await self._refresh.revoke_family(token.family_id, now=now)
         ended = await self._sessions.delete(token.session_digest)
         await self._audit.record(

@@ -1,4 +1,9 @@
-"""/admin/v1/orgs: the `threshold orgs` operations over HTTP, for the operator's admin token."""
+"""/admin/v1/orgs: the `threshold orgs` operations over HTTP.
+
+Creating and listing organizations is the operator's (an admin token with `threshold:admin`). Everything
+under `/admin/v1/orgs/{org}` is also open to the organization's own admins and owners, with an org-admin
+token (`organization threshold:org_admin`) for that organization: see web.admin.org_access.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,11 @@ from starlette.responses import JSONResponse
 from threshold.core.orgs.service import domain_summary, invitation_summary, membership_summary, org_summary
 from threshold.oidc.provider import VerifiedAccessToken
 from threshold.services import Services
+from threshold.web.admin.org_access import OrgAccess, OrgAdmin
 from threshold.web.admin.routes import admin_context, require_admin
 from threshold.web.deps import get_services
 
-router = APIRouter(
-    prefix="/admin/v1/orgs", dependencies=[Depends(require_admin)], tags=["admin v1: organizations"]
-)
+router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
 ServicesDep = Annotated[Services, Depends(get_services)]
 AdminDep = Annotated[VerifiedAccessToken, Depends(require_admin)]
 
@@ -61,75 +65,75 @@ async def create_org(body: OrgIn, request: Request, services: ServicesDep, admin
     return JSONResponse(org_summary(org), status_code=201)
 
 
-@router.get("", summary="List organizations")
+@router.get("", summary="List organizations", dependencies=[Depends(require_admin)])
 async def list_orgs(services: ServicesDep) -> dict[str, Any]:
     return {"orgs": [org_summary(o) for o in await services.orgs.list_orgs()]}
 
 
 @router.get("/{org}", summary="One organization (by id or slug)")
-async def get_org(org: str, services: ServicesDep) -> dict[str, Any]:
-    return org_summary(await services.orgs.find(org))
+async def get_org(access: OrgAdmin) -> dict[str, Any]:
+    return org_summary(access.org)
 
 
 @router.get("/{org}/members", summary="The organization's members and their roles")
-async def list_members(org: str, services: ServicesDep) -> dict[str, Any]:
-    found = await services.orgs.find(org)
+async def list_members(access: OrgAdmin, services: ServicesDep) -> dict[str, Any]:
     rows = [
         {"user_id": u.id, "email": u.email, "role": m.role.value}
-        for m, u in await services.orgs.members(found)
+        for m, u in await services.orgs.members(access.org)
     ]
     return {"members": rows}
 
 
-@router.post("/{org}/members", summary="Add an account (or change its role)")
-async def add_member(
-    org: str, body: MemberIn, request: Request, services: ServicesDep, admin: AdminDep
-) -> dict[str, Any]:
-    found = await services.orgs.find(org)
+@router.post(
+    "/{org}/members", summary="Add an account (or change its role; only owners add or change owners)"
+)
+async def add_member(body: MemberIn, access: OrgAdmin, services: ServicesDep) -> dict[str, Any]:
     membership = await services.orgs.add_member(
-        found, email=body.email, role=body.role, context=admin_context(request, admin)
+        access.org, email=body.email, role=body.role, context=access.context, actor=access.actor
     )
     return membership_summary(membership, body.email)
 
 
-@router.delete("/{org}/members/{email}", status_code=204, summary="Remove an account from the organization")
-async def remove_member(
-    org: str, email: str, request: Request, services: ServicesDep, admin: AdminDep
-) -> Response:
-    found = await services.orgs.find(org)
-    await services.orgs.remove_member(found, email=email[:320], context=admin_context(request, admin))
+@router.delete(
+    "/{org}/members/{email}",
+    status_code=204,
+    summary="Remove an account from the organization, ending its sessions and tokens for it",
+)
+async def remove_member(email: str, access: OrgAdmin, services: ServicesDep) -> Response:
+    await services.orgs.remove_member(
+        access.org, email=email[:320], context=access.context, actor=access.actor
+    )
     return Response(status_code=204)
 
 
 @router.get("/{org}/domains", summary="The organization's domains")
-async def list_domains(org: str, services: ServicesDep) -> dict[str, Any]:
-    found = await services.orgs.find(org)
-    return {"domains": [domain_summary(d) for d in await services.orgs.domains(found)]}
+async def list_domains(access: OrgAdmin, services: ServicesDep) -> dict[str, Any]:
+    return {"domains": [domain_summary(d) for d in await services.orgs.domains(access.org)]}
 
 
 @router.post(
     "/{org}/domains", status_code=201, summary="Claim a domain (the TXT record to publish comes back)"
 )
-async def add_domain(
-    org: str, body: DomainIn, request: Request, services: ServicesDep, admin: AdminDep
-) -> Response:
-    found = await services.orgs.find(org)
-    claim = await services.orgs.add_domain(found, body.domain, context=admin_context(request, admin))
+async def add_domain(body: DomainIn, access: OrgAdmin, services: ServicesDep) -> Response:
+    claim = await services.orgs.add_domain(
+        access.org, body.domain, context=access.context, actor=access.actor
+    )
     return JSONResponse(domain_summary(claim), status_code=201)
 
 
-@router.post("/{org}/domains/{domain}/verify", summary="Verify a claimed domain by DNS (or trust it)")
+@router.post(
+    "/{org}/domains/{domain}/verify",
+    summary="Verify a claimed domain by DNS (or, the operator only, trust it)",
+)
 async def verify_domain(
-    org: str,
-    domain: str,
-    request: Request,
-    services: ServicesDep,
-    admin: AdminDep,
-    body: VerifyIn | None = None,
+    domain: str, access: OrgAdmin, services: ServicesDep, body: VerifyIn | None = None
 ) -> dict[str, Any]:
-    found = await services.orgs.find(org)
     claim = await services.orgs.verify_domain(
-        found, domain[:253], trust=bool(body and body.trust), context=admin_context(request, admin)
+        access.org,
+        domain[:253],
+        trust=bool(body and body.trust),
+        context=access.context,
+        actor=access.actor,
     )
     return domain_summary(claim)
 
@@ -137,15 +141,19 @@ async def verify_domain(
 @router.post(
     "/{org}/invitations", status_code=201, summary="Email an invitation (single use, this address only)"
 )
-async def invite(
-    org: str, body: InvitationIn, request: Request, services: ServicesDep, admin: AdminDep
-) -> Response:
-    found = await services.orgs.find(org)
+async def invite(body: InvitationIn, access: OrgAdmin, services: ServicesDep) -> Response:
     invitation = await services.orgs.invite(
-        found,
+        access.org,
         email=body.email,
         role=body.role,
-        invited_by="the operator",
-        context=admin_context(request, admin),
+        invited_by=_inviter(access),
+        context=access.context,
+        actor=access.actor,
     )
     return JSONResponse(invitation_summary(invitation, body.email), status_code=201)
+
+
+def _inviter(access: OrgAccess) -> str:
+    """Who the invitation says invited the person: the operator, or the admin by address."""
+    user = access.token.grant.user if access.token.grant else None
+    return "the operator" if access.actor.is_operator or user is None else user.email

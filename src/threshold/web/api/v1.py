@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
@@ -16,6 +16,7 @@ from threshold.core.errors import MfaEnrollmentRequired
 from threshold.core.flows.outcome import MfaRequired, SignInOutcome, VerificationPending
 from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.sessions import IssuedSession
+from threshold.core.sso.errors import SsoRequired
 from threshold.services import Services
 from threshold.web.deps import (
     Authenticated,
@@ -50,6 +51,26 @@ class Credentials(BaseModel):
 
     email: StrictStr = Field(min_length=1, max_length=1024)
     password: StrictStr = Field(min_length=1, max_length=4096)
+
+
+class LoginCredentials(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"email": "ada@example.com", "password": "…"}})
+
+    email: StrictStr = Field(min_length=1, max_length=1024)
+    password: StrictStr = Field(
+        "",
+        max_length=4096,
+        description=(
+            "Empty for the email-first step: an address whose organization signs in with its identity "
+            "provider is then answered `sso_required`."
+        ),
+    )
+    next: StrictStr = Field("", max_length=2048, description="Where the SSO sign-in returns (a local path).")
+
+
+class SsoRequiredAnswer(BaseModel):
+    status: Literal["sso_required"]
+    redirect: str = Field(description="Where to send the browser: the organization's identity provider.")
 
 
 class PasswordChange(BaseModel):
@@ -169,21 +190,38 @@ async def signup(
     "/login",
     response_model=SessionInfo,
     summary="Sign in with email and password (a NEW session id)",
-    responses={401: PROBLEM, 429: PROBLEM},
+    responses={
+        200: {
+            "description": "The session; or `mfa_required`; or `sso_required` for an address whose "
+            "organization signs in at its identity provider (no password is checked)",
+            "content": {"application/json": {"schema": SsoRequiredAnswer.model_json_schema()}},
+        },
+        401: PROBLEM,
+        429: PROBLEM,
+    },
 )
 async def login(
-    body: Credentials,
+    body: LoginCredentials,
     request: Request,
     services: ServicesDep,
     context: ContextDep,
     current: Annotated[Authenticated | None, Depends(optional_session)],
 ) -> Response:
-    outcome = await services.signin.with_password(
-        email=body.email,
-        password=body.password,
-        context=context,
-        replacing=current.session if current else None,
+    target = body.next if body.next.startswith("/") and not body.next.startswith("//") else ""
+    sso = await services.sso.connections.redirect_for(
+        body.email, password_given=bool(body.password), next_url=target
     )
+    if sso is not None:  # home-realm discovery: nothing about the password is checked or revealed
+        return JSONResponse({"status": "sso_required", "redirect": sso})
+    try:
+        outcome = await services.signin.with_password(
+            email=body.email,
+            password=body.password,
+            context=context,
+            replacing=current.session if current else None,
+        )
+    except SsoRequired as required:  # the right password of an address that must use SSO
+        return JSONResponse({"status": "sso_required", "redirect": required.redirect})
     return apply_outcome(services, outcome)
 
 

@@ -18,6 +18,7 @@ from threshold.oidc.authorize_decision import STARTED_PARAM
 from threshold.oidc.client_auth import presented_credentials
 from threshold.oidc.errors import BearerTokenMissing, InvalidRequest, OAuthError
 from threshold.oidc.models import ID_TOKEN_DEFAULT_ALG, SIGNING_ALGORITHMS
+from threshold.oidc.organization import ORG_ADMIN_SCOPE, ORG_CLAIMS, ORGANIZATION_SCOPE
 from threshold.oidc.provider import (
     AuthorizeOutcome,
     NeedsConsent,
@@ -61,6 +62,8 @@ SCOPE_TEXT = {
     "email": "See your email address",
     "profile": "See your basic profile",
     "offline_access": "Stay connected while you are away (refresh tokens)",
+    ORGANIZATION_SCOPE: "See the organization you selected and your role in it",
+    ORG_ADMIN_SCOPE: "Manage your organization's members, domains and invitations (if you are its admin)",
 }
 
 
@@ -122,7 +125,7 @@ async def discovery(request: Request) -> Response:
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
         "end_session_endpoint": f"{issuer}/oauth2/logout",
-        "scopes_supported": ["openid", "email", "offline_access"],
+        "scopes_supported": ["openid", "email", "offline_access", ORGANIZATION_SCOPE],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -163,6 +166,7 @@ async def discovery(request: Request) -> Response:
             "sid",
             "email",
             "email_verified",
+            *ORG_CLAIMS,
         ],
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": True,

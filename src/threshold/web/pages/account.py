@@ -1,4 +1,5 @@
-"""The account page and its actions: sessions, apps, password; step-up redirects."""
+"""The account page and its actions: sessions, apps, password, the organization switcher; step-up
+redirects."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from threshold.core.clock import iso
 from threshold.core.errors import (
+    NotAuthenticated,
     ReauthenticationRequired,
     ThresholdError,
 )
@@ -49,9 +51,21 @@ async def account_view(
     consents = await services.provider.list_consents(auth.user)
     factors = await services.factors.status(auth.user)
     recoveries = await services.recovery.pending_recovery(auth.user)
+    organizations = [
+        {
+            "id": org.id,
+            "slug": org.slug,
+            "name": org.name,
+            "role": membership.role.value,
+            "selected": org.id == auth.session.org_id,
+        }
+        for membership, org in await services.orgs.memberships_with_orgs(auth.user)
+    ]
     return await render(
         request,
         "account.html",
+        organizations=organizations,
+        selected_org=next((o for o in organizations if o["selected"]), None),
         factors=factors,
         passkeys=[
             {
@@ -162,6 +176,7 @@ async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth)
         "verification_sent": "We sent the confirmation link again.",
         "password_removed": "Your password was removed: sign in with your passkeys.",
         "email_change": "Check your new address for a confirmation link.",
+        "organization": "The organization was switched. Applications see it the next time they sign you in.",
     }.get(request.query_params.get("done", ""))
     return await account_view(request, services, auth, notice=notice)
 
@@ -233,5 +248,29 @@ async def account_password(
             password_error=error.page_detail,
         )
     response = redirect("/account?done=password")
+    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    return response
+
+
+@router.post("/account/organization")
+async def account_organization(request: Request, services: ServicesDep, auth: MaybeAuth) -> Response:
+    """The organization switcher: the session under a new id with the chosen organization selected."""
+    if auth is None:
+        return redirect("/login?next=/account")
+    try:
+        form = await read_form(request)
+        issued, _, _ = await services.orgs.select(auth.session, user=auth.user, org=field(form, "org"))
+    except NotAuthenticated:
+        return redirect("/account")  # switched meanwhile (another tab): its cookie, if this browser's, stands
+    except ThresholdError as error:
+        return await account_view(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            organization_error=error.page_detail,
+        )
+    response = redirect("/account?done=organization")
     set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
     return response

@@ -109,6 +109,7 @@ async def render(
             path=request.url.path,
             application=application,
             email_login=settings.email.login_enabled,
+            social=[(f"social-{s.id}", s.name) for s in settings.sso.social],
             **context,
         )
     )

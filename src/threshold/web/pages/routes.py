@@ -14,6 +14,7 @@ from threshold.core.errors import (
 )
 from threshold.core.flows.outcome import VerificationPending
 from threshold.core.models import RequestContext
+from threshold.core.sso.errors import ConnectionNotFound, SsoRequired
 from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.pages.common import (
@@ -70,16 +71,35 @@ async def login_submit(
     except ThresholdError as error:
         return await form_error(request, "login.html", error, next="/account", email="")
     target, email = safe_next(field(form, "next")), field(form, "email")
+    password = "" if field(form, "sso") else field(form, "password")
     try:
+        sso = await services.sso.connections.redirect_for(
+            email, password_given=bool(password), next_url=target
+        )
+        if sso is not None:  # home-realm discovery, before (and instead of) any password check
+            return await continue_to_idp(request, sso)
+        if field(form, "sso"):
+            raise ConnectionNotFound("No organization signs in this address with single sign-on.")
         outcome = await services.signin.with_password(
             email=email,
-            password=field(form, "password"),
+            password=password,
             context=context,
             replacing=auth.session if auth else None,
         )
+    except SsoRequired as required:
+        return await continue_to_idp(request, required.redirect)
     except ThresholdError as error:
         return await form_error(request, "login.html", error, next=target, email=email)
     return await apply_outcome(services, outcome, target)
+
+
+async def continue_to_idp(request: Request, start: str) -> Response:
+    """On to the organization's IdP from the sign-in form: a page that moves on by itself, not a 303.
+
+    The form's page allows `form-action 'self'` only, and browsers hold every redirect that follows a
+    form submission to it: a 303 chain ending at the IdP's origin would be blocked. Loading this page
+    ends the submission; its refresh (or its link, where refreshes are turned off) is a new navigation."""
+    return await render(request, "sso_continue.html", target=start)
 
 
 @router.get("/signup")

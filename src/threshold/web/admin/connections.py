@@ -1,0 +1,96 @@
+"""/admin/v1/orgs/{org}/connections: an organization's identity providers over HTTP, for the
+operator's admin token or the organization's own admins (see org_access)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from starlette.responses import JSONResponse
+
+from threshold.core.errors import InvalidRequest
+from threshold.core.orgs.models import OrgRole
+from threshold.core.sso.models import Policy
+from threshold.services import Services
+from threshold.web.admin.org_access import OrgAdmin
+from threshold.web.deps import get_services
+
+router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+Role = Literal["owner", "admin", "member"]
+
+
+class ConnectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["oidc", "saml"]
+    name: StrictStr = Field("", max_length=200)
+    issuer: StrictStr | None = Field(None, max_length=500, description="OIDC: the exact issuer URL.")
+    client_id: StrictStr | None = Field(None, max_length=500)
+    client_secret: StrictStr | None = Field(None, max_length=2000, description="Sealed at rest, never shown.")
+    scopes: list[StrictStr] = Field(default_factory=list, max_length=20)
+    metadata_xml: StrictStr | None = Field(None, max_length=200_000, description="SAML: the IdP's metadata.")
+    allow_idp_initiated: StrictBool = False
+    require_sso: StrictBool = False
+    break_glass: list[StrictStr] = Field(default_factory=list, max_length=10)
+    require_idp_mfa: StrictBool = False
+    require_local_mfa: StrictBool = False
+    default_role: Role = "member"
+    role_groups: dict[StrictStr, Role] = Field(default_factory=dict, max_length=100)
+
+
+@router.post("/{org}/connections", status_code=201, summary="Connect an identity provider (OIDC or SAML)")
+async def add_connection(body: ConnectionIn, access: OrgAdmin, services: ServicesDep) -> Response:
+    connections = services.sso.connections
+    policy = Policy(
+        require_sso=body.require_sso,
+        break_glass=tuple(body.break_glass),
+        require_idp_mfa=body.require_idp_mfa,
+        require_local_mfa=body.require_local_mfa,
+        default_role=OrgRole(body.default_role),
+        role_groups=dict(body.role_groups),
+    )
+    if body.type == "oidc":
+        if not (body.issuer and body.client_id and body.client_secret):
+            raise InvalidRequest("An OIDC connection needs issuer, client_id and client_secret.")
+        connection = await connections.add_oidc(
+            access.org,
+            name=body.name,
+            issuer=body.issuer,
+            client_id=body.client_id,
+            client_secret=body.client_secret,
+            scopes=["openid", "email", "profile", *body.scopes],
+            policy=policy,
+            context=access.context,
+        )
+    else:
+        if not body.metadata_xml:
+            raise InvalidRequest("A SAML connection needs metadata_xml.")
+        connection = await connections.add_saml(
+            access.org,
+            name=body.name,
+            metadata_xml=body.metadata_xml,
+            policy=policy,
+            allow_idp_initiated=body.allow_idp_initiated,
+            context=access.context,
+        )
+    return JSONResponse(connections.summary(connection), status_code=201)
+
+
+@router.get("/{org}/connections", summary="The organization's identity providers")
+async def list_connections(access: OrgAdmin, services: ServicesDep) -> dict[str, Any]:
+    connections = services.sso.connections
+    return {"connections": [connections.summary(c) for c in await connections.of_org(access.org)]}
+
+
+@router.get("/{org}/connections/{connection_id}", summary="One connection")
+async def get_connection(connection_id: str, access: OrgAdmin, services: ServicesDep) -> dict[str, Any]:
+    connections = services.sso.connections
+    return connections.summary(await connections.find(access.org, connection_id))
+
+
+@router.delete("/{org}/connections/{connection_id}", status_code=204, summary="Remove a connection")
+async def remove_connection(connection_id: str, access: OrgAdmin, services: ServicesDep) -> Response:
+    await services.sso.connections.remove(access.org, connection_id, context=access.context)
+    return Response(status_code=204)
