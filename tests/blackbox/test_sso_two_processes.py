@@ -177,3 +177,38 @@ def test_saml_connection_from_a_metadata_file(pair: Pair, tmp_path: Path) -> Non
     )
     assert result.returncode != 0
     assert "metadata" in result.stderr.lower()
+
+
+def test_saml_connection_from_a_metadata_url(pair: Pair, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from tests.support.saml_idp import Pysaml2Idp
+    from threshold.saml import ServiceProvider
+
+    placeholder = ServiceProvider(entity_id="https://sp.invalid/metadata", acs_url="https://sp.invalid/acs")
+    idp = Pysaml2Idp(workdir=tmp_path, sp=placeholder, entity_id="https://idp.initech.test/metadata")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "metadata.xml").write_bytes(idp.metadata_xml())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        cli_json(pair.sp_deployment, "orgs", "create", "--name", "Initech", "--slug", "initech")
+        saml = cli_json(
+            pair.sp_deployment,
+            "orgs", "connections", "add", "initech", "--type", "saml",
+            "--metadata-url", f"{base}/metadata.xml", "--email-claim", "mail",
+        )  # fmt: skip
+        assert saml["idp_entity_id"] == "https://idp.initech.test/metadata"
+        assert saml["claims"]["email"] == "mail"
+        missing = pair.sp_deployment.cli(
+            "orgs", "connections", "add", "initech", "--type", "saml", "--metadata-url", f"{base}/nothing.xml"
+        )
+        assert missing.returncode != 0
+        assert "404" in missing.stderr
+    finally:
+        server.shutdown()

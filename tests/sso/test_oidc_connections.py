@@ -544,3 +544,44 @@ async def test_a_required_local_second_factor_the_account_lacks_must_be_set_up_f
     assert back.headers["location"] == "/account"  # the account page asks for a second factor first
     quinn = await services.users.get_by_email("quinn@acme.test")
     assert quinn is not None and quinn.mfa_required
+
+
+async def test_claim_names_are_the_connections_own(client: httpx.AsyncClient, idp: ScriptedIdp) -> None:
+    """An IdP that puts the address in `upn` and groups in `roles` (as Entra can)."""
+    from threshold.core.sso.connections import ClaimNames
+
+    services = services_of(client)
+    org, _ = await acme(services, idp, slug="plain")  # a first connection with the usual names
+    other = await services.orgs.create(name="Contoso", slug="contoso", context=OPERATOR)
+    await services.orgs.add_domain(other, "contoso.test", context=OPERATOR)
+    await services.orgs.verify_domain(other, "contoso.test", trust=True, context=OPERATOR)
+    connection = await services.sso.connections.add_oidc(
+        other,
+        name="Contoso",
+        issuer=idp.issuer,
+        client_id=idp.client_id,
+        client_secret=idp.client_secret,
+        policy=Policy(role_groups={"Contoso.Admins": "admin"}),
+        claims=ClaimNames(email="upn", groups="roles"),
+        context=OPERATOR,
+    )
+    assert services.sso.connections.summary(connection)["claims"] == {
+        "email": "upn",
+        "name": "name",
+        "groups": "roles",
+    }
+    back = await through_idp(
+        client,
+        "/sso/start?email=rui@contoso.test",
+        _idp=idp,
+        sub="r",
+        upn="rui@contoso.test",
+        email="someone.else@elsewhere.test",
+        roles=["Contoso.Admins"],
+    )
+    assert back.status_code == 303, back.text[:300]
+    assert (await session_of(client))["user"]["email"] == "rui@contoso.test"
+    rui = await services.users.get_by_email("rui@contoso.test")
+    assert rui is not None
+    assert [(m.org_id, m.role) for m in await services.orgs.memberships(rui)] == [(other.id, OrgRole.ADMIN)]
+    assert org.id != other.id

@@ -84,6 +84,12 @@ def add_orgs_parser(commands: Any) -> None:
     add_connection.add_argument("--scope", action="append", default=[], help="OIDC: extra scope (repeatable)")
     add_connection.add_argument("--metadata-file", help="SAML: the IdP's metadata XML")
     add_connection.add_argument(
+        "--metadata-url", help="SAML: where the IdP publishes its metadata (read now)"
+    )
+    add_connection.add_argument("--email-claim", default="", help="claim or attribute with the address")
+    add_connection.add_argument("--name-claim", default="", help="claim or attribute with the name")
+    add_connection.add_argument("--groups-claim", default="", help="claim or attribute with the groups")
+    add_connection.add_argument(
         "--allow-idp-initiated", action="store_true", help="SAML: accept sign-ins started at the IdP"
     )
     add_connection.add_argument(
@@ -206,9 +212,11 @@ async def _connections(args: argparse.Namespace, services: Services, org: Any) -
     import sys
     from pathlib import Path
 
+    from threshold.adapters.sso.saml import fetch_metadata
     from threshold.core.accounts import OPERATOR
     from threshold.core.errors import InvalidRequest
     from threshold.core.orgs.models import OrgRole
+    from threshold.core.sso.connections import ClaimNames
     from threshold.core.sso.models import Policy
 
     connections = services.sso.connections
@@ -226,6 +234,7 @@ async def _connections(args: argparse.Namespace, services: Services, org: Any) -
         if not group or role not in ROLES:
             raise InvalidRequest("--role-group takes GROUP=ROLE with a role of owner, admin or member.")
         groups[group] = role
+    claims = ClaimNames(email=args.email_claim, name=args.name_claim, groups=args.groups_claim)
     policy = Policy(
         require_sso=args.require_sso,
         break_glass=tuple(args.break_glass),
@@ -247,21 +256,26 @@ async def _connections(args: argparse.Namespace, services: Services, org: Any) -
             client_secret=args.client_secret,
             scopes=["openid", "email", "profile", *args.scope],
             policy=policy,
+            claims=claims,
             context=OPERATOR,
         )
     else:
-        if not args.metadata_file:
-            raise InvalidRequest("A SAML connection needs --metadata-file.")
-        try:
-            metadata = await asyncio.to_thread(Path(args.metadata_file).read_text, encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidRequest(f"The metadata file cannot be read: {error}") from None
+        if bool(args.metadata_file) == bool(args.metadata_url):
+            raise InvalidRequest("A SAML connection needs --metadata-file or --metadata-url.")
+        if args.metadata_url:
+            metadata = await fetch_metadata(args.metadata_url, seconds=services.settings.sso.http_timeout)
+        else:
+            try:
+                metadata = await asyncio.to_thread(Path(args.metadata_file).read_text, encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise InvalidRequest(f"The metadata file cannot be read: {error}") from None
         connection = await connections.add_saml(
             org,
             name=args.name,
             metadata_xml=metadata,
             policy=policy,
             allow_idp_initiated=args.allow_idp_initiated,
+            claims=claims,
             context=OPERATOR,
         )
     body = connections.summary(connection)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import functools
 
+import httpx
+
 from threshold.core.clock import Clock
+from threshold.core.errors import DependencyUnavailable
 from threshold.core.sso.errors import SsoRejected
 from threshold.core.sso.models import AssertedIdentity, Connection
 from threshold.core.sso.ports import UpstreamLogout, VerifiedSamlAssertion
@@ -26,6 +29,7 @@ from threshold.saml import (
     sp_metadata_xml,
     verify_response,
 )
+from threshold.settings.sections import upstream_url_error
 
 EMAIL_NAMES = (
     "email",
@@ -197,3 +201,41 @@ class SamlUpstream:
             relay_state=relay_state,
             now=self._clock.now(),
         )
+
+
+MAX_METADATA = 1024 * 1024
+
+
+async def fetch_metadata(url: str, *, seconds: float) -> str:
+    """An IdP's metadata from its URL (https, or http on loopback), at most 1 MiB.
+
+    Raises:
+        SsoRejected: not such a URL, not an answer of 200 with a body.
+        DependencyUnavailable: the IdP did not answer.
+    """
+    error = upstream_url_error(url)
+    if error:
+        raise SsoRejected("metadata_invalid", f"The metadata URL {error}.")
+    accept = {"Accept": "application/samlmetadata+xml, */*"}
+    try:
+        async with (
+            httpx.AsyncClient(timeout=seconds, follow_redirects=True, max_redirects=3) as http,
+            http.stream("GET", url, headers=accept) as response,
+        ):
+            if response.status_code >= 500:
+                raise DependencyUnavailable("The identity provider is unavailable.", retry_after=5)
+            if response.status_code != 200:
+                raise SsoRejected("metadata_invalid", f"The metadata URL answered {response.status_code}.")
+            if upstream_url_error(str(response.url)):
+                raise SsoRejected("metadata_invalid", "The metadata URL redirected off https.")
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_METADATA:
+                    raise SsoRejected("metadata_invalid", "The metadata is larger than 1 MiB.")
+    except httpx.HTTPError as failure:
+        raise DependencyUnavailable("The identity provider did not answer.", retry_after=5) from failure
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SsoRejected("metadata_invalid", "The metadata is not UTF-8 text.") from None

@@ -10,7 +10,7 @@ an address it has not proved it controls.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
@@ -29,6 +29,21 @@ from threshold.settings import SocialConnectionSettings
 from threshold.settings.sections import upstream_url_error
 
 SECRET_PURPOSE = "sso-client-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimNames:
+    """Where an IdP puts the address, the name and the groups (an OIDC claim or a SAML attribute), when
+    not under the usual names; empty for the defaults."""
+
+    email: str = ""
+    name: str = ""
+    groups: str = ""
+
+    def __post_init__(self) -> None:
+        for value in (self.email, self.name, self.groups):
+            if len(value) > 200 or not value.isprintable():
+                raise InvalidRequest("Claim and attribute names are printable and at most 200 characters.")
 MS_TENANT = "{tenantid}"
 
 
@@ -105,6 +120,7 @@ class Connections:
         client_secret: str,
         scopes: Sequence[str] = ("openid", "email", "profile"),
         policy: Policy = Policy(),
+        claims: ClaimNames = ClaimNames(),
         context: RequestContext,
     ) -> Connection:
         if not client_id.strip() or len(client_id) > 500 or len(client_secret) > 2000:
@@ -121,6 +137,9 @@ class Connections:
                 client_id=client_id.strip(),
                 client_secret=self._box.seal(client_secret.encode(), purpose=SECRET_PURPOSE),
                 scopes=scopes,
+                email_claim=claims.email or "email",
+                name_claim=claims.name or "name",
+                groups_claim=claims.groups or "groups",
             ),
             policy=self._policy(org, policy),
         )
@@ -134,6 +153,7 @@ class Connections:
         metadata_xml: str,
         policy: Policy = Policy(),
         allow_idp_initiated: bool = False,
+        claims: ClaimNames = ClaimNames(),
         context: RequestContext,
     ) -> Connection:
         self._saml.check_metadata(metadata_xml)
@@ -143,7 +163,13 @@ class Connections:
             type=ConnectionType.SAML,
             name=(name or org.name)[:200],
             created_at=self._clock.now(),
-            saml=SamlConfig(metadata_xml=metadata_xml, allow_idp_initiated=allow_idp_initiated),
+            saml=SamlConfig(
+                metadata_xml=metadata_xml,
+                allow_idp_initiated=allow_idp_initiated,
+                email_attribute=claims.email or "email",
+                name_attribute=claims.name or "name",
+                groups_attribute=claims.groups or "groups",
+            ),
             policy=self._policy(org, policy),
         )
         return await self._add(org, connection, context)
@@ -209,6 +235,11 @@ class Connections:
                 "issuer": connection.oidc.issuer,
                 "client_id": connection.oidc.client_id,
                 "scopes": list(connection.oidc.scopes),
+                "claims": {
+                    "email": connection.oidc.email_claim,
+                    "name": connection.oidc.name_claim,
+                    "groups": connection.oidc.groups_claim,
+                },
                 "redirect_uri": f"{self._issuer}/sso/oidc/callback",
                 "backchannel_logout_uri": f"{self._issuer}/sso/oidc/{connection.id}/backchannel-logout",
             }
@@ -220,6 +251,11 @@ class Connections:
                 "slo_url": f"{self._issuer}/sso/saml/{connection.id}/slo",
                 "idp_entity_id": self._saml.check_metadata(connection.saml.metadata_xml),
                 "allow_idp_initiated": connection.saml.allow_idp_initiated,
+                "claims": {
+                    "email": connection.saml.email_attribute,
+                    "name": connection.saml.name_attribute,
+                    "groups": connection.saml.groups_attribute,
+                },
             }
         return body
 

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.responses import JSONResponse
 
+from threshold.adapters.sso.saml import fetch_metadata
 from threshold.core.errors import InvalidRequest
 from threshold.core.orgs.models import OrgRole
+from threshold.core.sso.connections import ClaimNames
 from threshold.core.sso.models import Policy
 from threshold.services import Services
 from threshold.web.admin.org_access import OrgAdmin
@@ -31,6 +33,12 @@ class ConnectionIn(BaseModel):
     client_secret: StrictStr | None = Field(None, max_length=2000, description="Sealed at rest, never shown.")
     scopes: list[StrictStr] = Field(default_factory=list, max_length=20)
     metadata_xml: StrictStr | None = Field(None, max_length=200_000, description="SAML: the IdP's metadata.")
+    metadata_url: StrictStr | None = Field(
+        None, max_length=2000, description="SAML: or where it is published."
+    )
+    email_claim: StrictStr = Field("", max_length=200, description="Claim or attribute with the address.")
+    name_claim: StrictStr = Field("", max_length=200)
+    groups_claim: StrictStr = Field("", max_length=200)
     allow_idp_initiated: StrictBool = False
     require_sso: StrictBool = False
     break_glass: list[StrictStr] = Field(default_factory=list, max_length=10)
@@ -51,6 +59,7 @@ async def add_connection(body: ConnectionIn, access: OrgAdmin, services: Service
         default_role=OrgRole(body.default_role),
         role_groups=dict(body.role_groups),
     )
+    claims = ClaimNames(email=body.email_claim, name=body.name_claim, groups=body.groups_claim)
     if body.type == "oidc":
         if not (body.issuer and body.client_id and body.client_secret):
             raise InvalidRequest("An OIDC connection needs issuer, client_id and client_secret.")
@@ -62,17 +71,22 @@ async def add_connection(body: ConnectionIn, access: OrgAdmin, services: Service
             client_secret=body.client_secret,
             scopes=["openid", "email", "profile", *body.scopes],
             policy=policy,
+            claims=claims,
             context=access.context,
         )
     else:
-        if not body.metadata_xml:
-            raise InvalidRequest("A SAML connection needs metadata_xml.")
+        if bool(body.metadata_xml) == bool(body.metadata_url):
+            raise InvalidRequest("A SAML connection needs metadata_xml or metadata_url.")
+        metadata = body.metadata_xml or await fetch_metadata(
+            body.metadata_url or "", seconds=services.settings.sso.http_timeout
+        )
         connection = await connections.add_saml(
             access.org,
             name=body.name,
-            metadata_xml=body.metadata_xml,
+            metadata_xml=metadata,
             policy=policy,
             allow_idp_initiated=body.allow_idp_initiated,
+            claims=claims,
             context=access.context,
         )
     return JSONResponse(connections.summary(connection), status_code=201)
