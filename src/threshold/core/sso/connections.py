@@ -44,6 +44,8 @@ class ClaimNames:
         for value in (self.email, self.name, self.groups):
             if len(value) > 200 or not value.isprintable():
                 raise InvalidRequest("Claim and attribute names are printable and at most 200 characters.")
+
+
 MS_TENANT = "{tenantid}"
 
 
