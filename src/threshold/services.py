@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -297,6 +298,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         box=box,
         auditor=auditor,
         clock=clock,
+        revoke_tokens=provider.revoke_user_tokens,
     )
     return Services(
         settings=settings,
@@ -339,6 +341,7 @@ def _build_sso(
     box: SecretBox,
     auditor: Auditor,
     clock: Clock,
+    revoke_tokens: Callable[[str], Awaitable[int]],
 ) -> SsoSignIn:
     """Upstream sign-in: organizations' connections, social connections from Settings, and the
     `--require-sso` gate attached to the sign-in engine's completion."""
@@ -362,6 +365,8 @@ def _build_sso(
         signin=signin,
         sessions=sessions,
         inventory=Inventory(users=users, factors=stores.factors, settings=settings.mfa),
+        factors=stores.factors,
+        revoke_tokens=revoke_tokens,
         oidc=OidcUpstream(box=box, timeout=settings.sso.http_timeout, skew=settings.sso.clock_skew),
         saml=saml,
         ephemeral=ephemeral,

@@ -363,3 +363,25 @@ async def test_the_audit_trail_names_who_acted(world: World) -> None:
     assert added.detail["actor"] == f"user:{world.org_admin.user_id}"
     assert added.user_agent == f"admin-api user:{world.org_admin.user_id}"
     assert removed.detail["actor"] == f"client:{world.admin.issued.client.client_id}"
+
+
+async def test_only_owners_connect_an_identity_provider_and_only_over_https(world: World) -> None:
+    """An IdP speaks for every address at the organization's verified domains (its owners' too): an
+    admin connecting one of their own could sign in as an owner, so connections are the owners'."""
+    http, base = world.admin.http, f"/admin/v1/orgs/{world.acme['id']}/connections"
+    body = {"type": "oidc", "issuer": "https://idp.acme.example", "client_id": "c", "client_secret": "s"}
+    problem(await http.post(base, json=body, headers=world.org_admin.headers), 403, "owner_required")
+    problem(
+        await http.post(base, json={**body, "issuer": "http://127.0.0.1:9/"}, headers=world.owner.headers),
+        400,
+        "invalid_request",
+    )
+    made = await http.post(base, json=body, headers=world.owner.headers)
+    assert made.status_code == 201, made.text
+    assert "client_secret" not in made.text
+    listed = await http.get(base, headers=world.org_admin.headers)  # admins may look
+    assert [c["id"] for c in listed.json()["connections"]] == [made.json()["id"]]
+    gone = await http.delete(f"{base}/{made.json()['id']}", headers=world.org_admin.headers)
+    problem(gone, 403, "owner_required")
+    refused(await http.get(base, headers=world.globex_owner.headers))  # another organization's owner
+    assert (await http.delete(f"{base}/{made.json()['id']}", headers=world.owner.headers)).status_code == 204

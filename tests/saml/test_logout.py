@@ -43,14 +43,16 @@ def logout_request(
     not_on_or_after: float | None = None,
     root: str = "LogoutRequest",
     prolog: str = "",
+    issued: float | None = None,
 ) -> bytes:
     attrs = f' Destination="{destination}"' if destination is not None else ""
+    instant = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if issued is None else issued))
     if not_on_or_after is not None:
         attrs += time.strftime(' NotOnOrAfter="%Y-%m-%dT%H:%M:%SZ"', time.gmtime(not_on_or_after))
     sessions = "".join(f"<samlp:SessionIndex>{index}</samlp:SessionIndex>" for index in session_indexes)
     return (
         f'{prolog}<samlp:{root} xmlns:samlp="{SAMLP}" xmlns:saml="{SAML}" ID="_lr1" Version="2.0" '
-        f'IssueInstant="2026-01-01T00:00:00Z"{attrs}><saml:Issuer>{issuer}</saml:Issuer>'
+        f'IssueInstant="{instant}"{attrs}><saml:Issuer>{issuer}</saml:Issuer>'
         f'<saml:NameID Format="{EMAIL_FORMAT}">{name_id}</saml:NameID>'
         f"{sessions}</samlp:{root}>"
     ).encode()
@@ -345,3 +347,13 @@ def test_an_identity_provider_without_slo_cannot_be_answered(sp: ServiceProvider
         )
 
     assert caught.value.reason == Reason.METADATA_INVALID
+
+
+def test_an_old_or_future_logout_request_is_refused(idp: IdpMetadata, idp_key: SigningKey) -> None:
+    """A logout URL kept in a browser history or a log cannot end the person's sessions later."""
+    now = time.time()
+    assert parse(signed_query(logout_request(issued=now - 200), idp_key), idp, now=now).id == "_lr1"
+    old = refused(signed_query(logout_request(issued=now - 3600), idp_key), idp, now=now)
+    assert old.reason == Reason.EXPIRED
+    future = refused(signed_query(logout_request(issued=now + 3600), idp_key), idp, now=now)
+    assert future.reason == Reason.NOT_YET_VALID

@@ -225,6 +225,7 @@ async def test_an_authoritative_connection_links_the_existing_account(
     assert (await signup(client, "frank@acme.test")).status_code == 201
     frank = await services.users.get_by_email("frank@acme.test")
     assert frank is not None
+    assert await services.users.set_email_verified(frank.id, frank.email_normalized)  # he proved it
     await acme(services, idp)
     client.cookies.clear()
     back = await through_idp(
@@ -261,7 +262,7 @@ async def test_a_connection_without_a_verified_domain_never_reaches_an_existing_
         email_verified=True,
     )
     assert back.status_code == 400
-    assert "reason: link_refused" in back.text
+    assert "reason: domain_not_verified" in back.text  # the same answer as for an unknown address
     assert SESSION_COOKIE not in back.cookies
     assert await services.sessions.list_sessions(victim.id) == before
     assert await services.sso._repo.linked(connection.id, "attacker") is None
@@ -484,6 +485,12 @@ async def test_a_back_channel_logout_from_the_idp_ends_the_sessions_it_names_onc
     assert with_nonce.status_code == 400
     assert (await client.get("/api/v1/session")).status_code == 200
 
+    stale = await client.post(
+        url, data={"logout_token": idp.logout_token(sid="idp-sid-9", iat=int(time.time()) - 3600)}
+    )
+    assert stale.status_code == 400  # a captured token goes stale
+    assert (await client.get("/api/v1/session")).status_code == 200
+
     token = idp.logout_token(sid="idp-sid-9")
     ended = await client.post(url, data={"logout_token": token})
     assert ended.status_code == 200, ended.text
@@ -510,6 +517,9 @@ async def test_an_organization_can_require_a_local_second_factor_after_its_idp(
     secret = setup.json()["secret"]
     confirm = await client.post("/api/v1/mfa/totp/confirm", json={"code": pyotp.TOTP(secret).now()})
     assert confirm.status_code == 200, confirm.text
+    pat = await services.users.get_by_email("pat@acme.test")
+    assert pat is not None
+    assert await services.users.set_email_verified(pat.id, pat.email_normalized)  # (else claimed, see below)
     org, connection = await acme(services, idp, policy=Policy(require_local_mfa=True))
     client.cookies.clear()
 
@@ -526,8 +536,6 @@ async def test_an_organization_can_require_a_local_second_factor_after_its_idp(
     done = await client.post("/api/v1/login/mfa", json={"method": "totp", "code": code})
     assert done.status_code == 200, done.text
     assert done.json()["session"]["aal"] == "aal2"
-    pat = await services.users.get_by_email("pat@acme.test")
-    assert pat is not None
     records = [r for r in await services.sessions.list_sessions(pat.id) if r.connection_id]
     assert [(r.org_id, r.connection_id) for r in records] == [(org.id, connection.id)]
 
@@ -585,3 +593,74 @@ async def test_claim_names_are_the_connections_own(client: httpx.AsyncClient, id
     assert rui is not None
     assert [(m.org_id, m.role) for m in await services.orgs.memberships(rui)] == [(other.id, OrgRole.ADMIN)]
     assert org.id != other.id
+
+
+async def test_an_account_nobody_verified_is_claimed_by_the_authoritative_idp_not_linked_as_it_is(
+    client: httpx.AsyncClient, idp: ScriptedIdp
+) -> None:
+    """Pre-hijacking: someone signs up with Alice's address before her first SSO sign-in (sign-up does
+    not require verification by default). Her IdP, authoritative for the address, gets the account;
+    what the squatter set up (password, sessions) is gone."""
+    services = services_of(client)
+    assert (await signup(client, "alice@acme.test")).status_code == 201  # the squatter
+    squatter_session = client.cookies.get(SESSION_COOKIE)
+    squatted = await services.users.get_by_email("alice@acme.test")
+    assert squatted is not None and not squatted.email_verified
+    await acme(services, idp)
+
+    alice = httpx.AsyncClient(transport=client._transport, base_url=client.base_url)
+    back = await through_idp(
+        alice, "/sso/start?email=alice@acme.test", _idp=idp, sub="a", email="alice@acme.test"
+    )
+    assert back.status_code == 303, back.text[:300]
+    assert (await session_of(alice))["user"]["id"] == squatted.id
+    claimed = await services.users.get(squatted.id)
+    assert claimed is not None and claimed.email_verified
+    assert await services.users.get_password(squatted.id) is None
+    assert "sso_account_claimed" in await audit_kinds(services, squatted.id)
+
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, squatter_session or "", domain="auth.threshold.test")
+    assert (await client.get("/api/v1/session")).status_code == 401  # the squatter's session ended
+    client.cookies.clear()
+    assert (await login(client, "alice@acme.test")).status_code == 401  # and the password is gone
+    await alice.aclose()
+
+
+async def test_a_social_connection_does_not_sign_in_addresses_an_organization_manages(
+    client_factory: Factory, idp: ScriptedIdp
+) -> None:
+    social = [{"id": "acmeid", "name": "AcmeID", "issuer": idp.issuer, "client_id": idp.client_id,
+               "client_secret": idp.client_secret}]  # fmt: skip
+    client: httpx.AsyncClient = await client_factory(sso={"social": social})
+    services = services_of(client)
+    org = await services.orgs.create(name="Acme", slug="acme", context=OPERATOR)
+    await services.orgs.add_domain(org, "acme.test", context=OPERATOR)
+    await services.orgs.verify_domain(org, "acme.test", trust=True, context=OPERATOR)
+    back = await through_idp(
+        client,
+        "/sso/start?connection=social-acmeid",
+        _idp=idp,
+        sub="x",
+        email="ex@acme.test",
+        email_verified=True,
+    )
+    assert back.status_code == 400
+    assert "reason: domain_managed" in back.text
+    assert await services.users.get_by_email("ex@acme.test") is None
+
+
+async def test_another_site_cannot_start_a_sign_in_without_the_person(
+    client: httpx.AsyncClient, idp: ScriptedIdp
+) -> None:
+    """Login CSRF through an IdP of an attacker's choosing: a cross-site start asks first."""
+    services = services_of(client)
+    _, connection = await acme(services, idp)
+    path = f"/sso/start?connection={connection.id}"
+    asked = await client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+    assert asked.status_code == 200
+    assert f'href="{path}"' in asked.text
+    assert "__Host-threshold_sso" not in asked.headers.get("set-cookie", "")
+    assert idp.codes == {}
+    confirmed = await client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
+    assert confirmed.status_code == 303

@@ -482,7 +482,7 @@ async def test_a_saml_connection_without_a_verified_domain_never_reaches_an_exis
         attributes={"email": ["victim@bank.test"], "groups": ["acme-admins"]},
     )
 
-    refused(back, "link_refused")
+    refused(back, "domain_not_verified")  # the same answer as for an address without an account
     assert await services.sessions.list_sessions(victim.id) == before
     assert await services.sso._repo.linked(evil.connection.id, "victim@bank.test") is None
     assert await services.orgs.memberships(victim) == []

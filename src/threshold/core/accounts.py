@@ -176,6 +176,10 @@ class Accounts:
             amr=current_session.amr,
             context=context,
             auth_time=self._clock.now(),
+            org_id=current_session.org_id,
+            connection_id=current_session.connection_id,
+            upstream_acr=current_session.upstream_acr,
+            upstream_amr=current_session.upstream_amr,
         )
         await self._audit.record(
             AuditKind.PASSWORD_CHANGED, user_id=user.id, context=context, sessions_revoked=str(revoked)

@@ -136,6 +136,7 @@ class AuditKind(StrEnum):
     SSO_IDENTITY_LINKED = "sso_identity_linked"
     SSO_BREAK_GLASS = "sso_break_glass"
     SSO_UPSTREAM_LOGOUT = "sso_upstream_logout"
+    SSO_ACCOUNT_CLAIMED = "sso_account_claimed"
 
 
 @dataclass(frozen=True, slots=True)

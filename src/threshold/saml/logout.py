@@ -52,6 +52,10 @@ _SIG_ALGS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
 }
 
 
+MAX_AGE = 300.0
+"""Seconds after its IssueInstant a LogoutRequest is accepted (its ID is remembered for longer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedLogoutRequest:
     """A logout request the identity provider signed, for this service, still current."""
@@ -106,6 +110,14 @@ def parse_logout_request(
             Reason.ISSUER_MISMATCH,
             f"The logout request was issued by {shown(issuer)}, not by {shown(idp.entity_id)}.",
         )
+    issue_instant = request.get("IssueInstant")
+    if issue_instant is None:
+        reject(Reason.MALFORMED, "The logout request has no IssueInstant.")
+    issued = parse_instant(issue_instant, what="IssueInstant")
+    if issued > now + skew:
+        reject(Reason.NOT_YET_VALID, "The logout request was issued in the future.")
+    if now - issued > MAX_AGE + skew:  # a logout URL from a history or a log cannot be replayed later
+        reject(Reason.EXPIRED, "The logout request is too old.")
     not_on_or_after = request.get("NotOnOrAfter")
     if not_on_or_after is not None and now - skew >= parse_instant(not_on_or_after, what="NotOnOrAfter"):
         reject(Reason.EXPIRED, "The logout request has expired.")

@@ -121,12 +121,8 @@ def _check_status(response: etree._Element) -> None:
     second = child(code, SAMLP, "StatusCode")
     if second is not None and second.get("Value"):
         detail += f" / {second.get('Value')}"
-    message = child(status, SAMLP, "StatusMessage")
-    said = f" It said: {shown(text_of(message))}." if message is not None and text_of(message) else ""
-    reject(
-        Reason.STATUS_NOT_SUCCESS,
-        f"The identity provider did not sign the person in (status {detail}).{said}",
-    )
+    # Its StatusMessage is not shown: nothing in the response is signed at this point.
+    reject(Reason.STATUS_NOT_SUCCESS, f"The identity provider did not sign the person in (status {detail}).")
 
 
 def _the_assertion(response: etree._Element) -> etree._Element:

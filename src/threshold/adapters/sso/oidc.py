@@ -29,6 +29,7 @@ from threshold.core.sso.connections import MS_TENANT, SECRET_PURPOSE
 from threshold.core.sso.errors import SsoRejected
 from threshold.core.sso.models import AssertedIdentity, Connection
 from threshold.core.sso.ports import UpstreamLogout
+from threshold.settings.sections import upstream_url_error
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 """Asymmetric signatures only: never `none`, never an HMAC keyed with the client secret."""
@@ -57,6 +58,8 @@ FACTORS = {
     "iris": "inherence",
 }
 CACHE_SECONDS = 300
+LOGOUT_MAX_AGE = 300
+"""Seconds a logout token (by its iat) or logout request is accepted; its id is kept longer than that."""
 GOOGLE = "https://accounts.google.com"
 REFETCH = 30
 
@@ -134,6 +137,9 @@ class OidcUpstream:
             raise SsoRejected(
                 "discovery_failed", "The identity provider's configuration is incomplete."
             ) from None
+        endpoints = (provider.authorization_endpoint, provider.token_endpoint, provider.jwks_uri)
+        if any(upstream_url_error(url) for url in (*endpoints, provider.userinfo_endpoint or issuer)):
+            raise SsoRejected("discovery_failed", "The identity provider's endpoints must be https URLs.")
         self._providers[issuer] = (time.monotonic() + CACHE_SECONDS, provider)
         return provider
 
@@ -346,6 +352,8 @@ class OidcUpstream:
         events = claims.get("events")
         if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_EVENT), dict):
             raise SsoRejected("malformed", "The logout token carries no back-channel logout event.")
+        if time.time() - float(claims["iat"]) > LOGOUT_MAX_AGE + self._skew:  # a captured token goes stale
+            raise SsoRejected("expired", "The logout token is too old.")
         if "nonce" in claims:  # section 2.4: prohibited, so an ID token cannot pass for a logout token
             raise SsoRejected("malformed", "A logout token must not carry a nonce.")
         subject, sid = claims.get("sub"), claims.get("sid")

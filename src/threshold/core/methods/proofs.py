@@ -146,7 +146,10 @@ def proofs_of_amr(amr: Sequence[Amr]) -> list[Proof]:
     return proofs
 
 
-UPSTREAM_AMR = {a.value: a for a in (Amr.PASSWORD, Amr.OTP, Amr.HARDWARE_KEY, Amr.SOFTWARE_KEY, Amr.MFA)}
+UPSTREAM_AMR = {a.value: a for a in (Amr.PASSWORD, Amr.MFA)}
+"""What of an IdP's `amr` a session's own `amr` repeats: its keys and codes are not this service's
+authenticators (a step-up must not count an upstream `hwk` as a local passkey); the rest stays in
+the session's `upstream_amr`."""
 
 
 def upstream_proof(upstream: Upstream, *, mfa: bool) -> Proof:

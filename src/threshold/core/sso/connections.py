@@ -21,6 +21,7 @@ from threshold.core.errors import EmailInvalid, InvalidRequest
 from threshold.core.models import AuditKind, RequestContext
 from threshold.core.orgs.models import Organization, OrgRole
 from threshold.core.orgs.ports import OrgRepo
+from threshold.core.orgs.service import normalize_domain
 from threshold.core.secrets import new_id
 from threshold.core.sso.errors import ConnectionNotFound
 from threshold.core.sso.models import Connection, ConnectionType, OidcConfig, Policy, SamlConfig
@@ -75,9 +76,12 @@ def social_connection(social: SocialConnectionSettings, box: SecretBox, *, at: f
 
 
 def address_domain(email: str) -> str | None:
+    """The address's domain as organizations claim domains (lower-case ASCII, IDNA for international
+    names), so `bücher.example` and `xn--bcher-kva.example` are one domain."""
     try:
-        return normalize_email(email).normalized.rpartition("@")[2] or None
-    except EmailInvalid:
+        domain = normalize_email(email).normalized.rpartition("@")[2]
+        return normalize_domain(domain) if domain else None
+    except (EmailInvalid, InvalidRequest):
         return None
 
 
@@ -287,6 +291,12 @@ class Connections:
             return False
         claim = await self._orgs.get_domain(domain)
         return claim is not None and claim.verified and claim.org_id == connection.org_id
+
+    async def managed(self, email: str) -> bool:
+        """Whether some organization verified the address's domain (its own IdP speaks for it)."""
+        domain = address_domain(email)
+        claim = await self._orgs.get_domain(domain) if domain else None
+        return claim is not None and claim.verified
 
     def start_url(
         self, *, email: str | None = None, connection_id: str | None = None, next_url: str = ""

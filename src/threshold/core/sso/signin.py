@@ -17,6 +17,7 @@ Linking rules (what keeps SSO from taking over an account):
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 
 from threshold.core.audit import Auditor
@@ -30,7 +31,7 @@ from threshold.core.methods.proofs import Upstream, upstream_proof
 from threshold.core.models import AuditKind, RequestContext, SessionRecord, User
 from threshold.core.orgs.models import Membership, OrgRole
 from threshold.core.orgs.ports import OrgRepo
-from threshold.core.ports import EphemeralStore, UserRepo
+from threshold.core.ports import EphemeralStore, FactorRepo, UserRepo
 from threshold.core.secrets import digest, equal, new_id, new_token
 from threshold.core.sessions import SessionService
 from threshold.core.sso.connections import Connections
@@ -81,6 +82,8 @@ class SsoSignIn:
         signin: SignIn,
         sessions: SessionService,
         inventory: Inventory,
+        factors: FactorRepo,
+        revoke_tokens: Callable[[str], Awaitable[int]],
         oidc: UpstreamOidc,
         saml: UpstreamSaml,
         ephemeral: EphemeralStore,
@@ -97,6 +100,8 @@ class SsoSignIn:
         self._signin = signin
         self._sessions = sessions
         self._inventory = inventory
+        self._factors = factors
+        self._revoke_tokens = revoke_tokens
         self._oidc = oidc
         self._saml = saml
         self._ephemeral = ephemeral
@@ -319,6 +324,16 @@ class SsoSignIn:
         if identity.email_verified is False:
             raise SsoRejected("email_unverified", "The identity provider says this address is not verified.")
         authoritative = await self.connections.covers(connection, address.normalized)
+        if not authoritative and not connection.social:  # the same answer whether an account exists
+            raise SsoRejected(
+                "domain_not_verified",
+                "This identity provider can sign in addresses only at its organization's verified domains.",
+            )
+        if connection.social and await self.connections.managed(address.normalized):
+            raise SsoRejected(
+                "domain_managed",
+                "Addresses at this domain sign in with their organization's single sign-on.",
+            )
         existing = await self._users.get_by_email(address.normalized)
         if existing is not None:
             if not authoritative:
@@ -326,11 +341,12 @@ class SsoSignIn:
                     "link_refused",
                     "An account with this address already exists. Sign in to it the way you usually do.",
                 )
+            if not existing.email_verified:
+                existing = await self._claim_unverified(existing, connection, context)
             return await self._link(connection, identity, existing, context, provisioned=False)
-        if not (authoritative or (connection.social and identity.email_verified is True)):
+        if not (authoritative or identity.email_verified is True):
             raise SsoRejected(
-                "domain_not_verified",
-                "This identity provider can sign in addresses only at its organization's verified domains.",
+                "email_unverified", "The identity provider does not say this address is verified."
             )
         now = self._clock.now()
         user = User(
@@ -349,6 +365,30 @@ class SsoSignIn:
                 raise SsoRejected("link_refused", "An account with this address already exists.") from None
             return await self._link(connection, identity, raced, context, provisioned=False)
         return await self._link(connection, identity, user, context, provisioned=True)
+
+    async def _claim_unverified(self, user: User, connection: Connection, context: RequestContext) -> User:
+        """An account whose address was never verified, met by the IdP authoritative for that address:
+        whoever made it never proved the address (it may be a squatter waiting for the owner's first
+        SSO sign-in), so what they set up goes. Its password and factors are removed, its sessions and
+        tokens ended, and the address is marked verified; then it is linked."""
+        await self._users.delete_password(user.id)
+        await self._factors.delete_all_factors(user.id)
+        await self._users.bump_credential_epoch(user.id)
+        sessions = await self._sessions.revoke_all_sessions(user.id)
+        tokens = await self._revoke_tokens(user.id)
+        await self._users.set_email_verified(user.id, user.email_normalized)
+        await self._audit.record(
+            AuditKind.SSO_ACCOUNT_CLAIMED,
+            user_id=user.id,
+            context=context,
+            connection=connection.id,
+            sessions_ended=str(sessions),
+            refresh_tokens_revoked=str(tokens),
+        )
+        claimed = await self._users.get(user.id)
+        if claimed is None:
+            raise SsoRejected("account_disabled", "This account is gone.")
+        return claimed
 
     async def _link(
         self,

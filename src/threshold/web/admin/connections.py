@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from threshold.adapters.sso.saml import fetch_metadata
 from threshold.core.errors import InvalidRequest
 from threshold.core.orgs.models import OrgRole
+from threshold.core.orgs.service import check_may_manage
 from threshold.core.sso.connections import ClaimNames
 from threshold.core.sso.models import Policy
 from threshold.services import Services
@@ -50,6 +51,13 @@ class ConnectionIn(BaseModel):
 
 @router.post("/{org}/connections", status_code=201, summary="Connect an identity provider (OIDC or SAML)")
 async def add_connection(body: ConnectionIn, access: OrgAdmin, services: ServicesDep) -> Response:
+    # An identity provider speaks for every address at the organization's verified domains, owners'
+    # included: only an owner (or the operator) connects one.
+    check_may_manage(access.actor, new=OrgRole.OWNER)
+    if not access.actor.is_operator:
+        for url in (body.issuer, body.metadata_url):
+            if url and not url.startswith("https://"):
+                raise InvalidRequest("An organization's identity provider is reached over https.")
     connections = services.sso.connections
     policy = Policy(
         require_sso=body.require_sso,
@@ -106,5 +114,6 @@ async def get_connection(connection_id: str, access: OrgAdmin, services: Service
 
 @router.delete("/{org}/connections/{connection_id}", status_code=204, summary="Remove a connection")
 async def remove_connection(connection_id: str, access: OrgAdmin, services: ServicesDep) -> Response:
+    check_may_manage(access.actor, new=OrgRole.OWNER)
     await services.sso.connections.remove(access.org, connection_id, context=access.context)
     return Response(status_code=204)

@@ -26,7 +26,7 @@ from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import apply_outcome, redirect, safe_next
-from threshold.web.pages.render import error_page
+from threshold.web.pages.render import error_page, render
 
 router = APIRouter(include_in_schema=False)
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -58,6 +58,10 @@ async def sso_start(
     next: str | None = None,
 ) -> Response:
     target = safe_next(next)
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        # Another site sent the browser here: the person confirms, so no site can sign them in (or
+        # swap their session) through an identity provider of its choosing without them.
+        return await render(request, "sso_confirm.html", target=f"{request.url.path}?{request.url.query}")
     try:
         if email:
             started = await services.sso.start_for_email(
@@ -161,6 +165,8 @@ async def saml_slo(
     """An IdP-initiated single logout (HTTP-Redirect binding): end the matching sessions, answer."""
     saml_request = request.query_params.get("SAMLRequest", "")
     relay_state = request.query_params.get("RelayState")
+    if relay_state is not None and len(relay_state.encode()) > 80:  # SAML bindings 3.4.3: at most 80 bytes
+        relay_state = None
     try:
         if not saml_request or len(saml_request) > MAX_SAML_FIELD:
             raise SsoRejected("malformed", "The logout request is missing or too large.")
