@@ -49,6 +49,10 @@ async def test_a_person_signs_in_at_the_idp_and_lands_in_the_organization(
 ) -> None:
     services = services_of(client)
     org, connection = await acme(services, idp, policy=Policy(role_groups={"acme-admins": "admin"}))
+    stored = await services.sso._repo.get(connection.id)
+    assert stored is not None and stored.oidc is not None
+    assert idp.client_secret not in stored.oidc.client_secret  # sealed at rest
+    assert services.sso.connections.client_secret(stored) == idp.client_secret
 
     back = await through_idp(
         client,

@@ -271,16 +271,21 @@ class Connections:
 
     # --- home-realm discovery -------------------------------------------------------------------------
 
+    async def _routed(self, email: str) -> Sequence[Connection]:
+        """The connections of the organization that verified the address's domain (oldest first), or
+        none: one domain read and, for a verified domain, one read of its connections."""
+        domain = address_domain(email)
+        if domain is None:
+            return ()
+        claim = await self._orgs.get_domain(domain)
+        if claim is None or not claim.verified:
+            return ()
+        return await self._repo.for_org(claim.org_id)
+
     async def route(self, email: str) -> Connection | None:
         """The connection an address signs in with: its domain is verified by an organization that has
         a connection (the first one added). None for every other address."""
-        domain = address_domain(email)
-        if domain is None:
-            return None
-        claim = await self._orgs.get_domain(domain)
-        if claim is None or not claim.verified:
-            return None
-        connections = await self._repo.for_org(claim.org_id)
+        connections = await self._routed(email)
         return connections[0] if connections else None
 
     async def covers(self, connection: Connection, email: str) -> bool:
@@ -308,13 +313,7 @@ class Connections:
 
     async def required_connection(self, email: str) -> Connection | None:
         """The connection that must sign this address in (`--require-sso`), or None."""
-        connection = await self.route(email)
-        if connection is None or connection.org_id is None:
-            return None
-        for candidate in await self._repo.for_org(connection.org_id):
-            if candidate.policy.require_sso:
-                return candidate
-        return None
+        return _required(await self._routed(email))
 
     async def redirect_for(self, email: str, *, password_given: bool, next_url: str = "") -> str | None:
         """Home-realm discovery for a sign-in form: where this address goes instead of a password check,
@@ -322,13 +321,17 @@ class Connections:
         its IdP (its named break-glass owners excepted); one whose organization merely has a connection
         goes there when no password was typed (the email-first step). Nothing here looks at accounts or
         passwords, so the answer is the same whether the address has an account or not."""
-        connection = await self.route(email)
-        if connection is None:
+        connections = await self._routed(email)
+        if not connections:
             return None
-        required = await self.required_connection(email)
+        required = _required(connections)
         if required is not None:
             normalized = normalize_email(email).normalized
             if normalized in required.policy.break_glass and password_given:
                 return None
             return self.start_url(email=email, next_url=next_url)
         return None if password_given else self.start_url(email=email, next_url=next_url)
+
+
+def _required(connections: Sequence[Connection]) -> Connection | None:
+    return next((c for c in connections if c.policy.require_sso and c.org_id is not None), None)

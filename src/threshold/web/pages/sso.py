@@ -12,6 +12,7 @@ what the flow stored. A SAML IdP posts to the ACS from its own site, so that coo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -89,7 +90,15 @@ async def sso_start(
     return response
 
 
-async def _signed_in(request: Request, services: Services, finished: FinishedSso) -> Response:
+async def _finish(request: Request, services: Services, finishing: Awaitable[FinishedSso]) -> Response:
+    """The end of a round trip at the IdP, whichever protocol: signed in (or on to the second step),
+    on to the organization's IdP, or a page saying why not."""
+    try:
+        finished = await finishing
+    except SsoRequired as required:
+        return redirect(required.redirect)
+    except ThresholdError as failure:
+        return await _error(request, failure)
     response = await apply_outcome(services, finished.outcome, safe_next(finished.next_url or None))
     response.delete_cookie(FLOW_COOKIE, path="/", secure=True, httponly=True, samesite="none")
     return response
@@ -105,45 +114,42 @@ async def oidc_callback(
     code: str | None = None,
     error: str | None = None,
 ) -> Response:
-    try:
-        finished = await services.sso.finish_oidc(
+    return await _finish(
+        request,
+        services,
+        services.sso.finish_oidc(
             state=state[:128],
             code=code,
             error=error,
             binding=_flow_cookie(request),
             context=context,
             replacing=auth.session if auth else None,
-        )
-    except SsoRequired as required:
-        return redirect(required.redirect)
-    except ThresholdError as failure:
-        return await _error(request, failure)
-    return await _signed_in(request, services, finished)
+        ),
+    )
 
 
 @router.post("/sso/saml/{connection_id}/acs")
 async def saml_acs(
     connection_id: str, request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    try:
-        form = await request.form(max_files=0, max_fields=5)
-        response_b64 = form.get("SAMLResponse")
-        relay_state = form.get("RelayState")
-        if not isinstance(response_b64, str) or not response_b64 or len(response_b64) > MAX_SAML_FIELD:
-            raise SsoRejected("malformed", "The identity provider's answer is missing or too large.")
-        finished = await services.sso.finish_saml(
+    form = await request.form(max_files=0, max_fields=5)
+    response_b64, relay_state = form.get("SAMLResponse"), form.get("RelayState")
+    if not isinstance(response_b64, str) or not response_b64 or len(response_b64) > MAX_SAML_FIELD:
+        return await _error(
+            request, SsoRejected("malformed", "The identity provider's answer is missing or too large.")
+        )
+    return await _finish(
+        request,
+        services,
+        services.sso.finish_saml(
             connection_id[:64],
             response=response_b64,
             relay_state=relay_state[:128] if isinstance(relay_state, str) else None,
             binding=_flow_cookie(request),
             context=context,
             replacing=auth.session if auth else None,
-        )
-    except SsoRequired as required:
-        return redirect(required.redirect)
-    except ThresholdError as failure:
-        return await _error(request, failure)
-    return await _signed_in(request, services, finished)
+        ),
+    )
 
 
 @router.get("/sso/saml/{connection_id}/metadata")
