@@ -77,8 +77,11 @@ def users_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[in
                 when = iso(request.execute_after)
                 print(f"recovery {request.id}: the factors of {user.email} are reset at {when}")
         else:
-            count = await accounts.revoke_user_sessions(user)
-            print(f"ended {count} session(s) of {user.email}")
+            ended = await accounts.revoke_user_sessions(user)
+            print(
+                f"ended {len(ended.sessions)} session(s) and {ended.refresh_tokens} refresh token(s)"
+                f" of {user.email}"
+            )
         return 0
 
     return work

@@ -38,6 +38,7 @@ from threshold.core.models import (
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import UserRepo
 from threshold.core.ratelimit import LoginThrottle
+from threshold.core.revocation import AccessRevoker, Cause, Ended, Reach
 from threshold.core.secrets import new_id
 from threshold.core.sessions import IssuedSession, SessionService
 
@@ -59,8 +60,10 @@ class Accounts:
         password: PasswordMethod,
         stepup: StepUp,
         signin: SignIn,
+        revoker: AccessRevoker,
     ) -> None:
         self._users = users
+        self._revoker = revoker
         self._sessions = sessions
         self._hasher = hasher
         self._policy = policy
@@ -169,7 +172,9 @@ class Accounts:
                 user_id=user.id, hash=await self._hasher.hash(new_password), updated_at=self._clock.now()
             )
         )
-        revoked = await self._sessions.revoke_all_sessions(user.id)
+        ended = await self._revoker.end_access(
+            Reach.everything(user.id), cause=Cause.PASSWORD_CHANGED, context=context
+        )
         issued = await self._sessions.issue_session(
             user_id=user.id,
             aal=current_session.aal,
@@ -182,7 +187,10 @@ class Accounts:
             upstream_amr=current_session.upstream_amr,
         )
         await self._audit.record(
-            AuditKind.PASSWORD_CHANGED, user_id=user.id, context=context, sessions_revoked=str(revoked)
+            AuditKind.PASSWORD_CHANGED,
+            user_id=user.id,
+            context=context,
+            sessions_revoked=str(len(ended.sessions)),
         )
         return issued
 
@@ -196,25 +204,24 @@ class Accounts:
 
     async def revoke_session(self, user: User, public_id: str, *, context: RequestContext) -> SessionRecord:
         """Revoke one of the user's own sessions. Raises SessionNotFound."""
-        record = await self._sessions.revoke_session(user_id=user.id, public_id=public_id)
-        await self._audit.record(
-            AuditKind.SESSION_REVOKED, user_id=user.id, context=context, session=record.public_id
+        record = await self._sessions.find_session(user_id=user.id, public_id=public_id)
+        await self._revoker.end_access(
+            Reach.session(record), cause=Cause.SESSION_REVOKED, context=context, session=record.public_id
         )
         return record
 
     async def revoke_other_sessions(
         self, user: User, current: SessionRecord, *, context: RequestContext
     ) -> int:
-        count = await self._sessions.revoke_other_sessions(user_id=user.id, current=current)
-        await self._audit.record(
-            AuditKind.SESSIONS_REVOKED, user_id=user.id, context=context, count=str(count), by="user"
+        ended = await self._revoker.end_access(
+            Reach.all_but(current), cause=Cause.SIGN_OUT_EVERYWHERE, context=context
         )
-        return count
+        return len(ended.sessions)
 
     async def log_out(self, user: User, current: SessionRecord, *, context: RequestContext) -> None:
-        await self._sessions.end_session(current)
-        await self._audit.record(
-            AuditKind.LOGOUT, user_id=user.id, context=context, session=current.public_id
+        """End this session and the tokens issued under it; its applications hear of it."""
+        await self._revoker.end_access(
+            Reach.session(current), cause=Cause.LOGOUT, context=context, session=current.public_id
         )
 
     async def security_events(self, user: User, *, limit: int = 20) -> Sequence[AuditEvent]:
@@ -246,10 +253,21 @@ class Accounts:
     async def list_users(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
         return await self._users.list(limit=limit, offset=offset)
 
-    async def set_disabled(self, user: User, *, disabled: bool, context: RequestContext = OPERATOR) -> int:
-        """Disable (ending every session) or re-enable an account. Returns the sessions ended."""
+    async def set_disabled(
+        self,
+        user: User,
+        *,
+        disabled: bool,
+        context: RequestContext = OPERATOR,
+        cause: Cause = Cause.USER_DISABLED,
+    ) -> int:
+        """Disable (ending every session, grant and application session, for `cause`) or re-enable an
+        account. Returns the sessions ended."""
         await self._users.set_disabled(user.id, disabled)
-        revoked = await self._sessions.revoke_all_sessions(user.id) if disabled else 0
+        revoked = 0
+        if disabled:
+            ended = await self._revoker.end_access(Reach.everything(user.id), cause=cause, context=context)
+            revoked = len(ended.sessions)
         kind = AuditKind.USER_DISABLED if disabled else AuditKind.USER_ENABLED
         await self._audit.record(kind, user_id=user.id, context=context, sessions_revoked=str(revoked))
         return revoked
@@ -263,9 +281,8 @@ class Accounts:
             AuditKind.MFA_POLICY_CHANGED, user_id=user.id, context=context, required=str(required).lower()
         )
 
-    async def revoke_user_sessions(self, user: User, *, context: RequestContext = OPERATOR) -> int:
-        revoked = await self._sessions.revoke_all_sessions(user.id)
-        await self._audit.record(
-            AuditKind.SESSIONS_REVOKED, user_id=user.id, context=context, count=str(revoked), by="operator"
+    async def revoke_user_sessions(self, user: User, *, context: RequestContext = OPERATOR) -> Ended:
+        """The operator ends every session and token of the account ("sign out everywhere")."""
+        return await self._revoker.end_access(
+            Reach.everything(user.id), cause=Cause.OPERATOR_REVOKED, context=context
         )
-        return revoked

@@ -137,6 +137,15 @@ class AuditKind(StrEnum):
     SSO_BREAK_GLASS = "sso_break_glass"
     SSO_UPSTREAM_LOGOUT = "sso_upstream_logout"
     SSO_ACCOUNT_CLAIMED = "sso_account_claimed"
+    ACCESS_REVOKED = "access_revoked"
+    """Sessions, grants and applications' sessions ended, with the cause (core.revocation)."""
+    SCIM_TOKEN_CREATED = "scim_token_created"
+    SCIM_TOKEN_REVOKED = "scim_token_revoked"
+    SCIM_USER_PROVISIONED = "scim_user_provisioned"
+    SCIM_USER_UPDATED = "scim_user_updated"
+    SCIM_USER_DEACTIVATED = "scim_user_deactivated"
+    SCIM_USER_REACTIVATED = "scim_user_reactivated"
+    SCIM_USER_DELETED = "scim_user_deleted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,15 +119,14 @@ class SessionService:
         records = [r for r in await self._store.list_for_user(user_id) if r.expires_at > now]
         return sorted(records, key=lambda r: r.last_seen_at, reverse=True)
 
-    async def revoke_session(self, *, user_id: str, public_id: str) -> SessionRecord:
-        """Revoke one of the user's sessions by its public id.
+    async def find_session(self, *, user_id: str, public_id: str) -> SessionRecord:
+        """One of the user's sessions by its public id.
 
         Raises:
-            SessionNotFound: no live session of this user has that id.
+            SessionNotFound: no session of this user has that id.
         """
         for record in await self._store.list_for_user(user_id):
             if record.public_id == public_id:
-                await self._store.delete(record.digest)
                 return record
         raise SessionNotFound()
 
@@ -138,8 +137,10 @@ class SessionService:
         """End the session; whether it still existed (of two concurrent takers, one gets True)."""
         return await self._store.delete(record.digest)
 
-    async def revoke_other_sessions(self, *, user_id: str, current: SessionRecord) -> int:
-        return await self._store.delete_for_user(user_id, except_digest=current.digest)
-
-    async def revoke_all_sessions(self, user_id: str) -> int:
-        return await self._store.delete_for_user(user_id)
+    async def end_user_sessions(self, user_id: str, *, keep: SessionRecord | None = None) -> list[SessionRecord]:
+        """End every session of the user (but `keep`); the sessions ended. Only core.revocation calls
+        this: ending a person's access is one operation there."""
+        kept = keep.digest if keep is not None else None
+        listed = [r for r in await self._store.list_for_user(user_id) if r.digest != kept]
+        await self._store.delete_for_user(user_id, except_digest=kept)
+        return listed

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData(
@@ -134,6 +135,8 @@ oauth_clients = Table(
     Column("created_at", Double, nullable=False),
     Column("id_token_alg", String(16), nullable=False, server_default="RS256"),
     Column("logo_uri", Text, nullable=True),
+    Column("backchannel_logout_uri", Text, nullable=True),
+    Column("backchannel_logout_session_required", Boolean, nullable=False, server_default=false()),
 )
 
 authorization_codes = Table(
@@ -288,6 +291,25 @@ mail_queue = Table(
     Column("failed_at", Double, nullable=True),
     Column("last_error", String(300), nullable=True),
     Column("transport", String(16), nullable=True),
+)
+
+logout_deliveries = Table(
+    "logout_deliveries",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("sid", String(32), nullable=True),
+    Column("cause", String(32), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_until", Double, nullable=True),
+    Column("delivered_at", Double, nullable=True),
+    Column("failed_at", Double, nullable=True),
+    Column("last_error", String(300), nullable=True),
+    Index("ix_logout_deliveries_due", "delivered_at", "failed_at", "next_attempt_at"),
+    Index("ix_logout_deliveries_client", "client_id"),
 )
 
 one_time_tokens = Table(
