@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from threshold.adapters.backchannel import LogoutWorker, SqlLogoutQueue
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.dns import DnsTxtResolver
 from threshold.adapters.kek import load_or_create_kek
@@ -36,6 +36,7 @@ from threshold.core.models import AuditKind
 from threshold.core.orgs.service import Organizations
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
+from threshold.core.revocation import AccessRevoker
 from threshold.core.session_cache import (
     InvalidatingSessionStore,
     InvalidatingUserRepo,
@@ -87,6 +88,9 @@ class Services:
     email: EmailFlows
     mail_queue: SqlMailQueue
     mail_worker: MailWorker
+    revoker: AccessRevoker
+    logout_queue: SqlLogoutQueue
+    logout_worker: LogoutWorker
     provider: Provider
     marks: MarkStore
     purgeable: list[object]
@@ -127,6 +131,10 @@ class Services:
     def start_mail_worker(self) -> None:
         self._tasks.append(asyncio.create_task(self.mail_worker.run(), name="threshold-mail"))
 
+    def start_logout_worker(self) -> None:
+        """Deliver the logout tokens queued for applications (OIDC Back-Channel Logout)."""
+        self._tasks.append(asyncio.create_task(self.logout_worker.run(), name="threshold-backchannel"))
+
     async def sweep_once(self) -> int:
         now = self.clock.now()
         purged = 0
@@ -158,6 +166,7 @@ class Services:
         for task in self._tasks:
             task.cancel()
         await self.email.drain()
+        await self.logout_worker.aclose()
         self.hasher.close()
         if self.fast_pool is not None:
             await self.fast_pool.close()
@@ -192,6 +201,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     session_store: SessionStore = InvalidatingSessionStore(stores.sessions, invalidator)
     sessions = SessionService(session_store, clock, settings.session)
     auditor = Auditor(audit_log, clock, observer=count_security_event)
+    revoker = AccessRevoker(sessions=sessions, auditor=auditor)
     box = SecretBox(kek)
     engine_ = build_engine(
         settings=settings,
@@ -204,6 +214,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         box=box,
+        revoker=revoker,
         orgs=stores.orgs,
     )
     factors = engine_.factors
@@ -219,6 +230,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         password=engine_.password,
         stepup=engine_.stepup,
         signin=engine_.signin,
+        revoker=revoker,
     )
     keys = KeyRing(
         stores.signing_keys,
@@ -248,8 +260,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         box=box,
+        revoker=revoker,
         session_lookup=session_check.lookup,
     )
+    logout_queue = SqlLogoutQueue(engine, clock, settings.backchannel)
+    provider.applications.attach_queue(logout_queue, logout_queue.wake)
+    logout_worker = LogoutWorker(
+        logout_queue, clients=provider.clients, minter=provider.minter, settings=settings.backchannel
+    )
+    purgeable = [*purgeable, logout_queue]
     mail_queue = SqlMailQueue(engine, clock, settings.theme, keep_sent_bodies=settings.development)
     transport: Transport = SmtpTransport(settings.smtp_url) if settings.smtp_url else OutboxTransport()
     mail_worker = MailWorker(
@@ -270,7 +289,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         settings=settings.email,
         issuer=settings.issuer,
         product_name=settings.theme.product_name,
-        revoke_tokens=provider.revoke_user_tokens,
+        revoker=revoker,
     )
     auditor.subscribe(email.on_event)
     accounts.attach_email(email, verification=settings.email.verification)
@@ -286,8 +305,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         clock=clock,
         issuer=settings.issuer,
         sessions=sessions,
-        tokens=provider.with_organizations(stores.orgs),
+        revoker=revoker,
     )
+    provider.with_organizations(stores.orgs)
     sso = _build_sso(
         settings=settings,
         stores=stores,
@@ -298,7 +318,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         box=box,
         auditor=auditor,
         clock=clock,
-        revoke_tokens=provider.revoke_user_tokens,
+        revoker=revoker,
     )
     return Services(
         settings=settings,
@@ -322,6 +342,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         email=email,
         mail_queue=mail_queue,
         mail_worker=mail_worker,
+        revoker=revoker,
+        logout_queue=logout_queue,
+        logout_worker=logout_worker,
         provider=provider,
         marks=marks,
         purgeable=purgeable,
@@ -341,7 +364,7 @@ def _build_sso(
     box: SecretBox,
     auditor: Auditor,
     clock: Clock,
-    revoke_tokens: Callable[[str], Awaitable[int]],
+    revoker: AccessRevoker,
 ) -> SsoSignIn:
     """Upstream sign-in: organizations' connections, social connections from Settings, and the
     `--require-sso` gate attached to the sign-in engine's completion."""
@@ -366,7 +389,7 @@ def _build_sso(
         sessions=sessions,
         inventory=Inventory(users=users, factors=stores.factors, settings=settings.mfa),
         factors=stores.factors,
-        revoke_tokens=revoke_tokens,
+        revoker=revoker,
         oidc=OidcUpstream(box=box, timeout=settings.sso.http_timeout, skew=settings.sso.clock_skew),
         saml=saml,
         ephemeral=ephemeral,

@@ -137,7 +137,7 @@ async def test_revoke_all_on_a_ends_every_session_on_b(pair: tuple[Services, Ser
     )
     for t in (token, second.token):
         assert await b.session_check(t) is not None
-    await a.sessions.revoke_all_sessions(user.id)
+    await a.sessions.end_user_sessions(user.id)
     for t in (token, second.token):
         await _refused_within(lambda t=t: b.session_check(t), 0.1)  # type: ignore[misc]
 

@@ -13,6 +13,7 @@ from tests.conftest import STRONG_PASSWORD
 from tests.mfa.helpers import new_account, session_record, totp_code
 from threshold.core.errors import SessionNotFound
 from threshold.core.models import RequestContext
+from threshold.core.revocation import Cause, Reach
 from threshold.services import Services
 
 CONTEXT = RequestContext(ip="203.0.113.60", user_agent="pytest")
@@ -31,7 +32,7 @@ async def test_a_step_up_whose_session_was_revoked_meanwhile_issues_nothing(app:
     record = await session_record(app, app)
     user = await services.users.get(account.user_id)
     assert user is not None
-    await services.sessions.revoke_all_sessions(user.id)  # lands during the proof
+    await services.revoker.end_access(Reach.everything(user.id), cause=Cause.SIGN_OUT_EVERYWHERE)
     with pytest.raises(SessionNotFound):
         await services.stepup.reauthenticate(
             user, record, method="password", secret=STRONG_PASSWORD, context=CONTEXT

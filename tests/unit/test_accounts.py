@@ -26,6 +26,7 @@ from threshold.core.flows.engine import Engine, build_engine
 from threshold.core.flows.outcome import SignedIn
 from threshold.core.models import AuditKind, RequestContext, User
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
+from threshold.core.revocation import AccessRevoker
 from threshold.core.sessions import SessionService
 from threshold.settings import (
     Argon2Settings,
@@ -84,6 +85,7 @@ class World:
             rate_limit=rate_limit or RateLimitSettings(),
         )
         auditor = Auditor(self.audit, self.clock)
+        revoker = AccessRevoker(sessions=self.sessions, auditor=auditor)
         engine = build_engine(
             settings=settings,
             users=self.users,
@@ -95,6 +97,7 @@ class World:
             auditor=auditor,
             clock=self.clock,
             box=self.box,
+            revoker=revoker,
         )
         accounts = Accounts(
             users=self.users,
@@ -108,6 +111,7 @@ class World:
             password=engine.password,
             stepup=engine.stepup,
             signin=engine.signin,
+            revoker=revoker,
         )
         return accounts, engine
 

@@ -202,27 +202,27 @@ async def test_list_omits_expired_sessions_and_puts_recent_first(
     ]
 
 
-async def test_revoke_one_session(service: SessionService) -> None:
-    first, second = await issue(service), await issue(service)
-    revoked = await service.revoke_session(user_id="user-1", public_id=first.record.public_id)
-    assert revoked.public_id == first.record.public_id
-    assert await service.check_session(first.token) is None
-    assert await service.check_session(second.token) is not None
+async def test_find_one_session(service: SessionService) -> None:
+    first, _ = await issue(service), await issue(service)
+    found = await service.find_session(user_id="user-1", public_id=first.record.public_id)
+    assert found.digest == first.record.digest
+    assert await service.take_session(found)
     with pytest.raises(SessionNotFound):
-        await service.revoke_session(user_id="user-1", public_id=first.record.public_id)
+        await service.find_session(user_id="user-1", public_id=first.record.public_id)
 
 
-async def test_cannot_revoke_another_users_session(service: SessionService) -> None:
+async def test_cannot_find_another_users_session(service: SessionService) -> None:
     theirs = await issue(service, user_id="victim")
     with pytest.raises(SessionNotFound):
-        await service.revoke_session(user_id="attacker", public_id=theirs.record.public_id)
+        await service.find_session(user_id="attacker", public_id=theirs.record.public_id)
     assert await service.check_session(theirs.token) is not None
 
 
-async def test_revoke_others_keeps_only_the_current_session(service: SessionService) -> None:
+async def test_ending_others_keeps_only_the_current_session(service: SessionService) -> None:
     current, *others = [await issue(service) for _ in range(3)]
     bystander = await issue(service, user_id="someone-else")
-    assert await service.revoke_other_sessions(user_id="user-1", current=current.record) == 2
+    ended = await service.end_user_sessions("user-1", keep=current.record)
+    assert sorted(r.digest for r in ended) == sorted(o.record.digest for o in others)
     assert await service.check_session(current.token) is not None
     assert [await service.check_session(o.token) for o in others] == [None, None]
     assert await service.check_session(bystander.token) is not None
@@ -233,7 +233,7 @@ async def test_revoke_all_and_end_session(service: SessionService) -> None:
     bystander = await issue(service, user_id="someone-else")
     await service.end_session(mine[0].record)
     assert await service.check_session(mine[0].token) is None
-    assert await service.revoke_all_sessions("user-1") == 2
+    assert len(await service.end_user_sessions("user-1")) == 2
     assert [await service.check_session(s.token) for s in mine] == [None, None, None]
     assert await service.list_sessions("user-1") == []
     assert await service.check_session(bystander.token) is not None

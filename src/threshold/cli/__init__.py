@@ -124,6 +124,15 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument(
         "--logo-uri", help="an https URL of the application's logo, shown on sign-in pages"
     )
+    create_client.add_argument(
+        "--backchannel-logout-uri",
+        help="where logout tokens are posted when a person's session ends (https, or http on loopback)",
+    )
+    create_client.add_argument(
+        "--backchannel-logout-session-required",
+        action="store_true",
+        help="the application needs sid in logout tokens (always sent)",
+    )
     create_client.add_argument("--access-token-lifetime", type=int, help="seconds (30..900)")
     create_client.add_argument("--json", action="store_true")
     list_clients = clients.add_parser("list", help="list clients")
@@ -155,6 +164,10 @@ def _parser() -> argparse.ArgumentParser:
         )
     update_client.add_argument("--id-token-alg", choices=SIGNING_ALGORITHMS)
     update_client.add_argument("--logo-uri", help="an https URL; '' removes the logo")
+    update_client.add_argument("--backchannel-logout-uri", help="'' removes it")
+    update_client.add_argument(
+        "--backchannel-logout-session-required", action=argparse.BooleanOptionalAction, default=None
+    )
     update_client.add_argument(
         "--rotate-secret",
         action="store_true",

@@ -40,6 +40,8 @@ def clients_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[
                 signing_alg=args.signing_alg,
                 id_token_alg=args.id_token_alg,
                 logo_uri=args.logo_uri,
+                backchannel_logout_uri=args.backchannel_logout_uri,
+                backchannel_logout_session_required=args.backchannel_logout_session_required,
             )
             body = client_dict(issued.client, issued.secret)
             if args.json:
@@ -85,6 +87,8 @@ async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
         first_party=args.first_party,
         id_token_alg=args.id_token_alg,
         logo_uri=args.logo_uri,
+        backchannel_logout_uri=args.backchannel_logout_uri,
+        backchannel_logout_session_required=args.backchannel_logout_session_required,
         rotate_secret=args.rotate_secret,
         context=OPERATOR,
     )

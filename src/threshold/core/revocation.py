@@ -12,7 +12,7 @@ an upstream identity provider's logout: each is a cause, and every cause goes th
    introspection and userinfo at once (oidc.live_grant);
 3. queues an OpenID Connect Back-Channel Logout notice for every application that held a grant under an
    ended session (oidc.backchannel, delivered from a durable queue with retries);
-4. writes one `access_revoked` audit event naming the cause, with what it ended.
+4. writes one audit event naming the cause, with what it ended (`AUDIT_KINDS`).
 
 What a cause means for the account itself (a disabled flag, a new password, a removed membership) is
 the caller's, done before it calls this; what ending access reaches is decided here and nowhere else.
@@ -45,10 +45,30 @@ class Cause(StrEnum):
     SCIM_DELETED = "scim_deleted"
     MEMBERSHIP_REMOVED = "membership_removed"
     REFRESH_TOKEN_REUSE = "refresh_token_reuse"
-    AUTHORIZATION_CODE_REPLAY = "authorization_code_replay"
     OPERATOR_RECOVERY = "operator_recovery"
     UPSTREAM_LOGOUT = "upstream_logout"
     ACCOUNT_CLAIMED = "account_claimed"
+
+
+AUDIT_KINDS = {
+    Cause.LOGOUT: AuditKind.LOGOUT,
+    Cause.SESSION_REVOKED: AuditKind.SESSION_REVOKED,
+    Cause.SIGN_OUT_EVERYWHERE: AuditKind.SESSIONS_REVOKED,
+    Cause.OPERATOR_REVOKED: AuditKind.SESSIONS_REVOKED,
+}
+"""The kind of the one audit event of an end of access: these causes are the person's (or the
+operator's) own action, named as the account's security events always named them; every other cause
+writes `access_revoked`. Each carries `cause`, the reach and what ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A refresh-token family (its id is its grant's), the application and session it was issued to."""
+
+    family_id: str
+    user_id: str
+    client_id: str
+    sid: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +82,8 @@ class Reach:
     """Every session of the user but this one (and the grants under the others)."""
     org_id: str | None = None
     """The sessions that selected this organization, and every grant issued for it."""
-    family_id: str | None = None
-    """One refresh-token family and its grant; no session ends."""
+    family: Family | None = None
+    """One refresh-token family and its grant (with `sessions`, those sessions too)."""
 
     @classmethod
     def everything(cls, user_id: str) -> Reach:
@@ -87,20 +107,20 @@ class Reach:
         return cls(user_id=user_id, org_id=org_id)
 
     @classmethod
-    def family(cls, user_id: str, family_id: str) -> Reach:
-        return cls(user_id=user_id, family_id=family_id)
+    def of_family(cls, family: Family, *, session: SessionRecord | None = None) -> Reach:
+        return cls(user_id=family.user_id, family=family, sessions=(session,) if session else ())
 
     @property
     def scope(self) -> str:
         """How the audit event names the reach."""
+        if self.family is not None:
+            return "family"
         if self.sessions is not None:
             return "sessions"
         if self.keep is not None:
             return "other_sessions"
         if self.org_id is not None:
             return "organization"
-        if self.family_id is not None:
-            return "family"
         return "everything"
 
 
@@ -162,7 +182,7 @@ class AccessRevoker:
             grants = await self._applications.end_grants(reach, ended)
             notified = await self._applications.notify(grants.notices, cause=cause)
         await self._audit.record(
-            AuditKind.ACCESS_REVOKED,
+            AUDIT_KINDS.get(cause, AuditKind.ACCESS_REVOKED),
             user_id=reach.user_id,
             context=context,
             cause=cause.value,
@@ -176,8 +196,6 @@ class AccessRevoker:
         return Ended(sessions=tuple(ended), refresh_tokens=grants.refresh_tokens, notified=notified)
 
     async def _end_sessions(self, reach: Reach) -> list[SessionRecord]:
-        if reach.family_id is not None:
-            return []
         if reach.sessions is not None:
             return [r for r in reach.sessions if await self._sessions.take_session(r)]
         if reach.org_id is not None:

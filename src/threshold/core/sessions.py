@@ -137,7 +137,9 @@ class SessionService:
         """End the session; whether it still existed (of two concurrent takers, one gets True)."""
         return await self._store.delete(record.digest)
 
-    async def end_user_sessions(self, user_id: str, *, keep: SessionRecord | None = None) -> list[SessionRecord]:
+    async def end_user_sessions(
+        self, user_id: str, *, keep: SessionRecord | None = None
+    ) -> list[SessionRecord]:
         """End every session of the user (but `keep`); the sessions ended. Only core.revocation calls
         this: ending a person's access is one operation there."""
         kept = keep.digest if keep is not None else None

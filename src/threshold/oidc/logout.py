@@ -1,26 +1,20 @@
-"""RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): where the browser goes afterwards, and
-the end of the tokens that rested on the session that signs out."""
+"""RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): where the browser goes afterwards. (The
+session and the tokens that rested on it end through core.revocation, as every logout does.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from threshold.core.clock import Clock
-from threshold.core.models import SessionRecord
 from threshold.oidc.errors import InvalidRequest
-from threshold.oidc.ports import ClientRepo, RefreshTokenRepo
+from threshold.oidc.ports import ClientRepo
 from threshold.oidc.redirects import add_query
 from threshold.oidc.tokens import TokenMinter
 
 
 class Logout:
-    def __init__(
-        self, *, minter: TokenMinter, clients: ClientRepo, refresh_tokens: RefreshTokenRepo, clock: Clock
-    ) -> None:
+    def __init__(self, *, minter: TokenMinter, clients: ClientRepo) -> None:
         self._minter = minter
         self._clients = clients
-        self._refresh = refresh_tokens
-        self._clock = clock
 
     async def logout_target(
         self,
@@ -49,11 +43,3 @@ class Logout:
         if client is None or post_logout_redirect_uri not in client.post_logout_redirect_uris:
             raise InvalidRequest("post_logout_redirect_uri is not registered for this client.")
         return add_query(post_logout_redirect_uri, {"state": state}), claims
-
-    async def end_session_tokens(self, session: SessionRecord) -> int:
-        """Revoke the refresh tokens issued under the session (they rest on it, oidc.live_grant).
-
-        Returns:
-            How many were revoked.
-        """
-        return await self._refresh.revoke_for_session(session.digest, now=self._clock.now())

@@ -66,6 +66,10 @@ class Client:
     """The ID tokens' JWS algorithm (`id_token_signed_response_alg`)."""
     logo_uri: str | None = None
     """Shown on the hosted pages of this client's authorizations (https only)."""
+    backchannel_logout_uri: str | None = None
+    """Where logout tokens are posted (OIDC Back-Channel Logout 1.0): https, or http on loopback."""
+    backchannel_logout_session_required: bool = False
+    """The client needs `sid` in logout tokens (Threshold always sends it)."""
 
     @property
     def accepts_secret(self) -> bool:
@@ -202,9 +206,25 @@ def client_summary(client: Client, secret: str | None = None) -> dict[str, Any]:
         "signing_alg": client.signing_alg,
         "id_token_signed_response_alg": client.id_token_alg,
         "logo_uri": client.logo_uri,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "access_token_lifetime": client.access_token_lifetime,
         "created_at": iso(client.created_at),
     }
     if secret is not None:
         body["client_secret"] = secret
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutDelivery:
+    """One logout token to deliver: to `client_id`'s back-channel logout URI, for the person's session
+    `sid` that ended for `cause` (signed when sent; `id` is its `jti`)."""
+
+    id: str
+    client_id: str
+    user_id: str
+    sid: str | None
+    cause: str
+    created_at: float
+    attempts: int = 0

@@ -11,6 +11,7 @@ from threshold.oidc.models import (
     Consent,
     Grant,
     KeyState,
+    LogoutDelivery,
     RefreshToken,
     SigningKey,
 )
@@ -97,6 +98,17 @@ class RefreshTokenRepo(Protocol):
 
     async def revoke_for_session(self, session_digest: str, *, now: float) -> int: ...
 
+    async def revoke_for_sessions(self, session_digests: Sequence[str], *, now: float) -> int:
+        """Revoke the grants (and their families) issued under any of these sessions."""
+        ...
+
+    async def clients_for_sessions(
+        self, user_id: str, session_digests: Sequence[str], *, now: float
+    ) -> list[tuple[str, str]]:
+        """(client id, session digest) of every unexpired grant of the user under one of these sessions,
+        revoked or not: the applications that held the person's session."""
+        ...
+
     async def revoke_for_user(self, user_id: str, *, now: float, client_id: str | None = None) -> int: ...
 
     async def revoke_for_org(self, user_id: str, org_id: str, *, now: float) -> int:
@@ -123,3 +135,11 @@ class MarkStore(Protocol):
         ...
 
     async def exists(self, key: str, *, now: float) -> bool: ...
+
+
+class LogoutQueue(Protocol):
+    """The durable queue of logout tokens to deliver (adapters.backchannel)."""
+
+    async def enqueue(self, deliveries: Sequence[LogoutDelivery]) -> None:
+        """Store the deliveries (one write); they are delivered from any process."""
+        ...

@@ -25,6 +25,7 @@ from threshold.core.clock import Clock
 from threshold.core.crypto import SecretBox
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import SessionStore, UserRepo
+from threshold.core.revocation import AccessRevoker
 from threshold.oidc.authorize_endpoint import (
     AuthorizationEndpoint,
     AuthorizeOutcome,
@@ -33,6 +34,7 @@ from threshold.oidc.authorize_endpoint import (
     NeedsLogin,
     RedirectTo,
 )
+from threshold.oidc.backchannel import ProviderApplications
 from threshold.oidc.consent import Consents
 from threshold.oidc.errors import OAuthError
 from threshold.oidc.grants.authorization_code import AuthorizationCodeGrant
@@ -72,13 +74,18 @@ class Provider:
         auditor: Auditor,
         clock: Clock,
         box: SecretBox,
+        revoker: AccessRevoker,
         session_lookup: SessionLookup | None = None,
     ) -> None:
         self.issuer = issuer
         self.keys = keys
-        self._clients = clients
+        self.clients = self._clients = clients
         self._refresh = refresh_tokens
-        minter = TokenMinter(keys, clock, issuer=issuer)
+        self.minter = minter = TokenMinter(keys, clock, issuer=issuer)
+        self.applications = ProviderApplications(
+            refresh_tokens=refresh_tokens, clients=clients, queue=None, clock=clock
+        )
+        revoker.attach_applications(self.applications)
         policy = AccessTokenPolicy(issuer=issuer, settings=settings)
         self._memberships = memberships = Memberships()
         grants = GrantCheck(
@@ -119,6 +126,7 @@ class Provider:
                 ),
                 GrantType.REFRESH_TOKEN: RefreshTokenGrant(
                     refresh_tokens=refresh_tokens,
+                    revoker=revoker,
                     sessions=sessions,
                     minter=minter,
                     grants=grants,
@@ -148,7 +156,7 @@ class Provider:
             resource=resource,
             clock=clock,
         )
-        logout = Logout(minter=minter, clients=clients, refresh_tokens=refresh_tokens, clock=clock)
+        logout = Logout(minter=minter, clients=clients)
         registration = Registration(clients=clients, auditor=auditor, clock=clock, settings=settings)
 
         self._client_auth = client_auth
@@ -168,11 +176,8 @@ class Provider:
         # introspection and revocation (oidc.introspection, oidc.revocation)
         self.introspect = introspection.introspect
         self.revoke = revocation.revoke
-        self.revoke_user_tokens = revocation.revoke_user_tokens
-        self.revoke_org_tokens = revocation.revoke_org_tokens
         # logout (oidc.logout)
         self.logout_target = logout.logout_target
-        self.end_session_tokens = logout.end_session_tokens
         # consents (oidc.consent)
         self.list_consents = consent.list_consents
         self.revoke_consent = consent.revoke_consent
@@ -188,8 +193,7 @@ class Provider:
         membership check of every grant issued for an organization (oidc.organization).
 
         Returns:
-            The provider, which is what removing a member ends that person's tokens for the
-            organization through (`revoke_org_tokens`, core.orgs.service.OrgTokens).
+            The provider.
         """
         self._memberships.attach(orgs)
         return self

@@ -71,6 +71,8 @@ class Registration:
         signing_alg: str = ACCESS_TOKEN_DEFAULT_ALG,
         id_token_alg: str = ID_TOKEN_DEFAULT_ALG,
         logo_uri: str | None = None,
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool = False,
     ) -> IssuedClient:
         """Register a client; a confidential client's secret is returned once and stored as a digest.
 
@@ -100,6 +102,8 @@ class Registration:
             created_at=self._clock.now(),
             id_token_alg=id_token_alg,
             logo_uri=logo_uri or None,
+            backchannel_logout_uri=backchannel_logout_uri or None,
+            backchannel_logout_session_required=backchannel_logout_session_required,
         )
         _check_client(client)
         await self._clients.add(client)
@@ -120,14 +124,17 @@ class Registration:
         first_party: bool | None = None,
         id_token_alg: str | None = None,
         logo_uri: str | None = None,
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool | None = None,
         rotate_secret: bool = False,
         context: RequestContext | None = None,
     ) -> IssuedClient | None:
         """Change a registered client under the rules of registration (None and unchanged values keep it).
 
         A list of URIs is either replaced or edited (added to, removed from), not both. `logo_uri` ""
-        removes the logo. A rotated secret is returned once and replaces the old one at once, on every
-        process. Each change is audited (`client_updated`, with the secret rotation named).
+        removes the logo, `backchannel_logout_uri` "" the back-channel logout URI. A rotated secret is
+        returned once and replaces the old one at once, on every process. Each change is audited
+        (`client_updated`, with the secret rotation named).
 
         Returns:
             The client as stored now, with the new secret if one was made; None when there is no such client.
@@ -165,6 +172,16 @@ class Registration:
             secret_digest=digest(secret) if secret else current.secret_digest,
             id_token_alg=current.id_token_alg if id_token_alg is None else id_token_alg,
             logo_uri=current.logo_uri if logo_uri is None else (logo_uri or None),
+            backchannel_logout_uri=(
+                current.backchannel_logout_uri
+                if backchannel_logout_uri is None
+                else (backchannel_logout_uri or None)
+            ),
+            backchannel_logout_session_required=(
+                current.backchannel_logout_session_required
+                if backchannel_logout_session_required is None
+                else backchannel_logout_session_required
+            ),
         )
         _check_client(changed)
         if not await self._clients.update(changed, expected=current):
@@ -228,6 +245,16 @@ def _uri_changes(kind: str, before: Sequence[str], after: Sequence[str]) -> dict
     }
 
 
+def _check_backchannel_uri(uri: str) -> None:
+    """OIDC Back-Channel Logout 1.0 section 2.2: an absolute URL, no fragment; like redirect URIs here,
+    https, or http on loopback only (a logout token is a bearer of the person's identity)."""
+    parts = urlsplit(uri)
+    if len(uri) > 2048 or parts.fragment or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("backchannel_logout_uri must be an absolute https URL without a fragment.")
+    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise InvalidRequest("An http backchannel_logout_uri is allowed only on loopback; use https.")
+
+
 def _check_client(client: Client) -> None:
     """The rules of registration, for a new client and for every update of one."""
     if not client.name or len(client.name) > 200:
@@ -240,6 +267,8 @@ def _check_client(client: Client) -> None:
         logo = urlsplit(client.logo_uri)
         if logo.scheme != "https" or not logo.netloc or len(client.logo_uri) > 2048:
             raise InvalidRequest("logo_uri must be an https URL (at most 2048 characters).")
+    if client.backchannel_logout_uri is not None:
+        _check_backchannel_uri(client.backchannel_logout_uri)
     if not 30 <= client.access_token_lifetime <= MAX_ACCESS_TOKEN_LIFETIME:
         raise InvalidRequest(f"access_token_lifetime must be 30..{MAX_ACCESS_TOKEN_LIFETIME} seconds.")
     if len(client.redirect_uris) > MAX_URIS or len(client.post_logout_redirect_uris) > MAX_URIS:

@@ -1,4 +1,5 @@
-"""Token revocation (RFC 7009), and the admin's revocation of every token of a user.
+"""Token revocation (RFC 7009): a client revokes one of its own tokens. (The end of a person's access,
+whatever its cause, is core.revocation's.)
 
 A refresh token revokes its whole family (RFC 7009 section 2.1); an access token is marked revoked
 until it expires (oidc.resource.revoked_mark). A client revokes only its own tokens, and an unknown or
@@ -60,20 +61,3 @@ class Revocation:
             await self._marks.add(
                 revoked_mark(verified.claims["jti"]), expires_at=float(verified.claims["exp"]) + 5
             )
-
-    async def revoke_user_tokens(self, user_id: str) -> int:
-        """Revoke every refresh token of the user, for every client.
-
-        Returns:
-            How many were revoked.
-        """
-        return await self._refresh.revoke_for_user(user_id, now=self._clock.now())
-
-    async def revoke_org_tokens(self, *, user_id: str, org_id: str) -> int:
-        """Revoke the user's grants issued for the organization and their refresh tokens (a membership
-        ended); the access tokens issued under them fail with them (oidc.live_grant).
-
-        Returns:
-            How many refresh tokens were revoked.
-        """
-        return await self._refresh.revoke_for_org(user_id, org_id, now=self._clock.now())

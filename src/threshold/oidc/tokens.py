@@ -16,6 +16,8 @@ from threshold.oidc.keys import KeyRing
 
 ID_TOKEN_LIFETIME = 600
 MAX_ACCESS_TOKEN_LIFETIME = 900
+LOGOUT_TOKEN_LIFETIME = 120
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 GRANT_CLAIM = "grant_id"
 """The access-token claim naming the grant it was issued under (a private claim: RFC 9068 has none)."""
 
@@ -129,6 +131,24 @@ class TokenMinter:
         if extra:
             claims.update(extra)
         return await self._sign(alg, "JWT", claims)
+
+    async def logout_token(self, *, alg: str, subject: str, client_id: str, sid: str | None, jti: str) -> str:
+        """An OIDC Back-Channel Logout 1.0 logout token (section 2.4): `iss`, `aud`, `iat`, `exp`, `jti`,
+        `events`, `sub` and the session's `sid` (the one its ID tokens carry), never a `nonce`; typed
+        `logout+jwt` (section 2.4, so that it cannot pass for an ID token)."""
+        now = int(self._clock.now())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": subject,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + LOGOUT_TOKEN_LIFETIME,
+            "jti": jti,
+            "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        }
+        if sid is not None:
+            claims["sid"] = sid
+        return await self._sign(alg, "logout+jwt", claims)
 
     async def logout_hint_claims(self, token: str) -> dict[str, Any] | None:
         """Claims of one of our own ID tokens (signature checked, expiry not: OIDC RP-Initiated 1.0 §2)."""

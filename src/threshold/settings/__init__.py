@@ -26,6 +26,7 @@ from threshold.settings.sections import (
     ARGON2_MIN_TIME_COST,
     LOOPBACK_NAMES,
     Argon2Settings,
+    BackchannelSettings,
     DnsSettings,
     EmailSettings,
     IPNetwork,
@@ -127,6 +128,9 @@ class Settings(BaseSettings):
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS lookups (domain verification).")
     sso: SsoSettings = Field(default_factory=SsoSettings, description="Upstream identity providers.")
+    backchannel: BackchannelSettings = Field(
+        default_factory=BackchannelSettings, description="Logout tokens to applications."
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -262,6 +266,7 @@ __all__ = [
     "ARGON2_MIN_TIME_COST",
     "LOOPBACK_NAMES",
     "Argon2Settings",
+    "BackchannelSettings",
     "ConfigurationError",
     "DnsSettings",
     "EmailSettings",

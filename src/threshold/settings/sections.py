@@ -236,6 +236,23 @@ class EmailSettings(BaseModel):
     max_attempts: int = Field(12, ge=1, le=100, description="Delivery attempts before a message is given up.")
 
 
+class BackchannelSettings(BaseModel):
+    """Delivery of logout tokens to applications (OpenID Connect Back-Channel Logout 1.0)."""
+
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds to wait for an application's answer.")
+    retry_base: float = Field(
+        2.0, gt=0, le=600, description="Seconds before the first retry; each retry waits twice as long."
+    )
+    max_backoff: float = Field(600.0, ge=1, le=86400, description="The longest wait between two retries.")
+    give_up_after: float = Field(
+        86400.0, ge=60, description="Seconds after which an undelivered logout token is given up."
+    )
+    concurrency: int = Field(32, ge=1, le=512, description="Logout tokens posted at once by one process.")
+    poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between looks at the queue for work queued by other processes."
+    )
+
+
 class DnsSettings(BaseModel):
     """DNS lookups (the TXT records that prove an organization owns a domain)."""
 

@@ -26,6 +26,7 @@ from threshold.web.access_log import AccessLogMiddleware
 from threshold.web.admin.connections import router as admin_connections_router
 from threshold.web.admin.orgs import router as admin_orgs_router
 from threshold.web.admin.routes import router as admin_router
+from threshold.web.admin.scim_tokens import router as admin_scim_tokens_router
 from threshold.web.api import v1
 from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
@@ -38,6 +39,8 @@ from threshold.web.pages.invitations import router as invitation_pages_router
 from threshold.web.pages.routes import router as pages_router
 from threshold.web.pages.security import router as security_pages_router
 from threshold.web.pages.sso import router as sso_pages_router
+from threshold.web.scim import PREFIX as SCIM_PREFIX
+from threshold.web.scim import ScimBodyLimitMiddleware, scim_endpoint
 from threshold.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ def create_app(
         built.start_sweeper()
         built.start_invalidation_listener()
         built.start_mail_worker()
+        built.start_logout_worker()
         try:
             yield
         finally:
@@ -119,6 +123,7 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(admin_orgs_router)
     app.include_router(admin_connections_router)
+    app.include_router(admin_scim_tokens_router)
     app.include_router(pages_router)
     app.include_router(account_pages_router)
     app.include_router(security_pages_router)
@@ -131,6 +136,7 @@ def create_app(
         location = {"Location": "/static/favicon.svg", "Cache-Control": "public, max-age=86400"}
         return Response(status_code=301, headers=location)
 
+    app.mount(SCIM_PREFIX, scim_endpoint, name="scim")  # {issuer}/scim/v2 (threshold.scim)
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("threshold.web.pages") / "static")),
@@ -140,6 +146,7 @@ def create_app(
     if fast_lane:
         app.add_middleware(FastLaneMiddleware, lanes=[*oauth.fast_lane.lanes, *v1.fast_lane.lanes])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ScimBodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     if settings.access_log:  # added last, so outermost: it sees the fast lane's answers and every header
         app.add_middleware(AccessLogMiddleware, trusted_proxies=settings.trusted_proxies)

@@ -56,6 +56,8 @@ def _client(row: Row[Any]) -> Client:
         created_at=row.created_at,
         id_token_alg=row.id_token_alg,
         logo_uri=row.logo_uri,
+        backchannel_logout_uri=row.backchannel_logout_uri,
+        backchannel_logout_session_required=bool(row.backchannel_logout_session_required),
     )
 
 
@@ -77,6 +79,8 @@ def _client_values(client: Client) -> dict[str, Any]:
         "created_at": client.created_at,
         "id_token_alg": client.id_token_alg,
         "logo_uri": client.logo_uri,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
     }
 
 
@@ -338,6 +342,27 @@ class SqlRefreshTokenRepo:
         return await self._revoke(
             now, grants=g.session_digest == session_digest, tokens=r.session_digest == session_digest
         )
+
+    async def revoke_for_sessions(self, session_digests: Sequence[str], *, now: float) -> int:
+        g, r = t.oauth_grants.c, t.refresh_tokens.c
+        digests = list(session_digests)
+        return await self._revoke(
+            now, grants=g.session_digest.in_(digests), tokens=r.session_digest.in_(digests)
+        )
+
+    async def clients_for_sessions(
+        self, user_id: str, session_digests: Sequence[str], *, now: float
+    ) -> list[tuple[str, str]]:
+        g = t.oauth_grants.c
+        query = (
+            select(g.client_id, g.session_digest)
+            .where(g.user_id == user_id, g.session_digest.in_(list(session_digests)), g.expires_at > now)
+            .distinct()
+        )
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [(row.client_id, row.session_digest) for row in rows]
 
     async def revoke_for_user(self, user_id: str, *, now: float, client_id: str | None = None) -> int:
         g, r = t.oauth_grants.c, t.refresh_tokens.c

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
@@ -406,4 +407,38 @@ sso_identities = Table(
     Column("email", String(320), nullable=False),
     Column("created_at", Double, nullable=False),
     Column("last_seen_at", Double, nullable=False),
+)
+
+scim_tokens = Table(
+    "scim_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "org_id", String(32), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("digest", String(64), nullable=False, unique=True),  # SHA-256 of the token; never the token
+    Column("name", String(200), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_used_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+)
+
+scim_resources = Table(
+    "scim_resources",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("org_id", String(32), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False),
+    Column("resource_type", String(8), nullable=False),  # User or Group
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("external_id", String(255), nullable=True),
+    Column("name_key", String(320), nullable=False),  # userName (User) or displayName (Group), casefolded
+    Column("active", Boolean, nullable=True),
+    Column("document", Text, nullable=False),  # the SCIM resource as JSON, without meta
+    Column("version", Integer, nullable=False),
+    Column("created", Double, nullable=False),
+    Column("last_modified", Double, nullable=False),
+    UniqueConstraint("org_id", "resource_type", "name_key", name="uq_scim_resources_name"),
+    UniqueConstraint("org_id", "user_id", name="uq_scim_resources_user"),  # one User per account
+    Index("ix_scim_resources_external_id", "org_id", "resource_type", "external_id"),
+    Index("ix_scim_resources_listing", "org_id", "resource_type", "created", "id"),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
@@ -50,6 +50,7 @@ from threshold.core.models import (
 )
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import MailQueue, RateLimitStore, TokenRepo, UserRepo
+from threshold.core.revocation import AccessRevoker, Cause, Reach
 from threshold.core.secrets import digest, equal, new_token
 from threshold.core.sessions import SessionService
 from threshold.settings import EmailSettings
@@ -76,7 +77,7 @@ class EmailFlows:
         settings: EmailSettings,
         issuer: str,
         product_name: str,
-        revoke_tokens: Callable[[str], Awaitable[int]],
+        revoker: AccessRevoker,
     ) -> None:
         self._users = users
         self._tokens = tokens
@@ -92,7 +93,7 @@ class EmailFlows:
         self._settings = settings
         self._issuer = issuer
         self._product = product_name
-        self._revoke_tokens = revoke_tokens
+        self._revoker = revoker
         self._background: set[asyncio.Task[None]] = set()
         self._notices = Notices(
             users=users, auditor=auditor, clock=clock, settings=settings, send=self._send, link=self._link
@@ -260,16 +261,17 @@ class EmailFlows:
             PasswordCredential(user_id=user.id, hash=await self._hasher.hash(new_password), updated_at=now)
         )
         await self._signin.proved_elsewhere(user)  # a success: the consecutive-failure count ends
-        ended = await self._sessions.revoke_all_sessions(user.id)
-        refresh = await self._revoke_tokens(user.id)
+        ended = await self._revoker.end_access(
+            Reach.everything(user.id), cause=Cause.PASSWORD_RESET, context=context
+        )
         if record.email == user.email_normalized and not user.email_verified:
             await self._users.set_email_verified(user.id, user.email_normalized)  # they proved the mailbox
         await self._audit.record(
             AuditKind.PASSWORD_RESET,
             user_id=user.id,
             context=context,
-            sessions_revoked=str(ended),
-            refresh_tokens_revoked=str(refresh),
+            sessions_revoked=str(len(ended.sessions)),
+            refresh_tokens_revoked=str(ended.refresh_tokens),
         )
         return user
 

@@ -22,6 +22,7 @@ from threshold.core.orgs.ports import OrgRepo
 from threshold.core.passwords import PasswordHasher
 from threshold.core.ports import EphemeralStore, FactorRepo, RateLimitStore, UserRepo
 from threshold.core.ratelimit import LoginThrottle
+from threshold.core.revocation import AccessRevoker
 from threshold.core.sessions import SessionService
 from threshold.settings import Settings
 
@@ -49,6 +50,7 @@ def build_engine(
     auditor: Auditor,
     clock: Clock,
     box: SecretBox,
+    revoker: AccessRevoker,
     orgs: OrgRepo | None = None,
 ) -> Engine:
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit, settings.mfa)
@@ -112,6 +114,7 @@ def build_engine(
         auditor=auditor,
         clock=clock,
         settings=settings.mfa,
+        revoker=revoker,
     )
     return Engine(
         throttle=throttle,

@@ -10,6 +10,7 @@ from threshold.core.clock import Clock
 from threshold.core.errors import FactorNotFound
 from threshold.core.models import AuditKind, RecoveryRequest, RequestContext, User
 from threshold.core.ports import FactorRepo, UserRepo
+from threshold.core.revocation import AccessRevoker, Cause, Reach
 from threshold.core.secrets import new_id
 from threshold.core.sessions import SessionService
 from threshold.settings import MfaSettings
@@ -25,7 +26,9 @@ class Recovery:
         auditor: Auditor,
         clock: Clock,
         settings: MfaSettings,
+        revoker: AccessRevoker,
     ) -> None:
+        self._revoker = revoker
         self._users = users
         self._factors = factors
         self._sessions = sessions
@@ -80,12 +83,14 @@ class Recovery:
                 continue  # another process did it
             await self._factors.delete_all_factors(request.user_id)
             await self._users.bump_credential_epoch(request.user_id)
-            ended = await self._sessions.revoke_all_sessions(request.user_id)
+            ended = await self._revoker.end_access(
+                Reach.everything(request.user_id), cause=Cause.OPERATOR_RECOVERY, request=request.id
+            )
             await self._audit.record(
                 AuditKind.RECOVERY_COMPLETED,
                 user_id=request.user_id,
                 request=request.id,
-                sessions_ended=str(ended),
+                sessions_ended=str(len(ended.sessions)),
             )
             done += 1
         return done

@@ -23,7 +23,6 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
@@ -41,6 +40,7 @@ from threshold.core.orgs.errors import (
 from threshold.core.orgs.models import Invitation, Membership, Organization, OrgDomain, OrgRole
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import MailQueue, TxtResolver, UserRepo
+from threshold.core.revocation import AccessRevoker, Cause, Reach
 from threshold.core.secrets import digest, equal, new_id, new_token
 from threshold.core.sessions import IssuedSession, SessionService
 
@@ -115,14 +115,6 @@ OPERATOR_ACTOR = Actor("operator")
 """The operator at the command line (the admin API names its client: `Actor("client:<id>")`)."""
 
 
-class OrgTokens(Protocol):
-    """What ends a removed member's tokens for an organization (the OIDC provider)."""
-
-    async def revoke_org_tokens(self, *, user_id: str, org_id: str) -> int:
-        """Revoke the user's grants issued for the organization; returns how many refresh tokens."""
-        ...
-
-
 def check_may_manage(actor: Actor, *, current: OrgRole | None = None, new: OrgRole | None = None) -> None:
     """An admin or owner manages members, invitations and domains; only an owner (or the operator) makes,
     changes or removes an owner (`current`: the member's role now, `new`: the role given).
@@ -157,7 +149,7 @@ class Organizations:
         clock: Clock,
         issuer: str,
         sessions: SessionService,
-        tokens: OrgTokens,
+        revoker: AccessRevoker,
     ) -> None:
         self._orgs = orgs
         self._users = users
@@ -167,7 +159,7 @@ class Organizations:
         self._clock = clock
         self._issuer = issuer
         self._sessions = sessions
-        self._tokens = tokens
+        self._revoker = revoker
 
     async def create(self, *, name: str, slug: str | None = None, context: RequestContext) -> Organization:
         """Raises InvalidRequest (name or slug), SlugTaken."""
@@ -291,16 +283,17 @@ class Organizations:
             raise MemberNotFound()
         # After the membership is gone: a session or grant made meanwhile for the organization fails
         # its live membership check (oidc.live_grant), and these end what was made before.
-        ended = await self._sessions.end_org_sessions(user_id=user.id, org_id=org.id)
-        revoked = await self._tokens.revoke_org_tokens(user_id=user.id, org_id=org.id)
+        ended = await self._revoker.end_access(
+            Reach.organization(user.id, org.id), cause=Cause.MEMBERSHIP_REMOVED, context=context
+        )
         await self._audit.record(
             AuditKind.ORG_MEMBER_REMOVED,
             user_id=user.id,
             context=context,
             org=org.id,
             role=current.role.value,
-            sessions_ended=str(len(ended)),
-            refresh_tokens_revoked=str(revoked),
+            sessions_ended=str(len(ended.sessions)),
+            refresh_tokens_revoked=str(ended.refresh_tokens),
             **actor.audit(),
         )
         return user

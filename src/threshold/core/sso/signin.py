@@ -17,7 +17,6 @@ Linking rules (what keeps SSO from taking over an account):
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 
 from threshold.core.audit import Auditor
@@ -32,6 +31,7 @@ from threshold.core.models import AuditKind, RequestContext, SessionRecord, User
 from threshold.core.orgs.models import Membership, OrgRole
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import EphemeralStore, FactorRepo, UserRepo
+from threshold.core.revocation import AccessRevoker, Cause, Reach
 from threshold.core.secrets import digest, equal, new_id, new_token
 from threshold.core.sessions import SessionService
 from threshold.core.sso.connections import Connections
@@ -83,7 +83,7 @@ class SsoSignIn:
         sessions: SessionService,
         inventory: Inventory,
         factors: FactorRepo,
-        revoke_tokens: Callable[[str], Awaitable[int]],
+        revoker: AccessRevoker,
         oidc: UpstreamOidc,
         saml: UpstreamSaml,
         ephemeral: EphemeralStore,
@@ -101,7 +101,7 @@ class SsoSignIn:
         self._sessions = sessions
         self._inventory = inventory
         self._factors = factors
-        self._revoke_tokens = revoke_tokens
+        self._revoker = revoker
         self._oidc = oidc
         self._saml = saml
         self._ephemeral = ephemeral
@@ -374,16 +374,17 @@ class SsoSignIn:
         await self._users.delete_password(user.id)
         await self._factors.delete_all_factors(user.id)
         await self._users.bump_credential_epoch(user.id)
-        sessions = await self._sessions.revoke_all_sessions(user.id)
-        tokens = await self._revoke_tokens(user.id)
+        ended = await self._revoker.end_access(
+            Reach.everything(user.id), cause=Cause.ACCOUNT_CLAIMED, context=context, connection=connection.id
+        )
         await self._users.set_email_verified(user.id, user.email_normalized)
         await self._audit.record(
             AuditKind.SSO_ACCOUNT_CLAIMED,
             user_id=user.id,
             context=context,
             connection=connection.id,
-            sessions_ended=str(sessions),
-            refresh_tokens_revoked=str(tokens),
+            sessions_ended=str(len(ended.sessions)),
+            refresh_tokens_revoked=str(ended.refresh_tokens),
         )
         claimed = await self._users.get(user.id)
         if claimed is None:
@@ -478,17 +479,23 @@ class SsoSignIn:
             if user_id:
                 users.add(user_id)
         ended = 0
-        for user_id in users:
-            for record in await self._sessions.list_sessions(user_id):
-                if record.connection_id == connection.id:
-                    await self._sessions.end_session(record)
-                    ended += 1
+        for user_id in sorted(users):
+            records = [
+                r for r in await self._sessions.list_sessions(user_id) if r.connection_id == connection.id
+            ]
+            done = await self._revoker.end_access(
+                Reach.these(user_id, records),
+                cause=Cause.UPSTREAM_LOGOUT,
+                context=context,
+                connection=connection.id,
+            )
+            ended += len(done.sessions)
             await self._audit.record(
                 AuditKind.SSO_UPSTREAM_LOGOUT,
                 user_id=user_id,
                 context=context,
                 connection=connection.id,
-                sessions_ended=str(ended),
+                sessions_ended=str(len(done.sessions)),
             )
         return ended
 

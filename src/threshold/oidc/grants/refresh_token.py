@@ -16,6 +16,7 @@ from threshold.core.clock import Clock
 from threshold.core.crypto import DecryptionFailed, SecretBox
 from threshold.core.models import AuditKind
 from threshold.core.ports import SessionStore
+from threshold.core.revocation import AccessRevoker, Cause, Family, Reach
 from threshold.core.secrets import digest, new_token
 from threshold.oidc.errors import InvalidGrant, InvalidRequest, InvalidScope
 from threshold.oidc.grants.policy import AccessTokenPolicy
@@ -49,6 +50,7 @@ class RefreshTokenGrant:
         self,
         *,
         refresh_tokens: RefreshTokenRepo,
+        revoker: AccessRevoker,
         sessions: SessionStore,
         minter: TokenMinter,
         grants: GrantCheck,
@@ -59,6 +61,7 @@ class RefreshTokenGrant:
         settings: OidcSettings,
     ) -> None:
         self._refresh = refresh_tokens
+        self._revoker = revoker
         self._sessions = sessions
         self._minter = minter
         self._grants = grants
@@ -198,14 +201,25 @@ class RefreshTokenGrant:
                     await self._refresh.revoke_family(token.family_id, now=now)
                     raise InvalidGrant("The grant behind this refresh token has ended.")
                 return await self._refreshed(client, token, token.scope, successor, form, live)
-        revoked = await self._refresh.revoke_family(token.family_id, now=now)
-        ended = await self._sessions.delete(token.session_digest)
+        # Theft: the family, its grant and the session it was issued under end, and every application
+        # that held that session hears of it (core.revocation).
+        session = await self._sessions.get(token.session_digest)
+        family = Family(
+            family_id=token.family_id, user_id=token.user_id, client_id=token.client_id, sid=token.sid
+        )
+        ended = await self._revoker.end_access(
+            Reach.of_family(
+                family, session=session if session and session.user_id == token.user_id else None
+            ),
+            cause=Cause.REFRESH_TOKEN_REUSE,
+            client=client.client_id,
+        )
         await self._audit.record(
             AuditKind.REFRESH_TOKEN_REUSE,
             user_id=token.user_id,
             client=client.client_id,
             family=token.family_id,
-            tokens_revoked=str(revoked),
-            session_ended=str(ended).lower(),
+            tokens_revoked=str(ended.refresh_tokens),
+            session_ended=str(bool(ended.sessions)).lower(),
         )
         raise InvalidGrant("The refresh token was already used; the grant was revoked.")

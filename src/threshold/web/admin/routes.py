@@ -55,6 +55,8 @@ class ClientIn(BaseModel):
     signing_alg: StrictStr = ACCESS_TOKEN_DEFAULT_ALG
     id_token_alg: StrictStr = Field(ID_TOKEN_DEFAULT_ALG, alias="id_token_signed_response_alg")
     logo_uri: StrictStr | None = Field(None, max_length=2048)
+    backchannel_logout_uri: StrictStr | None = Field(None, max_length=2048)
+    backchannel_logout_session_required: StrictBool = False
 
 
 UriList = Annotated[list[StrictStr], Field(max_length=20)]
@@ -75,6 +77,8 @@ class ClientPatch(BaseModel):
     first_party: StrictBool | None = None
     id_token_alg: StrictStr | None = Field(None, alias="id_token_signed_response_alg")
     logo_uri: StrictStr | None = Field(None, max_length=2048)
+    backchannel_logout_uri: StrictStr | None = Field(None, max_length=2048)
+    backchannel_logout_session_required: StrictBool | None = None
 
 
 def _user(user: Any) -> dict[str, Any]:

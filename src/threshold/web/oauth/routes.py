@@ -174,7 +174,8 @@ async def discovery(request: Request) -> Response:
         "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 (oidc.backchannel)
+        "backchannel_logout_session_supported": True,  # every logout token carries `sid`
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
@@ -371,7 +372,6 @@ async def _end_session(
 ) -> Response:
     services = get_services(request)
     if auth is not None:
-        await services.provider.end_session_tokens(auth.session)
         await services.accounts.log_out(auth.user, auth.session, context=context)
     response = RedirectResponse(target or "/login?logged_out=1", status_code=303)
     clear_session_cookie(response)

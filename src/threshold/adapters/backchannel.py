@@ -1,0 +1,294 @@
+"""Delivery of logout tokens (OpenID Connect Back-Channel Logout 1.0) from a durable queue.
+
+oidc.backchannel queues one row per application and ended session; a worker in every process claims
+due rows with a lease (of two workers, one gets each row), signs a fresh logout token for each (its
+`jti` is the row's id, so a retry is recognisably the same notice), and posts it to the application's
+back-channel logout URI, many at once. A 2xx answer delivers it; anything else (a refusal, an error, a
+timeout, an application that is down) schedules a retry with exponential backoff, until the row is
+older than `give_up_after`. A crash loses nothing: an undelivered row stays until it is delivered or
+given up, and the process that queued a row wakes its own worker at once (the others poll).
+
+Section 2.5: the request is a POST of `logout_token` as a form, and redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import translate_errors
+from threshold.core.clock import Clock
+from threshold.core.errors import DependencyUnavailable
+from threshold.oidc.models import LogoutDelivery
+from threshold.oidc.ports import ClientRepo
+from threshold.oidc.tokens import TokenMinter
+from threshold.settings import BackchannelSettings
+
+log = logging.getLogger(__name__)
+LEASE = 60.0
+CLAIM_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """A delivery as the queue holds it (the admin view and the tests read it)."""
+
+    delivery: LogoutDelivery
+    delivered_at: float | None
+    failed_at: float | None
+    next_attempt_at: float
+    last_error: str | None
+
+
+def _delivery(row: Row[Any]) -> LogoutDelivery:
+    return LogoutDelivery(
+        id=row.id,
+        client_id=row.client_id,
+        user_id=row.user_id,
+        sid=row.sid,
+        cause=row.cause,
+        created_at=row.created_at,
+        attempts=int(row.attempts),
+    )
+
+
+class SqlLogoutQueue:
+    def __init__(self, engine: AsyncEngine, clock: Clock, settings: BackchannelSettings) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._settings = settings
+        self.wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def enqueue(self, deliveries: Sequence[LogoutDelivery]) -> None:
+        if not deliveries:
+            return
+        rows = [
+            {
+                "id": d.id,
+                "client_id": d.client_id,
+                "user_id": d.user_id,
+                "sid": d.sid,
+                "cause": d.cause,
+                "created_at": d.created_at,
+                "next_attempt_at": d.created_at,
+                "attempts": 0,
+            }
+            for d in deliveries
+        ]
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(t.logout_deliveries), rows)
+
+    async def claim(self, *, limit: int = CLAIM_BATCH) -> list[LogoutDelivery]:
+        """Lease due deliveries; a row leased by another worker is skipped until its lease ends."""
+        now = self._clock.now()
+        c = t.logout_deliveries.c
+        due = (
+            c.delivered_at.is_(None)
+            & c.failed_at.is_(None)
+            & (c.next_attempt_at <= now)
+            & (c.lease_until.is_(None) | (c.lease_until <= now))
+        )
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                ids = [
+                    r.id
+                    for r in (
+                        await conn.execute(select(c.id).where(due).order_by(c.next_attempt_at).limit(limit))
+                    ).all()
+                ]
+                if not ids:
+                    return []
+                # The condition is checked again by the UPDATE itself: of two workers, one gets each row.
+                rows = (
+                    await conn.execute(
+                        update(t.logout_deliveries)
+                        .where(c.id.in_(ids), due)
+                        .values(lease_until=now + LEASE, attempts=c.attempts + 1)
+                        .returning(*t.logout_deliveries.c)
+                    )
+                ).all()
+        return [_delivery(row) for row in rows]
+
+    async def mark_delivered(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        c = t.logout_deliveries.c
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(t.logout_deliveries)
+                    .where(c.id.in_(list(ids)))
+                    .values(delivered_at=self._clock.now(), lease_until=None, last_error=None)
+                )
+
+    async def mark_failed(self, delivery: LogoutDelivery, error: str) -> None:
+        """A failed attempt: retried after a backoff, or given up once the row is too old."""
+        now = self._clock.now()
+        values: dict[str, Any] = {
+            "lease_until": None,
+            "last_error": error[:300],
+            "next_attempt_at": now + self.backoff(delivery.attempts),
+        }
+        if now - delivery.created_at >= self._settings.give_up_after:
+            values["failed_at"] = now
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(t.logout_deliveries)
+                    .where(t.logout_deliveries.c.id == delivery.id)
+                    .values(**values)
+                )
+
+    def backoff(self, attempts: int) -> float:
+        return float(min(self._settings.max_backoff, self._settings.retry_base * 2 ** max(0, attempts - 1)))
+
+    async def states(self, *, client_id: str | None = None, limit: int = 100) -> list[DeliveryState]:
+        """Newest first."""
+        c = t.logout_deliveries.c
+        query = select(t.logout_deliveries).order_by(c.created_at.desc()).limit(limit)
+        if client_id is not None:
+            query = query.where(c.client_id == client_id)
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [
+            DeliveryState(
+                delivery=_delivery(row),
+                delivered_at=row.delivered_at,
+                failed_at=row.failed_at,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+            )
+            for row in rows
+        ]
+
+    async def pending(self) -> int:
+        c = t.logout_deliveries.c
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                count = (
+                    await conn.execute(
+                        select(func.count()).where(c.delivered_at.is_(None), c.failed_at.is_(None))
+                    )
+                ).scalar_one()
+        return int(count)
+
+    async def purge_expired(self, *, now: float, batch: int = 500) -> int:
+        """Delivered or given-up rows, a day after they were queued."""
+        c = t.logout_deliveries.c
+        done = (c.delivered_at.is_not(None) | c.failed_at.is_not(None)) & (c.created_at <= now - 86400)
+        old = select(c.id).where(done).limit(batch)
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                result = await conn.execute(t.logout_deliveries.delete().where(c.id.in_(old)))
+        return int(result.rowcount)
+
+
+class LogoutWorker:
+    def __init__(
+        self,
+        queue: SqlLogoutQueue,
+        *,
+        clients: ClientRepo,
+        minter: TokenMinter,
+        settings: BackchannelSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.queue = queue
+        self._clients = clients
+        self._minter = minter
+        self._settings = settings
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            limit = self._settings.concurrency
+            self._http = httpx.AsyncClient(
+                timeout=self._settings.timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                transport=self._transport,
+                headers={"User-Agent": "Threshold back-channel logout"},
+            )
+        return self._http
+
+    async def deliver_due(self) -> int:
+        """Deliver what is due now; how many deliveries were attempted."""
+        claimed = await self.queue.claim()
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(self._settings.concurrency)
+
+        async def one(delivery: LogoutDelivery) -> tuple[LogoutDelivery, str | None]:
+            async with gate:
+                return delivery, await self._post(delivery)
+
+        results = await asyncio.gather(*(one(d) for d in claimed))
+        await self.queue.mark_delivered([d.id for d, error in results if error is None])
+        for delivery, error in results:
+            if error is not None:
+                await self.queue.mark_failed(delivery, error)
+                log.warning(
+                    "logout token %s for client %s not delivered (attempt %d): %s",
+                    delivery.id,
+                    delivery.client_id,
+                    delivery.attempts,
+                    error,
+                )
+        return len(claimed)
+
+    async def _post(self, delivery: LogoutDelivery) -> str | None:
+        """Post one logout token; None when the application took it, else why not."""
+        client = await self._clients.get(delivery.client_id)
+        if client is None or client.backchannel_logout_uri is None:
+            return None  # the client is gone or no longer listens: nothing left to tell
+        token = await self._minter.logout_token(
+            alg=client.id_token_alg,
+            subject=delivery.user_id,
+            client_id=client.client_id,
+            sid=delivery.sid,
+            jti=delivery.id,
+        )
+        try:
+            response = await self._client().post(
+                client.backchannel_logout_uri,
+                data={"logout_token": token},
+                headers={"Cache-Control": "no-store"},
+            )
+        except (httpx.HTTPError, OSError) as exc:
+            return f"{type(exc).__name__}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}"
+
+    async def run(self) -> None:
+        while True:
+            # Cleared before looking: a row queued while this pass runs sets it again, and is not missed.
+            self.queue.wakeup.clear()
+            try:
+                while await self.deliver_due():
+                    pass
+            except DependencyUnavailable:
+                log.warning("logout worker: database unavailable, retrying")
+            except Exception:
+                log.exception("logout worker failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.wakeup.wait(), timeout=self._settings.poll_interval)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
