@@ -243,7 +243,7 @@ class BackchannelSettings(BaseModel):
     retry_base: float = Field(
         2.0, gt=0, le=600, description="Seconds before the first retry; each retry waits twice as long."
     )
-    max_backoff: float = Field(600.0, ge=1, le=86400, description="The longest wait between two retries.")
+    max_backoff: float = Field(600.0, ge=0.1, le=86400, description="The longest wait between two retries.")
     give_up_after: float = Field(
         86400.0, ge=60, description="Seconds after which an undelivered logout token is given up."
     )

@@ -1,0 +1,273 @@
+"""One end of access reaches everything at once, on real processes, with applications that listen.
+
+A person signs in with a browser, and two applications (each a confidential client registered with
+`--backchannel-logout-uri`, each with a real back-channel logout endpoint that checks tokens with
+`threshold.client.BackchannelLogout`) get tokens for that session, on different processes. When the
+person's access ends, whatever the cause, every process refuses the session at once, introspection and
+userinfo refuse the access tokens, the refresh token is dead, and both applications receive a verified
+logout token naming the session (`sid`, the one in their ID tokens) and the person (`sub`), within a
+second. An application that is down hears of it when it comes back. On SQLite (one process) and on
+PostgreSQL + Redis (two processes behind one issuer).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.blackbox.oidc_support import LOGOUT_URI, REDIRECT_URI, HttpRP, IssuerBrowser, error_of
+from tests.conftest import unique_email
+from tests.oidc.helpers import unverified
+from tests.support import Deployment, Server, make_deployment
+from tests.support.logout_app import LogoutApp
+
+WITHIN = 1.0
+"""The target: from the answer that ends access to its refusal everywhere and the logout tokens."""
+
+
+@dataclass
+class Op:
+    deployment: Deployment
+    a: Server
+    b: Server
+    backend: str
+
+    @property
+    def issuer(self) -> str:
+        return self.a.base_url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres+redis"])
+def op(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Op]:
+    backend = request.param
+    with make_deployment(
+        tmp_path_factory.mktemp("fanout"),
+        backend,
+        THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP="1000",
+        THRESHOLD_RATE_LIMIT__LOGIN_PER_IP="1000",
+        THRESHOLD_BACKCHANNEL__RETRY_BASE="0.2",
+        THRESHOLD_BACKCHANNEL__MAX_BACKOFF="0.5",
+        THRESHOLD_BACKCHANNEL__POLL_INTERVAL="0.2",
+    ) as deployment:
+        a = deployment.start()
+        b = deployment.start(issuer=a.url) if backend != "sqlite" else a
+        yield Op(deployment=deployment, a=a, b=b, backend=backend)
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+def register(op: Op, http: httpx.Client, app: LogoutApp, *extra: str) -> HttpRP:
+    rp = HttpRP.create(
+        op.deployment,
+        http,
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--post-logout-redirect-uri",
+        LOGOUT_URI,
+        "--first-party",
+        "--backchannel-logout-uri",
+        app.uri,
+        *extra,
+    )
+    app.configure(client_id=rp.client_id, jwks=http.get(op.a.base_url + "/oauth2/jwks").json())
+    return rp
+
+
+@pytest.fixture
+def apps(op: Op, http: httpx.Client) -> Iterator[list[tuple[LogoutApp, HttpRP]]]:
+    started = [LogoutApp(issuer=op.issuer).start() for _ in range(2)]
+    try:
+        yield [(app, register(op, http, app)) for app in started]
+    finally:
+        for app in started:
+            app.stop()
+
+
+def signed_in(op: Op, http: httpx.Client, email: str, *, new: bool = True) -> tuple[IssuerBrowser, str]:
+    browser = IssuerBrowser(http, origin=op.issuer)
+    response = browser.signup(op.a, email) if new else browser.login(op.b, email)
+    assert response.status_code in (200, 201), response.text
+    return browser, response.json()["user"]["id"]
+
+
+def sid_of(tokens: dict[str, Any]) -> str:
+    _, claims = unverified(tokens["id_token"])
+    sid: str = claims["sid"]
+    return sid
+
+
+def refused_everywhere(op: Op, browser: IssuerBrowser, rps: list[tuple[HttpRP, dict[str, Any]]]) -> bool:
+    for server in (op.a, op.b):
+        if browser.get(server, "/api/v1/session").status_code != 401:
+            return False
+        for rp, tokens in rps:
+            if rp.post(server, "/oauth2/introspect", {"token": tokens["access_token"]}).json() != {
+                "active": False
+            }:
+                return False
+            if rp.userinfo(server, tokens["access_token"]).status_code != 401:
+                return False
+    return True
+
+
+def standing(op: Op, browser: IssuerBrowser, rp: HttpRP, tokens: dict[str, Any]) -> None:
+    for server in (op.a, op.b):
+        assert browser.get(server, "/api/v1/session").status_code == 200
+        assert rp.post(server, "/oauth2/introspect", {"token": tokens["access_token"]}).json()["active"]
+
+
+def test_discovery_advertises_back_channel_logout(op: Op, http: httpx.Client) -> None:
+    body = http.get(op.a.base_url + "/.well-known/openid-configuration").json()
+    assert body["backchannel_logout_supported"] is True
+    assert body["backchannel_logout_session_supported"] is True
+
+
+def test_a_disabled_person_loses_everything_at_once_and_both_applications_hear_of_it(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    (app1, rp1), (app2, rp2) = apps
+    email = unique_email("offboarded")
+    browser, user_id = signed_in(op, http, email)
+    tokens1 = rp1.tokens(browser, op.a)
+    tokens2 = rp2.tokens(browser, op.b, token_server=op.b)
+    sid = sid_of(tokens1)
+    assert sid_of(tokens2) == sid
+    bystander, _ = signed_in(op, http, unique_email("bystander"))
+    bystander_tokens = rp1.tokens(bystander, op.b)
+
+    result = op.deployment.cli("users", "disable", email)
+    assert result.returncode == 0, result.stderr
+    answered = time.perf_counter()
+
+    # (a) and (b): refused on every process, introspection inactive, userinfo refused
+    while not refused_everywhere(op, browser, [(rp1, tokens1), (rp2, tokens2)]):
+        assert time.perf_counter() - answered < WITHIN, "still accepted a second after the answer"
+    assert error_of(rp1.refresh(op.b, tokens1["refresh_token"]), 400) == "invalid_grant"
+    # (c): both applications have verified logout tokens for the session and the person
+    for app in (app1, app2):
+        app.wait_for_sids({sid}, timeout=WITHIN)
+        assert time.perf_counter() - answered < WITHIN + 0.2
+        [received] = [r for r in app.received if r.event.sid == sid]
+        assert received.event.sub == user_id
+        assert received.event.issuer == op.issuer
+        assert not app.refused
+    # someone else's session and tokens are untouched, and nobody told the applications of them
+    standing(op, bystander, rp1, bystander_tokens)
+    assert app1.sids() == {sid}
+
+    assert op.deployment.cli("users", "enable", email).returncode == 0
+    assert signed_in(op, http, email, new=False)[1] == user_id  # re-enabled: signs in again
+
+
+def test_logout_tells_only_the_applications_of_that_session(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    (app1, rp1), (app2, rp2) = apps
+    email = unique_email("two-devices")
+    laptop, user_id = signed_in(op, http, email)
+    phone, _ = signed_in(op, http, email, new=False)
+    on_laptop = rp1.tokens(laptop, op.a)
+    on_phone = rp2.tokens(phone, op.b)
+
+    assert laptop.post(op.a, "/api/v1/logout").status_code == 204
+    app1.wait_for_sids({sid_of(on_laptop)}, timeout=WITHIN)
+    assert rp1.post(op.b, "/oauth2/introspect", {"token": on_laptop["access_token"]}).json() == {
+        "active": False
+    }
+    time.sleep(0.5)
+    assert app2.received == []  # the phone's session, and its application, stay signed in
+    standing(op, phone, rp2, on_phone)
+    assert app1.received[0].event.sub == user_id
+
+
+def test_sign_out_everywhere_else_tells_the_other_sessions_applications(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    (app1, rp1), (app2, rp2) = apps
+    email = unique_email("everywhere")
+    laptop, _ = signed_in(op, http, email)
+    phone, _ = signed_in(op, http, email, new=False)
+    on_laptop = rp1.tokens(laptop, op.a)
+    on_phone = rp2.tokens(phone, op.b)
+
+    assert laptop.post(op.a, "/api/v1/sessions/revoke-others").status_code == 200
+    app2.wait_for_sids({sid_of(on_phone)}, timeout=WITHIN)
+    time.sleep(0.3)
+    assert app1.received == []
+    standing(op, laptop, rp1, on_laptop)
+
+
+def test_refresh_token_reuse_ends_the_session_and_tells_its_applications(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    (app1, rp1), (app2, rp2) = apps
+    browser, _ = signed_in(op, http, unique_email("stolen"))
+    tokens1 = rp1.tokens(browser, op.a)
+    tokens2 = rp2.tokens(browser, op.a)
+    assert rp1.refresh(op.a, tokens1["refresh_token"]).status_code == 200
+    assert error_of(rp1.refresh(op.b, tokens1["refresh_token"]), 400) == "invalid_grant"  # reused
+    sid = sid_of(tokens1)
+    for app in (app1, app2):
+        app.wait_for_sids({sid}, timeout=WITHIN)
+    assert refused_everywhere(op, browser, [(rp1, tokens1), (rp2, tokens2)])
+
+
+def test_an_application_that_is_down_hears_of_it_when_it_comes_back(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    (down, rp1), (failing, rp2) = apps
+    browser, _ = signed_in(op, http, unique_email("while-down"))
+    sid = sid_of(rp1.tokens(browser, op.a))
+    rp2.tokens(browser, op.b)
+    down.stop()
+    failing.failing = True  # up, but answering 503
+
+    assert op.deployment.cli("users", "revoke-sessions", browser_email(op, browser)).returncode == 0
+    time.sleep(1.0)
+    assert failing.attempts >= 2  # retried with backoff
+    assert failing.received == [] and down.received == []
+
+    down.start()
+    failing.failing = False
+    for app in (down, failing):
+        app.wait_for_sids({sid}, timeout=10)
+    assert len([r for r in down.received if r.event.sid == sid]) == 1
+
+
+def browser_email(op: Op, browser: IssuerBrowser) -> str:
+    response = browser.get(op.a, "/api/v1/session")
+    assert response.status_code == 200, response.text
+    email: str = response.json()["user"]["email"]
+    return email
+
+
+def test_back_channel_logout_uris_follow_the_redirect_uri_rules(op: Op) -> None:
+    for uri in ("http://rp.example/logout", "https://rp.example/logout#frag", "not a url"):
+        result = op.deployment.cli(
+            "clients", "create", "--name", "x", "--redirect-uri", REDIRECT_URI, "--backchannel-logout-uri", uri
+        )
+        assert result.returncode != 0, uri
+        assert "backchannel_logout_uri" in result.stderr
+    result = op.deployment.cli(
+        "clients",
+        "create",
+        "--name",
+        "x",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--backchannel-logout-uri",
+        "https://rp.example/logout",
+        "--backchannel-logout-session-required",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"backchannel_logout_session_required": true' in result.stdout
