@@ -40,7 +40,6 @@ class Cause(StrEnum):
     PASSWORD_CHANGED = "password_changed"
     PASSWORD_RESET = "password_reset"
     USER_DISABLED = "user_disabled"
-    USER_DELETED = "user_deleted"
     SCIM_DEACTIVATED = "scim_deactivated"
     SCIM_DELETED = "scim_deleted"
     MEMBERSHIP_REMOVED = "membership_removed"
