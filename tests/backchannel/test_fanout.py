@@ -12,6 +12,7 @@ PostgreSQL + Redis (two processes behind one issuer).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from tests.blackbox.oidc_support import LOGOUT_URI, REDIRECT_URI, HttpRP, IssuerBrowser, error_of
-from tests.conftest import unique_email
+from tests.conftest import STRONG_PASSWORD, unique_email
 from tests.oidc.helpers import unverified
 from tests.support import Deployment, Server, make_deployment
 from tests.support.logout_app import LogoutApp
@@ -253,7 +254,14 @@ def browser_email(op: Op, browser: IssuerBrowser) -> str:
 def test_back_channel_logout_uris_follow_the_redirect_uri_rules(op: Op) -> None:
     for uri in ("http://rp.example/logout", "https://rp.example/logout#frag", "not a url"):
         result = op.deployment.cli(
-            "clients", "create", "--name", "x", "--redirect-uri", REDIRECT_URI, "--backchannel-logout-uri", uri
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--backchannel-logout-uri",
+            uri,
         )
         assert result.returncode != 0, uri
         assert "backchannel_logout_uri" in result.stderr
@@ -271,3 +279,113 @@ def test_back_channel_logout_uris_follow_the_redirect_uri_rules(op: Op) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '"backchannel_logout_session_required": true' in result.stdout
+
+
+# --- SCIM: the organization's identity provider offboards the person -----------------------------------
+
+DOMAIN = "offboarded.example"
+ENTRA_DEACTIVATE = {
+    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+    "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+}
+ENTRA_REACTIVATE = {
+    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+    "Operations": [{"op": "Replace", "path": "active", "value": "True"}],
+}
+
+
+@dataclass
+class Scim:
+    base: str
+    headers: dict[str, str]
+    org: str
+
+
+@pytest.fixture(scope="module")
+def scim(op: Op) -> Scim:
+    def cli(*args: str) -> Any:
+        result = op.deployment.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    org = cli("orgs", "create", "--name", "Offboarding Inc")
+    cli("orgs", "domains", "add", org["slug"], DOMAIN)
+    cli("orgs", "domains", "verify", org["slug"], DOMAIN, "--trust")
+    token = cli("orgs", "scim-token", org["slug"], "--name", "Entra ID")
+    assert token["base_url"].endswith("/scim/v2")
+    return Scim(
+        base=op.a.base_url + "/scim/v2",
+        headers={"Authorization": f"Bearer {token['token']}", "Content-Type": "application/scim+json"},
+        org=org["slug"],
+    )
+
+
+def provisioned(op: Op, http: httpx.Client, scim: Scim) -> tuple[str, str, str]:
+    """(email, SCIM id, account id) of a person with a password, provisioned by the organization's IdP."""
+    email = unique_email("scim").split("@")[0] + f"@{DOMAIN}"
+    made = op.deployment.cli(
+        "users", "create", "--email", email, "--password-stdin", "--verified", stdin=STRONG_PASSWORD + "\n"
+    )
+    assert made.returncode == 0, made.stderr
+    response = http.post(
+        scim.base + "/Users",
+        headers=scim.headers,
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": email,
+            "active": True,
+            "emails": [{"primary": True, "type": "work", "value": email}],
+            "externalId": email.split("@")[0],
+        },
+    )
+    assert response.status_code == 201, response.text
+    listed = json.loads(op.deployment.cli("users", "list", "--json").stdout)
+    account = next(u["id"] for u in listed if u["email"] == email)
+    return email, response.json()["id"], account
+
+
+def test_a_scim_deactivation_in_entras_shape_reaches_every_session_token_and_application(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]], scim: Scim
+) -> None:
+    (app1, rp1), (app2, rp2) = apps
+    email, scim_id, user_id = provisioned(op, http, scim)
+    browser, _ = signed_in(op, http, email, new=False)
+    tokens1 = rp1.tokens(browser, op.a)
+    tokens2 = rp2.tokens(browser, op.b, token_server=op.b)
+    sid = sid_of(tokens1)
+
+    response = http.patch(f"{scim.base}/Users/{scim_id}", headers=scim.headers, json=ENTRA_DEACTIVATE)
+    answered = time.perf_counter()
+    assert response.status_code in (200, 204), response.text
+
+    while not refused_everywhere(op, browser, [(rp1, tokens1), (rp2, tokens2)]):
+        assert time.perf_counter() - answered < WITHIN, "still accepted a second after the answer"
+    assert error_of(rp1.refresh(op.b, tokens1["refresh_token"]), 400) == "invalid_grant"
+    for app in (app1, app2):
+        app.wait_for_sids({sid}, timeout=WITHIN)
+        assert time.perf_counter() - answered < WITHIN + 0.2
+        assert [r.event.sub for r in app.received if r.event.sid == sid] == [user_id]
+    login = IssuerBrowser(http, origin=op.issuer).login(op.b, email)
+    assert login.status_code in (401, 403), login.text  # deactivated: no new sign-in either
+
+    response = http.patch(f"{scim.base}/Users/{scim_id}", headers=scim.headers, json=ENTRA_REACTIVATE)
+    assert response.status_code in (200, 204), response.text
+    assert signed_in(op, http, email, new=False)[1] == user_id  # reactivation restores sign-in
+
+
+def test_a_scim_deletion_ends_everything_and_removes_the_person(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]], scim: Scim
+) -> None:
+    (app1, rp1), _ = apps
+    email, scim_id, _ = provisioned(op, http, scim)
+    browser, _ = signed_in(op, http, email, new=False)
+    tokens = rp1.tokens(browser, op.a)
+
+    assert http.delete(f"{scim.base}/Users/{scim_id}", headers=scim.headers).status_code == 204
+    answered = time.perf_counter()
+    while not refused_everywhere(op, browser, [(rp1, tokens)]):
+        assert time.perf_counter() - answered < WITHIN
+    app1.wait_for_sids({sid_of(tokens)}, timeout=WITHIN)
+    assert http.get(f"{scim.base}/Users/{scim_id}", headers=scim.headers).status_code == 404
+    members = op.deployment.cli("orgs", "members", "list", scim.org, "--json")
+    assert email not in members.stdout
