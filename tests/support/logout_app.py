@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from threshold.client import BackchannelLogout, LogoutEvent
 from tests.support.environment import free_port, wait_for
+from threshold.client import BackchannelLogout, LogoutEvent
 
 
 @dataclass(frozen=True)

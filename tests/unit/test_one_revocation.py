@@ -38,9 +38,12 @@ def _calls() -> list[tuple[str, str, int]]:
     for path in sorted(SOURCE.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                if node.func.attr in ALLOWED:
-                    found.append((node.func.attr, path.relative_to(SOURCE).as_posix(), node.lineno))
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ALLOWED
+            ):
+                found.append((node.func.attr, path.relative_to(SOURCE).as_posix(), node.lineno))
     return found
 
 

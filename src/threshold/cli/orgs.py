@@ -123,6 +123,23 @@ def add_orgs_parser(commands: Any) -> None:
     remove_connection.add_argument("connection")
     remove_connection.add_argument("--json", action="store_true")
 
+    scim_token = orgs.add_parser(
+        "scim-token", help="make a SCIM bearer token for the organization's IdP (printed once)"
+    )
+    scim_token.add_argument("org", metavar="ORG")
+    scim_token.add_argument("--name", default="", help="what it is for (e.g. Entra ID)")
+    scim_token.add_argument("--json", action="store_true")
+    scim_tokens = orgs.add_parser("scim-tokens", help="the organization's SCIM tokens").add_subparsers(
+        dest="scim_tokens_action", required=True
+    )
+    list_scim = scim_tokens.add_parser("list", help="list the tokens (never their secrets)")
+    list_scim.add_argument("org", metavar="ORG")
+    list_scim.add_argument("--json", action="store_true")
+    revoke_scim = scim_tokens.add_parser("revoke", help="revoke a token")
+    revoke_scim.add_argument("org", metavar="ORG")
+    revoke_scim.add_argument("token_id", metavar="TOKEN_ID")
+    revoke_scim.add_argument("--json", action="store_true")
+
 
 def _print(args: argparse.Namespace, body: Any, text: str) -> None:
     print(json.dumps(body, indent=2) if args.json else text)
@@ -184,6 +201,8 @@ def orgs_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int
             return 0
         if args.action == "connections":
             return await _connections(args, services, org)
+        if args.action in ("scim-token", "scim-tokens"):
+            return await _scim_tokens(args, services, org)
         if args.domains_action == "add":
             claim = await orgs.add_domain(org, args.domain, context=OPERATOR)
             _print(
@@ -291,4 +310,33 @@ async def _connections(args: argparse.Namespace, services: Services, org: Any) -
             f" and the back-channel logout URI {body['backchannel_logout_uri']}"
         )
     _print(args, body, text)
+    return 0
+
+
+async def _scim_tokens(args: argparse.Namespace, services: Services, org: Any) -> int:
+    from threshold.core.accounts import OPERATOR
+    from threshold.core.scim.tokens import scim_token_summary
+    from threshold.scim.wiring import scim_tokens
+
+    tokens = scim_tokens(services)
+    if args.action == "scim-token":
+        issued = await tokens.create(org, name=args.name, context=OPERATOR)
+        body = {"token": issued.token, "base_url": tokens.base_url, **scim_token_summary(issued.record)}
+        _print(
+            args,
+            body,
+            f"SCIM base URL: {tokens.base_url}\nbearer token (shown once): {issued.token}\n"
+            f"token id (to revoke it): {issued.record.id}",
+        )
+        return 0
+    if args.scim_tokens_action == "list":
+        rows = [scim_token_summary(t) for t in await tokens.list_tokens(org)]
+        _print(
+            args,
+            rows,
+            "\n".join(f"{r['id']}  {'revoked' if r['revoked'] else 'live'}  {r['name']}" for r in rows),
+        )
+        return 0
+    await tokens.revoke(org, args.token_id, context=OPERATOR)
+    _print(args, {"id": args.token_id, "revoked": True}, f"revoked SCIM token {args.token_id}")
     return 0
