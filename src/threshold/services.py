@@ -73,6 +73,7 @@ class Services:
     redis: aioredis.Redis | None
     users: UserRepo
     audit_log: SqlAuditLog
+    auditor: Auditor
     session_store: SessionStore
     rate_limits: RateLimitStore
     hasher: PasswordHasher
@@ -327,6 +328,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         redis=redis_client,
         users=users,
         audit_log=audit_log,
+        auditor=auditor,
         session_store=session_store,
         rate_limits=rate_limits,
         hasher=hasher,

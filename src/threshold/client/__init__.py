@@ -1,4 +1,5 @@
-"""What applications import to trust Threshold: a token verifier, a FastAPI dependency, an ASGI middleware.
+"""What applications import to trust Threshold: a token verifier, a FastAPI dependency, an ASGI middleware,
+and a back-channel logout receiver (threshold.client.backchannel).
 
 from threshold.client import AuthenticationFailed, TokenVerifier, ThresholdAuth, handle_authentication_failed
 
@@ -17,14 +18,19 @@ from threshold.client.auth import (
     ThresholdAuthMiddleware,
     handle_authentication_failed,
 )
+from threshold.client.backchannel import BackchannelLogout, InMemoryReplayCache, LogoutEvent, ReplayCache
 from threshold.client.errors import TokenError
 from threshold.client.introspection import Introspection
 from threshold.client.verifier import TokenVerifier, VerifiedToken
 
 __all__ = [
     "AuthenticationFailed",
+    "BackchannelLogout",
+    "InMemoryReplayCache",
     "Introspection",
+    "LogoutEvent",
     "Principal",
+    "ReplayCache",
     "ThresholdAuth",
     "ThresholdAuthMiddleware",
     "TokenError",

@@ -8,21 +8,19 @@ from dataclasses import dataclass
 from scim2_server.applications.asgi import Scope
 
 from threshold.adapters.sql.scim_repos import SqlScimResourceRepo, SqlScimTokenRepo
-from threshold.core.audit import Auditor
 from threshold.core.models import RequestContext, User
 from threshold.core.orgs.models import Organization
 from threshold.core.scim.accounts import ClaimUnverified, ScimAccounts
 from threshold.core.scim.tokens import ScimTokens
-from threshold.core.sso.models import Connection, ConnectionType
 from threshold.scim.app import ScimApplication, scim_provider
 from threshold.scim.storage import ScimBackend
-from threshold.services import Services, count_security_event
+from threshold.services import Services
 
 
 def scim_tokens(services: Services) -> ScimTokens:
     return ScimTokens(
         repo=SqlScimTokenRepo(services.engine),
-        auditor=Auditor(services.audit_log, services.clock, observer=count_security_event),
+        auditor=services.auditor,
         clock=services.clock,
         issuer=services.settings.issuer,
     )
@@ -31,21 +29,8 @@ def scim_tokens(services: Services) -> ScimTokens:
 def _claimer(services: Services) -> ClaimUnverified:
     async def claim(user: User, org: Organization, context: RequestContext) -> User:
         """The organization's IdP is authoritative for the address: the rule SSO applies at a first
-        sign-in (core.sso.signin), by the organization's first connection, or as `scim` when it has none
-        (the audit event names which)."""
-        connections = await services.sso.connections.of_org(org)
-        claimant = (
-            connections[0]
-            if connections
-            else Connection(
-                id="scim",
-                org_id=org.id,
-                type=ConnectionType.OIDC,
-                name="SCIM",
-                created_at=services.clock.now(),
-            )
-        )
-        return await services.sso._claim_unverified(user, claimant, context)
+        sign-in (core.sso.signin.SsoSignIn.claim_unverified), audited as claimed by `scim:<org id>`."""
+        return await services.sso.claim_unverified(user, claimant=f"scim:{org.id}", context=context)
 
     return claim
 
@@ -66,7 +51,7 @@ def build_scim(services: Services, *, context_of: Callable[[Scope], RequestConte
         accounts=services.accounts,
         connections=services.sso.connections,
         claim_unverified=_claimer(services),
-        auditor=Auditor(services.audit_log, services.clock, observer=count_security_event),
+        auditor=services.auditor,
         clock=services.clock,
     )
     backend = ScimBackend(

@@ -10,7 +10,7 @@ address its organization does not control.
   the address verified (the organization vouches for it); either way the account becomes a member (role
   member unless a mapped group says otherwise). An existing account whose address was never verified is
   claimed first, by the same rule the organization's IdP applies at its first sign-in
-  (`SsoSignIn._claim_unverified`): whoever made it never proved the address.
+  (`SsoSignIn.claim_unverified`): whoever made it never proved the address.
 - Deactivation (`active: false`) disables the account, ending every session and token through the one
   revocation operation (core.revocation, cause `scim_deactivated`); reactivation enables it again.
 - Deletion does the same (cause `scim_deleted`) and removes the membership; a later provisioning of the

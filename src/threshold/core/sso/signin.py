@@ -342,7 +342,7 @@ class SsoSignIn:
                     "An account with this address already exists. Sign in to it the way you usually do.",
                 )
             if not existing.email_verified:
-                existing = await self._claim_unverified(existing, connection, context)
+                existing = await self.claim_unverified(existing, claimant=connection.id, context=context)
             return await self._link(connection, identity, existing, context, provisioned=False)
         if not (authoritative or identity.email_verified is True):
             raise SsoRejected(
@@ -366,23 +366,25 @@ class SsoSignIn:
             return await self._link(connection, identity, raced, context, provisioned=False)
         return await self._link(connection, identity, user, context, provisioned=True)
 
-    async def _claim_unverified(self, user: User, connection: Connection, context: RequestContext) -> User:
+    async def claim_unverified(self, user: User, *, claimant: str, context: RequestContext) -> User:
         """An account whose address was never verified, met by the IdP authoritative for that address:
         whoever made it never proved the address (it may be a squatter waiting for the owner's first
         SSO sign-in), so what they set up goes. Its password and factors are removed, its sessions and
-        tokens ended, and the address is marked verified; then it is linked."""
+        tokens ended, and the address is marked verified; then it is linked. `claimant` names who is
+        authoritative in the audit trail (a connection id, or `scim:<org id>` for SCIM provisioning,
+        which applies this same rule)."""
         await self._users.delete_password(user.id)
         await self._factors.delete_all_factors(user.id)
         await self._users.bump_credential_epoch(user.id)
         ended = await self._revoker.end_access(
-            Reach.everything(user.id), cause=Cause.ACCOUNT_CLAIMED, context=context, connection=connection.id
+            Reach.everything(user.id), cause=Cause.ACCOUNT_CLAIMED, context=context, connection=claimant
         )
         await self._users.set_email_verified(user.id, user.email_normalized)
         await self._audit.record(
             AuditKind.SSO_ACCOUNT_CLAIMED,
             user_id=user.id,
             context=context,
-            connection=connection.id,
+            connection=claimant,
             sessions_ended=str(len(ended.sessions)),
             refresh_tokens_revoked=str(ended.refresh_tokens),
         )
