@@ -36,6 +36,7 @@ from threshold.core.models import AuditKind
 from threshold.core.orgs.service import Organizations
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
+from threshold.core.provisioning import Provisioning
 from threshold.core.revocation import AccessRevoker
 from threshold.core.session_cache import (
     InvalidatingSessionStore,
@@ -74,6 +75,7 @@ class Services:
     users: UserRepo
     audit_log: SqlAuditLog
     auditor: Auditor
+    provisioning: Provisioning
     session_store: SessionStore
     rate_limits: RateLimitStore
     hasher: PasswordHasher
@@ -203,6 +205,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     sessions = SessionService(session_store, clock, settings.session)
     auditor = Auditor(audit_log, clock, observer=count_security_event)
     revoker = AccessRevoker(sessions=sessions, auditor=auditor)
+    provisioning = Provisioning(
+        users=users, factors=stores.factors, revoker=revoker, auditor=auditor, clock=clock
+    )
     box = SecretBox(kek)
     engine_ = build_engine(
         settings=settings,
@@ -320,6 +325,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         revoker=revoker,
+        provisioning=provisioning,
     )
     return Services(
         settings=settings,
@@ -329,6 +335,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         users=users,
         audit_log=audit_log,
         auditor=auditor,
+        provisioning=provisioning,
         session_store=session_store,
         rate_limits=rate_limits,
         hasher=hasher,
@@ -367,6 +374,7 @@ def _build_sso(
     auditor: Auditor,
     clock: Clock,
     revoker: AccessRevoker,
+    provisioning: Provisioning,
 ) -> SsoSignIn:
     """Upstream sign-in: organizations' connections, social connections from Settings, and the
     `--require-sso` gate attached to the sign-in engine's completion."""
@@ -390,7 +398,7 @@ def _build_sso(
         signin=signin,
         sessions=sessions,
         inventory=Inventory(users=users, factors=stores.factors, settings=settings.mfa),
-        factors=stores.factors,
+        provisioning=provisioning,
         revoker=revoker,
         oidc=OidcUpstream(box=box, timeout=settings.sso.http_timeout, skew=settings.sso.clock_skew),
         saml=saml,

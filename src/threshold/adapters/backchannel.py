@@ -14,39 +14,25 @@ Section 2.5: the request is a POST of `logout_token` as a form, and redirects ar
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import translate_errors
 from threshold.core.clock import Clock
-from threshold.core.errors import DependencyUnavailable
 from threshold.oidc.models import LogoutDelivery
 from threshold.oidc.ports import ClientRepo
 from threshold.oidc.tokens import TokenMinter
 from threshold.settings import BackchannelSettings
 
 log = logging.getLogger(__name__)
-LEASE = 60.0
 CLAIM_BATCH = 200
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryState:
-    """A delivery as the queue holds it (the admin view and the tests read it)."""
-
-    delivery: LogoutDelivery
-    delivered_at: float | None
-    failed_at: float | None
-    next_attempt_at: float
-    last_error: str | None
 
 
 def _delivery(row: Row[Any]) -> LogoutDelivery:
@@ -93,33 +79,9 @@ class SqlLogoutQueue:
 
     async def claim(self, *, limit: int = CLAIM_BATCH) -> list[LogoutDelivery]:
         """Lease due deliveries; a row leased by another worker is skipped until its lease ends."""
-        now = self._clock.now()
-        c = t.logout_deliveries.c
-        due = (
-            c.delivered_at.is_(None)
-            & c.failed_at.is_(None)
-            & (c.next_attempt_at <= now)
-            & (c.lease_until.is_(None) | (c.lease_until <= now))
+        rows = await lease.claim(
+            self._engine, t.logout_deliveries, done="delivered_at", now=self._clock.now(), limit=limit
         )
-        with translate_errors():
-            async with self._engine.begin() as conn:
-                ids = [
-                    r.id
-                    for r in (
-                        await conn.execute(select(c.id).where(due).order_by(c.next_attempt_at).limit(limit))
-                    ).all()
-                ]
-                if not ids:
-                    return []
-                # The condition is checked again by the UPDATE itself: of two workers, one gets each row.
-                rows = (
-                    await conn.execute(
-                        update(t.logout_deliveries)
-                        .where(c.id.in_(ids), due)
-                        .values(lease_until=now + LEASE, attempts=c.attempts + 1)
-                        .returning(*t.logout_deliveries.c)
-                    )
-                ).all()
         return [_delivery(row) for row in rows]
 
     async def mark_delivered(self, ids: Sequence[str]) -> None:
@@ -153,38 +115,7 @@ class SqlLogoutQueue:
                 )
 
     def backoff(self, attempts: int) -> float:
-        return float(min(self._settings.max_backoff, self._settings.retry_base * 2 ** max(0, attempts - 1)))
-
-    async def states(self, *, client_id: str | None = None, limit: int = 100) -> list[DeliveryState]:
-        """Newest first."""
-        c = t.logout_deliveries.c
-        query = select(t.logout_deliveries).order_by(c.created_at.desc()).limit(limit)
-        if client_id is not None:
-            query = query.where(c.client_id == client_id)
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        return [
-            DeliveryState(
-                delivery=_delivery(row),
-                delivered_at=row.delivered_at,
-                failed_at=row.failed_at,
-                next_attempt_at=row.next_attempt_at,
-                last_error=row.last_error,
-            )
-            for row in rows
-        ]
-
-    async def pending(self) -> int:
-        c = t.logout_deliveries.c
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                count = (
-                    await conn.execute(
-                        select(func.count()).where(c.delivered_at.is_(None), c.failed_at.is_(None))
-                    )
-                ).scalar_one()
-        return int(count)
+        return lease.backoff(attempts, base=self._settings.retry_base, cap=self._settings.max_backoff)
 
     async def purge_expired(self, *, now: float, batch: int = 500) -> int:
         """Delivered or given-up rows, a day after they were queued."""
@@ -276,18 +207,9 @@ class LogoutWorker:
         return f"HTTP {response.status_code}"
 
     async def run(self) -> None:
-        while True:
-            # Cleared before looking: a row queued while this pass runs sets it again, and is not missed.
-            self.queue.wakeup.clear()
-            try:
-                while await self.deliver_due():
-                    pass
-            except DependencyUnavailable:
-                log.warning("logout worker: database unavailable, retrying")
-            except Exception:
-                log.exception("logout worker failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.queue.wakeup.wait(), timeout=self._settings.poll_interval)
+        await lease.run_worker(
+            self.deliver_due, self.queue.wakeup, poll=self._settings.poll_interval, log=log
+        )
 
     async def aclose(self) -> None:
         if self._http is not None:

@@ -25,22 +25,16 @@ from threshold.oidc.ports import ClientRepo, LogoutQueue, RefreshTokenRepo
 
 
 class ProviderApplications:
-    def __init__(
-        self,
-        *,
-        refresh_tokens: RefreshTokenRepo,
-        clients: ClientRepo,
-        queue: LogoutQueue | None,
-        clock: Clock,
-        wake: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, *, refresh_tokens: RefreshTokenRepo, clients: ClientRepo, clock: Clock) -> None:
         self._refresh = refresh_tokens
         self._clients = clients
-        self._queue = queue
         self._clock = clock
-        self._wake = wake
+        self._queue: LogoutQueue | None = None
+        self._wake: Callable[[], None] = lambda: None
 
     def attach_queue(self, queue: LogoutQueue, wake: Callable[[], None]) -> None:
+        """The delivery queue (an adapter, built after the provider) and how to wake its worker; until
+        then nobody is notified."""
         self._queue = queue
         self._wake = wake
 
@@ -96,6 +90,5 @@ class ProviderApplications:
         ]
         if deliveries:
             await self._queue.enqueue(deliveries)
-            if self._wake is not None:
-                self._wake()
+            self._wake()
         return len(deliveries)

@@ -82,9 +82,7 @@ class Provider:
         self.clients = self._clients = clients
         self._refresh = refresh_tokens
         self.minter = minter = TokenMinter(keys, clock, issuer=issuer)
-        self.applications = ProviderApplications(
-            refresh_tokens=refresh_tokens, clients=clients, queue=None, clock=clock
-        )
+        self.applications = ProviderApplications(refresh_tokens=refresh_tokens, clients=clients, clock=clock)
         revoker.attach_applications(self.applications)
         policy = AccessTokenPolicy(issuer=issuer, settings=settings)
         self._memberships = memberships = Memberships()

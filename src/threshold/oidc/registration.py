@@ -35,7 +35,8 @@ from threshold.oidc.models import (
 )
 from threshold.oidc.ports import ClientRepo
 from threshold.oidc.tokens import MAX_ACCESS_TOKEN_LIFETIME
-from threshold.settings import OidcSettings
+from threshold.settings import LOOPBACK_NAMES, OidcSettings
+from threshold.settings.sections import upstream_url_error
 
 MAX_URIS = 20
 
@@ -248,11 +249,10 @@ def _uri_changes(kind: str, before: Sequence[str], after: Sequence[str]) -> dict
 def _check_backchannel_uri(uri: str) -> None:
     """OIDC Back-Channel Logout 1.0 section 2.2: an absolute URL, no fragment; like redirect URIs here,
     https, or http on loopback only (a logout token is a bearer of the person's identity)."""
-    parts = urlsplit(uri)
-    if len(uri) > 2048 or parts.fragment or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("backchannel_logout_uri must be an absolute https URL without a fragment.")
-    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-        raise InvalidRequest("An http backchannel_logout_uri is allowed only on loopback; use https.")
+    if len(uri) > 2048 or urlsplit(uri).fragment or upstream_url_error(uri):
+        raise InvalidRequest(
+            "backchannel_logout_uri must be an absolute https URL (http only on loopback) without a fragment."
+        )
 
 
 def _check_client(client: Client) -> None:
@@ -279,7 +279,7 @@ def _check_client(client: Client) -> None:
         parts = urlsplit(uri)
         if parts.fragment or not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
             raise InvalidRequest(f"Invalid redirect URI: {uri[:100]}")
-        if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_NAMES:
             raise InvalidRequest("http redirect URIs are allowed only on loopback; use https.")
         if parts.scheme in NOT_APP_SCHEMES:
             raise InvalidRequest(f"Invalid redirect URI: {uri[:100]}")

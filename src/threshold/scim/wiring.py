@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from scim2_server.applications.asgi import Scope
 
 from threshold.adapters.sql.scim_repos import SqlScimResourceRepo, SqlScimTokenRepo
-from threshold.core.models import RequestContext, User
-from threshold.core.orgs.models import Organization
-from threshold.core.scim.accounts import ClaimUnverified, ScimAccounts
+from threshold.core.models import RequestContext
+from threshold.core.scim.accounts import ScimAccounts
 from threshold.core.scim.tokens import ScimTokens
 from threshold.scim.app import ScimApplication, scim_provider
 from threshold.scim.storage import ScimBackend
@@ -24,15 +23,6 @@ def scim_tokens(services: Services) -> ScimTokens:
         clock=services.clock,
         issuer=services.settings.issuer,
     )
-
-
-def _claimer(services: Services) -> ClaimUnverified:
-    async def claim(user: User, org: Organization, context: RequestContext) -> User:
-        """The organization's IdP is authoritative for the address: the rule SSO applies at a first
-        sign-in (core.sso.signin.SsoSignIn.claim_unverified), audited as claimed by `scim:<org id>`."""
-        return await services.sso.claim_unverified(user, claimant=f"scim:{org.id}", context=context)
-
-    return claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +40,7 @@ def build_scim(services: Services, *, context_of: Callable[[Scope], RequestConte
         orgs=services.orgs,
         accounts=services.accounts,
         connections=services.sso.connections,
-        claim_unverified=_claimer(services),
+        provisioning=services.provisioning,
         auditor=services.auditor,
         clock=services.clock,
     )

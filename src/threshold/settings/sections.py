@@ -282,7 +282,7 @@ def upstream_url_error(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return None
-    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_NAMES:
         return None
     return "must be an https URL (http only on loopback)"
 

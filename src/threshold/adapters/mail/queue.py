@@ -8,7 +8,6 @@ delays mail but loses none: an unsent row stays until it is delivered or given u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Sequence
@@ -23,16 +22,16 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.mail.render import render_mail
+from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.lease import LEASE as LEASE  # re-exported: how long a claimed message is held
 from threshold.core.clock import Clock
-from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import OutgoingMail
 from threshold.core.secrets import new_id
 from threshold.settings import ThemeSettings
 
 log = logging.getLogger(__name__)
-LEASE = 60.0
 MAX_BACKOFF = 3600.0
 
 
@@ -71,7 +70,7 @@ def _queued(row: Row[Any]) -> QueuedMail:
 
 def backoff(attempts: int) -> float:
     """5 s, 10 s, 20 s ... capped at an hour."""
-    return float(min(MAX_BACKOFF, 5.0 * 2 ** max(0, attempts - 1)))
+    return lease.backoff(attempts, base=5.0, cap=MAX_BACKOFF)
 
 
 class SqlMailQueue:
@@ -111,33 +110,9 @@ class SqlMailQueue:
 
     async def claim(self, *, limit: int = 20) -> list[QueuedMail]:
         """Lease due messages; a message leased by another worker is skipped until its lease ends."""
-        now = self._clock.now()
-        c = t.mail_queue.c
-        due = (
-            (c.sent_at.is_(None))
-            & (c.failed_at.is_(None))
-            & (c.next_attempt_at <= now)
-            & (c.lease_until.is_(None) | (c.lease_until <= now))
+        rows = await lease.claim(
+            self._engine, t.mail_queue, done="sent_at", now=self._clock.now(), limit=limit
         )
-        with translate_errors():
-            async with self._engine.begin() as conn:
-                ids = [
-                    r.id
-                    for r in (
-                        await conn.execute(select(c.id).where(due).order_by(c.next_attempt_at).limit(limit))
-                    ).all()
-                ]
-                if not ids:
-                    return []
-                # The condition is checked again by the UPDATE itself: of two workers, one gets each row.
-                rows = (
-                    await conn.execute(
-                        update(t.mail_queue)
-                        .where(c.id.in_(ids), due)
-                        .values(lease_until=now + LEASE, attempts=c.attempts + 1)
-                        .returning(*t.mail_queue.c)
-                    )
-                ).all()
         return [_queued(row) for row in rows]
 
     async def mark_sent(self, mail_id: str, *, transport: str) -> None:
@@ -286,14 +261,4 @@ class MailWorker:
         return sent
 
     async def run(self, *, poll: float = 2.0) -> None:
-        while True:
-            try:
-                while await self.deliver_due():
-                    pass
-            except DependencyUnavailable:
-                log.warning("mail worker: database unavailable, retrying")
-            except Exception:
-                log.exception("mail worker failed")
-            self.queue.wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.queue.wakeup.wait(), timeout=poll)
+        await lease.run_worker(self.deliver_due, self.queue.wakeup, poll=poll, log=log)

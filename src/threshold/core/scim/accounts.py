@@ -9,8 +9,8 @@ address its organization does not control.
 - Provisioning binds the User to the account with that address, or creates a passwordless account with
   the address verified (the organization vouches for it); either way the account becomes a member (role
   member unless a mapped group says otherwise). An existing account whose address was never verified is
-  claimed first, by the same rule the organization's IdP applies at its first sign-in
-  (`SsoSignIn.claim_unverified`): whoever made it never proved the address.
+  claimed first, by the rule the organization's IdP applies at its first sign-in (core.provisioning):
+  whoever made it never proved the address.
 - Deactivation (`active: false`) disables the account, ending every session and token through the one
   revocation operation (core.revocation, cause `scim_deactivated`); reactivation enables it again.
 - Deletion does the same (cause `scim_deleted`) and removes the membership; a later provisioning of the
@@ -22,27 +22,24 @@ address its organization does not control.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from threshold.core.accounts import Accounts
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.emails import NormalizedEmail, normalize_email
-from threshold.core.errors import EmailInvalid, EmailUnavailable, InvalidRequest, UserNotFound
+from threshold.core.errors import EmailInvalid, InvalidRequest, UserNotFound
 from threshold.core.models import AuditKind, RequestContext, User
 from threshold.core.orgs.errors import MemberNotFound
 from threshold.core.orgs.models import Organization, OrgRole
 from threshold.core.orgs.service import Actor, Organizations
 from threshold.core.ports import UserRepo
+from threshold.core.provisioning import Provisioning
 from threshold.core.revocation import Cause
-from threshold.core.secrets import new_id
 from threshold.core.sso.connections import Connections
 
 ROLE_ORDER = (OrgRole.OWNER, OrgRole.ADMIN, OrgRole.MEMBER)
-
-ClaimUnverified = Callable[[User, Organization, RequestContext], Awaitable[User]]
-"""Claims an account whose address was never verified, for the organization authoritative for it."""
 
 
 class AddressNotManaged(InvalidRequest):
@@ -83,7 +80,7 @@ class ScimAccounts:
         orgs: Organizations,
         accounts: Accounts,
         connections: Connections,
-        claim_unverified: ClaimUnverified,
+        provisioning: Provisioning,
         auditor: Auditor,
         clock: Clock,
     ) -> None:
@@ -91,7 +88,7 @@ class ScimAccounts:
         self._orgs = orgs
         self._accounts = accounts
         self._connections = connections
-        self._claim = claim_unverified
+        self._provisioning = provisioning
         self._audit = auditor
         self._clock = clock
 
@@ -128,29 +125,9 @@ class ScimAccounts:
             AddressNotManaged: the address is not at one of the organization's verified domains.
         """
         normalized = await self.managed_address(org, address)
-        existing = await self._users.get_by_email(normalized.normalized)
-        created = False
-        if existing is None:
-            user = User(
-                id=new_id(),
-                email=normalized.display,
-                email_normalized=normalized.normalized,
-                email_verified=True,
-                disabled=False,
-                created_at=self._clock.now(),
-            )
-            try:
-                await self._users.add(user, None)
-                created = True
-            except EmailUnavailable:  # made meanwhile (a concurrent provisioning, sign-up or SSO)
-                raced = await self._users.get_by_email(normalized.normalized)
-                if raced is None:
-                    raise
-                user = raced
-        else:
-            user = existing
-        if not user.email_verified:
-            user = await self._claim(user, org, context)
+        user, created = await self._provisioning.account_for(
+            normalized, claimant=f"scim:{org.id}", context=context
+        )
         if user.disabled:
             await self._accounts.set_disabled(user, disabled=False, context=context)
         await self.ensure_member(org, user, context=context, actor=actor)

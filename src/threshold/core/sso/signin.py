@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.emails import normalize_email
-from threshold.core.errors import EmailInvalid, EmailUnavailable
+from threshold.core.errors import EmailInvalid, UserNotFound
 from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.outcome import SignInOutcome
 from threshold.core.flows.signin import SignIn
@@ -30,9 +30,10 @@ from threshold.core.methods.proofs import Upstream, upstream_proof
 from threshold.core.models import AuditKind, RequestContext, SessionRecord, User
 from threshold.core.orgs.models import Membership, OrgRole
 from threshold.core.orgs.ports import OrgRepo
-from threshold.core.ports import EphemeralStore, FactorRepo, UserRepo
+from threshold.core.ports import EphemeralStore, UserRepo
+from threshold.core.provisioning import Provisioning
 from threshold.core.revocation import AccessRevoker, Cause, Reach
-from threshold.core.secrets import digest, equal, new_id, new_token
+from threshold.core.secrets import digest, equal, new_token
 from threshold.core.sessions import SessionService
 from threshold.core.sso.connections import Connections
 from threshold.core.sso.errors import ConnectionNotFound, SsoFlowInvalid, SsoRejected
@@ -82,7 +83,7 @@ class SsoSignIn:
         signin: SignIn,
         sessions: SessionService,
         inventory: Inventory,
-        factors: FactorRepo,
+        provisioning: Provisioning,
         revoker: AccessRevoker,
         oidc: UpstreamOidc,
         saml: UpstreamSaml,
@@ -100,7 +101,7 @@ class SsoSignIn:
         self._signin = signin
         self._sessions = sessions
         self._inventory = inventory
-        self._factors = factors
+        self._provisioning = provisioning
         self._revoker = revoker
         self._oidc = oidc
         self._saml = saml
@@ -334,64 +335,25 @@ class SsoSignIn:
                 "domain_managed",
                 "Addresses at this domain sign in with their organization's single sign-on.",
             )
-        existing = await self._users.get_by_email(address.normalized)
-        if existing is not None:
-            if not authoritative:
-                raise SsoRejected(
-                    "link_refused",
-                    "An account with this address already exists. Sign in to it the way you usually do.",
+        if authoritative:  # the organization's IdP for its verified domain (core.provisioning)
+            try:
+                user, created = await self._provisioning.account_for(
+                    address, claimant=connection.id, context=context
                 )
-            if not existing.email_verified:
-                existing = await self.claim_unverified(existing, claimant=connection.id, context=context)
-            return await self._link(connection, identity, existing, context, provisioned=False)
-        if not (authoritative or identity.email_verified is True):
+            except UserNotFound:
+                raise SsoRejected("account_disabled", "This account is gone.") from None
+            return await self._link(connection, identity, user, context, provisioned=created)
+        refused = "An account with this address already exists. Sign in to it the way you usually do."
+        if await self._users.get_by_email(address.normalized) is not None:
+            raise SsoRejected("link_refused", refused)
+        if identity.email_verified is not True:
             raise SsoRejected(
                 "email_unverified", "The identity provider does not say this address is verified."
             )
-        now = self._clock.now()
-        user = User(
-            id=new_id(),
-            email=address.display,
-            email_normalized=address.normalized,
-            email_verified=True,
-            disabled=False,
-            created_at=now,
-        )
-        try:
-            await self._users.add(user, None)
-        except EmailUnavailable:  # a concurrent first sign-in (or sign-up) created it
-            raced = await self._users.get_by_email(address.normalized)
-            if raced is None or not authoritative:
-                raise SsoRejected("link_refused", "An account with this address already exists.") from None
-            return await self._link(connection, identity, raced, context, provisioned=False)
-        return await self._link(connection, identity, user, context, provisioned=True)
-
-    async def claim_unverified(self, user: User, *, claimant: str, context: RequestContext) -> User:
-        """An account whose address was never verified, met by the IdP authoritative for that address:
-        whoever made it never proved the address (it may be a squatter waiting for the owner's first
-        SSO sign-in), so what they set up goes. Its password and factors are removed, its sessions and
-        tokens ended, and the address is marked verified; then it is linked. `claimant` names who is
-        authoritative in the audit trail (a connection id, or `scim:<org id>` for SCIM provisioning,
-        which applies this same rule)."""
-        await self._users.delete_password(user.id)
-        await self._factors.delete_all_factors(user.id)
-        await self._users.bump_credential_epoch(user.id)
-        ended = await self._revoker.end_access(
-            Reach.everything(user.id), cause=Cause.ACCOUNT_CLAIMED, context=context, connection=claimant
-        )
-        await self._users.set_email_verified(user.id, user.email_normalized)
-        await self._audit.record(
-            AuditKind.SSO_ACCOUNT_CLAIMED,
-            user_id=user.id,
-            context=context,
-            connection=claimant,
-            sessions_ended=str(len(ended.sessions)),
-            refresh_tokens_revoked=str(ended.refresh_tokens),
-        )
-        claimed = await self._users.get(user.id)
-        if claimed is None:
-            raise SsoRejected("account_disabled", "This account is gone.")
-        return claimed
+        created_user = await self._provisioning.create_verified(address)
+        if created_user is None:  # a concurrent first sign-in (or sign-up) created it
+            raise SsoRejected("link_refused", refused)
+        return await self._link(connection, identity, created_user, context, provisioned=True)
 
     async def _link(
         self,

@@ -1,0 +1,87 @@
+"""Durable work queues in a SQL table shared by every process: the mail queue and the logout-token queue.
+
+A row is due while it is neither done nor given up, its next attempt has come and no lease on it runs;
+a worker claims due rows by leasing them (and counting the attempt) in one UPDATE that checks the same
+condition again, so of two workers on two processes exactly one gets each row. A failed attempt is
+retried after an exponential backoff.
+
+`run_worker` is the loop both queues' workers run: it clears its wake-up event *before* it looks at the
+queue, so a row queued while a pass runs wakes the next pass instead of waiting for the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from threshold.adapters.sql.db import translate_errors
+from threshold.core.errors import DependencyUnavailable
+
+LEASE = 60.0
+"""Seconds a claimed row is left to its worker before another may take it (a worker that crashed)."""
+
+
+def backoff(attempts: int, *, base: float, cap: float) -> float:
+    """`base`, then twice as long after each further attempt, at most `cap` seconds."""
+    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+def due(table: Table, *, done: str, now: float) -> ColumnElement[bool]:
+    """Rows not done (`done` names the column set on success), not given up, due, and not leased."""
+    c = table.c
+    return (
+        c[done].is_(None)
+        & c.failed_at.is_(None)
+        & (c.next_attempt_at <= now)
+        & (c.lease_until.is_(None) | (c.lease_until <= now))
+    )
+
+
+async def claim(engine: AsyncEngine, table: Table, *, done: str, now: float, limit: int) -> list[Row[Any]]:
+    """Lease up to `limit` due rows (oldest due first) and count the attempt; the rows leased."""
+    c = table.c
+    condition = due(table, done=done, now=now)
+    with translate_errors():
+        async with engine.begin() as conn:
+            ids = [
+                r.id
+                for r in (
+                    await conn.execute(select(c.id).where(condition).order_by(c.next_attempt_at).limit(limit))
+                ).all()
+            ]
+            if not ids:
+                return []
+            # The condition is checked again by the UPDATE itself: of two workers, one gets each row.
+            return list(
+                (
+                    await conn.execute(
+                        update(table)
+                        .where(c.id.in_(ids), condition)
+                        .values(lease_until=now + LEASE, attempts=c.attempts + 1)
+                        .returning(*c)
+                    )
+                ).all()
+            )
+
+
+async def run_worker(
+    deliver_due: Callable[[], Awaitable[int]], wakeup: asyncio.Event, *, poll: float, log: logging.Logger
+) -> None:
+    """Deliver while there is work, then wait for a wake-up or `poll` seconds; forever."""
+    while True:
+        wakeup.clear()  # before looking: what is queued during this pass sets it again
+        try:
+            while await deliver_due():
+                pass
+        except DependencyUnavailable:
+            log.warning("%s: database unavailable, retrying", log.name)
+        except Exception:
+            log.exception("%s failed", log.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout=poll)
