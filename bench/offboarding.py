@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))  # the servers, databases and receivers come from the test support
 
 from tests.blackbox.oidc_support import REDIRECT_URI, HttpRP, IssuerBrowser  # noqa: E402
-from tests.oidc.helpers import pkce, query_of, unverified  # noqa: E402
+from tests.oidc.helpers import unverified  # noqa: E402
 from tests.support import Backend, Deployment, Server, make_deployment  # noqa: E402
 from tests.support.logout_app import LogoutApp  # noqa: E402
 
@@ -147,7 +146,7 @@ class Offboarding:
             browser = IssuerBrowser(self.http, origin=self.a.base_url)
             response = browser.login(server, email, PASSWORD)
             assert response.status_code == 200, response.text
-            tokens = [authorize(rp, browser, server) for _, rp in self.apps]
+            tokens = [rp.tokens(browser, server) for _, rp in self.apps]
             return browser, server, tokens
 
         with ThreadPoolExecutor(8) as pool:
@@ -234,26 +233,6 @@ def scim_user(email: str) -> dict[str, Any]:
         "name": {"formatted": local, "familyName": "Bench", "givenName": local},
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Bench"},
     }
-
-
-def authorize(rp: HttpRP, browser: IssuerBrowser, server: Server) -> dict[str, Any]:
-    verifier, challenge = pkce()
-    params = {
-        "client_id": rp.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": "openid email",
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    response = browser.get(server, "/oauth2/authorize?" + urlencode(params))
-    assert response.status_code == 303, response.text[:300]
-    code = query_of(response.headers["location"])["code"]
-    exchanged = rp.exchange(server, code, verifier)
-    assert exchanged.status_code == 200, exchanged.text
-    body: dict[str, Any] = exchanged.json()
-    return body
 
 
 @contextmanager

@@ -24,7 +24,7 @@ import pytest
 from tests.blackbox.oidc_support import LOGOUT_URI, REDIRECT_URI, HttpRP, IssuerBrowser, error_of
 from tests.conftest import STRONG_PASSWORD, unique_email
 from tests.oidc.helpers import unverified
-from tests.support import Deployment, Server, make_deployment
+from tests.support import Deployment, Server, make_deployment, wait_for
 from tests.support.logout_app import LogoutApp
 
 WITHIN = 1.0
@@ -169,42 +169,53 @@ def test_a_disabled_person_loses_everything_at_once_and_both_applications_hear_o
     assert signed_in(op, http, email, new=False)[1] == user_id  # re-enabled: signs in again
 
 
+@dataclass
+class TwoDevices:
+    """One person signed in on a laptop (the first application's tokens) and a phone (the second's)."""
+
+    user_id: str
+    laptop: IssuerBrowser
+    phone: IssuerBrowser
+    on_laptop: dict[str, Any]
+    on_phone: dict[str, Any]
+
+
+def two_devices(op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]], tag: str) -> TwoDevices:
+    (_, rp1), (_, rp2) = apps
+    email = unique_email(tag)
+    laptop, user_id = signed_in(op, http, email)
+    phone, _ = signed_in(op, http, email, new=False)
+    return TwoDevices(user_id, laptop, phone, rp1.tokens(laptop, op.a), rp2.tokens(phone, op.b))
+
+
 def test_logout_tells_only_the_applications_of_that_session(
     op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
 ) -> None:
     (app1, rp1), (app2, rp2) = apps
-    email = unique_email("two-devices")
-    laptop, user_id = signed_in(op, http, email)
-    phone, _ = signed_in(op, http, email, new=False)
-    on_laptop = rp1.tokens(laptop, op.a)
-    on_phone = rp2.tokens(phone, op.b)
+    person = two_devices(op, http, apps, "two-devices")
 
-    assert laptop.post(op.a, "/api/v1/logout").status_code == 204
-    app1.wait_for_sids({sid_of(on_laptop)}, timeout=WITHIN)
-    assert rp1.post(op.b, "/oauth2/introspect", {"token": on_laptop["access_token"]}).json() == {
+    assert person.laptop.post(op.a, "/api/v1/logout").status_code == 204
+    app1.wait_for_sids({sid_of(person.on_laptop)}, timeout=WITHIN)
+    assert rp1.post(op.b, "/oauth2/introspect", {"token": person.on_laptop["access_token"]}).json() == {
         "active": False
     }
     time.sleep(0.5)
     assert app2.received == []  # the phone's session, and its application, stay signed in
-    standing(op, phone, rp2, on_phone)
-    assert app1.received[0].event.sub == user_id
+    standing(op, person.phone, rp2, person.on_phone)
+    assert app1.received[0].event.sub == person.user_id
 
 
 def test_sign_out_everywhere_else_tells_the_other_sessions_applications(
     op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
 ) -> None:
-    (app1, rp1), (app2, rp2) = apps
-    email = unique_email("everywhere")
-    laptop, _ = signed_in(op, http, email)
-    phone, _ = signed_in(op, http, email, new=False)
-    on_laptop = rp1.tokens(laptop, op.a)
-    on_phone = rp2.tokens(phone, op.b)
+    (app1, rp1), (app2, _) = apps
+    person = two_devices(op, http, apps, "everywhere")
 
-    assert laptop.post(op.a, "/api/v1/sessions/revoke-others").status_code == 200
-    app2.wait_for_sids({sid_of(on_phone)}, timeout=WITHIN)
+    assert person.laptop.post(op.a, "/api/v1/sessions/revoke-others").status_code == 200
+    app2.wait_for_sids({sid_of(person.on_phone)}, timeout=WITHIN)
     time.sleep(0.3)
     assert app1.received == []
-    standing(op, laptop, rp1, on_laptop)
+    standing(op, person.laptop, rp1, person.on_laptop)
 
 
 def test_refresh_token_reuse_ends_the_session_and_tells_its_applications(
@@ -242,6 +253,24 @@ def test_an_application_that_is_down_hears_of_it_when_it_comes_back(
     for app in (down, failing):
         app.wait_for_sids({sid}, timeout=10)
     assert len([r for r in down.received if r.event.sid == sid]) == 1
+    assert down.refused == [] and failing.refused == []  # delivered once: no second delivery, replayed
+
+
+def test_the_sender_never_follows_a_redirect(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    """A back-channel logout URI that answers 307 elsewhere does not get the token delivered elsewhere
+    (section 2.5: the OP must not follow redirects; here the target would even accept it): the
+    delivery is a failure, retried at the registered URI."""
+    (bouncing, rp1), (elsewhere, _) = apps
+    elsewhere.configure(client_id=rp1.client_id, jwks=http.get(op.a.base_url + "/oauth2/jwks").json())
+    bouncing.redirect_to = elsewhere.uri
+    browser, _ = signed_in(op, http, unique_email("bounced"))
+    rp1.tokens(browser, op.a)
+
+    assert browser.post(op.a, "/api/v1/logout").status_code == 204
+    wait_for(lambda: bouncing.attempts >= 2, timeout=5, what="a retry at the registered URI")
+    assert elsewhere.attempts == 0 and elsewhere.received == []
 
 
 def browser_email(op: Op, browser: IssuerBrowser) -> str:

@@ -7,25 +7,22 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from joserfc import jwe, jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from tests.client.helpers import SigningKey, b64json, forge, generate, jwks
-from tests.support import free_port, wait_for
+from tests.support import free_port
+from tests.support.threaded import serve
 from threshold.client import BackchannelLogout, InMemoryReplayCache, LogoutEvent, TokenError
 from threshold.client.backchannel import (
     BACKCHANNEL_LOGOUT_EVENT,
@@ -61,22 +58,6 @@ KEYS = {"RS256": RSA, "ES256": EC, "Ed25519": ED}
 
 
 # --- an issuer on loopback: discovery and JWKS ---------------------------------------------------
-
-
-@contextmanager
-def serve(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "off") -> Iterator[str]:
-    """`app` served by uvicorn on a free loopback port, in a thread of its own."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, timeout=10, what=f"uvicorn on port {port}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 class Issuer:

@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.support.environment import free_port, wait_for
+from tests.support.threaded import ThreadedServer
 from threshold.client import BackchannelLogout, LogoutEvent
 
 
@@ -36,11 +36,13 @@ class LogoutApp:
     jwks: dict[str, Any] | None = None
     port: int = field(default_factory=free_port)
     failing: bool = False
+    redirect_to: str | None = None
+    """Answer every POST with a 307 to this URL (a receiver that moved, or one that tries to bounce the
+    sender's request to an address of its choosing)."""
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     attempts: int = 0
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _server: ThreadedServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _receiver: BackchannelLogout | None = None
 
@@ -58,6 +60,8 @@ class LogoutApp:
             self.attempts += 1
         if self.failing:
             return Response("down for maintenance", status_code=503)
+        if self.redirect_to is not None:
+            return Response(status_code=307, headers={"Location": self.redirect_to})
         assert self._receiver is not None, "configure() the app first"
         endpoint = self._receiver.endpoint(self._accepted)
         response = await endpoint(request)
@@ -76,20 +80,13 @@ class LogoutApp:
 
     def start(self) -> LogoutApp:
         app = Starlette(routes=[Route("/backchannel-logout", self._endpoint, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"rp-{self.port}", daemon=True)
-        self._thread.start()
-        server = self._server
-        wait_for(lambda: server.started, timeout=10, what="logout receiver")
+        self._server = ThreadedServer(app, port=self.port).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+            self._server.stop()
+        self._server = None
 
     def wait_for_sids(self, sids: set[str], *, timeout: float = 5.0) -> float:
         """Seconds until every one of `sids` was received (fails after `timeout`)."""

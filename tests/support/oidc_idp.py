@@ -13,13 +13,11 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
@@ -27,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.support.environment import free_port, wait_for
+from tests.support.environment import free_port
+from tests.support.threaded import ThreadedServer
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -60,8 +59,7 @@ class ScriptedIdp:
     """The key the JWKS shows, when it is not the signing key (a token signed by a key never published)."""
     codes: dict[str, _Grant] = field(default_factory=dict)
     token_requests: int = 0
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _server: ThreadedServer | None = None
 
     @property
     def base(self) -> str:
@@ -186,17 +184,9 @@ class ScriptedIdp:
                 Route("/userinfo", self._userinfo),
             ]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"idp-{self.port}", daemon=True)
-        self._thread.start()
-        assert self._server is not None
-        server = self._server
-        wait_for(lambda: server.started, timeout=10, what="scripted IdP")
+        self._server = ThreadedServer(app, port=self.port).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
