@@ -78,3 +78,9 @@ async def through_idp(client: httpx.AsyncClient, start: str, **claims: Any) -> h
         at_idp = await browser_at_idp.get(started.headers["location"])
     assert at_idp.status_code == 302, at_idp.text[:300]
     return await client.get(path_of(at_idp.headers["location"]))
+
+
+def rejected(response: httpx.Response, reason: str) -> None:
+    """The sign-in ended on the error page (400) naming why the IdP's answer was not accepted."""
+    assert response.status_code == 400, response.text[:500]
+    assert f"reason: {reason}" in response.text

@@ -234,9 +234,7 @@ async def _connections(args: argparse.Namespace, services: Services, org: Any) -
     from threshold.adapters.sso.saml import fetch_metadata
     from threshold.core.accounts import OPERATOR
     from threshold.core.errors import InvalidRequest
-    from threshold.core.orgs.models import OrgRole
-    from threshold.core.sso.connections import ClaimNames
-    from threshold.core.sso.models import Policy
+    from threshold.core.sso.connections import ConnectionSpec
 
     connections = services.sso.connections
     if args.connections_action == "list":
@@ -253,50 +251,39 @@ async def _connections(args: argparse.Namespace, services: Services, org: Any) -
         if not group or role not in ROLES:
             raise InvalidRequest("--role-group takes GROUP=ROLE with a role of owner, admin or member.")
         groups[group] = role
-    claims = ClaimNames(email=args.email_claim, name=args.name_claim, groups=args.groups_claim)
-    policy = Policy(
-        require_sso=args.require_sso,
-        break_glass=tuple(args.break_glass),
-        require_idp_mfa=args.require_idp_mfa,
-        require_local_mfa=args.require_local_mfa,
-        default_role=OrgRole(args.default_role),
-        role_groups=groups,
-    )
+    metadata = None
     if args.type == "oidc":
         if args.client_secret_stdin:
             args.client_secret = (await asyncio.to_thread(sys.stdin.readline)).strip()
-        if not (args.issuer and args.client_id and args.client_secret):
-            raise InvalidRequest("An OIDC connection needs --issuer, --client-id and --client-secret.")
-        connection = await connections.add_oidc(
-            org,
-            name=args.name,
-            issuer=args.issuer,
-            client_id=args.client_id,
-            client_secret=args.client_secret,
-            scopes=["openid", "email", "profile", *args.scope],
-            policy=policy,
-            claims=claims,
-            context=OPERATOR,
-        )
+    elif bool(args.metadata_file) == bool(args.metadata_url):
+        raise InvalidRequest("A SAML connection needs --metadata-file or --metadata-url.")
+    elif args.metadata_url:
+        metadata = await fetch_metadata(args.metadata_url, seconds=services.settings.sso.http_timeout)
     else:
-        if bool(args.metadata_file) == bool(args.metadata_url):
-            raise InvalidRequest("A SAML connection needs --metadata-file or --metadata-url.")
-        if args.metadata_url:
-            metadata = await fetch_metadata(args.metadata_url, seconds=services.settings.sso.http_timeout)
-        else:
-            try:
-                metadata = await asyncio.to_thread(Path(args.metadata_file).read_text, encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise InvalidRequest(f"The metadata file cannot be read: {error}") from None
-        connection = await connections.add_saml(
-            org,
-            name=args.name,
-            metadata_xml=metadata,
-            policy=policy,
-            allow_idp_initiated=args.allow_idp_initiated,
-            claims=claims,
-            context=OPERATOR,
-        )
+        try:
+            metadata = await asyncio.to_thread(Path(args.metadata_file).read_text, encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidRequest(f"The metadata file cannot be read: {error}") from None
+    spec = ConnectionSpec(
+        type=args.type,
+        name=args.name,
+        issuer=args.issuer,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        scopes=args.scope,
+        metadata_xml=metadata,
+        allow_idp_initiated=args.allow_idp_initiated,
+        email_claim=args.email_claim,
+        name_claim=args.name_claim,
+        groups_claim=args.groups_claim,
+        require_sso=args.require_sso,
+        break_glass=args.break_glass,
+        require_idp_mfa=args.require_idp_mfa,
+        require_local_mfa=args.require_local_mfa,
+        default_role=args.default_role,
+        role_groups=groups,
+    )
+    connection = await connections.add(org, spec, context=OPERATOR)
     body = connections.summary(connection)
     if connection.saml is not None:
         text = (

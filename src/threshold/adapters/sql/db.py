@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import Row, event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -82,3 +82,22 @@ def translate_errors() -> Iterator[None]:
         raise
     except (OSError, ConnectionError) as error:
         raise DependencyUnavailable() from error
+
+
+class SqlRepo:
+    """A repository on a SQLAlchemy engine: reads on a connection, each write in a transaction of its
+    own, driver failures as DependencyUnavailable."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _rows(self, statement: Any) -> Sequence[Row[Any]]:
+        with translate_errors():
+            async with self._engine.connect() as conn:
+                return (await conn.execute(statement)).all()
+
+    async def _write(self, statement: Any) -> int:
+        """Run one statement in a transaction; the rows it touched."""
+        with translate_errors():
+            async with self._engine.begin() as conn:
+                return int((await conn.execute(statement)).rowcount)

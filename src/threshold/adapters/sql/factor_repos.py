@@ -10,7 +10,7 @@ from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import SqlRepo, translate_errors
 from threshold.adapters.sql.repos import _insert
 from threshold.core.models import Passkey, RecoveryRequest, TotpCredential
 
@@ -45,21 +45,7 @@ def _request(row: Row[Any]) -> RecoveryRequest:
     )
 
 
-class SqlFactorRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def _run(self, statement: Any) -> int:
-        with translate_errors():
-            async with self._engine.begin() as conn:
-                result = await conn.execute(statement)
-        return int(result.rowcount)
-
-    async def _rows(self, statement: Any) -> Sequence[Row[Any]]:
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                return (await conn.execute(statement)).all()
-
+class SqlFactorRepo(SqlRepo):
     # passkeys
 
     async def list_passkeys(self, user_id: str) -> Sequence[Passkey]:
@@ -72,7 +58,7 @@ class SqlFactorRepo:
         return _passkey(rows[0]) if rows else None
 
     async def add_passkey(self, passkey: Passkey) -> None:
-        await self._run(
+        await self._write(
             t.passkeys.insert().values(
                 id=passkey.id,
                 user_id=passkey.user_id,
@@ -93,26 +79,26 @@ class SqlFactorRepo:
     async def update_passkey_use(
         self, passkey_id: str, *, sign_count: int, backup_state: bool, at: float
     ) -> None:
-        await self._run(
+        await self._write(
             update(t.passkeys)
             .where(t.passkeys.c.id == passkey_id)
             .values(sign_count=sign_count, backup_state=backup_state, last_used_at=at)
         )
 
     async def flag_passkey(self, passkey_id: str) -> None:
-        await self._run(update(t.passkeys).where(t.passkeys.c.id == passkey_id).values(flagged=True))
+        await self._write(update(t.passkeys).where(t.passkeys.c.id == passkey_id).values(flagged=True))
 
     async def rename_passkey(self, user_id: str, passkey_id: str, name: str) -> bool:
         p = t.passkeys.c
         return bool(
-            await self._run(
+            await self._write(
                 update(t.passkeys).where(p.id == passkey_id, p.user_id == user_id).values(name=name)
             )
         )
 
     async def delete_passkey(self, user_id: str, passkey_id: str) -> bool:
         p = t.passkeys.c
-        return bool(await self._run(delete(t.passkeys).where(p.id == passkey_id, p.user_id == user_id)))
+        return bool(await self._write(delete(t.passkeys).where(p.id == passkey_id, p.user_id == user_id)))
 
     # TOTP
 
@@ -141,21 +127,21 @@ class SqlFactorRepo:
             .values(user_id=credential.user_id, **values)
             .on_conflict_do_update(index_elements=["user_id"], set_=values)
         )
-        await self._run(statement)
+        await self._write(statement)
 
     async def confirm_totp(self, user_id: str) -> None:
-        await self._run(
+        await self._write(
             update(t.totp_credentials).where(t.totp_credentials.c.user_id == user_id).values(confirmed=True)
         )
 
     async def use_totp_step(self, user_id: str, step: int) -> bool:
         c = t.totp_credentials.c
         statement = update(t.totp_credentials).where(c.user_id == user_id, c.last_used_step < step)
-        return bool(await self._run(statement.values(last_used_step=step)))
+        return bool(await self._write(statement.values(last_used_step=step)))
 
     async def delete_totp(self, user_id: str) -> bool:
         return bool(
-            await self._run(delete(t.totp_credentials).where(t.totp_credentials.c.user_id == user_id))
+            await self._write(delete(t.totp_credentials).where(t.totp_credentials.c.user_id == user_id))
         )
 
     # recovery codes
@@ -174,7 +160,7 @@ class SqlFactorRepo:
         statement = update(t.recovery_codes).where(
             c.user_id == user_id, c.digest == digest, c.used_at.is_(None)
         )
-        return bool(await self._run(statement.values(used_at=at)))
+        return bool(await self._write(statement.values(used_at=at)))
 
     async def count_recovery_codes(self, user_id: str) -> int:
         c = t.recovery_codes.c
@@ -194,7 +180,7 @@ class SqlFactorRepo:
     # operator-approved recovery
 
     async def add_recovery_request(self, request: RecoveryRequest) -> None:
-        await self._run(
+        await self._write(
             t.recovery_requests.insert().values(
                 id=request.id,
                 user_id=request.user_id,
@@ -217,7 +203,7 @@ class SqlFactorRepo:
         statement = update(t.recovery_requests).where(
             c.id == request_id, c.executed_at.is_(None), c.cancelled_at.is_(None)
         )
-        return bool(await self._run(statement.values(**values)))
+        return bool(await self._write(statement.values(**values)))
 
 
 class SqlEphemeralStore:

@@ -7,10 +7,9 @@ from typing import Any
 
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import SqlRepo, translate_errors
 from threshold.adapters.sql.repos import _insert
 from threshold.core.orgs.errors import DomainTaken, SlugTaken
 from threshold.core.orgs.models import Invitation, Membership, Organization, OrgDomain, OrgRole
@@ -37,15 +36,7 @@ def _domain(row: Row[Any]) -> OrgDomain:
     )
 
 
-class SqlOrgRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def _rows(self, statement: Any) -> Sequence[Row[Any]]:
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                return (await conn.execute(statement)).all()
-
+class SqlOrgRepo(SqlRepo):
     async def add(self, org: Organization) -> None:
         with translate_errors():
             try:

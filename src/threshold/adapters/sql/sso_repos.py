@@ -12,10 +12,9 @@ from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import SqlRepo
 from threshold.adapters.sql.repos import _insert
 from threshold.core.orgs.models import OrgRole
 from threshold.core.sso.models import (
@@ -75,20 +74,7 @@ def _identity(row: Row[Any]) -> LinkedIdentity:
     )
 
 
-class SqlConnectionRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def _rows(self, statement: Any) -> Sequence[Row[Any]]:
-        with translate_errors():
-            async with self._engine.connect() as conn:
-                return (await conn.execute(statement)).all()
-
-    async def _write(self, statement: Any) -> int:
-        with translate_errors():
-            async with self._engine.begin() as conn:
-                return int((await conn.execute(statement)).rowcount)
-
+class SqlConnectionRepo(SqlRepo):
     async def add(self, connection: Connection) -> None:
         assert connection.org_id is not None, "social connections live in Settings"
         await self._write(

@@ -9,8 +9,8 @@ an address it has not proved it controls.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from threshold.core.audit import Auditor
@@ -45,6 +45,50 @@ class ClaimNames:
         for value in (self.email, self.name, self.groups):
             if len(value) > 200 or not value.isprintable():
                 raise InvalidRequest("Claim and attribute names are printable and at most 200 characters.")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    """A connection to add, as the CLI and the admin API take it (a SAML IdP's metadata already read)."""
+
+    type: str
+    """oidc or saml."""
+    name: str = ""
+    issuer: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: Sequence[str] = ()
+    """Asked for besides openid, email and profile."""
+    metadata_xml: str | None = None
+    allow_idp_initiated: bool = False
+    email_claim: str = ""
+    name_claim: str = ""
+    groups_claim: str = ""
+    require_sso: bool = False
+    break_glass: Sequence[str] = ()
+    require_idp_mfa: bool = False
+    require_local_mfa: bool = False
+    default_role: str = "member"
+    role_groups: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def claims(self) -> ClaimNames:
+        return ClaimNames(email=self.email_claim, name=self.name_claim, groups=self.groups_claim)
+
+    @property
+    def policy(self) -> Policy:
+        try:
+            default_role = OrgRole(self.default_role)
+        except ValueError:
+            raise InvalidRequest("Roles are owner, admin or member.") from None
+        return Policy(
+            require_sso=self.require_sso,
+            break_glass=tuple(self.break_glass),
+            require_idp_mfa=self.require_idp_mfa,
+            require_local_mfa=self.require_local_mfa,
+            default_role=default_role,
+            role_groups=dict(self.role_groups),
+        )
 
 
 MS_TENANT = "{tenantid}"
@@ -108,6 +152,40 @@ class Connections:
         self.social = tuple(social)
 
     # --- administration -------------------------------------------------------------------------------
+
+    async def add(self, org: Organization, spec: ConnectionSpec, *, context: RequestContext) -> Connection:
+        """Add the connection `spec` describes (the CLI's and the admin API's one way in).
+
+        Raises:
+            InvalidRequest: the spec is incomplete or breaks a rule of add_oidc or add_saml.
+        """
+        if spec.type == ConnectionType.OIDC.value:
+            if not (spec.issuer and spec.client_id and spec.client_secret):
+                raise InvalidRequest("An OIDC connection needs an issuer, a client id and a client secret.")
+            return await self.add_oidc(
+                org,
+                name=spec.name,
+                issuer=spec.issuer,
+                client_id=spec.client_id,
+                client_secret=spec.client_secret,
+                scopes=["openid", "email", "profile", *spec.scopes],
+                policy=spec.policy,
+                claims=spec.claims,
+                context=context,
+            )
+        if spec.type != ConnectionType.SAML.value:
+            raise InvalidRequest("A connection's type is oidc or saml.")
+        if not spec.metadata_xml:
+            raise InvalidRequest("A SAML connection needs the identity provider's metadata.")
+        return await self.add_saml(
+            org,
+            name=spec.name,
+            metadata_xml=spec.metadata_xml,
+            policy=spec.policy,
+            allow_idp_initiated=spec.allow_idp_initiated,
+            claims=spec.claims,
+            context=context,
+        )
 
     def _policy(self, org: Organization, policy: Policy) -> Policy:
         glass = tuple(dict.fromkeys(normalize_email(e).normalized for e in policy.break_glass))

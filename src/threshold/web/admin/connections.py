@@ -13,8 +13,7 @@ from threshold.adapters.sso.saml import fetch_metadata
 from threshold.core.errors import InvalidRequest
 from threshold.core.orgs.models import OrgRole
 from threshold.core.orgs.service import check_may_manage
-from threshold.core.sso.connections import ClaimNames
-from threshold.core.sso.models import Policy
+from threshold.core.sso.connections import ConnectionSpec
 from threshold.services import Services
 from threshold.web.admin.org_access import OrgAdmin
 from threshold.web.deps import get_services
@@ -58,45 +57,16 @@ async def add_connection(body: ConnectionIn, access: OrgAdmin, services: Service
         for url in (body.issuer, body.metadata_url):
             if url and not url.startswith("https://"):
                 raise InvalidRequest("An organization's identity provider is reached over https.")
-    connections = services.sso.connections
-    policy = Policy(
-        require_sso=body.require_sso,
-        break_glass=tuple(body.break_glass),
-        require_idp_mfa=body.require_idp_mfa,
-        require_local_mfa=body.require_local_mfa,
-        default_role=OrgRole(body.default_role),
-        role_groups=dict(body.role_groups),
-    )
-    claims = ClaimNames(email=body.email_claim, name=body.name_claim, groups=body.groups_claim)
-    if body.type == "oidc":
-        if not (body.issuer and body.client_id and body.client_secret):
-            raise InvalidRequest("An OIDC connection needs issuer, client_id and client_secret.")
-        connection = await connections.add_oidc(
-            access.org,
-            name=body.name,
-            issuer=body.issuer,
-            client_id=body.client_id,
-            client_secret=body.client_secret,
-            scopes=["openid", "email", "profile", *body.scopes],
-            policy=policy,
-            claims=claims,
-            context=access.context,
-        )
-    else:
+    metadata = body.metadata_xml
+    if body.type == "saml":
         if bool(body.metadata_xml) == bool(body.metadata_url):
             raise InvalidRequest("A SAML connection needs metadata_xml or metadata_url.")
-        metadata = body.metadata_xml or await fetch_metadata(
+        metadata = metadata or await fetch_metadata(
             body.metadata_url or "", seconds=services.settings.sso.http_timeout
         )
-        connection = await connections.add_saml(
-            access.org,
-            name=body.name,
-            metadata_xml=metadata,
-            policy=policy,
-            allow_idp_initiated=body.allow_idp_initiated,
-            claims=claims,
-            context=access.context,
-        )
+    spec = ConnectionSpec(**body.model_dump(exclude={"metadata_xml", "metadata_url"}), metadata_xml=metadata)
+    connections = services.sso.connections
+    connection = await connections.add(access.org, spec, context=access.context)
     return JSONResponse(connections.summary(connection), status_code=201)
 
 
