@@ -10,7 +10,10 @@ Run it with uvicorn's factory mode, configured by the environment:
     RP_ISSUER=http://localhost:8400 RP_CLIENT_ID=... RP_CLIENT_SECRET=... RP_BASE_URL=http://127.0.0.1:8500 \
         python -m uvicorn --factory tests.e2e.rp.authlib_app:from_environment --host 127.0.0.1 --port 8500
 
-Routes: `/` (who is signed in, or a "Sign in" link), `/login`, `/callback`, `/logout` (RP-initiated logout).
+Routes: `/` (who is signed in, or a "Sign in" link), `/login`, `/callback`, `/logout` (RP-initiated logout),
+and `POST /backchannel-logout`: logout tokens from Threshold, checked by `threshold.client.BackchannelLogout`,
+end this application's sessions of that Threshold session (`sid`) or person (`sub`) at once. Register it
+with `--backchannel-logout-uri {RP_BASE_URL}/backchannel-logout`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from threshold.client import BackchannelLogout, LogoutEvent
+
 SESSION_COOKIE = "rp_session"
 
 
@@ -37,9 +42,9 @@ class MemorySessions:
     install; a server-side session is what the README recommends to applications anyway.)
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, sessions: dict[str, dict[str, Any]]) -> None:
         self.app = app
-        self.sessions: dict[str, dict[str, Any]] = {}
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,6 +85,17 @@ def create_app(*, issuer: str, client_id: str, client_secret: str, base_url: str
         client_kwargs={"scope": "openid email", "code_challenge_method": "S256"},
     )
     provider: Any = oauth.threshold
+    sessions: dict[str, dict[str, Any]] = {}
+    receiver = BackchannelLogout(issuer=issuer, client_id=client_id)
+
+    async def end_sessions(event: LogoutEvent) -> None:
+        """The person's session at Threshold ended: so do this application's sessions resting on it."""
+        for session in sessions.values():
+            user = session.get("user") or {}
+            if (event.sid and user.get("sid") == event.sid) or (
+                not event.sid and user.get("sub") == event.sub
+            ):
+                session.clear()
 
     async def home(request: Request) -> Response:
         notice = ""
@@ -119,7 +135,11 @@ def create_app(*, issuer: str, client_id: str, client_secret: str, base_url: str
                 f'<p id="detail">{detail}</p><a href="/login">Sign in</a>',
                 status=502,
             )
-        request.session["user"] = {"sub": claims.get("sub"), "email": claims.get("email")}
+        request.session["user"] = {
+            "sub": claims.get("sub"),
+            "email": claims.get("email"),
+            "sid": claims.get("sid"),
+        }
         request.session["id_token"] = token.get("id_token")
         return RedirectResponse("/", status_code=303)
 
@@ -140,9 +160,10 @@ def create_app(*, issuer: str, client_id: str, client_secret: str, base_url: str
         Route("/login", login),
         Route("/callback", callback),
         Route("/logout", logout),
+        Route("/backchannel-logout", receiver.endpoint(end_sessions), methods=["POST"]),
     ]
     app = Starlette(routes=routes)
-    app.add_middleware(MemorySessions)
+    app.add_middleware(MemorySessions, sessions=sessions)
     return app
 
 
