@@ -385,3 +385,34 @@ async def test_only_owners_connect_an_identity_provider_and_only_over_https(worl
     problem(gone, 403, "owner_required")
     refused(await http.get(base, headers=world.globex_owner.headers))  # another organization's owner
     assert (await http.delete(f"{base}/{made.json()['id']}", headers=world.owner.headers)).status_code == 204
+
+
+async def test_only_owners_make_or_revoke_scim_tokens(world: World) -> None:
+    """A SCIM token provisions and deactivates the organization's people (owners included): it is the
+    owners' to make and revoke, as connections are; admins may see that tokens exist, never a secret."""
+    http, base = world.admin.http, f"/admin/v1/orgs/{world.acme['id']}/scim-tokens"
+    problem(
+        await http.post(base, json={"name": "Entra ID"}, headers=world.org_admin.headers),
+        403,
+        "owner_required",
+    )
+    made = await http.post(base, json={"name": "Entra ID"}, headers=world.owner.headers)
+    assert made.status_code == 201, made.text
+    assert made.headers["cache-control"] == "no-store"
+    token, token_id = made.json()["token"], made.json()["id"]
+    assert made.json()["base_url"] == f"{ISSUER}/scim/v2"
+    scim = {"Authorization": f"Bearer {token}"}
+    assert (await http.get("/scim/v2/Users", headers=scim)).status_code == 200
+
+    listed = await http.get(base, headers=world.org_admin.headers)
+    assert listed.status_code == 200 and [t["id"] for t in listed.json()["tokens"]] == [token_id]
+    assert token not in listed.text
+    refused(await http.get(base, headers=world.globex_owner.headers))  # another organization's owner
+    refused(await http.get(base, headers=world.member.headers))
+    problem(await http.delete(f"{base}/{token_id}", headers=world.org_admin.headers), 403, "owner_required")
+    assert (await http.get("/scim/v2/Users", headers=scim)).status_code == 200
+
+    assert (await http.delete(f"{base}/{token_id}", headers=world.owner.headers)).status_code == 204
+    assert (await http.get("/scim/v2/Users", headers=scim)).status_code == 401  # revoked at once
+    operator = await world.admin.post(f"/orgs/{world.acme['id']}/scim-tokens", {"name": "Okta"})
+    assert operator.status_code == 201, operator.text

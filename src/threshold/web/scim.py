@@ -28,8 +28,10 @@ def _context(scope: Scope) -> RequestContext:
     )
 
 
-def _scim(scope: Scope) -> Scim:
-    state = scope["app"].state
+def scim_for(app: Any) -> Scim:
+    """The SCIM pieces of this process (its application, tokens and accounts), built once from its
+    Services: the /scim mount and the admin API's /scim-tokens use the same ones."""
+    state = app.state
     services: Services = state.services
     built: Scim | None = getattr(state, "scim", None)
     if built is None or built.services is not services:
@@ -49,7 +51,7 @@ async def scim_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         except BodyTooLarge:
             raise ScimBodyTooLarge() from None
 
-    await _scim(scope).app(cast(dict[str, Any], scope), cast(Any, guarded_receive), send)
+    await scim_for(scope["app"]).app(cast(dict[str, Any], scope), cast(Any, guarded_receive), send)
 
 
 class ScimBodyLimitMiddleware:

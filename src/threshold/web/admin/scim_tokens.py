@@ -12,23 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from threshold.core.scim.tokens import ScimTokens, scim_token_summary
-from threshold.scim.wiring import scim_tokens
 from threshold.services import Services
 from threshold.web.admin.org_access import OrgAdmin
 from threshold.web.deps import get_services
+from threshold.web.scim import scim_for
 
 router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def _tokens(request: Request) -> ScimTokens:
-    state = request.app.state
-    services = get_services(request)
-    cached: tuple[Services, ScimTokens] | None = getattr(state, "scim_tokens", None)
-    if cached is None or cached[0] is not services:
-        cached = (services, scim_tokens(services))
-        state.scim_tokens = cached
-    return cached[1]
+    return scim_for(request.app).tokens
 
 
 TokensDep = Annotated[ScimTokens, Depends(_tokens)]
