@@ -44,7 +44,7 @@ class ProviderApplications:
         if reach.family is not None:
             revoked += await self._refresh.revoke_family(reach.family.family_id, now=now)
         if reach.sessions is not None:
-            digests = sorted({r.digest for r in reach.sessions} | {r.digest for r in ended})
+            digests = sorted({r.digest for r in reach.sessions})  # ended or not: what rested on them goes
             revoked += await self._refresh.revoke_for_sessions(digests, now=now) if digests else 0
         elif reach.org_id is not None:
             revoked += await self._refresh.revoke_for_org(reach.user_id, reach.org_id, now=now)

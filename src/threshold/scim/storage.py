@@ -36,9 +36,9 @@ from scim2_server.storage import AsyncScimStorage, SearchPage
 from threshold.core.clock import Clock
 from threshold.core.errors import EmailUnavailable
 from threshold.core.models import RequestContext
-from threshold.core.orgs.models import OrgRole
+from threshold.core.orgs.models import OrgRole, highest_role
 from threshold.core.orgs.service import Actor
-from threshold.core.scim.accounts import ScimAccounts, highest_role
+from threshold.core.scim.accounts import ScimAccounts
 from threshold.core.scim.resources import Narrowing, ScimNameTaken, ScimRecord, ScimResourceRepo
 from threshold.core.scim.tokens import ScimClient
 from threshold.core.secrets import new_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -67,3 +68,13 @@ class Invitation:
     created_at: float
     expires_at: float
     accepted_at: float | None = None
+
+
+ROLE_ORDER = (OrgRole.OWNER, OrgRole.ADMIN, OrgRole.MEMBER)
+
+
+def highest_role(roles: Iterable[OrgRole]) -> OrgRole:
+    """The most privileged of the roles (member when there is none): the role a person in several
+    mapped groups gets, from SSO groups and from SCIM groups alike."""
+    found = set(roles)
+    return next((role for role in ROLE_ORDER if role in found), OrgRole.MEMBER)

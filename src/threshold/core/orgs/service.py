@@ -239,6 +239,40 @@ class Organizations:
             raise InvitationRequired()
         if user is None:
             raise UserNotFound()
+        return await self._put_member(org, user, current, chosen, context=context, actor=actor)
+
+    async def set_member(
+        self,
+        org: Organization,
+        user: User,
+        *,
+        role: OrgRole | None = None,
+        context: RequestContext,
+        actor: Actor = OPERATOR_ACTOR,
+    ) -> Membership:
+        """Make an account already at hand a member with `role` (None: the role it has, or member);
+        nothing is written when that is already so. For a provisioning authority (SCIM) that vouched for
+        the account: no invitation rule applies.
+
+        Raises:
+            OwnerRequired, Forbidden: as add_member.
+        """
+        current = await self.membership(org.id, user.id)
+        chosen = role or (current.role if current else OrgRole.MEMBER)
+        if current is not None and current.role is chosen:
+            return current
+        return await self._put_member(org, user, current, chosen, context=context, actor=actor)
+
+    async def _put_member(
+        self,
+        org: Organization,
+        user: User,
+        current: Membership | None,
+        chosen: OrgRole,
+        *,
+        context: RequestContext,
+        actor: Actor,
+    ) -> Membership:
         check_may_manage(actor, current=current.role if current else None, new=chosen)
         membership = Membership(
             org_id=org.id,

@@ -22,7 +22,6 @@ address its organization does not control.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from threshold.core.accounts import Accounts
@@ -32,14 +31,12 @@ from threshold.core.emails import NormalizedEmail, normalize_email
 from threshold.core.errors import EmailInvalid, InvalidRequest, UserNotFound
 from threshold.core.models import AuditKind, RequestContext, User
 from threshold.core.orgs.errors import MemberNotFound
-from threshold.core.orgs.models import Organization, OrgRole
+from threshold.core.orgs.models import Organization, OrgRole, highest_role
 from threshold.core.orgs.service import Actor, Organizations
 from threshold.core.ports import UserRepo
 from threshold.core.provisioning import Provisioning
 from threshold.core.revocation import Cause
 from threshold.core.sso.connections import Connections
-
-ROLE_ORDER = (OrgRole.OWNER, OrgRole.ADMIN, OrgRole.MEMBER)
 
 
 class AddressNotManaged(InvalidRequest):
@@ -64,12 +61,6 @@ class ProvisionedAccount:
 
     user: User
     created: bool
-
-
-def highest_role(roles: Iterable[OrgRole]) -> OrgRole:
-    """The most privileged of the roles (member when there is none)."""
-    found = set(roles)
-    return next((role for role in ROLE_ORDER if role in found), OrgRole.MEMBER)
 
 
 class ScimAccounts:
@@ -151,13 +142,7 @@ class ScimAccounts:
         role: OrgRole | None = None,
     ) -> None:
         """Make the account a member (role member, or `role`), or set its role when `role` is given."""
-        current = await self._orgs.membership(org.id, user.id)
-        wanted = role or (current.role if current else OrgRole.MEMBER)
-        if current is not None and current.role is wanted:
-            return
-        await self._orgs.add_member(
-            org, email=user.email_normalized, role=wanted.value, context=context, actor=actor
-        )
+        await self._orgs.set_member(org, user, role=role, context=context, actor=actor)
 
     async def deactivate(
         self, org: Organization, user_id: str, *, context: RequestContext, actor: Actor

@@ -28,7 +28,7 @@ from threshold.core.flows.outcome import SignInOutcome
 from threshold.core.flows.signin import SignIn
 from threshold.core.methods.proofs import Upstream, upstream_proof
 from threshold.core.models import AuditKind, RequestContext, SessionRecord, User
-from threshold.core.orgs.models import Membership, OrgRole
+from threshold.core.orgs.models import Membership, OrgRole, highest_role
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import EphemeralStore, UserRepo
 from threshold.core.provisioning import Provisioning
@@ -395,15 +395,9 @@ class SsoSignIn:
         memberships = await self._orgs.memberships_of(user.id)
         if any(m.org_id == connection.org_id for m in memberships):
             return
-        role = connection.policy.default_role
-        mapped = [
-            OrgRole(connection.policy.role_groups[g])
-            for g in identity.groups
-            if g in connection.policy.role_groups
-        ]
-        if mapped:
-            order = [OrgRole.OWNER, OrgRole.ADMIN, OrgRole.MEMBER]
-            role = min(mapped, key=order.index)
+        groups = connection.policy.role_groups
+        mapped = [OrgRole(groups[g]) for g in identity.groups if g in groups]
+        role = highest_role(mapped) if mapped else connection.policy.default_role
         await self._orgs.put_member(
             Membership(org_id=connection.org_id, user_id=user.id, role=role, created_at=self._clock.now())
         )
