@@ -17,13 +17,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from tests.blackbox.oidc_support import LOGOUT_URI, REDIRECT_URI, HttpRP, IssuerBrowser, error_of
 from tests.conftest import STRONG_PASSWORD, unique_email
-from tests.oidc.helpers import unverified
+from tests.oidc.helpers import hidden_inputs, pkce, query_of, unverified
 from tests.support import Deployment, Server, make_deployment, wait_for
 from tests.support.logout_app import LogoutApp
 
@@ -66,7 +67,7 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def register(op: Op, http: httpx.Client, app: LogoutApp, *extra: str) -> HttpRP:
+def register(op: Op, http: httpx.Client, app: LogoutApp, *, first_party: bool = True) -> HttpRP:
     rp = HttpRP.create(
         op.deployment,
         http,
@@ -74,10 +75,9 @@ def register(op: Op, http: httpx.Client, app: LogoutApp, *extra: str) -> HttpRP:
         REDIRECT_URI,
         "--post-logout-redirect-uri",
         LOGOUT_URI,
-        "--first-party",
+        *(("--first-party",) if first_party else ()),
         "--backchannel-logout-uri",
         app.uri,
-        *extra,
     )
     app.configure(client_id=rp.client_id, jwks=http.get(op.a.base_url + "/oauth2/jwks").json())
     return rp
@@ -271,6 +271,55 @@ def test_the_sender_never_follows_a_redirect(
     assert browser.post(op.a, "/api/v1/logout").status_code == 204
     wait_for(lambda: bouncing.attempts >= 2, timeout=5, what="a retry at the registered URI")
     assert elsewhere.attempts == 0 and elsewhere.received == []
+
+
+def consented_tokens(op: Op, rp: HttpRP, browser: IssuerBrowser) -> dict[str, Any]:
+    """A third-party application's tokens: the person allows it on the consent page first."""
+    verifier, challenge = pkce()
+    params = {
+        "client_id": rp.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": "openid email offline_access",
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    page = browser.get(op.a, "/oauth2/authorize?" + urlencode(params))
+    assert page.status_code == 200 and 'action="/consent"' in page.text, page.text[:300]
+    allowed = browser.post_form(op.a, "/consent", {**hidden_inputs(page.text), "decision": "allow"})
+    assert allowed.status_code == 303, allowed.text[:300]
+    exchanged = rp.exchange(op.a, query_of(allowed.headers["location"])["code"], verifier)
+    assert exchanged.status_code == 200, exchanged.text
+    tokens: dict[str, Any] = exchanged.json()
+    return tokens
+
+
+def test_withdrawing_consent_signs_the_person_out_of_that_application_only(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    (first_party_app, first_party), _ = apps
+    third = LogoutApp(issuer=op.issuer).start()
+    try:
+        third_party = register(op, http, third, first_party=False)
+        browser, _ = signed_in(op, http, unique_email("withdrawn"))
+        theirs = consented_tokens(op, third_party, browser)
+        ours = first_party.tokens(browser, op.a)
+
+        withdrawn = browser.post_form(
+            op.a, f"/account/apps/{third_party.client_id}/revoke", {"csrf_token": browser.fetch_csrf(op.a)}
+        )
+        assert withdrawn.status_code == 303, withdrawn.text[:300]
+        third.wait_for_sids({sid_of(theirs)}, timeout=WITHIN)
+        assert third_party.post(op.b, "/oauth2/introspect", {"token": theirs["access_token"]}).json() == {
+            "active": False
+        }
+        assert error_of(third_party.refresh(op.b, theirs["refresh_token"]), 400) == "invalid_grant"
+        time.sleep(0.3)
+        assert first_party_app.received == []  # the person's session, and the other application, stand
+        standing(op, browser, first_party, ours)
+    finally:
+        third.stop()
 
 
 def browser_email(op: Op, browser: IssuerBrowser) -> str:

@@ -22,9 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     # ending a person's sessions: only the one operation
     "end_user_sessions": {"core/revocation.py"},
     "end_org_sessions": {"core/revocation.py"},
-    # revoking a person's grants: only the applications' side of that operation (and the client-scoped
-    # revocation of a withdrawn consent, which ends one application's grants, not the person's access)
-    "revoke_for_user": {"oidc/backchannel.py", "oidc/consent.py"},
+    # revoking a person's grants: only the applications' side of that operation
+    "revoke_for_user": {"oidc/backchannel.py"},
     "revoke_for_session": {"oidc/backchannel.py"},
     "revoke_for_sessions": {"oidc/backchannel.py"},
     "revoke_for_org": {"oidc/backchannel.py"},

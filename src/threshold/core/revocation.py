@@ -47,6 +47,7 @@ class Cause(StrEnum):
     OPERATOR_RECOVERY = "operator_recovery"
     UPSTREAM_LOGOUT = "upstream_logout"
     ACCOUNT_CLAIMED = "account_claimed"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
 
 
 AUDIT_KINDS = {
@@ -83,6 +84,8 @@ class Reach:
     """The sessions that selected this organization, and every grant issued for it."""
     family: Family | None = None
     """One refresh-token family and its grant (with `sessions`, those sessions too)."""
+    client_id: str | None = None
+    """Every grant of the user to this one application; no session ends (a withdrawn consent)."""
 
     @classmethod
     def everything(cls, user_id: str) -> Reach:
@@ -109,9 +112,15 @@ class Reach:
     def of_family(cls, family: Family, *, session: SessionRecord | None = None) -> Reach:
         return cls(user_id=family.user_id, family=family, sessions=(session,) if session else ())
 
+    @classmethod
+    def application(cls, user_id: str, client_id: str) -> Reach:
+        return cls(user_id=user_id, client_id=client_id)
+
     @property
     def scope(self) -> str:
         """How the audit event names the reach."""
+        if self.client_id is not None:
+            return "application"
         if self.family is not None:
             return "family"
         if self.sessions is not None:
@@ -142,8 +151,9 @@ class Applications(Protocol):
     """The applications' side of an end of access (implemented by oidc.backchannel)."""
 
     async def end_grants(self, reach: Reach, ended: Sequence[SessionRecord]) -> GrantsEnded:
-        """Revoke the grants (and their refresh-token families) the reach covers, given the sessions it
-        ended; which applications held grants under those sessions."""
+        """Revoke the grants (and their refresh-token families) the reach covers, given the sessions
+        whose grants it ends (the sessions ended; for one application's grants, the live sessions);
+        which applications held grants under those sessions."""
         ...
 
     async def notify(self, notices: Sequence[LogoutNotice], *, cause: Cause) -> int:
@@ -178,7 +188,8 @@ class AccessRevoker:
         grants = GrantsEnded(refresh_tokens=0)
         notified = 0
         if self._applications is not None:
-            grants = await self._applications.end_grants(reach, ended)
+            affected = ended if reach.client_id is None else await self._sessions.list_sessions(reach.user_id)
+            grants = await self._applications.end_grants(reach, affected)
             notified = await self._applications.notify(grants.notices, cause=cause)
         await self._audit.record(
             AUDIT_KINDS.get(cause, AuditKind.ACCESS_REVOKED),
@@ -195,6 +206,8 @@ class AccessRevoker:
         return Ended(sessions=tuple(ended), refresh_tokens=grants.refresh_tokens, notified=notified)
 
     async def _end_sessions(self, reach: Reach) -> list[SessionRecord]:
+        if reach.client_id is not None:
+            return []
         if reach.sessions is not None:
             return [r for r in reach.sessions if await self._sessions.take_session(r)]
         if reach.org_id is not None:

@@ -43,7 +43,9 @@ class ProviderApplications:
         revoked = 0
         if reach.family is not None:
             revoked += await self._refresh.revoke_family(reach.family.family_id, now=now)
-        if reach.sessions is not None:
+        if reach.client_id is not None:
+            revoked += await self._refresh.revoke_for_user(reach.user_id, now=now, client_id=reach.client_id)
+        elif reach.sessions is not None:
             digests = sorted({r.digest for r in reach.sessions})  # ended or not: what rested on them goes
             revoked += await self._refresh.revoke_for_sessions(digests, now=now) if digests else 0
         elif reach.org_id is not None:
@@ -64,6 +66,8 @@ class ProviderApplications:
             for client_id, session_digest in await self._refresh.clients_for_sessions(
                 reach.user_id, sorted(sids), now=now
             ):
+                if reach.client_id is not None and client_id != reach.client_id:
+                    continue
                 sid = sids[session_digest]
                 notices.setdefault((client_id, sid), LogoutNotice(client_id, reach.user_id, sid))
         return GrantsEnded(refresh_tokens=revoked, notices=tuple(notices.values()))

@@ -10,9 +10,10 @@ from __future__ import annotations
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.models import AuditKind, RequestContext, User
+from threshold.core.revocation import AccessRevoker, Cause, Reach
 from threshold.oidc.authorize import AuthorizationRequest
 from threshold.oidc.models import Client, Consent
-from threshold.oidc.ports import ClientRepo, ConsentRepo, RefreshTokenRepo
+from threshold.oidc.ports import ClientRepo, ConsentRepo
 
 
 class Consents:
@@ -21,13 +22,13 @@ class Consents:
         *,
         consents: ConsentRepo,
         clients: ClientRepo,
-        refresh_tokens: RefreshTokenRepo,
+        revoker: AccessRevoker,
         auditor: Auditor,
         clock: Clock,
     ) -> None:
         self._consents = consents
         self._clients = clients
-        self._refresh = refresh_tokens
+        self._revoker = revoker
         self._audit = auditor
         self._clock = clock
 
@@ -60,14 +61,18 @@ class Consents:
         ]
 
     async def revoke_consent(self, user: User, client_id: str, *, context: RequestContext) -> bool:
-        """Forget the consent and revoke the client's refresh tokens for the user.
+        """Forget the consent and end the application's grants for the user (core.revocation: its
+        refresh and access tokens stop, and it is told of every session it held, so it signs the person
+        out too).
 
         Returns:
             Whether there was a consent to revoke.
         """
         removed = await self._consents.delete(user.id, client_id)
         if removed:
-            await self._refresh.revoke_for_user(user.id, now=self._clock.now(), client_id=client_id)
+            await self._revoker.end_access(
+                Reach.application(user.id, client_id), cause=Cause.CONSENT_WITHDRAWN, context=context
+            )
             await self._audit.record(
                 AuditKind.CONSENT_REVOKED, user_id=user.id, context=context, client=client_id
             )

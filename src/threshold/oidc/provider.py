@@ -101,9 +101,7 @@ class Provider:
             clock=clock,
             issued_audiences=policy.issued_audiences(),
         )
-        consent = Consents(
-            consents=consents, clients=clients, refresh_tokens=refresh_tokens, auditor=auditor, clock=clock
-        )
+        consent = Consents(consents=consents, clients=clients, revoker=revoker, auditor=auditor, clock=clock)
         authorization = AuthorizationEndpoint(
             issuer=issuer, clients=clients, codes=codes, consents=consent, box=box, clock=clock
         )
