@@ -33,11 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import session_info
 from tests.support import THRESHOLD, Deployment, free_port, make_deployment, spawn
+from tests.support.threaded import ThreadedServer
 
 pytestmark = pytest.mark.browser
 
@@ -341,6 +346,37 @@ def test_home_realm_discovery_round_trip_provisions_a_member_of_the_organization
     assert _has_session(page, sso.idp) and _has_session(page, sso.sp)  # one session at each host
     assert _role(sso, "acme", ALICE) == "member"  # the connection's default role
     page.context.close()
+
+
+def test_a_link_from_another_site_asks_the_person_before_going_to_the_idp(
+    browser: Any, sso: Sso, shoot: Any
+) -> None:
+    """A page of another site (here on host localhost, as the IdP is: another site than the SP's
+    127.0.0.1) links to the SP's /sso/start. Chromium says the request is cross-site, so the SP asks the
+    person first (no site signs them in, or swaps their session, through an IdP of its choosing); their
+    click on "Continue to sign in" is the SP's own link, and the trip goes on as usual."""
+    start = f"{sso.sp.url}/sso/start?email={ALICE}&next=/account"
+
+    async def portal_page(_: Request) -> Response:
+        return HTMLResponse(f'<!doctype html><title>Portal</title><a id="go" href="{start}">Sign in</a>')
+
+    portal = ThreadedServer(Starlette(routes=[Route("/", portal_page)])).start()
+    page = _new_page(browser)
+    try:
+        page.goto(f"http://localhost:{portal.port}/")
+        page.locator("#go").click()
+        _arrive(page, rf"^{re.escape(sso.sp.url)}/sso/start\?", "the SP's confirmation page")
+        page.locator("#sso-confirm").wait_for()
+        shoot(page, "01-sp-asks-first")
+        assert not page.url.startswith(sso.idp.url) and not _has_session(page, sso.sp)
+        page.locator("#sso-confirm").click()
+        _at_idp_sign_in(page, sso, ALICE)
+        _sign_in_at_idp(page, sso, ALICE)
+        _signed_in_at_sp(page, sso, ALICE)
+        shoot(page, "02-sp-signed-in")
+    finally:
+        page.context.close()
+        portal.stop()
 
 
 # --- --require-sso ---------------------------------------------------------------------------------------
