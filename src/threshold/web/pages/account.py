@@ -23,11 +23,10 @@ from threshold.core.models import AuditKind, Method, RequestContext
 from threshold.services import Services
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
-from threshold.web.pages.common import field, read_form, redirect
+from threshold.web.pages.common import field, read_form, redirect, redirect_with_session
 from threshold.web.pages.render import render
 from threshold.web.security import (
     clear_session_cookie,
-    set_session_cookie,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -247,9 +246,7 @@ async def account_password(
             headers=headers_for(error),
             password_error=error.page_detail,
         )
-    response = redirect("/account?done=password")
-    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
-    return response
+    return redirect_with_session("/account?done=password", issued, services)
 
 
 @router.post("/account/organization")
@@ -271,6 +268,4 @@ async def account_organization(request: Request, services: ServicesDep, auth: Ma
             headers=headers_for(error),
             organization_error=error.page_detail,
         )
-    response = redirect("/account?done=organization")
-    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
-    return response
+    return redirect_with_session("/account?done=organization", issued, services)

@@ -15,6 +15,7 @@ from threshold.core.errors import (
     ThresholdError,
 )
 from threshold.core.flows.outcome import MfaRequired, SignInOutcome
+from threshold.core.sessions import IssuedSession
 from threshold.services import Services
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.render import render
@@ -106,6 +107,13 @@ async def form_error(request: Request, template: str, error: ThresholdError, **c
         error=error.page_detail,
         **context,
     )
+
+
+def redirect_with_session(target: str, issued: IssuedSession, services: Services) -> Response:
+    """On to `target` under a session just issued (a new id after every change of privilege)."""
+    response = redirect(target)
+    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
+    return response
 
 
 async def apply_outcome(services: Services, outcome: SignInOutcome, target: str) -> Response:

@@ -21,9 +21,16 @@ from threshold.web.api.factors import qr_svg
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.account import account_action, account_view, reauth_redirect
-from threshold.web.pages.common import apply_outcome, field, read_form, redirect, safe_next
+from threshold.web.pages.common import (
+    apply_outcome,
+    field,
+    read_form,
+    redirect,
+    redirect_with_session,
+    safe_next,
+)
 from threshold.web.pages.render import render
-from threshold.web.security import PENDING_COOKIE, set_session_cookie
+from threshold.web.security import PENDING_COOKIE
 
 router = APIRouter(include_in_schema=False)
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -173,9 +180,7 @@ async def reauthenticate_submit(
         )
     except ThresholdError as error:
         return await _reauth_page(request, services, auth, target, error, second_factor=second_factor)
-    response = redirect(target)  # a re-authentication gets a new session id
-    set_session_cookie(response, issued.token, max_age=services.settings.session.absolute_lifetime)
-    return response
+    return redirect_with_session(target, issued, services)  # a re-authentication gets a new session id
 
 
 # --- TOTP and recovery codes -------------------------------------------------------------------------------
