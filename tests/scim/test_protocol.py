@@ -4,17 +4,20 @@ uniqueness, and SCIM errors (never a 5xx) for bad input."""
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import secrets
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.scim.conftest import (
     BASE,
     ENTERPRISE,
     GROUP_SCHEMA,
+    PATCH_SCHEMA,
     SCIM_JSON,
     USER_SCHEMA,
     ScimOrg,
@@ -333,3 +336,52 @@ async def test_responses_carry_scim_headers(scim: ScimOrg) -> None:
     response = await scim.get("/Users")
     assert response.headers["content-type"].startswith(SCIM_JSON)
     assert isinstance(response, httpx.Response)
+
+
+async def test_requests_build_no_message_model_once_the_app_is_up(
+    scim: ScimOrg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scim2-server parametrizes its generic messages (ListResponse, SearchRequest, PatchOp ...) per
+    request, and pydantic caches those models only weakly: unless the application holds them, the
+    garbage collector takes them between requests and each search, patch or attribute selection builds
+    one again (threshold.scim.app.pinned_generics). A provisioning sync must not pay that per request."""
+    from pydantic._internal import _generics
+
+    first = await scim.create_user()  # the application is built at its first request
+    built: list[str] = []
+    original = _generics.create_generic_submodel
+
+    def counting(name: str, *args: Any) -> Any:
+        built.append(name)
+        return original(name, *args)
+
+    monkeypatch.setattr(_generics, "create_generic_submodel", counting)
+    for _ in range(2):
+        for method, path, body, params in [
+            ("GET", "/Users", None, {"filter": f'userName eq "{first["userName"]}"'}),
+            ("GET", "/Groups", None, {"filter": 'displayName eq "nobody"'}),
+            ("GET", f"/Users/{first['id']}", None, {"attributes": "userName"}),
+            (
+                "POST",
+                "/.search",
+                {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName pr"},
+                {},
+            ),
+            (
+                "PATCH",
+                f"/Users/{first['id']}",
+                {
+                    "schemas": [PATCH_SCHEMA],
+                    "Operations": [{"op": "replace", "path": "displayName", "value": "Pat"}],
+                },
+                {},
+            ),
+        ]:
+            gc.collect()
+            response = await scim.request(
+                method, path, params=params, json=body, headers={"Content-Type": SCIM_JSON}
+            )
+            assert response.status_code in (200, 204), (path, response.text)
+        gc.collect()
+        await scim.create_user()
+    assert built == []

@@ -114,7 +114,10 @@ def create_app(
         refused = metrics_refusal(settings, request.headers.get("authorization"))
         return refused or Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # Route matching is a linear walk: the hot machine-facing endpoints (token, sign-in) come first.
+    # Route matching is a linear walk: the hot machine-facing endpoints (token, sign-in) come first, after
+    # the SCIM mount (one prefix test for other requests; an identity provider's sync would otherwise
+    # walk every route on each of its thousands of requests).
+    app.mount(SCIM_PREFIX, scim_endpoint, name="scim")  # {issuer}/scim/v2 (threshold.scim)
     app.include_router(oauth.router)
     app.include_router(v1.router)
     app.include_router(factors_router)
@@ -136,7 +139,6 @@ def create_app(
         location = {"Location": "/static/favicon.svg", "Cache-Control": "public, max-age=86400"}
         return Response(status_code=301, headers=location)
 
-    app.mount(SCIM_PREFIX, scim_endpoint, name="scim")  # {issuer}/scim/v2 (threshold.scim)
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("threshold.web.pages") / "static")),
