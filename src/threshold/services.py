@@ -106,11 +106,12 @@ class Services:
         from sqlalchemy import text
 
         from threshold.adapters.redis.stores import translate_errors as redis_errors
+        from threshold.adapters.sql.db import reading
         from threshold.adapters.sql.db import translate_errors as sql_errors
 
         status = {"database": "ok"}
         with sql_errors():
-            async with self.engine.connect() as conn:
+            async with reading(self.engine) as conn:
                 await conn.execute(text("SELECT 1"))
         if self.redis is not None:
             with redis_errors():

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from threshold.adapters.mail.render import render_mail
 from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import reading, translate_errors
 from threshold.adapters.sql.lease import LEASE as LEASE  # re-exported: how long a claimed message is held
 from threshold.core.clock import Clock
 from threshold.core.models import OutgoingMail
@@ -147,7 +147,7 @@ class SqlMailQueue:
     async def recent(self, *, limit: int = 50) -> Sequence[QueuedMail]:
         """Newest first: the development outbox page."""
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (
                     await conn.execute(
                         select(t.mail_queue).order_by(t.mail_queue.c.created_at.desc()).limit(limit)
@@ -157,7 +157,7 @@ class SqlMailQueue:
 
     async def get(self, mail_id: str) -> QueuedMail | None:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (await conn.execute(select(t.mail_queue).where(t.mail_queue.c.id == mail_id))).first()
         return _queued(row) if row else None
 

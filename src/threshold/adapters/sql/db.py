@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Row, event, exc
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from threshold.core.errors import DependencyUnavailable
 
+IDLE_PING_AFTER = 1.0
+"""A pooled PostgreSQL connection idle longer than this (seconds) is pinged before it is handed out."""
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine tuned per backend (WAL and a busy timeout on SQLite, pre-ping on PostgreSQL)."""
+
+def create_engine(url: str, *, pool_size: int = 10, idle_ping_after: float = IDLE_PING_AFTER) -> AsyncEngine:
+    """An async engine tuned per backend: WAL and a busy timeout on SQLite; on PostgreSQL, a pool whose
+    connections are pinged when they have been idle (`ping_when_idle`)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url, poolclass=NullPool if ":memory:" in url else None, connect_args={"timeout": 15}
@@ -30,15 +35,60 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 15},
     )
+    ping_when_idle(engine, after=idle_ping_after)
+    return engine
+
+
+def ping_when_idle(engine: AsyncEngine, *, after: float) -> None:
+    """Ping a pooled connection at checkout only when it has sat idle more than `after` seconds.
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout: on asyncpg three round trips (a transaction
+    around the ping, for pgbouncer), more than the statement the connection is taken for. Under load a
+    connection is back in use within milliseconds, and what a ping guards against (a database restarted,
+    a failover, an idle connection cut by a firewall) shows on connections that have waited. The
+    checkout hook is SQLAlchemy's documented way to refuse a connection: `InvalidatePoolError` discards
+    it and every connection pooled before it, and the pool connects afresh, as pre-ping does. A
+    connection cut while in use fails its statement, which is a 503 (translate_errors) and invalidates
+    the pool the same way.
+    """
+    pool_events = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool_events, "checkin")
+    def _idle_since(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool_events, "checkout")
+    def _ping_if_idle(
+        dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since <= after:
+            return  # just connected, or in use a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.InvalidatePoolError() from error
+
+
+@contextlib.asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads. On PostgreSQL it runs in autocommit: each statement is its own
+    transaction, as it already sees its own snapshot under READ COMMITTED, without the BEGIN and
+    ROLLBACK round trips around it and without a transaction held open between statements. Writes go
+    through `engine.begin()`, in a transaction."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 # SQLSTATEs that say the server cannot serve right now, not that the statement is wrong: connection
@@ -93,7 +143,7 @@ class SqlRepo:
 
     async def _rows(self, statement: Any) -> Sequence[Row[Any]]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 return (await conn.execute(statement)).all()
 
     async def _write(self, statement: Any) -> int:

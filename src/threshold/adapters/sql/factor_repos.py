@@ -10,7 +10,7 @@ from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import SqlRepo, translate_errors
+from threshold.adapters.sql.db import SqlRepo, reading, translate_errors
 from threshold.adapters.sql.repos import _insert
 from threshold.core.models import Passkey, RecoveryRequest, TotpCredential
 
@@ -223,7 +223,7 @@ class SqlEphemeralStore:
     async def get(self, key: str, *, now: float) -> str | None:
         c = t.ephemeral.c
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 value = (await conn.execute(select(c.value).where(c.key == key, c.expires_at > now))).scalar()
         return str(value) if value is not None else None
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import reading, translate_errors
 from threshold.adapters.sql.repos import _insert
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
@@ -113,7 +113,7 @@ class SqlClientRepo:
         if "\x00" in client_id:
             return None
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (
                     await conn.execute(
                         select(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
@@ -123,7 +123,7 @@ class SqlClientRepo:
 
     async def list(self) -> Sequence[Client]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (
                     await conn.execute(select(t.oauth_clients).order_by(t.oauth_clients.c.created_at))
                 ).all()
@@ -182,7 +182,7 @@ class SqlSigningKeyRepo:
 
     async def list(self) -> Sequence[SigningKey]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (
                     await conn.execute(select(t.signing_keys).order_by(t.signing_keys.c.created_at))
                 ).all()
@@ -250,7 +250,7 @@ class SqlCodeRepo:
     async def get(self, digest: str) -> AuthorizationCode | None:
         c = t.authorization_codes.c
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (await conn.execute(select(t.authorization_codes).where(c.digest == digest))).first()
         return record_of(AuthorizationCode, row._mapping) if row else None
 
@@ -360,7 +360,7 @@ class SqlRefreshTokenRepo:
             .distinct()
         )
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (await conn.execute(query)).all()
         return [(row.client_id, row.session_digest) for row in rows]
 
@@ -399,7 +399,7 @@ class SqlConsentRepo:
     async def get(self, user_id: str, client_id: str) -> Consent | None:
         c = t.consents.c
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (
                     await conn.execute(
                         select(t.consents).where(c.user_id == user_id, c.client_id == client_id)
@@ -439,7 +439,7 @@ class SqlConsentRepo:
 
     async def list_for_user(self, user_id: str) -> Sequence[Consent]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (
                     await conn.execute(
                         select(t.consents)
@@ -470,7 +470,7 @@ class SqlMarkStore:
 
     async def exists(self, key: str, *, now: float) -> bool:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (
                     await conn.execute(
                         select(t.marks.c.key).where(t.marks.c.key == key, t.marks.c.expires_at > now)

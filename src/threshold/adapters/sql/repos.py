@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import reading, translate_errors
 from threshold.adapters.sql.rows import (
     PASSWORD_OF_USER,
     USER_BY_EMAIL,
@@ -124,7 +124,7 @@ class SqlUserRepo:
 
     async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (
                     await conn.execute(
                         select(t.users)
@@ -176,7 +176,7 @@ class SqlUserRepo:
 
     async def credential_epoch(self, user_id: str) -> int | None:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 epoch = (
                     await conn.execute(select(t.users.c.credential_epoch).where(t.users.c.id == user_id))
                 ).scalar()
@@ -195,7 +195,7 @@ class SqlUserRepo:
 
     async def network_seen_since(self, user_id: str, network: str, since: float) -> bool:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (
                     await conn.execute(
                         select(t.login_networks.c.last_success_at).where(
@@ -274,7 +274,7 @@ class SqlSessionStore:
 
     async def get(self, digest: str) -> SessionRecord | None:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (await conn.execute(select(t.sessions).where(t.sessions.c.digest == digest))).first()
         return _session(row) if row else None
 
@@ -314,7 +314,7 @@ class SqlSessionStore:
 
     async def list_for_user(self, user_id: str) -> Sequence[SessionRecord]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (await conn.execute(select(t.sessions).where(t.sessions.c.user_id == user_id))).all()
         return [_session(row) for row in rows]
 
@@ -343,7 +343,7 @@ class SqlRateLimitStore:
     async def get(self, key: str, *, window: int, now: float) -> WindowCount:
         start, retry_after = self._window(window, now)
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 count = (
                     await conn.execute(
                         select(t.rate_limits.c.count).where(
@@ -422,7 +422,7 @@ class SqlAuditLog:
 
     async def list_for_user(self, user_id: str, *, limit: int = 50) -> Sequence[AuditEvent]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 rows = (
                     await conn.execute(
                         select(t.audit_events)
@@ -446,7 +446,7 @@ class SqlAuditLog:
 
     async def count(self) -> int:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 return int(
                     (await conn.execute(select(func.count()).select_from(t.audit_events))).scalar_one()
                 )

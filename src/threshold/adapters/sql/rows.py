@@ -16,7 +16,7 @@ from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import reading, translate_errors
 from threshold.core.models import PasswordCredential, User
 from threshold.oidc.models import AuthorizationCode, Grant, RefreshToken
 
@@ -43,7 +43,7 @@ class EngineReads:
 
     async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (await conn.execute(statement, dict(params))).first()
         return row._mapping if row else None
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import reading, translate_errors
 from threshold.core.orgs.models import Organization
 from threshold.core.scim.resources import Narrowing, ScimNameTaken, ScimRecord
 from threshold.core.scim.tokens import ScimToken
@@ -56,7 +56,7 @@ class SqlScimTokenRepo:
             .order_by(t.scim_tokens.c.created_at, t.scim_tokens.c.id)
         )
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 return [_token(r) for r in (await conn.execute(statement)).all()]
 
     async def by_digest(self, token_digest: str) -> tuple[ScimToken, Organization] | None:
@@ -69,7 +69,7 @@ class SqlScimTokenRepo:
             .where(t.scim_tokens.c.digest == token_digest)
         )
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (await conn.execute(statement)).first()
         if row is None:
             return None
@@ -141,7 +141,7 @@ class SqlScimResourceRepo:
 
     async def _rows(self, statement: Any) -> Sequence[ScimRecord]:
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 return [_record(r) for r in (await conn.execute(statement)).all()]
 
     async def add(self, record: ScimRecord) -> None:
@@ -189,7 +189,7 @@ class SqlScimResourceRepo:
     ) -> tuple[int, Sequence[ScimRecord]]:
         r = t.scim_resources
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 total = (
                     await conn.execute(
                         select(func.count()).select_from(r).where(self._of(org_id, resource_type))

@@ -8,7 +8,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import reading, translate_errors
 from threshold.core.models import OneTimeToken, TokenPurpose
 
 
@@ -69,7 +69,7 @@ class SqlTokenRepo:
     async def peek(self, digest: str, *, purpose: TokenPurpose, now: float) -> OneTimeToken | None:
         c = t.one_time_tokens.c
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (
                     await conn.execute(
                         select(t.one_time_tokens).where(c.digest == digest, self._live(purpose, now))
@@ -88,7 +88,7 @@ class SqlTokenRepo:
             .limit(1)
         )
         with translate_errors():
-            async with self._engine.connect() as conn:
+            async with reading(self._engine) as conn:
                 row = (await conn.execute(statement)).first()
         return _token(row) if row else None
 
