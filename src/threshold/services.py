@@ -17,6 +17,7 @@ from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
 from threshold.adapters.sql.pg_fast import FastPool
 from threshold.adapters.sql.repos import SqlAuditLog
+from threshold.adapters.sql.scim_repos import SqlScimTokenRepo
 from threshold.adapters.sso.oidc import OidcUpstream
 from threshold.adapters.sso.saml import SamlUpstream
 from threshold.adapters.stores import Stores, invalidation_listener, open_stores
@@ -38,6 +39,8 @@ from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
 from threshold.core.provisioning import Provisioning
 from threshold.core.revocation import AccessRevoker
+from threshold.core.scim.token_cache import CachedScimTokenRepo
+from threshold.core.scim.tokens import ScimTokenRepo
 from threshold.core.session_cache import (
     InvalidatingSessionStore,
     InvalidatingUserRepo,
@@ -95,6 +98,7 @@ class Services:
     logout_queue: SqlLogoutQueue
     logout_worker: LogoutWorker
     provider: Provider
+    scim_token_repo: ScimTokenRepo
     marks: MarkStore
     purgeable: list[object]
     kek: bytes
@@ -356,6 +360,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         logout_queue=logout_queue,
         logout_worker=logout_worker,
         provider=provider,
+        scim_token_repo=CachedScimTokenRepo(SqlScimTokenRepo(engine), cache, invalidator),
         marks=marks,
         purgeable=purgeable,
         kek=kek,

@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -17,10 +18,14 @@ import redis.asyncio as aioredis
 
 from tests.conftest import _KEK, sqlite_template
 from tests.support import REDIS_URL
+from tests.unit.fakes import FakeClock
 from threshold.adapters.redis.invalidation import channel_name as redis_channel
 from threshold.adapters.sql.invalidation import channel_name as pg_channel
+from threshold.adapters.sql.scim_repos import SqlScimTokenRepo
 from threshold.core.models import Aal, Amr, PasswordCredential, RequestContext, User
+from threshold.core.scim.tokens import TOUCH_INTERVAL, ScimTokens
 from threshold.core.secrets import new_id
+from threshold.scim.wiring import scim_tokens
 from threshold.services import Services, build_services
 from threshold.settings import Settings
 
@@ -257,3 +262,64 @@ async def test_concurrent_checks_of_one_session_share_one_store_read(pair: tuple
     results = await asyncio.gather(*(b.session_check(token) for _ in range(20)))
     assert all(found is not None for found in results)
     assert reads == 1
+
+
+async def _scim_token(services: Services) -> tuple[ScimTokens, Any, str]:
+    tokens = scim_tokens(services)
+    org = await services.orgs.create(name="Acme", slug=f"acme-{new_id().lower()[:8]}", context=CONTEXT)
+    issued = await tokens.create(org, name="IdP", context=CONTEXT)
+    return tokens, org, issued.token
+
+
+async def test_a_scim_token_revoked_on_a_stops_authenticating_on_b(pair: tuple[Services, Services]) -> None:
+    a, b = pair
+    tokens_a, org, token = await _scim_token(a)
+    tokens_b = scim_tokens(b)
+    reads: list[str] = []
+    stored = b.scim_token_repo._tokens  # type: ignore[attr-defined]
+    by_digest = stored.by_digest
+
+    async def counted(token_digest: str) -> Any:
+        reads.append(token_digest)
+        return await by_digest(token_digest)
+
+    stored.by_digest = counted
+    client = await tokens_b.authenticate(token)  # its first use is recorded, which drops the entry
+    assert client is not None and client.org.id == org.id
+    await asyncio.sleep(0.2)  # that drop has come back through the feed
+    assert await tokens_b.authenticate(token) == client
+    reads.clear()
+    for _ in range(5):
+        assert await tokens_b.authenticate(token) == client
+    assert reads == []  # from memory
+    listed = await tokens_a.list_tokens(org)
+    await tokens_a.revoke(org, listed[0].id, context=CONTEXT)
+    await _refused_within(lambda: tokens_b.authenticate(token), 0.1)
+
+
+async def test_the_scim_token_cache_answers_as_the_store_does(pair: tuple[Services, Services]) -> None:
+    """Parity: B (cached) and a read of the store agree on every token, live, revoked or unknown; a use
+    recorded after TOUCH_INTERVAL reaches the store whichever process saw it."""
+    a, b = pair
+    tokens_a, org, token = await _scim_token(a)
+    _, _, other = await _scim_token(a)
+    uncached = ScimTokens(
+        repo=SqlScimTokenRepo(a.engine), auditor=a.auditor, clock=a.clock, issuer=a.settings.issuer
+    )
+    tokens_b = scim_tokens(b)
+    for presented in (token, other, token + "x", "scim_" + new_id()):
+        for _ in range(2):
+            assert await tokens_b.authenticate(presented) == await uncached.authenticate(presented)
+    listed = await tokens_a.list_tokens(org)
+    assert listed[0].last_used_at is not None
+    first_use = listed[0].last_used_at
+    later = first_use + TOUCH_INTERVAL + 1
+    tokens_later = ScimTokens(
+        repo=b.scim_token_repo, auditor=b.auditor, clock=FakeClock(later), issuer=b.settings.issuer
+    )
+    assert await tokens_later.authenticate(token) is not None
+    assert (await tokens_a.list_tokens(org))[0].last_used_at == later
+    await tokens_a.revoke(org, listed[0].id, context=CONTEXT)
+    await _refused_within(lambda: tokens_b.authenticate(token), 0.1)
+    assert await uncached.authenticate(token) is None
+    assert await tokens_b.authenticate(other) == await uncached.authenticate(other)

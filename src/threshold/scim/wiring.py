@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from scim2_server.applications.asgi import Scope
 
-from threshold.adapters.sql.scim_repos import SqlScimResourceRepo, SqlScimTokenRepo
+from threshold.adapters.sql.scim_repos import SqlScimResourceRepo
 from threshold.core.models import RequestContext
 from threshold.core.scim.accounts import ScimAccounts
 from threshold.core.scim.tokens import ScimTokens
@@ -18,7 +18,7 @@ from threshold.services import Services
 
 def scim_tokens(services: Services) -> ScimTokens:
     return ScimTokens(
-        repo=SqlScimTokenRepo(services.engine),
+        repo=services.scim_token_repo,
         auditor=services.auditor,
         clock=services.clock,
         issuer=services.settings.issuer,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Row, event, exc
+from sqlalchemy import Row, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from threshold.core.errors import DependencyUnavailable
+
+log = logging.getLogger(__name__)
 
 IDLE_PING_AFTER = 1.0
 """A pooled PostgreSQL connection idle longer than this (seconds) is pinged before it is handed out."""
@@ -132,6 +135,40 @@ def translate_errors() -> Iterator[None]:
         raise
     except (OSError, ConnectionError) as error:
         raise DependencyUnavailable() from error
+
+
+class FreshStatistics:
+    """ANALYZE a PostgreSQL table once this process has added 100, 1,000, 10,000 ... rows to it.
+
+    A table that fills from empty (an identity provider's initial sync: thousands of SCIM users in a
+    minute) has no planner statistics until autovacuum's next round, up to a minute later. Without them
+    PostgreSQL's default selectivities make every index on the table's leading columns look alike, and a
+    lookup by a unique key can walk another index and read every row of the organization (measured: 5,000
+    rows read per userName lookup at 5,000 users, each create slower than the last). Once analyzed, the
+    statistics say which columns are unique and stay true as the table grows; autovacuum keeps them
+    fresh from then on. SQLite's planner prefers the index with the most equality terms without them.
+    """
+
+    def __init__(self, engine: AsyncEngine, table: str, *, first: int = 100) -> None:
+        self._engine = engine
+        self._table = table
+        self._count = 0
+        self._next = first
+
+    async def added(self, rows: int = 1) -> None:
+        self._count += rows
+        if self._count < self._next:
+            return
+        while self._next <= self._count:
+            self._next *= 10
+        if self._engine.dialect.name != "postgresql":
+            return
+        try:
+            with translate_errors():
+                async with self._engine.begin() as conn:
+                    await conn.execute(text(f'ANALYZE "{self._table}"'))
+        except Exception:  # statistics are an optimisation: never fail the write that triggered them
+            log.warning("ANALYZE %s failed", self._table, exc_info=True)
 
 
 class SqlRepo:

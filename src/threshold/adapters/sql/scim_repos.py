@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, select, update
+from sqlalchemy import Row, Select, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors
+from threshold.adapters.sql.db import FreshStatistics, reading, translate_errors
 from threshold.core.orgs.models import Organization
 from threshold.core.scim.resources import Narrowing, ScimNameTaken, ScimRecord
 from threshold.core.scim.tokens import ScimToken
@@ -131,9 +131,28 @@ def _values(record: ScimRecord) -> dict[str, Any]:
     }
 
 
+def find_statement(org_id: str, resource_type: str, narrowing: Narrowing) -> Select[Any] | None:
+    """The resources of a type that may match a filter (`narrowing`), oldest first; None when none can."""
+    r = t.scim_resources
+    conditions = [r.c.org_id == org_id, r.c.resource_type == resource_type]
+    for column, values in (
+        (r.c.id, narrowing.ids),
+        (r.c.name_key, narrowing.name_keys),
+        (r.c.external_id, narrowing.external_ids),
+    ):
+        if values is None:
+            continue
+        if not values:
+            return None
+        if len(values) <= MAX_IN:
+            conditions.append(column.in_(sorted(values)))
+    return select(r).where(*conditions).order_by(r.c.created, r.c.id)
+
+
 class SqlScimResourceRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._statistics = FreshStatistics(engine, t.scim_resources.name)
 
     def _of(self, org_id: str, resource_type: str) -> Any:
         r = t.scim_resources
@@ -151,6 +170,7 @@ class SqlScimResourceRepo:
                     await conn.execute(t.scim_resources.insert().values(**_values(record)))
             except IntegrityError as error:
                 raise ScimNameTaken() from error
+        await self._statistics.added()
 
     async def get(self, org_id: str, resource_type: str, resource_id: str) -> ScimRecord | None:
         r = t.scim_resources
@@ -169,20 +189,8 @@ class SqlScimResourceRepo:
         return found
 
     async def find(self, org_id: str, resource_type: str, narrowing: Narrowing) -> Sequence[ScimRecord]:
-        r = t.scim_resources
-        conditions = [self._of(org_id, resource_type)]
-        for column, values in (
-            (r.c.id, narrowing.ids),
-            (r.c.name_key, narrowing.name_keys),
-            (r.c.external_id, narrowing.external_ids),
-        ):
-            if values is None:
-                continue
-            if not values:
-                return []
-            if len(values) <= MAX_IN:
-                conditions.append(column.in_(sorted(values)))
-        return await self._rows(select(r).where(*conditions).order_by(r.c.created, r.c.id))
+        statement = find_statement(org_id, resource_type, narrowing)
+        return [] if statement is None else await self._rows(statement)
 
     async def page(
         self, org_id: str, resource_type: str, *, offset: int, limit: int
