@@ -1,6 +1,6 @@
 """SCIM against a real `threshold serve` per backend, its token made by the CLI (`threshold orgs
 scim-token ORG --json`): scim2-tester's checks, and concurrent creations of one userName (exactly one
-201, the others 409 uniqueness)."""
+201, the others 409 uniqueness, and nothing left of the others)."""
 
 from __future__ import annotations
 
@@ -95,6 +95,37 @@ async def test_concurrent_creations_of_one_user_name_make_exactly_one(scim_serve
         assert all(a.json().get("scimType") == "uniqueness" for a in answers if a.status_code == 409)
         found = await http.get("/Users", params={"filter": f'userName eq "{address}"'})
         assert found.json()["totalResults"] == 1
+
+
+async def test_the_losers_of_a_user_name_race_leave_no_account_behind(scim_server: ScimServer) -> None:
+    """One userName, several addresses at once: one creation wins, and the others, refused 409, leave
+    neither an account nor a membership (the account, its membership and the resource are one
+    transaction: all of it or none)."""
+    name = f"race-{secrets.token_hex(3)}"
+    addresses = [f"{name}.{n}@{scim_server.domain}" for n in range(10)]
+    async with httpx.AsyncClient(base_url=scim_server.base_url, headers=scim_server.headers) as http:
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    "/Users",
+                    json={
+                        "schemas": [USER_SCHEMA],
+                        "userName": name,
+                        "emails": [{"value": a, "type": "work"}],
+                    },
+                )
+                for a in addresses
+            )
+        )
+    won = [a for a in answers if a.status_code == 201]
+    assert len(won) == 1 and sorted(a.status_code for a in answers) == [201] + [409] * 9, [
+        a.text for a in answers
+    ]
+    winner = won[0].json()["emails"][0]["value"]
+    accounts = {u["email"] for u in cli_json(scim_server.server, "users", "list", "--limit", "100000")}
+    assert [a for a in addresses if a in accounts] == [winner]
+    members = {m["email"] for m in cli_json(scim_server.server, "orgs", "members", "list", scim_server.slug)}
+    assert [a for a in addresses if a in members] == [winner]
 
 
 class _Addresses(Sequence[str]):

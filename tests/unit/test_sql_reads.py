@@ -1,6 +1,8 @@
 """Reads go through `threshold.adapters.sql.db.reading` (autocommit on PostgreSQL: no BEGIN and ROLLBACK
-round trips, no transaction held open between statements); writes through `engine.begin()`. A module
-that opened `engine.connect()` itself would quietly lose the first; the test reads the source."""
+round trips, no transaction held open between statements), writes through `writing`; both join the
+task's unit of work when there is one. A module that opened `engine.connect()` or `engine.begin()`
+itself would quietly lose the first, and inside a unit would wait on the unit's own uncommitted rows
+(a foreign key to an account it is creating): the test reads the source."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import threshold
 SOURCE = Path(threshold.__file__).parent
 
 ALLOWED = {
-    "adapters/sql/db.py",  # `reading` itself
+    "adapters/sql/db.py",  # `reading`, `writing` and `unit_of_work` themselves
     "adapters/sql/migrate.py",  # Alembic's migrations run on a connection of their own
 }
 
 
-def test_connections_for_reads_come_from_reading() -> None:
+def test_connections_come_from_reading_and_writing() -> None:
     found = []
     for path in sorted(SOURCE.rglob("*.py")):
         name = path.relative_to(SOURCE).as_posix()
@@ -25,11 +27,11 @@ def test_connections_for_reads_come_from_reading() -> None:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "connect"
+                and node.func.attr in ("connect", "begin")
                 and not node.args
                 and not node.keywords
                 and name not in ALLOWED
                 and "engine" in ast.unparse(node.func.value)
             ):
                 found.append(f"{name}:{node.lineno}")
-    assert found == [], f"open reads with threshold.adapters.sql.db.reading: {found}"
+    assert found == [], f"use threshold.adapters.sql.db.reading / writing: {found}"

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import translate_errors, writing
 from threshold.core.clock import Clock
 from threshold.oidc.models import LogoutDelivery
 from threshold.oidc.ports import ClientRepo
@@ -74,7 +74,7 @@ class SqlLogoutQueue:
             for d in deliveries
         ]
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(insert(t.logout_deliveries), rows)
 
     async def claim(self, *, limit: int = CLAIM_BATCH) -> list[LogoutDelivery]:
@@ -89,7 +89,7 @@ class SqlLogoutQueue:
             return
         c = t.logout_deliveries.c
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.logout_deliveries)
                     .where(c.id.in_(list(ids)))
@@ -107,7 +107,7 @@ class SqlLogoutQueue:
         if now - delivery.created_at >= self._settings.give_up_after:
             values["failed_at"] = now
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.logout_deliveries)
                     .where(t.logout_deliveries.c.id == delivery.id)
@@ -123,7 +123,7 @@ class SqlLogoutQueue:
         done = (c.delivered_at.is_not(None) | c.failed_at.is_not(None)) & (c.created_at <= now - 86400)
         old = select(c.id).where(done).limit(batch)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(t.logout_deliveries.delete().where(c.id.in_(old)))
         return int(result.rowcount)
 

@@ -31,9 +31,13 @@ class Provisioning:
         self._audit = auditor
         self._clock = clock
 
-    async def create_verified(self, address: NormalizedEmail) -> User | None:
-        """A new passwordless account with the address verified; None when one with the address exists
-        (made meanwhile, by a concurrent sign-up, sign-in or provisioning)."""
+    async def new_account(self, address: NormalizedEmail) -> User:
+        """A new passwordless account with the address verified.
+
+        Raises:
+            EmailUnavailable: an account has the address (made meanwhile, by a concurrent sign-up,
+            sign-in or provisioning).
+        """
         user = User(
             id=new_id(),
             email=address.display,
@@ -42,11 +46,15 @@ class Provisioning:
             disabled=False,
             created_at=self._clock.now(),
         )
+        await self._users.add(user, None)
+        return user
+
+    async def create_verified(self, address: NormalizedEmail) -> User | None:
+        """As `new_account`; None when an account has the address."""
         try:
-            await self._users.add(user, None)
+            return await self.new_account(address)
         except EmailUnavailable:
             return None
-        return user
 
     async def account_for(
         self, address: NormalizedEmail, *, claimant: str, context: RequestContext

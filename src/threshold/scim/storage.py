@@ -10,9 +10,11 @@ are right whatever was narrowed. A search without a filter is paged in SQL.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, cast
 
@@ -38,7 +40,7 @@ from threshold.core.errors import EmailUnavailable
 from threshold.core.models import RequestContext
 from threshold.core.orgs.models import OrgRole, highest_role
 from threshold.core.orgs.service import Actor
-from threshold.core.scim.accounts import ScimAccounts
+from threshold.core.scim.accounts import ProvisionedAccount, ScimAccounts
 from threshold.core.scim.resources import Narrowing, ScimNameTaken, ScimRecord, ScimResourceRepo
 from threshold.core.scim.tokens import ScimClient
 from threshold.core.secrets import new_id
@@ -148,10 +150,17 @@ class ScimBackend:
     """What every request's storage shares: the repository, the account mapping, the models."""
 
     def __init__(
-        self, *, repo: ScimResourceRepo, accounts: ScimAccounts, provider: ScimProvider, clock: Clock
+        self,
+        *,
+        repo: ScimResourceRepo,
+        accounts: ScimAccounts,
+        provider: ScimProvider,
+        clock: Clock,
+        unit_of_work: Callable[[], AbstractAsyncContextManager[None]],
     ) -> None:
         self.repo = repo
         self.accounts = accounts
+        self.unit_of_work = unit_of_work
         self.provider = provider
         self.clock = clock
         types = {rt.name: rt for rt in provider.resource_types}
@@ -329,25 +338,43 @@ class OrgScimStorage(AsyncScimStorage):
                 detail="A User needs an email address at one of the organization's verified domains, "
                 "in emails (work or primary) or as its userName"
             )
-        account = await self._b.accounts.provision(
-            self._org, address=address, context=self._context, actor=self._actor
-        )
-        now = self._b.clock.now()
-        record = ScimRecord(
-            id=new_id(),
-            org_id=self._org.id,
-            resource_type=USER,
-            name_key=name_key,
-            document=self._document(user),
-            version=1,
-            created=now,
-            last_modified=now,
-            user_id=account.user.id,
-            external_id=external_id,
-            active=user.active if user.active is not None else True,
-        )
+        document = self._document(user)
+
+        def bound_to(account: ProvisionedAccount) -> ScimRecord:
+            now = self._b.clock.now()
+            return ScimRecord(
+                id=new_id(),
+                org_id=self._org.id,
+                resource_type=USER,
+                name_key=name_key,
+                document=document,
+                version=1,
+                created=now,
+                last_modified=now,
+                user_id=account.user.id,
+                external_id=external_id,
+                active=user.active if user.active is not None else True,
+            )
+
+        record: ScimRecord | None = None
         try:
-            await self._b.repo.add(record)
+            fresh = await self._b.accounts.unclaimed(self._org, address)
+            if fresh is not None:
+                # An initial sync's common case: the account, its membership, their audit events and the
+                # resource are one transaction: all of them, or (a name taken meanwhile) none.
+                with contextlib.suppress(EmailUnavailable):  # an account made meanwhile: as below
+                    async with self._b.unit_of_work():
+                        account = await self._b.accounts.provision_new(
+                            self._org, fresh, context=self._context, actor=self._actor
+                        )
+                        record = bound_to(account)
+                        await self._b.repo.add(record)
+            if record is None:
+                account = await self._b.accounts.provision(
+                    self._org, address=address, context=self._context, actor=self._actor
+                )
+                record = bound_to(account)
+                await self._b.repo.add(record)
         except ScimNameTaken:
             raise UniquenessException(
                 detail="Another User of the organization has this userName, or is bound to this address"

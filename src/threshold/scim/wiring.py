@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from scim2_server.applications.asgi import Scope
 
+from threshold.adapters.sql.db import unit_of_work
 from threshold.adapters.sql.scim_repos import SqlScimResourceRepo
 from threshold.core.models import RequestContext
 from threshold.core.scim.accounts import ScimAccounts
@@ -49,6 +50,7 @@ def build_scim(services: Services, *, context_of: Callable[[Scope], RequestConte
         accounts=accounts,
         provider=scim_provider(),
         clock=services.clock,
+        unit_of_work=lambda: unit_of_work(services.engine),
     )
     return Scim(
         services=services,

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from threshold.adapters.mail.render import render_mail
 from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors
+from threshold.adapters.sql.db import reading, translate_errors, writing
 from threshold.adapters.sql.lease import LEASE as LEASE  # re-exported: how long a claimed message is held
 from threshold.core.clock import Clock
 from threshold.core.models import OutgoingMail
@@ -92,7 +92,7 @@ class SqlMailQueue:
         rendered = render_mail(mail, self._theme)
         now = self._clock.now()
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.mail_queue.insert().values(
                         id=new_id(),
@@ -117,7 +117,7 @@ class SqlMailQueue:
 
     async def mark_sent(self, mail_id: str, *, transport: str) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.mail_queue)
                     .where(t.mail_queue.c.id == mail_id)
@@ -141,7 +141,7 @@ class SqlMailQueue:
             values["failed_at"] = now
             values.update(self._scrubbed())
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(update(t.mail_queue).where(t.mail_queue.c.id == mail.id).values(**values))
 
     async def recent(self, *, limit: int = 50) -> Sequence[QueuedMail]:

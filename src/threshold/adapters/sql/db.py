@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, event, exc, text
+from sqlalchemy import Engine, Row, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
@@ -82,12 +85,78 @@ def ping_when_idle(engine: AsyncEngine, *, after: float) -> None:
             raise exc.InvalidatePoolError() from error
 
 
+@dataclass(eq=False)
+class _Unit:
+    engine: Engine
+    conn: AsyncConnection
+    task: asyncio.Task[Any] | None
+    open: bool = True
+
+
+_UNIT: ContextVar[_Unit | None] = ContextVar("threshold_sql_unit", default=None)
+
+
+def _joined(engine: AsyncEngine) -> AsyncConnection | None:
+    """The connection of the unit of work this task is in on `engine`, if any. A task started inside a
+    unit inherits the context but not the unit: it runs on connections of its own."""
+    unit = _UNIT.get()
+    if unit is None or not unit.open or unit.engine is not engine.sync_engine:
+        return None
+    return unit.conn if unit.task is asyncio.current_task() else None
+
+
+def in_unit(engine: AsyncEngine) -> bool:
+    """Whether this task is in a unit of work on `engine`."""
+    return _joined(engine) is not None
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[None]:
+    """One transaction for every repository read and write on `engine` inside the block (this task's):
+    all of it is committed at the end, or none of it if the block raises.
+
+    Repositories join it through `reading` and `writing` (the asyncpg fast path's reads too:
+    pg_fast.UnitAwareReads). Inside a unit a failed statement fails the unit: a write that expects a
+    conflict (a unique address taken meanwhile) raises out of it, and the caller goes another way
+    after the rollback. Side effects
+    outside the database (a Redis message, a task woken) are not undone: a unit holds writes whose
+    effects elsewhere are harmless if it rolls back, such as those about an account it creates.
+    """
+    if _joined(engine) is not None:
+        raise RuntimeError("units of work do not nest")
+    with translate_errors():
+        async with engine.begin() as conn:
+            unit = _Unit(engine=engine.sync_engine, conn=conn, task=asyncio.current_task())
+            token = _UNIT.set(unit)
+            try:
+                yield
+            finally:
+                unit.open = False
+                _UNIT.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction for writes: the unit of work's when there is one (its statements
+    commit with it), otherwise a transaction of their own."""
+    joined = _joined(engine)
+    if joined is not None:
+        yield joined
+        return
+    async with engine.begin() as conn:
+        yield conn
+
+
 @contextlib.asynccontextmanager
 async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for reads. On PostgreSQL it runs in autocommit: each statement is its own
-    transaction, as it already sees its own snapshot under READ COMMITTED, without the BEGIN and
-    ROLLBACK round trips around it and without a transaction held open between statements. Writes go
-    through `engine.begin()`, in a transaction."""
+    """A connection for reads: the unit of work's when there is one (it sees the unit's writes).
+    Otherwise, on PostgreSQL, one in autocommit: each statement is its own transaction, as it already
+    sees its own snapshot under READ COMMITTED, without the BEGIN and ROLLBACK round trips around it
+    and without a transaction held open between statements."""
+    joined = _joined(engine)
+    if joined is not None:
+        yield joined
+        return
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -164,16 +233,17 @@ class FreshStatistics:
         if self._engine.dialect.name != "postgresql":
             return
         try:
-            with translate_errors():
-                async with self._engine.begin() as conn:
+            with translate_errors():  # on a connection of its own, outside any unit of work
+                async with self._engine.connect() as conn:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
                     await conn.execute(text(f'ANALYZE "{self._table}"'))
         except Exception:  # statistics are an optimisation: never fail the write that triggered them
             log.warning("ANALYZE %s failed", self._table, exc_info=True)
 
 
 class SqlRepo:
-    """A repository on a SQLAlchemy engine: reads on a connection, each write in a transaction of its
-    own, driver failures as DependencyUnavailable."""
+    """A repository on a SQLAlchemy engine: reads through `reading`, each write in a transaction of its
+    own or the unit of work's (`writing`), driver failures as DependencyUnavailable."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -186,5 +256,5 @@ class SqlRepo:
     async def _write(self, statement: Any) -> int:
         """Run one statement in a transaction; the rows it touched."""
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 return int((await conn.execute(statement)).rowcount)

@@ -10,7 +10,7 @@ from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import SqlRepo, reading, translate_errors
+from threshold.adapters.sql.db import SqlRepo, reading, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
 from threshold.core.models import Passkey, RecoveryRequest, TotpCredential
 
@@ -148,7 +148,7 @@ class SqlFactorRepo(SqlRepo):
 
     async def replace_recovery_codes(self, user_id: str, digests: Sequence[str], *, at: float) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(delete(t.recovery_codes).where(t.recovery_codes.c.user_id == user_id))
                 await conn.execute(
                     t.recovery_codes.insert(),
@@ -173,7 +173,7 @@ class SqlFactorRepo(SqlRepo):
 
     async def delete_all_factors(self, user_id: str) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 for table in (t.passkeys, t.totp_credentials, t.recovery_codes):
                     await conn.execute(delete(table).where(table.c.user_id == user_id))
 
@@ -217,7 +217,7 @@ class SqlEphemeralStore:
             .on_conflict_do_update(index_elements=["key"], set_={"value": value, "expires_at": expires_at})
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(statement)
 
     async def get(self, key: str, *, now: float) -> str | None:
@@ -231,7 +231,7 @@ class SqlEphemeralStore:
         """DELETE ... RETURNING: of concurrent takers exactly one gets the row (SQLite and PostgreSQL)."""
         c = t.ephemeral.c
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 value = (
                     await conn.execute(
                         delete(t.ephemeral).where(c.key == key, c.expires_at > now).returning(c.value)
@@ -248,20 +248,20 @@ class SqlEphemeralStore:
             .on_conflict_do_nothing(index_elements=["key"])
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(delete(t.ephemeral).where(c.key == key, c.expires_at <= now))
                 result = await conn.execute(insert)
         return bool(result.rowcount == 1)
 
     async def delete(self, key: str) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(delete(t.ephemeral).where(t.ephemeral.c.key == key))
 
     async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
         c = t.ephemeral.c
         expired = select(c.key).where(c.expires_at <= now).limit(batch)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(delete(t.ephemeral).where(c.key.in_(expired)))
         return int(result.rowcount)

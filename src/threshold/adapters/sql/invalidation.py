@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.feed_heartbeat import Heartbeat, Outages, Publish
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import translate_errors, writing
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.session_cache import SessionCache
 
@@ -45,7 +45,7 @@ class PostgresInvalidations:
 
     async def publish(self, message: str) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     text("SELECT pg_notify(:channel, :message)"),
                     {"channel": self.channel, "message": message},

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from threshold.adapters.sql.db import translate_errors
+from threshold.adapters.sql.db import translate_errors, writing
 from threshold.core.errors import DependencyUnavailable
 
 LEASE = 60.0
@@ -48,7 +48,7 @@ async def claim(engine: AsyncEngine, table: Table, *, done: str, now: float, lim
     c = table.c
     condition = due(table, done=done, now=now)
     with translate_errors():
-        async with engine.begin() as conn:
+        async with writing(engine) as conn:
             ids = [
                 r.id
                 for r in (

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors
+from threshold.adapters.sql.db import reading, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
@@ -90,7 +90,7 @@ class SqlClientRepo:
 
     async def add(self, client: Client) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.oauth_clients.insert().values(client_id=client.client_id, **_client_values(client))
                 )
@@ -101,7 +101,7 @@ class SqlClientRepo:
             for name, value in _client_values(expected).items()
         ]
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     update(t.oauth_clients)
                     .where(t.oauth_clients.c.client_id == client.client_id, *unchanged)
@@ -131,7 +131,7 @@ class SqlClientRepo:
 
     async def delete(self, client_id: str) -> bool:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     delete(t.oauth_clients).where(t.oauth_clients.c.client_id == client_id)
                 )
@@ -165,7 +165,7 @@ class SqlSigningKeyRepo:
 
     async def add(self, key: SigningKey) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.signing_keys.insert().values(
                         kid=key.kid,
@@ -204,7 +204,7 @@ class SqlSigningKeyRepo:
             values["retired_at"] = at
             values["expires_at"] = expires_at
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     update(t.signing_keys)
                     .where(t.signing_keys.c.kid == kid, t.signing_keys.c.state == from_state.value)
@@ -214,7 +214,7 @@ class SqlSigningKeyRepo:
 
     async def delete_expired(self, *, now: float) -> int:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     delete(t.signing_keys).where(
                         t.signing_keys.c.state == KeyState.RETIRED.value, t.signing_keys.c.expires_at <= now
@@ -232,13 +232,13 @@ class SqlCodeRepo:
         for issued_later in ("used_at", "access_token_jti", "refresh_family"):
             values.pop(issued_later)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(t.authorization_codes.insert().values(**values))
 
     async def consume(self, digest: str, *, now: float) -> tuple[AuthorizationCode | None, bool]:
         c = t.authorization_codes.c
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 won = await conn.execute(
                     update(t.authorization_codes)
                     .where(c.digest == digest, c.used_at.is_(None))
@@ -256,7 +256,7 @@ class SqlCodeRepo:
 
     async def record_issued(self, digest: str, *, access_token_jti: str, refresh_family: str | None) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.authorization_codes)
                     .where(t.authorization_codes.c.digest == digest)
@@ -268,7 +268,7 @@ class SqlCodeRepo:
         # Kept a while after expiry so that a late replay is still recognised and revokes its tokens.
         expired = select(c.digest).where(c.expires_at <= now - 3600).limit(batch)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(delete(t.authorization_codes).where(c.digest.in_(expired)))
         return int(result.rowcount)
 
@@ -283,7 +283,7 @@ class SqlRefreshTokenRepo:
 
     async def add_grant(self, grant: Grant, *, first_token: RefreshToken | None = None) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(t.oauth_grants.insert().values(**grant_values(grant)))
                 if first_token is not None:
                     await conn.execute(
@@ -298,7 +298,7 @@ class SqlRefreshTokenRepo:
 
     async def add(self, token: RefreshToken) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(t.refresh_tokens.insert().values(**new_refresh_token_values(token)))
 
     async def get(self, digest: str) -> RefreshToken | None:
@@ -310,7 +310,7 @@ class SqlRefreshTokenRepo:
     ) -> bool:
         claim = {"claimed_digest": parent_digest, "now": now, "sealed": sealed}
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 marked = await conn.execute(CLAIM_PARENT, claim)
                 if not marked.rowcount:
                     return False
@@ -320,7 +320,7 @@ class SqlRefreshTokenRepo:
     async def _revoke(self, now: float, *, grants: Any, tokens: Any) -> int:
         """Revoke the grants and the refresh tokens matching; the grants first, always in this order."""
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.oauth_grants)
                     .where(grants, t.oauth_grants.c.revoked_at.is_(None))
@@ -386,7 +386,7 @@ class SqlRefreshTokenRepo:
         expired = select(c.digest).where(c.expires_at <= now).limit(batch)
         ended = select(g.id).where(g.expires_at <= now).limit(batch)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 tokens = await conn.execute(delete(t.refresh_tokens).where(c.digest.in_(expired)))
                 grants = await conn.execute(delete(t.oauth_grants).where(g.id.in_(ended)))
         return int(tokens.rowcount) + int(grants.rowcount)
@@ -425,13 +425,13 @@ class SqlConsentRepo:
             )
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(statement)
 
     async def delete(self, user_id: str, client_id: str) -> bool:
         c = t.consents.c
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     delete(t.consents).where(c.user_id == user_id, c.client_id == client_id)
                 )
@@ -459,7 +459,7 @@ class SqlMarkStore:
 
         now = time.time()
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(delete(t.marks).where(t.marks.c.key == key, t.marks.c.expires_at <= now))
                 try:
                     async with conn.begin_nested():
@@ -481,6 +481,6 @@ class SqlMarkStore:
     async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
         expired = select(t.marks.c.key).where(t.marks.c.expires_at <= now).limit(batch)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(delete(t.marks).where(t.marks.c.key.in_(expired)))
         return int(result.rowcount)

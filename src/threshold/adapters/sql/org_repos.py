@@ -9,7 +9,7 @@ from sqlalchemy import Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import SqlRepo, translate_errors
+from threshold.adapters.sql.db import SqlRepo, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
 from threshold.core.orgs.errors import DomainTaken, SlugTaken
 from threshold.core.orgs.models import Invitation, Membership, Organization, OrgDomain, OrgRole
@@ -40,7 +40,7 @@ class SqlOrgRepo(SqlRepo):
     async def add(self, org: Organization) -> None:
         with translate_errors():
             try:
-                async with self._engine.begin() as conn:
+                async with writing(self._engine) as conn:
                     await conn.execute(
                         t.organizations.insert().values(
                             id=org.id, slug=org.slug, name=org.name, created_at=org.created_at
@@ -74,12 +74,12 @@ class SqlOrgRepo(SqlRepo):
             index_elements=["org_id", "user_id"], set_={"role": membership.role.value}
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(statement)
 
     async def remove_member(self, org_id: str, user_id: str) -> bool:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     delete(t.org_members).where(
                         t.org_members.c.org_id == org_id, t.org_members.c.user_id == user_id
@@ -115,7 +115,7 @@ class SqlOrgRepo(SqlRepo):
             .on_conflict_do_nothing(index_elements=["domain"])
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(statement)
                 row = (
                     await conn.execute(select(t.org_domains).where(t.org_domains.c.domain == domain.domain))
@@ -137,7 +137,7 @@ class SqlOrgRepo(SqlRepo):
 
     async def mark_verified(self, domain: str, *, at: float, trusted: bool) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.org_domains)
                     .where(t.org_domains.c.domain == domain)
@@ -146,7 +146,7 @@ class SqlOrgRepo(SqlRepo):
 
     async def add_invitation(self, invitation: Invitation) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.org_invitations.insert().values(
                         id=invitation.id,
@@ -188,6 +188,6 @@ class SqlOrgRepo(SqlRepo):
             .values(accepted_at=at)
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(statement)
         return bool(result.rowcount)

@@ -1,12 +1,13 @@
 """The hottest PostgreSQL reads and writes on asyncpg directly: refresh rotation and user lookups.
 
-Through SQLAlchemy a statement costs a pool ping, BEGIN, the statement and COMMIT/ROLLBACK, about
-1-2 ms of CPU each on a small machine: a rotation (read, mark the parent used, store the successor)
-was ~10 ms, capping a worker near 100 rotations/s. Here the read is one prepared SELECT and the
-rotation one statement (a data-modifying CTE, atomic on its own): the successor is inserted only if
-the UPDATE claimed the parent, so two concurrent uses cannot both rotate. A grant by id (read on every
-introspection or userinfo call with a user's access token), a user by id or email and a password hash
-(every session-check miss, every sign-in) are one prepared SELECT each.
+Through SQLAlchemy a statement costs a pool checkout, BEGIN, the statement and COMMIT/ROLLBACK, about
+1-2 ms of CPU each on a small machine (when this was written, with a ping at every checkout): a rotation
+(read, mark the parent used, store the successor) was ~10 ms, capping a worker near 100 rotations/s.
+Here the read is one prepared SELECT and the rotation one statement (a data-modifying CTE, atomic on its
+own): the successor is inserted only if the UPDATE claimed the parent, so two concurrent uses cannot
+both rotate. A grant by id (read on every introspection or userinfo call with a user's access token), a
+user by id or email and a password hash (every session-check miss, every sign-in) are one prepared
+SELECT each.
 
 The repositories here extend the SQLAlchemy ones and change only how a row is fetched: the statements,
 their conditions and the mapping of rows to models are the SQLAlchemy repositories' own (rows.py),
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,13 +32,14 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import unavailable_sqlstate
+from threshold.adapters.sql.db import in_unit, unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlUserRepo
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
     NEW_REFRESH_TOKEN_COLUMNS,
     Columns,
+    EngineReads,
     new_refresh_token_values,
 )
 from threshold.core.errors import DependencyUnavailable
@@ -137,11 +139,26 @@ class FastPool:
             self._pool = None
 
 
+class UnitAwareReads:
+    """The fast pool's reads, except inside a unit of work on the engine (db.unit_of_work): there on the
+    unit's connection, so that they see what it has written."""
+
+    def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._unit_reads = EngineReads(engine)
+
+    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+        if in_unit(self._engine):
+            return await self._unit_reads.first(statement, params)
+        return await self._pool.first(statement, params)
+
+
 class PgRefreshTokenRepo(SqlRefreshTokenRepo):
     """SqlRefreshTokenRepo whose single-row reads and rotation run on asyncpg."""
 
     def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        super().__init__(engine, reads=pool)
+        super().__init__(engine, reads=UnitAwareReads(engine, pool))
         self._fast = pool
 
     async def rotate(
@@ -160,4 +177,4 @@ class PgUserRepo(SqlUserRepo):
     """SqlUserRepo whose single-row reads (by id, by email, the password hash) run on asyncpg."""
 
     def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        super().__init__(engine, reads=pool)
+        super().__init__(engine, reads=UnitAwareReads(engine, pool))

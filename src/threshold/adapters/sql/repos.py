@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors
+from threshold.adapters.sql.db import reading, translate_errors, writing
 from threshold.adapters.sql.rows import (
     PASSWORD_OF_USER,
     USER_BY_EMAIL,
@@ -48,7 +48,7 @@ class SqlUserRepo:
 
     async def set_email_verified(self, user_id: str, email_normalized: str) -> bool:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     update(t.users)
                     .where(t.users.c.id == user_id, t.users.c.email_normalized == email_normalized)
@@ -59,7 +59,7 @@ class SqlUserRepo:
     async def change_email(self, user_id: str, *, email: str, email_normalized: str) -> None:
         with translate_errors():
             try:
-                async with self._engine.begin() as conn:
+                async with writing(self._engine) as conn:
                     await conn.execute(
                         update(t.users)
                         .where(t.users.c.id == user_id)
@@ -75,7 +75,7 @@ class SqlUserRepo:
             .on_conflict_do_nothing(index_elements=["user_id", "device"])
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(statement)
                 if not result.rowcount:
                     await conn.execute(
@@ -88,7 +88,7 @@ class SqlUserRepo:
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         with translate_errors():
             try:
-                async with self._engine.begin() as conn:
+                async with writing(self._engine) as conn:
                     await conn.execute(
                         t.users.insert().values(
                             id=user.id,
@@ -137,7 +137,7 @@ class SqlUserRepo:
 
     async def set_disabled(self, user_id: str, disabled: bool) -> bool:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     update(t.users).where(t.users.c.id == user_id).values(disabled=disabled)
                 )
@@ -155,14 +155,14 @@ class SqlUserRepo:
             index_elements=["user_id"], set_={"hash": credential.hash, "updated_at": credential.updated_at}
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(statement)
                 if not same_secret:
                     await conn.execute(_next_epoch(credential.user_id))
 
     async def delete_password(self, user_id: str) -> bool:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     delete(t.password_credentials).where(t.password_credentials.c.user_id == user_id)
                 )
@@ -171,7 +171,7 @@ class SqlUserRepo:
 
     async def bump_credential_epoch(self, user_id: str) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(_next_epoch(user_id))
 
     async def credential_epoch(self, user_id: str) -> int | None:
@@ -190,7 +190,7 @@ class SqlUserRepo:
             index_elements=["user_id", "network"], set_={"last_success_at": at}
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(statement)
 
     async def network_seen_since(self, user_id: str, network: str, since: float) -> bool:
@@ -210,7 +210,7 @@ class SqlUserRepo:
 
 async def _update_user(engine: AsyncEngine, user_id: str, **values: Any) -> bool:
     with translate_errors():
-        async with engine.begin() as conn:
+        async with writing(engine) as conn:
             result = await conn.execute(update(t.users).where(t.users.c.id == user_id).values(**values))
     return bool(result.rowcount)
 
@@ -249,7 +249,7 @@ class SqlSessionStore:
 
     async def create(self, record: SessionRecord) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.sessions.insert().values(
                         digest=record.digest,
@@ -280,7 +280,7 @@ class SqlSessionStore:
 
     async def touch(self, digest: str, *, last_seen_at: float, idle_expires_at: float) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.sessions)
                     .where(t.sessions.c.digest == digest)
@@ -289,13 +289,13 @@ class SqlSessionStore:
 
     async def delete(self, digest: str) -> bool:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(delete(t.sessions).where(t.sessions.c.digest == digest))
         return bool(result.rowcount)
 
     async def update_auth(self, digest: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     update(t.sessions)
                     .where(t.sessions.c.digest == digest)
@@ -308,7 +308,7 @@ class SqlSessionStore:
         if except_digest is not None:
             statement = statement.where(t.sessions.c.digest != except_digest)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(statement)
         return int(result.rowcount)
 
@@ -326,7 +326,7 @@ class SqlSessionStore:
             .limit(batch)
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(delete(t.sessions).where(t.sessions.c.digest.in_(expired)))
         return int(result.rowcount)
 
@@ -362,13 +362,13 @@ class SqlRateLimitStore:
             index_elements=["key", "window_start"], set_={"count": t.rate_limits.c.count + 1}
         ).returning(t.rate_limits.c.count)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 count = (await conn.execute(statement)).scalar_one()
         return WindowCount(count=int(count), retry_after=retry_after)
 
     async def reset(self, key: str, *, window: int, now: float) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(delete(t.rate_limits).where(t.rate_limits.c.key == key))
 
     async def refund(self, key: str, *, window: int, now: float) -> None:
@@ -381,7 +381,7 @@ class SqlRateLimitStore:
             .values(count=t.rate_limits.c.count - 1)
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(statement)
 
     async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
@@ -391,7 +391,7 @@ class SqlRateLimitStore:
             .limit(batch)
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 rows = (await conn.execute(expired)).all()
                 for row in rows:
                     await conn.execute(
@@ -408,7 +408,7 @@ class SqlAuditLog:
 
     async def append(self, event: AuditEvent) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.audit_events.insert().values(
                         at=event.at,

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import FreshStatistics, reading, translate_errors
+from threshold.adapters.sql.db import FreshStatistics, reading, translate_errors, writing
 from threshold.core.orgs.models import Organization
 from threshold.core.scim.resources import Narrowing, ScimNameTaken, ScimRecord
 from threshold.core.scim.tokens import ScimToken
@@ -38,7 +38,7 @@ class SqlScimTokenRepo:
 
     async def add(self, token: ScimToken) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.scim_tokens.insert().values(
                         id=token.id,
@@ -87,13 +87,13 @@ class SqlScimTokenRepo:
             .values(revoked_at=at)
         )
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(statement)
         return bool(result.rowcount)
 
     async def touch(self, token_id: str, *, at: float) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.scim_tokens).where(t.scim_tokens.c.id == token_id).values(last_used_at=at)
                 )
@@ -166,7 +166,7 @@ class SqlScimResourceRepo:
     async def add(self, record: ScimRecord) -> None:
         with translate_errors():
             try:
-                async with self._engine.begin() as conn:
+                async with writing(self._engine) as conn:
                     await conn.execute(t.scim_resources.insert().values(**_values(record)))
             except IntegrityError as error:
                 raise ScimNameTaken() from error
@@ -224,7 +224,7 @@ class SqlScimResourceRepo:
             values.pop(fixed)
         with translate_errors():
             try:
-                async with self._engine.begin() as conn:
+                async with writing(self._engine) as conn:
                     result = await conn.execute(update(r).where(*conditions).values(**values))
             except IntegrityError as error:
                 raise ScimNameTaken() from error
@@ -238,6 +238,6 @@ class SqlScimResourceRepo:
         if expected_version is not None:
             conditions.append(r.c.version == expected_version)
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(delete(r).where(*conditions))
         return bool(result.rowcount)

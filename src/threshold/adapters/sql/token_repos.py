@@ -8,7 +8,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors
+from threshold.adapters.sql.db import reading, translate_errors, writing
 from threshold.core.models import OneTimeToken, TokenPurpose
 
 
@@ -33,7 +33,7 @@ class SqlTokenRepo:
 
     async def add(self, token: OneTimeToken) -> None:
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     t.one_time_tokens.insert().values(
                         digest=token.digest,
@@ -55,7 +55,7 @@ class SqlTokenRepo:
     async def consume(self, digest: str, *, purpose: TokenPurpose, now: float) -> OneTimeToken | None:
         c = t.one_time_tokens.c
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 won = await conn.execute(
                     update(t.one_time_tokens)
                     .where(c.digest == digest, self._live(purpose, now))
@@ -95,7 +95,7 @@ class SqlTokenRepo:
     async def record_failed_code(self, digest: str) -> int:
         c = t.one_time_tokens.c
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 await conn.execute(
                     update(t.one_time_tokens).where(c.digest == digest).values(attempts=c.attempts + 1)
                 )
@@ -105,7 +105,7 @@ class SqlTokenRepo:
     async def invalidate(self, user_id: str, purpose: TokenPurpose, *, now: float) -> int:
         c = t.one_time_tokens.c
         with translate_errors():
-            async with self._engine.begin() as conn:
+            async with writing(self._engine) as conn:
                 result = await conn.execute(
                     update(t.one_time_tokens)
                     .where(c.user_id == user_id, c.purpose == purpose.value, c.used_at.is_(None))

@@ -249,15 +249,17 @@ class Organizations:
         role: OrgRole | None = None,
         context: RequestContext,
         actor: Actor = OPERATOR_ACTOR,
+        new_account: bool = False,
     ) -> Membership:
         """Make an account already at hand a member with `role` (None: the role it has, or member);
         nothing is written when that is already so. For a provisioning authority (SCIM) that vouched for
-        the account: no invitation rule applies.
+        the account: no invitation rule applies. `new_account`: the caller has just created the account,
+        which has no membership to read.
 
         Raises:
             OwnerRequired, Forbidden: as add_member.
         """
-        current = await self.membership(org.id, user.id)
+        current = None if new_account else await self.membership(org.id, user.id)
         chosen = role or (current.role if current else OrgRole.MEMBER)
         if current is not None and current.role is chosen:
             return current

@@ -122,6 +122,34 @@ class ScimAccounts:
         if user.disabled:
             await self._accounts.set_disabled(user, disabled=False, context=context)
         await self.ensure_member(org, user, context=context, actor=actor)
+        return await self._provisioned(org, user, created=created, context=context, actor=actor)
+
+    async def unclaimed(self, org: Organization, address: str) -> NormalizedEmail | None:
+        """The address, if the organization may provision it and no account has it yet: what
+        `provision_new` takes (the common case of an initial sync).
+
+        Raises:
+            AddressNotManaged: as provision.
+        """
+        normalized = await self.managed_address(org, address)
+        return None if await self._users.get_by_email(normalized.normalized) else normalized
+
+    async def provision_new(
+        self, org: Organization, address: NormalizedEmail, *, context: RequestContext, actor: Actor
+    ) -> ProvisionedAccount:
+        """`provision` for an address no account has (`unclaimed`): a new account, made a member. Only
+        writes, so that the caller can make them one transaction with its own.
+
+        Raises:
+            EmailUnavailable: an account has the address after all (made meanwhile): `provision` then.
+        """
+        user = await self._provisioning.new_account(address)
+        await self._orgs.set_member(org, user, context=context, actor=actor, new_account=True)
+        return await self._provisioned(org, user, created=True, context=context, actor=actor)
+
+    async def _provisioned(
+        self, org: Organization, user: User, *, created: bool, context: RequestContext, actor: Actor
+    ) -> ProvisionedAccount:
         await self._audit.record(
             AuditKind.SCIM_USER_PROVISIONED,
             user_id=user.id,
