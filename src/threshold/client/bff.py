@@ -1,0 +1,681 @@
+"""A backend-for-frontend: the SPA's own origin keeps its tokens server-side.
+
+"Don't store tokens in localStorage: use httpOnly cookies with a server-side session, or a BFF that
+keeps tokens server-side and issues session cookies to the browser." This is that BFF. It signs the
+person in at Threshold as a confidential OpenID Connect client (authorization code with PKCE), keeps the
+ID, access and refresh tokens in its own session store, and gives the browser one httpOnly `__Host-`
+cookie. The SPA calls its API through the BFF, which attaches the access token (refreshing it, with
+rotation, before it expires):
+
+    threshold-bff --issuer https://auth.example.com --client-id spa --client-secret ... \\
+        --upstream https://api.internal.example.com --public-url https://app.example.com [--static dist/]
+
+or, inside the application's own ASGI app, `app.mount("/", BackendForFrontend(BffConfig(...)).app)`.
+
+    GET  /bff/login[?returnTo=/path]   -> Threshold's sign-in, then back to returnTo (a same-origin path)
+    GET  /bff/callback                 -> the redirect URI to register: {public_url}/bff/callback
+    GET  /bff/user                     -> the signed-in person's claims, or 401      (X-CSRF: 1)
+    POST /bff/logout                   -> {"logout_url": ...} to navigate to          (X-CSRF: 1)
+    POST /bff/backchannel              -> logout tokens from Threshold: the back-channel logout URI
+    *    {prefix}/...                  -> the upstream, with Authorization: Bearer    (X-CSRF: 1)
+
+Every call the SPA makes must carry `X-CSRF: 1` (a header a cross-site form cannot send, and that a
+cross-origin script can send only after a CORS preflight this origin never grants); a request a browser
+marks as cross-site (`Sec-Fetch-Site`) or from another `Origin` is refused too. No token appears in any
+response the browser sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from html import escape
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from authlib.common.security import generate_token
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from threshold.client.backchannel import BackchannelLogout, LogoutEvent
+
+SESSION_COOKIE = "__Host-threshold-bff"
+LOGIN_COOKIE = "__Host-threshold-bff-login"
+ID_TOKEN_ALGORITHMS = ("Ed25519", "EdDSA", "ES256", "RS256")
+USER_CLAIMS = (
+    "sub",
+    "email",
+    "email_verified",
+    "name",
+    "preferred_username",
+    "org_id",
+    "org_role",
+    "acr",
+    "amr",
+)
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+NOT_FORWARDED = HOP_BY_HOP | {"host", "cookie", "authorization", "x-csrf", "origin", "referer"}
+NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "content-length"}
+NO_STORE = {"Cache-Control": "no-store"}
+PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@dataclass(frozen=True, slots=True)
+class BffConfig:
+    issuer: str
+    client_id: str
+    client_secret: str
+    upstream: str
+    """The API's base URL: `{prefix}/orders` is proxied to `{upstream}/orders`."""
+    public_url: str
+    """This BFF's origin as the browser sees it (the redirect URI is `{public_url}/bff/callback`)."""
+    prefix: str = "/api"
+    scope: str = "openid email offline_access"
+    static_dir: str | None = None
+    """The SPA's files, served at `/` (optional: the application may serve them itself)."""
+    session_idle: float = 8 * 3600.0
+    session_absolute: float = 7 * 86400.0
+    refresh_before: float = 30.0
+    """Seconds before the access token expires at which it is refreshed."""
+    upstream_timeout: float = 30.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    login_ttl: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("issuer", "upstream", "public_url"):
+            value = getattr(self, name)
+            parts = urlsplit(value)
+            loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+            if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+                raise ValueError(f"{name} must be an https URL (http only on loopback): {value!r}")
+            object.__setattr__(self, name, value.rstrip("/"))
+        if not self.prefix.startswith("/") or self.prefix.rstrip("/") in ("", "/bff"):
+            raise ValueError("prefix must be a path such as /api (not / or /bff)")
+        object.__setattr__(self, "prefix", self.prefix.rstrip("/"))
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_url}/bff/callback"
+
+
+@dataclass(frozen=True, slots=True)
+class BffSession:
+    """What the BFF holds for one signed-in browser (never sent to it)."""
+
+    sub: str
+    sid: str | None
+    claims: Mapping[str, Any]
+    access_token: str
+    access_expires_at: float
+    refresh_token: str | None
+    id_token: str
+    created_at: float
+    last_seen_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    state: str
+    nonce: str
+    verifier: str
+    return_to: str
+    expires_at: float
+
+
+class SessionStore(Protocol):
+    """Where the BFF keeps sessions and pending sign-ins, keyed by digests of the browser's values."""
+
+    async def get(self, key: str) -> BffSession | None: ...
+    async def put(self, key: str, session: BffSession, *, ttl: float) -> None: ...
+    async def delete(self, key: str) -> BffSession | None: ...
+    async def delete_matching(self, *, sid: str | None, sub: str | None) -> int: ...
+    async def put_login(self, key: str, login: PendingLogin) -> None: ...
+    async def take_login(self, key: str) -> PendingLogin | None:
+        """The pending sign-in, removed (single use)."""
+        ...
+
+
+class MemorySessionStore:
+    """Sessions in this process (one worker): they end when it stops."""
+
+    def __init__(self, *, clock: Any = time.time) -> None:
+        self._sessions: dict[str, tuple[BffSession, float]] = {}
+        self._logins: dict[str, PendingLogin] = {}
+        self._clock = clock
+
+    async def get(self, key: str) -> BffSession | None:
+        found = self._sessions.get(key)
+        if found is None:
+            return None
+        if found[1] <= self._clock():
+            del self._sessions[key]
+            return None
+        return found[0]
+
+    async def put(self, key: str, session: BffSession, *, ttl: float) -> None:
+        self._sessions[key] = (session, self._clock() + ttl)
+
+    async def delete(self, key: str) -> BffSession | None:
+        found = self._sessions.pop(key, None)
+        return found[0] if found else None
+
+    async def delete_matching(self, *, sid: str | None, sub: str | None) -> int:
+        doomed = [
+            k
+            for k, (s, _) in self._sessions.items()
+            if (sid is not None and s.sid == sid) or (sid is None and sub is not None and s.sub == sub)
+        ]
+        for key in doomed:
+            del self._sessions[key]
+        return len(doomed)
+
+    async def put_login(self, key: str, login: PendingLogin) -> None:
+        now = self._clock()
+        for stale in [k for k, v in self._logins.items() if v.expires_at <= now]:
+            del self._logins[stale]
+        self._logins[key] = login
+
+    async def take_login(self, key: str) -> PendingLogin | None:
+        login = self._logins.pop(key, None)
+        return login if login is not None and login.expires_at > self._clock() else None
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def safe_return_to(value: str | None) -> str:
+    """A same-origin path to return to after sign-in; anything else is `/`."""
+    if not value or len(value) > 2000 or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    if any(ord(c) < 0x20 or c in "\\" for c in value):
+        return "/"
+    return value
+
+
+class UpstreamRefused(Exception):
+    """Threshold refused a grant (invalid_grant...): the session cannot go on."""
+
+
+class BackendForFrontend:
+    def __init__(
+        self,
+        config: BffConfig,
+        *,
+        store: SessionStore | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.config = config
+        self.store: SessionStore = store or MemorySessionStore(clock=clock)
+        self._http = http_client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self._upstream = httpx.AsyncClient(
+            timeout=config.upstream_timeout, follow_redirects=False, base_url=config.upstream
+        )
+        self._clock = clock
+        self._metadata: dict[str, Any] | None = None
+        self._keys: KeySet | None = None
+        self._refreshing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._receiver = BackchannelLogout(
+            issuer=config.issuer, client_id=config.client_id, http_client=self._http
+        )
+        routes: list[Any] = [
+            Route("/bff/login", self.login, methods=["GET"]),
+            Route("/bff/callback", self.callback, methods=["GET"]),
+            Route("/bff/user", self.user, methods=["GET"]),
+            Route("/bff/logout", self.logout, methods=["POST"]),
+            Route("/bff/backchannel", self._receiver.endpoint(self._logged_out), methods=["POST"]),
+            Route(config.prefix, self.proxy, methods=PROXIED_METHODS),
+            Route(config.prefix + "/{rest:path}", self.proxy, methods=PROXIED_METHODS),
+        ]
+        if config.static_dir:
+            routes.append(Mount("/", app=StaticFiles(directory=config.static_dir, html=True)))
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            yield
+            await self.aclose()
+
+        self.app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._upstream.aclose()
+
+    # --- Threshold's metadata and keys ---------------------------------------------------------------
+
+    async def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            response = await self._http.get(f"{self.config.issuer}/.well-known/openid-configuration")
+            response.raise_for_status()
+            document = response.json()
+            if document.get("issuer") != self.config.issuer:
+                raise ValueError(f"the discovery document names the issuer {document.get('issuer')!r}")
+            self._metadata = document
+        return self._metadata
+
+    async def _key_set(self, *, refresh: bool = False) -> KeySet:
+        if self._keys is None or refresh:
+            response = await self._http.get((await self.metadata())["jwks_uri"])
+            response.raise_for_status()
+            self._keys = KeySet.import_key_set(response.json())
+        return self._keys
+
+    async def _id_token_claims(self, id_token: str, *, nonce: str | None) -> dict[str, Any]:
+        """OIDC Core 3.1.3.7: the signature by one of Threshold's keys, then iss, aud, azp, exp, nonce."""
+        try:
+            try:
+                token = jwt.decode(id_token, await self._key_set(), algorithms=list(ID_TOKEN_ALGORITHMS))
+            except JoseError:
+                token = jwt.decode(
+                    id_token, await self._key_set(refresh=True), algorithms=list(ID_TOKEN_ALGORITHMS)
+                )
+        except (JoseError, ValueError) as error:
+            raise UpstreamRefused("the ID token's signature did not verify") from error
+        claims = dict(token.claims)
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        now = self._clock()
+        bad = []
+        if claims.get("iss") != self.config.issuer:
+            bad.append("iss")
+        if self.config.client_id not in audiences:
+            bad.append("aud")
+        if len(audiences) > 1 and claims.get("azp") != self.config.client_id:
+            bad.append("azp")
+        expires = claims.get("exp")
+        if not isinstance(expires, int | float) or expires + 30 < now:
+            bad.append("exp")
+        if nonce is not None and not hmac.compare_digest(
+            str(claims.get("nonce", "")).encode(), nonce.encode()
+        ):
+            bad.append("nonce")
+        if not isinstance(claims.get("sub"), str):
+            bad.append("sub")
+        if bad:
+            raise UpstreamRefused(f"the ID token's {', '.join(bad)} did not check out")
+        return claims
+
+    # --- sign-in ------------------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        try:
+            endpoint = (await self.metadata())["authorization_endpoint"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return _page(503, "Sign-in is unavailable", "Threshold could not be reached. Try again shortly.")
+        login = PendingLogin(
+            state=generate_token(43),
+            nonce=generate_token(43),
+            verifier=generate_token(64),
+            return_to=safe_return_to(request.query_params.get("returnTo")),
+            expires_at=self._clock() + self.config.login_ttl,
+        )
+        await self.store.put_login(_digest(login.state), login)
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.config.client_id,
+                "redirect_uri": self.config.redirect_uri,
+                "scope": self.config.scope,
+                "state": login.state,
+                "nonce": login.nonce,
+                "code_challenge": create_s256_code_challenge(login.verifier),
+                "code_challenge_method": "S256",
+            }
+        )
+        response = RedirectResponse(f"{endpoint}?{query}", status_code=303, headers=NO_STORE)
+        _set_cookie(response, LOGIN_COOKIE, login.state, max_age=int(self.config.login_ttl))
+        return response
+
+    async def callback(self, request: Request) -> Response:
+        params = request.query_params
+        state, bound = params.get("state", ""), request.cookies.get(LOGIN_COOKIE, "")
+        if not state or not bound or not hmac.compare_digest(state.encode(), bound.encode()):
+            return _page(
+                400,
+                "Sign-in could not finish",
+                "This sign-in was not started in this browser, or it expired. Start again.",
+                start=True,
+            )
+        login = await self.store.take_login(_digest(state))
+        if login is None:
+            return _page(
+                400,
+                "Sign-in could not finish",
+                "This sign-in was already used or has expired. Start again.",
+                start=True,
+            )
+        if params.get("error"):
+            message = (
+                "Sign-in was cancelled."
+                if params["error"] == "access_denied"
+                else f"Threshold refused the sign-in ({params['error'][:60]})."
+            )
+            return _clear(_page(400, "Not signed in", message, start=True), LOGIN_COOKIE)
+        code = params.get("code")
+        if not code:
+            return _clear(
+                _page(400, "Sign-in could not finish", "Threshold's answer had no code.", start=True),
+                LOGIN_COOKIE,
+            )
+        try:
+            tokens = await self._token_request(
+                {
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": self.config.redirect_uri,
+                    "code_verifier": login.verifier,
+                }
+            )
+            claims = await self._id_token_claims(str(tokens.get("id_token", "")), nonce=login.nonce)
+            claims = {**claims, **await self._userinfo(str(tokens["access_token"]), sub=claims["sub"])}
+        except UpstreamRefused:
+            return _clear(
+                _page(
+                    400,
+                    "Sign-in could not finish",
+                    "Threshold did not accept this sign-in. Start again.",
+                    start=True,
+                ),
+                LOGIN_COOKIE,
+            )
+        except (httpx.HTTPError, ValueError, KeyError):
+            return _page(503, "Sign-in is unavailable", "Threshold could not be reached. Try again shortly.")
+        now = self._clock()
+        session = BffSession(
+            sub=claims["sub"],
+            sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+            claims={k: claims[k] for k in USER_CLAIMS if k in claims},
+            access_token=str(tokens["access_token"]),
+            access_expires_at=now + float(tokens.get("expires_in", 300)),
+            refresh_token=tokens.get("refresh_token"),
+            id_token=str(tokens["id_token"]),
+            created_at=now,
+            last_seen_at=now,
+        )
+        cookie = secrets.token_urlsafe(32)  # a new session id at every sign-in
+        await self.store.put(_digest(cookie), session, ttl=self.config.session_idle)
+        old = request.cookies.get(SESSION_COOKIE)
+        if old:
+            await self.store.delete(_digest(old))
+        response = RedirectResponse(login.return_to, status_code=303, headers=NO_STORE)
+        _set_cookie(response, SESSION_COOKIE, cookie)
+        return _clear(response, LOGIN_COOKIE)
+
+    async def _userinfo(self, access_token: str, *, sub: str) -> dict[str, Any]:
+        """The person's claims from the userinfo endpoint (email, name...), when it answers for `sub`."""
+        endpoint = (await self.metadata()).get("userinfo_endpoint")
+        if not endpoint:
+            return {}
+        response = await self._http.get(endpoint, headers={"Authorization": f"Bearer {access_token}"})
+        body = response.json() if response.status_code == 200 else None
+        return body if isinstance(body, dict) and body.get("sub") == sub else {}
+
+    async def _token_request(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """A token endpoint call as a confidential client (client_secret_basic)."""
+        response = await self._http.post(
+            (await self.metadata())["token_endpoint"],
+            data=dict(form),
+            auth=(self.config.client_id, self.config.client_secret),
+            headers={"Accept": "application/json"},
+        )
+        if response.status_code >= 500:
+            raise httpx.HTTPStatusError(
+                "token endpoint unavailable", request=response.request, response=response
+            )
+        body = response.json()
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            raise UpstreamRefused(str(body.get("error") if isinstance(body, dict) else response.status_code))
+        return body
+
+    # --- the browser's calls ------------------------------------------------------------------------
+
+    def _refused(self, request: Request) -> Response | None:
+        """The same-origin and CSRF rules of every call the SPA makes."""
+        site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        if (site is not None and site not in ("same-origin", "none")) or (
+            origin is not None and origin != self.config.origin
+        ):
+            return JSONResponse({"error": "cross_site"}, status_code=403, headers=NO_STORE)
+        if request.headers.get("x-csrf") != "1":
+            return JSONResponse(
+                {"error": "csrf_header_missing", "error_description": "send the header X-CSRF: 1"},
+                status_code=403,
+                headers=NO_STORE,
+            )
+        return None
+
+    async def _session(self, request: Request) -> tuple[str, BffSession] | None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            return None
+        key = _digest(cookie)
+        session = await self.store.get(key)
+        if session is None:
+            return None
+        now = self._clock()
+        if now - session.created_at > self.config.session_absolute:
+            await self.store.delete(key)
+            return None
+        return key, session
+
+    async def user(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        found = await self._session(request)
+        if found is None:
+            return JSONResponse({"error": "not_signed_in"}, status_code=401, headers=NO_STORE)
+        return JSONResponse(dict(found[1].claims), headers=NO_STORE)
+
+    async def logout(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        cookie = request.cookies.get(SESSION_COOKIE)
+        session = await self.store.delete(_digest(cookie)) if cookie else None
+        logout_url = self.config.public_url + "/"
+        try:
+            metadata = await self.metadata() if session is not None else {}
+        except (httpx.HTTPError, ValueError):
+            metadata = {}  # Threshold unreachable: this session has ended here all the same
+        if session is not None:
+            if session.refresh_token and metadata.get("revocation_endpoint"):
+                # the session is gone here whatever happens; Threshold ends the grant with its own session
+                with contextlib.suppress(httpx.HTTPError):
+                    await self._http.post(
+                        metadata["revocation_endpoint"],
+                        data={"token": session.refresh_token, "token_type_hint": "refresh_token"},
+                        auth=(self.config.client_id, self.config.client_secret),
+                    )
+            if metadata.get("end_session_endpoint"):
+                query = urlencode(
+                    {
+                        "id_token_hint": session.id_token,
+                        "post_logout_redirect_uri": self.config.public_url + "/",
+                        "client_id": self.config.client_id,
+                    }
+                )
+                logout_url = f"{metadata['end_session_endpoint']}?{query}"
+        return _clear(JSONResponse({"logout_url": logout_url}, headers=NO_STORE), SESSION_COOKIE)
+
+    async def _logged_out(self, event: LogoutEvent) -> None:
+        await self.store.delete_matching(sid=event.sid, sub=event.sub if event.sid is None else None)
+
+    # --- the API proxy ------------------------------------------------------------------------------
+
+    async def _fresh(self, key: str, session: BffSession) -> BffSession | None:
+        """The session with an access token good for `refresh_before` more seconds; None when it ended.
+        One refresh at a time per session: concurrent calls wait for it and use its result."""
+        if session.access_expires_at - self._clock() > self.config.refresh_before:
+            return session
+        lock = self._refreshing.get(key)
+        if lock is None:
+            lock = self._refreshing[key] = asyncio.Lock()
+        async with lock:
+            current = await self.store.get(key)
+            if current is None:
+                return None
+            if current.access_expires_at - self._clock() > self.config.refresh_before:
+                return current  # refreshed by the call that held the lock
+            if current.refresh_token is None:
+                await self.store.delete(key)
+                return None
+            try:
+                tokens = await self._token_request(
+                    {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
+                )
+            except UpstreamRefused:
+                await self.store.delete(key)  # revoked family, disabled person: the session ends
+                return None
+            now = self._clock()
+            renewed = replace(
+                current,
+                access_token=str(tokens["access_token"]),
+                access_expires_at=now + float(tokens.get("expires_in", 300)),
+                refresh_token=tokens.get("refresh_token", current.refresh_token),
+                id_token=str(tokens.get("id_token", current.id_token)),
+                last_seen_at=now,
+            )
+            await self.store.put(key, renewed, ttl=self.config.session_idle)
+            return renewed
+
+    async def proxy(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        found = await self._session(request)
+        session = await self._fresh(*found) if found is not None else None
+        if session is None:
+            return JSONResponse({"error": "not_signed_in"}, status_code=401, headers=NO_STORE)
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.config.max_body_bytes):
+            return JSONResponse({"error": "body_too_large"}, status_code=413, headers=NO_STORE)
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
+        headers.append(("authorization", f"Bearer {session.access_token}"))
+        has_body = declared not in (None, "0") or "transfer-encoding" in request.headers
+        outgoing = self._upstream.build_request(
+            request.method,
+            httpx.URL(path="/" + request.path_params.get("rest", ""), query=request.url.query.encode()),
+            headers=headers,
+            content=self._body(request) if has_body else None,
+        )
+        try:
+            upstream = await self._upstream.send(outgoing, stream=True)
+        except BodyTooLarge:
+            return JSONResponse({"error": "body_too_large"}, status_code=413, headers=NO_STORE)
+        except httpx.TimeoutException:
+            return JSONResponse({"error": "upstream_timeout"}, status_code=504, headers=NO_STORE)
+        except httpx.HTTPError:
+            return JSONResponse({"error": "upstream_unavailable"}, status_code=502, headers=NO_STORE)
+        returned = {k: v for k, v in upstream.headers.items() if k.lower() not in NOT_RETURNED}
+        return StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            headers=returned,
+            background=BackgroundTask(upstream.aclose),
+        )
+
+    async def _body(self, request: Request) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > self.config.max_body_bytes:
+                raise BodyTooLarge()
+            yield chunk
+
+
+class BodyTooLarge(Exception):
+    """A streamed request body passed the BFF's limit."""
+
+
+def _set_cookie(response: Response, name: str, value: str, *, max_age: int | None = None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="lax")
+
+
+def _clear(response: Response, name: str) -> Response:
+    response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+def _page(status: int, title: str, message: str, *, start: bool = False) -> HTMLResponse:
+    link = '<p><a href="/bff/login">Sign in again</a></p>' if start else '<p><a href="/">Back</a></p>'
+    body = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title></head>'
+        f"<body><main><h1>{escape(title)}</h1><p>{escape(message)}</p>{link}</main></body></html>"
+    )
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`threshold-bff`: the BFF on uvicorn (one process: its sessions are in memory)."""
+    import argparse
+    import os
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="threshold-bff", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--issuer", required=True, help="Threshold's issuer URL")
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument(
+        "--client-secret",
+        default=os.environ.get("THRESHOLD_BFF_CLIENT_SECRET"),
+        help="the client's secret (or THRESHOLD_BFF_CLIENT_SECRET, which keeps it out of `ps`)",
+    )
+    parser.add_argument("--upstream", required=True, help="the API's base URL")
+    parser.add_argument("--prefix", default="/api", help="the path proxied to the upstream (default /api)")
+    parser.add_argument("--public-url", help="this BFF's URL as browsers see it (default http://HOST:PORT)")
+    parser.add_argument("--static", help="a directory of the SPA's files, served at /")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8500)
+    args = parser.parse_args(argv)
+    if not args.client_secret:
+        parser.error("--client-secret (or THRESHOLD_BFF_CLIENT_SECRET) is required")
+    try:
+        config = BffConfig(
+            issuer=args.issuer,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            upstream=args.upstream,
+            public_url=args.public_url or f"http://{args.host}:{args.port}",
+            prefix=args.prefix,
+            static_dir=args.static,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    bff = BackendForFrontend(config)
+    uvicorn.run(bff.app, host=args.host, port=args.port, log_level="warning", server_header=False)
+    return 0

@@ -1,0 +1,296 @@
+"""The backend-for-frontend (threshold.client.bff) against a real `threshold serve`, a real upstream API
+checking tokens with TokenVerifier, and the BFF itself on uvicorn, each on its own loopback origin: the
+sign-in, the API calls, refresh with rotation (one at a time per session), logout, back-channel logout,
+and every refusal. A browser over plain http: cookies are carried explicitly (they are Secure)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.blackbox.conftest import parse_set_cookie
+from tests.blackbox.oidc_support import IssuerBrowser
+from tests.conftest import STRONG_PASSWORD
+from tests.support import Deployment, Server, clean_env, free_port, make_deployment, spawn
+from tests.support.threaded import ThreadedServer
+from threshold.client import TokenVerifier
+from threshold.client.bff import LOGIN_COOKIE, SESSION_COOKIE, BackendForFrontend, BffConfig
+
+CALLS = {"X-CSRF": "1"}
+
+
+def upstream_app(issuer: str) -> Starlette:
+    """The SPA's API: it trusts Threshold's access tokens and says whose it got."""
+    verifier = TokenVerifier(issuer=issuer, audience=issuer)
+
+    async def whoami(request: Request) -> JSONResponse:
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        verified = await verifier.averify(token)
+        return JSONResponse(
+            {
+                "sub": verified.subject,
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "body": (await request.body()).decode(),
+                "cookie": request.headers.get("cookie"),
+                "csrf": request.headers.get("x-csrf"),
+            },
+            headers={"Set-Cookie": "upstream=1", "X-Upstream": "yes"},
+        )
+
+    return Starlette(routes=[Route("/{path:path}", whoami, methods=["GET", "POST", "PUT", "DELETE"])])
+
+
+@dataclass
+class Stack:
+    deployment: Deployment
+    threshold: Server
+    bff: BackendForFrontend
+    bff_server: ThreadedServer
+    client_id: str
+
+    @property
+    def url(self) -> str:
+        return self.bff_server.url
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with make_deployment(tmp_path_factory.mktemp("bff"), "sqlite") as deployment:
+        threshold = deployment.start()
+        upstream = ThreadedServer(upstream_app(threshold.url)).start()
+        port = free_port()
+        public = f"http://127.0.0.1:{port}"
+        made = deployment.cli(
+            "clients", "create", "--name", "SPA", "--first-party",
+            "--redirect-uri", f"{public}/bff/callback",
+            "--post-logout-redirect-uri", f"{public}/",
+            "--backchannel-logout-uri", f"{public}/bff/backchannel",
+            "--grant-type", "authorization_code", "--grant-type", "refresh_token",
+            "--json",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        client = json.loads(made.stdout)
+        bff = BackendForFrontend(
+            BffConfig(
+                issuer=threshold.url,
+                client_id=client["client_id"],
+                client_secret=client["client_secret"],
+                upstream=upstream.url + "/v1",
+                public_url=public,
+            )
+        )
+        server = ThreadedServer(bff.app, port=port).start()
+        try:
+            yield Stack(deployment, threshold, bff, server, client["client_id"])
+        finally:
+            server.stop()
+            upstream.stop()
+
+
+@dataclass
+class SpaBrowser:
+    """One browser: signed in at Threshold (its own cookies there) and holding the BFF's cookies."""
+
+    stack: Stack
+    http: httpx.Client
+    issuer: IssuerBrowser
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def bff(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = self.http.request(method, self.stack.url + path, headers=headers, **kwargs)
+        self.http.cookies.clear()
+        for header in response.headers.get_list("set-cookie"):
+            name, value, attrs = parse_set_cookie(header)
+            assert name.startswith("__Host-") and "secure" in attrs and "httponly" in attrs, header
+            assert attrs.get("path") == "/" and "domain" not in attrs and attrs.get("samesite") == "lax"
+            if not value or attrs.get("max-age") == "0":
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return response
+
+    def sign_in(self, return_to: str = "/app") -> httpx.Response:
+        """/bff/login -> Threshold's authorize (already signed in there) -> /bff/callback."""
+        started = self.bff("GET", f"/bff/login?returnTo={return_to}")
+        assert started.status_code == 303 and LOGIN_COOKIE in self.cookies, started.text
+        authorize = urlsplit(started.headers["location"])
+        assert f"{authorize.scheme}://{authorize.netloc}" == self.stack.threshold.url
+        answered = self.issuer.get(self.stack.threshold, f"{authorize.path}?{authorize.query}")
+        assert answered.status_code == 303, answered.text[:300]
+        back = urlsplit(answered.headers["location"])
+        assert f"{back.scheme}://{back.netloc}{back.path}" == f"{self.stack.url}/bff/callback"
+        return self.bff("GET", f"/bff/callback?{back.query}")
+
+
+@pytest.fixture
+def browser(stack: Stack) -> Iterator[SpaBrowser]:
+    with httpx.Client(timeout=30) as http:
+        issuer = IssuerBrowser(http)
+        email = f"spa-{time.time_ns()}@example.com"
+        assert issuer.signup(stack.threshold, email, STRONG_PASSWORD).status_code in (200, 201)
+        yield SpaBrowser(stack, http, issuer)
+
+
+def test_sign_in_keeps_every_token_server_side(browser: SpaBrowser) -> None:
+    done = browser.sign_in("/app?tab=2")
+    assert done.status_code == 303 and done.headers["location"] == "/app?tab=2", done.text
+    assert SESSION_COOKIE in browser.cookies and LOGIN_COOKIE not in browser.cookies
+    user = browser.bff("GET", "/bff/user", headers=CALLS)
+    assert user.status_code == 200 and user.json()["email"].startswith("spa-")
+    called = browser.bff(
+        "POST", "/api/orders?x=1", headers={**CALLS, "Content-Type": "text/plain"}, content=b"hi"
+    )
+    assert called.status_code == 200, called.text
+    body = called.json()
+    assert body["sub"] == user.json()["sub"] and body["path"] == "/v1/orders" and body["query"] == "x=1"
+    assert body["method"] == "POST" and body["body"] == "hi"
+    assert body["cookie"] is None and body["csrf"] is None  # the browser's cookies stay at the BFF
+    assert called.headers["x-upstream"] == "yes" and "set-cookie" not in called.headers
+    for response in (done, user, called):
+        assert "eyJ" not in response.text and "eyJ" not in str(response.headers)  # no JWT reaches it
+
+
+def test_calls_without_the_header_or_from_another_site_are_refused(browser: SpaBrowser) -> None:
+    browser.sign_in()
+    assert browser.bff("GET", "/bff/user").status_code == 403
+    assert browser.bff("GET", "/api/orders").status_code == 403
+    assert browser.bff("POST", "/bff/logout").status_code == 403
+    cross = {**CALLS, "Sec-Fetch-Site": "cross-site"}
+    assert browser.bff("GET", "/api/orders", headers=cross).status_code == 403
+    assert (
+        browser.bff("GET", "/api/orders", headers={**CALLS, "Origin": "https://evil.example"}).status_code
+        == 403
+    )
+    assert (
+        browser.bff("GET", "/api/orders", headers={**CALLS, "Sec-Fetch-Site": "same-origin"}).status_code
+        == 200
+    )
+    browser.cookies.pop(SESSION_COOKIE)
+    assert browser.bff("GET", "/bff/user", headers=CALLS).status_code == 401
+    assert browser.bff("GET", "/api/orders", headers=CALLS).status_code == 401
+
+
+def test_return_to_is_a_same_origin_path_only(browser: SpaBrowser) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"):
+        assert browser.sign_in(target).headers["location"] == "/"
+
+
+def test_a_callback_the_browser_did_not_start_is_a_clear_page(browser: SpaBrowser, stack: Stack) -> None:
+    assert browser.bff("GET", "/bff/callback?code=x&state=y").status_code == 400
+    started = browser.bff("GET", "/bff/login")
+    state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+    denied = browser.bff("GET", f"/bff/callback?error=access_denied&state={state}")
+    assert denied.status_code == 400 and "cancelled" in denied.text
+    assert browser.bff("GET", f"/bff/callback?code=x&state={state}").status_code == 400  # used once
+
+
+def test_concurrent_calls_share_one_refresh_and_the_family_survives(
+    browser: SpaBrowser, stack: Stack
+) -> None:
+    browser.sign_in()
+    bff = stack.bff
+    refreshes: list[str] = []
+    original = bff._token_request
+
+    async def counting(form: Any) -> dict[str, Any]:
+        if form.get("grant_type") == "refresh_token":
+            refreshes.append(form["refresh_token"])
+        return await original(form)
+
+    bff._token_request = counting  # type: ignore[method-assign]
+    bff._clock = lambda: time.time() + 290  # the access token nearly spent
+    try:
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as http:
+                answers = await asyncio.gather(
+                    *(http.get(f"{stack.url}/api/x", headers={**CALLS, "Cookie": cookie}) for _ in range(12))
+                )
+            return [a.status_code for a in answers]
+
+        assert asyncio.run(burst()) == [200] * 12
+        assert len(refreshes) == 1
+        bff._clock = lambda: time.time() + 590  # and again later
+        assert browser.bff("GET", "/api/x", headers=CALLS).status_code == 200
+        assert len(refreshes) == 2 and refreshes[0] != refreshes[1]  # rotated, and not a reuse
+    finally:
+        bff._token_request = original  # type: ignore[method-assign]
+        bff._clock = time.time
+
+
+def test_logout_ends_the_session_here_and_at_threshold(browser: SpaBrowser, stack: Stack) -> None:
+    browser.sign_in()
+    out = browser.bff("POST", "/bff/logout", headers=CALLS)
+    assert out.status_code == 200 and SESSION_COOKIE not in browser.cookies
+    url = urlsplit(out.json()["logout_url"])
+    assert url.path == "/oauth2/logout" or "logout" in url.path
+    assert parse_qs(url.query)["post_logout_redirect_uri"] == [f"{stack.url}/"]
+    assert browser.bff("GET", "/bff/user", headers=CALLS).status_code == 401
+
+
+def test_a_back_channel_logout_from_threshold_ends_the_bff_session(browser: SpaBrowser, stack: Stack) -> None:
+    browser.sign_in()
+    session_cookie = browser.cookies[SESSION_COOKIE]
+    assert browser.bff("GET", "/bff/user", headers=CALLS).status_code == 200
+    ended = browser.issuer.post(stack.threshold, "/api/v1/logout")  # the person signs out at Threshold
+    assert ended.status_code in (200, 204), ended.text
+    deadline = time.monotonic() + 10
+    while browser.bff("GET", "/bff/user", headers=CALLS).status_code != 401:
+        assert time.monotonic() < deadline, "the BFF session outlived the Threshold session"
+        time.sleep(0.1)
+        browser.cookies[SESSION_COOKIE] = session_cookie
+
+
+def test_threshold_bff_serves_the_spa_and_signs_in(stack: Stack, tmp_path: Path) -> None:
+    """The console script: `threshold-bff ... --static DIR`, the secret from the environment."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    made = stack.deployment.cli(
+        "clients", "create", "--name", "SPA (CLI)", "--first-party",
+        "--redirect-uri", f"{public}/bff/callback", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    client = json.loads(made.stdout)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<!doctype html><title>SPA</title><p>the SPA</p>")
+    process = spawn(
+        [
+            str(Path(sys.executable).with_name("threshold-bff")),
+            "--issuer", stack.threshold.url, "--client-id", client["client_id"],
+            "--upstream", stack.threshold.url, "--static", str(site), "--port", str(port),
+        ],
+        log=tmp_path / "bff.log",
+        env=clean_env(THRESHOLD_BFF_CLIENT_SECRET=client["client_secret"]),
+    )  # fmt: skip
+    try:
+        process.wait_until_ready(f"{public}/", what="threshold-bff")
+        with httpx.Client(timeout=30) as http:
+            assert "the SPA" in http.get(f"{public}/").text
+            assert http.get(f"{public}/bff/user").status_code == 403
+            started = http.get(f"{public}/bff/login")
+            assert started.status_code == 303
+            assert started.headers["location"].startswith(f"{stack.threshold.url}/oauth2/authorize?")
+            assert "client_secret" not in started.headers["location"]
+    finally:
+        process.stop()
