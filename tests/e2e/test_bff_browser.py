@@ -1,0 +1,193 @@
+"""An SPA behind `threshold-bff`, as a person walks it in Chromium.
+
+Threshold answers on http://localhost:<port>; the SPA (tests/e2e/spa, plain HTML and JS, served by the
+BFF with --static) and its BFF on http://127.0.0.1:<port>, another site; the SPA's API, which trusts
+Threshold's access tokens through TokenVerifier, on a third origin. The client's access tokens live 30
+seconds, inside the BFF's refresh window: every API call the SPA makes is served after a refresh with
+rotation, and the API sees a new token each time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.conftest import STRONG_PASSWORD
+from tests.e2e.conftest import Server
+from tests.e2e.mfa_fixtures import localhost_server
+from tests.support import clean_env, free_port, run_cli, spawn
+from tests.support.threaded import ThreadedServer
+from threshold.client import TokenVerifier
+
+SPA = Path(__file__).resolve().parent / "spa"
+SIGNED_OUT_WITHIN = 5.0
+
+
+@dataclass
+class Spa:
+    url: str
+    provider: Server
+    elsewhere: str
+    """A page on another site (localhost, where the BFF is on 127.0.0.1) with no CSP of its own."""
+
+
+def api(issuer: str) -> Starlette:
+    verifier = TokenVerifier(issuer=issuer, audience=issuer)
+
+    async def orders(request: Request) -> JSONResponse:
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        verified = await verifier.averify(token)
+        return JSONResponse({"sub": verified.subject, "jti": verified.claims.get("jti")})
+
+    async def elsewhere(request: Request) -> JSONResponse:
+        return JSONResponse({"page": "another site"})
+
+    return Starlette(routes=[Route("/orders", orders), Route("/elsewhere", elsewhere)])
+
+
+@pytest.fixture(scope="module")
+def spa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spa]:
+    directory = tmp_path_factory.mktemp("bff-browser")
+    with localhost_server(directory, THRESHOLD_RATE_LIMIT__SIGNUP_PER_IP="1000") as provider:
+        upstream = ThreadedServer(api(provider.url)).start()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        created = run_cli(
+            *("clients", "create", "--name", "Example SPA", "--first-party", "--access-token-lifetime", "30"),
+            *("--redirect-uri", f"{url}/bff/callback", "--post-logout-redirect-uri", f"{url}/"),
+            *("--backchannel-logout-uri", f"{url}/bff/backchannel", "--json"),
+            env=provider.env,
+        )
+        assert created.returncode == 0, created.stderr
+        client = json.loads(created.stdout)
+        process = spawn(
+            [
+                str(Path(sys.executable).with_name("threshold-bff")),
+                *("--issuer", provider.url, "--client-id", client["client_id"]),
+                *("--upstream", upstream.url, "--static", str(SPA), "--port", str(port)),
+            ],
+            log=directory / "bff.log",
+            env=clean_env(THRESHOLD_BFF_CLIENT_SECRET=client["client_secret"]),
+        )
+        try:
+            process.wait_until_ready(f"{url}/", timeout=30, what="threshold-bff")
+            yield Spa(url=url, provider=provider, elsewhere=f"http://localhost:{upstream.port}/elsewhere")
+        finally:
+            process.stop(timeout=10)
+            upstream.stop()
+
+
+def _person(provider: Server) -> str:
+    email = f"spa.{os.getpid()}.{time.monotonic_ns()}@example.com"
+    made = run_cli(
+        *("users", "create", "--email", email, "--password-stdin", "--verified"),
+        stdin=STRONG_PASSWORD + "\n",
+        env=provider.env,
+    )
+    assert made.returncode == 0, made.stderr
+    return email
+
+
+def _sign_in(page: Any, spa: Spa, email: str) -> None:
+    page.goto(f"{spa.url}/")
+    page.get_by_role("link", name="Sign in").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login\?"))
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    while not page.url.startswith(spa.url):  # the passkey offer, if shown, is declined
+        if page.get_by_role("button", name="Not now").count():
+            page.get_by_role("button", name="Not now").click()
+        page.wait_for_timeout(100)
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Signed in')")
+    assert page.locator("#status").inner_text() == f"Signed in as {email}"
+
+
+def _load_orders(page: Any) -> str:
+    page.locator("#orders").evaluate("e => e.textContent = ''")
+    page.get_by_role("button", name="Load orders").click()
+    page.wait_for_function("document.getElementById('orders').textContent !== ''")
+    return str(page.locator("#orders").inner_text())
+
+
+def test_an_spa_signs_in_calls_its_api_and_signs_out_through_the_bff(
+    browser: Any, spa: Spa, shoot: Any
+) -> None:
+    email = _person(spa.provider)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        _sign_in(page, spa, email)
+        cookies = context.cookies(spa.url)
+        assert [c["name"] for c in cookies] == ["__Host-threshold-bff"]
+        assert cookies[0]["httpOnly"] and cookies[0]["secure"] and cookies[0]["sameSite"] == "Lax"
+        storage = page.evaluate("JSON.stringify([localStorage, sessionStorage, document.cookie])")
+        assert "eyJ" not in storage and storage == '[{},{},""]'  # the page holds no token, sees no cookie
+
+        first, second = _load_orders(page), _load_orders(page)
+        assert first.startswith("orders of ") and second.startswith("orders of ")
+        assert first != second  # each call refreshed (30-second tokens): a new token, no reuse
+        shoot(page, "spa-orders")
+
+        # refusals, from the page itself: no X-CSRF header
+        status = page.evaluate("fetch('/api/orders').then(r => r.status)")
+        assert status == 403
+        # and from another site: the cross-site POST carries no usable cookie and no header
+        other = context.new_page()
+        other.goto(spa.elsewhere)
+        other.evaluate(
+            "u => fetch(u + '/bff/logout', {method: 'POST', mode: 'no-cors', credentials: 'include'})",
+            spa.url,
+        )
+        other.close()
+        assert _load_orders(page).startswith("orders of ")  # still signed in
+
+        # through Threshold's end-session endpoint (the ID token hint names the session: no question)
+        # and back to the post-logout redirect URI
+        with page.expect_request(re.compile(rf"^{re.escape(spa.provider.url)}/")):
+            page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(re.compile(rf"^{re.escape(spa.url)}/\??$"))
+        page.wait_for_function("document.getElementById('status').textContent === 'Not signed in.'")
+        assert context.cookies(spa.url) == []
+        shoot(page, "spa-signed-out")
+        page.goto(f"{spa.provider.url}/account")  # signed out at Threshold too
+        page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login"))
+    finally:
+        context.close()
+
+
+def test_signing_out_at_threshold_ends_the_bff_session(browser: Any, spa: Spa, shoot: Any) -> None:
+    email = _person(spa.provider)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        _sign_in(page, spa, email)
+        page.goto(f"{spa.provider.url}/account")
+        page.get_by_role("link", name="Sign out").first.click()
+        page.wait_for_url(f"{spa.provider.url}/logout")
+        page.get_by_role("button", name="Sign out", exact=True).click()
+        page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login"))
+        confirmed = time.monotonic()
+        while True:
+            page.goto(f"{spa.url}/")
+            page.wait_for_function("document.getElementById('status').textContent !== 'Loading…'")
+            if page.locator("#status").inner_text() == "Not signed in.":
+                break
+            assert time.monotonic() - confirmed < SIGNED_OUT_WITHIN, "the BFF still signs them in"
+            page.wait_for_timeout(100)
+        shoot(page, "spa-signed-out-by-threshold")
+    finally:
+        context.close()
