@@ -7,8 +7,10 @@ no trusted place to send them. Every later error is returned to the client's red
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from threshold.oidc.errors import (
     InvalidRedirectUri,
@@ -74,10 +76,34 @@ async def check_client(params: Mapping[str, str], clients: ClientRepo) -> Client
 
 
 def check_redirect_uri(client: Client, redirect_uri: str | None) -> str:
-    """Exact string match against a registered URI (OAuth 2.0 Security BCP, RFC 9700 section 4.1.3)."""
-    if redirect_uri is None or redirect_uri not in client.redirect_uris:
+    """Exact string match against a registered URI (OAuth 2.0 Security BCP, RFC 9700 section 4.1.3),
+    but for the port of a loopback IP redirect (`loopback_match`)."""
+    if redirect_uri is None or not (
+        redirect_uri in client.redirect_uris
+        or any(loopback_match(registered, redirect_uri) for registered in client.redirect_uris)
+    ):
         raise InvalidRedirectUri()
     return redirect_uri
+
+
+_LOOPBACK_NETLOC = re.compile(r"^(127\.0\.0\.1|\[::1\])(?::([0-9]{1,5}))?$")
+
+
+def loopback_match(registered: str, requested: str) -> bool:
+    """RFC 8252 section 7.3: a native app listens on a loopback IP on whatever port the operating system
+    gave it, so for a registered `http://127.0.0.1/...` or `http://[::1]/...` redirect any port is
+    accepted; everything else (scheme, address, path, query, no fragment, no user part) must be the same.
+    Not `localhost` (section 8.3: a name may resolve elsewhere)."""
+    want, got = urlsplit(registered), urlsplit(requested)
+    if want.scheme != "http" or got.scheme != "http" or got.fragment or "#" in requested:
+        return False
+    want_host, got_host = _LOOPBACK_NETLOC.match(want.netloc), _LOOPBACK_NETLOC.match(got.netloc)
+    if want_host is None or got_host is None or want_host.group(1) != got_host.group(1):
+        return False
+    port = got_host.group(2)
+    if port is not None and not 0 < int(port) <= 65535:
+        return False
+    return (want.path, want.query) == (got.path, got.query)
 
 
 def check_response_type(params: Mapping[str, str]) -> None:
