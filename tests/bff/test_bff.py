@@ -9,145 +9,15 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from tests.blackbox.conftest import parse_set_cookie
-from tests.blackbox.oidc_support import IssuerBrowser
-from tests.conftest import STRONG_PASSWORD
-from tests.support import Deployment, Server, clean_env, free_port, make_deployment, spawn
-from tests.support.threaded import ThreadedServer
-from threshold.client import TokenVerifier
-from threshold.client.bff import LOGIN_COOKIE, SESSION_COOKIE, BackendForFrontend, BffConfig
-
-CALLS = {"X-CSRF": "1"}
-
-
-def upstream_app(issuer: str) -> Starlette:
-    """The SPA's API: it trusts Threshold's access tokens and says whose it got."""
-    verifier = TokenVerifier(issuer=issuer, audience=issuer)
-
-    async def whoami(request: Request) -> JSONResponse:
-        _, _, token = request.headers.get("authorization", "").partition(" ")
-        verified = await verifier.averify(token)
-        return JSONResponse(
-            {
-                "sub": verified.subject,
-                "method": request.method,
-                "path": request.url.path,
-                "query": request.url.query,
-                "body": (await request.body()).decode(),
-                "cookie": request.headers.get("cookie"),
-                "csrf": request.headers.get("x-csrf"),
-            },
-            headers={"Set-Cookie": "upstream=1", "X-Upstream": "yes"},
-        )
-
-    return Starlette(routes=[Route("/{path:path}", whoami, methods=["GET", "POST", "PUT", "DELETE"])])
-
-
-@dataclass
-class Stack:
-    deployment: Deployment
-    threshold: Server
-    bff: BackendForFrontend
-    bff_server: ThreadedServer
-    client_id: str
-
-    @property
-    def url(self) -> str:
-        return self.bff_server.url
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with make_deployment(tmp_path_factory.mktemp("bff"), "sqlite") as deployment:
-        threshold = deployment.start()
-        upstream = ThreadedServer(upstream_app(threshold.url)).start()
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        made = deployment.cli(
-            "clients", "create", "--name", "SPA", "--first-party",
-            "--redirect-uri", f"{public}/bff/callback",
-            "--post-logout-redirect-uri", f"{public}/",
-            "--backchannel-logout-uri", f"{public}/bff/backchannel",
-            "--grant-type", "authorization_code", "--grant-type", "refresh_token",
-            "--json",
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        client = json.loads(made.stdout)
-        bff = BackendForFrontend(
-            BffConfig(
-                issuer=threshold.url,
-                client_id=client["client_id"],
-                client_secret=client["client_secret"],
-                upstream=upstream.url + "/v1",
-                public_url=public,
-            )
-        )
-        server = ThreadedServer(bff.app, port=port).start()
-        try:
-            yield Stack(deployment, threshold, bff, server, client["client_id"])
-        finally:
-            server.stop()
-            upstream.stop()
-
-
-@dataclass
-class SpaBrowser:
-    """One browser: signed in at Threshold (its own cookies there) and holding the BFF's cookies."""
-
-    stack: Stack
-    http: httpx.Client
-    issuer: IssuerBrowser
-    cookies: dict[str, str] = field(default_factory=dict)
-
-    def bff(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = dict(kwargs.pop("headers", {}))
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        response = self.http.request(method, self.stack.url + path, headers=headers, **kwargs)
-        self.http.cookies.clear()
-        for header in response.headers.get_list("set-cookie"):
-            name, value, attrs = parse_set_cookie(header)
-            assert name.startswith("__Host-") and "secure" in attrs and "httponly" in attrs, header
-            assert attrs.get("path") == "/" and "domain" not in attrs and attrs.get("samesite") == "lax"
-            if not value or attrs.get("max-age") == "0":
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = value
-        return response
-
-    def sign_in(self, return_to: str = "/app") -> httpx.Response:
-        """/bff/login -> Threshold's authorize (already signed in there) -> /bff/callback."""
-        started = self.bff("GET", f"/bff/login?returnTo={return_to}")
-        assert started.status_code == 303 and LOGIN_COOKIE in self.cookies, started.text
-        authorize = urlsplit(started.headers["location"])
-        assert f"{authorize.scheme}://{authorize.netloc}" == self.stack.threshold.url
-        answered = self.issuer.get(self.stack.threshold, f"{authorize.path}?{authorize.query}")
-        assert answered.status_code == 303, answered.text[:300]
-        back = urlsplit(answered.headers["location"])
-        assert f"{back.scheme}://{back.netloc}{back.path}" == f"{self.stack.url}/bff/callback"
-        return self.bff("GET", f"/bff/callback?{back.query}")
-
-
-@pytest.fixture
-def browser(stack: Stack) -> Iterator[SpaBrowser]:
-    with httpx.Client(timeout=30) as http:
-        issuer = IssuerBrowser(http)
-        email = f"spa-{time.time_ns()}@example.com"
-        assert issuer.signup(stack.threshold, email, STRONG_PASSWORD).status_code in (200, 201)
-        yield SpaBrowser(stack, http, issuer)
+from tests.bff.conftest import CALLS, SpaBrowser, Stack
+from tests.support import clean_env, free_port, spawn
+from threshold.client.bff import LOGIN_COOKIE, SESSION_COOKIE
 
 
 def test_sign_in_keeps_every_token_server_side(browser: SpaBrowser) -> None:

@@ -31,6 +31,8 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
+import math
 import secrets
 import time
 import weakref
@@ -166,6 +168,11 @@ class SessionStore(Protocol):
         """The pending sign-in, removed (single use)."""
         ...
 
+    def refreshing(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held while the session's tokens are refreshed: one refresh at a time per session, across
+        every process that shares the store."""
+        ...
+
 
 class MemorySessionStore:
     """Sessions in this process (one worker): they end when it stops."""
@@ -174,6 +181,15 @@ class MemorySessionStore:
         self._sessions: dict[str, tuple[BffSession, float]] = {}
         self._logins: dict[str, PendingLogin] = {}
         self._clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @contextlib.asynccontextmanager
+    async def refreshing(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            yield
 
     async def get(self, key: str) -> BffSession | None:
         found = self._sessions.get(key)
@@ -212,6 +228,88 @@ class MemorySessionStore:
         return login if login is not None and login.expires_at > self._clock() else None
 
 
+class RedisSessionStore:
+    """Sessions in Redis, shared by every BFF process (`redis://...`): a session is one JSON string with
+    the idle lifetime as its TTL, indexed by Threshold session id and subject for back-channel logout; a
+    pending sign-in is taken with GETDEL (single use); a refresh holds a lock key (SET NX PX) that the
+    other processes wait out."""
+
+    def __init__(self, redis: Any, *, prefix: str = "threshold-bff:", lock_ms: int = 10_000) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._lock_ms = lock_ms
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "threshold-bff:") -> RedisSessionStore:
+        import redis.asyncio as aioredis
+
+        return cls(aioredis.from_url(url, decode_responses=True), prefix=prefix)
+
+    def _k(self, kind: str, name: str) -> str:
+        return f"{self._prefix}{kind}:{name}"
+
+    async def get(self, key: str) -> BffSession | None:
+        raw = await self._redis.get(self._k("s", key))
+        return None if raw is None else BffSession(**json.loads(raw))
+
+    async def put(self, key: str, session: BffSession, *, ttl: float) -> None:
+        data = {f: getattr(session, f) for f in BffSession.__slots__}
+        data["claims"] = dict(session.claims)
+        seconds = max(1, math.ceil(ttl))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._k("s", key), json.dumps(data), ex=seconds)
+            for kind, value in (("sid", session.sid), ("sub", session.sub)):
+                if value:  # the newest session of an index lives longest: its TTL is the index's
+                    pipe.sadd(self._k(kind, value), key)
+                    pipe.expire(self._k(kind, value), seconds)
+            await pipe.execute()
+
+    async def delete(self, key: str) -> BffSession | None:
+        found = await self.get(key)
+        await self._redis.delete(self._k("s", key))
+        return found
+
+    async def delete_matching(self, *, sid: str | None, sub: str | None) -> int:
+        index = self._k("sid", sid) if sid is not None else self._k("sub", sub) if sub is not None else None
+        if index is None:
+            return 0
+        keys = list(await self._redis.smembers(index))
+        if not keys:
+            return 0
+        ended = int(await self._redis.delete(*(self._k("s", k) for k in keys)))
+        await self._redis.delete(index)
+        return ended
+
+    async def put_login(self, key: str, login: PendingLogin) -> None:
+        data = {f: getattr(login, f) for f in PendingLogin.__slots__}
+        ttl = max(1, math.ceil(login.expires_at - time.time()))
+        await self._redis.set(self._k("l", key), json.dumps(data), ex=ttl)
+
+    async def take_login(self, key: str) -> PendingLogin | None:
+        raw = await self._redis.getdel(self._k("l", key))
+        return None if raw is None else PendingLogin(**json.loads(raw))
+
+    @contextlib.asynccontextmanager
+    async def refreshing(self, key: str) -> AsyncIterator[None]:
+        name, token = self._k("r", key), secrets.token_hex(16)
+        deadline = time.monotonic() + self._lock_ms / 1000
+        while not await self._redis.set(name, token, nx=True, px=self._lock_ms):
+            if time.monotonic() > deadline:
+                break  # a holder that died: its lock expires; go on rather than fail the call
+            await asyncio.sleep(0.01)
+        try:
+            yield
+        finally:
+            # release only our own lock (compare and delete in one step)
+            await self._redis.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+                "return 0",
+                1,
+                name,
+                token,
+            )
+
+
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -247,7 +345,6 @@ class BackendForFrontend:
         self._clock = clock
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
-        self._refreshing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._receiver = BackchannelLogout(
             issuer=config.issuer, client_id=config.client_id, http_client=self._http
         )
@@ -542,10 +639,7 @@ class BackendForFrontend:
         One refresh at a time per session: concurrent calls wait for it and use its result."""
         if session.access_expires_at - self._clock() > self.config.refresh_before:
             return session
-        lock = self._refreshing.get(key)
-        if lock is None:
-            lock = self._refreshing[key] = asyncio.Lock()
-        async with lock:
+        async with self.store.refreshing(key):
             current = await self.store.get(key)
             if current is None:
                 return None
@@ -659,6 +753,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="/api", help="the path proxied to the upstream (default /api)")
     parser.add_argument("--public-url", help="this BFF's URL as browsers see it (default http://HOST:PORT)")
     parser.add_argument("--static", help="a directory of the SPA's files, served at /")
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("THRESHOLD_BFF_REDIS_URL"),
+        help="redis://... to share sessions between BFF processes (default: this process's memory)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8500)
     args = parser.parse_args(argv)
@@ -676,6 +775,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    bff = BackendForFrontend(config)
+    bff = BackendForFrontend(config, store=RedisSessionStore.from_url(args.redis) if args.redis else None)
     uvicorn.run(bff.app, host=args.host, port=args.port, log_level="warning", server_header=False)
     return 0
