@@ -55,6 +55,7 @@ test: install $(NODE_STAMP) lint typecheck
 bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/offboarding.py
+	$(BIN)/python bench/bff.py
 
 # endurance, not part of `make test`: 10 minutes of mixed traffic on PostgreSQL + Redis, errors and RSS growth
 # (e.g. SOAK_ARGS="--minutes 3 --backend sqlite"); results in bench/results/soak-*
