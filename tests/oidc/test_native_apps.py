@@ -4,6 +4,8 @@ to a private-use URI scheme of its own (section 7.1), exactly as registered othe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.oidc.helpers import OP, not_redirected, pkce, redirected
@@ -16,18 +18,9 @@ async def test_a_loopback_redirect_takes_any_port_and_the_code_exchange_names_it
     assert rp.secret is None
     await op.sign_up()
     for port in (51234, 8080, 1):
-        uri = f"http://127.0.0.1:{port}/oauth2/callback"
-        verifier, challenge = pkce()
-        returned = redirected(await op.authorize(op.authorize_params(rp, challenge, redirect_uri=uri)), uri)
-        exchanged = await op.token(
-            rp,
-            {
-                "grant_type": "authorization_code",
-                "code": returned["code"],
-                "redirect_uri": uri,
-                "code_verifier": verifier,
-            },
-        )
+        app = replace(rp, redirect_uri=f"http://127.0.0.1:{port}/oauth2/callback")
+        code, verifier, _ = await op.code(app)  # redirected to that port, state and iss checked
+        exchanged = await op.exchange(app, code, verifier)  # which the exchange names again
         assert exchanged.status_code == 200, exchanged.text
         assert exchanged.json()["refresh_token"]
 
@@ -72,15 +65,6 @@ async def test_a_private_use_scheme_redirect(op: OP) -> None:
     uri = "com.example.app:/oauth2redirect"
     rp = await op.register(public=True, redirect_uris=(uri,))
     await op.sign_up()
-    verifier, challenge = pkce()
-    returned = redirected(await op.authorize(op.authorize_params(rp, challenge, redirect_uri=uri)), uri)
-    exchanged = await op.token(
-        rp,
-        {
-            "grant_type": "authorization_code",
-            "code": returned["code"],
-            "redirect_uri": uri,
-            "code_verifier": verifier,
-        },
-    )
+    code, verifier, _ = await op.code(rp)
+    exchanged = await op.exchange(rp, code, verifier)
     assert exchanged.status_code == 200, exchanged.text
