@@ -3,12 +3,13 @@ TokenVerifier, the BFF on uvicorn, and a browser over plain http (cookies carrie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -72,10 +73,47 @@ class Stack:
     bff: BackendForFrontend
     bff_server: ThreadedServer
     client_id: str
+    client_secret: str
+    upstream: str
 
     @property
     def url(self) -> str:
         return self.bff_server.url
+
+
+@contextlib.contextmanager
+def bff_on(
+    deployment: Deployment,
+    threshold: Server,
+    upstream: str,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    clock: Callable[[], float] = time.time,
+    **config: Any,
+) -> Iterator[Stack]:
+    """A BFF of its own (its own client registration, port and session store) in front of `upstream`."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    client = register_spa(deployment, public)
+    bff = BackendForFrontend(
+        BffConfig(
+            issuer=threshold.url,
+            client_id=client["client_id"],
+            client_secret=client["client_secret"],
+            upstream=upstream,
+            public_url=public,
+            **config,
+        ),
+        http_client=http_client,
+        clock=clock,
+    )
+    server = ThreadedServer(bff.app, port=port).start()
+    try:
+        yield Stack(
+            deployment, threshold, bff, server, client["client_id"], client["client_secret"], upstream
+        )
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +121,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with make_deployment(tmp_path_factory.mktemp("bff"), "sqlite") as deployment:
         threshold = deployment.start()
         upstream = ThreadedServer(upstream_app(threshold.url)).start()
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        client = register_spa(deployment, public)
-        bff = BackendForFrontend(
-            BffConfig(
-                issuer=threshold.url,
-                client_id=client["client_id"],
-                client_secret=client["client_secret"],
-                upstream=upstream.url + "/v1",
-                public_url=public,
-            )
-        )
-        server = ThreadedServer(bff.app, port=port).start()
         try:
-            yield Stack(deployment, threshold, bff, server, client["client_id"])
+            with bff_on(deployment, threshold, upstream.url + "/v1") as made:
+                yield made
         finally:
-            server.stop()
             upstream.stop()
 
 
@@ -128,11 +153,16 @@ class SpaBrowser:
                 self.cookies[name] = value
         return response
 
-    def sign_in(self, return_to: str = "/app") -> httpx.Response:
-        """/bff/login -> Threshold's authorize (already signed in there) -> /bff/callback."""
+    def sign_in(
+        self, return_to: str = "/app", *, meanwhile: Callable[[dict[str, str]], None] | None = None
+    ) -> httpx.Response:
+        """/bff/login -> Threshold's authorize (already signed in there) -> /bff/callback; `meanwhile`
+        sees the authorization request's parameters before Threshold answers it."""
         started = self.bff("GET", f"/bff/login?returnTo={return_to}")
         assert started.status_code == 303 and LOGIN_COOKIE in self.cookies, started.text
         authorize = urlsplit(started.headers["location"])
+        if meanwhile is not None:
+            meanwhile({k: v[0] for k, v in parse_qs(authorize.query).items()})
         assert f"{authorize.scheme}://{authorize.netloc}" == self.stack.threshold.url
         answered = self.issuer.get(self.stack.threshold, f"{authorize.path}?{authorize.query}")
         assert answered.status_code == 303, answered.text[:300]

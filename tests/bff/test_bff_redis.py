@@ -52,7 +52,17 @@ def pair(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[P
                 store=RedisSessionStore.from_url(REDIS_URL, prefix=prefix),
             )
             server = ThreadedServer(bff.app, port=port).start()
-            stacks.append(Stack(deployment, threshold, bff, server, client["client_id"]))
+            stacks.append(
+                Stack(
+                    deployment,
+                    threshold,
+                    bff,
+                    server,
+                    client["client_id"],
+                    client["client_secret"],
+                    upstream.url + "/v1",
+                )
+            )
         try:
             yield Pair(*stacks)
         finally:

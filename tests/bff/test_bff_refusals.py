@@ -1,0 +1,157 @@
+"""What the BFF refuses, each against the real Threshold: an ID token that is not this sign-in's
+(another sign-in's nonce, another client's audience, a broken signature, expired), a request body over
+the limit, and, at logout, a refresh token that must no longer work at Threshold.
+
+The tampered ID tokens come from a provider in the middle: Threshold's real token endpoint, whose answer
+is rewritten on its way to the BFF (what an attacker who can substitute a token response would send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from tests.bff.conftest import CALLS, SpaBrowser, Stack, bff_on
+from tests.blackbox.oidc_support import HttpRP
+from threshold.client.bff import LOGIN_COOKIE, SESSION_COOKIE, _digest
+
+
+@dataclass
+class TokenSwap(httpx.AsyncBaseTransport):
+    """Real answers, except that the token endpoint's `id_token` goes through `swap` (when set)."""
+
+    swap: Callable[[str], str] | None = None
+    seen: list[str] = field(default_factory=list)
+    inner: httpx.AsyncHTTPTransport = field(default_factory=httpx.AsyncHTTPTransport)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != "/oauth2/token":
+            return response
+        body = json.loads(await response.aread())
+        await response.aclose()
+        if isinstance(body, dict) and "id_token" in body:
+            self.seen.append(body["id_token"])
+            if self.swap is not None:
+                body["id_token"] = self.swap(body["id_token"])
+        return httpx.Response(response.status_code, json=body, headers={"Cache-Control": "no-store"})
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class Tampered:
+    stack: Stack
+    transport: TokenSwap
+    clock_offset: list[float]
+
+
+@pytest.fixture(scope="module")
+def tampered(stack: Stack) -> Iterator[Tampered]:
+    transport = TokenSwap()
+    offset = [0.0]
+    with bff_on(
+        stack.deployment,
+        stack.threshold,
+        stack.upstream,
+        http_client=httpx.AsyncClient(transport=transport, timeout=10.0),
+        clock=lambda: time.time() + offset[0],
+        max_body_bytes=1000,
+    ) as made:
+        yield Tampered(made, transport, offset)
+
+
+@pytest.fixture
+def spa(tampered: Tampered, browser: SpaBrowser) -> Iterator[SpaBrowser]:
+    """The signed-up person's browser, at the tampered BFF."""
+    yield SpaBrowser(tampered.stack, browser.http, browser.issuer)
+    tampered.transport.swap = None
+    tampered.clock_offset[0] = 0.0
+
+
+def assert_refused(spa: SpaBrowser, meanwhile: Callable[[dict[str, str]], None] | None = None) -> None:
+    done = spa.sign_in(meanwhile=meanwhile)
+    assert done.status_code == 400, done.text
+    assert "did not accept this sign-in" in done.text and "/bff/login" in done.text
+    assert SESSION_COOKIE not in spa.cookies and LOGIN_COOKIE not in spa.cookies
+    assert spa.bff("GET", "/bff/user", headers=CALLS).status_code == 401
+
+
+def test_an_id_token_from_another_sign_in_is_refused(spa: SpaBrowser, tampered: Tampered) -> None:
+    """Another sign-in's ID token (same client, same person, valid signature): its nonce is not ours."""
+    assert spa.sign_in().status_code == 303  # untouched, the sign-in works
+    earlier = tampered.transport.seen[-1]
+    spa.bff("POST", "/bff/logout", headers=CALLS)
+    tampered.transport.swap = lambda _: earlier
+    assert_refused(spa)
+
+
+def test_an_id_token_for_another_client_is_refused(spa: SpaBrowser, tampered: Tampered, stack: Stack) -> None:
+    """A genuine ID token for the same person and with this sign-in's nonce, issued to another
+    application: only its audience is wrong."""
+    other = HttpRP(
+        client_id=stack.client_id,
+        secret=stack.client_secret,
+        http=spa.http,
+        redirect_uri=f"{stack.url}/bff/callback",
+    )
+
+    def issue_to_the_other(params: dict[str, str]) -> None:
+        code, verifier, _ = other.authorize(spa.issuer, stack.threshold, nonce=params["nonce"])
+        foreign = other.exchange(stack.threshold, code, verifier).json()["id_token"]
+        tampered.transport.swap = lambda _: foreign
+
+    assert_refused(spa, issue_to_the_other)
+
+
+def test_an_id_token_with_a_broken_signature_is_refused(spa: SpaBrowser, tampered: Tampered) -> None:
+    def forge(token: str) -> str:
+        header, payload, signature = token.split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims["email"] = "someone.else@example.com"
+        forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        return f"{header}.{forged}.{signature}"
+
+    tampered.transport.swap = forge
+    assert_refused(spa)
+
+
+def test_an_expired_id_token_is_refused(spa: SpaBrowser, tampered: Tampered) -> None:
+    tampered.clock_offset[0] = 3600.0  # the BFF's clock an hour on: the ID token has expired
+    assert_refused(spa)
+
+
+def test_a_request_body_over_the_limit_is_refused(spa: SpaBrowser) -> None:
+    assert spa.sign_in().status_code == 303
+    fits = spa.bff("POST", "/api/orders", headers=CALLS, content=b"x" * 1000)
+    assert fits.status_code == 200 and fits.json()["body"] == "x" * 1000
+    declared = spa.bff("POST", "/api/orders", headers=CALLS, content=b"x" * 1001)
+    assert declared.status_code == 413 and declared.json()["error"] == "body_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the BFF counts as it streams
+        for _ in range(11):
+            yield b"y" * 100
+
+    streamed = spa.bff("POST", "/api/orders", headers=CALLS, content=chunks())
+    assert streamed.status_code == 413 and streamed.json()["error"] == "body_too_large"
+    assert spa.bff("GET", "/api/orders", headers=CALLS).status_code == 200  # the session goes on
+
+
+def test_logout_revokes_the_refresh_token_at_threshold(spa: SpaBrowser, tampered: Tampered) -> None:
+    """The browser never follows the logout URL here: the refresh token must be dead all the same."""
+    assert spa.sign_in().status_code == 303
+    store = tampered.stack.bff.store
+    session = asyncio.run(store.get(_digest(spa.cookies[SESSION_COOKIE])))
+    assert session is not None and session.refresh_token
+    assert spa.bff("POST", "/bff/logout", headers=CALLS).status_code == 200
+    rp = HttpRP(client_id=tampered.stack.client_id, secret=tampered.stack.client_secret, http=spa.http)
+    refused = rp.refresh(tampered.stack.threshold, session.refresh_token)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
