@@ -1,4 +1,4 @@
-"""The `threshold` command: serve, migrate, users, clients, keys, config-reference."""
+"""The `threshold` command: init, serve, migrate, users, clients, keys, orgs, config-reference."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from threshold.adapters.kek import KeyFileError
 from threshold.cli.clients import clients_command, keys_command
+from threshold.cli.init import PROFILES, init_command
 from threshold.cli.orgs import add_orgs_parser, orgs_command
 from threshold.cli.users import users_command
 from threshold.core.errors import ThresholdError
@@ -47,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="create or upgrade the database schema")
     commands.add_parser("config-reference", help="print the configuration reference (Markdown)")
+    init = commands.add_parser(
+        "init", help="write a commented configuration file for one architecture, and print what comes next"
+    )
+    init.add_argument("--profile", required=True, choices=list(PROFILES))
+    init.add_argument("--output", default="threshold.toml", help="the file to write (default threshold.toml)")
+    init.add_argument("--issuer", default="http://localhost:8400", help="Threshold's public URL")
+    init.add_argument(
+        "--app-url", default="http://localhost:3000", help="the application's (or API's) URL, for its clients"
+    )
+    init.add_argument("--force", action="store_true", help="replace the file if it exists")
 
     users = commands.add_parser("users", help="manage accounts").add_subparsers(dest="action", required=True)
     create = users.add_parser(
@@ -284,6 +295,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "config-reference":
         print(config_reference())
         return
+    if args.command == "init":
+        raise SystemExit(
+            init_command(
+                args.profile, output=args.output, issuer=args.issuer, app=args.app_url, force=args.force
+            )
+        )
     try:
         settings = load_settings(args.config)
     except ConfigurationError as exc:
