@@ -8,7 +8,7 @@ PORT ?= 8400
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: install run migrate test lint typecheck bench bench-peers soak docs clean
+.PHONY: install run migrate demo test lint typecheck bench bench-peers soak docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,14 @@ migrate: install
 run: migrate
 	$(BIN)/threshold serve --host $(HOST) --port $(PORT)
 
+# Threshold and one application per architecture (needs Debian's nginx); prints a URL for each; Ctrl-C stops
+DEMO_PORT ?= 8600
+demo: install
+	$(BIN)/python -m demo --base-port $(DEMO_PORT)
+
 lint: install
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts demo
+	$(BIN)/ruff format --check src tests bench scripts demo
 
 typecheck: install
 	$(BIN)/mypy

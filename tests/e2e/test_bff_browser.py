@@ -1,6 +1,6 @@
 """An SPA behind `threshold-bff`, as a person walks it in Chromium.
 
-Threshold answers on http://localhost:<port>; the SPA (tests/e2e/spa, plain HTML and JS, served by the
+Threshold answers on http://localhost:<port>; the SPA (demo/spa, plain HTML and JS, served by the
 BFF with --static) and its BFF on http://127.0.0.1:<port>, another site; the SPA's API, which trusts
 Threshold's access tokens through TokenVerifier, on a third origin. The client's access tokens live 30
 seconds, inside the BFF's refresh window: every API call the SPA makes is served after a refresh with
@@ -32,7 +32,7 @@ from tests.support import clean_env, free_port, run_cli, spawn
 from tests.support.threaded import ThreadedServer
 from threshold.client import TokenVerifier
 
-SPA = Path(__file__).resolve().parent / "spa"
+SPA = Path(__file__).resolve().parents[2] / "demo" / "spa"  # the demo's SPA, walked here on its own
 SIGNED_OUT_WITHIN = 5.0
 
 

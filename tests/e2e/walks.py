@@ -1,0 +1,30 @@
+"""Steps a person takes on Threshold's hosted pages, shared by the browser tests that walk an application's
+sign-in (the application sends the tab to Threshold; these finish there and follow it back)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+STEP_SECONDS = 20.0
+
+
+def decline_passkey_offers_until(page: Any, prefix: str, *, timeout: float = STEP_SECONDS) -> None:
+    """Follow the tab until its URL starts with `prefix`, answering "Not now" to each passkey offer on the
+    way (Threshold's after a password sign-in, or an IdP's that is a Threshold too)."""
+    deadline = time.monotonic() + timeout
+    while not page.url.startswith(prefix):
+        offer = page.get_by_role("button", name="Not now")
+        if offer.count():
+            offer.click()
+        assert time.monotonic() < deadline, f"the tab stopped at {page.url}, not {prefix}..."
+        page.wait_for_timeout(100)
+    page.wait_for_load_state()
+
+
+def sign_in_with_password(page: Any, email: str, password: str, *, back_to: str) -> None:
+    """On a hosted sign-in page: the address and password, then on until `back_to`."""
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    decline_passkey_offers_until(page, back_to)
