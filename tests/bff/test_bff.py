@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -132,7 +134,8 @@ def test_a_back_channel_logout_from_threshold_ends_the_bff_session(browser: SpaB
 
 
 def test_threshold_bff_serves_the_spa_and_signs_in(stack: Stack, tmp_path: Path) -> None:
-    """The console script: `threshold-bff ... --static DIR`, the secret from the environment."""
+    """The console script: `threshold-bff ... --static DIR`, the secret from the environment, sessions in
+    a database (THRESHOLD_BFF_DATABASE_URL, SQLite here)."""
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     made = stack.deployment.cli(
@@ -151,7 +154,10 @@ def test_threshold_bff_serves_the_spa_and_signs_in(stack: Stack, tmp_path: Path)
             "--upstream", stack.threshold.url, "--static", str(site), "--port", str(port),
         ],
         log=tmp_path / "bff.log",
-        env=clean_env(THRESHOLD_BFF_CLIENT_SECRET=client["client_secret"]),
+        env=clean_env(
+            THRESHOLD_BFF_CLIENT_SECRET=client["client_secret"],
+            THRESHOLD_BFF_DATABASE_URL=f"sqlite:///{tmp_path / 'bff.db'}",
+        ),
     )  # fmt: skip
     try:
         process.wait_until_ready(f"{public}/", what="threshold-bff")
@@ -162,5 +168,15 @@ def test_threshold_bff_serves_the_spa_and_signs_in(stack: Stack, tmp_path: Path)
             assert started.status_code == 303
             assert started.headers["location"].startswith(f"{stack.threshold.url}/oauth2/authorize?")
             assert "client_secret" not in started.headers["location"]
+        with sqlite3.connect(tmp_path / "bff.db") as db:  # the pending sign-in, by digest, in the database
+            (pending,) = db.execute("SELECT count(*) FROM threshold_bff_logins").fetchone()
+        assert pending == 1
     finally:
         process.stop()
+    both = subprocess.run(
+        [str(Path(sys.executable).with_name("threshold-bff")), "--issuer", stack.threshold.url,
+         "--client-id", "x", "--client-secret", "y", "--upstream", stack.threshold.url,
+         "--redis", "redis://127.0.0.1:6379", "--database", "sqlite:///x.db"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert both.returncode == 2 and "choose one session store" in both.stderr

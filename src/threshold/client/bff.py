@@ -27,19 +27,15 @@ response the browser sees.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
-import math
 import secrets
 import time
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from html import escape
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -56,6 +52,25 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from threshold.client.backchannel import BackchannelLogout, LogoutEvent
+from threshold.client.bff_stores import (
+    BffSession,
+    MemorySessionStore,
+    PendingLogin,
+    RedisSessionStore,
+    SessionStore,
+    SqlSessionStore,
+)
+
+__all__ = [
+    "BackendForFrontend",
+    "BffConfig",
+    "BffSession",
+    "MemorySessionStore",
+    "PendingLogin",
+    "RedisSessionStore",
+    "SessionStore",
+    "SqlSessionStore",
+]
 
 SESSION_COOKIE = "__Host-threshold-bff"
 LOGIN_COOKIE = "__Host-threshold-bff-login"
@@ -132,184 +147,6 @@ class BffConfig:
         return f"{self.public_url}/bff/callback"
 
 
-@dataclass(frozen=True, slots=True)
-class BffSession:
-    """What the BFF holds for one signed-in browser (never sent to it)."""
-
-    sub: str
-    sid: str | None
-    claims: Mapping[str, Any]
-    access_token: str
-    access_expires_at: float
-    refresh_token: str | None
-    id_token: str
-    created_at: float
-    last_seen_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class PendingLogin:
-    state: str
-    nonce: str
-    verifier: str
-    return_to: str
-    expires_at: float
-
-
-class SessionStore(Protocol):
-    """Where the BFF keeps sessions and pending sign-ins, keyed by digests of the browser's values."""
-
-    async def get(self, key: str) -> BffSession | None: ...
-    async def put(self, key: str, session: BffSession, *, ttl: float) -> None: ...
-    async def delete(self, key: str) -> BffSession | None: ...
-    async def delete_matching(self, *, sid: str | None, sub: str | None) -> int: ...
-    async def put_login(self, key: str, login: PendingLogin) -> None: ...
-    async def take_login(self, key: str) -> PendingLogin | None:
-        """The pending sign-in, removed (single use)."""
-        ...
-
-    def refreshing(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Held while the session's tokens are refreshed: one refresh at a time per session, across
-        every process that shares the store."""
-        ...
-
-
-class MemorySessionStore:
-    """Sessions in this process (one worker): they end when it stops."""
-
-    def __init__(self, *, clock: Any = time.time) -> None:
-        self._sessions: dict[str, tuple[BffSession, float]] = {}
-        self._logins: dict[str, PendingLogin] = {}
-        self._clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    @contextlib.asynccontextmanager
-    async def refreshing(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        async with lock:
-            yield
-
-    async def get(self, key: str) -> BffSession | None:
-        found = self._sessions.get(key)
-        if found is None:
-            return None
-        if found[1] <= self._clock():
-            del self._sessions[key]
-            return None
-        return found[0]
-
-    async def put(self, key: str, session: BffSession, *, ttl: float) -> None:
-        self._sessions[key] = (session, self._clock() + ttl)
-
-    async def delete(self, key: str) -> BffSession | None:
-        found = self._sessions.pop(key, None)
-        return found[0] if found else None
-
-    async def delete_matching(self, *, sid: str | None, sub: str | None) -> int:
-        doomed = [
-            k
-            for k, (s, _) in self._sessions.items()
-            if (sid is not None and s.sid == sid) or (sid is None and sub is not None and s.sub == sub)
-        ]
-        for key in doomed:
-            del self._sessions[key]
-        return len(doomed)
-
-    async def put_login(self, key: str, login: PendingLogin) -> None:
-        now = self._clock()
-        for stale in [k for k, v in self._logins.items() if v.expires_at <= now]:
-            del self._logins[stale]
-        self._logins[key] = login
-
-    async def take_login(self, key: str) -> PendingLogin | None:
-        login = self._logins.pop(key, None)
-        return login if login is not None and login.expires_at > self._clock() else None
-
-
-class RedisSessionStore:
-    """Sessions in Redis, shared by every BFF process (`redis://...`): a session is one JSON string with
-    the idle lifetime as its TTL, indexed by Threshold session id and subject for back-channel logout; a
-    pending sign-in is taken with GETDEL (single use); a refresh holds a lock key (SET NX PX) that the
-    other processes wait out."""
-
-    def __init__(self, redis: Any, *, prefix: str = "threshold-bff:", lock_ms: int = 10_000) -> None:
-        self._redis = redis
-        self._prefix = prefix
-        self._lock_ms = lock_ms
-
-    @classmethod
-    def from_url(cls, url: str, *, prefix: str = "threshold-bff:") -> RedisSessionStore:
-        import redis.asyncio as aioredis
-
-        return cls(aioredis.from_url(url, decode_responses=True), prefix=prefix)
-
-    def _k(self, kind: str, name: str) -> str:
-        return f"{self._prefix}{kind}:{name}"
-
-    async def get(self, key: str) -> BffSession | None:
-        raw = await self._redis.get(self._k("s", key))
-        return None if raw is None else BffSession(**json.loads(raw))
-
-    async def put(self, key: str, session: BffSession, *, ttl: float) -> None:
-        data = {f: getattr(session, f) for f in BffSession.__slots__}
-        data["claims"] = dict(session.claims)
-        seconds = max(1, math.ceil(ttl))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._k("s", key), json.dumps(data), ex=seconds)
-            for kind, value in (("sid", session.sid), ("sub", session.sub)):
-                if value:  # the newest session of an index lives longest: its TTL is the index's
-                    pipe.sadd(self._k(kind, value), key)
-                    pipe.expire(self._k(kind, value), seconds)
-            await pipe.execute()
-
-    async def delete(self, key: str) -> BffSession | None:
-        found = await self.get(key)
-        await self._redis.delete(self._k("s", key))
-        return found
-
-    async def delete_matching(self, *, sid: str | None, sub: str | None) -> int:
-        index = self._k("sid", sid) if sid is not None else self._k("sub", sub) if sub is not None else None
-        if index is None:
-            return 0
-        keys = list(await self._redis.smembers(index))
-        if not keys:
-            return 0
-        ended = int(await self._redis.delete(*(self._k("s", k) for k in keys)))
-        await self._redis.delete(index)
-        return ended
-
-    async def put_login(self, key: str, login: PendingLogin) -> None:
-        data = {f: getattr(login, f) for f in PendingLogin.__slots__}
-        ttl = max(1, math.ceil(login.expires_at - time.time()))
-        await self._redis.set(self._k("l", key), json.dumps(data), ex=ttl)
-
-    async def take_login(self, key: str) -> PendingLogin | None:
-        raw = await self._redis.getdel(self._k("l", key))
-        return None if raw is None else PendingLogin(**json.loads(raw))
-
-    @contextlib.asynccontextmanager
-    async def refreshing(self, key: str) -> AsyncIterator[None]:
-        name, token = self._k("r", key), secrets.token_hex(16)
-        deadline = time.monotonic() + self._lock_ms / 1000
-        while not await self._redis.set(name, token, nx=True, px=self._lock_ms):
-            if time.monotonic() > deadline:
-                break  # a holder that died: its lock expires; go on rather than fail the call
-            await asyncio.sleep(0.01)
-        try:
-            yield
-        finally:
-            # release only our own lock (compare and delete in one step)
-            await self._redis.eval(
-                "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-                "return 0",
-                1,
-                name,
-                token,
-            )
-
-
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -370,6 +207,7 @@ class BackendForFrontend:
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._upstream.aclose()
+        await self.store.aclose()
 
     # --- Threshold's metadata and keys ---------------------------------------------------------------
 
@@ -735,7 +573,7 @@ def _page(status: int, title: str, message: str, *, start: bool = False) -> HTML
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`threshold-bff`: the BFF on uvicorn (one process: its sessions are in memory)."""
+    """`threshold-bff`: the BFF on uvicorn (sessions in memory, or shared in Redis or a database)."""
     import argparse
     import os
 
@@ -758,11 +596,18 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("THRESHOLD_BFF_REDIS_URL"),
         help="redis://... to share sessions between BFF processes (default: this process's memory)",
     )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("THRESHOLD_BFF_DATABASE_URL"),
+        help="postgresql://... or sqlite:///... to share sessions through a database instead",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8500)
     args = parser.parse_args(argv)
     if not args.client_secret:
         parser.error("--client-secret (or THRESHOLD_BFF_CLIENT_SECRET) is required")
+    if args.redis and args.database:
+        parser.error("--redis and --database: choose one session store")
     try:
         config = BffConfig(
             issuer=args.issuer,
@@ -775,6 +620,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    bff = BackendForFrontend(config, store=RedisSessionStore.from_url(args.redis) if args.redis else None)
+    store: SessionStore | None = None
+    try:
+        if args.redis:
+            store = RedisSessionStore.from_url(args.redis)
+        elif args.database:
+            store = SqlSessionStore.from_url(args.database)
+    except ValueError as error:
+        parser.error(str(error))
+    bff = BackendForFrontend(config, store=store)
     uvicorn.run(bff.app, host=args.host, port=args.port, log_level="warning", server_header=False)
     return 0

@@ -1,12 +1,13 @@
-"""Two BFF processes behind one public name, sharing their sessions in Redis: a session made on one is
-served by the other, one refresh at a time across both, a back-channel logout received by one ends the
-session everywhere, and a sign-in's state is taken once."""
+"""Two BFF processes behind one public name, sharing their sessions in Redis, PostgreSQL or SQLite: a
+session made on one is served by the other, one refresh at a time across both, a back-channel logout
+received by one ends the session everywhere, a sign-in's state is taken once, and a refresh lock whose
+holder died is waited out, not forever."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,11 +18,43 @@ import pytest
 from tests.bff.conftest import CALLS, SpaBrowser, Stack, register_spa, upstream_app
 from tests.blackbox.oidc_support import IssuerBrowser
 from tests.conftest import STRONG_PASSWORD
-from tests.support import REDIS_URL, free_port, make_deployment
+from tests.support import REDIS_URL, create_pg_database, drop_pg_database, free_port, make_deployment
 from tests.support.threaded import ThreadedServer
-from threshold.client.bff import SESSION_COOKIE, BackendForFrontend, BffConfig, RedisSessionStore
+from threshold.client.bff import (
+    SESSION_COOKIE,
+    BackendForFrontend,
+    BffConfig,
+    RedisSessionStore,
+    SessionStore,
+    SqlSessionStore,
+)
 
-pytestmark = pytest.mark.redis
+STORES = [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    "sqlite",
+]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def make_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., SessionStore]]:
+    """A factory of stores on one shared backend: each call is another process's view of it."""
+    kind = request.param
+    if kind == "redis":
+        request.getfixturevalue("redis_url")  # Redis answers (or the test skips, or fails under CI)
+        prefix = f"thtest-bff-{time.time_ns()}:"
+        yield lambda **options: RedisSessionStore.from_url(REDIS_URL, prefix=prefix, **options)
+    elif kind == "postgres":
+        url = create_pg_database("bff")
+        try:
+            yield lambda **options: SqlSessionStore.from_url(url, **options)
+        finally:
+            drop_pg_database(url)
+    else:
+        path = tmp_path_factory.mktemp("bff-sqlite") / "bff.db"
+        yield lambda **options: SqlSessionStore.from_url(f"sqlite:///{path}", **options)
 
 
 @dataclass
@@ -31,8 +64,7 @@ class Pair:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Pair]:
-    prefix = f"thtest-bff-{time.time_ns()}:"
+def pair(tmp_path_factory: pytest.TempPathFactory, make_store: Callable[..., SessionStore]) -> Iterator[Pair]:
     with make_deployment(tmp_path_factory.mktemp("bff-redis"), "sqlite") as deployment:
         threshold = deployment.start()
         upstream = ThreadedServer(upstream_app(threshold.url)).start()
@@ -49,7 +81,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[P
                     upstream=upstream.url + "/v1",
                     public_url=public,
                 ),
-                store=RedisSessionStore.from_url(REDIS_URL, prefix=prefix),
+                store=make_store(),
             )
             server = ThreadedServer(bff.app, port=port).start()
             stacks.append(
@@ -75,7 +107,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[P
 def browser(pair: Pair) -> Iterator[SpaBrowser]:
     with httpx.Client(timeout=30) as http:
         issuer = IssuerBrowser(http)
-        email = f"spa-redis-{time.time_ns()}@example.com"
+        email = f"spa-shared-{time.time_ns()}@example.com"
         assert issuer.signup(pair.a.threshold, email, STRONG_PASSWORD).status_code in (200, 201)
         yield SpaBrowser(pair.a, http, issuer)
 
@@ -154,3 +186,29 @@ def test_a_sign_in_state_is_taken_once_whichever_process_gets_it(browser: SpaBro
     assert on(browser, pair.b).bff("GET", f"/bff/callback?{callback}").status_code == 303
     replay = SpaBrowser(pair.a, browser.http, browser.issuer, login_cookie)
     assert replay.bff("GET", f"/bff/callback?{callback}").status_code == 400
+
+
+def test_a_refresh_lock_whose_holder_died_is_waited_out_not_forever(
+    make_store: Callable[..., SessionStore],
+) -> None:
+    """Process A takes the lock and dies holding it; process B waits about the lock's lifetime, then goes
+    on (a refresh that waited forever would hang every call of that session)."""
+    lifetime = 0.6
+
+    async def scenario() -> float:
+        dead, alive = make_store(lock_seconds=lifetime), make_store(lock_seconds=lifetime)
+        key = f"lock-{time.time_ns()}"
+        held = dead.refreshing(key)  # kept referenced: a collected one would release in its finally
+        await held.__aenter__()  # entered, never left: its holder is gone
+        started = time.monotonic()
+        async with alive.refreshing(key):
+            waited = time.monotonic() - started
+        async with alive.refreshing(key):  # released properly this time: no wait
+            assert time.monotonic() - started - waited < lifetime / 2
+        await held.__aexit__(None, None, None)  # (tidy: the lock it names is no longer its own)
+        for store in (dead, alive):
+            await store.aclose()
+        return waited
+
+    waited = asyncio.run(scenario())
+    assert lifetime * 0.8 <= waited <= lifetime * 3, waited
