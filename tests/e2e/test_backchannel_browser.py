@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import localhost_server
+from tests.e2e.walks import new_person, sign_in_with_password
 from tests.support import free_port, run_cli, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,27 +80,14 @@ def app_url(provider: Server, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def test_signing_out_at_threshold_signs_the_person_out_of_the_application(
     browser: Any, provider: Server, app_url: str, shoot: Any
 ) -> None:
-    email = f"backchannel.{os.getpid()}.{time.monotonic_ns()}@example.com"
-    made = run_cli(
-        *("users", "create", "--email", email, "--password-stdin", "--verified"),
-        stdin=STRONG_PASSWORD + "\n",
-        env=provider.env,
-    )
-    assert made.returncode == 0, made.stderr
+    email = new_person(provider.env, "backchannel")
     context = browser.new_context()
     try:
         page = context.new_page()
         page.goto(f"{app_url}/")
         page.get_by_role("link", name="Sign in").click()
         page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login\?"))
-        page.get_by_label("Email address").fill(email)
-        page.get_by_label("Password").fill(STRONG_PASSWORD)
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        while not page.url.startswith(app_url):  # the passkey offer, if shown, is declined
-            if page.get_by_role("button", name="Not now").count():
-                page.get_by_role("button", name="Not now").click()
-            page.wait_for_timeout(100)
-        page.wait_for_load_state()
+        sign_in_with_password(page, email, STRONG_PASSWORD, back_to=app_url)
         assert page.locator("#status").inner_text() == f"Signed in as {email}"
         shoot(page, "app-signed-in")
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from starlette.applications import Starlette
@@ -28,6 +29,7 @@ from starlette.routing import Route
 from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import localhost_server
+from tests.e2e.walks import decline_passkey_offers_until, new_person, sign_in_with_password
 from tests.support import clean_env, free_port, run_cli, spawn
 from tests.support.threaded import ThreadedServer
 from threshold.client import TokenVerifier
@@ -90,28 +92,11 @@ def spa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spa]:
             upstream.stop()
 
 
-def _person(provider: Server) -> str:
-    email = f"spa.{os.getpid()}.{time.monotonic_ns()}@example.com"
-    made = run_cli(
-        *("users", "create", "--email", email, "--password-stdin", "--verified"),
-        stdin=STRONG_PASSWORD + "\n",
-        env=provider.env,
-    )
-    assert made.returncode == 0, made.stderr
-    return email
-
-
 def _sign_in(page: Any, spa: Spa, email: str) -> None:
     page.goto(f"{spa.url}/")
     page.get_by_role("link", name="Sign in").click()
     page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login\?"))
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(STRONG_PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    while not page.url.startswith(spa.url):  # the passkey offer, if shown, is declined
-        if page.get_by_role("button", name="Not now").count():
-            page.get_by_role("button", name="Not now").click()
-        page.wait_for_timeout(100)
+    sign_in_with_password(page, email, STRONG_PASSWORD, back_to=spa.url)
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Signed in')")
     assert page.locator("#status").inner_text() == f"Signed in as {email}"
 
@@ -126,7 +111,7 @@ def _load_orders(page: Any) -> str:
 def test_an_spa_signs_in_calls_its_api_and_signs_out_through_the_bff(
     browser: Any, spa: Spa, shoot: Any
 ) -> None:
-    email = _person(spa.provider)
+    email = new_person(spa.provider.env, "spa")
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -170,7 +155,7 @@ def test_an_spa_signs_in_calls_its_api_and_signs_out_through_the_bff(
 
 
 def test_signing_out_at_threshold_ends_the_bff_session(browser: Any, spa: Spa, shoot: Any) -> None:
-    email = _person(spa.provider)
+    email = new_person(spa.provider.env, "spa")
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -189,5 +174,64 @@ def test_signing_out_at_threshold_ends_the_bff_session(browser: Any, spa: Spa, s
             assert time.monotonic() - confirmed < SIGNED_OUT_WITHIN, "the BFF still signs them in"
             page.wait_for_timeout(100)
         shoot(page, "spa-signed-out-by-threshold")
+    finally:
+        context.close()
+
+
+def test_signing_up_during_the_bff_sign_in_comes_back_to_the_spa(browser: Any, spa: Spa, shoot: Any) -> None:
+    """A newcomer has no account yet: "Create an account" on Threshold's page, then straight back."""
+    email = f"newcomer.{os.getpid()}.{time.monotonic_ns()}@example.com"
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{spa.url}/")
+        page.get_by_role("link", name="Sign in").click()
+        page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login\?"))
+        page.get_by_role("link", name="Create an account").click()
+        page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/signup\?next="))
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill(STRONG_PASSWORD)
+        page.get_by_role("button", name="Create account").click()
+        decline_passkey_offers_until(page, spa.url)
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('Signed in')")
+        assert page.locator("#status").inner_text() == f"Signed in as {email}"
+        assert _load_orders(page).startswith("orders of ")
+        shoot(page, "spa-after-sign-up")
+    finally:
+        context.close()
+
+
+def test_the_bff_callback_errors_are_pages_a_person_can_act_on(browser: Any, spa: Spa, shoot: Any) -> None:
+    """A callback this browser did not start, a sign-in the person cancelled, and a replayed callback: a
+    page that says so and offers a new start, never an error trace; and the new start works."""
+    email = new_person(spa.provider.env, "spa-errors")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{spa.url}/bff/callback?code=forged&state=forged")  # not started in this browser
+        assert page.get_by_role("heading").inner_text() == "Sign-in could not finish"
+        shoot(page, "bff-callback-not-started")
+
+        page.goto(f"{spa.url}/bff/login?returnTo=/")  # at Threshold's sign-in page, the person cancels
+        page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login\?"))
+        state = parse_qs(urlsplit(parse_qs(urlsplit(page.url).query)["next"][0]).query)["state"][0]
+        page.goto(f"{spa.url}/bff/callback?error=access_denied&state={state}")
+        assert page.get_by_role("heading").inner_text() == "Not signed in"
+        assert "Sign-in was cancelled." in page.content()
+        shoot(page, "bff-callback-cancelled")
+        page.get_by_role("link", name="Sign in again").click()  # the way out: a new sign-in
+        page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login\?"))
+        sign_in_with_password(page, email, STRONG_PASSWORD, back_to=spa.url)
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('Signed in')")
+
+        with page.expect_response(re.compile(r"/bff/callback\?")) as finished:
+            page.goto(f"{spa.url}/bff/login?returnTo=/")  # signed in at Threshold: straight back
+            page.wait_for_url(re.compile(rf"^{re.escape(spa.url)}/$"))
+        replayed = page.goto(finished.value.url)  # the same callback again (history, a bookmark)
+        assert replayed is not None and replayed.status == 400
+        assert page.get_by_role("heading").inner_text() == "Sign-in could not finish"
+        shoot(page, "bff-callback-replayed")
+        page.goto(f"{spa.url}/")  # still signed in: the replay changed nothing
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('Signed in')")
     finally:
         context.close()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +18,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import localhost_server
+from tests.e2e.walks import new_person, sign_in_with_password
 from tests.support import run_cli
 
 
@@ -51,13 +50,7 @@ def test_a_desktop_app_signs_in_through_the_system_browser_on_a_random_loopback_
     )
     assert created.returncode == 0, created.stderr
     client_id = json.loads(created.stdout)["client_id"]
-    email = f"desktop.{os.getpid()}.{time.monotonic_ns()}@example.com"
-    made = run_cli(
-        *("users", "create", "--email", email, "--password-stdin", "--verified"),
-        stdin=STRONG_PASSWORD + "\n",
-        env=provider.env,
-    )
-    assert made.returncode == 0, made.stderr
+    email = new_person(provider.env, "desktop")
 
     listener = http.server.HTTPServer(("127.0.0.1", 0), _Callback)  # the operating system picks the port
     base = f"http://127.0.0.1:{listener.server_port}"
@@ -78,14 +71,7 @@ def test_a_desktop_app_signs_in_through_the_system_browser_on_a_random_loopback_
         page = context.new_page()
         page.goto(url)  # what webbrowser.open(url) does
         page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login\?"))
-        page.get_by_label("Email address").fill(email)
-        page.get_by_label("Password").fill(STRONG_PASSWORD)
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        while not page.url.startswith(base):  # the passkey offer, if shown, is declined
-            if page.get_by_role("button", name="Not now").count():
-                page.get_by_role("button", name="Not now").click()
-            page.wait_for_timeout(100)
-        page.wait_for_load_state()
+        sign_in_with_password(page, email, STRONG_PASSWORD, back_to=base)
         assert "Signed in" in page.content()
         shoot(page, "desktop-callback")
     finally:

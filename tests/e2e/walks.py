@@ -3,8 +3,13 @@ sign-in (the application sends the tab to Threshold; these finish there and foll
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from tests.conftest import STRONG_PASSWORD
+from tests.support import run_cli
 
 STEP_SECONDS = 20.0
 
@@ -28,3 +33,15 @@ def sign_in_with_password(page: Any, email: str, password: str, *, back_to: str)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
     decline_passkey_offers_until(page, back_to)
+
+
+def new_person(env: Mapping[str, str], tag: str) -> str:
+    """An account made by the operator (`threshold users create --verified`), with STRONG_PASSWORD."""
+    email = f"{tag}.{os.getpid()}.{time.monotonic_ns()}@example.com"
+    made = run_cli(
+        *("users", "create", "--email", email, "--password-stdin", "--verified"),
+        stdin=STRONG_PASSWORD + "\n",
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    return email
