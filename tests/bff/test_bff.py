@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.bff.conftest import CALLS, SpaBrowser, Stack
+from tests.blackbox.oidc_support import IssuerBrowser
 from tests.support import clean_env, free_port, spawn
 from threshold.client.bff import LOGIN_COOKIE, SESSION_COOKIE
 
@@ -180,3 +181,24 @@ def test_threshold_bff_serves_the_spa_and_signs_in(stack: Stack, tmp_path: Path)
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert both.returncode == 2 and "choose one session store" in both.stderr
+
+
+def test_a_cookie_the_api_sets_for_one_person_never_reaches_the_api_for_another(
+    browser: SpaBrowser, stack: Stack
+) -> None:
+    """The BFF's HTTP client to the API is shared by every session: it must keep no cookie jar. The API
+    answers every call with `Set-Cookie: upstream=1`; no later call, this person's or another's, may
+    carry it back."""
+    browser.sign_in()
+    first = browser.bff("GET", "/api/one", headers=CALLS)
+    assert first.status_code == 200 and first.json()["cookie"] is None
+    with httpx.Client(timeout=30) as http:
+        issuer = IssuerBrowser(http)
+        assert issuer.signup(stack.threshold, f"spa-other-{time.time_ns()}@example.com").status_code == 201
+        other = SpaBrowser(stack, http, issuer)
+        other.sign_in()
+        theirs = other.bff("GET", "/api/two", headers=CALLS)
+    assert theirs.status_code == 200 and theirs.json()["sub"] != first.json()["sub"]
+    assert theirs.json()["cookie"] is None, theirs.json()
+    again = browser.bff("GET", "/api/three", headers=CALLS)
+    assert again.status_code == 200 and again.json()["cookie"] is None, again.json()
