@@ -35,6 +35,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from html import escape
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -175,9 +176,14 @@ class BackendForFrontend:
     ) -> None:
         self.config = config
         self.store: SessionStore = store or MemorySessionStore(clock=clock)
-        self._http = http_client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        self._http = http_client or httpx.AsyncClient(
+            timeout=10.0, follow_redirects=False, cookies=_no_cookie_jar()
+        )
         self._upstream = httpx.AsyncClient(
-            timeout=config.upstream_timeout, follow_redirects=False, base_url=config.upstream
+            timeout=config.upstream_timeout,
+            follow_redirects=False,
+            base_url=config.upstream,
+            cookies=_no_cookie_jar(),  # one client serves every session: it must remember nobody's cookie
         )
         self._clock = clock
         self._metadata: dict[str, Any] | None = None
@@ -552,6 +558,13 @@ class BackendForFrontend:
 
 class BodyTooLarge(Exception):
     """A streamed request body passed the BFF's limit."""
+
+
+def _no_cookie_jar() -> CookieJar:
+    """A jar that stores nothing (a policy that accepts no domain): httpx clients otherwise keep every
+    Set-Cookie they see and send it with later requests, whoever they are for. (A CookieJar, not
+    httpx.Cookies: the client uses a jar as it is, and copies Cookies into a jar of its own.)"""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _set_cookie(response: Response, name: str, value: str, *, max_age: int | None = None) -> None:
