@@ -43,12 +43,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))  # the servers, databases and receivers come from the test support
 
+from bench.run import save_results  # noqa: E402
 from tests.blackbox.oidc_support import REDIRECT_URI, HttpRP, IssuerBrowser  # noqa: E402
 from tests.oidc.helpers import unverified  # noqa: E402
 from tests.support import Backend, Deployment, Server, make_deployment  # noqa: E402
 from tests.support.logout_app import LogoutApp  # noqa: E402
 
-RESULTS = ROOT / "results"
 SYNC_SCRIPT = ROOT / "scim_sync.lua"
 PASSWORD = "bench marks are not tests 2026"
 DOMAIN = "offboarding.example"
@@ -299,9 +299,6 @@ def main() -> int:
                 print(f"SCIM creates: {figures['scim_creates']}", flush=True)
         finally:
             bench.close()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"offboarding-{stamp}.json").write_text(json.dumps(figures, indent=2) + "\n")
     lines = [
         f"# Offboarding ({args.backend}, two processes; {args.sessions} sessions x {args.apps} applications)",
         "",
@@ -323,8 +320,7 @@ def main() -> int:
             f"SCIM initial sync (Entra's shape: GET filter then POST per person, {args.concurrency} "
             f"connections, wrk): {c['users']} users created in {c['seconds']} s, **{c['per_second']}/s**",
         ]
-    (RESULTS / f"offboarding-{stamp}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results("offboarding", figures, lines)
     return 0
 
 

@@ -50,6 +50,15 @@ THROTTLES_LIFTED = {
 }
 
 
+def save_results(name: str, figures: dict[str, Any], lines: list[str]) -> None:
+    """bench/results/{name}-{stamp}.json (the figures) and .md (the lines), and the lines printed."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}-{stamp}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (RESULTS / f"{name}-{stamp}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def _pin(cpus: str) -> list[str]:
     """On two or more cores the server under test gets core 0 and the load generator the others, so
     neither steals the other's time slices (and "one worker" means exactly one core)."""

@@ -3,7 +3,9 @@ TokenVerifier, the BFF on uvicorn, and a browser over plain http (cookies carrie
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gzip
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.blackbox.conftest import parse_set_cookie
@@ -47,10 +49,17 @@ def upstream_app(issuer: str) -> Starlette:
     """The SPA's API: it trusts Threshold's access tokens and says whose it got."""
     verifier = TokenVerifier(issuer=issuer, audience=issuer)
 
-    async def whoami(request: Request) -> JSONResponse:
+    async def whoami(request: Request) -> Response:
         _, _, token = request.headers.get("authorization", "").partition(" ")
         verified = await verifier.averify(token)
-        return JSONResponse(
+        size = request.query_params.get("size")
+        if size is not None:  # a large answer, which the BFF streams
+            return Response(b"z" * int(size), media_type="application/octet-stream")
+        if "sleep" in request.query_params:  # a slow answer
+            await asyncio.sleep(float(request.query_params["sleep"]))
+        if "gzip" in request.query_params:  # an encoded answer, which must pass through as it is
+            return Response(gzip.compress(b"squeezed " * 100), headers={"Content-Encoding": "gzip"})
+        answer = JSONResponse(
             {
                 "sub": verified.subject,
                 "method": request.method,
@@ -62,6 +71,8 @@ def upstream_app(issuer: str) -> Starlette:
             },
             headers={"Set-Cookie": "upstream=1", "X-Upstream": "yes"},
         )
+        answer.raw_headers += [(b"x-repeated", b"one"), (b"x-repeated", b"two")]
+        return answer
 
     return Starlette(routes=[Route("/{path:path}", whoami, methods=["GET", "POST", "PUT", "DELETE"])])
 

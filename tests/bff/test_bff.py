@@ -38,6 +38,10 @@ def test_sign_in_keeps_every_token_server_side(browser: SpaBrowser) -> None:
     assert body["method"] == "POST" and body["body"] == "hi"
     assert body["cookie"] is None and body["csrf"] is None  # the browser's cookies stay at the BFF
     assert called.headers["x-upstream"] == "yes" and "set-cookie" not in called.headers
+    assert called.headers.get_list("x-repeated") == ["one", "two"]  # repeated names kept, in order
+    big = browser.bff("GET", f"/api/large?size={300 * 1024}", headers=CALLS)  # past the buffered size
+    assert big.status_code == 200 and big.content == b"z" * 300 * 1024
+    assert big.headers.get("transfer-encoding") == "chunked"
     for response in (done, user, called):
         assert "eyJ" not in response.text and "eyJ" not in str(response.headers)  # no JWT reaches it
 

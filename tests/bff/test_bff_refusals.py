@@ -20,6 +20,7 @@ import pytest
 
 from tests.bff.conftest import CALLS, SpaBrowser, Stack, bff_on
 from tests.blackbox.oidc_support import HttpRP
+from tests.support import free_port
 from threshold.client.bff import LOGIN_COOKIE, SESSION_COOKIE, _digest
 
 
@@ -28,10 +29,14 @@ class TokenSwap(httpx.AsyncBaseTransport):
     """Real answers, except that the token endpoint's `id_token` goes through `swap` (when set)."""
 
     swap: Callable[[str], str] | None = None
+    outage: bool = False
+    """Threshold's token endpoint unreachable (connection refused)."""
     seen: list[str] = field(default_factory=list)
     inner: httpx.AsyncHTTPTransport = field(default_factory=httpx.AsyncHTTPTransport)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.outage and request.url.path == "/oauth2/token":
+            raise httpx.ConnectError("connection refused", request=request)
         response = await self.inner.handle_async_request(request)
         if request.url.path != "/oauth2/token":
             return response
@@ -65,6 +70,7 @@ def tampered(stack: Stack) -> Iterator[Tampered]:
         http_client=httpx.AsyncClient(transport=transport, timeout=10.0),
         clock=lambda: time.time() + offset[0],
         max_body_bytes=1000,
+        upstream_timeout=1.0,
     ) as made:
         yield Tampered(made, transport, offset)
 
@@ -74,6 +80,7 @@ def spa(tampered: Tampered, browser: SpaBrowser) -> Iterator[SpaBrowser]:
     """The signed-up person's browser, at the tampered BFF."""
     yield SpaBrowser(tampered.stack, browser.http, browser.issuer)
     tampered.transport.swap = None
+    tampered.transport.outage = False
     tampered.clock_offset[0] = 0.0
 
 
@@ -155,3 +162,35 @@ def test_logout_revokes_the_refresh_token_at_threshold(spa: SpaBrowser, tampered
     rp = HttpRP(client_id=tampered.stack.client_id, secret=tampered.stack.client_secret, http=spa.http)
     refused = rp.refresh(tampered.stack.threshold, session.refresh_token)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+
+
+def test_threshold_unreachable_at_refresh_is_a_503_to_retry_and_the_session_survives(
+    spa: SpaBrowser, tampered: Tampered
+) -> None:
+    assert spa.sign_in().status_code == 303
+    tampered.transport.outage = True
+    tampered.clock_offset[0] = 290.0  # the access token nearly spent: this call must refresh first
+    down = spa.bff("GET", "/api/orders", headers=CALLS)
+    assert down.status_code == 503 and down.json()["error"] == "temporarily_unavailable", down.text
+    assert 1 <= int(down.headers["retry-after"]) <= 30
+    tampered.transport.outage = False  # Threshold is back: the same session goes on
+    assert spa.bff("GET", "/api/orders", headers=CALLS).status_code == 200
+
+
+def test_an_api_that_is_down_or_slow_is_a_502_or_504(spa: SpaBrowser, tampered: Tampered) -> None:
+    assert spa.sign_in().status_code == 303
+    slow = spa.bff("GET", "/api/orders?sleep=3", headers=CALLS)  # past the BFF's 1-second limit
+    assert slow.status_code == 504 and slow.json()["error"] == "upstream_timeout"
+    stack = tampered.stack
+    with bff_on(stack.deployment, stack.threshold, f"http://127.0.0.1:{free_port()}") as nowhere:
+        browser = SpaBrowser(nowhere, spa.http, spa.issuer)
+        assert browser.sign_in().status_code == 303
+        down = browser.bff("GET", "/api/orders", headers=CALLS)
+    assert down.status_code == 502 and down.json()["error"] == "upstream_unavailable"
+
+
+def test_encoded_answers_pass_through_as_the_api_encoded_them(spa: SpaBrowser) -> None:
+    assert spa.sign_in().status_code == 303
+    answer = spa.bff("GET", "/api/orders?gzip=1", headers={**CALLS, "Accept-Encoding": "gzip"})
+    assert answer.status_code == 200 and answer.headers["content-encoding"] == "gzip"
+    assert answer.content == b"squeezed " * 100  # decoded here, by the client, once

@@ -71,14 +71,16 @@ class Process:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def wait_until_ready(self, url: str, timeout: float = START_TIMEOUT, what: str = "process") -> None:
-        """Until GET `url` answers 200; StartFailed with the log when it exits or the time is up."""
+    def wait_until_ready(
+        self, url: str, timeout: float = START_TIMEOUT, what: str = "process", status: int = 200
+    ) -> None:
+        """Until GET `url` answers `status`; StartFailed with the log when it exits or the time is up."""
         deadline = time.monotonic() + timeout
         while True:
             if not self.running():
                 raise StartFailed(f"{what} exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(url, timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2).status_code == status:
                     return
             except httpx.HTTPError:
                 pass

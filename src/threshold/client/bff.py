@@ -39,18 +39,21 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import aiohttp
 import httpx
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from multidict import CIMultiDict
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from yarl import URL
 
 from threshold.client.backchannel import BackchannelLogout, LogoutEvent
 from threshold.client.bff_stores import (
@@ -99,8 +102,13 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-NOT_FORWARDED = HOP_BY_HOP | {"host", "cookie", "authorization", "x-csrf", "origin", "referer"}
-NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "content-length"}
+NOT_FORWARDED_RAW = frozenset(
+    name.encode() for name in HOP_BY_HOP | {"host", "cookie", "authorization", "x-csrf", "origin", "referer"}
+)
+NOT_RETURNED_RAW = frozenset(name.encode() for name in HOP_BY_HOP | {"set-cookie", "content-length"})
+BUFFERED_BYTES = 256 * 1024
+"""An API answer up to this size (with a Content-Length) is read whole and passed on in one piece;
+a larger or unsized one is streamed."""
 NO_STORE = {"Cache-Control": "no-store"}
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -123,6 +131,8 @@ class BffConfig:
     refresh_before: float = 30.0
     """Seconds before the access token expires at which it is refreshed."""
     upstream_timeout: float = 30.0
+    upstream_connections: int = 64
+    """Most requests to the API at once (more wait); 8 of the connections are kept open between calls."""
     max_body_bytes: int = 10 * 1024 * 1024
     login_ttl: float = 600.0
 
@@ -179,12 +189,7 @@ class BackendForFrontend:
         self._http = http_client or httpx.AsyncClient(
             timeout=10.0, follow_redirects=False, cookies=_no_cookie_jar()
         )
-        self._upstream = httpx.AsyncClient(
-            timeout=config.upstream_timeout,
-            follow_redirects=False,
-            base_url=config.upstream,
-            cookies=_no_cookie_jar(),  # one client serves every session: it must remember nobody's cookie
-        )
+        self._upstream: aiohttp.ClientSession | None = None  # made in the serving event loop
         self._clock = clock
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
@@ -212,7 +217,8 @@ class BackendForFrontend:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        await self._upstream.aclose()
+        if self._upstream is not None:
+            await self._upstream.close()
         await self.store.aclose()
 
     # --- Threshold's metadata and keys ---------------------------------------------------------------
@@ -516,36 +522,77 @@ class BackendForFrontend:
         if refused is not None:
             return refused
         found = await self._session(request)
-        session = await self._fresh(*found) if found is not None else None
+        try:
+            session = await self._fresh(*found) if found is not None else None
+        except (httpx.HTTPError, ValueError):  # Threshold unreachable, or its answer unreadable
+            return JSONResponse(
+                {"error": "temporarily_unavailable", "error_description": "sign-in service unreachable"},
+                status_code=503,
+                headers={**NO_STORE, "Retry-After": "5"},
+            )
         if session is None:
             return JSONResponse({"error": "not_signed_in"}, status_code=401, headers=NO_STORE)
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.config.max_body_bytes):
             return JSONResponse({"error": "body_too_large"}, status_code=413, headers=NO_STORE)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED]
-        headers.append(("authorization", f"Bearer {session.access_token}"))
-        has_body = declared not in (None, "0") or "transfer-encoding" in request.headers
-        outgoing = self._upstream.build_request(
-            request.method,
-            httpx.URL(path="/" + request.path_params.get("rest", ""), query=request.url.query.encode()),
-            headers=headers,
-            content=self._body(request) if has_body else None,
+        headers = CIMultiDict(
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in request.headers.raw
+            if k not in NOT_FORWARDED_RAW
         )
+        headers["Authorization"] = f"Bearer {session.access_token}"
+        content: bytes | AsyncIterator[bytes] | None = None
+        if declared is not None:
+            content = await request.body() if declared != "0" else None  # within the limit, said above
+        elif "transfer-encoding" in request.headers:
+            content = self._body(request)  # no length given: counted as it streams
+        raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+        rest = raw_path[len(self.config.prefix) :].lstrip(b"/").decode("latin-1")
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        target = URL(f"{self.config.upstream}/{rest}" + (f"?{query}" if query else ""), encoded=True)
         try:
-            upstream = await self._upstream.send(outgoing, stream=True)
+            upstream = await self._upstream_session().request(
+                request.method, target, headers=headers, data=content, allow_redirects=False
+            )
         except BodyTooLarge:
             return JSONResponse({"error": "body_too_large"}, status_code=413, headers=NO_STORE)
-        except httpx.TimeoutException:
+        except TimeoutError:
             return JSONResponse({"error": "upstream_timeout"}, status_code=504, headers=NO_STORE)
-        except httpx.HTTPError:
+        except aiohttp.ClientError as error:
+            if isinstance(error.__cause__, BodyTooLarge) or isinstance(error.__context__, BodyTooLarge):
+                return JSONResponse({"error": "body_too_large"}, status_code=413, headers=NO_STORE)
             return JSONResponse({"error": "upstream_unavailable"}, status_code=502, headers=NO_STORE)
-        returned = {k: v for k, v in upstream.headers.items() if k.lower() not in NOT_RETURNED}
-        return StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            headers=returned,
-            background=BackgroundTask(upstream.aclose),
-        )
+        returned = [(k, v) for k, v in upstream.raw_headers if k.lower() not in NOT_RETURNED_RAW]
+        response: Response
+        if upstream.content_length is not None and upstream.content_length <= BUFFERED_BYTES:
+            # most API answers: read whole (as sent, still encoded), answered with their length
+            try:
+                body = await upstream.read()
+            except (aiohttp.ClientError, TimeoutError):
+                return JSONResponse({"error": "upstream_unavailable"}, status_code=502, headers=NO_STORE)
+            finally:
+                upstream.release()
+            response = Response(body, status_code=upstream.status)
+            returned.append((b"content-length", str(len(body)).encode()))
+        else:
+            response = StreamingResponse(
+                upstream.content.iter_any(),
+                status_code=upstream.status,
+                background=BackgroundTask(upstream.release),
+            )
+        response.raw_headers = returned  # as the API sent them, repeated names included
+        return response
+
+    def _upstream_session(self) -> aiohttp.ClientSession:
+        if self._upstream is None:
+            self._upstream = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.config.upstream_connections),
+                timeout=aiohttp.ClientTimeout(total=self.config.upstream_timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),  # one client serves every session: no cookies kept
+                auto_decompress=False,  # bodies pass through as the API encoded them
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            )
+        return self._upstream
 
     async def _body(self, request: Request) -> AsyncIterator[bytes]:
         seen = 0
