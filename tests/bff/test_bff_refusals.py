@@ -194,3 +194,24 @@ def test_encoded_answers_pass_through_as_the_api_encoded_them(spa: SpaBrowser) -
     answer = spa.bff("GET", "/api/orders?gzip=1", headers={**CALLS, "Accept-Encoding": "gzip"})
     assert answer.status_code == 200 and answer.headers["content-encoding"] == "gzip"
     assert answer.content == b"squeezed " * 100  # decoded here, by the client, once
+
+
+def test_a_refresh_that_threshold_refuses_ends_the_bff_session(spa: SpaBrowser, tampered: Tampered) -> None:
+    """The grant ended at Threshold (here its refresh token revoked, as an operator or the person's
+    "sign out of this app" would): the next refresh is refused and the BFF session ends with it."""
+    assert spa.sign_in().status_code == 303
+    key = _digest(spa.cookies[SESSION_COOKIE])
+    session = asyncio.run(tampered.stack.bff.store.get(key))
+    assert session is not None and session.refresh_token
+    revoked = spa.http.post(
+        f"{tampered.stack.threshold.url}/oauth2/revoke",
+        data={"token": session.refresh_token, "token_type_hint": "refresh_token"},
+        auth=(tampered.stack.client_id, tampered.stack.client_secret),
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert spa.bff("GET", "/api/orders", headers=CALLS).status_code == 200  # the access token still lives
+    tampered.clock_offset[0] = 290.0  # nearly spent: the next call refreshes, and is refused
+    ended = spa.bff("GET", "/api/orders", headers=CALLS)
+    assert ended.status_code == 401 and ended.json()["error"] == "not_signed_in"
+    assert asyncio.run(tampered.stack.bff.store.get(key)) is None
+    assert spa.bff("GET", "/bff/user", headers=CALLS).status_code == 401
