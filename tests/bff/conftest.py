@@ -68,6 +68,10 @@ def upstream_app(issuer: str) -> Starlette:
                 "body": (await request.body()).decode(),
                 "cookie": request.headers.get("cookie"),
                 "csrf": request.headers.get("x-csrf"),
+                "forwarded_for": request.headers.get("x-forwarded-for"),
+                "real_ip": request.headers.get("x-real-ip"),
+                "forwarded": request.headers.get("forwarded"),
+                "secret": request.headers.get("x-secret"),
             },
             headers={"Set-Cookie": "upstream=1", "X-Upstream": "yes"},
         )
@@ -118,7 +122,7 @@ def bff_on(
         http_client=http_client,
         clock=clock,
     )
-    server = ThreadedServer(bff.app, port=port).start()
+    server = ThreadedServer(bff.app, port=port, proxy_headers=False).start()  # as threshold-bff runs
     try:
         yield Stack(
             deployment, threshold, bff, server, client["client_id"], client["client_secret"], upstream

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -31,6 +33,9 @@ class TokenSwap(httpx.AsyncBaseTransport):
     swap: Callable[[str], str] | None = None
     outage: bool = False
     """Threshold's token endpoint unreachable (connection refused)."""
+    answer_delay: float = 0.0
+    """Seconds Threshold's token answers are held back, after Threshold gave them."""
+    issued_refresh: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     inner: httpx.AsyncHTTPTransport = field(default_factory=httpx.AsyncHTTPTransport)
 
@@ -42,6 +47,10 @@ class TokenSwap(httpx.AsyncBaseTransport):
             return response
         body = json.loads(await response.aread())
         await response.aclose()
+        if isinstance(body, dict) and "refresh_token" in body:
+            self.issued_refresh.append(body["refresh_token"])
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
         if isinstance(body, dict) and "id_token" in body:
             self.seen.append(body["id_token"])
             if self.swap is not None:
@@ -81,6 +90,7 @@ def spa(tampered: Tampered, browser: SpaBrowser) -> Iterator[SpaBrowser]:
     yield SpaBrowser(tampered.stack, browser.http, browser.issuer)
     tampered.transport.swap = None
     tampered.transport.outage = False
+    tampered.transport.answer_delay = 0.0
     tampered.clock_offset[0] = 0.0
 
 
@@ -215,3 +225,80 @@ def test_a_refresh_that_threshold_refuses_ends_the_bff_session(spa: SpaBrowser, 
     assert ended.status_code == 401 and ended.json()["error"] == "not_signed_in"
     assert asyncio.run(tampered.stack.bff.store.get(key)) is None
     assert spa.bff("GET", "/bff/user", headers=CALLS).status_code == 401
+
+
+def test_a_session_ended_while_its_refresh_runs_stays_ended(spa: SpaBrowser, tampered: Tampered) -> None:
+    """A logout or back-channel logout that lands while Threshold answers a refresh: the refresh must
+    not write the session back, and the tokens it got are given back to Threshold."""
+    assert spa.sign_in().status_code == 303
+    key = _digest(spa.cookies[SESSION_COOKIE])
+    store = tampered.stack.bff.store
+    tampered.transport.answer_delay = 1.5
+    tampered.clock_offset[0] = 290.0  # the next call refreshes
+    issued_before = len(tampered.transport.issued_refresh)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(spa.bff, "GET", "/api/orders", headers=CALLS)
+        deadline = time.monotonic() + 10
+        while len(tampered.transport.issued_refresh) == issued_before:  # Threshold has answered
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert asyncio.run(store.delete(key)) is not None  # what a logout does, meanwhile
+        answer = call.result(timeout=30)
+    assert answer.status_code == 401 and answer.json()["error"] == "not_signed_in", answer.text
+    assert asyncio.run(store.get(key)) is None
+    fresh = tampered.transport.issued_refresh[-1]
+    rp = HttpRP(client_id=tampered.stack.client_id, secret=tampered.stack.client_secret, http=spa.http)
+    assert rp.refresh(tampered.stack.threshold, fresh).status_code == 400  # given back: revoked
+
+
+def test_paths_that_could_leave_the_apis_base_are_refused(spa: SpaBrowser, tampered: Tampered) -> None:
+    """Sent as written (http.client: no client-side normalization), each path would climb out of the
+    upstream's /v1 if an API normalized it: 400, and the API never sees it."""
+    assert spa.sign_in().status_code == 303
+    host, port = tampered.stack.url.removeprefix("http://").split(":")
+    cookie = "; ".join(f"{k}={v}" for k, v in spa.cookies.items())
+
+    def raw(path: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("GET", path, headers={"Cookie": cookie, "X-CSRF": "1"})
+            answer = connection.getresponse()
+            return answer.status, answer.read()
+        finally:
+            connection.close()
+
+    for path in (
+        "/api/../admin",
+        "/api/x/../../etc",
+        "/api/%2e%2e/admin",
+        "/api/%2E./admin",
+        "/api/..%2fadmin",
+        "/api/a%2Fb",
+        "/api/a%5cb",
+        "/api/./x",
+        "/%61pi/orders",
+    ):
+        status, body = raw(path)
+        assert status in (400, 404), (path, status, body)
+        assert b"/v1" not in body, (path, body)  # no answer from the API
+    status, body = raw("/api/a%20b/c")  # ordinary encoded paths pass, as sent
+    assert status == 200 and json.loads(body)["path"] == "/v1/a b/c", body
+
+
+def test_what_the_browser_says_about_forwarding_never_reaches_the_api(spa: SpaBrowser) -> None:
+    assert spa.sign_in().status_code == 303
+    answer = spa.bff(
+        "GET",
+        "/api/orders",
+        headers={
+            **CALLS,
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Real-IP": "6.6.6.6",
+            "Forwarded": "for=6.6.6.6",
+            "Connection": "keep-alive, X-Secret",
+            "X-Secret": "hop-by-hop by the Connection header",
+        },
+    )
+    body = answer.json()
+    assert body["forwarded_for"] == "127.0.0.1", body  # the BFF's own view of the client
+    assert body["real_ip"] is None and body["forwarded"] is None and body["secret"] is None, body

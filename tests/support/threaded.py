@@ -16,9 +16,15 @@ from tests.support.environment import free_port, wait_for
 
 class ThreadedServer:
     def __init__(
-        self, app: ASGIApp, *, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "off"
+        self,
+        app: ASGIApp,
+        *,
+        port: int | None = None,
+        lifespan: Literal["auto", "on", "off"] = "off",
+        proxy_headers: bool = True,
     ) -> None:
         self.app = app
+        self.proxy_headers = proxy_headers
         self.port = port or free_port()
         self.lifespan: Literal["auto", "on", "off"] = lifespan
         self._server: uvicorn.Server | None = None
@@ -30,7 +36,12 @@ class ThreadedServer:
 
     def start(self) -> ThreadedServer:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=self.lifespan
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan=self.lifespan,
+            proxy_headers=self.proxy_headers,
         )
         server = self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=server.run, name=f"uvicorn-{self.port}", daemon=True)

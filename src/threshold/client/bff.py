@@ -27,6 +27,7 @@ response the browser sees.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -37,7 +38,7 @@ from dataclasses import dataclass, replace
 from html import escape
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 
 import aiohttp
 import httpx
@@ -48,7 +49,6 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from multidict import CIMultiDict
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -102,10 +102,17 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+FORWARDING = {"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"}
+"""What a proxy says about the client: set by the BFF itself, never taken from the browser."""
 NOT_FORWARDED_RAW = frozenset(
-    name.encode() for name in HOP_BY_HOP | {"host", "cookie", "authorization", "x-csrf", "origin", "referer"}
+    name.encode()
+    for name in HOP_BY_HOP
+    | FORWARDING
+    | {"host", "cookie", "authorization", "x-csrf", "origin", "referer", "x-forwarded-port"}
 )
 NOT_RETURNED_RAW = frozenset(name.encode() for name in HOP_BY_HOP | {"set-cookie", "content-length"})
+REFRESH_TIMEOUT = 5.0
+"""Seconds a refresh may take in all (the stores' refresh locks last 10 s: the holder is done first)."""
 BUFFERED_BYTES = 256 * 1024
 """An API answer up to this size (with a Content-Length) is read whole and passed on in one piece;
 a larger or unsized one is streamed."""
@@ -460,14 +467,7 @@ class BackendForFrontend:
         except (httpx.HTTPError, ValueError):
             metadata = {}  # Threshold unreachable: this session has ended here all the same
         if session is not None:
-            if session.refresh_token and metadata.get("revocation_endpoint"):
-                # the session is gone here whatever happens; Threshold ends the grant with its own session
-                with contextlib.suppress(httpx.HTTPError):
-                    await self._http.post(
-                        metadata["revocation_endpoint"],
-                        data={"token": session.refresh_token, "token_type_hint": "refresh_token"},
-                        auth=(self.config.client_id, self.config.client_secret),
-                    )
+            await self._revoke(session.refresh_token)
             if metadata.get("end_session_endpoint"):
                 query = urlencode(
                     {
@@ -486,36 +486,62 @@ class BackendForFrontend:
 
     async def _fresh(self, key: str, session: BffSession) -> BffSession | None:
         """The session with an access token good for `refresh_before` more seconds; None when it ended.
-        One refresh at a time per session: concurrent calls wait for it and use its result."""
+        One refresh at a time per session: concurrent calls wait for it and use its result.
+        RefreshUnavailable when Threshold (or the lock's holder) did not answer in time."""
         if session.access_expires_at - self._clock() > self.config.refresh_before:
             return session
-        async with self.store.refreshing(key):
+        async with self.store.refreshing(key) as held:
             current = await self.store.get(key)
             if current is None:
                 return None
             if current.access_expires_at - self._clock() > self.config.refresh_before:
                 return current  # refreshed by the call that held the lock
+            if not held:
+                raise RefreshUnavailable("another refresh of this session is still running")
             if current.refresh_token is None:
                 await self.store.delete(key)
                 return None
             try:
-                tokens = await self._token_request(
-                    {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
-                )
+                async with asyncio.timeout(REFRESH_TIMEOUT):  # well inside the lock's lifetime
+                    tokens = await self._token_request(
+                        {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
+                    )
             except UpstreamRefused:
                 await self.store.delete(key)  # revoked family, disabled person: the session ends
                 return None
+            except TimeoutError as error:
+                raise RefreshUnavailable("Threshold did not answer the refresh in time") from error
             now = self._clock()
             renewed = replace(
                 current,
                 access_token=str(tokens["access_token"]),
-                access_expires_at=now + float(tokens.get("expires_in", 300)),
+                access_expires_at=now + float(tokens.get("expires_in") or 300),
                 refresh_token=tokens.get("refresh_token", current.refresh_token),
                 id_token=str(tokens.get("id_token", current.id_token)),
                 last_seen_at=now,
             )
-            await self.store.put(key, renewed, ttl=self.config.session_idle)
+            if not await self.store.replace(key, renewed, ttl=self.config.session_idle):
+                # ended (logout, back-channel logout) while Threshold answered: it stays ended, and
+                # the tokens just issued are given back
+                await self._revoke(renewed.refresh_token)
+                return None
             return renewed
+
+    async def _revoke(self, refresh_token: str | None) -> None:
+        """Revoke a refresh token (and its grant) at Threshold; best effort: the BFF's session is gone
+        whatever happens, and Threshold ends the grant with its own session."""
+        if not refresh_token:
+            return
+        try:
+            endpoint = (await self.metadata()).get("revocation_endpoint")
+            if endpoint:
+                await self._http.post(
+                    endpoint,
+                    data={"token": refresh_token, "token_type_hint": "refresh_token"},
+                    auth=(self.config.client_id, self.config.client_secret),
+                )
+        except (httpx.HTTPError, ValueError):
+            pass
 
     async def proxy(self, request: Request) -> Response:
         refused = self._refused(request)
@@ -524,7 +550,8 @@ class BackendForFrontend:
         found = await self._session(request)
         try:
             session = await self._fresh(*found) if found is not None else None
-        except (httpx.HTTPError, ValueError):  # Threshold unreachable, or its answer unreadable
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, RefreshUnavailable):
+            # Threshold unreachable, slow, or its answer unreadable: the session stays; try again
             return JSONResponse(
                 {"error": "temporarily_unavailable", "error_description": "sign-in service unreachable"},
                 status_code=503,
@@ -535,21 +562,27 @@ class BackendForFrontend:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.config.max_body_bytes):
             return JSONResponse({"error": "body_too_large"}, status_code=413, headers=NO_STORE)
+        target = self._target(request)
+        if target is None:
+            return JSONResponse({"error": "invalid_path"}, status_code=400, headers=NO_STORE)
+        named_in_connection = {
+            token.strip().lower().encode() for token in request.headers.get("connection", "").split(",")
+        }
         headers = CIMultiDict(
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in request.headers.raw
-            if k not in NOT_FORWARDED_RAW
+            if k not in NOT_FORWARDED_RAW and k not in named_in_connection
         )
         headers["Authorization"] = f"Bearer {session.access_token}"
+        if request.client is not None:  # the browser's own address, not what it claims
+            headers["X-Forwarded-For"] = request.client.host
+        headers["X-Forwarded-Proto"] = urlsplit(self.config.public_url).scheme
+        headers["X-Forwarded-Host"] = urlsplit(self.config.public_url).netloc
         content: bytes | AsyncIterator[bytes] | None = None
         if declared is not None:
             content = await request.body() if declared != "0" else None  # within the limit, said above
         elif "transfer-encoding" in request.headers:
             content = self._body(request)  # no length given: counted as it streams
-        raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-        rest = raw_path[len(self.config.prefix) :].lstrip(b"/").decode("latin-1")
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        target = URL(f"{self.config.upstream}/{rest}" + (f"?{query}" if query else ""), encoded=True)
         try:
             upstream = await self._upstream_session().request(
                 request.method, target, headers=headers, data=content, allow_redirects=False
@@ -564,30 +597,59 @@ class BackendForFrontend:
             return JSONResponse({"error": "upstream_unavailable"}, status_code=502, headers=NO_STORE)
         returned = [(k, v) for k, v in upstream.raw_headers if k.lower() not in NOT_RETURNED_RAW]
         response: Response
-        if upstream.content_length is not None and upstream.content_length <= BUFFERED_BYTES:
+        if request.method == "HEAD":  # no body; the length is the one a GET would have
+            upstream.release()
+            response = Response(b"", status_code=upstream.status)
+            if upstream.content_length is not None:
+                returned.append((b"content-length", str(upstream.content_length).encode()))
+        elif upstream.content_length is not None and upstream.content_length <= BUFFERED_BYTES:
             # most API answers: read whole (as sent, still encoded), answered with their length
             try:
                 body = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError):
+            except TimeoutError:
+                return JSONResponse({"error": "upstream_timeout"}, status_code=504, headers=NO_STORE)
+            except aiohttp.ClientError:
                 return JSONResponse({"error": "upstream_unavailable"}, status_code=502, headers=NO_STORE)
             finally:
                 upstream.release()
             response = Response(body, status_code=upstream.status)
             returned.append((b"content-length", str(len(body)).encode()))
         else:
-            response = StreamingResponse(
-                upstream.content.iter_any(),
-                status_code=upstream.status,
-                background=BackgroundTask(upstream.release),
-            )
+            response = StreamingResponse(_released(upstream), status_code=upstream.status)
         response.raw_headers = returned  # as the API sent them, repeated names included
         return response
+
+    def _target(self, request: Request) -> URL | None:
+        """The API's URL for this call: the path under the prefix, as the browser sent it (still
+        percent-encoded), below the upstream's base path; None for a path that could leave that base
+        (a `.` or `..` segment, however encoded, an encoded slash or backslash) or is not under the
+        prefix as sent."""
+        raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+        prefix = self.config.prefix.encode()
+        if raw_path != prefix and not raw_path.startswith(prefix + b"/"):
+            return None  # e.g. the prefix itself percent-encoded: not ours to reinterpret
+        rest = raw_path[len(prefix) :].lstrip(b"/")
+        if any(byte < 0x21 or byte > 0x7E or byte == 0x5C for byte in rest):
+            return None
+        lowered = rest.lower()
+        if b"%2f" in lowered or b"%5c" in lowered:
+            return None
+        if any(unquote_to_bytes(segment) in (b".", b"..") for segment in rest.split(b"/")):
+            return None
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        base = f"{self.config.upstream}/{rest.decode('ascii')}"
+        return URL(base + (f"?{query}" if query else ""), encoded=True)
 
     def _upstream_session(self) -> aiohttp.ClientSession:
         if self._upstream is None:
             self._upstream = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.config.upstream_connections),
-                timeout=aiohttp.ClientTimeout(total=self.config.upstream_timeout),
+                # per step, not in all: a long download or event stream goes on while data flows
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=self.config.upstream_timeout,
+                    sock_read=self.config.upstream_timeout,
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),  # one client serves every session: no cookies kept
                 auto_decompress=False,  # bodies pass through as the API encoded them
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
@@ -601,6 +663,20 @@ class BackendForFrontend:
             if seen > self.config.max_body_bytes:
                 raise BodyTooLarge()
             yield chunk
+
+
+async def _released(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The API's answer as it arrives; its connection goes back to the pool however the stream ends."""
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    finally:
+        upstream.release()
+
+
+class RefreshUnavailable(Exception):
+    """The access token could not be refreshed now (Threshold unreachable or slow, or another refresh of
+    the session still running): a 503, the session kept."""
 
 
 class BodyTooLarge(Exception):
@@ -661,6 +737,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("THRESHOLD_BFF_DATABASE_URL"),
         help="postgresql://... or sqlite:///... to share sessions through a database instead",
     )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a proxy in front of the BFF whose X-Forwarded-For is believed (repeatable; default: none)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8500)
     args = parser.parse_args(argv)
@@ -689,5 +772,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     bff = BackendForFrontend(config, store=store)
-    uvicorn.run(bff.app, host=args.host, port=args.port, log_level="warning", server_header=False)
+    uvicorn.run(
+        bff.app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=bool(args.trusted_proxy),  # what the API is told of the client comes from here
+        forwarded_allow_ips=args.trusted_proxy or None,
+    )
     return 0

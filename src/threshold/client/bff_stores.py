@@ -59,6 +59,11 @@ class SessionStore(Protocol):
 
     async def get(self, key: str) -> BffSession | None: ...
     async def put(self, key: str, session: BffSession, *, ttl: float) -> None: ...
+    async def replace(self, key: str, session: BffSession, *, ttl: float) -> bool:
+        """Write the session only if it still exists (a refresh must not bring back a session that a
+        logout or a back-channel logout ended while it ran); whether it was written."""
+        ...
+
     async def delete(self, key: str) -> BffSession | None: ...
     async def delete_matching(self, *, sid: str | None, sub: str | None) -> int: ...
     async def put_login(self, key: str, login: PendingLogin) -> None: ...
@@ -70,9 +75,10 @@ class SessionStore(Protocol):
         """Release connections (when the BFF stops)."""
         ...
 
-    def refreshing(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+    def refreshing(self, key: str) -> contextlib.AbstractAsyncContextManager[bool]:
         """Held while the session's tokens are refreshed: one refresh at a time per session, across
-        every process that shares the store."""
+        every process that shares the store. It gives False when the lock could not be had within the
+        lock's lifetime (a holder still at work, or one that died): the caller must not refresh then."""
         ...
 
 
@@ -89,12 +95,12 @@ class MemorySessionStore:
         pass
 
     @contextlib.asynccontextmanager
-    async def refreshing(self, key: str) -> AsyncIterator[None]:
+    async def refreshing(self, key: str) -> AsyncIterator[bool]:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:
-            yield
+            yield True
 
     async def get(self, key: str) -> BffSession | None:
         found = self._sessions.get(key)
@@ -107,6 +113,12 @@ class MemorySessionStore:
 
     async def put(self, key: str, session: BffSession, *, ttl: float) -> None:
         self._sessions[key] = (session, self._clock() + ttl)
+
+    async def replace(self, key: str, session: BffSession, *, ttl: float) -> bool:
+        if await self.get(key) is None:
+            return False
+        self._sessions[key] = (session, self._clock() + ttl)
+        return True
 
     async def delete(self, key: str) -> BffSession | None:
         found = self._sessions.pop(key, None)
@@ -172,6 +184,18 @@ class RedisSessionStore:
                     pipe.expire(self._k(kind, value), seconds)
             await pipe.execute()
 
+    async def replace(self, key: str, session: BffSession, *, ttl: float) -> bool:
+        seconds = max(1, math.ceil(ttl))
+        written = await self._redis.set(self._k("s", key), session_to_json(session), ex=seconds, xx=True)
+        if not written:
+            return False
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for kind, value in (("sid", session.sid), ("sub", session.sub)):
+                if value:
+                    pipe.expire(self._k(kind, value), seconds, gt=True)
+            await pipe.execute()
+        return True
+
     async def delete(self, key: str) -> BffSession | None:
         raw = await self._redis.getdel(self._k("s", key))  # one logout gets the tokens to revoke
         return None if raw is None else session_from_json(raw)
@@ -196,15 +220,17 @@ class RedisSessionStore:
         return None if raw is None else PendingLogin(**json.loads(raw))
 
     @contextlib.asynccontextmanager
-    async def refreshing(self, key: str) -> AsyncIterator[None]:
+    async def refreshing(self, key: str) -> AsyncIterator[bool]:
         name, token = self._k("r", key), secrets.token_hex(16)
-        deadline = time.monotonic() + self._lock_ms / 1000
+        deadline = time.monotonic() + self._lock_ms / 1000 + 0.5  # past the lock's own expiry
+        held = True
         while not await self._redis.set(name, token, nx=True, px=self._lock_ms):
             if time.monotonic() > deadline:
-                break  # a holder that died: its lock expires; go on rather than fail the call
+                held = False  # still held by another: the caller must not refresh
+                break
             await asyncio.sleep(0.01)
         try:
-            yield
+            yield held
         finally:
             # release only our own lock (compare and delete in one step)
             await self._redis.eval(
@@ -307,8 +333,12 @@ class SqlSessionStore:
         if not self._ready:
             async with self._ready_lock:
                 if not self._ready:
-                    async with self._engine.begin() as connection:
-                        await connection.run_sync(self._metadata.create_all)
+                    try:
+                        async with self._engine.begin() as connection:
+                            await connection.run_sync(self._metadata.create_all)
+                    except sa.exc.DBAPIError:  # another process made them at the same moment
+                        async with self._engine.begin() as connection:
+                            await connection.run_sync(self._metadata.create_all)
                     self._ready = True
         async with self._engine.begin() as connection:
             yield connection
@@ -339,6 +369,16 @@ class SqlSessionStore:
                 statement.on_conflict_do_update(index_elements=[table.c.key], set_=values)
             )
             await self._sweep(connection, now)
+
+    async def replace(self, key: str, session: BffSession, *, ttl: float) -> bool:
+        table, now = self._sessions, self._clock()
+        async with self._begin() as connection:
+            written = await connection.execute(
+                sa.update(table)
+                .where(table.c.key == key, table.c.expires_at > now)
+                .values(data=session_to_json(session), expires_at=now + ttl)
+            )
+        return bool(written.rowcount)
 
     async def delete(self, key: str) -> BffSession | None:
         table = self._sessions
@@ -391,25 +431,28 @@ class SqlSessionStore:
             await connection.execute(sa.delete(table).where(table.c.expires_at <= now))
 
     @contextlib.asynccontextmanager
-    async def refreshing(self, key: str) -> AsyncIterator[None]:
+    async def refreshing(self, key: str) -> AsyncIterator[bool]:
         table, owner = self._locks, secrets.token_hex(16)
-        deadline = time.monotonic() + self._lock_seconds
+        deadline = time.monotonic() + self._lock_seconds + 0.5  # past the lock's own expiry
         while True:
             now = self._clock()
             async with self._begin() as connection:
-                await connection.execute(
-                    sa.delete(table).where(table.c.key == key, table.c.expires_at <= now)
-                )
+                expired = sa.delete(table).where(table.c.key == key, table.c.expires_at <= now)
+                await connection.execute(expired)
                 taken = await connection.execute(
                     self._insert(table)
                     .values(key=key, owner=owner, expires_at=now + self._lock_seconds)
                     .on_conflict_do_nothing(index_elements=[table.c.key])
                 )
-            if taken.rowcount == 1 or time.monotonic() > deadline:
-                break  # past the deadline: the holder died; its lock has expired by now
+            held = taken.rowcount == 1
+            if held or time.monotonic() > deadline:
+                break  # not held past the deadline: another is still at it; the caller must not refresh
             await asyncio.sleep(0.02)
         try:
-            yield
+            yield held
         finally:
-            async with self._begin() as connection:
-                await connection.execute(sa.delete(table).where(table.c.key == key, table.c.owner == owner))
+            if held:
+                async with self._begin() as connection:
+                    await connection.execute(
+                        sa.delete(table).where(table.c.key == key, table.c.owner == owner)
+                    )
