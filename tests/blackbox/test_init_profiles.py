@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -58,6 +59,8 @@ def initialised(tmp_path: Path, profile: str) -> tuple[Path, list[list[str]]]:
     text = config.read_text()
     assert text.startswith(f"# Threshold configuration: {PROFILES[profile].title}")
     assert sum(line.startswith("# ") for line in text.splitlines()) >= 8  # it explains itself
+    # the data beside the file, whichever directory threshold is later run in
+    assert f"data_dir = {json.dumps(str((tmp_path / 'var').resolve()))}" in text
     again = run_cli("init", "--profile", profile, env=env, cwd=tmp_path)
     assert again.returncode == 2 and "--force" in again.stderr and config.read_text() == text
     return config, printed_commands(written.stdout)
@@ -65,13 +68,13 @@ def initialised(tmp_path: Path, profile: str) -> tuple[Path, list[list[str]]]:
 
 def run_printed(deployment: Deployment, commands: list[list[str]]) -> dict[str, Any]:
     """Every printed command but migrate and serve (which the deployment ran) and those that need an
-    outside party (a placeholder for an IdP's client, a DNS record): each must succeed. Their --json
+    outside party (a shell variable for an IdP's client, a DNS record): each must succeed. Their --json
     answers, by command name."""
     answers: dict[str, Any] = {}
     for argv in commands:
         assert argv[:2] == ["--config", "threshold.toml"], argv
         rest = argv[2:]
-        outside = any("<" in a for a in rest) or rest[1:3] == ["domains", "verify"]
+        outside = any("$" in a for a in rest) or rest[1:3] == ["domains", "verify"]
         if rest[0] in ("migrate", "serve") or outside:
             _parser().parse_args(argv)  # not run here, but a command the CLI knows as written
             continue
@@ -96,6 +99,18 @@ def served(
         yield deployment, server, answers
 
 
+def refresh_lifetime(http: httpx.Client, server: Server, client: dict[str, Any], token: str) -> int:
+    """Seconds from issue to expiry of a refresh token, as introspection tells its client."""
+    answer = http.post(
+        server.url + "/oauth2/introspect",
+        data={"token": token, "token_type_hint": "refresh_token"},
+        auth=(client["client_id"], client["client_secret"]),
+    )
+    body = answer.json()
+    assert answer.status_code == 200 and body["active"], body
+    return int(body["exp"]) - int(body["iat"])
+
+
 def session_lifetime(response: httpx.Response) -> float:
     session = response.json()["session"]
     return (
@@ -105,13 +120,13 @@ def session_lifetime(response: httpx.Response) -> float:
 
 
 @pytest.mark.parametrize("served", ["monolith"], indirect=True)
-def test_monolith_sessions_last_the_profiles_week(
+def test_monolith_sessions_end_after_the_profiles_three_idle_days(
     served: tuple[Deployment, Server, dict[str, Any]], http: httpx.Client
 ) -> None:
     _, server, _ = served
     signed_up = Browser(http).signup(server, f"mono-{time.time_ns()}@example.com")
     assert signed_up.status_code == 201, signed_up.text
-    assert session_lifetime(signed_up) == 7 * 86400
+    assert session_lifetime(signed_up) == 3 * 86400  # the default would be 7 days
 
 
 @pytest.mark.parametrize("served", ["b2b"], indirect=True)
@@ -163,6 +178,8 @@ def test_spa_registers_the_bff_client_and_its_refresh_tokens_rotate(
     assert tokens["expires_in"] == 300
     rotated = rp.refresh(server, tokens["refresh_token"])
     assert rotated.status_code == 200 and rotated.json()["refresh_token"] != tokens["refresh_token"]
+    lifetime = refresh_lifetime(http, server, client, rotated.json()["refresh_token"])
+    assert 14 * 86400 - 120 <= lifetime <= 14 * 86400  # the profile's two weeks (the default: 30 days)
     reused = rp.refresh(server, tokens["refresh_token"])
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
     assert rp.refresh(server, rotated.json()["refresh_token"]).status_code == 400  # the family is gone
@@ -172,7 +189,7 @@ def test_spa_registers_the_bff_client_and_its_refresh_tokens_rotate(
 def test_mobile_app_signs_in_on_any_loopback_port_without_a_secret(
     served: tuple[Deployment, Server, dict[str, Any]], http: httpx.Client
 ) -> None:
-    _, server, answers = served
+    deployment, server, answers = served
     client = answers["clients create"]
     assert "client_secret" not in client or client["client_secret"] is None
     browser = Browser(http)
@@ -181,7 +198,15 @@ def test_mobile_app_signs_in_on_any_loopback_port_without_a_secret(
     code, verifier, _ = rp.authorize(browser, server)
     exchanged = rp.exchange(server, code, verifier)
     assert exchanged.status_code == 200, exchanged.text
-    assert exchanged.json()["refresh_token"]
+    # a public client cannot introspect: the lifetime as stored (the profile's 90 days, bounded by the
+    # session's 90-day absolute end, which the profile raises to match; the defaults: 30 days)
+    database = Path(deployment.env["THRESHOLD_DATA_DIR"]) / "threshold.db"
+    with sqlite3.connect(database) as db:
+        (lifetime,) = db.execute(
+            "SELECT max(expires_at - created_at) FROM refresh_tokens WHERE client_id = ?",
+            (client["client_id"],),
+        ).fetchone()
+    assert 90 * 86400 - 120 <= lifetime <= 90 * 86400, lifetime
     scheme = HttpRP(client["client_id"], None, http, redirect_uri="com.example.app:/oauth2redirect")
     code, _, _ = scheme.authorize(browser, server)  # a private-use scheme: the same client, PKCE
     assert code

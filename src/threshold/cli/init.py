@@ -9,6 +9,7 @@ is an ordinary `--config` file: every key in it is a Settings field, and environ
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ PROFILES: dict[str, Profile] = {
                 (
                     "session",
                     (
-                        Choice("idle_timeout", 7 * DAY, "A week without a visit ends the session."),
+                        Choice("idle_timeout", 3 * DAY, "Three days without a visit end the session."),
                         Choice("absolute_lifetime", 30 * DAY, "Everyone signs in again at least monthly."),
                     ),
                 ),
@@ -146,8 +147,9 @@ PROFILES: dict[str, Profile] = {
                 "threshold --config {config} clients create --name 'My SPA' --first-party "
                 "--redirect-uri {app}/bff/callback --post-logout-redirect-uri {app}/ "
                 "--backchannel-logout-uri {app}/bff/backchannel --json",
-                "THRESHOLD_BFF_CLIENT_SECRET=<client_secret> threshold-bff --issuer {issuer} "
-                "--client-id <client_id> --upstream http://127.0.0.1:9000 --public-url {app} --static dist/",
+                "# with the client_id and client_secret it printed:",
+                'THRESHOLD_BFF_CLIENT_SECRET="$CLIENT_SECRET" threshold-bff --issuer {issuer} '
+                '--client-id "$CLIENT_ID" --upstream http://127.0.0.1:9000 --public-url {app} --static dist/',
             ),
             demo="the SPA behind the BFF (2)",
         ),
@@ -240,7 +242,8 @@ PROFILES: dict[str, Profile] = {
                 "# publish the TXT record it printed, then:",
                 "threshold --config {config} orgs domains verify acme acme.example",
                 "threshold --config {config} orgs connections add acme --type oidc "
-                "--issuer https://idp.acme.example --client-id <id> --client-secret <secret>",
+                '--issuer https://idp.acme.example --client-id "$IDP_CLIENT_ID" '
+                '--client-secret "$IDP_CLIENT_SECRET"',
                 "threshold --config {config} orgs scim-token acme --json",
                 "threshold --config {config} clients create --name 'My B2B app' "
                 "--redirect-uri {app}/callback --backchannel-logout-uri {app}/backchannel --json",
@@ -314,7 +317,7 @@ def _toml(value: bool | int | str | list[str]) -> str:
     return json.dumps(value)  # a JSON string or list of strings is also TOML
 
 
-def render(profile: Profile, *, issuer: str, app: str) -> str:
+def render(profile: Profile, *, issuer: str, app: str, data_dir: Path) -> str:
     """The configuration file's text."""
 
     def fill(value: bool | int | str | list[str]) -> bool | int | str | list[str]:
@@ -334,9 +337,9 @@ def render(profile: Profile, *, issuer: str, app: str) -> str:
         "",
         "# The public URL people and applications reach Threshold at.",
         f"issuer = {_toml(issuer)}",
-        "# The embedded database (SQLite) and the generated keys live here; set database_url and",
-        "# redis_url to run several processes (PostgreSQL, Redis).",
-        'data_dir = "./var"',
+        "# The embedded database (SQLite) and the generated keys live here (beside this file, whatever",
+        "# directory threshold runs in); set database_url and redis_url to run several processes.",
+        f"data_dir = {_toml(str(data_dir))}",
     ]
     for choice in profile.top:
         out += [*_lines(choice.why), f"{choice.key} = {_toml(fill(choice.value))}"]
@@ -357,10 +360,12 @@ def init_command(profile_name: str, *, output: str, issuer: str, app: str, force
     if path.exists() and not force:
         print(f"threshold: {path} exists (--force replaces it)", file=sys.stderr)
         return EXIT_CONFIG
-    path.write_text(render(profile, issuer=issuer.rstrip("/"), app=app.rstrip("/")))
+    data_dir = path.resolve().parent / "var"
+    path.write_text(render(profile, issuer=issuer.rstrip("/"), app=app.rstrip("/"), data_dir=data_dir))
     print(f"wrote {path}: {profile.title}")
     print(f"demo: `make demo`, {profile.demo}")
     print("next:")
-    for line in next_steps(profile, config=str(path), issuer=issuer.rstrip("/"), app=app.rstrip("/")):
+    config = shlex.quote(str(path))
+    for line in next_steps(profile, config=config, issuer=issuer.rstrip("/"), app=app.rstrip("/")):
         print(f"  {line}")
     return 0
