@@ -275,13 +275,18 @@ def _start(demo: Demo, nginx: str) -> dict[str, Any]:
     demo.uvicorn("api", "orders_api", ports.api, apps_env)
     demo.uvicorn("service", "service", ports.service, apps_env)
     demo.uvicorn("native", "native", ports.native, apps_env)
+    # nginx's workers (another user when it starts as root) read the handbook from the run directory
+    handbook = demo.run / "handbook"
+    shutil.copytree(HERE / "handbook", handbook)
+    for path in (handbook, *handbook.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     config = (HERE / "nginx.conf").read_text()
     for name, value in {
         "RUN": str(demo.run),
         "FRONT": str(ports.front),
         "THRESHOLD": str(ports.threshold),
         "SHOP": str(ports.shop),
-        "HANDBOOK": str(HERE / "handbook"),
+        "HANDBOOK": str(handbook),
     }.items():
         config = config.replace(f"@@{name}@@", value)
     (demo.run / "nginx.conf").write_text(config)

@@ -77,7 +77,9 @@ def test_a_callback_the_browser_did_not_start_is_a_clear_page(browser: SpaBrowse
     state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
     denied = browser.bff("GET", f"/bff/callback?error=access_denied&state={state}")
     assert denied.status_code == 400 and "cancelled" in denied.text
-    assert browser.bff("GET", f"/bff/callback?code=x&state={state}").status_code == 400  # used once
+    browser.cookies[LOGIN_COOKIE] = state  # the cookie kept (an old copy): the state is known, and used
+    replayed = browser.bff("GET", f"/bff/callback?code=x&state={state}")
+    assert replayed.status_code == 400 and "already used" in replayed.text  # used once
 
 
 def test_concurrent_calls_share_one_refresh_and_the_family_survives(
