@@ -23,7 +23,17 @@ import pytest
 from tests.bff.conftest import CALLS, SpaBrowser, Stack, bff_on
 from tests.blackbox.oidc_support import HttpRP
 from tests.support import free_port
-from threshold.client.bff import LOGIN_COOKIE, SESSION_COOKIE, _digest
+from tests.support.threaded import ThreadedServer
+from threshold.client.bff import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    BackendForFrontend,
+    BffConfig,
+    RedisSessionStore,
+    SessionStore,
+    SqlSessionStore,
+    _digest,
+)
 
 
 @dataclass
@@ -302,3 +312,37 @@ def test_what_the_browser_says_about_forwarding_never_reaches_the_api(spa: SpaBr
     body = answer.json()
     assert body["forwarded_for"] == "127.0.0.1", body  # the BFF's own view of the client
     assert body["real_ip"] is None and body["forwarded"] is None and body["secret"] is None, body
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_a_session_store_that_is_down_is_a_503_to_retry(stack: Stack, kind: str) -> None:
+    """Redis or the BFF's database unreachable: every call that needs a session answers 503 with
+    Retry-After (not a 500), and says nothing about the store beyond that."""
+    nowhere = free_port()
+    store: SessionStore = (
+        RedisSessionStore.from_url(f"redis://127.0.0.1:{nowhere}")
+        if kind == "redis"
+        else SqlSessionStore.from_url(f"postgresql://postgres@127.0.0.1:{nowhere}/none")
+    )
+    bff = BackendForFrontend(
+        BffConfig(
+            issuer=stack.threshold.url,
+            client_id=stack.client_id,
+            client_secret=stack.client_secret,
+            upstream=stack.upstream,
+            public_url=stack.url,
+        ),
+        store=store,
+    )
+    server = ThreadedServer(bff.app, proxy_headers=False).start()
+    try:
+        cookie = {"Cookie": f"{SESSION_COOKIE}=anything", **CALLS}
+        for method, path in (("GET", "/bff/user"), ("GET", "/api/orders"), ("POST", "/bff/logout")):
+            answer = httpx.request(method, server.url + path, headers=cookie, timeout=30)
+            assert answer.status_code == 503, (path, answer.text)
+            assert (
+                answer.headers["retry-after"] == "5" and answer.json()["error"] == "temporarily_unavailable"
+            )
+            assert str(nowhere) not in answer.text
+    finally:
+        server.stop()

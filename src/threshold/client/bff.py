@@ -42,12 +42,14 @@ from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 
 import aiohttp
 import httpx
+import sqlalchemy as sa
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from multidict import CIMultiDict
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -220,7 +222,11 @@ class BackendForFrontend:
             yield
             await self.aclose()
 
-        self.app = Starlette(routes=routes, lifespan=lifespan)
+        self.app = Starlette(
+            routes=routes,
+            lifespan=lifespan,
+            exception_handlers={error: _store_unavailable for error in STORE_OUTAGES},
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -681,6 +687,19 @@ class RefreshUnavailable(Exception):
 
 class BodyTooLarge(Exception):
     """A streamed request body passed the BFF's limit."""
+
+
+STORE_OUTAGES: tuple[type[Exception], ...] = (RedisError, sa.exc.SQLAlchemyError, OSError)
+"""What a session store that cannot be reached raises (Redis or the database down)."""
+
+
+async def _store_unavailable(request: Request, error: Exception) -> Response:
+    """The session store is down: a 503 to retry, not a 500 (and nothing about it in the answer)."""
+    return JSONResponse(
+        {"error": "temporarily_unavailable", "error_description": "session store unreachable"},
+        status_code=503,
+        headers={**NO_STORE, "Retry-After": "5"},
+    )
 
 
 def _no_cookie_jar() -> CookieJar:
