@@ -122,7 +122,9 @@ def bff_on(
         http_client=http_client,
         clock=clock,
     )
-    server = ThreadedServer(bff.app, port=port, proxy_headers=False).start()  # as threshold-bff runs
+    server = ThreadedServer(
+        bff.app, port=port, proxy_headers=False, lifespan="on"
+    ).start()  # as threshold-bff runs
     try:
         yield Stack(
             deployment, threshold, bff, server, client["client_id"], client["client_secret"], upstream

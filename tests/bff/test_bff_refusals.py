@@ -334,7 +334,7 @@ def test_a_session_store_that_is_down_is_a_503_to_retry(stack: Stack, kind: str)
         ),
         store=store,
     )
-    server = ThreadedServer(bff.app, proxy_headers=False).start()
+    server = ThreadedServer(bff.app, proxy_headers=False, lifespan="on").start()
     try:
         cookie = {"Cookie": f"{SESSION_COOKIE}=anything", **CALLS}
         for method, path in (("GET", "/bff/user"), ("GET", "/api/orders"), ("POST", "/bff/logout")):

@@ -83,7 +83,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, make_store: Callable[..., Ses
                 ),
                 store=make_store(),
             )
-            server = ThreadedServer(bff.app, port=port).start()
+            server = ThreadedServer(bff.app, port=port, lifespan="on").start()
             stacks.append(
                 Stack(
                     deployment,
