@@ -10,7 +10,6 @@ the application shows them signed out.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -24,8 +23,8 @@ import pytest
 from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import localhost_server
-from tests.e2e.walks import new_person, sign_in_with_password
-from tests.support import free_port, run_cli, spawn
+from tests.e2e.walks import new_person, register_web_client, sign_in_with_password
+from tests.support import free_port, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNED_OUT_WITHIN = 5.0
@@ -44,14 +43,9 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def app_url(provider: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    created = run_cli(
-        *("clients", "create", "--name", "Example app (Authlib)", "--first-party"),
-        *("--redirect-uri", f"{url}/callback", "--post-logout-redirect-uri", f"{url}/"),
-        *("--backchannel-logout-uri", f"{url}/backchannel-logout", "--json"),
-        env=provider.env,
+    client = register_web_client(
+        provider.env, "Example app (Authlib)", url, callback="/callback", backchannel="/backchannel-logout"
     )
-    assert created.returncode == 0, created.stderr
-    client = json.loads(created.stdout)
     env = {
         **os.environ,
         "RP_ISSUER": provider.url,

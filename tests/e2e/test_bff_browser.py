@@ -9,7 +9,6 @@ rotation, and the API sees a new token each time.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -29,8 +28,14 @@ from starlette.routing import Route
 from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import localhost_server
-from tests.e2e.walks import decline_passkey_offers_until, new_person, sign_in_with_password
-from tests.support import clean_env, free_port, run_cli, spawn
+from tests.e2e.walks import (
+    decline_passkey_offers_until,
+    new_person,
+    register_web_client,
+    sign_in_with_password,
+    sign_up_from_sign_in_page,
+)
+from tests.support import clean_env, free_port, spawn
 from tests.support.threaded import ThreadedServer
 from threshold.client import TokenVerifier
 
@@ -67,14 +72,14 @@ def spa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spa]:
         upstream = ThreadedServer(api(provider.url)).start()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        created = run_cli(
-            *("clients", "create", "--name", "Example SPA", "--first-party", "--access-token-lifetime", "30"),
-            *("--redirect-uri", f"{url}/bff/callback", "--post-logout-redirect-uri", f"{url}/"),
-            *("--backchannel-logout-uri", f"{url}/bff/backchannel", "--json"),
-            env=provider.env,
+        client = register_web_client(
+            provider.env,
+            "Example SPA",
+            url,
+            callback="/bff/callback",
+            backchannel="/bff/backchannel",
+            extra=("--access-token-lifetime", "30"),
         )
-        assert created.returncode == 0, created.stderr
-        client = json.loads(created.stdout)
         process = spawn(
             [
                 str(Path(sys.executable).with_name("threshold-bff")),
@@ -187,11 +192,7 @@ def test_signing_up_during_the_bff_sign_in_comes_back_to_the_spa(browser: Any, s
         page.goto(f"{spa.url}/")
         page.get_by_role("link", name="Sign in").click()
         page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/login\?"))
-        page.get_by_role("link", name="Create an account").click()
-        page.wait_for_url(re.compile(rf"^{re.escape(spa.provider.url)}/signup\?next="))
-        page.get_by_label("Email address").fill(email)
-        page.get_by_label("Password").fill(STRONG_PASSWORD)
-        page.get_by_role("button", name="Create account").click()
+        sign_up_from_sign_in_page(page, email, STRONG_PASSWORD)
         decline_passkey_offers_until(page, spa.url)
         page.wait_for_function("document.getElementById('status').textContent.startsWith('Signed in')")
         assert page.locator("#status").inner_text() == f"Signed in as {email}"

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import STRONG_PASSWORD
 from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import localhost_server, session_info
+from tests.e2e.walks import sign_up_from_sign_in_page
 from tests.email.helpers import SmtpSink
 
 NEW_PASSWORD = "copper meadow violin 2031 drift"
@@ -202,11 +203,7 @@ def test_an_invitation_walked_from_the_mailbox_through_sign_up_and_back(
     page = browser.new_context().new_page()
     page.goto(link)
     page.wait_for_url(re.compile(r".*/login\?next=.*invitations.*"))
-    page.get_by_role("link", name="Create an account").click()
-    page.wait_for_url(re.compile(r".*/signup\?next=.*invitations.*"))
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(STRONG_PASSWORD)
-    page.get_by_role("button", name="Create account").click()
+    sign_up_from_sign_in_page(page, email, STRONG_PASSWORD, going_to=".*invitations.*")
     page.wait_for_url(re.compile(r".*/invitations/accept\?token=.*"))
     assert org["name"] in page.content() and "admin" in page.content()
     shoot(page, "invitation")

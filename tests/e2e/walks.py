@@ -3,7 +3,9 @@ sign-in (the application sends the tab to Threshold; these finish there and foll
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -45,3 +47,36 @@ def new_person(env: Mapping[str, str], tag: str) -> str:
     )
     assert made.returncode == 0, made.stderr
     return email
+
+
+def sign_up_from_sign_in_page(page: Any, email: str, password: str, *, going_to: str = "") -> None:
+    """On Threshold's sign-in page (wherever it was sent from): "Create an account", whose page keeps
+    where the person was going (`going_to`, a pattern of that `next`), then the address and password.
+    The tab goes on to that place afterwards."""
+    page.get_by_role("link", name="Create an account").click()
+    page.wait_for_url(re.compile(r".*/signup\?next=" + going_to))
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Create account").click()
+
+
+def register_web_client(
+    env: Mapping[str, str],
+    name: str,
+    url: str,
+    *,
+    callback: str,
+    backchannel: str,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A first-party confidential client for an application at `url` (`threshold clients create`): its
+    callback, `/` after logout, and its back-channel logout endpoint."""
+    created = run_cli(
+        *("clients", "create", "--name", name, "--first-party", *extra),
+        *("--redirect-uri", f"{url}{callback}", "--post-logout-redirect-uri", f"{url}/"),
+        *("--backchannel-logout-uri", f"{url}{backchannel}", "--json"),
+        env=env,
+    )
+    assert created.returncode == 0, created.stderr
+    client: dict[str, Any] = json.loads(created.stdout)
+    return client
