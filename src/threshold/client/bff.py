@@ -200,6 +200,9 @@ class BackendForFrontend:
         )
         self._upstream: aiohttp.ClientSession | None = None  # made in the serving event loop
         self._clock = clock
+        public = urlsplit(config.public_url)
+        self._origin = config.origin  # (both asked on every call the SPA makes)
+        self._forwarded = {"X-Forwarded-Proto": public.scheme, "X-Forwarded-Host": public.netloc}
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
         self._receiver = BackchannelLogout(
@@ -427,7 +430,7 @@ class BackendForFrontend:
         site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
         if (site is not None and site not in ("same-origin", "none")) or (
-            origin is not None and origin != self.config.origin
+            origin is not None and origin != self._origin
         ):
             return JSONResponse({"error": "cross_site"}, status_code=403, headers=NO_STORE)
         if request.headers.get("x-csrf") != "1":
@@ -582,8 +585,7 @@ class BackendForFrontend:
         headers["Authorization"] = f"Bearer {session.access_token}"
         if request.client is not None:  # the browser's own address, not what it claims
             headers["X-Forwarded-For"] = request.client.host
-        headers["X-Forwarded-Proto"] = urlsplit(self.config.public_url).scheme
-        headers["X-Forwarded-Host"] = urlsplit(self.config.public_url).netloc
+        headers.update(self._forwarded)
         content: bytes | AsyncIterator[bytes] | None = None
         if declared is not None:
             content = await request.body() if declared != "0" else None  # within the limit, said above
