@@ -212,3 +212,32 @@ def test_a_refresh_lock_whose_holder_died_is_waited_out_not_forever(
 
     waited = asyncio.run(scenario())
     assert lifetime * 0.8 <= waited <= lifetime * 3, waited
+
+
+def test_one_callback_wins_when_the_same_one_arrives_at_both_processes_at_once(
+    browser: SpaBrowser, pair: Pair
+) -> None:
+    """The same callback (state, code and the sign-in's cookie) sent 8 times at once, half to each
+    process: one signs in; every other is refused because the state was taken, before any of them could
+    spend the code at Threshold (which would refuse it too, with another message)."""
+    started = browser.bff("GET", "/bff/login")
+    authorize = urlsplit(started.headers["location"])
+    answered = browser.issuer.get(pair.a.threshold, f"{authorize.path}?{authorize.query}")
+    callback = urlsplit(answered.headers["location"]).query
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return list(
+                await asyncio.gather(
+                    *(
+                        http.get(f"{stack.url}/bff/callback?{callback}", headers={"Cookie": cookie})
+                        for _ in range(4)
+                        for stack in (pair.a, pair.b)
+                    )
+                )
+            )
+
+    answers = asyncio.run(race())
+    assert sorted(a.status_code for a in answers) == [303] + [400] * 7
+    assert all("already used" in a.text for a in answers if a.status_code == 400)
