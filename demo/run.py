@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,51 +45,23 @@ IDP_USER = "alice@acme.test"
 
 @dataclass(frozen=True)
 class Ports:
-    base: int
+    """The demo's ports, from the base port B (see the module's table)."""
 
-    @property
-    def front(self) -> int:
-        return self.base
+    front: int
+    spa: int
+    api: int
+    service: int
+    native: int
+    idp: int
+    threshold: int
+    shop: int
 
-    @property
-    def spa(self) -> int:
-        return self.base + 1
-
-    @property
-    def api(self) -> int:
-        return self.base + 2
-
-    @property
-    def service(self) -> int:
-        return self.base + 3
-
-    @property
-    def native(self) -> int:
-        return self.base + 4
-
-    @property
-    def idp(self) -> int:
-        return self.base + 5
-
-    @property
-    def threshold(self) -> int:
-        return self.base + 10
-
-    @property
-    def shop(self) -> int:
-        return self.base + 11
+    @classmethod
+    def from_base(cls, base: int) -> Ports:
+        return cls(*(base + offset for offset in (0, 1, 2, 3, 4, 5, 10, 11)))
 
     def all(self) -> list[int]:
-        return [
-            self.front,
-            self.spa,
-            self.api,
-            self.service,
-            self.native,
-            self.idp,
-            self.threshold,
-            self.shop,
-        ]
+        return list(astuple(self))
 
 
 def _free(port: int) -> bool:
@@ -192,7 +164,7 @@ def _nginx() -> str:
 @contextmanager
 def running(base_port: int) -> Iterator[dict[str, Any]]:
     """Everything started and set up; yields what `--ready-file` holds (URLs and demo accounts)."""
-    ports = Ports(base_port)
+    ports = Ports.from_base(base_port)
     busy = [p for p in ports.all() if not _free(p)]
     if busy:
         raise SystemExit(f"demo: ports {busy} are in use (--base-port picks others)")

@@ -66,6 +66,13 @@ FIVE_MINUTES = Choice(
     "person is refused by every API within minutes without a call back to Threshold.",
 )
 
+
+def rotating_tokens(days: int, why: str, *more: Choice) -> tuple[str, tuple[Choice, ...]]:
+    """The [oidc] section of a profile whose clients hold refresh tokens: 5-minute access tokens, refresh
+    tokens that live `days` without use (`why`), rotated on every use with no grace."""
+    return ("oidc", (FIVE_MINUTES, Choice("refresh_token_lifetime", days * DAY, why), NO_GRACE, *more))
+
+
 PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
@@ -120,17 +127,8 @@ PROFILES: dict[str, Profile] = {
             ),
             top=(SIGNUP,),
             sections=(
-                (
-                    "oidc",
-                    (
-                        FIVE_MINUTES,
-                        Choice(
-                            "refresh_token_lifetime",
-                            14 * DAY,
-                            "The BFF refreshes before each expiry; two weeks without use ends the grant.",
-                        ),
-                        NO_GRACE,
-                    ),
+                rotating_tokens(
+                    14, "The BFF refreshes before each expiry; two weeks without use ends the grant."
                 ),
                 (
                     "session",
@@ -163,19 +161,15 @@ PROFILES: dict[str, Profile] = {
             ),
             top=(SIGNUP,),
             sections=(
-                (
-                    "oidc",
-                    (
-                        FIVE_MINUTES,
-                        Choice("refresh_token_lifetime", 30 * DAY, "A month without use ends the grant."),
-                        NO_GRACE,
-                        Choice(
-                            "audiences",
-                            ["{app}"],
-                            "The APIs clients may ask tokens for (RFC 8707 resource); each API checks aud.",
-                        ),
-                        Choice("default_audience", "{app}", "The audience when a client names no resource."),
+                rotating_tokens(
+                    30,
+                    "A month without use ends the grant.",
+                    Choice(
+                        "audiences",
+                        ["{app}"],
+                        "The APIs clients may ask tokens for (RFC 8707 resource); each API checks aud.",
                     ),
+                    Choice("default_audience", "{app}", "The audience when a client names no resource."),
                 ),
             ),
             next_steps=(
@@ -261,17 +255,8 @@ PROFILES: dict[str, Profile] = {
             ),
             top=(SIGNUP,),
             sections=(
-                (
-                    "oidc",
-                    (
-                        FIVE_MINUTES,
-                        Choice(
-                            "refresh_token_lifetime",
-                            90 * DAY,
-                            "People stay signed in to an app for months; each use rotates the token.",
-                        ),
-                        NO_GRACE,
-                    ),
+                rotating_tokens(
+                    90, "People stay signed in to an app for months; each use rotates the token."
                 ),
                 (
                     "session",
