@@ -15,6 +15,7 @@ from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.dns import DnsTxtResolver
 from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
+from threshold.adapters.sql.console_repos import SqlConsoleStore
 from threshold.adapters.sql.pg_fast import FastPool
 from threshold.adapters.sql.repos import SqlAuditLog
 from threshold.adapters.sql.scim_repos import SqlScimTokenRepo
@@ -24,6 +25,7 @@ from threshold.adapters.stores import Stores, invalidation_listener, open_stores
 from threshold.core.accounts import Accounts
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
+from threshold.core.console import Console
 from threshold.core.crypto import SecretBox
 from threshold.core.email import EmailFlows
 from threshold.core.errors import DependencyUnavailable
@@ -99,6 +101,7 @@ class Services:
     logout_worker: LogoutWorker
     provider: Provider
     scim_token_repo: ScimTokenRepo
+    console: Console
     marks: MarkStore
     purgeable: list[object]
     kek: bytes
@@ -361,6 +364,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         logout_worker=logout_worker,
         provider=provider,
         scim_token_repo=CachedScimTokenRepo(SqlScimTokenRepo(engine), cache, invalidator),
+        console=Console(store=SqlConsoleStore(engine), step_up=engine_.stepup, auditor=auditor, clock=clock),
         marks=marks,
         purgeable=purgeable,
         kek=kek,

@@ -93,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     recover.add_argument("--by", default="operator (CLI)", help="who approved it (shown to the user)")
     recover.add_argument("--cancel", action="store_true", help="cancel the account's pending recoveries")
+    grant = users.add_parser(
+        "grant-admin",
+        help="give an account access to the operators' console at /admin/ (--off takes it back); "
+        "it signs in there with a second factor or a passkey",
+    )
+    grant.add_argument("user", metavar="EMAIL_OR_ID")
+    grant.add_argument("--off", action="store_true", help="take console access back")
+    users.add_parser("admins", help="list the accounts with console access")
     clients = commands.add_parser("clients", help="manage OAuth/OIDC clients").add_subparsers(
         dest="action", required=True
     )

@@ -105,11 +105,13 @@ async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
 
 
 def keys_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
+    from threshold.core.accounts import OPERATOR
+
     async def work(services: Services) -> int:
         ring = services.provider.keys
         await ring.ensure_keys()
         if args.action == "rotate":
-            promoted = await ring.rotate(args.alg)
+            promoted = await services.provider.rotate_keys(args.alg, context=OPERATOR)
             print("active now: " + (", ".join(promoted) or "unchanged (another process rotated)"))
             return 0
         keys = await ring.keys()

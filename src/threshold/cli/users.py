@@ -53,7 +53,21 @@ def users_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[in
                     state = "disabled" if u.disabled else "active"
                     print(f"{u.id}  {u.email}  {state}  {iso(u.created_at)}")
             return 0
+        if args.action == "admins":
+            for grant in await services.console.grants():
+                holder = await services.users.get(grant.user_id)
+                email = holder.email if holder else "?"
+                print(f"{grant.user_id}  {email}  since {iso(grant.granted_at)}  by {grant.granted_by}")
+            return 0
         user = await accounts.find_user(args.user)
+        if args.action == "grant-admin":
+            if args.off:
+                changed = await services.console.revoke(user, by="cli", context=OPERATOR)
+                print(f"{user.email} {'no longer has' if changed else 'did not have'} console access")
+            else:
+                changed = await services.console.grant(user, by="cli", context=OPERATOR)
+                print(f"{user.email} {'now has' if changed else 'already had'} console access")
+            return 0
         if args.action == "disable":
             count = await accounts.set_disabled(user, disabled=True)
             print(f"disabled {user.email}; ended {count} session(s)")

@@ -33,6 +33,8 @@ class Auditor:
         context: RequestContext | None = None,
         **detail: str,
     ) -> AuditEvent:
+        if context is not None and context.actor and "actor" not in detail:
+            detail["actor"] = context.actor[:200]  # the operator who acted, on every event they caused
         event = AuditEvent(
             kind=kind,
             at=self._clock.now(),

@@ -146,6 +146,9 @@ class AuditKind(StrEnum):
     SCIM_USER_DEACTIVATED = "scim_user_deactivated"
     SCIM_USER_REACTIVATED = "scim_user_reactivated"
     SCIM_USER_DELETED = "scim_user_deleted"
+    CONSOLE_ACCESS_GRANTED = "console_access_granted"
+    CONSOLE_ACCESS_REVOKED = "console_access_revoked"
+    AUDIT_EXPORTED = "audit_exported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,3 +252,6 @@ class RequestContext:
     user_agent: str
     device: str | None = None
     """Digest of the browser's long-lived device cookie, when it has one."""
+    actor: str | None = None
+    """Who acted when it is not the person the event is about: an operator in the console
+    (`console:<user id>`). The audit trail records it with every event of the request."""

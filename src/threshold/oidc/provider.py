@@ -23,6 +23,7 @@ from __future__ import annotations
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.crypto import SecretBox
+from threshold.core.models import AuditKind, RequestContext
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import SessionStore, UserRepo
 from threshold.core.revocation import AccessRevoker
@@ -79,6 +80,7 @@ class Provider:
     ) -> None:
         self.issuer = issuer
         self.keys = keys
+        self._audit = auditor
         self.clients = self._clients = clients
         self._refresh = refresh_tokens
         self.minter = minter = TokenMinter(keys, clock, issuer=issuer)
@@ -197,6 +199,18 @@ class Provider:
     @property
     def token_endpoint(self) -> str:
         return self._client_auth.token_endpoint
+
+    async def rotate_keys(
+        self, alg: str | None = None, *, context: RequestContext | None = None
+    ) -> list[str]:
+        """Rotate the signing keys now (all algorithms, or `alg`), audited; the kids that became active
+        (none when another process rotated first)."""
+        promoted = await self.keys.rotate(alg)
+        if promoted:
+            await self._audit.record(
+                AuditKind.KEYS_ROTATED, user_id=None, context=context, activated=",".join(promoted)
+            )
+        return promoted
 
     async def sweep(self) -> None:
         """Periodic upkeep: rotate the signing keys when due."""

@@ -74,6 +74,7 @@ class Registration:
         logo_uri: str | None = None,
         backchannel_logout_uri: str | None = None,
         backchannel_logout_session_required: bool = False,
+        context: RequestContext | None = None,
     ) -> IssuedClient:
         """Register a client; a confidential client's secret is returned once and stored as a digest.
 
@@ -108,7 +109,9 @@ class Registration:
         )
         _check_client(client)
         await self._clients.add(client)
-        await self._audit.record(AuditKind.CLIENT_CREATED, user_id=None, client=client.client_id, name=name)
+        await self._audit.record(
+            AuditKind.CLIENT_CREATED, user_id=None, context=context, client=client.client_id, name=name
+        )
         return IssuedClient(client=client, secret=secret)
 
     async def update_client(
@@ -212,10 +215,12 @@ class Registration:
     async def get_client(self, client_id: str) -> Client | None:
         return await self._clients.get(client_id)
 
-    async def delete_client(self, client_id: str) -> bool:
+    async def delete_client(self, client_id: str, *, context: RequestContext | None = None) -> bool:
         deleted = await self._clients.delete(client_id)
         if deleted:
-            await self._audit.record(AuditKind.CLIENT_DELETED, user_id=None, client=client_id)
+            await self._audit.record(
+                AuditKind.CLIENT_DELETED, user_id=None, context=context, client=client_id
+            )
         return deleted
 
 

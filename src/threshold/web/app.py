@@ -31,6 +31,7 @@ from threshold.web.api import v1
 from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
 from threshold.web.api.orgs import router as orgs_api_router
+from threshold.web.console import router as console_router
 from threshold.web.hotpath import FastLaneMiddleware
 from threshold.web.oauth import routes as oauth
 from threshold.web.pages.account import router as account_pages_router
@@ -133,6 +134,7 @@ def create_app(
     app.include_router(email_pages_router)
     app.include_router(invitation_pages_router)
     app.include_router(sso_pages_router)
+    app.include_router(console_router)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:  # asked for by browsers and tools whatever the pages link to

@@ -86,7 +86,9 @@ def problem_response(
 
 def _wants_html(request: Request) -> bool:
     path = request.url.path
-    if path.startswith(("/api/", "/admin/", "/oauth2/", "/.well-known/")) or path in ("/healthz", "/readyz"):
+    if path.startswith(("/api/", "/admin/v1/", "/oauth2/", "/.well-known/")):
+        return False
+    if path in ("/healthz", "/readyz"):
         return False
     return "text/html" in request.headers.get("accept", "")
 

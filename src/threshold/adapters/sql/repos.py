@@ -402,6 +402,18 @@ class SqlRateLimitStore:
         return len(rows)
 
 
+def audit_event_of(row: Row[Any]) -> AuditEvent:
+    return AuditEvent(
+        id=row.id,
+        kind=AuditKind(row.kind),
+        at=row.at,
+        user_id=row.user_id,
+        ip=row.ip,
+        user_agent=row.user_agent,
+        detail=json.loads(row.detail),
+    )
+
+
 class SqlAuditLog:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -431,18 +443,7 @@ class SqlAuditLog:
                         .limit(limit)
                     )
                 ).all()
-        return [
-            AuditEvent(
-                id=row.id,
-                kind=AuditKind(row.kind),
-                at=row.at,
-                user_id=row.user_id,
-                ip=row.ip,
-                user_agent=row.user_agent,
-                detail=json.loads(row.detail),
-            )
-            for row in rows
-        ]
+        return [audit_event_of(row) for row in rows]
 
     async def count(self) -> int:
         with translate_errors():

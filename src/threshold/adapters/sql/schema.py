@@ -442,3 +442,16 @@ scim_resources = Table(
     Index("ix_scim_resources_external_id", "org_id", "resource_type", "external_id"),
     Index("ix_scim_resources_listing", "org_id", "resource_type", "created", "id"),
 )
+
+# --- Operators' console (migration 0015) -------------------------------------------------------
+
+console_operators = Table(
+    "console_operators",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("granted_at", Double, nullable=False),
+    Column("granted_by", String(200), nullable=False),
+)
+
+# The console's audit log pages newest first by (at, id), with or without filters.
+Index("ix_audit_events_at_id", audit_events.c.at, audit_events.c.id)

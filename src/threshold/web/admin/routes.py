@@ -97,11 +97,13 @@ async def list_clients(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/clients", status_code=201, summary="Register a client (the secret is returned once)")
-async def create_client(body: ClientIn, services: ServicesDep) -> Response:
+async def create_client(body: ClientIn, request: Request, services: ServicesDep, admin: AdminDep) -> Response:
     from threshold.oidc.errors import InvalidRequest
 
     try:
-        issued = await services.provider.create_client(**body.model_dump())
+        issued = await services.provider.create_client(
+            **body.model_dump(), context=admin_context(request, admin)
+        )
     except ValueError as exc:  # an unknown grant type or auth method
         raise InvalidRequest(str(exc)) from None
     return JSONResponse(
@@ -147,8 +149,8 @@ async def rotate_client_secret(
 @router.delete(
     "/clients/{client_id}", status_code=204, summary="Delete a client and revoke its refresh tokens"
 )
-async def delete_client(client_id: str, services: ServicesDep) -> Response:
-    if not await services.provider.delete_client(client_id[:64]):
+async def delete_client(client_id: str, request: Request, services: ServicesDep, admin: AdminDep) -> Response:
+    if not await services.provider.delete_client(client_id[:64], context=admin_context(request, admin)):
         raise NotFound("No such client.")
     return Response(status_code=204)
 
@@ -244,10 +246,12 @@ async def list_keys(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/keys/rotate", summary="Rotate signing keys")
-async def rotate_keys(services: ServicesDep, alg: str | None = None) -> dict[str, Any]:
+async def rotate_keys(
+    request: Request, services: ServicesDep, admin: AdminDep, alg: str | None = None
+) -> dict[str, Any]:
     from threshold.oidc.errors import InvalidRequest
     from threshold.oidc.models import SIGNING_ALGORITHMS
 
     if alg is not None and alg not in SIGNING_ALGORITHMS:
         raise InvalidRequest("Unknown algorithm.")
-    return {"activated": await services.provider.keys.rotate(alg)}
+    return {"activated": await services.provider.rotate_keys(alg, context=admin_context(request, admin))}

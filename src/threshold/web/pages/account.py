@@ -107,6 +107,7 @@ async def account_view(
             for consent, client in consents
         ],
         token_theft=any(e.kind is AuditKind.REFRESH_TOKEN_REUSE for e in events),
+        console=await services.console.is_operator(auth.user),
         min_length=services.settings.password.min_length_with_mfa
         if factors.has_second_factor
         else services.settings.password.min_length,
