@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import httpx
 
@@ -12,7 +12,9 @@ from tests.api.helpers import FakeClock, browser
 from tests.conftest import ISSUER
 from tests.mfa.helpers import Account, enrol_totp, new_account, pending_login, send_code, totp_code
 from threshold.core.accounts import OPERATOR
-from threshold.core.models import AuditEvent
+from threshold.core.console import AuditQuery
+from threshold.core.models import AuditEvent, AuditKind, User
+from threshold.services import Services
 
 NO_ACCESS = "You don&#39;t have access to this page."
 HTML = {"accept": "text/html"}
@@ -66,9 +68,22 @@ class ConsoleUser:
         assert response.status_code == 303, response.text
 
 
+def services_of(app: httpx.AsyncClient) -> Services:
+    """The services behind the app (built by the suite's app factory)."""
+    return cast(Services, app.services)  # type: ignore[attr-defined]
+
+
+async def account_of(app: httpx.AsyncClient, user_id: str) -> User:
+    """The account as stored now."""
+    user = await services_of(app).users.get(user_id)
+    assert user is not None
+    return user
+
+
 async def grant(app: httpx.AsyncClient, user_id: str) -> None:
-    services: Any = app.services  # type: ignore[attr-defined]
+    services = services_of(app)
     user = await services.users.get(user_id)
+    assert user is not None
     assert await services.console.grant(user, by="test", context=OPERATOR)
 
 
@@ -106,12 +121,8 @@ async def new_person(app: httpx.AsyncClient, clock: FakeClock, prefix: str = "pe
 async def events_of(
     app: httpx.AsyncClient, user_id: str | None = None, kind: str | None = None
 ) -> list[AuditEvent]:
-    services: Any = app.services  # type: ignore[attr-defined]
-    from threshold.core.console import AuditQuery
-    from threshold.core.models import AuditKind
-
     query = AuditQuery(user_id=user_id, kind=AuditKind(kind) if kind else None)
-    return list(await services.console.audit_page(query, limit=1000))
+    return list(await services_of(app).console.audit_page(query, limit=1000))
 
 
 def forms_on(page: str) -> list[str]:

@@ -12,11 +12,13 @@ from tests.console.helpers import (
     HTML,
     NO_ACCESS,
     ConsoleUser,
+    account_of,
     events_of,
     forms_on,
     grant,
     new_operator,
     new_person,
+    services_of,
 )
 from threshold.core.accounts import OPERATOR
 
@@ -37,7 +39,7 @@ async def test_no_session_gets_the_generic_refusal(app: httpx.AsyncClient, opera
             refused(await anonymous.get(path, headers=HTML))
         target = f"/admin/users/{operator.user_id}/disable"
         refused(await anonymous.post(target, headers=HTML))
-    assert not (await app.services.users.get(operator.user_id)).disabled  # type: ignore[attr-defined]
+    assert not (await account_of(app, operator.user_id)).disabled
 
 
 async def test_people_without_access_get_the_same_refusal_even_at_aal2(
@@ -49,14 +51,14 @@ async def test_people_without_access_get_the_same_refusal_even_at_aal2(
     refused(await person.post(f"/admin/users/{operator.user_id}/disable"))
     # a person with a second factor, signed in with it, is still not an operator
     other = await new_operator(app, clock)
-    await app.services.console.revoke(  # type: ignore[attr-defined]
-        await app.services.users.get(other.user_id),
+    await services_of(app).console.revoke(
+        await account_of(app, other.user_id),
         by="test",
-        context=OPERATOR,  # type: ignore[attr-defined]
+        context=OPERATOR,
     )
     for path in PAGES:
         refused(await other.get(path))
-    assert not (await app.services.users.get(operator.user_id)).disabled  # type: ignore[attr-defined]
+    assert not (await account_of(app, operator.user_id)).disabled
 
 
 async def test_an_operator_gets_in_at_aal2(operator: ConsoleUser) -> None:
@@ -74,7 +76,7 @@ async def test_an_aal1_session_is_refused_until_it_steps_up(app: httpx.AsyncClie
     assert "/reauthenticate?next=/admin/users&amp;factor=1" in response.text
     refused_change = await operator.post(f"/admin/users/{operator.user_id}/mfa", {"required": "on"})
     assert refused_change.status_code == 403
-    assert not (await app.services.users.get(operator.user_id)).mfa_required  # type: ignore[attr-defined]
+    assert not (await account_of(app, operator.user_id)).mfa_required
     await operator.step_up()  # password session + TOTP now: aal2
     assert (await operator.get("/admin/users")).status_code == 200
 
@@ -100,11 +102,11 @@ async def test_changes_need_a_second_factor_within_the_window(
     assert (
         response.headers["location"] == f"/reauthenticate?next=%2Fadmin%2Fusers%2F{person.user_id}&factor=1"
     )
-    assert not (await app.services.users.get(person.user_id)).disabled  # type: ignore[attr-defined]
+    assert not (await account_of(app, person.user_id)).disabled
     await operator.step_up()
     response = await operator.post(f"/admin/users/{person.user_id}/disable")
     assert response.status_code == 303 and response.headers["location"].endswith("?done=disabled")
-    assert (await app.services.users.get(person.user_id)).disabled  # type: ignore[attr-defined]
+    assert (await account_of(app, person.user_id)).disabled
 
 
 async def test_a_password_step_up_is_not_enough(
@@ -127,14 +129,14 @@ async def test_a_password_step_up_is_not_enough(
     assert again.status_code == 303, again.text
     response = await operator.post(f"/admin/users/{operator.user_id}/mfa", {"required": "on"})
     assert response.status_code == 303 and response.headers["location"].startswith("/reauthenticate?")
-    assert not (await app.services.users.get(operator.user_id)).mfa_required  # type: ignore[attr-defined]
+    assert not (await account_of(app, operator.user_id)).mfa_required
 
 
 async def test_taking_access_back_or_disabling_the_account_shuts_the_door_at_once(
     app: httpx.AsyncClient, clock: FakeClock, operator: ConsoleUser
 ) -> None:
-    services = app.services  # type: ignore[attr-defined]
-    user = await services.users.get(operator.user_id)
+    services = services_of(app)
+    user = await account_of(app, operator.user_id)
     assert (await operator.get("/admin/")).status_code == 200
     assert await services.console.revoke(user, by="cli", context=OPERATOR)
     refused(await operator.get("/admin/"))
@@ -151,9 +153,9 @@ async def test_taking_access_back_or_disabling_the_account_shuts_the_door_at_onc
 async def test_every_form_refuses_a_post_without_the_csrf_token_or_from_another_site(
     app: httpx.AsyncClient, clock: FakeClock, operator: ConsoleUser, page: str
 ) -> None:
-    services = app.services  # type: ignore[attr-defined]
+    services = services_of(app)
     person = await new_person(app, clock)
-    person_user = await services.users.get(person.user_id)
+    person_user = await account_of(app, person.user_id)
     await services.recovery.request_recovery(person_user, requested_by="test", context=OPERATOR)
     org = await services.orgs.create(name="Csrf Check", context=OPERATOR)
     await services.orgs.add_domain(org, "csrf.example", context=OPERATOR)
