@@ -19,6 +19,7 @@ from threshold.oidc.errors import InvalidRequest
 from threshold.oidc.models import client_summary
 from threshold.web.console.access import Operator, change, done, page, read
 from threshold.web.deps import get_services
+from threshold.web.errors import status_for
 from threshold.web.pages.common import field
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -86,7 +87,7 @@ async def create_client(request: Request) -> Response:
             section="clients",
             clients=[client_summary(c) for c in listed],
             error=error.page_detail,
-            status=400,
+            status=status_for(error),
         )
 
     return await change(request, work, back="/admin/clients", on_error=on_error)
@@ -136,7 +137,9 @@ async def update_client(request: Request, client_id: str) -> Response:
         return done(target, "client_updated")
 
     async def on_error(operator: Operator, error: ThresholdError) -> Response:
-        return await _client_page(request, operator, client_id, error=error.page_detail, status=400)
+        return await _client_page(
+            request, operator, client_id, error=error.page_detail, status=status_for(error)
+        )
 
     return await change(request, work, back=target, on_error=on_error)
 

@@ -19,6 +19,7 @@ from threshold.core.errors import ThresholdError
 from threshold.core.orgs.models import Organization
 from threshold.web.console.access import Operator, change, done, page, read
 from threshold.web.deps import get_services
+from threshold.web.errors import status_for
 from threshold.web.pages.common import field
 from threshold.web.scim import scim_for
 
@@ -59,7 +60,7 @@ async def create_org(request: Request) -> Response:
         return done(f"/admin/orgs/{org.slug}", "org_created")
 
     async def on_error(operator: Operator, error: ThresholdError) -> Response:
-        return await _orgs_page(request, operator, error=error.page_detail, status=400)
+        return await _orgs_page(request, operator, error=error.page_detail, status=status_for(error))
 
     return await change(request, work, back="/admin/orgs", on_error=on_error)
 
@@ -132,7 +133,7 @@ def _org_change(request: Request, ref: str, act: OrgAct) -> Awaitable[Response]:
         return await act(operator, org, form)
 
     async def on_error(operator: Operator, error: ThresholdError) -> Response:
-        return await _org_page(request, operator, ref, error=error.page_detail, status=400)
+        return await _org_page(request, operator, ref, error=error.page_detail, status=status_for(error))
 
     return change(request, work, back=target, on_error=on_error)
 

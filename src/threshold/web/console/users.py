@@ -18,6 +18,7 @@ from threshold.core.models import User
 from threshold.services import Services
 from threshold.web.console.access import Operator, change, done, page, read
 from threshold.web.deps import get_services
+from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import field
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -195,7 +196,14 @@ def _user_change(request: Request, user_id: str, act: UserAct) -> Awaitable[Resp
     async def on_error(operator: Operator, error: ThresholdError) -> Response:
         services = get_services(request)
         user = await _account(services, user_id)
-        return await _user_view(request, operator, user, error=error.page_detail)
+        return await _user_view(
+            request,
+            operator,
+            user,
+            error=error.page_detail,
+            status=status_for(error),
+            headers=headers_for(error),
+        )
 
     return change(request, work, back=target, on_error=on_error)
 
