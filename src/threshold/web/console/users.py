@@ -104,15 +104,17 @@ async def users(request: Request, q: str = "", after: str | None = None) -> Resp
             if more
             else None
         )
+        partial = request.headers.get("hx-request") == "true"  # htmx swaps in the results alone
         return await page(
             request,
-            "console/users.html",
+            "console/users_results.html" if partial else "console/users.html",
             operator,
             section="users",
             q=query,
             users=[user_row(u) for u in rows],
             next_page=next_page,
             paged=after is not None,
+            headers={"Vary": "HX-Request"},
         )
 
     return await read(request, work)
