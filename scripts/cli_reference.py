@@ -25,7 +25,7 @@ Every `threshold` command takes the global option `--config FILE` before the com
 variables override (see [Configuration](configuration.md)). Every command but `migrate`, `init` and
 `config-reference` refuses to run on a database whose schema is not at this release's latest migration,
 with exit status 2: run `threshold migrate` first. Exit status 1 means the operation was refused (the
-message says why), 2 a configuration or setup problem.
+message says why), 2 a usage, configuration or setup problem.
 """
 
 
