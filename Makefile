@@ -71,10 +71,9 @@ bench-peers: install $(PEERS_STAMP)
 	$(BIN)/python bench/peers.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts site
 
+# the documentation site: regenerate the reference pages (settings, JSON API, CLI), then build into site/
 docs: install
-	{ echo "# Configuration reference"; echo; \
-	  echo "Generated from \`threshold.settings.Settings\` by \`make docs\` (\`threshold config-reference\`); do not edit by hand."; \
-	  echo "Every variable can also be set in the TOML file given with \`--config\` (nested tables for the \`__\` parts, e.g. \`[argon2] memory_kib = 65536\`); environment variables win."; \
-	  echo; $(BIN)/threshold config-reference; } > docs/configuration.md
+	$(BIN)/python -m scripts.docs_reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

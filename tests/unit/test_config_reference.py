@@ -7,7 +7,7 @@ from pathlib import Path
 from threshold.cli import config_reference
 from threshold.settings import Settings
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "configuration.md"
 
 
 def test_every_setting_is_described() -> None:
@@ -16,7 +16,7 @@ def test_every_setting_is_described() -> None:
 
 
 def test_docs_match_the_schema() -> None:
-    assert config_reference() in DOC.read_text(), "docs/configuration.md is stale: run `make docs`"
+    assert config_reference() in DOC.read_text(), "docs/reference/configuration.md is stale: run `make docs`"
 
 
 def test_reference_lists_nested_settings() -> None:
