@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/offboarding.py
 	$(BIN)/python bench/bff.py
+	$(BIN)/python bench/console.py
 
 # endurance, not part of `make test`: 10 minutes of mixed traffic on PostgreSQL + Redis, errors and RSS growth
 # (e.g. SOAK_ARGS="--minutes 3 --backend sqlite"); results in bench/results/soak-*
