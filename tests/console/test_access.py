@@ -144,8 +144,7 @@ async def test_taking_access_back_or_disabling_the_account_shuts_the_door_at_onc
     assert "console_access_granted" in kinds and "console_access_revoked" in kinds
     await grant(app, operator.user_id)
     assert (await operator.get("/admin/")).status_code == 200
-    second = await new_operator(app, clock)
-    assert (await second.post(f"/admin/users/{operator.user_id}/disable")).status_code == 303
+    await services.accounts.set_disabled(user, disabled=True)  # `threshold users disable`
     refused(await operator.get("/admin/"))  # its sessions ended, and a disabled account is no operator
 
 
@@ -180,3 +179,78 @@ async def test_every_form_refuses_a_post_without_the_csrf_token_or_from_another_
         )
         assert cross_site.status_code == 403, (action, cross_site.text)
         assert len(await events_of(app)) == before, action
+
+
+async def test_an_identity_providers_mfa_claim_is_no_way_in(
+    app: httpx.AsyncClient, clock: FakeClock, operator: ConsoleUser
+) -> None:
+    """An SSO session that is aal2 on the upstream IdP's word (its amr says mfa) gets in only after a
+    second factor or passkey is proved here: the console's access rests on no third party."""
+    from tests.api.helpers import put_session_cookie
+    from threshold.core.methods.proofs import Upstream, upstream_proof
+    from threshold.core.models import Aal, Amr, RequestContext
+
+    services = services_of(app)
+    upstream = Upstream(connection_id="conn-1", org_id=None, amr=("pwd", "otp", "hwk", "mfa"))
+    proof = upstream_proof(upstream, mfa=True)
+    issued = await services.sessions.issue_session(
+        user_id=operator.user_id,
+        aal=Aal.AAL2,
+        amr=proof.amr,
+        context=RequestContext(ip="203.0.113.7", user_agent="test"),
+        connection_id="conn-1",
+    )
+    await services.stepup.note_proofs(issued.record, [proof])
+    assert issued.record.amr == (Amr.PASSWORD, Amr.MFA)  # the IdP's word: no proof was made here
+    put_session_cookie(operator.browser, issued.token)
+    response = await operator.get("/admin/")
+    assert response.status_code == 403 and "second factor or a passkey" in response.text
+    person = await new_person(app, clock)
+    assert (await operator.post(f"/admin/users/{person.user_id}/disable")).status_code == 403
+    assert not (await account_of(app, person.user_id)).disabled
+    await operator.step_up()  # the authenticator app, proved here
+    assert (await operator.get("/admin/")).status_code == 200
+    assert (await operator.post(f"/admin/users/{person.user_id}/disable")).status_code == 303
+
+
+async def test_an_export_from_another_site_is_refused(app: httpx.AsyncClient, operator: ConsoleUser) -> None:
+    """A link on another site that starts an export (a GET) is refused: nothing downloads, nothing is
+    recorded."""
+    for site in ("cross-site", "same-site"):
+        response = await operator.browser.get(
+            "/admin/audit/export", params={"format": "csv"}, headers={**HTML, "sec-fetch-site": site}
+        )
+        assert response.status_code == 403, response.text
+    assert await events_of(app, kind="audit_exported") == []
+    typed = await operator.browser.get(
+        "/admin/audit/export", params={"format": "csv"}, headers={**HTML, "sec-fetch-site": "same-origin"}
+    )
+    assert typed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin/users/someone/disable"),
+        ("POST", "/admin/users"),
+        ("GET", "/admin/audit/"),
+        ("GET", "/admin/no-such-page"),
+        ("DELETE", "/admin/keys"),
+    ],
+)
+async def test_nothing_under_admin_tells_a_stranger_what_is_there(
+    app: httpx.AsyncClient, clock: FakeClock, operator: ConsoleUser, method: str, path: str
+) -> None:
+    person = await new_person(app, clock)
+    refused(await person.browser.request(method, path, headers=HTML))
+    async with httpx.AsyncClient(transport=app._transport, base_url=str(app.base_url)) as anonymous:
+        refused(await anonymous.request(method, path, headers=HTML))
+    found = await operator.browser.request(method, path, headers=HTML)
+    assert found.status_code in (404, 405), found.text  # an operator learns it is not there
+    api = await anonymous_json(app, "/admin/v1/no-such-thing")
+    assert api.status_code in (401, 404) and api.headers["content-type"].startswith("application/")
+
+
+async def anonymous_json(app: httpx.AsyncClient, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(transport=app._transport, base_url=str(app.base_url)) as client:
+        return await client.get(path)

@@ -103,7 +103,7 @@ async def test_operator_approved_recovery_with_its_waiting_period(
     services = services_of(app)
     user = await account_of(app, person.user_id)
     refused = await operator.post(f"/admin/users/{person.user_id}/recovery", {"wait_hours": "-3"})
-    assert refused.status_code == 400 and "0 to 720 hours" in refused.text
+    assert refused.status_code == 400 and "24 to 720 hours" in refused.text
     assert await services.recovery.pending_recovery(user) == []
     done(
         await operator.post(f"/admin/users/{person.user_id}/recovery", {"wait_hours": "48"}),
@@ -111,7 +111,7 @@ async def test_operator_approved_recovery_with_its_waiting_period(
     )
     (pending,) = await services.recovery.pending_recovery(user)
     assert abs(pending.execute_after - (clock.now() + 48 * 3600)) < 5
-    assert operator.account.email in pending.requested_by
+    assert pending.requested_by == "an operator"  # what the person is shown; the audit names who
     named(operator, await events_of(app, person.user_id, "recovery_requested"))
     page = await operator.get(f"/admin/users/{person.user_id}")
     assert "Recovery pending" in page.text
@@ -274,3 +274,45 @@ async def test_search_answers_htmx_with_the_same_page(operator: ConsoleUser) -> 
     )
     assert response.status_code == 200 and 'id="user-results"' in response.text
     assert operator.account.email in response.text
+
+
+async def test_recovery_from_the_console_waits_at_least_the_configured_period(
+    app: httpx.AsyncClient, clock: FakeClock, operator: ConsoleUser
+) -> None:
+    """A stolen console session cannot wipe someone's factors before they can cancel: the console's
+    shortest wait is THRESHOLD_MFA__RECOVERY_WAIT (shorter ones are the CLI's)."""
+    person = await new_person(app, clock)
+    services = services_of(app)
+    least = services.settings.mfa.recovery_wait / 3600
+    for hours in ("0", str(least / 2)):
+        response = await operator.post(f"/admin/users/{person.user_id}/recovery", {"wait_hours": hours})
+        assert response.status_code == 400, response.text
+    assert await services.recovery.pending_recovery(await account_of(app, person.user_id)) == []
+    done(
+        await operator.post(f"/admin/users/{person.user_id}/recovery", {"wait_hours": ""}), "recovery_started"
+    )
+
+
+async def test_the_person_is_told_of_a_recovery_without_the_operators_address(
+    app: httpx.AsyncClient, clock: FakeClock, operator: ConsoleUser
+) -> None:
+    person = await new_person(app, clock)
+    done(await operator.post(f"/admin/users/{person.user_id}/recovery"), "recovery_started")
+    account = await person.browser.get("/account", headers={"accept": "text/html"})
+    assert "Recovery" in account.text or "recovery" in account.text
+    assert operator.account.email not in account.text and "console" not in account.text.lower()
+
+
+async def test_an_operator_cannot_disable_or_recover_another_operator_from_the_console(
+    app: httpx.AsyncClient, clock: FakeClock, operator: ConsoleUser
+) -> None:
+    """Operators' accounts are the CLI's to change: a stolen console session cannot lock the others out."""
+    from tests.console.helpers import new_operator
+
+    other = await new_operator(app, clock)
+    for action in ("disable", "recovery"):
+        response = await operator.post(f"/admin/users/{other.user_id}/{action}")
+        assert response.status_code == 403, response.text
+        assert "threshold users grant-admin" in response.text
+    assert not (await account_of(app, other.user_id)).disabled
+    assert await services_of(app).recovery.pending_recovery(await account_of(app, other.user_id)) == []

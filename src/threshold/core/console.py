@@ -4,9 +4,11 @@ The rule, in one place (`Console.admit` and `Console.require_fresh`):
 
 - Only accounts granted console access (`threshold users grant-admin EMAIL`; `--off` takes it back,
   both audited) get in, and only while enabled. Everyone else is `Forbidden`, with no word of why.
-- An operator gets in only on an aal2 session (a passkey, or a password and a second factor). On an aal1
-  session the refusal (`ConsoleNeedsSecondFactor`) says so, to the operator only.
-- Every change made in the console needs a proof of a second factor or passkey within the
+- An operator gets in only on an aal2 session whose second factor was proved here (a passkey, or a
+  password and an authenticator app's or recovery code): an identity provider's word that it used MFA
+  (an SSO session's `mfa`) is no way in until the operator proves a factor here as well. Otherwise the
+  refusal (`ConsoleNeedsSecondFactor`) says so, to the operator only.
+- Every change made in the console needs a second factor or passkey proved here within the
   re-authentication window (`mfa.reauthentication_window`): `ReauthenticationRequired` otherwise, which
   the console answers with the step-up page.
 
@@ -24,6 +26,7 @@ from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.errors import Forbidden
 from threshold.core.flows.stepup import StepUp
+from threshold.core.methods.assurance import proved_locally
 from threshold.core.models import Aal, AuditEvent, AuditKind, RequestContext, SessionRecord, User
 
 PAGE_SIZE = 50
@@ -35,6 +38,17 @@ class ConsoleNeedsSecondFactor(Forbidden):
 
     code = "aal2_required"
     message = "The console needs a session signed in with a second factor or a passkey."
+
+
+class OperatorAccount(Forbidden):
+    """Disabling or recovering an account with console access is the CLI's to do, not the console's: a
+    stolen console session cannot lock the other operators out."""
+
+    code = "operator_account"
+    message = (
+        "This account has console access: disable or recover it with the CLI "
+        "(first `threshold users grant-admin EMAIL --off`)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +130,13 @@ class Console:
         """Raises Forbidden unless `user` may read the console in this session (the module docstring)."""
         if not await self.is_operator(user):
             raise Forbidden()
-        if session.aal is not Aal.AAL2:
+        if session.aal is not Aal.AAL2 or not proved_locally(session.amr):
             raise ConsoleNeedsSecondFactor()
 
     async def require_fresh(self, user: User, session: SessionRecord) -> None:
-        """Raises ReauthenticationRequired unless a second factor or passkey was proved in this session
-        within the re-authentication window (every change made in the console)."""
-        await self._step_up.require_recent_auth(user, session, second_factor=True)
+        """Raises ReauthenticationRequired unless a second factor or passkey was proved here, in this
+        session, within the re-authentication window (every change made in the console)."""
+        await self._step_up.require_recent_auth(user, session, local=True)
 
     async def users_page(self, *, prefix: str = "", after: str | None = None) -> Sequence[User]:
         """A page of accounts by address (PAGE_SIZE + 1 rows: the last one says there is a next page)."""

@@ -14,7 +14,7 @@ from threshold.core.clock import Clock
 from threshold.core.errors import InvalidRequest, ReauthenticationRequired, SessionNotFound
 from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.proving import Proving
-from threshold.core.methods.assurance import assess, is_second_factor
+from threshold.core.methods.assurance import assess, is_local_second_factor, is_second_factor
 from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.proofs import Proof, proofs_of_amr
 from threshold.core.models import Aal, AuditKind, Method, RequestContext, SessionRecord, User
@@ -48,14 +48,17 @@ class StepUp:
         self._settings = settings
 
     @staticmethod
-    def _strong_key(session: SessionRecord) -> str:
-        return f"strong:{session.digest}"
+    def _strong_key(session: SessionRecord, *, local: bool = False) -> str:
+        return f"{'local' if local else 'strong'}:{session.digest}"
 
     async def note_proofs(self, session: SessionRecord, proofs: list[Proof]) -> None:
-        """Remember (for the step-up window) that this session's latest proofs include a second factor."""
+        """Remember (for the step-up window) that this session's latest proofs include a second factor,
+        and whether one was proved here (not only an upstream identity provider's word)."""
+        expires_at = max(session.auth_time, self._clock.now()) + self._settings.reauthentication_window
         if any(is_second_factor(p) for p in proofs):
-            expires_at = max(session.auth_time, self._clock.now()) + self._settings.reauthentication_window
             await self._ephemeral.put(self._strong_key(session), "1", expires_at=expires_at)
+        if any(is_local_second_factor(p) for p in proofs):
+            await self._ephemeral.put(self._strong_key(session, local=True), "1", expires_at=expires_at)
 
     async def available_methods(self, user: User, *, second_factor: bool = False) -> list[str]:
         status = await self._inventory.status(user)
@@ -63,14 +66,16 @@ class StepUp:
         return methods + [str(m) for m in self._inventory.second_factor_methods(status)]
 
     async def require_recent_auth(
-        self, user: User, session: SessionRecord, *, second_factor: bool = False
+        self, user: User, session: SessionRecord, *, second_factor: bool = False, local: bool = False
     ) -> None:
         """Raises ReauthenticationRequired (with the methods that would do) unless the session's sign-in
-        or step-up is recent enough, and, with `second_factor`, included a second factor or passkey."""
+        or step-up is recent enough, and, with `second_factor`, included a second factor or passkey
+        (with `local`, one proved here: an upstream identity provider's word does not count)."""
         now = self._clock.now()
         recent = now - session.auth_time <= self._settings.reauthentication_window
-        if recent and second_factor:
-            recent = await self._ephemeral.get(self._strong_key(session), now=now) is not None
+        if recent and (second_factor or local):
+            key = self._strong_key(session, local=local)
+            recent = await self._ephemeral.get(key, now=now) is not None
         if not recent:
             raise ReauthenticationRequired(await self.available_methods(user, second_factor=second_factor))
 

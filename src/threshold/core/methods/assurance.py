@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from threshold.core.methods.proofs import Factor, Proof
+from threshold.core.methods.proofs import SSO, Factor, Proof, proofs_of_amr
 from threshold.core.models import Aal, Amr
 
 
@@ -41,3 +41,15 @@ def is_strong(proofs: Iterable[Proof]) -> bool:
 def is_second_factor(proof: Proof) -> bool:
     """A proof that stands for something other than the password: possession (or more)."""
     return proof.multi_factor or proof.factor is Factor.POSSESSION
+
+
+def is_local_second_factor(proof: Proof) -> bool:
+    """A second factor proved to this service itself (an authenticator app's or recovery code, a
+    passkey), not an upstream identity provider's word that it used one."""
+    return proof.upstream is None and proof.method != SSO and is_second_factor(proof)
+
+
+def proved_locally(amr: Iterable[Amr]) -> bool:
+    """Whether a session's `amr` includes a second factor proved here (an IdP's `amr` reaches a session's
+    own only as `pwd` and `mfa`, core.methods.proofs.UPSTREAM_AMR)."""
+    return any(is_local_second_factor(p) for p in proofs_of_amr(list(amr)))

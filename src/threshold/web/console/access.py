@@ -10,7 +10,7 @@ The operator is named in every audit event a change causes (`RequestContext.acto
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from threshold.core.console import ConsoleNeedsSecondFactor
-from threshold.core.errors import Forbidden, ReauthenticationRequired, ThresholdError
+from threshold.core.errors import Forbidden, InvalidRequest, ReauthenticationRequired, ThresholdError
 from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.orgs.service import Actor
 from threshold.services import Services
@@ -67,6 +67,11 @@ class Operator:
         return Actor(f"console:{self.user.id}")
 
 
+async def admitted(request: Request) -> Operator | Response:
+    """The operator, or the refusal page (the rule of core.console)."""
+    return await _admitted(request, get_services(request))
+
+
 async def _admitted(request: Request, services: Services) -> Operator | Response:
     auth = await optional_session(request)
     if auth is None:
@@ -108,6 +113,16 @@ async def page(
     )
 
 
+def check_text(values: Iterable[str]) -> None:
+    """Raises InvalidRequest for a NUL anywhere: never stored, and PostgreSQL refuses it in text."""
+    if any("\x00" in value for value in values):
+        raise InvalidRequest("The request holds a character that is not allowed.")
+
+
+def _check_request(request: Request) -> None:
+    check_text([request.url.path, *request.query_params.values()])
+
+
 async def read(request: Request, work: Callable[[Operator], Awaitable[Response]]) -> Response:
     """A page that reads: admitted operators only."""
     services = get_services(request)
@@ -115,6 +130,7 @@ async def read(request: Request, work: Callable[[Operator], Awaitable[Response]]
     if isinstance(admitted, Response):
         return admitted
     try:
+        _check_request(request)
         return await work(admitted)
     except ReauthenticationRequired:
         return step_up(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
@@ -149,7 +165,12 @@ async def change(
     if isinstance(admitted, Response):
         return admitted
     try:
+        _check_request(request)
         form = await read_form(request)
+        check_text(value for value in form.values() if isinstance(value, str))
+    except ThresholdError as error:  # before the work: its error page would read with the same input
+        return await error_page(request, status_for(error), error.page_detail, headers=headers_for(error))
+    try:
         await fresh(request, admitted)
         return await work(admitted, form)
     except ReauthenticationRequired:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 
 from threshold.core.clock import iso
 from threshold.core.console import PAGE_SIZE, AuditQuery
-from threshold.core.errors import InvalidRequest, UserNotFound
+from threshold.core.errors import Forbidden, InvalidRequest, UserNotFound
 from threshold.core.models import AuditKind
 from threshold.web.console.access import Operator, fresh, page, read
 from threshold.web.console.users import event_row
@@ -74,7 +75,9 @@ async def _query(request: Request) -> tuple[AuditQuery, dict[str, str]]:
         try:
             before = (float(at), int(event_id))
         except ValueError:
-            raise InvalidRequest("The page position is not valid.") from None
+            before = None
+        if before is None or not math.isfinite(before[0]) or not 0 <= before[1] < 2**63:
+            raise InvalidRequest("The page position is not valid.")
     query = AuditQuery(
         user_id=user_id,
         kind=kind,
@@ -141,6 +144,8 @@ def _record(event: Any) -> dict[str, Any]:
 async def export(request: Request, format: str = "csv") -> Response:
     async def work(operator: Operator) -> Response:
         services = get_services(request)
+        if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            raise Forbidden()  # a link on another site: nothing is downloaded, nothing recorded
         if format not in ("csv", "json"):
             raise InvalidRequest("The export format is csv or json.")
         query, _ = await _query(request)

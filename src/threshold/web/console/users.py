@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from threshold.core.clock import iso
-from threshold.core.console import PAGE_SIZE, AuditQuery
+from threshold.core.console import PAGE_SIZE, AuditQuery, OperatorAccount
 from threshold.core.errors import InvalidRequest, ThresholdError, UserNotFound
 from threshold.core.models import User
 from threshold.services import Services
@@ -104,7 +104,11 @@ async def users(request: Request, q: str = "", after: str | None = None) -> Resp
             if more
             else None
         )
-        partial = request.headers.get("hx-request") == "true"  # htmx swaps in the results alone
+        # htmx swaps in the results alone; restoring history (Back) it swaps the answer into <body>
+        partial = (
+            request.headers.get("hx-request") == "true"
+            and "hx-history-restore-request" not in request.headers
+        )
         return await page(
             request,
             "console/users_results.html" if partial else "console/users.html",
@@ -215,6 +219,8 @@ async def disable(request: Request, user_id: str) -> Response:
     async def act(services: Services, operator: Operator, user: User, form: FormData) -> str:
         if user.id == operator.user.id:
             raise InvalidRequest("You can't disable your own account from the console.")
+        if await services.console.is_operator(user):
+            raise OperatorAccount()
         await services.accounts.set_disabled(user, disabled=True, context=operator.context)
         return "disabled"
 
@@ -263,16 +269,19 @@ async def mfa_policy(request: Request, user_id: str) -> Response:
 @router.post("/users/{user_id}/recovery")
 async def start_recovery(request: Request, user_id: str) -> Response:
     async def act(services: Services, operator: Operator, user: User, form: FormData) -> str:
+        if await services.console.is_operator(user):
+            raise OperatorAccount()
+        least = services.settings.mfa.recovery_wait / 3600  # shorter waits are the CLI's (a stolen session)
         text = field(form, "wait_hours").strip()
         try:
             hours = float(text) if text else None
         except ValueError:
             hours = -1.0
-        if hours is not None and not 0 <= hours <= MAX_RECOVERY_WAIT_HOURS:
-            raise InvalidRequest(f"The waiting period is 0 to {MAX_RECOVERY_WAIT_HOURS} hours.")
+        if hours is not None and not least <= hours <= MAX_RECOVERY_WAIT_HOURS:
+            raise InvalidRequest(f"The waiting period is {least:g} to {MAX_RECOVERY_WAIT_HOURS} hours.")
         await services.recovery.request_recovery(
             user,
-            requested_by=f"operator {operator.user.email} (console)",
+            requested_by="an operator",  # shown to the person; the audit event names the operator
             wait=None if hours is None else int(hours * 3600),
             context=operator.context,
         )
