@@ -1,12 +1,15 @@
 """One access-log line per request, and the request id that ties the line to what the client saw.
 
-The line leaves the query string out (authorization codes, tokens and `state` travel in it) and names
-the client by the trusted-proxy rule of `security.client_ip`:
+The line leaves the query string out (authorization codes, tokens and `state` travel in it), names
+the client by the trusted-proxy rule of `security.client_ip`, and the user when the request's session
+or token named one (`note_user`):
 
-    GET /oauth2/authorize 303 2.1ms rid=5f0c2a9e1b7d4c38 ip=198.51.100.7
+    GET /api/v1/session 200 0.4ms rid=5f0c2a9e1b7d4c38 ip=198.51.100.7 user=01J9Z3...
 
-Registered outside every other middleware, so the requests the hot-path fast lane answers are logged
-too. With the `threshold.access` logger disabled, a request costs only its request id.
+The same values go with the record as structured fields (`fields`), which the JSON log format writes
+out one by one (threshold.logs). Registered outside every other middleware, so the requests the
+hot-path fast lane answers are logged too. With the `threshold.access` logger disabled, a request
+costs only its request id.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from threshold.web.security import client_ip
 log = logging.getLogger("threshold.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+USER_STATE = "threshold.user_id"
 _CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 MAX_LOGGED_PATH = 512
 
@@ -46,6 +50,11 @@ def loggable_path(path: str) -> str:
     if not (path.isascii() and path.isprintable() and " " not in path):
         path = quote(path, safe="/!$&'()*+,;=:@-._~")
     return path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH] + "..."
+
+
+def note_user(scope: Scope, user_id: str) -> None:
+    """The user this request acts for, once its session or token is known: its access-log line says so."""
+    scope.setdefault("state", {})[USER_STATE] = user_id
 
 
 class AccessLogMiddleware:
@@ -70,6 +79,7 @@ class AccessLogMiddleware:
 
         started = time.perf_counter()
         status: int | str = "-"  # no response: the client went away first
+        state: dict[str, object] = scope.setdefault("state", {})  # shared with every layer inside
 
         async def send_logged(message: Message) -> None:
             nonlocal status
@@ -85,12 +95,25 @@ class AccessLogMiddleware:
                 status = 500  # what the server-error layer outside answers
             raise
         finally:
+            fields = {
+                "method": scope["method"],
+                "path": loggable_path(scope["path"]),
+                "status": status if isinstance(status, int) else None,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "request_id": request_id.decode("ascii"),
+                "client_ip": client_ip(Request(scope), self.trusted_proxies),
+            }
+            user_id = state.get(USER_STATE)
+            if isinstance(user_id, str):
+                fields["user_id"] = user_id
             log.info(
-                "%s %s %s %.1fms rid=%s ip=%s",
-                scope["method"],
-                loggable_path(scope["path"]),
+                "%s %s %s %.1fms rid=%s ip=%s%s",
+                fields["method"],
+                fields["path"],
                 status,
-                (time.perf_counter() - started) * 1000,
-                request_id.decode("ascii"),
-                client_ip(Request(scope), self.trusted_proxies),
+                fields["duration_ms"],
+                fields["request_id"],
+                fields["client_ip"],
+                f" user={user_id}" if isinstance(user_id, str) else "",
+                extra={"fields": fields},
             )
