@@ -8,8 +8,9 @@ or token named one (`note_user`):
 
 The same values go with the record as structured fields (`fields`), which the JSON log format writes
 out one by one (threshold.logs). Registered outside every other middleware, so the requests the
-hot-path fast lane answers are logged too. With the `threshold.access` logger disabled, a request
-costs only its request id.
+hot-path fast lane answers are logged too; the same timing feeds the latency metrics (`observe`), so
+that a request pays for one layer, not two. With the `threshold.access` logger disabled, a request
+costs its request id and its observation.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -57,63 +58,78 @@ def note_user(scope: Scope, user_id: str) -> None:
     scope.setdefault("state", {})[USER_STATE] = user_id
 
 
+Observe = Callable[[str, int, float], None]
+"""What a served request is handed to: its path, status and duration in seconds (the metrics)."""
+
+
 class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp, trusted_proxies: Iterable[IPNetwork]) -> None:
+    """The outermost layer: the request id, the access-log line, and each served request handed to
+    `observe` (web.metrics), all from one timing. `log_lines=False` (Settings.access_log) leaves only
+    `observe`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_proxies: Iterable[IPNetwork],
+        *,
+        log_lines: bool = True,
+        observe: Observe | None = None,
+    ) -> None:
         self.app = app
         self.trusted_proxies = tuple(trusted_proxies)
+        self.log_lines = log_lines
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_for(scope["headers"])
-        if not log.isEnabledFor(logging.INFO):
-
-            async def send_with_id(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
-                await send(message)
-
-            await self.app(scope, receive, send_with_id)
-            return
-
-        started = time.perf_counter()
-        status: int | str = "-"  # no response: the client went away first
+        request_id = request_id_for(scope["headers"]) if self.log_lines else None
+        logged = request_id is not None and log.isEnabledFor(logging.INFO)
         state: dict[str, object] = scope.setdefault("state", {})  # shared with every layer inside
+        started = time.perf_counter()
+        status = 0  # none yet; none at all when the client goes away first
 
-        async def send_logged(message: Message) -> None:
+        async def send_noted(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
+                if request_id is not None:
+                    message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_logged)
+            await self.app(scope, receive, send_noted)
         except Exception:
-            if status == "-":
-                status = 500  # what the server-error layer outside answers
+            status = status or 500  # what the server-error layer outside answers
             raise
         finally:
-            fields = {
-                "method": scope["method"],
-                "path": loggable_path(scope["path"]),
-                "status": status if isinstance(status, int) else None,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "request_id": request_id.decode("ascii"),
-                "client_ip": client_ip(Request(scope), self.trusted_proxies),
-            }
-            user_id = state.get(USER_STATE)
-            if isinstance(user_id, str):
-                fields["user_id"] = user_id
-            log.info(
-                "%s %s %s %.1fms rid=%s ip=%s%s",
-                fields["method"],
-                fields["path"],
-                status,
-                fields["duration_ms"],
-                fields["request_id"],
-                fields["client_ip"],
-                f" user={user_id}" if isinstance(user_id, str) else "",
-                extra={"fields": fields},
-            )
+            seconds = time.perf_counter() - started
+            if status and self.observe is not None:
+                self.observe(scope["path"], status, seconds)
+            if logged:
+                assert request_id is not None
+                self._log(scope, status, seconds, request_id, state.get(USER_STATE))
+
+    def _log(self, scope: Scope, status: int, seconds: float, request_id: bytes, user_id: object) -> None:
+        fields: dict[str, object] = {
+            "method": scope["method"],
+            "path": loggable_path(scope["path"]),
+            "status": status or None,
+            "duration_ms": round(seconds * 1000, 1),
+            "request_id": request_id.decode("ascii"),
+            "client_ip": client_ip(Request(scope), self.trusted_proxies),
+        }
+        if isinstance(user_id, str):
+            fields["user_id"] = user_id
+        log.info(
+            "%s %s %s %.1fms rid=%s ip=%s%s",
+            fields["method"],
+            fields["path"],
+            status or "-",
+            fields["duration_ms"],
+            fields["request_id"],
+            fields["client_ip"],
+            f" user={user_id}" if isinstance(user_id, str) else "",
+            extra={"fields": fields},
+        )

@@ -35,7 +35,7 @@ from threshold.web.api.orgs import router as orgs_api_router
 from threshold.web.hotpath import FastLaneMiddleware
 from threshold.web.metrics import (
     MetricsAddressMiddleware,
-    RequestMetricsMiddleware,
+    RequestMetrics,
     metrics_response,
     retire_worker_metrics,
 )
@@ -172,9 +172,13 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     if settings.metrics_address is not None:
         app.add_middleware(MetricsAddressMiddleware, port=settings.metrics_address[1])
-    app.add_middleware(RequestMetricsMiddleware)  # outside the fast lane: every request is timed
-    if settings.access_log:  # added last, so outermost: it sees the fast lane's answers and every header
-        app.add_middleware(AccessLogMiddleware, trusted_proxies=settings.trusted_proxies)
+    # Added last, so outermost: it sees the fast lane's answers and every header, and times every request.
+    app.add_middleware(
+        AccessLogMiddleware,
+        trusted_proxies=settings.trusted_proxies,
+        log_lines=settings.access_log,
+        observe=RequestMetrics().observe,
+    )
     if tracing is not None:  # around all of it: the request's span holds everything it did
         tracing.instrument_app(app)
     return app

@@ -1,8 +1,9 @@
 """The metrics' web side: request latency per route group, the /metrics answer, and the metrics address.
 
-Every request is timed by `RequestMetricsMiddleware` (registered outside the fast lane, so the session
-check and the token endpoint are counted too) into one histogram child per (route group, status
-class), kept at hand: a request costs two clock reads, a dictionary look-up and one observation.
+Every request is timed by the outermost layer (web.access_log, outside the fast lane, so the session
+check and the token endpoint are counted too) and handed to `RequestMetrics.observe`: one histogram
+child per (route group, status class), kept at hand, so a request costs a dictionary look-up and one
+observation beyond the timing the access log does anyway.
 A route group is a fixed name for a part of the service (`route_group`), never the path itself.
 
 `metrics_response` answers a scrape: it first measures what lives in the shared database (the durable
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from threshold.adapters.metrics import RATE_LIMITED, REQUEST_DURATION, SESSION_CHECKS, record_backlog
 from threshold.core.errors import DependencyUnavailable
@@ -66,34 +66,14 @@ def route_group(path: str) -> str:
     return group
 
 
-class RequestMetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class RequestMetrics:
+    """The latency histogram's children by (route group, status class), kept at hand; `observe` is
+    what the outermost layer (web.access_log) hands every served request to."""
+
+    def __init__(self) -> None:
         self._durations: dict[tuple[str, int], Histogram] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_noting_status)
-        except Exception:
-            status = status or 500  # what the server-error layer outside answers
-            raise
-        finally:
-            if status:  # else the client went away before any answer: nothing was served
-                self._observe(scope["path"], status, time.perf_counter() - started)
-
-    def _observe(self, path: str, status: int, seconds: float) -> None:
+    def observe(self, path: str, status: int, seconds: float) -> None:
         group = route_group(path)
         key = (group, status // 100)
         child = self._durations.get(key)
