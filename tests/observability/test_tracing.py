@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -41,10 +42,16 @@ def ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[Readab
 
 
 async def test_a_request_is_a_span_with_its_statements_and_nothing_secret(
-    backend: str, make_settings: Callable[..., Settings], pooled_rsa_keys: None
+    backend: str,
+    make_settings: Callable[..., Settings],
+    pooled_rsa_keys: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from threshold.web.app import create_app
 
+    # even an operator who asks the instrumentation to record every header gets no credential
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE", ".*")
     exporter = InMemorySpanExporter()
     app = create_app(make_settings(otel_enabled=True), span_exporter=exporter)
     secrets: list[str] = [STRONG_PASSWORD]
@@ -85,7 +92,10 @@ async def test_a_request_is_a_span_with_its_statements_and_nothing_secret(
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
-        code = redirected(await browser.get("/oauth2/authorize", params=params))["code"]
+        # as a browser that comes from the application's page (the Referer names it, with its query)
+        referer = {"Referer": f"{REDIRECT_URI}?code=referer-code-of-an-earlier-sign-in"}
+        code = redirected(await browser.get("/oauth2/authorize", params=params, headers=referer))["code"]
+        secrets.append("referer-code-of-an-earlier-sign-in")
         secrets += [code, verifier, params["state"], params["nonce"]]
         exchanged = await browser.post(
             "/oauth2/token",
@@ -133,7 +143,8 @@ async def test_a_request_is_a_span_with_its_statements_and_nothing_secret(
         assert secret not in recorded, f"a span carries a secret: {secret[:8]}..."
     authorize = attribute_text(servers["GET /oauth2/authorize"])
     assert "?" not in authorize and "code_challenge" not in authorize
-    assert "cookie" not in recorded.lower()
+    assert "http.request.header.user_agent" in recorded  # the headers asked for are recorded...
+    assert "cookie" not in recorded.lower()  # ...but no credential
 
 
 async def test_storage_is_uninstrumented_when_the_app_stops(

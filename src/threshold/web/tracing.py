@@ -8,9 +8,9 @@ variables say (OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES too).
 
 What a span must not carry, it is never shown:
 - the instrumentation of requests sees each request without its query string (authorization codes,
-  tokens and `state` travel there) and without its Cookie and Authorization headers, and each response
-  without its Set-Cookie headers (`_Veil` outside it takes them away, `_Unveil` inside gives them back),
-  whatever OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* ask for;
+  tokens and `state` travel there) and without the headers of `VEILED_REQUEST_HEADERS`, and each
+  response without those of `VEILED_RESPONSE_HEADERS` (`_Veil` outside it takes them away, `_Unveil`
+  inside gives them back), whatever OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* ask for;
 - statements are recorded without their parameters (asyncpg's `capture_parameters` stays off; the
   SQLAlchemy instrumentation records none), and Redis commands as `COMMAND ? ?` (that instrumentation's
   own sanitising).
@@ -45,8 +45,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threshold import __version__
 from threshold.services import Services
 
-VEILED_REQUEST_HEADERS = frozenset({b"cookie", b"authorization", b"proxy-authorization"})
-VEILED_RESPONSE_HEADERS = frozenset({b"set-cookie"})
+VEILED_REQUEST_HEADERS = frozenset(
+    {b"cookie", b"authorization", b"proxy-authorization", b"x-csrf-token", b"referer"}
+)
+"""Credentials, and the Referer (a page's URL, an application's callback with its code)."""
+VEILED_RESPONSE_HEADERS = frozenset({b"set-cookie", b"location"})
+"""New sessions, and redirects (an authorization response's code is in its Location)."""
 _VEILED = "threshold.veiled"
 
 
