@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from tests.observability.helpers import (
+    BEARER,
+    TOKEN,
     Samples,
     assert_labels_bounded,
     delta,
@@ -27,9 +29,7 @@ from threshold.web.metrics import route_group
 async def test_the_metrics_follow_the_traffic(
     op_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    op: OP = await op_factory(
-        metrics_token="metrics-token-for-observability-tests", rate_limit={"signup_per_ip": 1}
-    )
+    op: OP = await op_factory(metrics_token=TOKEN, rate_limit={"signup_per_ip": 1})
     before = await scrape(op.rp)
     traffic = await run_traffic(op, monkeypatch)
     after = await scrape(op.rp)
@@ -71,9 +71,7 @@ async def test_the_metrics_follow_the_traffic(
     assert value(after, "threshold_queue_oldest_age_seconds", queue="logout") == 0
 
     assert_labels_bounded(after)
-    text = (
-        await op.rp.get("/metrics", headers={"Authorization": "Bearer metrics-token-for-observability-tests"})
-    ).text
+    text = (await op.rp.get("/metrics", headers=BEARER)).text
     for identifying in traffic.identifying:
         assert identifying not in text
 
