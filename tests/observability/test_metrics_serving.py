@@ -4,6 +4,7 @@ nothing else there), and with `--workers 2` as the sum of both workers, whicheve
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -70,12 +71,19 @@ def test_the_metrics_address_serves_nothing_else(with_address: tuple[Server, str
     assert httpx.get(server.base_url + "/metrics", timeout=10).status_code == 404
 
 
-def test_the_metrics_address_must_be_another_port_and_a_host_and_port(tmp_path: Path) -> None:
+def test_the_metrics_address_must_be_free_another_port_and_a_host_and_port(tmp_path: Path) -> None:
     port = free_port()
     with make_deployment(tmp_path, "sqlite", THRESHOLD_METRICS_LISTEN=f"127.0.0.1:{port}") as deployment:
         same = deployment.cli("serve", "--port", str(port))
     assert same.returncode == 2, same.stderr
     assert "THRESHOLD_METRICS_LISTEN" in same.stderr
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        (tmp_path / "busy").mkdir()
+        with make_deployment(tmp_path / "busy", "sqlite", THRESHOLD_METRICS_LISTEN=busy) as deployment:
+            occupied = deployment.cli("serve", "--port", str(free_port()))
+    assert occupied.returncode == 2, occupied.stderr
+    assert f"THRESHOLD_METRICS_LISTEN={busy}" in occupied.stderr
     env = clean_env(THRESHOLD_DATA_DIR=tmp_path / "other", THRESHOLD_METRICS_LISTEN="9464")
     refused = run_cli("serve", env=env, cwd=tmp_path)
     assert refused.returncode == 2

@@ -287,9 +287,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # tells the two apart by the port a request came in on: web.metrics.MetricsAddressMiddleware).
     with _metrics_directory(workers=args.workers):
         sockets = [config.bind_socket()]
-        if metrics is not None:
-            sockets.append(_metrics_socket(*metrics))
         try:
+            if metrics is not None:
+                sockets.append(_metrics_socket(*metrics))
             if args.workers > 1:
                 Multiprocess(config, sockets=sockets).run()
                 return 0
