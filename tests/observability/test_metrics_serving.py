@@ -19,6 +19,7 @@ from tests.blackbox.conftest import Browser
 from tests.conftest import unique_email
 from tests.observability.helpers import BEARER, TOKEN, Samples, assert_labels_bounded, parse, value
 from tests.support import Deployment, Server, clean_env, free_port, make_deployment, run_cli, wait_for
+from threshold.web.metrics import FLUSH_AFTER
 
 CHECKS = "threshold_http_request_duration_seconds_count"
 
@@ -156,13 +157,20 @@ def test_two_workers_add_up(two_workers: tuple[Deployment, Server, str], tmp_pat
     def check(_: int) -> int:
         return httpx.get(server.base_url + "/api/v1/session", timeout=30).status_code
 
+    signed_in = "threshold_sign_ins_total"
+    time.sleep(FLUSH_AFTER + 0.5)  # the sign-up's tallies are in the metrics
     before = scrape(address + "/metrics")
     with ThreadPoolExecutor(6) as pool:
         assert set(pool.map(sign_in, range(12))) == {200}
         assert set(pool.map(check, range(240))) == {401}
-    after = scrape(address + "/metrics")
 
-    signed_in = "threshold_sign_ins_total"
+    def counted() -> bool:  # each worker adds its tallies within FLUSH_AFTER seconds
+        after = scrape(address + "/metrics")
+        checks = value(after, CHECKS, group="session_check") - value(before, CHECKS, group="session_check")
+        return checks == 240
+
+    wait_for(counted, 2 * FLUSH_AFTER + 3, "both workers' session checks counted")
+    after = scrape(address + "/metrics")
     assert value(after, signed_in, result="succeeded") - value(before, signed_in, result="succeeded") == 12
     assert value(after, CHECKS, group="session_check") - value(before, CHECKS, group="session_check") == 240
     assert_labels_bounded(after)

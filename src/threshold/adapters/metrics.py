@@ -17,7 +17,8 @@ adds them up (threshold.web.metrics). A gauge says how its workers' values combi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
@@ -67,11 +68,27 @@ RATE_LIMITED = Counter(
     "Requests refused by a rate limit or failure cap (answered 429), by route group",
     ["group"],
 )
-REQUEST_DURATION = Histogram(
+
+
+class BatchedHistogram(Histogram):
+    """A histogram that also takes observations tallied elsewhere, in bulk (threshold.web.metrics)."""
+
+    def add(self, counts: Sequence[int], total: float) -> None:
+        """`counts[i]` more observations in bucket i (at most the i-th upper bound, above the one
+        before), whose values sum to `total`."""
+        self._raise_if_not_observable()  # type: ignore[no-untyped-call]
+        self._sum.inc(total)
+        for bucket, count in zip(self._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
+REQUEST_DURATION = BatchedHistogram(
     "threshold_http_request_duration_seconds",
     "Time from a request's arrival to its response's end, by route group and status class",
     ["group", "status"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    buckets=REQUEST_BUCKETS,
 )
 QUEUE_DEPTH = Gauge(
     "threshold_queue_depth",

@@ -33,12 +33,7 @@ from threshold.web.api.email import router as email_router
 from threshold.web.api.factors import router as factors_router
 from threshold.web.api.orgs import router as orgs_api_router
 from threshold.web.hotpath import FastLaneMiddleware
-from threshold.web.metrics import (
-    MetricsAddressMiddleware,
-    RequestMetrics,
-    metrics_response,
-    retire_worker_metrics,
-)
+from threshold.web.metrics import TALLIES, MetricsAddressMiddleware, metrics_response, retire_worker_metrics
 from threshold.web.oauth import routes as oauth
 from threshold.web.pages.account import router as account_pages_router
 from threshold.web.pages.email import router as email_pages_router
@@ -177,7 +172,7 @@ def create_app(
         AccessLogMiddleware,
         trusted_proxies=settings.trusted_proxies,
         log_lines=settings.access_log,
-        observe=RequestMetrics().observe,
+        observe=TALLIES.observe,
     )
     if tracing is not None:  # around all of it: the request's span holds everything it did
         tracing.instrument_app(app)

@@ -13,7 +13,7 @@ from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.secrets import digest, new_token
 from threshold.services import Services
 from threshold.web.access_log import note_user
-from threshold.web.metrics import SESSION_INVALID, SESSION_VALID
+from threshold.web.metrics import TALLIES
 from threshold.web.security import (
     CSRF_HEADER,
     DEVICE_COOKIE,
@@ -63,9 +63,7 @@ async def optional_session(request: Request) -> Authenticated | None:
         if found is not None:
             auth = Authenticated(user=found[1], session=found[0])
             note_user(request.scope, auth.user.id)
-            SESSION_VALID.inc()
-        else:
-            SESSION_INVALID.inc()
+        TALLIES.session_checked(valid=auth is not None)
     state["auth"] = auth
     return auth
 
