@@ -46,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json.dumps(entry, default=str)  # ASCII: one line whatever the message holds
 
 
 def logging_config(settings: Settings, *, text_format: str = TEXT_FORMAT) -> dict[str, Any]:

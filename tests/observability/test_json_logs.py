@@ -7,6 +7,7 @@ RP-initiated logout (whose ID token travels in the query string)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,24 @@ def test_text_is_the_default(tmp_path: Path) -> None:
         line.startswith(("INFO", "20")) and "GET /healthz 200 " in line and "rid=text-default-1" in line
         for line in server.output().splitlines()
     ), server.output()[-2000:]
+
+
+def test_a_record_is_one_line_of_json_whatever_it_holds() -> None:
+    import logging
+
+    from threshold.logs import JsonFormatter
+
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        record = logging.LogRecord(
+            "t", logging.ERROR, __file__, 1, "odd %s", ("va\nlue\u00e9",), sys.exc_info()
+        )
+    record.fields = {"request_id": "r1", "status": None, "path": Path("/x"), "message": "not this one"}
+    line = JsonFormatter().format(record)
+    assert "\n" not in line and line.isascii()
+    entry = json.loads(line)
+    assert entry["message"] == "odd va\nlue\u00e9" and entry["level"] == "error" and entry["logger"] == "t"
+    assert entry["request_id"] == "r1" and entry["path"] == "/x" and "status" not in entry
+    assert "ValueError: boom" in entry["exception"]
+    assert entry["time"].endswith("Z")

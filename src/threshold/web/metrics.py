@@ -91,9 +91,9 @@ class RequestTallies:
     """What every served request adds to the metrics, tallied in plain numbers of this process and added
     to them at most FLUSH_AFTER seconds later, and before a scrape this process answers.
 
-    Through prometheus_client an observation takes two locks (with several workers, it also writes two
-    memory-mapped values): more than a tenth of the session check's own work. A tally is a bisection and
-    a few additions; the metrics pay once a second.
+    Through prometheus_client a histogram observation takes two locks, about 0.6 us (with several
+    workers it also writes two memory-mapped values: about 1.8 us), and a counter's one; a tally is a
+    bisection and a few additions (about 0.25 us), and the metrics pay once a second.
     """
 
     def __init__(self) -> None:
