@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.backchannel import LogoutWorker, SqlLogoutQueue
@@ -15,6 +14,7 @@ from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.dns import DnsTxtResolver
 from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
+from threshold.adapters.metrics import observe_audit_event
 from threshold.adapters.sql.console_repos import SqlConsoleStore
 from threshold.adapters.sql.pg_fast import FastPool
 from threshold.adapters.sql.repos import SqlAuditLog
@@ -35,7 +35,6 @@ from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.recovery import Recovery
 from threshold.core.flows.signin import SignIn
 from threshold.core.flows.stepup import StepUp
-from threshold.core.models import AuditKind
 from threshold.core.orgs.service import Organizations
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
@@ -61,14 +60,6 @@ from threshold.oidc.tokens import ID_TOKEN_LIFETIME, MAX_ACCESS_TOKEN_LIFETIME
 from threshold.settings import Settings
 
 log = logging.getLogger(__name__)
-
-SECURITY_EVENTS = Counter(
-    "threshold_security_events_total", "Audited security events (signups, logins, revocations...)", ["kind"]
-)
-
-
-def count_security_event(kind: AuditKind) -> None:
-    SECURITY_EVENTS.labels(kind=kind.value).inc()
 
 
 @dataclass
@@ -211,7 +202,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     session_store: SessionStore = InvalidatingSessionStore(stores.sessions, invalidator)
     sessions = SessionService(session_store, clock, settings.session)
-    auditor = Auditor(audit_log, clock, observer=count_security_event)
+    auditor = Auditor(audit_log, clock, observer=observe_audit_event)
     revoker = AccessRevoker(sessions=sessions, auditor=auditor)
     provisioning = Provisioning(
         users=users, factors=stores.factors, revoker=revoker, auditor=auditor, clock=clock

@@ -1,6 +1,6 @@
 """Dependencies point inward: threshold.core and threshold.oidc import no web framework, database
-driver, Redis or HTTP client code, core imports nothing outside itself but settings, and oidc imports
-only core and settings."""
+driver, Redis, HTTP client, metrics or tracing code, core imports nothing outside itself but settings,
+and oidc imports only core and settings."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import threshold.oidc
 
 FORBIDDEN = frozenset(
     {"starlette", "fastapi", "sqlalchemy", "redis", "asyncpg", "aiosqlite", "httpx", "uvicorn", "jinja2"}
+    | {"prometheus_client", "opentelemetry"}  # metrics and traces are derived outside (adapters, web)
 )
 CORE_DIR = Path(threshold.core.__file__).resolve().parent
 

@@ -117,6 +117,10 @@ class SqlLogoutQueue:
     def backoff(self, attempts: int) -> float:
         return lease.backoff(attempts, base=self._settings.retry_base, cap=self._settings.max_backoff)
 
+    async def backlog(self) -> lease.Backlog:
+        """Logout tokens not yet delivered nor given up (the metrics)."""
+        return await lease.backlog(self._engine, t.logout_deliveries, done="delivered_at")
+
     async def purge_expired(self, *, now: float, batch: int = 500) -> int:
         """Delivered or given-up rows, a day after they were queued."""
         c = t.logout_deliveries.c

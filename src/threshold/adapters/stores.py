@@ -4,13 +4,14 @@ single-use values and the invalidation feed in Redis)."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from threshold.adapters.metrics import feed_state
 from threshold.adapters.redis import invalidation as redis_invalidation
 from threshold.adapters.redis.stores import (
     RedisEphemeralStore,
@@ -97,20 +98,24 @@ def _session_cache(
 ) -> tuple[SessionCache, Invalidations]:
     """The process-local session cache and the feed that keeps every process's copy exact."""
     size, ttl = settings.session.cache_entries, settings.session.cache_ttl
+
+    def reported(feed: str) -> Callable[[bool], None] | None:  # no cache, no feed to report on
+        return feed_state(feed) if size > 0 and ttl > 0 else None
+
     if redis_client is not None:
         bus: Invalidations = redis_invalidation.RedisInvalidations(redis_client, settings.redis_key_prefix)
-        return SessionCache(max_entries=size, max_age=ttl), bus
+        return SessionCache(max_entries=size, max_age=ttl, on_live=reported("redis")), bus
     url = settings.effective_database_url
     if url.startswith("postgresql"):
         channel = sql_invalidation.channel_name(settings.redis_key_prefix)
-        return SessionCache(max_entries=size, max_age=ttl), sql_invalidation.PostgresInvalidations(
-            engine, channel
-        )
+        cache = SessionCache(max_entries=size, max_age=ttl, on_live=reported("postgres"))
+        return cache, sql_invalidation.PostgresInvalidations(engine, channel)
     path = sql_invalidation.change_file_for(url)
     if path is None:  # in-memory SQLite: one connection, one process, nothing to share
         return SessionCache(max_entries=0, max_age=0), _NoInvalidations()
     change_file = sql_invalidation.ChangeFile(path)
-    return SessionCache(max_entries=size, max_age=ttl, probe=change_file.changed), change_file
+    cache = SessionCache(max_entries=size, max_age=ttl, probe=change_file.changed, on_live=reported("file"))
+    return cache, change_file
 
 
 def invalidation_listener(

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import shutil
+import socket
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from threshold.adapters.kek import KeyFileError
@@ -15,6 +20,7 @@ from threshold.cli.init import PROFILES, init_command
 from threshold.cli.orgs import add_orgs_parser, orgs_command
 from threshold.cli.users import users_command
 from threshold.core.errors import ThresholdError
+from threshold.logs import CLI_TEXT_FORMAT, configure_logging
 from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG, SIGNING_ALGORITHMS
 from threshold.settings import ConfigurationError, Settings, load_settings
 
@@ -34,6 +40,7 @@ from threshold.cli.exits import EXIT_CONFIG, EXIT_FAILED
 # is also how long a worker killed while a ping is on its way goes unnoticed (the pipe stays open in
 # the supervisor), so it is kept short; the answer comes from a thread, not the event loop.
 WORKER_HEALTHCHECK_TIMEOUT = 10
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -259,17 +266,24 @@ async def _migrate(services: Services) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from threshold.adapters.kek import load_or_create_kek
+    from threshold.logs import uvicorn_log_config
 
+    metrics = settings.metrics_address
+    if metrics is not None and metrics[1] == args.port:
+        print("threshold: THRESHOLD_METRICS_LISTEN: use another port than --port", file=sys.stderr)
+        return EXIT_CONFIG
     asyncio.run(_require_schema(settings))  # one line here, not a traceback from every worker
     load_or_create_kek(settings.data_dir, settings.key_encryption_key)  # fail here, not in a worker
-    uvicorn.run(
+    config = uvicorn.Config(
         "threshold.web.app:app_from_environment",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
+        log_config=uvicorn_log_config(settings),
         log_level=settings.log_level,
         proxy_headers=False,  # X-Forwarded-For is read only from Settings.trusted_proxies
         server_header=False,
@@ -277,7 +291,56 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=10,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )
-    return 0
+    # What uvicorn.run does, with the metrics address as a second socket of the same workers (the app
+    # tells the two apart by the port a request came in on: web.metrics.MetricsAddressMiddleware).
+    with _metrics_directory(workers=args.workers):
+        sockets = [config.bind_socket()]
+        try:
+            if metrics is not None:
+                sockets.append(_metrics_socket(*metrics))
+            if args.workers > 1:
+                Multiprocess(config, sockets=sockets).run()
+                return 0
+            server = uvicorn.Server(config)
+            server.run(sockets=sockets)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            for sock in sockets:
+                sock.close()
+    return 0 if server.started else EXIT_FAILED
+
+
+@contextmanager
+def _metrics_directory(*, workers: int) -> Iterator[None]:
+    """Several workers keep their metrics in files that /metrics adds up (prometheus_client's
+    multiprocess mode): in a directory of this run's own, made before the workers start and removed
+    after they stop. One worker keeps them in memory."""
+    os.environ.pop(MULTIPROCESS_DIR, None)  # a directory left from elsewhere would add up stale files
+    if workers <= 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="threshold-metrics-")  # private: mode 0700
+    os.environ[MULTIPROCESS_DIR] = directory  # the workers inherit it
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_DIR, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _metrics_socket(host: str, port: int) -> socket.socket:
+    """The listening socket of Settings.metrics_listen, shared by every worker like the main one."""
+    try:
+        sock = socket.create_server((host, port), family=_family(host), reuse_port=False)
+    except OSError as exc:
+        raise NotReady(f"THRESHOLD_METRICS_LISTEN={host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def config_reference() -> str:
@@ -314,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigurationError as exc:
         print(f"threshold: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    configure_logging(settings, text_format=CLI_TEXT_FORMAT)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at import
     try:
         if args.command == "serve":

@@ -14,8 +14,9 @@ log = logging.getLogger("threshold.audit")
 
 class Auditor:
     def __init__(
-        self, log_store: AuditLog, clock: Clock, *, observer: Callable[[AuditKind], None] | None = None
+        self, log_store: AuditLog, clock: Clock, *, observer: Callable[[AuditEvent], None] | None = None
     ) -> None:
+        """`observer` sees every recorded event, synchronously (the metrics are derived from it)."""
         self._store = log_store
         self._clock = clock
         self._observer = observer
@@ -45,7 +46,7 @@ class Auditor:
         )
         await self._store.append(event)
         if self._observer is not None:
-            self._observer(kind)
+            self._observer(event)
         for subscriber in self._subscribers:
             try:
                 await subscriber(event, context)

@@ -47,7 +47,9 @@ class SessionCache:
         max_age: float,
         probe: Callable[[], bool] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        on_live: Callable[[bool], None] | None = None,
     ) -> None:
+        """`on_live` is told whether the feed delivers, now and at each change (the metrics)."""
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_user: dict[str, set[str]] = {}
         self._items: OrderedDict[str, tuple[object, float]] = OrderedDict()
@@ -56,7 +58,10 @@ class SessionCache:
         self._probe = probe
         self._monotonic = monotonic
         self._live = probe is not None
+        self._on_live = on_live
         self.epoch = 0
+        if on_live is not None:
+            on_live(self._live)
 
     @property
     def enabled(self) -> bool:
@@ -73,6 +78,8 @@ class SessionCache:
         """The invalidation feed is (or is no longer) delivering: either way, start empty."""
         self.clear()
         self._live = live
+        if self._on_live is not None:
+            self._on_live(live)
 
     def _answering(self) -> bool:
         """Live, and (for a probed feed) nothing changed since the last look."""

@@ -176,6 +176,8 @@ class TokenResponse:
     refresh_token: str | None = None
     token_type: str = "Bearer"
     extra: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    """The user the tokens were issued for (the access log's user); not part of the response."""
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {

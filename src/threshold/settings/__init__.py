@@ -116,6 +116,32 @@ class Settings(BaseSettings):
         ),
         repr=False,
     )
+    metrics_listen: str | None = Field(
+        None,
+        description=(
+            "A second address, `host:port`, on which `threshold serve` answers GET /metrics without the "
+            "token (e.g. `127.0.0.1:9464`; `0.0.0.0:9464` for a scraper on another host of a private "
+            "network): every other path is not found there, and the main address still serves /metrics "
+            "only as THRESHOLD_METRICS_TOKEN says. With --workers N the answer adds up every worker."
+        ),
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description=(
+            "`json`: every log line is one JSON object (time, level, logger, message; the access log adds "
+            "method, path, status, duration_ms, request_id, client_ip and user_id when the request's "
+            "session or token named one). No line carries a password, cookie, code or token."
+        ),
+    )
+    otel_enabled: bool = Field(
+        False,
+        description=(
+            "OpenTelemetry traces: a server span per request with its database and Redis calls as "
+            "children (statements without their parameters, URLs without their query strings), exported "
+            "over OTLP/HTTP as the standard OTEL_EXPORTER_OTLP_* and OTEL_SERVICE_NAME variables say. "
+            "Needs the `otel` extra (`pip install 'threshold[otel]'`)."
+        ),
+    )
 
     argon2: Argon2Settings = Field(default_factory=Argon2Settings)
     password: PasswordSettings = Field(default_factory=PasswordSettings)
@@ -157,6 +183,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str | None) -> str | None:
+        if value:
+            host_port(value)
+        return value or None
 
     @field_validator("smtp_url")
     @classmethod
@@ -217,6 +250,11 @@ class Settings(BaseSettings):
         return f"{self.theme.product_name} <no-reply@{urlsplit(self.issuer).hostname or 'localhost'}>"
 
     @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of `metrics_listen`, if set."""
+        return host_port(self.metrics_listen) if self.metrics_listen else None
+
+    @property
     def is_https(self) -> bool:
         return self.issuer.startswith("https://")
 
@@ -232,6 +270,18 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return driver + url[len(prefix) :]
         return url
+
+
+def host_port(value: str) -> tuple[str, int]:
+    """`host:port` (an IPv6 address in brackets) as (host, port); ValueError when it is not one."""
+    parts = urlsplit(f"//{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or port == 0 or parts.path or parts.username or parts.query:
+        raise ValueError("must be host:port, such as 127.0.0.1:9464 or [::1]:9464")
+    return parts.hostname, port
 
 
 class ConfigurationError(Exception):

@@ -6,10 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,6 +19,7 @@ from threshold import __version__
 from threshold.adapters.sql.migrate import current_revision, head_revision
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.secrets import digest, equal
+from threshold.logs import configure_logging
 from threshold.services import Services, build_services
 from threshold.settings import LOOPBACK_NAMES, Settings, load_settings
 from threshold.web import errors
@@ -33,6 +34,7 @@ from threshold.web.api.factors import router as factors_router
 from threshold.web.api.orgs import router as orgs_api_router
 from threshold.web.console import router as console_router
 from threshold.web.hotpath import FastLaneMiddleware
+from threshold.web.metrics import TALLIES, MetricsAddressMiddleware, metrics_response, retire_worker_metrics
 from threshold.web.oauth import routes as oauth
 from threshold.web.pages.account import router as account_pages_router
 from threshold.web.pages.email import router as email_pages_router
@@ -43,6 +45,11 @@ from threshold.web.pages.sso import router as sso_pages_router
 from threshold.web.scim import PREFIX as SCIM_PREFIX
 from threshold.web.scim import ScimBodyLimitMiddleware, scim_endpoint
 from threshold.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from threshold.web.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +64,14 @@ def create_app(
     services: Services | None = None,
     check_schema: bool = True,
     fast_lane: bool = True,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the ASGI app. `services` may be injected (tests); otherwise they are built from settings.
 
     `fast_lane=False` sends the hot requests through the router too (the parity test compares both).
+    `span_exporter` takes the traces instead of OTLP when Settings.otel_enabled (tests).
     """
+    tracing = _tracing(span_exporter) if settings.otel_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +84,8 @@ def create_app(
                     f"database schema is at {current or 'nothing'}, expected {head}: run `threshold migrate`"
                 )
         app.state.services = built
+        if tracing is not None:
+            tracing.instrument_storage(built)
         await built.provider.keys.ensure_keys()
         built.start_sweeper()
         built.start_invalidation_listener()
@@ -83,6 +95,9 @@ def create_app(
             yield
         finally:
             await built.close()
+            if tracing is not None:
+                tracing.shutdown()
+            retire_worker_metrics()
 
     app = FastAPI(
         title="Threshold",
@@ -113,7 +128,7 @@ def create_app(
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         refused = metrics_refusal(settings, request.headers.get("authorization"))
-        return refused or Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return refused or await metrics_response(request.app.state.services)
 
     # Route matching is a linear walk: the hot machine-facing endpoints (token, sign-in) come first, after
     # the SCIM mount (one prefix test for other requests; an identity provider's sync would otherwise
@@ -152,9 +167,25 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ScimBodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
-    if settings.access_log:  # added last, so outermost: it sees the fast lane's answers and every header
-        app.add_middleware(AccessLogMiddleware, trusted_proxies=settings.trusted_proxies)
+    if settings.metrics_address is not None:
+        app.add_middleware(MetricsAddressMiddleware, port=settings.metrics_address[1])
+    # Added last, so outermost: it sees the fast lane's answers and every header, and times every request.
+    app.add_middleware(
+        AccessLogMiddleware,
+        trusted_proxies=settings.trusted_proxies,
+        log_lines=settings.access_log,
+        observe=TALLIES.observe,
+    )
+    if tracing is not None:  # around all of it: the request's span holds everything it did
+        tracing.instrument_app(app)
     return app
+
+
+def _tracing(exporter: SpanExporter | None) -> Tracing:
+    """OpenTelemetry, imported only when enabled (the SDK and instrumentations cost their import)."""
+    from threshold.web.tracing import Tracing
+
+    return Tracing(exporter)
 
 
 def metrics_refusal(settings: Settings, authorization: str | None) -> Response | None:
@@ -183,7 +214,5 @@ def metrics_refusal(settings: Settings, authorization: str | None) -> Response |
 def app_from_environment() -> FastAPI:
     """uvicorn factory for `threshold serve` workers: settings from THRESHOLD_* and THRESHOLD_CONFIG."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     return create_app(settings)

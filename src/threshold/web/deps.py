@@ -12,6 +12,8 @@ from threshold.core.errors import NotAuthenticated
 from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.secrets import digest, new_token
 from threshold.services import Services
+from threshold.web.access_log import note_user
+from threshold.web.metrics import TALLIES
 from threshold.web.security import (
     CSRF_HEADER,
     DEVICE_COOKIE,
@@ -60,6 +62,8 @@ async def optional_session(request: Request) -> Authenticated | None:
         found = await get_services(request).session_check(token)
         if found is not None:
             auth = Authenticated(user=found[1], session=found[0])
+            note_user(request.scope, auth.user.id)
+        TALLIES.session_checked(valid=auth is not None)
     state["auth"] = auth
     return auth
 

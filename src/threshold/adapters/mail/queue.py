@@ -144,6 +144,10 @@ class SqlMailQueue:
             async with writing(self._engine) as conn:
                 await conn.execute(update(t.mail_queue).where(t.mail_queue.c.id == mail.id).values(**values))
 
+    async def backlog(self) -> lease.Backlog:
+        """Messages not yet sent nor given up (the metrics)."""
+        return await lease.backlog(self._engine, t.mail_queue, done="sent_at")
+
     async def recent(self, *, limit: int = 50) -> Sequence[QueuedMail]:
         """Newest first: the development outbox page."""
         with translate_errors():

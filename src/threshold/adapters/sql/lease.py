@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, select, update
+from sqlalchemy import ColumnElement, Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from threshold.adapters.sql.db import translate_errors, writing
+from threshold.adapters.sql.db import reading, translate_errors, writing
 from threshold.core.errors import DependencyUnavailable
 
 LEASE = 60.0
@@ -68,6 +69,25 @@ async def claim(engine: AsyncEngine, table: Table, *, done: str, now: float, lim
                     )
                 ).all()
             )
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What a queue still holds: rows neither done nor given up (due, leased or waiting to retry)."""
+
+    depth: int
+    oldest_created_at: float | None
+
+
+async def backlog(engine: AsyncEngine, table: Table, *, done: str) -> Backlog:
+    """How many rows of `table` are neither done nor given up, and when the oldest was queued (one
+    aggregate query, for the metrics scrape)."""
+    c = table.c
+    pending = c[done].is_(None) & c.failed_at.is_(None)
+    with translate_errors():
+        async with reading(engine) as conn:
+            row = (await conn.execute(select(func.count(), func.min(c.created_at)).where(pending))).one()
+    return Backlog(depth=int(row[0]), oldest_created_at=row[1])
 
 
 async def run_worker(

@@ -161,6 +161,7 @@ class AuthorizationCodeGrant:
             scope=code.scope,
             id_token=id_token,
             refresh_token=refresh,
+            subject=code.user_id,
         )
 
     async def _replayed_code(self, code: AuthorizationCode) -> None:

@@ -178,6 +178,7 @@ class RefreshTokenGrant:
             scope=scopes,
             id_token=id_token,
             refresh_token=successor,
+            subject=token.user_id,
         )
 
     async def _reused(self, client: Client, token: RefreshToken, form: Mapping[str, str]) -> TokenResponse:

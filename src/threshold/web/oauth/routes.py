@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from threshold.adapters.metrics import count_token_issued
 from threshold.core.models import RequestContext
 from threshold.oidc.authorize import AuthorizationRequest, RedirectableError
 from threshold.oidc.authorize_decision import STARTED_PARAM
@@ -28,6 +29,7 @@ from threshold.oidc.provider import (
     RedirectTo,
 )
 from threshold.services import Services
+from threshold.web.access_log import note_user
 from threshold.web.deps import Authenticated, get_services, optional_session, request_context
 from threshold.web.hotpath import FastLane
 from threshold.web.pages.render import PageApplication, render
@@ -304,6 +306,9 @@ async def token(request: Request) -> Response:
     form = await form_params(request)
     credentials = presented_credentials(authorization=request.headers.get("authorization"), form=form)
     response = await provider_of(request).token(form, credentials)
+    count_token_issued(form["grant_type"])
+    if response.subject is not None:
+        note_user(request.scope, response.subject)
     return oauth_json(response.as_dict())
 
 
@@ -319,13 +324,19 @@ def bearer_token(request: Request, form: Mapping[str, str] | None = None) -> str
 
 @router.get("/oauth2/userinfo")
 async def userinfo_get(request: Request) -> Response:
-    return oauth_json(await provider_of(request).userinfo(bearer_token(request)))
+    return await _userinfo(request, bearer_token(request))
 
 
 @router.post("/oauth2/userinfo")
 async def userinfo_post(request: Request) -> Response:
     form = await form_params(request) if request.headers.get("content-type") else {}
-    return oauth_json(await provider_of(request).userinfo(bearer_token(request, form)))
+    return await _userinfo(request, bearer_token(request, form))
+
+
+async def _userinfo(request: Request, token: str) -> Response:
+    claims = await provider_of(request).userinfo(token)
+    note_user(request.scope, str(claims["sub"]))
+    return oauth_json(claims)
 
 
 @router.post("/oauth2/revoke")
