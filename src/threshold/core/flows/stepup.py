@@ -22,6 +22,11 @@ from threshold.core.ports import EphemeralStore, UserRepo
 from threshold.core.sessions import IssuedSession, SessionService
 from threshold.settings import MfaSettings
 
+LOCAL = "1"
+"""The step-up mark of a second factor proved here (the value it always had)."""
+UPSTREAM = "upstream"
+"""The step-up mark of an upstream identity provider's word that it used a second factor."""
+
 
 class StepUp:
     def __init__(
@@ -48,17 +53,16 @@ class StepUp:
         self._settings = settings
 
     @staticmethod
-    def _strong_key(session: SessionRecord, *, local: bool = False) -> str:
-        return f"{'local' if local else 'strong'}:{session.digest}"
+    def _strong_key(session: SessionRecord) -> str:
+        return f"strong:{session.digest}"
 
     async def note_proofs(self, session: SessionRecord, proofs: list[Proof]) -> None:
         """Remember (for the step-up window) that this session's latest proofs include a second factor,
-        and whether one was proved here (not only an upstream identity provider's word)."""
-        expires_at = max(session.auth_time, self._clock.now()) + self._settings.reauthentication_window
+        and whether one was proved here, not only an upstream identity provider's word (one write)."""
         if any(is_second_factor(p) for p in proofs):
-            await self._ephemeral.put(self._strong_key(session), "1", expires_at=expires_at)
-        if any(is_local_second_factor(p) for p in proofs):
-            await self._ephemeral.put(self._strong_key(session, local=True), "1", expires_at=expires_at)
+            expires_at = max(session.auth_time, self._clock.now()) + self._settings.reauthentication_window
+            value = LOCAL if any(is_local_second_factor(p) for p in proofs) else UPSTREAM
+            await self._ephemeral.put(self._strong_key(session), value, expires_at=expires_at)
 
     async def available_methods(self, user: User, *, second_factor: bool = False) -> list[str]:
         status = await self._inventory.status(user)
@@ -74,8 +78,8 @@ class StepUp:
         now = self._clock.now()
         recent = now - session.auth_time <= self._settings.reauthentication_window
         if recent and (second_factor or local):
-            key = self._strong_key(session, local=local)
-            recent = await self._ephemeral.get(key, now=now) is not None
+            noted = await self._ephemeral.get(self._strong_key(session), now=now)
+            recent = noted is not None and (noted == LOCAL or not local)
         if not recent:
             raise ReauthenticationRequired(await self.available_methods(user, second_factor=second_factor))
 
