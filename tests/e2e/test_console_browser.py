@@ -225,6 +225,10 @@ def test_an_operator_walks_the_console(
     page.wait_for_url(re.compile(r".*/admin/users/[0-9a-z]+$"))
     person_page = page.url.removeprefix(server.url)
     assert_accessible(page, axe_source, "user")
+    end_one = page.get_by_role("button", name=re.compile(r"^End the session on .+ from 127\.0\.0\.1$"))
+    assert end_one.count() == 1  # the person's one session (the outsider's tab above)
+    operator.submit(end_one.inner_text().strip(), done="The session has ended.")
+    assert "No active sessions." in page.content()
     operator.submit(
         "Disable the account", done="The account is disabled and every session and token of it has ended."
     )
@@ -304,6 +308,15 @@ def test_an_operator_walks_the_console(
     page.get_by_role("link", name="Back to Acme Corp").click()
     assert token not in page.content()
     operator.submit("Revoke Entra ID", done="The SCIM token is revoked.")
+    connection = server_cli(
+        env,
+        *("orgs", "connections", "add", "acme", "--type", "oidc", "--name", "Acme IdP"),
+        *("--issuer", "http://127.0.0.1:9/idp", "--client-id", "threshold", "--client-secret", "not-used"),
+    )
+    assert connection
+    page.reload()
+    operator.submit("Remove Acme IdP", done="The connection is removed.")
+    assert "No connections." in page.content()
 
     # The audit log: filtered, and exported.
     operator.visit("/admin/audit", "Audit log")
