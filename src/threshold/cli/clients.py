@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from threshold.cli.exits import EXIT_FAILED
-from threshold.core.clock import iso
 
 if TYPE_CHECKING:
     from threshold.oidc.provider import Provider
@@ -106,6 +105,7 @@ async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
 
 def keys_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int]]:
     from threshold.core.accounts import OPERATOR
+    from threshold.oidc.models import key_summary
 
     async def work(services: Services) -> int:
         ring = services.provider.keys
@@ -115,16 +115,7 @@ def keys_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[int
             print("active now: " + (", ".join(promoted) or "unchanged (another process rotated)"))
             return 0
         keys = await ring.keys()
-        rows = [
-            {
-                "kid": k.kid,
-                "alg": k.alg,
-                "state": k.state.value,
-                "created_at": iso(k.created_at),
-                "expires_at": iso(k.expires_at) if k.expires_at else None,
-            }
-            for k in keys
-        ]
+        rows = [key_summary(k) for k in keys]
         if args.json:
             print(json.dumps(rows, indent=2))
         else:

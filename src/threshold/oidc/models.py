@@ -193,6 +193,17 @@ class TokenResponse:
         return body
 
 
+def key_summary(key: SigningKey) -> dict[str, Any]:
+    """The public description of a signing key (CLI, admin API, console): never key material."""
+    return {
+        "kid": key.kid,
+        "alg": key.alg,
+        "state": key.state.value,
+        "created_at": iso(key.created_at),
+        "expires_at": iso(key.expires_at) if key.expires_at else None,
+    }
+
+
 def client_summary(client: Client, secret: str | None = None) -> dict[str, Any]:
     """The public description of a client (CLI and admin API); the secret only when just created."""
     body: dict[str, Any] = {

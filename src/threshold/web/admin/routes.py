@@ -14,7 +14,7 @@ from threshold.core.clock import iso
 from threshold.core.errors import NotFound
 from threshold.core.models import RequestContext
 from threshold.oidc.errors import InsufficientScope
-from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG
+from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG, key_summary
 from threshold.oidc.models import client_summary as client_dict
 from threshold.oidc.provider import ADMIN_SCOPE, VerifiedAccessToken
 from threshold.services import Services
@@ -231,18 +231,7 @@ async def recovery(
 @router.get("/keys", summary="Signing keys and their states")
 async def list_keys(services: ServicesDep) -> dict[str, Any]:
     keys = await services.provider.keys.keys()
-    return {
-        "keys": [
-            {
-                "kid": k.kid,
-                "alg": k.alg,
-                "state": k.state.value,
-                "created_at": iso(k.created_at),
-                "expires_at": iso(k.expires_at) if k.expires_at else None,
-            }
-            for k in keys
-        ]
-    }
+    return {"keys": [key_summary(k) for k in keys]}
 
 
 @router.post("/keys/rotate", summary="Rotate signing keys")

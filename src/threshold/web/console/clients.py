@@ -13,10 +13,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from threshold.core.clock import iso
 from threshold.core.errors import NotFound, ThresholdError
 from threshold.oidc.errors import InvalidRequest
-from threshold.oidc.models import client_summary
+from threshold.oidc.models import client_summary, key_summary
+from threshold.oidc.registration import IssuedClient
 from threshold.web.console.access import Operator, change, done, page, read
 from threshold.web.deps import get_services
 from threshold.web.errors import status_for
@@ -34,6 +34,22 @@ def uris(form: FormData, name: str) -> list[str]:
     if len(found) > MAX_URIS:
         raise InvalidRequest(f"At most {MAX_URIS} URIs.")
     return found
+
+
+async def _secret_page(
+    request: Request, operator: Operator, issued: IssuedClient, *, created: bool
+) -> Response:
+    """The page that shows a client's secret, once (never stored by the browser)."""
+    return await page(
+        request,
+        "console/client_secret.html",
+        operator,
+        section="clients",
+        client=client_summary(issued.client),
+        secret=issued.secret,
+        created=created,
+        headers=NO_STORE,
+    )
 
 
 @router.get("/clients")
@@ -67,16 +83,7 @@ async def create_client(request: Request) -> Response:
             )
         except ValueError as error:
             raise InvalidRequest(str(error)) from None
-        return await page(
-            request,
-            "console/client_secret.html",
-            operator,
-            section="clients",
-            client=client_summary(issued.client),
-            secret=issued.secret,
-            created=True,
-            headers=NO_STORE,
-        )
+        return await _secret_page(request, operator, issued, created=True)
 
     async def on_error(operator: Operator, error: ThresholdError) -> Response:
         listed = await get_services(request).provider.list_clients()
@@ -154,16 +161,7 @@ async def rotate_secret(request: Request, client_id: str) -> Response:
             raise NotFound("No such client.")
         if rotated.secret is None:
             raise InvalidRequest("A public client has no secret.")
-        return await page(
-            request,
-            "console/client_secret.html",
-            operator,
-            section="clients",
-            client=client_summary(rotated.client),
-            secret=rotated.secret,
-            created=False,
-            headers=NO_STORE,
-        )
+        return await _secret_page(request, operator, rotated, created=False)
 
     return await change(request, work, back=f"/admin/clients/{client_id[:64]}")
 
@@ -187,16 +185,7 @@ async def keys(request: Request) -> Response:
             "console/keys.html",
             operator,
             section="keys",
-            keys=[
-                {
-                    "kid": k.kid,
-                    "alg": k.alg,
-                    "state": k.state.value,
-                    "created_at": iso(k.created_at),
-                    "expires_at": iso(k.expires_at) if k.expires_at else None,
-                }
-                for k in ring
-            ],
+            keys=[key_summary(k) for k in ring],
         )
 
     return await read(request, work)
