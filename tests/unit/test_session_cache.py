@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from threshold.core.models import Aal, Amr, SessionRecord, User
@@ -132,3 +133,94 @@ def test_disabled_cache_keeps_nothing() -> None:
     cache.set_live(True)
     cache.put("a", _record("a"), _user(), epoch=cache.epoch)
     assert cache.get("a") is None
+
+
+# --- items (OAuth clients): one read at a time, read again ahead of expiry --------------------------
+
+
+class SlowStore:
+    """Counts reads; each waits until released, then answers the current value."""
+
+    def __init__(self, value: str | None = "v1") -> None:
+        self.value = value
+        self.reads = 0
+        self.release = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def read(self) -> str | None:
+        self.reads += 1
+        await self.release.wait()
+        if self.fail is not None:
+            raise self.fail
+        return self.value
+
+
+async def test_concurrent_misses_share_one_store_read() -> None:
+    cache, store = _live(), SlowStore()
+    waiting = [asyncio.ensure_future(cache.item("i:k", store.read)) for _ in range(50)]
+    await asyncio.sleep(0)
+    store.release.set()
+    assert await asyncio.gather(*waiting) == ["v1"] * 50
+    assert store.reads == 1
+    assert await cache.item("i:k", store.read) == "v1" and store.reads == 1  # kept
+
+
+async def test_a_request_after_an_invalidation_does_not_join_a_read_that_began_before_it() -> None:
+    cache, store = _live(), SlowStore()
+    before = asyncio.ensure_future(cache.item("i:k", store.read))
+    await asyncio.sleep(0)
+    cache.apply("i:k")  # the client changed (deleted) while the first read was under way
+    store.value = None
+    after = asyncio.ensure_future(cache.item("i:k", store.read))
+    await asyncio.sleep(0)
+    store.release.set()
+    await before
+    assert await after is None and store.reads == 2
+    store.value = "v2"
+    assert await cache.item("i:k", store.read) == "v2"  # the stale first read was not kept
+
+
+async def test_a_hot_item_is_read_again_ahead_of_expiry_and_never_answered_past_it() -> None:
+    ticks = Ticks()
+    cache, store = _live(ticks, max_age=10.0), SlowStore()
+    store.release.set()
+    assert await cache.item("i:k", store.read) == "v1" and store.reads == 1
+    ticks.now += 4.9
+    assert await cache.item("i:k", store.read) == "v1" and store.reads == 1  # young: memory only
+    store.value, store.release = "v2", asyncio.Event()
+    ticks.now += 0.2  # past half its age: answered from memory, and one read starts behind it
+    assert await cache.item("i:k", store.read) == "v1"
+    await asyncio.sleep(0)
+    assert await cache.item("i:k", store.read) == "v1" and store.reads == 2  # one read ahead only
+    store.release.set()
+    await asyncio.sleep(0.01)
+    assert await cache.item("i:k", store.read) == "v2" and store.reads == 2
+    ticks.now += 10.0  # expired, with its read ahead never finishing: the request waits for the store
+    store.value, store.release = "v3", asyncio.Event()
+    pending = asyncio.ensure_future(cache.item("i:k", store.read))
+    await asyncio.sleep(0.01)
+    assert not pending.done()
+    store.release.set()
+    assert await pending == "v3"
+
+
+async def test_a_failed_read_reaches_every_waiter_and_keeps_nothing() -> None:
+    cache, store = _live(), SlowStore()
+    store.fail = ConnectionError("store down")
+    waiting = [asyncio.ensure_future(cache.item("i:k", store.read)) for _ in range(3)]
+    await asyncio.sleep(0)
+    store.release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results) and store.reads == 1
+    store.fail = None
+    assert await cache.item("i:k", store.read) == "v1" and store.reads == 2
+
+
+async def test_items_are_read_every_time_while_the_feed_is_lost() -> None:
+    cache, store = _live(), SlowStore()
+    store.release.set()
+    await cache.item("i:k", store.read)
+    cache.set_live(False)
+    await cache.item("i:k", store.read)
+    await cache.item("i:k", store.read)
+    assert store.reads == 3

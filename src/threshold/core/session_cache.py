@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from threshold.core.accounts import Accounts
 from threshold.core.clock import Clock
@@ -30,6 +31,9 @@ SESSION_PREFIX = "s:"
 USER_PREFIX = "u:"
 ITEM_PREFIX = "i:"
 """Other records read on hot paths (OAuth clients): dropped one by one, by their full key."""
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class SessionCache:
         self._live = probe is not None
         self._on_live = on_live
         self.epoch = 0
+        self._reading: dict[str, tuple[asyncio.Future[object | None], int]] = {}
         if on_live is not None:
             on_live(self._live)
 
@@ -123,6 +128,53 @@ class SessionCache:
             del self._items[key]
             return None
         return found[0]
+
+    async def item(self, key: str, read: Callable[[], Awaitable[T | None]]) -> T | None:
+        """The item under `key`: from memory while live and fresh, else `read()` from the store.
+
+        One read per key at a time: the requests that arrive meanwhile share its answer, unless an
+        invalidation arrived since it started (then they read again). A hot entry past half its
+        `max_age` is read again in the background while it keeps answering, so it is replaced before it
+        expires instead of every request waiting on the store at once when it does; nothing is
+        answered from memory past `max_age`.
+        """
+        if self._answering():
+            found = self._items.get(key)
+            if found is not None:
+                age = self._monotonic() - found[1]
+                if age < self._max_age:
+                    if age >= self._max_age / 2 and not self._sharing(key):
+                        self._read(key, read)  # ahead of expiry; this request answers from memory
+                    return found[0]  # type: ignore[return-value]
+                del self._items[key]
+        shared = self._reading.get(key)
+        future = shared[0] if shared is not None and shared[1] == self.epoch else self._read(key, read)
+        return await asyncio.shield(future)  # type: ignore[return-value]
+
+    def _sharing(self, key: str) -> bool:
+        shared = self._reading.get(key)
+        return shared is not None and shared[1] == self.epoch
+
+    def _read(self, key: str, read: Callable[[], Awaitable[T | None]]) -> asyncio.Future[object | None]:
+        epoch = self.epoch
+
+        async def run() -> object | None:
+            value = await read()
+            if value is not None:
+                self.put_item(key, value, epoch=epoch)
+            return value
+
+        future: asyncio.Future[object | None] = asyncio.ensure_future(run())
+        self._reading[key] = (future, epoch)
+
+        def settled(done: asyncio.Future[object | None]) -> None:
+            if self._reading.get(key, (None, 0))[0] is done:
+                del self._reading[key]
+            if not done.cancelled():
+                done.exception()  # every waiter has it; seen even when nobody waited (a read ahead)
+
+        future.add_done_callback(settled)
+        return future
 
     def put_item(self, key: str, value: object, *, epoch: int) -> None:
         if not self._live or not self.enabled or epoch != self.epoch:

@@ -29,15 +29,7 @@ class CachedClientRepo:
         await self._invalidator.item_changed(_key(client.client_id))
 
     async def get(self, client_id: str) -> Client | None:
-        key = _key(client_id)
-        cached = self._cache.get_item(key)
-        if isinstance(cached, Client):
-            return cached
-        epoch = self._cache.epoch
-        client = await self._clients.get(client_id)
-        if client is not None:
-            self._cache.put_item(key, client, epoch=epoch)
-        return client
+        return await self._cache.item(_key(client_id), lambda: self._clients.get(client_id))
 
     async def list(self) -> Sequence[Client]:
         return await self._clients.list()
