@@ -38,6 +38,7 @@ from run import (
     SERVER_CPUS,
     _pin,
     argon2_rate,
+    cookie_of,
     deployment,
     scenario,
 )
@@ -138,18 +139,19 @@ def run_threshold(run: dict[str, int], work: Path) -> tuple[dict[str, Any], dict
         credentials = json.dumps({"email": email, "password": PASSWORD})
         response = httpx.post(f"{base}/api/v1/signup", json={"email": email, "password": PASSWORD})
         response.raise_for_status()
-        token = re.search(r"__Host-threshold_session=([^;]+)", response.headers["set-cookie"])
-        assert token is not None
-        cookie = f"__Host-threshold_session={token.group(1)}"
+        cookie = cookie_of(response, "__Host-threshold_session")
+        device = cookie_of(response, "__Host-threshold_device")  # a returning browser sends it
         httpx.get(f"{base}/api/v1/session", headers={"Cookie": cookie}).raise_for_status()
-        httpx.post(f"{base}/api/v1/login", content=credentials, headers=JSON).raise_for_status()
+        httpx.post(
+            f"{base}/api/v1/login", content=credentials, headers={**JSON, "Cookie": device}
+        ).raise_for_status()
 
         print(f"Threshold on {base}", flush=True)
         results = {
             "sign-in": measure(
                 base,
                 "/api/v1/login",
-                headers={},
+                headers={"Cookie": device},
                 script=post_script(work, "threshold-login", credentials, "application/json"),
                 **{**run, "connections": LOGIN_CONNECTIONS},
             ),

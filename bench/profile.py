@@ -99,11 +99,14 @@ def main() -> None:
     with deployment(args.backend) as bench:  # type: ignore[arg-type]
         server = bench.start(prefix=_pin(SERVER_CPUS), factory=args.factory)
         base, env, data = server.base_url, bench.env, Path(bench.dir)
-        email, cookie = signed_up(base)
+        email, cookie, device = signed_up(base)
         connections, extra = args.connections, []
         if args.scenario == "login":
             script = lua_post(
-                data / "login.lua", json.dumps({"email": email, "password": PASSWORD}), "application/json"
+                data / "login.lua",
+                json.dumps({"email": email, "password": PASSWORD}),
+                "application/json",
+                {"Cookie": device},
             )
             url, connections = f"{base}/api/v1/login", 8
         elif args.scenario == "client_credentials":
@@ -155,7 +158,11 @@ def main() -> None:
         spy.wait(timeout=args.seconds + 60)
     lines = [f"# {args.scenario} on {args.backend}, {args.seconds} s, {connections} connections", ""]
     lines += ["```", output.strip(), "```", "", f"server CPU while wrk ran: {100 * busy:.0f}% of one core"]
-    lines += [f"  thread {k}: {100 * v:.0f}%" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0.005]
+    lines += [
+        f"  thread {k}: {100 * v:.0f}%"
+        for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+        if v > 0.005
+    ]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     lines += [f"CPU per request: {1000 * busy / rate:.2f} ms", ""]
     lines += summarize(folded, args.top)

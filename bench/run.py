@@ -303,26 +303,41 @@ def deployment(backend: Backend, **settings: str) -> Iterator[Deployment]:
         yield made
 
 
-def signed_up(base: str) -> tuple[str, str]:
+def signed_up(base: str) -> tuple[str, str, str]:
+    """A new account: its address, its session's cookie, and the cookie that recognises its browser
+    (a returning browser sends it at sign-in, so no "new device" notice is sent)."""
     email = f"bench.{secrets.token_hex(3)}@example.com"
     response = httpx.post(f"{base}/api/v1/signup", json={"email": email, "password": PASSWORD})
     response.raise_for_status()
-    token = re.search(r"__Host-threshold_session=([^;]+)", response.headers["set-cookie"])
-    assert token is not None
-    return email, f"__Host-threshold_session={token.group(1)}"
+    return (
+        email,
+        cookie_of(response, "__Host-threshold_session"),
+        cookie_of(response, "__Host-threshold_device"),
+    )
+
+
+def cookie_of(response: httpx.Response, name: str) -> str:
+    """`name=value` of a cookie the response sets."""
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith(name + "="):
+            return header.split(";", 1)[0]
+    raise AssertionError(f"{name} not set by {response.url}")
 
 
 def run_backend(backend: Backend, args: argparse.Namespace, ceiling: float) -> dict[str, Any]:
     with deployment(backend) as bench:
         server = bench.start(prefix=_pin(SERVER_CPUS))
         base, env, data = server.base_url, bench.env, str(bench.dir)
-        email, cookie = signed_up(base)
+        email, cookie, device = signed_up(base)
         run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
         results: dict[str, Any] = {"/healthz (FastAPI route)": scenario(f"{base}/healthz", headers={}, **run)}
         results["session check"] = scenario(f"{base}/api/v1/session", headers={"Cookie": cookie}, **run)
         results["forward-auth"] = scenario(f"{base}/api/v1/forward-auth", headers={"Cookie": cookie}, **run)
         login = lua_post(
-            Path(data) / "login.lua", json.dumps({"email": email, "password": PASSWORD}), "application/json"
+            Path(data) / "login.lua",
+            json.dumps({"email": email, "password": PASSWORD}),
+            "application/json",
+            {"Cookie": device},
         )
         results["password login"] = scenario(
             f"{base}/api/v1/login", headers={}, script=login, **{**run, "connections": 8}

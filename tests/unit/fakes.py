@@ -198,6 +198,17 @@ class InMemoryRateLimitStore:
         if self.counts.get((key, start), 0) > 0:
             self.counts[(key, start)] -= 1
 
+    async def increment_all(self, counters: Sequence[tuple[str, int]], *, now: float) -> list[WindowCount]:
+        return [await self.increment(key, window=window, now=now) for key, window in counters]
+
+    async def settle(
+        self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
+    ) -> None:
+        for key, window in refund:
+            await self.refund(key, window=window, now=now)
+        for key, window in reset:
+            await self.reset(key, window=window, now=now)
+
 
 class InMemoryEphemeralStore:
     """Values with their own expiry; `take` reads and deletes in one step."""

@@ -121,6 +121,16 @@ class RateLimitStore(Protocol):
         """Give back one counted attempt of the window `now` falls in (never below zero)."""
         ...
 
+    async def increment_all(self, counters: Sequence[tuple[str, int]], *, now: float) -> list[WindowCount]:
+        """`increment` of each (key, window), in one round trip."""
+        ...
+
+    async def settle(
+        self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
+    ) -> None:
+        """`refund` each of `refund` and `reset` each of `reset` (key, window), in one round trip."""
+        ...
+
 
 class AuditLog(Protocol):
     """Append-only: there is no update or delete."""

@@ -97,31 +97,27 @@ class Budgets:
         them is already spent. `excused(limit)` may let an over-limit attempt through (a familiar
         network); `capped` names the error of a limit (the consecutive-failure cap)."""
         now = self._clock.now()
-        counted: list[tuple[Limit, int]] = []
-        try:
-            for limit in limits:
-                count = await self._store.increment(limit.key, window=limit.window, now=now)
-                counted.append((limit, count.count))
-                if count.count > limit.limit and not (excused is not None and await excused(limit)):
-                    raise capped(limit, count.retry_after) if capped else RateLimited(count.retry_after)
-        except RateLimited:
-            await self._give_back(counted, now)
-            raise
+        counts = await self._store.increment_all([(limit.key, limit.window) for limit in limits], now=now)
+        counted = [(limit, count.count) for limit, count in zip(limits, counts, strict=True)]
+        for limit, count in zip(limits, counts, strict=True):
+            if count.count > limit.limit and not (excused is not None and await excused(limit)):
+                await self._give_back(counted, now)  # a refused attempt counts against nothing
+                raise capped(limit, count.retry_after) if capped else RateLimited(count.retry_after)
         return Reservation(counted=tuple(counted), at=now)
 
     async def succeeded(self, reservation: Reservation, *, clear: Sequence[str] = ()) -> None:
         """A success: its reservation is given back and the named counters are cleared."""
-        await self._give_back([c for c in reservation.counted if c[0].name not in clear], reservation.at)
-        for limit, _ in reservation.counted:
-            if limit.name in clear:
-                await self._store.reset(limit.key, window=limit.window, now=reservation.at)
+        await self._store.settle(
+            refund=[(c.key, c.window) for c, _ in reservation.counted if c.name not in clear],
+            reset=[(c.key, c.window) for c, _ in reservation.counted if c.name in clear],
+            now=reservation.at,
+        )
 
     async def _give_back(self, counted: Sequence[tuple[Limit, int]], at: float) -> None:
-        for limit, _ in counted:
-            await self._store.refund(limit.key, window=limit.window, now=at)
+        await self._store.settle(refund=[(limit.key, limit.window) for limit, _ in counted], now=at)
 
-    async def clear(self, limit: Limit) -> None:
-        await self._store.reset(limit.key, window=limit.window, now=self._clock.now())
+    async def clear(self, *limits: Limit) -> None:
+        await self._store.settle(reset=[(limit.key, limit.window) for limit in limits], now=self._clock.now())
 
 
 def _capped(limit: Limit, retry_after: int) -> RateLimited:
@@ -227,8 +223,9 @@ class LoginThrottle:
 
     async def signed_in(self, *, user_id: str, email_normalized: str) -> None:
         """A completed sign-in (any way) or a password reset clears both consecutive-failure counts."""
-        await self._budgets.clear(self._consecutive_passwords(self._account(email_normalized)))
-        await self._budgets.clear(self._consecutive_codes(user_id))
+        await self._budgets.clear(
+            self._consecutive_passwords(self._account(email_normalized)), self._consecutive_codes(user_id)
+        )
 
     async def check_signup(self, *, ip: str) -> None:
         """Count a sign-up attempt from this address; raise RateLimited past the hourly limit."""

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from threshold.core.accounts import Accounts
 from threshold.core.clock import Clock
@@ -145,11 +145,11 @@ class SessionCache:
                 if age < self._max_age:
                     if age >= self._max_age / 2 and not self._sharing(key):
                         self._read(key, read)  # ahead of expiry; this request answers from memory
-                    return found[0]  # type: ignore[return-value]
+                    return cast("T", found[0])
                 del self._items[key]
         shared = self._reading.get(key)
         future = shared[0] if shared is not None and shared[1] == self.epoch else self._read(key, read)
-        return await asyncio.shield(future)  # type: ignore[return-value]
+        return cast("T | None", await asyncio.shield(future))
 
     def _sharing(self, key: str) -> bool:
         shared = self._reading.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ def token_hash(value: str, alg: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode().rstrip("=")
 
 
+@functools.cache
+def _registry(alg: str) -> jws.JWSRegistry:
+    """The one algorithm a key signs with (what `algorithms=[alg]` builds on every call, built once)."""
+    return jws.JWSRegistry(algorithms=[alg])
+
+
 class TokenMinter:
     def __init__(self, keys: KeyRing, clock: Clock, *, issuer: str) -> None:
         self._keys = keys
@@ -49,7 +56,7 @@ class TokenMinter:
 
     async def _sign(self, alg: str, typ: str, claims: dict[str, Any]) -> str:
         kid, key = await self._keys.signing_key(alg)
-        return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key, algorithms=[alg])
+        return jwt.encode({"alg": alg, "kid": kid, "typ": typ}, claims, key, registry=_registry(alg))
 
     async def access_token(
         self,

@@ -106,6 +106,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # Traces come from web.tracing when Settings.otel_enabled (its own provider and spans);
+        # FastAPI's own telemetry would otherwise look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     if services is not None:
         app.state.services = services

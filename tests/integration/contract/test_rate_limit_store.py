@@ -119,3 +119,31 @@ async def test_concurrent_increments_and_refunds_balance(rate_limits: RateLimitS
     await asyncio.gather(*(attempt() for _ in range(20)))
 
     assert (await rate_limits.get(key, window=WINDOW, now=now)).count == 1
+
+
+async def test_counters_counted_and_settled_together(rate_limits: RateLimitStore) -> None:
+    """A sign-in counts several budgets at once and settles them at once: the same counts as one by one."""
+    a, b, c = (f"login:{new_id()}" for _ in range(3))
+    start = _next_window_start()
+    await rate_limits.increment(b, window=WINDOW, now=start + 1)
+    counts = await rate_limits.increment_all([(a, WINDOW), (b, WINDOW), (c, 60)], now=start + 10)
+    assert [count.count for count in counts] == [1, 2, 1]
+    assert [count.retry_after for count in counts] == [WINDOW - 10, WINDOW - 10, 50]
+
+    await rate_limits.settle(refund=[(a, WINDOW), (b, WINDOW)], reset=[(c, 60)], now=start + 20)
+    assert (await rate_limits.get(a, window=WINDOW, now=start + 21)).count == 0
+    assert (await rate_limits.get(b, window=WINDOW, now=start + 21)).count == 1
+    assert (await rate_limits.get(c, window=60, now=start + 21)).count == 0
+    await rate_limits.settle(refund=[(a, WINDOW)], now=start + 22)  # never below zero
+    assert (await rate_limits.get(a, window=WINDOW, now=start + 23)).count == 0
+    await rate_limits.settle(now=start + 24)  # nothing to do
+
+
+async def test_counting_together_is_atomic_per_counter(rate_limits: RateLimitStore) -> None:
+    key, other = f"login:{new_id()}", f"login:{new_id()}"
+    start = _next_window_start()
+    results = await asyncio.gather(
+        *(rate_limits.increment_all([(key, WINDOW), (other, WINDOW)], now=start + 5) for _ in range(20))
+    )
+    assert sorted(r[0].count for r in results) == list(range(1, 21))
+    assert sorted(r[1].count for r in results) == list(range(1, 21))

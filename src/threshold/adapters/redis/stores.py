@@ -335,10 +335,18 @@ class RedisSessionStore:
         ]
 
 
-_REFUND = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n > 0 then redis.call('DECR', KEYS[1]) end
-return n
+_SETTLE = """
+-- KEYS: ARGV[1] counters to give one attempt back (never below zero), then counters to clear
+local refunds = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  if i <= refunds then
+    local n = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if n > 0 then redis.call('DECR', KEYS[i]) end
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 0
 """
 
 
@@ -346,7 +354,7 @@ class RedisRateLimitStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
-        self._refund: Any = client.register_script(_REFUND)
+        self._settle: Any = client.register_script(_SETTLE)
 
     def _key(self, key: str, window: int, now: float) -> tuple[str, int, int]:
         start = int(now // window) * window
@@ -359,23 +367,35 @@ class RedisRateLimitStore:
         return WindowCount(count=int(value or 0), retry_after=retry_after)
 
     async def increment(self, key: str, *, window: int, now: float) -> WindowCount:
-        redis_key, ends_at, retry_after = self._key(key, window, now)
+        return (await self.increment_all([(key, window)], now=now))[0]
+
+    async def increment_all(self, counters: Sequence[tuple[str, int]], *, now: float) -> list[WindowCount]:
+        keys = [self._key(key, window, now) for key, window in counters]
         with translate_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(redis_key)
-                pipe.expireat(redis_key, ends_at + 1)
-                count, _ = await pipe.execute()
-        return WindowCount(count=int(count), retry_after=retry_after)
+                for redis_key, ends_at, _ in keys:
+                    pipe.incr(redis_key)
+                    pipe.expireat(redis_key, ends_at + 1)
+                results = await pipe.execute()
+        return [
+            WindowCount(count=int(count), retry_after=retry_after)
+            for count, (_, _, retry_after) in zip(results[::2], keys, strict=True)
+        ]
 
     async def reset(self, key: str, *, window: int, now: float) -> None:
-        redis_key, _, _ = self._key(key, window, now)
-        with translate_errors():
-            await self._redis.delete(redis_key)
+        await self.settle(reset=[(key, window)], now=now)
 
     async def refund(self, key: str, *, window: int, now: float) -> None:
-        redis_key, _, _ = self._key(key, window, now)
+        await self.settle(refund=[(key, window)], now=now)
+
+    async def settle(
+        self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
+    ) -> None:
+        if not refund and not reset:
+            return
+        keys = [self._key(key, window, now)[0] for key, window in [*refund, *reset]]
         with translate_errors():
-            await self._refund(keys=[redis_key])
+            await self._settle(keys=keys, args=[len(refund)])
 
 
 class RedisMarkStore:

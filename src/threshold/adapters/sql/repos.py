@@ -354,35 +354,54 @@ class SqlRateLimitStore:
         return WindowCount(count=int(count or 0), retry_after=retry_after)
 
     async def increment(self, key: str, *, window: int, now: float) -> WindowCount:
-        start, retry_after = self._window(window, now)
-        statement = _insert(self._engine, t.rate_limits).values(
-            key=key, window_start=start, count=1, expires_at=start + window
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["key", "window_start"], set_={"count": t.rate_limits.c.count + 1}
-        ).returning(t.rate_limits.c.count)
+        return (await self.increment_all([(key, window)], now=now))[0]
+
+    async def increment_all(self, counters: Sequence[tuple[str, int]], *, now: float) -> list[WindowCount]:
+        counts = []
         with translate_errors():
             async with writing(self._engine) as conn:
-                count = (await conn.execute(statement)).scalar_one()
-        return WindowCount(count=int(count), retry_after=retry_after)
+                for key, window in counters:
+                    start, retry_after = self._window(window, now)
+                    statement = (
+                        _insert(self._engine, t.rate_limits)
+                        .values(key=key, window_start=start, count=1, expires_at=start + window)
+                        .on_conflict_do_update(
+                            index_elements=["key", "window_start"], set_={"count": t.rate_limits.c.count + 1}
+                        )
+                        .returning(t.rate_limits.c.count)
+                    )
+                    count = (await conn.execute(statement)).scalar_one()
+                    counts.append(WindowCount(count=int(count), retry_after=retry_after))
+        return counts
 
     async def reset(self, key: str, *, window: int, now: float) -> None:
-        with translate_errors():
-            async with writing(self._engine) as conn:
-                await conn.execute(delete(t.rate_limits).where(t.rate_limits.c.key == key))
+        await self.settle(reset=[(key, window)], now=now)
 
     async def refund(self, key: str, *, window: int, now: float) -> None:
-        start, _ = self._window(window, now)
-        statement = (
-            update(t.rate_limits)
-            .where(
-                t.rate_limits.c.key == key, t.rate_limits.c.window_start == start, t.rate_limits.c.count > 0
-            )
-            .values(count=t.rate_limits.c.count - 1)
-        )
+        await self.settle(refund=[(key, window)], now=now)
+
+    async def settle(
+        self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
+    ) -> None:
+        if not refund and not reset:
+            return
         with translate_errors():
             async with writing(self._engine) as conn:
-                await conn.execute(statement)
+                for key, window in refund:
+                    start, _ = self._window(window, now)
+                    await conn.execute(
+                        update(t.rate_limits)
+                        .where(
+                            t.rate_limits.c.key == key,
+                            t.rate_limits.c.window_start == start,
+                            t.rate_limits.c.count > 0,
+                        )
+                        .values(count=t.rate_limits.c.count - 1)
+                    )
+                if reset:
+                    await conn.execute(
+                        delete(t.rate_limits).where(t.rate_limits.c.key.in_([key for key, _ in reset]))
+                    )
 
     async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
         expired = (

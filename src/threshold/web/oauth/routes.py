@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -73,6 +72,9 @@ def provider_of(request: Request) -> Provider:
     return get_services(request).provider
 
 
+MAX_FORM_FIELDS = 50
+
+
 async def form_params(request: Request) -> dict[str, str]:
     """An application/x-www-form-urlencoded body; a repeated parameter is refused (RFC 6749 3.2)."""
     if (
@@ -80,16 +82,26 @@ async def form_params(request: Request) -> dict[str, str]:
         != "application/x-www-form-urlencoded"
     ):
         raise InvalidRequest("The body must be application/x-www-form-urlencoded.")
+    # parse_qsl, not Starlette's multipart parser: the same pairs (percent-decoded as UTF-8, blank values
+    # kept) at a fraction of the cost on the token endpoint's hot path.
+    body = await request.body()
     try:
-        form = await request.form(max_files=0, max_fields=50)
-    except HTTPException as exc:  # too many fields: answer in RFC 6749 form, not problem+json
+        pairs = parse_qsl(
+            body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except ValueError as exc:  # too many fields: answer in RFC 6749 form, not problem+json
         raise InvalidRequest("The form is malformed or has too many fields.") from exc
-    return single_values(form)
+    return single_values(pairs)
 
 
-def single_values(items: FormData | Mapping[str, Any]) -> dict[str, str]:
+def single_values(items: FormData | Mapping[str, Any] | Sequence[tuple[str, Any]]) -> dict[str, str]:
     values: dict[str, str] = {}
-    pairs = items.multi_items() if isinstance(items, FormData) else list(items.items())
+    if isinstance(items, FormData):
+        pairs = items.multi_items()
+    elif isinstance(items, Mapping):
+        pairs = list(items.items())
+    else:
+        pairs = list(items)
     for key, value in pairs:
         if not isinstance(value, str):
             raise InvalidRequest(f"{key} must be text.")
