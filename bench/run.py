@@ -363,6 +363,51 @@ def run_backend(backend: Backend, args: argparse.Namespace, ceiling: float) -> d
         return results
 
 
+def workers_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """`threshold serve --workers 2` against one worker on PostgreSQL + Redis (what a scaled-out
+    deployment runs), neither pinned: the machine's cores are shared by the workers and wrk alike, so
+    wrk's own CPU is in both figures. Session check, sign-in and client_credentials; the ratio of the
+    medians is what a second worker on a second core buys."""
+    figures: dict[str, Any] = {}
+    for workers in (1, 2):
+        with deployment("postgres+redis") as bench:
+            base = bench.start(workers=workers).base_url
+            email, cookie, device = signed_up(base)
+            data = Path(bench.dir)
+            run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
+            login = lua_post(
+                data / "login.lua",
+                json.dumps({"email": email, "password": PASSWORD}),
+                "application/json",
+                {"Cookie": device},
+            )
+            client = cli_json(
+                bench.env, "clients", "create", "--name", "bench-svc", "--grant-type", "client_credentials",
+                "--scope", "api:read",
+            )  # fmt: skip
+            basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+            token_script = lua_post(
+                data / "cc.lua",
+                "grant_type=client_credentials&scope=api%3Aread",
+                "application/x-www-form-urlencoded",
+                {"Authorization": f"Basic {basic}"},
+            )
+            figures[str(workers)] = {
+                "session check": scenario(f"{base}/api/v1/session", headers={"Cookie": cookie}, **run),
+                "password login": scenario(
+                    f"{base}/api/v1/login", headers={}, script=login, **{**run, "connections": 16}
+                ),
+                "client_credentials token": scenario(
+                    f"{base}/oauth2/token", headers={}, script=token_script, **run
+                ),
+            }
+    figures["ratio"] = {
+        name: round(figures["2"][name]["rps_median"] / figures["1"][name]["rps_median"], 2)
+        for name in figures["1"]
+    }
+    return figures
+
+
 def refresh_rotation(
     base: str, env: dict[str, str], cookie: str, data: str, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -610,11 +655,16 @@ def main() -> None:
     parser.add_argument("--skip-million", action="store_true", help="skip the 1,000,000-session Redis run")
     parser.add_argument("--million", type=int, default=1_000_000, help=argparse.SUPPRESS)
     parser.add_argument("--only-million", action="store_true", help="only the large-Redis run")
+    parser.add_argument("--skip-workers", action="store_true", help="skip the one-worker / two-worker run")
+    parser.add_argument("--only-workers", action="store_true", help="only the one-worker / two-worker run")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
     if args.only_million:
         print(json.dumps(million_sessions(args), indent=2))
+        return
+    if args.only_workers:
+        print(json.dumps(workers_scaling(args), indent=2))
         return
     hello = hello_ceiling(args)
     report: dict[str, Any] = {
@@ -629,6 +679,8 @@ def main() -> None:
     }
     for backend in args.backends.split(","):
         report["backends"][backend] = run_backend(backend, args, hello["rps_median"])
+    if not args.skip_workers:
+        report["workers"] = workers_scaling(args)
     if not args.skip_million:
         report["million_sessions"] = million_sessions(args)
     report["load_average_at_end"] = os.getloadavg()[0]
@@ -673,6 +725,19 @@ def render(report: dict[str, Any]) -> str:
             f"| {alg} | {f['joserfc_sign_per_s']} | {f['joserfc_decode_verify_per_s']} | "
             f"{f['token_verifier_verify_per_s']} | {f['verify_vs_raw']:.2f} |"
         )
+    workers = report.get("workers")
+    if workers:
+        lines += [
+            "",
+            "| postgres+redis, not pinned | 1 worker req/s | 2 workers req/s | 2 / 1 | p99 ms (1 / 2) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, ratio in workers["ratio"].items():
+            one, two = workers["1"][name], workers["2"][name]
+            lines.append(
+                f"| {name} | {one['rps_median']:.0f} | {two['rps_median']:.0f} | {ratio:.2f} | "
+                f"{one['p99_ms']:.1f} / {two['p99_ms']:.1f} |"
+            )
     million = report.get("million_sessions")
     if million:
         lines += [
