@@ -50,6 +50,20 @@ def request_context(request: Request) -> RequestContext:
     )
 
 
+# Dependencies are coroutines: FastAPI runs a plain function dependency on a worker thread, a round trip
+# through the thread pool (and a GIL hand-off) on every request for what is a dictionary lookup.
+
+
+async def services_dep(request: Request) -> Services:
+    """`get_services` as a dependency."""
+    return get_services(request)
+
+
+async def context_dep(request: Request) -> RequestContext:
+    """`request_context` as a dependency."""
+    return request_context(request)
+
+
 async def optional_session(request: Request) -> Authenticated | None:
     """The signed-in user for this request's session cookie, looked up once per request."""
     state: dict[str, Any] = request.scope.setdefault("state", {})  # what request.state reads

@@ -16,10 +16,10 @@ from threshold.core.orgs.service import check_may_manage
 from threshold.core.sso.connections import ConnectionSpec
 from threshold.services import Services
 from threshold.web.admin.org_access import OrgAdmin
-from threshold.web.deps import get_services
+from threshold.web.deps import services_dep
 
 router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
-ServicesDep = Annotated[Services, Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
 Role = Literal["owner", "admin", "member"]
 
 

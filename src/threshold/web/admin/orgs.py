@@ -19,10 +19,10 @@ from threshold.oidc.provider import VerifiedAccessToken
 from threshold.services import Services
 from threshold.web.admin.org_access import OrgAccess, OrgAdmin
 from threshold.web.admin.routes import admin_context, require_admin
-from threshold.web.deps import get_services
+from threshold.web.deps import services_dep
 
 router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
-ServicesDep = Annotated[Services, Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
 AdminDep = Annotated[VerifiedAccessToken, Depends(require_admin)]
 
 

@@ -15,18 +15,18 @@ from threshold.services import Services
 from threshold.web.api.v1 import PROBLEM, apply_outcome, user_out
 from threshold.web.deps import (
     Authenticated,
+    context_dep,
     csrf_protect,
-    get_services,
     optional_session,
-    request_context,
     require_session,
+    services_dep,
 )
 from threshold.web.security import EMAIL_LOGIN_COOKIE
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: email"])
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 AuthDep = Annotated[Authenticated, Depends(require_session)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 

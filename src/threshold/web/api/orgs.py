@@ -12,12 +12,12 @@ from starlette.responses import JSONResponse
 from threshold.core.orgs.models import Membership, Organization
 from threshold.services import Services
 from threshold.web.api.v1 import PROBLEM, SessionOut, UserOut, session_out, user_out
-from threshold.web.deps import Authenticated, csrf_protect, get_services, require_session
+from threshold.web.deps import Authenticated, csrf_protect, require_session, services_dep
 from threshold.web.security import set_session_cookie
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: organizations"])
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
 AuthDep = Annotated[Authenticated, Depends(require_session)]
 
 

@@ -20,11 +20,11 @@ from threshold.core.sso.errors import SsoRequired
 from threshold.services import Services
 from threshold.web.deps import (
     Authenticated,
+    context_dep,
     csrf_protect,
-    get_services,
     optional_session,
-    request_context,
     require_session,
+    services_dep,
 )
 from threshold.web.hotpath import FastLane
 from threshold.web.security import (
@@ -39,8 +39,8 @@ from threshold.web.security import (
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1"])
 fast_lane = FastLane(router)  # the session check and forward-auth, answered without the router too
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 AuthDep = Annotated[Authenticated, Depends(require_session)]
 
 PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem details (RFC 9457)"}

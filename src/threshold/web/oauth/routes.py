@@ -29,15 +29,21 @@ from threshold.oidc.provider import (
 )
 from threshold.services import Services
 from threshold.web.access_log import note_user
-from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.deps import (
+    Authenticated,
+    context_dep,
+    get_services,
+    optional_session,
+    services_dep,
+)
 from threshold.web.hotpath import FastLane
 from threshold.web.pages.render import PageApplication, render
 from threshold.web.security import check_csrf_token, check_same_origin, clear_session_cookie
 
 router = APIRouter(include_in_schema=False)
 fast_lane = FastLane(router)  # the token endpoint, answered without the router too
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

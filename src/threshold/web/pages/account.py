@@ -21,7 +21,13 @@ from threshold.core.errors import (
 from threshold.core.flows.factors import LOW_RECOVERY_CODES
 from threshold.core.models import AuditKind, Method, RequestContext
 from threshold.services import Services
-from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.deps import (
+    Authenticated,
+    context_dep,
+    get_services,
+    optional_session,
+    services_dep,
+)
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import field, read_form, redirect, redirect_with_session
 from threshold.web.pages.render import render
@@ -31,8 +37,8 @@ from threshold.web.security import (
 
 router = APIRouter(include_in_schema=False)
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 

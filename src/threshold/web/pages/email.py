@@ -21,7 +21,12 @@ from threshold.core.flows.outcome import MfaRequired
 from threshold.core.models import RequestContext
 from threshold.services import Services
 from threshold.web.api.email import set_email_login_cookie
-from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.deps import (
+    Authenticated,
+    context_dep,
+    optional_session,
+    services_dep,
+)
 from threshold.web.pages.account import account_action
 from threshold.web.pages.common import (
     apply_outcome,
@@ -37,8 +42,8 @@ from threshold.web.pages.render import render
 from threshold.web.security import EMAIL_LOGIN_COOKIE
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 

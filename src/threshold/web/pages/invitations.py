@@ -13,14 +13,19 @@ from starlette.responses import Response
 from threshold.core.errors import ThresholdError
 from threshold.core.models import RequestContext
 from threshold.services import Services
-from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.deps import (
+    Authenticated,
+    context_dep,
+    optional_session,
+    services_dep,
+)
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import field, read_form, redirect
 from threshold.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 

@@ -16,7 +16,12 @@ from threshold.core.flows.outcome import VerificationPending
 from threshold.core.models import RequestContext
 from threshold.core.sso.errors import ConnectionNotFound, SsoRequired
 from threshold.services import Services
-from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.deps import (
+    Authenticated,
+    context_dep,
+    optional_session,
+    services_dep,
+)
 from threshold.web.pages.common import (
     apply_outcome,
     field,
@@ -34,8 +39,8 @@ from threshold.web.security import (
 
 router = APIRouter(include_in_schema=False)
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 

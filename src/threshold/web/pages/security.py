@@ -18,7 +18,12 @@ from threshold.core.errors import PendingLoginMissing, ReauthenticationRequired,
 from threshold.core.models import Method, RequestContext
 from threshold.services import Services
 from threshold.web.api.factors import qr_svg
-from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.deps import (
+    Authenticated,
+    context_dep,
+    optional_session,
+    services_dep,
+)
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.account import account_action, account_view, reauth_redirect
 from threshold.web.pages.common import (
@@ -33,8 +38,8 @@ from threshold.web.pages.render import render
 from threshold.web.security import PENDING_COOKIE
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 LOGIN = "/login?next=/account"

@@ -24,14 +24,19 @@ from threshold.core.models import RequestContext
 from threshold.core.sso.errors import SsoRejected, SsoRequired
 from threshold.core.sso.signin import FinishedSso
 from threshold.services import Services
-from threshold.web.deps import Authenticated, get_services, optional_session, request_context
+from threshold.web.deps import (
+    Authenticated,
+    context_dep,
+    optional_session,
+    services_dep,
+)
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import apply_outcome, redirect, safe_next
 from threshold.web.pages.render import error_page, render
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(get_services)]
-ContextDep = Annotated[RequestContext, Depends(request_context)]
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
 MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 FLOW_COOKIE = "__Host-threshold_sso"
