@@ -13,6 +13,7 @@ from threshold.core.models import (
     Passkey,
     PasswordCredential,
     RecoveryRequest,
+    SecondFactors,
     SessionRecord,
     TotpCredential,
     User,
@@ -317,6 +318,14 @@ class InMemoryFactorRepo:
 
     async def count_recovery_codes(self, user_id: str) -> int:
         return sum(1 for used in self.recovery_codes.get(user_id, {}).values() if used is None)
+
+    async def second_factors(self, user_id: str) -> SecondFactors:
+        totp = self.totp.get(user_id)
+        return SecondFactors(
+            passkey=any(p.user_id == user_id for p in self.passkeys.values()),
+            totp=totp is not None and totp.confirmed,
+            recovery_codes=await self.count_recovery_codes(user_id),
+        )
 
     async def delete_all_factors(self, user_id: str) -> None:
         for passkey_id in [p.id for p in self.passkeys.values() if p.user_id == user_id]:

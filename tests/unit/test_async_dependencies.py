@@ -34,7 +34,8 @@ def _routes(routes: Sequence[BaseRoute], found: list[APIRoute], extra: list[Call
 
 
 def _is_coroutine(call: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+    """A coroutine function, or an instance whose class's __call__ is one."""
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(type(call).__call__)
 
 
 def test_no_route_or_dependency_runs_on_the_thread_pool(make_settings: Callable[..., Settings]) -> None:

@@ -191,6 +191,16 @@ class Passkey:
 
 
 @dataclass(frozen=True, slots=True)
+class SecondFactors:
+    """The second factors an account has, read at once (a sign-in's one lookup): whether it has a passkey
+    and a confirmed authenticator app, and how many unused recovery codes."""
+
+    passkey: bool
+    totp: bool
+    recovery_codes: int
+
+
+@dataclass(frozen=True, slots=True)
 class TotpCredential:
     user_id: str
     secret: str

@@ -15,6 +15,7 @@ from threshold.core.models import (
     Passkey,
     PasswordCredential,
     RecoveryRequest,
+    SecondFactors,
     SessionRecord,
     TokenPurpose,
     TotpCredential,
@@ -179,6 +180,10 @@ class FactorRepo(Protocol):
     """Passkeys, TOTP and recovery codes."""
 
     async def list_passkeys(self, user_id: str) -> Sequence[Passkey]: ...
+
+    async def second_factors(self, user_id: str) -> SecondFactors:
+        """Passkey, confirmed TOTP and unused recovery codes, in one round trip."""
+        ...
 
     async def get_passkey_by_credential(self, credential_id: str) -> Passkey | None: ...
 

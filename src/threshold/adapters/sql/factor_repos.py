@@ -6,13 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import SqlRepo, reading, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
-from threshold.core.models import Passkey, RecoveryRequest, TotpCredential
+from threshold.core.models import Passkey, RecoveryRequest, SecondFactors, TotpCredential
 
 
 def _passkey(row: Row[Any]) -> Passkey:
@@ -52,6 +52,21 @@ class SqlFactorRepo(SqlRepo):
         p = t.passkeys.c
         rows = await self._rows(select(t.passkeys).where(p.user_id == user_id).order_by(p.created_at))
         return [_passkey(row) for row in rows]
+
+    async def second_factors(self, user_id: str) -> SecondFactors:
+        p, totp, codes = t.passkeys.c, t.totp_credentials.c, t.recovery_codes.c
+        rows = await self._rows(
+            select(
+                exists().where(p.user_id == user_id),
+                exists().where(totp.user_id == user_id, totp.confirmed.is_(True)),
+                select(func.count())
+                .select_from(t.recovery_codes)
+                .where(codes.user_id == user_id, codes.used_at.is_(None))
+                .scalar_subquery(),
+            )
+        )
+        row: Sequence[Any] = tuple(rows[0])
+        return SecondFactors(passkey=bool(row[0]), totp=bool(row[1]), recovery_codes=int(row[2]))
 
     async def get_passkey_by_credential(self, credential_id: str) -> Passkey | None:
         rows = await self._rows(select(t.passkeys).where(t.passkeys.c.credential_id == credential_id))

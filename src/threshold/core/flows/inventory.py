@@ -54,15 +54,17 @@ class Inventory:
         return totp is not None and totp.confirmed
 
     async def has_second_factor(self, user: User) -> bool:
-        return bool(await self._factors.list_passkeys(user.id)) or await self._has_totp(user)
+        found = await self._factors.second_factors(user.id)
+        return found.passkey or found.totp
 
     async def second_factors(self, user: User) -> list[str]:
-        """The methods a sign-in must continue with; the sign-in path's short form of status(): a user
-        without a factor costs two lookups, and the password is not read again."""
-        methods: list[str] = [Method.PASSKEY] if await self._factors.list_passkeys(user.id) else []
-        if await self._has_totp(user):
+        """The methods a sign-in must continue with; the sign-in path's short form of status(): one
+        lookup, and the password is not read again."""
+        found = await self._factors.second_factors(user.id)
+        methods: list[str] = [Method.PASSKEY] if found.passkey else []
+        if found.totp:
             methods.append(Method.TOTP)
-        if methods and await self._factors.count_recovery_codes(user.id):
+        if methods and found.recovery_codes:  # codes back up a factor, never alone
             methods.append(Method.RECOVERY_CODE)
         return methods
 
