@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.records import session as _record
 from tests.integration.records import user
-from threshold.adapters.redis.stores import RedisSessionStore, _id, _short
+from threshold.adapters.redis._session_format import session_key_part, user_key_part
+from threshold.adapters.redis.stores import RedisSessionStore
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.repos import SqlSessionStore, SqlUserRepo
+from threshold.core.models import Aal, Amr
 from threshold.core.secrets import new_id, new_token
 
 # --- Redis specifics ----------------------------------------------------------------------------
@@ -35,14 +36,14 @@ async def test_redis_keys_expire_with_the_session(
     now = time.time()
     record = _record("u" + new_id(), now=now, idle_expires_at=now + 100, absolute_expires_at=now + 500)
     await redis_store.create(record)
-    key = f"{redis_prefix}s:{_short(record.digest)}"
+    key = redis_prefix.encode() + b"s:" + session_key_part(record.digest)
 
     def remaining_ms(at: float) -> float:
         return at * 1000 - time.time() * 1000
 
     pttl = await redis_client.pttl(key)
     assert abs(pttl - remaining_ms(record.expires_at)) < 1500  # the idle expiry comes first
-    user_pttl = await redis_client.pttl(f"{redis_prefix}us:{_id(record.user_id)}")
+    user_pttl = await redis_client.pttl(redis_prefix.encode() + b"us:" + user_key_part(record.user_id))
     assert abs(user_pttl - remaining_ms(record.absolute_expires_at)) < 1500
 
     # Touching moves the expiry to the new idle deadline, never past the absolute one.
@@ -67,25 +68,31 @@ async def test_redis_session_is_gone_when_it_expires(
 
 
 async def test_redis_never_stores_the_raw_token(
-    redis_store: RedisSessionStore, redis_client: aioredis.Redis, redis_prefix: str
+    redis_store: RedisSessionStore, redis_prefix: str, redis_url: str
 ) -> None:
     token = new_token()
-    record = _record("u" + new_id(), token)
+    record = _record(new_id(), token)
     await redis_store.create(record)
     await redis_store.touch(record.digest, last_seen_at=time.time(), idle_expires_at=time.time() + 60)
+    await redis_store.update_auth(record.digest, auth_time=time.time(), aal=Aal.AAL2, amr=[Amr.OTP])
 
-    keys = [key async for key in redis_client.scan_iter(match=redis_prefix + "*")]
-    assert f"{redis_prefix}s:{_short(record.digest)}" in keys
-    for key in keys:
-        assert token not in key
-        kind = await redis_client.type(key)
-        assert kind in ("string", "hash"), (key, kind)
-        if kind == "hash":
-            values = [str(v) for pair in (await redis_client.hgetall(key)).items() for v in pair]
-        else:
-            values = [str(await redis_client.get(key))]
-        assert values
-        assert all(token not in value for value in values)
+    raw = token.encode()
+    client = aioredis.from_url(redis_url)  # keys and values are bytes
+    try:
+        keys = [key async for key in client.scan_iter(match=redis_prefix + "*")]
+        assert redis_prefix.encode() + b"s:" + session_key_part(record.digest) in keys
+        for key in keys:
+            assert raw not in key
+            kind = await client.type(key)
+            assert kind in (b"string", b"hash"), (key, kind)
+            if kind == b"hash":
+                values = [v for pair in (await client.hgetall(key)).items() for v in pair]
+            else:
+                values = [await client.get(key) or ""]
+            assert values
+            assert all(isinstance(value, bytes) and raw not in value for value in values)
+    finally:
+        await client.aclose()
 
 
 # --- SQL specifics ------------------------------------------------------------------------------
@@ -115,25 +122,46 @@ async def test_sql_purge_expired_in_batches(sql_engine: AsyncEngine) -> None:
 
 
 async def test_redis_keeps_a_session_in_a_few_hundred_bytes(
-    redis_store: RedisSessionStore, redis_client: aioredis.Redis, redis_prefix: str
+    redis_store: RedisSessionStore, redis_prefix: str, redis_url: str
 ) -> None:
-    """The compact layout: one short string per session, each user agent stored once."""
+    """The compact layout: one short string per session, each device stored once, a listpack index."""
     agent = (
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
     )
     user_id = new_id()
-    records = [
-        replace(_record(user_id), user_agent=agent, device_label="Chrome on Linux | x") for _ in range(3)
+    now = time.time()
+    records = [  # as issued: last seen and auth time are the creation time
+        _record(
+            user_id,
+            now=now,
+            created_at=now,
+            last_seen_at=now,
+            auth_time=now,
+            ip="203.0.113.7",
+            user_agent=agent,
+            device_label="Chrome on Linux",
+        )
+        for _ in range(3)
     ]
     for record in records:
         await redis_store.create(record)
-        assert await redis_store.get(record.digest) == record  # exact, with a '|' in the label
-    key = f"{redis_prefix}s:{_short(records[0].digest)}"
-    assert await redis_client.type(key) == "string"
-    value = await redis_client.get(key)
-    assert value is not None and len(value) < 200
-    agents = [key async for key in redis_client.scan_iter(match=redis_prefix + "ua:*")]
-    assert len(agents) == 1
+        assert await redis_store.get(record.digest) == record
+    prefix = redis_prefix.encode()
+    key = prefix + b"s:" + session_key_part(records[0].digest)
+    client = aioredis.from_url(redis_url)
+    try:
+        assert await client.type(key) == b"string"
+        # 76 bytes at most and the string's 4 bytes of header fit the 80-byte allocation
+        assert len(await client.get(key) or b"") <= 76
+        await redis_store.touch(records[0].digest, last_seen_at=now + 600.5, idle_expires_at=now + 4200.5)
+        assert len(await client.get(key) or b"") <= 76
+        devices = [key async for key in client.scan_iter(match=redis_prefix + "ua:*")]
+        assert len(devices) == 1
+        index = prefix + b"us:" + user_key_part(user_id)
+        assert await client.object("encoding", index) == b"listpack"
+        assert sorted(await client.hkeys(index)) == sorted(session_key_part(r.digest) for r in records)
+    finally:
+        await client.aclose()
     assert sorted(r.digest for r in await redis_store.list_for_user(user_id)) == sorted(
         r.digest for r in records
     )

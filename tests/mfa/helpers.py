@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pyotp
+from redis.client import NEVER_DECODE
 
 from tests.api.helpers import SESSION_COOKIE, FakeClock, assert_problem, set_cookie
 from tests.conftest import STRONG_PASSWORD, csrf, login, signup, unique_email
@@ -150,7 +151,8 @@ async def let_time_pass(app: httpx.AsyncClient, clock: FakeClock, seconds: float
         return
     prefix = app.services.settings.redis_key_prefix  # type: ignore[attr-defined]
     fake_now_ms = clock.now() * 1000
-    async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+    undecoded: dict[str, Any] = {NEVER_DECODE: []}  # session keys are binary
+    async for key in redis.scan_iter(match=f"{prefix}*", count=1000, **undecoded):
         ttl = await redis.pttl(key)
         if ttl >= 0 and time.time() * 1000 + ttl <= fake_now_ms:
             await redis.delete(key)

@@ -1,35 +1,28 @@
 """Session store and rate-limit counters in Redis, shared by every process.
 
-A session is one string at `{prefix}s:<digest>` (the SHA-256 digest in URL-safe base64) that expires
-when the session does; `{prefix}us:<user id>` is a small hash of the user's session digests. The value
-is compact (about 150 bytes):
-
-    <user-agent ref>|<last seen>|<idle expiry>|<auth time>|<aal>|<amr>|<created>|<absolute expiry>|
-    <public id>|<user id>|<ip>|<device label>
-
-Times (IEEE-754 doubles) and identifiers are base64. The mutable fields lead, so the Lua scripts
-that touch a session or record a step-up rewrite them and keep the rest verbatim. User agents repeat
-across sessions, so each distinct one is stored once at `{prefix}ua:<ref>` and outlives every session
-that points at it. Revocation deletes the string (and announces it to every process's cache).
+A session is one binary string at `{prefix}s:<SHA-256 digest>` that expires when the session does;
+`{prefix}us:<user id>` is a small hash of the user's session keys (revoke-all and the session list
+walk it); each distinct device (label and user agent) is stored once at `{prefix}ua:<reference>`. The
+layout, and the previous text format still read, are in `_session_format`. Revocation deletes the
+string (and announces it to every process's cache).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import math
-import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from threshold.adapters.redis import _session_format as fmt
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import Aal, Amr, SessionRecord
 from threshold.core.ports import WindowCount
@@ -65,160 +58,151 @@ def translate_errors() -> Iterator[None]:
         raise
 
 
-_FIELDS = "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$"
-
-# The session and the user agent it points at, in one round trip.
-_GET = """
-local value = redis.call('GET', KEYS[1])
-if not value then return false end
-local ref = string.match(value, '^([^|]*)|')
-local agent = ''
-if ref and ref ~= '' then agent = redis.call('GET', ARGV[1] .. ref) or '' end
-return {value, agent}
+# Every session script is given the session's key and the previous format's key (the same for a digest
+# that is not SHA-256 hex) and acts on the one that exists, in the format its first byte says.
+_FIND = """
+local key, value = KEYS[1], redis.call('GET', KEYS[1])
+if not value and KEYS[2] ~= KEYS[1] then key, value = KEYS[2], redis.call('GET', KEYS[2]) end
 """
+
+_BINARY = """
+local function binary(value) return (value:byte(1) or 0) >= 128 end
+"""
+
+_WIDTH = """
+local WIDTH = {[0] = 0, [1] = 6, [2] = 8}
+"""
+
+# The device reference: bytes 2-10 of a binary value; the text before the first '|' of the previous format.
+_DEVICE = (
+    _BINARY
+    + """
+local function device(value)
+  if binary(value) then return value:sub(3, 11) end
+  local ref = string.match(value, '^([^|]*)|')
+  if ref == '' then return nil end
+  return ref
+end
+"""
+)
+
+# The session and its device, in one round trip.
+_GET = (
+    _DEVICE
+    + _FIND
+    + """
+if not value then return false end
+local ref = device(value)
+local found = ''
+if ref then found = redis.call('GET', ARGV[1] .. ref) or '' end
+return {value, found}
+"""
+)
+
+_LEGACY_FIELDS = "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$"
 
 # Only refresh a session that still exists: a revocation racing a last-seen update must win.
+# ARGV: expiry (ms), touched bits, touched section, then last seen and idle expiry in the previous format.
 _TOUCH = (
-    """
-local value = redis.call('GET', KEYS[1])
+    _BINARY
+    + _WIDTH
+    + _FIND
+    + """
 if not value then return 0 end
-local ref, _, _, auth, aal, amr, rest = string.match(value, '"""
-    + _FIELDS
+if binary(value) then
+  local first = value:byte(1)
+  local old = WIDTH[bit.band(first, 3)] + WIDTH[bit.band(bit.rshift(first, 2), 3)]
+  value = string.char(bit.bor(bit.band(first, 240), tonumber(ARGV[2]))) .. value:sub(2, 11) .. ARGV[3]
+    .. value:sub(12 + old)
+else
+  local ref, _, _, auth, aal, amr, rest = string.match(value, '"""
+    + _LEGACY_FIELDS
     + """')
-redis.call('SET', KEYS[1], table.concat({ref, ARGV[1], ARGV[2], auth, aal, amr, rest}, '|'), 'PXAT', ARGV[3])
+  value = table.concat({ref, ARGV[4], ARGV[5], auth, aal, amr, rest}, '|')
+end
+redis.call('SET', key, value, 'PXAT', ARGV[1])
 return 1
 """
 )
 
+# ARGV: step-up bits, step-up section, then auth time, aal and amr in the previous format.
 _UPDATE_AUTH = (
-    """
-local value = redis.call('GET', KEYS[1])
+    _BINARY
+    + _WIDTH
+    + _FIND
+    + """
 if not value then return 0 end
-local ref, seen, idle, _, _, _, rest = string.match(value, '"""
-    + _FIELDS
+if binary(value) then
+  local first = value:byte(1)
+  local start = 12 + WIDTH[bit.band(first, 3)] + WIDTH[bit.band(bit.rshift(first, 2), 3)]
+  local count = start + WIDTH[bit.band(bit.rshift(first, 4), 3)]
+  value = string.char(bit.bor(bit.band(first, 143), tonumber(ARGV[1]))) .. value:sub(2, start - 1) .. ARGV[2]
+    .. value:sub(count + 1 + value:byte(count))
+else
+  local ref, seen, idle, _, _, _, rest = string.match(value, '"""
+    + _LEGACY_FIELDS
     + """')
-redis.call('SET', KEYS[1], table.concat({ref, seen, idle, ARGV[1], ARGV[2], ARGV[3], rest}, '|'), 'KEEPTTL')
+  value = table.concat({ref, seen, idle, ARGV[3], ARGV[4], ARGV[5], rest}, '|')
+end
+redis.call('SET', key, value, 'KEEPTTL')
 return 1
 """
 )
 
+# KEYS: the user's index and the previous format's index (the same for an id that is not 32 hex digits).
+_EACH_INDEX = """
+local indexes = {KEYS[1]}
+if KEYS[2] ~= KEYS[1] then indexes[2] = KEYS[2] end
+"""
 
-def _short(digest: str) -> str:
-    """The hex SHA-256 digest in URL-safe base64: 43 characters instead of 64 in every key."""
-    if len(digest) == 64:
-        try:
-            return base64.urlsafe_b64encode(bytes.fromhex(digest)).rstrip(b"=").decode()
-        except ValueError:
-            pass
-    return "=" + digest
+# The user's live sessions with their devices ({key part, value, device, ...}), forgetting the ended.
+_LIST = (
+    _DEVICE
+    + _EACH_INDEX
+    + """
+local out, devices = {}, {}
+for _, index in ipairs(indexes) do
+  for _, part in ipairs(redis.call('HKEYS', index)) do
+    local value = redis.call('GET', ARGV[1] .. 's:' .. part)
+    if value then
+      local ref = device(value)
+      local found = ''
+      if ref then
+        found = devices[ref]
+        if found == nil then
+          found = redis.call('GET', ARGV[1] .. 'ua:' .. ref) or ''
+          devices[ref] = found
+        end
+      end
+      out[#out + 1] = part
+      out[#out + 1] = value
+      out[#out + 1] = found
+    else
+      redis.call('HDEL', index, part)
+    end
+  end
+end
+return out
+"""
+)
 
-
-def _long(short: str) -> str:
-    return short[1:] if short.startswith("=") else base64.urlsafe_b64decode(short + "=").hex()
-
-
-def _id(value: str) -> str:
-    """A 32-hex-digit identifier as 22 base64 characters; anything else kept as is, marked with '='."""
-    if len(value) == 32:
-        try:
-            return base64.urlsafe_b64encode(bytes.fromhex(value)).rstrip(b"=").decode()
-        except ValueError:
-            pass
-    return "=" + value
-
-
-def _unid(value: str) -> str:
-    return value[1:] if value.startswith("=") else base64.urlsafe_b64decode(value + "==").hex()
-
-
-def _time(at: float) -> str:
-    """A timestamp as its 8 IEEE-754 bytes in base64: 11 characters, exact."""
-    return base64.urlsafe_b64encode(struct.pack(">d", at)).rstrip(b"=").decode()
-
-
-def _untime(text: str) -> float:
-    value: float = struct.unpack(">d", base64.urlsafe_b64decode(text + "="))[0]
-    return value
-
-
-def _agent_ref(user_agent: str) -> str:
-    if not user_agent:
-        return ""
-    return base64.urlsafe_b64encode(hashlib.sha256(user_agent.encode()).digest()[:9]).decode()
-
-
-def _encode(record: SessionRecord) -> str:
-    # The device label comes last: it is the one field that could hold a '|', and split() stops before it.
-    return "|".join(
-        (
-            _agent_ref(record.user_agent),
-            _time(record.last_seen_at),
-            _time(record.idle_expires_at),
-            _time(record.auth_time),
-            record.aal.value,
-            ",".join(record.amr),
-            _time(record.created_at),
-            _time(record.absolute_expires_at),
-            _id(record.public_id),
-            _id(record.user_id),
-            record.ip.replace("|", ""),
-            *_extras(record),
-            record.device_label,
-        )
-    )
-
-
-_EXTRAS = "~"
-"""Marks the optional field of organization, connection and upstream assurance before the device label
-(labels never start with it, so sessions written before the field existed still read)."""
-
-
-def _clean(value: str) -> str:
-    return "".join(ch for ch in value if ch not in "|;, ")[:200]
-
-
-def _extras(record: SessionRecord) -> tuple[str, ...]:
-    if not (record.org_id or record.connection_id or record.upstream_acr or record.upstream_amr):
-        return ()
-    fields = (
-        record.org_id or "",
-        record.connection_id or "",
-        _clean(record.upstream_acr or ""),
-        ",".join(_clean(a) for a in record.upstream_amr if _clean(a)),
-    )
-    return (_EXTRAS + ";".join(fields),)
-
-
-def _decode(digest: str, value: str, user_agent: str) -> SessionRecord:
-    (_, last_seen, idle, auth_time, aal, amr, created_at, absolute, public_id, user_id, ip, label) = (
-        value.split("|", 11)
-    )
-    org_id = connection_id = upstream_acr = None
-    upstream_amr: tuple[str, ...] = ()
-    if label.startswith(_EXTRAS):
-        extras, _, label = label.partition("|")
-        org, connection, acr, up_amr = [*extras[len(_EXTRAS) :].split(";"), "", "", "", ""][:4]
-        org_id, connection_id, upstream_acr = org or None, connection or None, acr or None
-        upstream_amr = tuple(a for a in up_amr.split(",") if a)
-    return SessionRecord(
-        org_id=org_id,
-        connection_id=connection_id,
-        upstream_acr=upstream_acr,
-        upstream_amr=upstream_amr,
-        digest=digest,
-        public_id=_unid(public_id),
-        user_id=_unid(user_id),
-        created_at=_untime(created_at),
-        last_seen_at=_untime(last_seen),
-        idle_expires_at=_untime(idle),
-        absolute_expires_at=_untime(absolute),
-        auth_time=_untime(auth_time),
-        aal=Aal(aal),
-        amr=tuple(Amr(value) for value in amr.split(",") if value),
-        ip=ip,
-        user_agent=user_agent,
-        device_label=label,
-    )
+# Revoke-all in one round trip: every session in the user's index but the kept one (ARGV[2] or ARGV[3],
+# its key part in either format), and its entry.
+_DELETE_ALL = (
+    _EACH_INDEX
+    + """
+local deleted = 0
+for _, index in ipairs(indexes) do
+  for _, part in ipairs(redis.call('HKEYS', index)) do
+    if part ~= ARGV[2] and part ~= ARGV[3] then
+      deleted = deleted + redis.call('DEL', ARGV[1] .. 's:' .. part)
+      redis.call('HDEL', index, part)
+    end
+  end
+end
+return deleted
+"""
+)
 
 
 def _expire_ms(record: SessionRecord) -> int:
@@ -229,15 +213,35 @@ class RedisSessionStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
+        self._raw_prefix = prefix.encode()
         self._get: Any = client.register_script(_GET)
+        self._list: Any = client.register_script(_LIST)
         self._touch: Any = client.register_script(_TOUCH)
         self._update_auth: Any = client.register_script(_UPDATE_AUTH)
+        self._delete_all: Any = client.register_script(_DELETE_ALL)
 
-    def _key(self, digest: str) -> str:
-        return f"{self._prefix}s:{_short(digest)}"
+    def _keys(self, digest: str) -> tuple[bytes, str]:
+        """The session's key, and the key the previous format kept it at."""
+        return self._raw_prefix + b"s:" + fmt.session_key_part(
+            digest
+        ), f"{self._prefix}s:{fmt.legacy_short(digest)}"
 
-    def _user_key(self, user_id: str) -> str:
-        return f"{self._prefix}us:{_id(user_id)}"
+    def _indexes(self, user_id: str) -> tuple[bytes, str]:
+        return self._raw_prefix + b"us:" + fmt.user_key_part(
+            user_id
+        ), f"{self._prefix}us:{fmt.legacy_id(user_id)}"
+
+    async def _binary_script(
+        self, script: Any, keys: Sequence[bytes | str], args: Sequence[bytes | str]
+    ) -> Any:
+        """A script whose answer holds binary values: read undecoded, whatever the client decodes."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        undecoded: dict[str, Any] = {NEVER_DECODE: []}
+        try:
+            return await self._redis.execute_command(*command, **undecoded)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            await self._redis.script_load(script.script)
+            return await self._redis.execute_command(*command, **undecoded)  # type: ignore[no-untyped-call]
 
     async def create(self, record: SessionRecord) -> None:
         await self._create([record], transaction=True)
@@ -247,92 +251,83 @@ class RedisSessionStore:
         await self._create(records, transaction=False)
 
     async def _create(self, records: Sequence[SessionRecord], *, transaction: bool) -> None:
+        prefix = self._raw_prefix
         with translate_errors():
             async with self._redis.pipeline(transaction=transaction) as pipe:
                 for record in records:
                     absolute_ms = math.ceil(record.absolute_expires_at * 1000)
-                    ref = _agent_ref(record.user_agent)
-                    if ref:
-                        agent_key = f"{self._prefix}ua:{ref}"
-                        pipe.set(agent_key, record.user_agent, nx=True, pxat=absolute_ms)
-                        pipe.pexpireat(agent_key, absolute_ms, gt=True)
-                    pipe.set(self._key(record.digest), _encode(record), pxat=_expire_ms(record))
-                    user_key = self._user_key(record.user_id)
-                    pipe.hset(user_key, _short(record.digest), "")
-                    pipe.pexpireat(user_key, absolute_ms, gt=True)
-                    pipe.pexpireat(user_key, absolute_ms, nx=True)
+                    value, ref, device = fmt.encode(record)
+                    device_key = prefix + b"ua:" + ref
+                    pipe.set(device_key, device, nx=True, pxat=absolute_ms)
+                    pipe.pexpireat(device_key, absolute_ms, gt=True)
+                    part = fmt.session_key_part(record.digest)
+                    pipe.set(prefix + b"s:" + part, value, pxat=_expire_ms(record))
+                    index = prefix + b"us:" + fmt.user_key_part(record.user_id)
+                    pipe.hset(index, part, b"")
+                    pipe.pexpireat(index, absolute_ms, gt=True)
+                    pipe.pexpireat(index, absolute_ms, nx=True)
                 await pipe.execute()
 
     async def get(self, digest: str) -> SessionRecord | None:
         with translate_errors():
-            found = await self._get(keys=[self._key(digest)], args=[f"{self._prefix}ua:"])
+            found = await self._binary_script(self._get, self._keys(digest), [self._raw_prefix + b"ua:"])
         if not found:
             return None
-        value, user_agent = cast(list[str], found)
-        return _decode(digest, value, user_agent)
+        value, device = cast(list[bytes], found)
+        return fmt.decode(digest, value, device)
 
     async def touch(self, digest: str, *, last_seen_at: float, idle_expires_at: float) -> None:
         record = await self.get(digest)
         if record is None:
             return
         expires_ms = math.ceil(min(idle_expires_at, record.absolute_expires_at) * 1000)
+        bits, section = fmt.touched(
+            record.created_at, last_seen_at=last_seen_at, idle_expires_at=idle_expires_at
+        )
+        legacy = (fmt.legacy_time(last_seen_at), fmt.legacy_time(idle_expires_at))
         with translate_errors():
-            await self._touch(
-                keys=[self._key(digest)], args=[_time(last_seen_at), _time(idle_expires_at), expires_ms]
-            )
+            await self._touch(keys=self._keys(digest), args=[expires_ms, bits, section, *legacy])
 
     async def update_auth(self, digest: str, *, auth_time: float, aal: Aal, amr: Sequence[Amr]) -> bool:
+        bits, section = fmt.stepped_up(auth_time=auth_time, aal=aal, amr=tuple(amr))
+        legacy = (fmt.legacy_time(auth_time), aal.value, ",".join(amr))
         with translate_errors():
-            updated = await self._update_auth(
-                keys=[self._key(digest)], args=[_time(auth_time), aal.value, ",".join(amr)]
-            )
+            updated = await self._update_auth(keys=self._keys(digest), args=[bits, section, *legacy])
         return bool(updated)
 
     async def delete(self, digest: str) -> bool:
         record = await self.get(digest)
+        key, legacy_key = self._keys(digest)
         with translate_errors():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._key(digest))
+                pipe.delete(key, legacy_key)  # one of them at most (DEL counts a key named twice once)
                 if record is not None:
-                    pipe.hdel(self._user_key(record.user_id), _short(digest))
+                    index, legacy_index = self._indexes(record.user_id)
+                    pipe.hdel(index, fmt.session_key_part(digest))
+                    pipe.hdel(legacy_index, fmt.legacy_short(digest))
                 deleted, *_ = await pipe.execute()
         return bool(deleted)
 
     async def delete_for_user(self, user_id: str, *, except_digest: str | None = None) -> int:
-        user_key = self._user_key(user_id)
-        keep = _short(except_digest) if except_digest is not None else None
+        keep = (
+            (fmt.session_key_part(except_digest), fmt.legacy_short(except_digest))
+            if except_digest is not None
+            else (b"", b"")
+        )
         with translate_errors():
-            members = cast(list[str], await self._redis.hkeys(user_key))
-            shorts = [m for m in members if m != keep]
-            if not shorts:
-                return 0
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(*[f"{self._prefix}s:{m}" for m in shorts])
-                pipe.hdel(user_key, *shorts)
-                deleted, _ = await pipe.execute()
+            deleted = await self._delete_all(keys=self._indexes(user_id), args=[self._raw_prefix, *keep])
         return int(deleted)
 
     async def list_for_user(self, user_id: str) -> Sequence[SessionRecord]:
-        user_key = self._user_key(user_id)
         with translate_errors():
-            shorts = sorted(cast(list[str], await self._redis.hkeys(user_key)))
-            if not shorts:
-                return []
-            values = cast(list[str | None], await self._redis.mget([f"{self._prefix}s:{m}" for m in shorts]))
-            gone = [short for short, value in zip(shorts, values, strict=True) if value is None]
-            if gone:
-                await self._redis.hdel(user_key, *gone)
-            live = [(short, value) for short, value in zip(shorts, values, strict=True) if value is not None]
-            refs = sorted({value.split("|", 1)[0] for _, value in live} - {""})
-            agents: dict[str, str | None] = {}
-            if refs:
-                found = cast(
-                    list[str | None], await self._redis.mget([f"{self._prefix}ua:{r}" for r in refs])
-                )
-                agents = dict(zip(refs, found, strict=True))
-        return [
-            _decode(_long(short), value, agents.get(value.split("|", 1)[0]) or "") for short, value in live
+            found = cast(
+                list[bytes], await self._binary_script(self._list, self._indexes(user_id), [self._raw_prefix])
+            )
+        sessions = [
+            (fmt.digest_of(part), value, device)
+            for part, value, device in zip(found[0::3], found[1::3], found[2::3], strict=True)
         ]
+        return [fmt.decode(digest, value, device) for digest, value, device in sorted(sessions)]
 
 
 _SETTLE = """
