@@ -264,6 +264,18 @@ async def _migrate(services: Services) -> int:
     return 0
 
 
+def _share_hashing_cores(settings: Settings, *, workers: int) -> None:
+    """Several workers share the cores for password hashing: each computes as many hashes at once as
+    its share of them (at least one), unless THRESHOLD_ARGON2__MAX_CONCURRENT says otherwise. Four
+    hashes on two cores (two workers with a thread per core each) run slower in all than two: every
+    hash reads and writes 19 MiB or more, and they evict each other from the cache (measured: two
+    workers, sign-in 38/s with two hashing threads each, 46/s with one)."""
+    from threshold.core.passwords import usable_cpus
+
+    if workers > 1 and settings.argon2.max_concurrent == 0:
+        os.environ["THRESHOLD_ARGON2__MAX_CONCURRENT"] = str(max(1, usable_cpus() // workers))
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -277,6 +289,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_CONFIG
     asyncio.run(_require_schema(settings))  # one line here, not a traceback from every worker
     load_or_create_kek(settings.data_dir, settings.key_encryption_key)  # fail here, not in a worker
+    _share_hashing_cores(settings, workers=args.workers)
     config = uvicorn.Config(
         "threshold.web.app:app_from_environment",
         factory=True,
