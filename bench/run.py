@@ -214,14 +214,17 @@ def cli_json(env: dict[str, str], *args: str) -> dict[str, Any]:
     return result
 
 
-def refresh_tokens(base: str, env: dict[str, str], cookie: str, count: int) -> tuple[list[str], str]:
-    """`count` refresh-token families through the real code + PKCE flow; and the client's Basic header."""
+def refresh_tokens(
+    base: str, env: dict[str, str], cookie: str, count: int, *, id_token_alg: str = "RS256"
+) -> tuple[list[str], str]:
+    """`count` refresh-token families through the real code + PKCE flow; and the client's Basic header.
+    The client's ID tokens are RS256 (OpenID Connect's default) unless `id_token_alg` says otherwise."""
     redirect = "http://127.0.0.1:9/cb"
     client = cli_json(
         env,
         "clients", "create", "--name", "bench-rp", "--first-party", "--redirect-uri", redirect,
         "--grant-type", "authorization_code", "--grant-type", "refresh_token",
-        "--scope", "openid", "--scope", "offline_access",
+        "--scope", "openid", "--scope", "offline_access", "--id-token-alg", id_token_alg,
     )  # fmt: skip
     basic = "Basic " + base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
     tokens: list[str] = []
@@ -358,6 +361,9 @@ def run_backend(backend: Backend, args: argparse.Namespace, ceiling: float) -> d
         )
         if backend == "postgres+redis":
             results["refresh rotation"] = refresh_rotation(base, env, cookie, data, args)
+            results["refresh rotation (ES256 ID tokens)"] = refresh_rotation(
+                base, env, cookie, data, args, id_token_alg="ES256"
+            )
         for figures in results.values():
             figures["ratio_to_hello"] = round(figures["rps_median"] / ceiling, 3)
         return results
@@ -409,14 +415,20 @@ def workers_scaling(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def refresh_rotation(
-    base: str, env: dict[str, str], cookie: str, data: str, args: argparse.Namespace
+    base: str,
+    env: dict[str, str],
+    cookie: str,
+    data: str,
+    args: argparse.Namespace,
+    *,
+    id_token_alg: str = "RS256",
 ) -> dict[str, Any]:
     """Every request presents a live refresh token and gets its successor (reuse would revoke)."""
     connections = args.connections
     # enough families for the warm-up and every run: each run needs 2 x connections live tokens
     samples = []
     for index in range(args.runs + 1):
-        tokens, basic = refresh_tokens(base, env, cookie, 2 * connections)
+        tokens, basic = refresh_tokens(base, env, cookie, 2 * connections, id_token_alg=id_token_alg)
         pool = Path(data) / f"refresh-{index}.txt"
         pool.write_text("\n".join(tokens) + "\n")
         script = Path(data) / f"refresh-{index}.lua"
@@ -657,11 +669,26 @@ def main() -> None:
     parser.add_argument("--only-million", action="store_true", help="only the large-Redis run")
     parser.add_argument("--skip-workers", action="store_true", help="skip the one-worker / two-worker run")
     parser.add_argument("--only-workers", action="store_true", help="only the one-worker / two-worker run")
+    parser.add_argument(
+        "--only-refresh", action="store_true", help="only refresh rotation (PostgreSQL + Redis)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
     if args.only_million:
         print(json.dumps(million_sessions(args), indent=2))
+        return
+    if args.only_refresh:
+        with deployment("postgres+redis") as bench:
+            server = bench.start(prefix=_pin(SERVER_CPUS))
+            _, cookie, _ = signed_up(server.base_url)
+            found = {
+                alg: refresh_rotation(
+                    server.base_url, bench.env, cookie, str(bench.dir), args, id_token_alg=alg
+                )
+                for alg in ("RS256", "ES256")
+            }
+        print(json.dumps(found, indent=2))
         return
     if args.only_workers:
         print(json.dumps(workers_scaling(args), indent=2))
