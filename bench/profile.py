@@ -14,9 +14,7 @@ Not a test: it reports figures.
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
-import json
 import os
 import re
 import subprocess
@@ -26,14 +24,13 @@ from pathlib import Path
 
 from run import (
     CLIENT_CPUS,
-    PASSWORD,
     REFRESH_LUA,
     RESULTS,
     SERVER_CPUS,
     _pin,
-    cli_json,
+    client_credentials_script,
     deployment,
-    lua_post,
+    login_script,
     refresh_tokens,
     signed_up,
 )
@@ -102,25 +99,10 @@ def main() -> None:
         email, cookie, device = signed_up(base)
         connections, extra = args.connections, []
         if args.scenario == "login":
-            script = lua_post(
-                data / "login.lua",
-                json.dumps({"email": email, "password": PASSWORD}),
-                "application/json",
-                {"Cookie": device},
-            )
+            script = login_script(data, email, device)
             url, connections = f"{base}/api/v1/login", 8
         elif args.scenario == "client_credentials":
-            client = cli_json(
-                env, "clients", "create", "--name", "bench-svc", "--grant-type", "client_credentials",
-                "--scope", "api:read",
-            )  # fmt: skip
-            basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
-            script = lua_post(
-                data / "cc.lua",
-                "grant_type=client_credentials&scope=api%3Aread",
-                "application/x-www-form-urlencoded",
-                {"Authorization": f"Basic {basic}"},
-            )
+            script = client_credentials_script(env, data)
             url = f"{base}/oauth2/token"
         elif args.scenario == "refresh":
             tokens, basic = refresh_tokens(base, env, cookie, 2 * connections)

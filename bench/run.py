@@ -202,6 +202,26 @@ def lua_post(path: Path, body: str, content_type: str, extra: dict[str, str] | N
     return str(path)
 
 
+def login_script(data: Path, email: str, device: str) -> str:
+    """A wrk script signing `email` in as a returning browser (its device cookie sent)."""
+    body = json.dumps({"email": email, "password": PASSWORD})
+    return lua_post(data / "login.lua", body, "application/json", {"Cookie": device})
+
+
+def client_credentials_script(env: dict[str, str], data: Path) -> str:
+    """A wrk script asking for a client_credentials token as a new confidential client (Basic auth)."""
+    client = cli_json(
+        env, "clients", "create", "--name", "bench-svc", "--grant-type", "client_credentials", "--scope", "api:read"
+    )  # fmt: skip
+    basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    return lua_post(
+        data / "cc.lua",
+        "grant_type=client_credentials&scope=api%3Aread",
+        "application/x-www-form-urlencoded",
+        {"Authorization": f"Basic {basic}"},
+    )
+
+
 def cli_json(env: dict[str, str], *args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "threshold", *args, "--json"],
@@ -336,26 +356,12 @@ def run_backend(backend: Backend, args: argparse.Namespace, ceiling: float) -> d
         results: dict[str, Any] = {"/healthz (FastAPI route)": scenario(f"{base}/healthz", headers={}, **run)}
         results["session check"] = scenario(f"{base}/api/v1/session", headers={"Cookie": cookie}, **run)
         results["forward-auth"] = scenario(f"{base}/api/v1/forward-auth", headers={"Cookie": cookie}, **run)
-        login = lua_post(
-            Path(data) / "login.lua",
-            json.dumps({"email": email, "password": PASSWORD}),
-            "application/json",
-            {"Cookie": device},
-        )
+        login = login_script(Path(data), email, device)
         results["password login"] = scenario(
             f"{base}/api/v1/login", headers={}, script=login, **{**run, "connections": 8}
         )
         results["password login (+ session checks)"] = login_under_load(base, login, cookie, args)
-        client = cli_json(
-            env, "clients", "create", "--name", "bench-svc", "--grant-type", "client_credentials", "--scope", "api:read"
-        )  # fmt: skip
-        basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
-        token_script = lua_post(
-            Path(data) / "cc.lua",
-            "grant_type=client_credentials&scope=api%3Aread",
-            "application/x-www-form-urlencoded",
-            {"Authorization": f"Basic {basic}"},
-        )
+        token_script = client_credentials_script(env, Path(data))
         results["client_credentials token"] = scenario(
             f"{base}/oauth2/token", headers={}, script=token_script, **run
         )
@@ -381,23 +387,8 @@ def workers_scaling(args: argparse.Namespace) -> dict[str, Any]:
             email, cookie, device = signed_up(base)
             data = Path(bench.dir)
             run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
-            login = lua_post(
-                data / "login.lua",
-                json.dumps({"email": email, "password": PASSWORD}),
-                "application/json",
-                {"Cookie": device},
-            )
-            client = cli_json(
-                bench.env, "clients", "create", "--name", "bench-svc", "--grant-type", "client_credentials",
-                "--scope", "api:read",
-            )  # fmt: skip
-            basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
-            token_script = lua_post(
-                data / "cc.lua",
-                "grant_type=client_credentials&scope=api%3Aread",
-                "application/x-www-form-urlencoded",
-                {"Authorization": f"Basic {basic}"},
-            )
+            login = login_script(data, email, device)
+            token_script = client_credentials_script(bench.env, data)
             figures[str(workers)] = {
                 "session check": scenario(f"{base}/api/v1/session", headers={"Cookie": cookie}, **run),
                 "password login": scenario(
