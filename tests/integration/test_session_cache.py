@@ -24,7 +24,7 @@ from threshold.adapters.sql.invalidation import channel_name as pg_channel
 from threshold.adapters.sql.scim_repos import SqlScimTokenRepo
 from threshold.core.models import Aal, Amr, PasswordCredential, RequestContext, User
 from threshold.core.scim.tokens import TOUCH_INTERVAL, ScimTokens
-from threshold.core.secrets import new_id
+from threshold.core.secrets import digest, new_id
 from threshold.scim.wiring import scim_tokens
 from threshold.services import Services, build_services
 from threshold.settings import Settings
@@ -262,6 +262,47 @@ async def test_concurrent_checks_of_one_session_share_one_store_read(pair: tuple
     results = await asyncio.gather(*(b.session_check(token) for _ in range(20)))
     assert all(found is not None for found in results)
     assert reads == 1
+
+
+async def test_a_check_after_a_revocation_does_not_share_a_read_that_began_before_it(
+    pair: tuple[Services, Services],
+) -> None:
+    """The single-flight read must not hand a revoked session to a request that arrived after B heard of
+    the revocation: that request reads the store again."""
+    a, b = pair
+    _, token = await _signed_in(a)
+    store = b.sessions._store
+    original = store.get
+    release = asyncio.Event()
+    first = True
+
+    async def read_then_wait(key: str) -> object:
+        nonlocal first
+        found = await original(key)  # read before the revocation commits ...
+        if first:
+            first = False
+            await release.wait()  # ... and answered after it
+        return found
+
+    store.get = read_then_wait  # type: ignore[method-assign,assignment]
+    before = asyncio.ensure_future(b.session_check(token))
+    await asyncio.sleep(0.01)
+    record = await a.sessions.live_session(digest(token))
+    assert record is not None
+    epoch = b.session_check.cache.epoch
+    await a.sessions.end_session(record)
+    cache = b.session_check.cache
+
+    def heard() -> bool:
+        cache.get("nothing")  # on SQLite B hears when it looks (the change file is probed at each look)
+        return cache.epoch != epoch
+
+    await _until(heard, "B to hear of the revocation")
+    after = asyncio.ensure_future(b.session_check(token))
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await before is not None  # it began before the revocation: either answer is right
+    assert await after is None
 
 
 async def _scim_token(services: Services) -> tuple[ScimTokens, Any, str]:

@@ -354,7 +354,7 @@ class SessionCheck:
         self.cache = cache
         self._clock = clock
         self._touch_interval = touch_interval
-        self._loading: dict[str, asyncio.Task[tuple[SessionRecord, User] | None]] = {}
+        self._loading: dict[str, tuple[asyncio.Task[tuple[SessionRecord, User] | None], int]] = {}
 
     async def __call__(self, token: str) -> tuple[SessionRecord, User] | None:
         if not token or len(token) > 128:
@@ -368,11 +368,15 @@ class SessionCheck:
             if now < record.expires_at and now - record.last_seen_at < self._touch_interval:
                 return hit
         # One store read per session at a time: the requests that arrive meanwhile (a browser's burst,
-        # or every request once a hot entry ages out) share its answer instead of piling onto the store.
-        task = self._loading.get(key)
-        if task is None:
+        # or every request once a hot entry ages out) share its answer instead of piling onto the store;
+        # unless an invalidation arrived since it began (a revocation, say): then it may have read what
+        # was revoked, and a request after the revocation reads again.
+        loading = self._loading.get(key)
+        if loading is not None and loading[1] == self.cache.epoch:
+            task = loading[0]
+        else:
             task = asyncio.ensure_future(self._load(key))
-            self._loading[key] = task
+            self._loading[key] = (task, self.cache.epoch)
             task.add_done_callback(lambda done: self._settled(key, done))
         return await asyncio.shield(task)
 
@@ -393,7 +397,8 @@ class SessionCheck:
         return record, user
 
     def _settled(self, key: str, task: asyncio.Task[tuple[SessionRecord, User] | None]) -> None:
-        if self._loading.get(key) is task:
+        loading = self._loading.get(key)
+        if loading is not None and loading[0] is task:
             del self._loading[key]
         if not task.cancelled():
             task.exception()  # every waiter has it; mark it seen even if all of them went away
