@@ -60,6 +60,7 @@ class KeyRing:
         self._loaded_at = -1e9
         self._unknown_kid_at = -1e9
         self._lock = asyncio.Lock()
+        self._reloading: asyncio.Future[None] | None = None
 
     async def _create(self, alg: str, state: KeyState) -> SigningKey:
         kid = f"{alg.lower()}-{new_token()[:16]}"
@@ -96,10 +97,29 @@ class KeyRing:
         self._loaded_at = time.monotonic()
 
     async def _fresh(self) -> None:
-        if time.monotonic() - self._loaded_at > RELOAD_INTERVAL:
-            async with self._lock:
-                if time.monotonic() - self._loaded_at > RELOAD_INTERVAL:
-                    await self.reload()
+        if time.monotonic() - self._loaded_at <= RELOAD_INTERVAL:
+            return
+        if not self._keys:  # nothing to answer with yet: wait for the read
+            await self._reload_when_stale()
+            return
+        # The ring in memory answers while one read replaces it in the background: otherwise every
+        # request arriving during the read waits on the lock, a stall of the whole endpoint every 30 s.
+        # A rotation elsewhere is seen as late as before: its new active key was published a rotation
+        # ahead, so tokens it signs verify here meanwhile.
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.ensure_future(self._reload_in_background())
+
+    async def _reload_when_stale(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._loaded_at > RELOAD_INTERVAL:
+                await self.reload()
+
+    async def _reload_in_background(self) -> None:
+        try:
+            await self._reload_when_stale()
+        except Exception:  # the database is down, say: keep the ring, try again in a second
+            log.warning("signing keys could not be reloaded; the ones in memory stay", exc_info=True)
+            self._loaded_at = time.monotonic() - RELOAD_INTERVAL + 1.0
 
     def _private_key(self, key: SigningKey) -> Key:
         cached = self._private.get(key.kid)
