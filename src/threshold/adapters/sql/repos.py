@@ -69,19 +69,21 @@ class SqlUserRepo:
                 raise EmailUnavailable() from error
 
     async def remember_device(self, user_id: str, device: str, at: float) -> bool:
-        """One statement: insert the device, or move its last sighting; it is new when the row's first
-        sighting is this one."""
-        d = t.known_devices.c
         statement = (
             _insert(self._engine, t.known_devices)
             .values(user_id=user_id, device=device, first_seen_at=at, last_seen_at=at)
-            .on_conflict_do_update(index_elements=["user_id", "device"], set_={"last_seen_at": at})
-            .returning(d.first_seen_at)
+            .on_conflict_do_nothing(index_elements=["user_id", "device"])
         )
         with translate_errors():
             async with writing(self._engine) as conn:
-                first_seen_at = (await conn.execute(statement)).scalar_one()
-        return bool(first_seen_at == at)
+                result = await conn.execute(statement)
+                if not result.rowcount:
+                    await conn.execute(
+                        update(t.known_devices)
+                        .where(t.known_devices.c.user_id == user_id, t.known_devices.c.device == device)
+                        .values(last_seen_at=at)
+                    )
+        return bool(result.rowcount)
 
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         with translate_errors():
