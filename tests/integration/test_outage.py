@@ -88,7 +88,7 @@ def _redis_calls(client: Any) -> dict[str, Call]:
         "sessions.list_for_user": lambda: sessions.list_for_user("x"),
         "limits.get": lambda: limits.get("k", window=60, now=time.time()),
         "limits.increment": lambda: limits.increment("k", window=60, now=time.time()),
-        "limits.reset": lambda: limits.reset("k", window=60, now=time.time()),
+        "limits.settle": lambda: limits.settle(reset=[("k", 60)], now=time.time()),
     }
 
 

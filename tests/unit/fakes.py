@@ -190,15 +190,6 @@ class InMemoryRateLimitStore:
         self.counts[(key, start)] = self.counts.get((key, start), 0) + 1
         return WindowCount(count=self.counts[(key, start)], retry_after=retry_after)
 
-    async def reset(self, key: str, *, window: int, now: float) -> None:
-        for k in [k for k in self.counts if k[0] == key]:
-            del self.counts[k]
-
-    async def refund(self, key: str, *, window: int, now: float) -> None:
-        start, _ = self._window(window, now)
-        if self.counts.get((key, start), 0) > 0:
-            self.counts[(key, start)] -= 1
-
     async def increment_all(self, counters: Sequence[tuple[str, int]], *, now: float) -> list[WindowCount]:
         return [await self.increment(key, window=window, now=now) for key, window in counters]
 
@@ -206,9 +197,12 @@ class InMemoryRateLimitStore:
         self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
     ) -> None:
         for key, window in refund:
-            await self.refund(key, window=window, now=now)
-        for key, window in reset:
-            await self.reset(key, window=window, now=now)
+            start, _ = self._window(window, now)
+            if self.counts.get((key, start), 0) > 0:
+                self.counts[(key, start)] -= 1
+        for key, _ in reset:
+            for k in [k for k in self.counts if k[0] == key]:
+                del self.counts[k]
 
 
 class InMemoryEphemeralStore:

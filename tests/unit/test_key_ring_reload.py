@@ -12,11 +12,12 @@ from threshold.core.crypto import SecretBox
 from threshold.core.errors import DependencyUnavailable
 from threshold.oidc import keys as key_module
 from threshold.oidc.keys import KeyRing
-from threshold.oidc.models import KeyState, SigningKey
+from threshold.oidc.models import SigningKey
 
 
 class SlowRepo:
-    """Signing keys in memory; `list` waits for `release` while `hold` is set, or fails with `fail`."""
+    """Signing keys in memory; `list` waits for `release` while `hold` is set, or fails with `fail`. The
+    ring reads and adds keys here; it rotates none (no `transition`)."""
 
     def __init__(self) -> None:
         self.keys: list[SigningKey] = []
@@ -35,17 +36,6 @@ class SlowRepo:
         if self.fail:
             raise DependencyUnavailable()
         return list(self.keys)
-
-    async def transition(
-        self,
-        kid: str,
-        *,
-        from_state: KeyState,
-        to_state: KeyState,
-        at: float,
-        expires_at: float | None = None,
-    ) -> bool:
-        raise NotImplementedError
 
 
 def _ring(repo: SlowRepo) -> KeyRing:

@@ -116,12 +116,6 @@ class RateLimitStore(Protocol):
 
     async def increment(self, key: str, *, window: int, now: float) -> WindowCount: ...
 
-    async def reset(self, key: str, *, window: int, now: float) -> None: ...
-
-    async def refund(self, key: str, *, window: int, now: float) -> None:
-        """Give back one counted attempt of the window `now` falls in (never below zero)."""
-        ...
-
     async def increment_all(self, counters: Sequence[tuple[str, int]], *, now: float) -> list[WindowCount]:
         """`increment` of each (key, window), in one round trip."""
         ...
@@ -129,7 +123,8 @@ class RateLimitStore(Protocol):
     async def settle(
         self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
     ) -> None:
-        """`refund` each of `refund` and `reset` each of `reset` (key, window), in one round trip."""
+        """In one round trip: give back one counted attempt of each of `refund` (key, window) in the
+        window `now` falls in, never below zero; and clear each of `reset`."""
         ...
 
 

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from threshold.core.accounts import Accounts
 from threshold.core.clock import Clock
@@ -64,7 +64,7 @@ class SessionCache:
         self._live = probe is not None
         self._on_live = on_live
         self.epoch = 0
-        self._reading: dict[str, tuple[asyncio.Future[object | None], int]] = {}
+        self._reading: dict[str, tuple[asyncio.Future[Any], int]] = {}
         if on_live is not None:
             on_live(self._live)
 
@@ -129,45 +129,20 @@ class SessionCache:
             return None
         return found[0]
 
-    async def item(self, key: str, read: Callable[[], Awaitable[T | None]]) -> T | None:
-        """The item under `key`: from memory while live and fresh, else `read()` from the store.
+    def read_once(self, key: str, read: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        """The one store read of `key` under way, or `read()` started: the requests that arrive while it
+        runs (a browser's burst, or every request once a hot entry ages out) share its answer instead of
+        piling onto the store. Unless an invalidation arrived since it began (a revocation, say): it may
+        have read what was revoked, so a request after the invalidation starts a read of its own.
 
-        One read per key at a time: the requests that arrive meanwhile share its answer, unless an
-        invalidation arrived since it started (then they read again). A hot entry past half its
-        `max_age` is read again in the background while it keeps answering, so it is replaced before it
-        expires instead of every request waiting on the store at once when it does; nothing is
-        answered from memory past `max_age`.
-        """
-        if self._answering():
-            found = self._items.get(key)
-            if found is not None:
-                age = self._monotonic() - found[1]
-                if age < self._max_age:
-                    if age >= self._max_age / 2 and not self._sharing(key):
-                        self._read(key, read)  # ahead of expiry; this request answers from memory
-                    return cast("T", found[0])
-                del self._items[key]
+        Keys are a session's digest or an item's key (`ITEM_PREFIX`), which never meet."""
         shared = self._reading.get(key)
-        future = shared[0] if shared is not None and shared[1] == self.epoch else self._read(key, read)
-        return cast("T | None", await asyncio.shield(future))
+        if shared is not None and shared[1] == self.epoch:
+            return cast("asyncio.Future[T]", shared[0])
+        future = asyncio.ensure_future(read())
+        self._reading[key] = (future, self.epoch)
 
-    def _sharing(self, key: str) -> bool:
-        shared = self._reading.get(key)
-        return shared is not None and shared[1] == self.epoch
-
-    def _read(self, key: str, read: Callable[[], Awaitable[T | None]]) -> asyncio.Future[object | None]:
-        epoch = self.epoch
-
-        async def run() -> object | None:
-            value = await read()
-            if value is not None:
-                self.put_item(key, value, epoch=epoch)
-            return value
-
-        future: asyncio.Future[object | None] = asyncio.ensure_future(run())
-        self._reading[key] = (future, epoch)
-
-        def settled(done: asyncio.Future[object | None]) -> None:
+        def settled(done: asyncio.Future[T]) -> None:
             if self._reading.get(key, (None, 0))[0] is done:
                 del self._reading[key]
             if not done.cancelled():
@@ -175,6 +150,33 @@ class SessionCache:
 
         future.add_done_callback(settled)
         return future
+
+    async def item(self, key: str, read: Callable[[], Awaitable[T | None]]) -> T | None:
+        """The item under `key`: from memory while live and fresh, else `read()` from the store (one read
+        at a time, `read_once`). A hot entry past half its `max_age` is read again in the background
+        while it keeps answering, so it is replaced before it expires instead of every request waiting
+        on the store at once when it does; nothing is answered from memory past `max_age`."""
+        if self._answering():
+            found = self._items.get(key)
+            if found is not None:
+                age = self._monotonic() - found[1]
+                if age < self._max_age:
+                    if age >= self._max_age / 2:
+                        self._read_item(key, read)  # ahead of expiry (or the read already under way)
+                    return cast("T", found[0])
+                del self._items[key]
+        return await asyncio.shield(self._read_item(key, read))
+
+    def _read_item(self, key: str, read: Callable[[], Awaitable[T | None]]) -> asyncio.Future[T | None]:
+        epoch = self.epoch
+
+        async def read_and_keep() -> T | None:
+            value = await read()
+            if value is not None:
+                self.put_item(key, value, epoch=epoch)
+            return value
+
+        return self.read_once(key, read_and_keep)
 
     def put_item(self, key: str, value: object, *, epoch: int) -> None:
         if not self._live or not self.enabled or epoch != self.epoch:
@@ -354,7 +356,6 @@ class SessionCheck:
         self.cache = cache
         self._clock = clock
         self._touch_interval = touch_interval
-        self._loading: dict[str, tuple[asyncio.Task[tuple[SessionRecord, User] | None], int]] = {}
 
     async def __call__(self, token: str) -> tuple[SessionRecord, User] | None:
         if not token or len(token) > 128:
@@ -367,18 +368,8 @@ class SessionCheck:
             # Past its cached expiry, or due a last-seen write: the store decides.
             if now < record.expires_at and now - record.last_seen_at < self._touch_interval:
                 return hit
-        # One store read per session at a time: the requests that arrive meanwhile (a browser's burst,
-        # or every request once a hot entry ages out) share its answer instead of piling onto the store;
-        # unless an invalidation arrived since it began (a revocation, say): then it may have read what
-        # was revoked, and a request after the revocation reads again.
-        loading = self._loading.get(key)
-        if loading is not None and loading[1] == self.cache.epoch:
-            task = loading[0]
-        else:
-            task = asyncio.ensure_future(self._load(key))
-            self._loading[key] = (task, self.cache.epoch)
-            task.add_done_callback(lambda done: self._settled(key, done))
-        return await asyncio.shield(task)
+        # One store read per session at a time, shared by the requests that arrive meanwhile.
+        return await asyncio.shield(self.cache.read_once(key, lambda: self._load(key)))
 
     async def lookup(self, key: str) -> tuple[SessionRecord, User] | None:
         """The live session with this digest and its enabled user, without a last-seen write (for grants
@@ -395,13 +386,6 @@ class SessionCheck:
             return None
         self.cache.put(key, record, user, epoch=epoch)
         return record, user
-
-    def _settled(self, key: str, task: asyncio.Task[tuple[SessionRecord, User] | None]) -> None:
-        loading = self._loading.get(key)
-        if loading is not None and loading[0] is task:
-            del self._loading[key]
-        if not task.cancelled():
-            task.exception()  # every waiter has it; mark it seen even if all of them went away
 
     async def _load(self, key: str) -> tuple[SessionRecord, User] | None:
         epoch = self.cache.epoch

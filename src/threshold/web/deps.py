@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import Request
@@ -95,3 +95,10 @@ async def csrf_protect(request: Request) -> None:
     check_same_origin(request, get_services(request).settings)
     if SESSION_COOKIE in request.cookies:
         check_csrf_token(request, request.headers.get(CSRF_HEADER))
+
+
+# The dependencies as parameter types, for every router.
+ServicesDep = Annotated[Services, Depends(services_dep)]
+ContextDep = Annotated[RequestContext, Depends(context_dep)]
+AuthDep = Annotated[Authenticated, Depends(require_session)]
+MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]

@@ -31,7 +31,7 @@ async def test_increment_get_reset(rate_limits: RateLimitStore) -> None:
     assert got.count == 2
     assert got.retry_after == WINDOW - 30
 
-    await rate_limits.reset(key, window=WINDOW, now=start + 40)
+    await rate_limits.settle(reset=[(key, WINDOW)], now=start + 40)
     assert (await rate_limits.get(key, window=WINDOW, now=start + 41)).count == 0
     assert (await rate_limits.get(other, window=WINDOW, now=start + 41)).count == 1
     assert (await rate_limits.increment(key, window=WINDOW, now=start + 42)).count == 1
@@ -74,7 +74,7 @@ async def test_refund_gives_back_one_attempt_of_the_current_window(rate_limits: 
         await rate_limits.increment(key, window=WINDOW, now=start + 1)
     await rate_limits.increment(other, window=WINDOW, now=start + 1)
 
-    await rate_limits.refund(key, window=WINDOW, now=start + 2)
+    await rate_limits.settle(refund=[(key, WINDOW)], now=start + 2)
 
     assert (await rate_limits.get(key, window=WINDOW, now=start + 3)).count == 2
     assert (await rate_limits.get(other, window=WINDOW, now=start + 3)).count == 1
@@ -84,11 +84,11 @@ async def test_refund_gives_back_one_attempt_of_the_current_window(rate_limits: 
 async def test_refund_never_goes_below_zero(rate_limits: RateLimitStore) -> None:
     key = f"login:{new_id()}"
     start = _next_window_start()
-    await rate_limits.refund(key, window=WINDOW, now=start + 1)  # nothing counted yet
+    await rate_limits.settle(refund=[(key, WINDOW)], now=start + 1)  # nothing counted yet
     assert (await rate_limits.get(key, window=WINDOW, now=start + 1)).count == 0
 
     await rate_limits.increment(key, window=WINDOW, now=start + 1)
-    await asyncio.gather(*(rate_limits.refund(key, window=WINDOW, now=start + 2) for _ in range(5)))
+    await asyncio.gather(*(rate_limits.settle(refund=[(key, WINDOW)], now=start + 2) for _ in range(5)))
 
     assert (await rate_limits.get(key, window=WINDOW, now=start + 3)).count == 0
     assert (await rate_limits.increment(key, window=WINDOW, now=start + 4)).count == 1
@@ -100,7 +100,7 @@ async def test_refund_leaves_other_windows_alone(rate_limits: RateLimitStore) ->
     await rate_limits.increment(key, window=WINDOW, now=start + 1)
     await rate_limits.increment(key, window=WINDOW, now=start + WINDOW + 1)
 
-    await rate_limits.refund(key, window=WINDOW, now=start + WINDOW + 2)
+    await rate_limits.settle(refund=[(key, WINDOW)], now=start + WINDOW + 2)
 
     assert (await rate_limits.get(key, window=WINDOW, now=start + 2)).count == 1
     assert (await rate_limits.get(key, window=WINDOW, now=start + WINDOW + 3)).count == 0
@@ -114,7 +114,7 @@ async def test_concurrent_increments_and_refunds_balance(rate_limits: RateLimitS
 
     async def attempt() -> None:
         await rate_limits.increment(key, window=WINDOW, now=now)
-        await rate_limits.refund(key, window=WINDOW, now=now)
+        await rate_limits.settle(refund=[(key, WINDOW)], now=now)
 
     await asyncio.gather(*(attempt() for _ in range(20)))
 

@@ -377,12 +377,6 @@ class RedisRateLimitStore:
             for count, (_, _, retry_after) in zip(results[::2], keys, strict=True)
         ]
 
-    async def reset(self, key: str, *, window: int, now: float) -> None:
-        await self.settle(reset=[(key, window)], now=now)
-
-    async def refund(self, key: str, *, window: int, now: float) -> None:
-        await self.settle(refund=[(key, window)], now=now)
-
     async def settle(
         self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
     ) -> None:

@@ -374,12 +374,6 @@ class SqlRateLimitStore:
                     counts.append(WindowCount(count=int(count), retry_after=retry_after))
         return counts
 
-    async def reset(self, key: str, *, window: int, now: float) -> None:
-        await self.settle(reset=[(key, window)], now=now)
-
-    async def refund(self, key: str, *, window: int, now: float) -> None:
-        await self.settle(refund=[(key, window)], now=now)
-
     async def settle(
         self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
     ) -> None:

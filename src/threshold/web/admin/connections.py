@@ -3,9 +3,9 @@ operator's admin token or the organization's own admins (see org_access)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.responses import JSONResponse
 
@@ -14,12 +14,10 @@ from threshold.core.errors import InvalidRequest
 from threshold.core.orgs.models import OrgRole
 from threshold.core.orgs.service import check_may_manage
 from threshold.core.sso.connections import ConnectionSpec
-from threshold.services import Services
 from threshold.web.admin.org_access import OrgAdmin
-from threshold.web.deps import services_dep
+from threshold.web.deps import ServicesDep
 
 router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
-ServicesDep = Annotated[Services, Depends(services_dep)]
 Role = Literal["owner", "admin", "member"]
 
 

@@ -16,13 +16,11 @@ from starlette.responses import JSONResponse
 
 from threshold.core.orgs.service import domain_summary, invitation_summary, membership_summary, org_summary
 from threshold.oidc.provider import VerifiedAccessToken
-from threshold.services import Services
 from threshold.web.admin.org_access import OrgAccess, OrgAdmin
 from threshold.web.admin.routes import admin_context, require_admin
-from threshold.web.deps import services_dep
+from threshold.web.deps import ServicesDep
 
 router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
-ServicesDep = Annotated[Services, Depends(services_dep)]
 AdminDep = Annotated[VerifiedAccessToken, Depends(require_admin)]
 
 

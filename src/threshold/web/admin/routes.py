@@ -17,8 +17,7 @@ from threshold.oidc.errors import InsufficientScope
 from threshold.oidc.models import ACCESS_TOKEN_DEFAULT_ALG, ID_TOKEN_DEFAULT_ALG, key_summary
 from threshold.oidc.models import client_summary as client_dict
 from threshold.oidc.provider import ADMIN_SCOPE, VerifiedAccessToken
-from threshold.services import Services
-from threshold.web.deps import get_services, request_context, services_dep
+from threshold.web.deps import ServicesDep, get_services, request_context
 from threshold.web.oauth.routes import bearer_token
 
 
@@ -30,7 +29,6 @@ async def require_admin(request: Request) -> VerifiedAccessToken:
 
 
 router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)], tags=["admin v1"])
-ServicesDep = Annotated[Services, Depends(services_dep)]
 AdminDep = Annotated[VerifiedAccessToken, Depends(require_admin)]
 
 

@@ -12,13 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from threshold.core.scim.tokens import ScimTokens, scim_token_summary
-from threshold.services import Services
 from threshold.web.admin.org_access import OrgAdmin
-from threshold.web.deps import services_dep
 from threshold.web.scim import scim_for
 
 router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
-ServicesDep = Annotated[Services, Depends(services_dep)]
 
 
 async def _tokens(request: Request) -> ScimTokens:

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field, StrictBool, StrictStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from threshold.core.flows.outcome import MfaRequired
-from threshold.core.models import RequestContext
-from threshold.services import Services
 from threshold.web.api.v1 import PROBLEM, apply_outcome, user_out
 from threshold.web.deps import (
-    Authenticated,
-    context_dep,
+    AuthDep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
     csrf_protect,
-    optional_session,
-    require_session,
-    services_dep,
 )
 from threshold.web.security import EMAIL_LOGIN_COOKIE
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: email"])
-
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-AuthDep = Annotated[Authenticated, Depends(require_session)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 
 class EmailIn(BaseModel):

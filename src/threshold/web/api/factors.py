@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import segno
 from fastapi import APIRouter, Depends, Response
@@ -12,25 +12,19 @@ from starlette.responses import JSONResponse
 
 from threshold.core.clock import iso
 from threshold.core.flows.factors import FactorAdded, Factors
-from threshold.core.models import Passkey, RequestContext
+from threshold.core.models import Passkey
 from threshold.services import Services
 from threshold.web.api.v1 import PROBLEM, SessionOut, apply_outcome, signed_in_response
 from threshold.web.deps import (
-    Authenticated,
-    context_dep,
+    AuthDep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
     csrf_protect,
-    optional_session,
-    require_session,
-    services_dep,
 )
 from threshold.web.security import PENDING_COOKIE
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: factors"])
-
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-AuthDep = Annotated[Authenticated, Depends(require_session)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 
 def factors_of(services: Services) -> Factors:

@@ -3,22 +3,20 @@ the account page's organization switcher)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.responses import JSONResponse
 
 from threshold.core.orgs.models import Membership, Organization
-from threshold.services import Services
 from threshold.web.api.v1 import PROBLEM, SessionOut, UserOut, session_out, user_out
-from threshold.web.deps import Authenticated, csrf_protect, require_session, services_dep
+from threshold.web.deps import (
+    AuthDep,
+    ServicesDep,
+    csrf_protect,
+)
 from threshold.web.security import set_session_cookie
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1: organizations"])
-
-ServicesDep = Annotated[Services, Depends(services_dep)]
-AuthDep = Annotated[Authenticated, Depends(require_session)]
 
 
 class OrganizationOut(BaseModel):

@@ -14,17 +14,17 @@ from starlette.responses import JSONResponse
 from threshold.core.clock import iso
 from threshold.core.errors import MfaEnrollmentRequired
 from threshold.core.flows.outcome import MfaRequired, SignInOutcome, VerificationPending
-from threshold.core.models import RequestContext, SessionRecord, User
+from threshold.core.models import SessionRecord, User
 from threshold.core.sessions import IssuedSession
 from threshold.core.sso.errors import SsoRequired
 from threshold.services import Services
 from threshold.web.deps import (
+    AuthDep,
     Authenticated,
-    context_dep,
+    ContextDep,
+    ServicesDep,
     csrf_protect,
     optional_session,
-    require_session,
-    services_dep,
 )
 from threshold.web.hotpath import FastLane
 from threshold.web.security import (
@@ -39,9 +39,6 @@ from threshold.web.security import (
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(csrf_protect)], tags=["api v1"])
 fast_lane = FastLane(router)  # the session check and forward-auth, answered without the router too
 
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-AuthDep = Annotated[Authenticated, Depends(require_session)]
 
 PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem details (RFC 9457)"}
 

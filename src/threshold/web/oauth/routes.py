@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -27,14 +27,12 @@ from threshold.oidc.provider import (
     Provider,
     RedirectTo,
 )
-from threshold.services import Services
 from threshold.web.access_log import note_user
 from threshold.web.deps import (
     Authenticated,
-    context_dep,
+    ContextDep,
+    MaybeAuth,
     get_services,
-    optional_session,
-    services_dep,
 )
 from threshold.web.hotpath import FastLane
 from threshold.web.pages.render import PageApplication, render
@@ -42,9 +40,6 @@ from threshold.web.security import check_csrf_token, check_same_origin, clear_se
 
 router = APIRouter(include_in_schema=False)
 fast_lane = FastLane(router)  # the token endpoint, answered without the router too
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 AUTHORIZE_PARAMS = (

@@ -4,10 +4,10 @@ redirects."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -19,14 +19,14 @@ from threshold.core.errors import (
     ThresholdError,
 )
 from threshold.core.flows.factors import LOW_RECOVERY_CODES
-from threshold.core.models import AuditKind, Method, RequestContext
+from threshold.core.models import AuditKind, Method
 from threshold.services import Services
 from threshold.web.deps import (
     Authenticated,
-    context_dep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
     get_services,
-    optional_session,
-    services_dep,
 )
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import field, read_form, redirect, redirect_with_session
@@ -36,10 +36,6 @@ from threshold.web.security import (
 )
 
 router = APIRouter(include_in_schema=False)
-
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 
 async def account_view(

@@ -5,10 +5,9 @@ the link consumes nothing; a sign-in link opened in the browser that asked for i
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,9 +22,9 @@ from threshold.services import Services
 from threshold.web.api.email import set_email_login_cookie
 from threshold.web.deps import (
     Authenticated,
-    context_dep,
-    optional_session,
-    services_dep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
 )
 from threshold.web.pages.account import account_action
 from threshold.web.pages.common import (
@@ -42,9 +41,6 @@ from threshold.web.pages.render import render
 from threshold.web.security import EMAIL_LOGIN_COOKIE
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 
 # --- verification and email change ----------------------------------------------------------------

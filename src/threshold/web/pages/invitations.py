@@ -3,30 +3,23 @@ first; the link carries the person back here afterwards."""
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from threshold.core.errors import ThresholdError
-from threshold.core.models import RequestContext
-from threshold.services import Services
 from threshold.web.deps import (
-    Authenticated,
-    context_dep,
-    optional_session,
-    services_dep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
 )
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import field, read_form, redirect
 from threshold.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 
 @router.get("/invitations/accept")

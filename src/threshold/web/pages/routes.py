@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,14 +11,11 @@ from threshold.core.errors import (
     ThresholdError,
 )
 from threshold.core.flows.outcome import VerificationPending
-from threshold.core.models import RequestContext
 from threshold.core.sso.errors import ConnectionNotFound, SsoRequired
-from threshold.services import Services
 from threshold.web.deps import (
-    Authenticated,
-    context_dep,
-    optional_session,
-    services_dep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
 )
 from threshold.web.pages.common import (
     apply_outcome,
@@ -38,10 +33,6 @@ from threshold.web.security import (
 )
 
 router = APIRouter(include_in_schema=False)
-
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 
 @router.get("/")

@@ -6,23 +6,22 @@ static/passkeys.js, which talks to the same /api/v1 endpoints as any front end.
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
 from threshold.core.errors import PendingLoginMissing, ReauthenticationRequired, ThresholdError
-from threshold.core.models import Method, RequestContext
+from threshold.core.models import Method
 from threshold.services import Services
 from threshold.web.api.factors import qr_svg
 from threshold.web.deps import (
     Authenticated,
-    context_dep,
-    optional_session,
-    services_dep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
 )
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.account import account_action, account_view, reauth_redirect
@@ -38,9 +37,6 @@ from threshold.web.pages.render import render
 from threshold.web.security import PENDING_COOKIE
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 LOGIN = "/login?next=/account"
 

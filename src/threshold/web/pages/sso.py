@@ -13,31 +13,25 @@ what the flow stored. A SAML IdP posts to the ACS from its own site, so that coo
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from threshold.core.errors import InvalidRequest, ThresholdError
-from threshold.core.models import RequestContext
 from threshold.core.sso.errors import SsoRejected, SsoRequired
 from threshold.core.sso.signin import FinishedSso
 from threshold.services import Services
 from threshold.web.deps import (
-    Authenticated,
-    context_dep,
-    optional_session,
-    services_dep,
+    ContextDep,
+    MaybeAuth,
+    ServicesDep,
 )
 from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import apply_outcome, redirect, safe_next
 from threshold.web.pages.render import error_page, render
 
 router = APIRouter(include_in_schema=False)
-ServicesDep = Annotated[Services, Depends(services_dep)]
-ContextDep = Annotated[RequestContext, Depends(context_dep)]
-MaybeAuth = Annotated[Authenticated | None, Depends(optional_session)]
 
 FLOW_COOKIE = "__Host-threshold_sso"
 MAX_SAML_FIELD = 256 * 1024
