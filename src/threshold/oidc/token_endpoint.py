@@ -16,6 +16,8 @@ from threshold.oidc.grants import TokenGrant
 from threshold.oidc.models import Client, GrantType, TokenResponse
 from threshold.oidc.ports import ClientRepo, MarkStore
 
+GRANT_TYPES = frozenset(g.value for g in GrantType)
+
 
 class ClientAuthenticator:
     def __init__(self, *, issuer: str, clients: ClientRepo, marks: MarkStore, clock: Clock) -> None:
@@ -62,7 +64,7 @@ class TokenEndpoint:
         grant_type = form.get("grant_type")
         if not grant_type:
             raise InvalidRequest("grant_type is required.")
-        if grant_type not in {g.value for g in GrantType}:
+        if grant_type not in GRANT_TYPES:
             raise UnsupportedGrantType()
         client = await self._authenticator.authenticate(credentials)
         if GrantType(grant_type) not in client.grant_types:
