@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from threshold.account_export import AccountExport
 from threshold.adapters.backchannel import LogoutWorker, SqlLogoutQueue
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.dns import DnsTxtResolver
@@ -16,6 +17,7 @@ from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
 from threshold.adapters.metrics import observe_audit_event
 from threshold.adapters.sql.console_repos import SqlConsoleStore
+from threshold.adapters.sql.deletion_repo import SqlDeletionRepo
 from threshold.adapters.sql.pg_fast import FastPool
 from threshold.adapters.sql.repos import SqlAuditLog
 from threshold.adapters.sql.scim_repos import SqlScimTokenRepo
@@ -27,6 +29,7 @@ from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, SystemClock
 from threshold.core.console import Console
 from threshold.core.crypto import SecretBox
+from threshold.core.deletion import Deletions
 from threshold.core.email import EmailFlows
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.flows.engine import build_engine
@@ -93,6 +96,8 @@ class Services:
     provider: Provider
     scim_token_repo: ScimTokenRepo
     console: Console
+    export: AccountExport
+    deletions: Deletions
     marks: MarkStore
     purgeable: list[object]
     kek: bytes
@@ -159,6 +164,7 @@ class Services:
                 await self.sweep_once()
                 await self.provider.sweep()
                 await self.recovery.execute_due_recoveries()
+                await self.deletions.erase_due()
             except DependencyUnavailable:
                 log.warning("sweeper: storage unavailable, retrying later")
             except Exception:
@@ -326,6 +332,18 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         revoker=revoker,
         provisioning=provisioning,
     )
+    console = Console(store=SqlConsoleStore(engine), step_up=engine_.stepup, auditor=auditor, clock=clock)
+    deletions = Deletions(
+        repo=SqlDeletionRepo(engine),
+        users=users,
+        revoker=revoker,
+        console=console,
+        stepup=engine_.stepup,
+        auditor=auditor,
+        clock=clock,
+        grace=settings.account.deletion_grace,
+    )
+    engine_.signin.attach_deletions(deletions)
     return Services(
         settings=settings,
         clock=clock,
@@ -355,7 +373,21 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         logout_worker=logout_worker,
         provider=provider,
         scim_token_repo=CachedScimTokenRepo(SqlScimTokenRepo(engine), cache, invalidator),
-        console=Console(store=SqlConsoleStore(engine), step_up=engine_.stepup, auditor=auditor, clock=clock),
+        console=console,
+        deletions=deletions,
+        export=AccountExport(
+            users=users,
+            factors=stores.factors,
+            sessions=sessions,
+            consents=provider.list_consents,
+            orgs=orgs,
+            connections=stores.connections,
+            recovery=engine_.recovery,
+            stepup=engine_.stepup,
+            throttle=engine_.throttle,
+            auditor=auditor,
+            clock=clock,
+        ),
         marks=marks,
         purgeable=purgeable,
         kek=kek,

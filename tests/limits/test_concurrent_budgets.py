@@ -139,3 +139,18 @@ async def test_addresses_of_one_ipv6_slash64_share_one_per_address_budget(
         # A neighbour /64 is another client.
         other = Agent(http, limited.server, ip=f"2001:db8:{n:x}:{n + 1:x}::1")
         assert (await other.login(unique_email("spray"), WRONG)).status_code == 401
+
+
+async def test_concurrent_data_exports_get_exactly_the_daily_budget(limited: Limited) -> None:
+    """A stolen session cannot turn the account's export into a feed: of 20 downloads at once, the
+    day's budget is served and the rest are 429 (counted before the document is read)."""
+    budget = int(str(LIMITS["RATE_LIMIT__EXPORT_PER_DAY"]))
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as http:
+        owner = Agent(http, limited.server, ip=fresh_ip())
+        assert (await owner.signup(unique_email("export"))).status_code == 201
+        responses = await asyncio.gather(
+            *(owner.request("GET", "/api/v1/account/export", keep=False) for _ in range(20))
+        )
+    counts = tally(list(responses))
+    assert counts == Counter({200: budget, 429: 20 - budget}), counts
+    assert all(int(r.headers["retry-after"]) > 0 for r in responses if r.status_code == 429)

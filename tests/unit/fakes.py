@@ -15,6 +15,7 @@ from threshold.core.models import (
     RecoveryRequest,
     SecondFactors,
     SessionRecord,
+    Sightings,
     TotpCredential,
     User,
 )
@@ -122,6 +123,12 @@ class InMemoryUserRepo:
             self.users[user_id] = dataclasses.replace(
                 user, email=email, email_normalized=email_normalized, email_verified=True
             )
+
+    async def sightings(self, user_id: str) -> Sightings:
+        return Sightings(
+            devices=tuple((at, at) for (owner, _), at in self.devices.items() if owner == user_id),
+            networks=tuple(sorted((n, at) for (owner, n), at in self.networks.items() if owner == user_id)),
+        )
 
     async def remember_device(self, user_id: str, device: str, at: float) -> bool:
         new = (user_id, device) not in self.devices

@@ -57,6 +57,11 @@ class Conflict(ThresholdError):
     message = "The record changed meanwhile: read it again and retry."
 
 
+class LastOperator(Conflict):
+    code = "last_operator"
+    message = "This is the last account with access to the console: grant another one first."
+
+
 class CsrfReason(StrEnum):
     """Which part of the cross-site request check failed: the `reason` of a `csrf_failed` problem."""
 

@@ -43,6 +43,30 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduledDeletion:
+    """An account's erasure, due at `erase_at` (core.deletion). After it, `user_id` is gone and the
+    pseudonym names the person in the audit log."""
+
+    pseudonym: str
+    user_id: str | None
+    requested_at: float
+    erase_at: float
+    requested_by: str
+    erased_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sightings:
+    """What the account remembers of where it signed in: the browsers it recognises (when each was first
+    and last seen; the cookie's digest stays inside) and the networks of its successful sign-ins."""
+
+    devices: tuple[tuple[float, float], ...]
+    """(first seen, last seen) of each recognised browser."""
+    networks: tuple[tuple[str, float], ...]
+    """(network, last successful sign-in from it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PasswordCredential:
     user_id: str
     hash: str
@@ -149,6 +173,12 @@ class AuditKind(StrEnum):
     CONSOLE_ACCESS_GRANTED = "console_access_granted"
     CONSOLE_ACCESS_REVOKED = "console_access_revoked"
     AUDIT_EXPORTED = "audit_exported"
+    ACCOUNT_EXPORTED = "account_exported"
+    """The person downloaded everything Threshold holds about them (GET /api/v1/account/export)."""
+    ACCOUNT_DELETION_REQUESTED = "account_deletion_requested"
+    ACCOUNT_DELETION_CANCELLED = "account_deletion_cancelled"
+    ACCOUNT_ERASED = "account_erased"
+    """The account's personal data is gone; the event names the person by their pseudonym."""
 
 
 @dataclass(frozen=True, slots=True)

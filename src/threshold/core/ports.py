@@ -15,8 +15,10 @@ from threshold.core.models import (
     Passkey,
     PasswordCredential,
     RecoveryRequest,
+    ScheduledDeletion,
     SecondFactors,
     SessionRecord,
+    Sightings,
     TokenPurpose,
     TotpCredential,
     User,
@@ -74,6 +76,10 @@ class UserRepo(Protocol):
 
     async def remember_device(self, user_id: str, device: str, at: float) -> bool:
         """Record a browser/device cookie digest; True when this account had not seen it before."""
+        ...
+
+    async def sightings(self, user_id: str) -> Sightings:
+        """The recognised browsers and sign-in networks of the account (for its data export)."""
         ...
 
 
@@ -247,3 +253,27 @@ class MailQueue(Protocol):
     """Persistent outgoing mail: enqueue returns once the message is stored; delivery is retried."""
 
     async def enqueue(self, mail: OutgoingMail) -> None: ...
+
+
+class DeletionRepo(Protocol):
+    """Scheduled erasures of accounts (core.deletion)."""
+
+    async def schedule(self, deletion: ScheduledDeletion) -> ScheduledDeletion:
+        """Record it, or return the account's erasure already scheduled (the first request stands)."""
+        ...
+
+    async def pending(self, user_id: str) -> ScheduledDeletion | None:
+        """The account's erasure not yet carried out, if any."""
+        ...
+
+    async def cancel(self, user_id: str, *, now: float) -> bool:
+        """Forget the account's erasure if it is not due yet (True), in one conditional write."""
+        ...
+
+    async def due(self, *, now: float, limit: int = 100) -> Sequence[ScheduledDeletion]: ...
+
+    async def erase(self, deletion: ScheduledDeletion, *, email: str, at: float) -> bool:
+        """In one transaction: every row of the person's data removed, their audit events kept under the
+        pseudonym without address, user agent or address in the detail, an `account_erased` event, and
+        the deletion marked done. False (nothing written) when another process erased it first."""
+        ...

@@ -32,6 +32,7 @@ from threshold.core.secrets import digest
 from threshold.settings import MfaSettings, RateLimitSettings
 
 SIGNUP_WINDOW = 3600
+EXPORT_WINDOW = 86400
 CONSECUTIVE_PASSWORDS = "consecutive"
 """Wrong passwords in a row for one address (known or not)."""
 CONSECUTIVE_CODES = "consecutive_codes"
@@ -226,6 +227,12 @@ class LoginThrottle:
         await self._budgets.clear(
             self._consecutive_passwords(self._account(email_normalized)), self._consecutive_codes(user_id)
         )
+
+    async def check_export(self, *, user_id: str) -> None:
+        """Count a download of the account's data export; raise RateLimited past the daily limit (the
+        export reads everything the account has: a stolen session should not turn it into a feed)."""
+        limit = Limit("export", f"export:u:{user_id}", EXPORT_WINDOW, self._settings.export_per_day)
+        await self._budgets.reserve([limit])
 
     async def check_signup(self, *, ip: str) -> None:
         """Count a sign-up attempt from this address; raise RateLimited past the hourly limit."""

@@ -1,8 +1,8 @@
 """One operation ends a person's access, whatever the cause.
 
-Logout, "sign out everywhere", a password change or reset, disabling or deleting an account, a SCIM
-deactivation or deletion, the end of a membership, a refresh token used twice, an operator's recovery,
-an upstream identity provider's logout: each is a cause, and every cause goes through
+Logout, "sign out everywhere", a password change or reset, disabling or deleting an account
+(core.deletion), a SCIM deactivation or deletion, the end of a membership, a refresh token used twice,
+an operator's recovery, an upstream identity provider's logout: each is a cause, and every cause goes through
 `AccessRevoker.end_access` with a `Reach` saying what it ends. That one operation
 
 1. ends the sessions the reach covers (in the shared session store: every process refuses them at once,
@@ -48,6 +48,7 @@ class Cause(StrEnum):
     UPSTREAM_LOGOUT = "upstream_logout"
     ACCOUNT_CLAIMED = "account_claimed"
     CONSENT_WITHDRAWN = "consent_withdrawn"
+    USER_DELETED = "user_deleted"
 
 
 AUDIT_KINDS = {

@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 from threshold.core.accounts import Accounts
 from threshold.core.clock import Clock
-from threshold.core.models import Aal, Amr, PasswordCredential, SessionRecord, User
+from threshold.core.models import Aal, Amr, PasswordCredential, SessionRecord, Sightings, User
 from threshold.core.ports import Invalidations, SessionStore, UserRepo
 from threshold.core.secrets import digest
 from threshold.core.sessions import SessionService
@@ -334,6 +334,9 @@ class InvalidatingUserRepo:
             await self._users.change_email(user_id, email=email, email_normalized=email_normalized)
         finally:
             await self._invalidator.user_changed(user_id)
+
+    async def sightings(self, user_id: str) -> Sightings:
+        return await self._users.sightings(user_id)
 
     async def remember_device(self, user_id: str, device: str, at: float) -> bool:
         return await self._users.remember_device(user_id, device, at)

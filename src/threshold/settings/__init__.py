@@ -25,6 +25,7 @@ from threshold.settings.sections import (
     ARGON2_MIN_MEMORY_KIB,
     ARGON2_MIN_TIME_COST,
     LOOPBACK_NAMES,
+    AccountSettings,
     Argon2Settings,
     BackchannelSettings,
     DnsSettings,
@@ -152,6 +153,7 @@ class Settings(BaseSettings):
     email: EmailSettings = Field(default_factory=EmailSettings)
     webauthn: WebAuthnSettings = Field(default_factory=WebAuthnSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
+    account: AccountSettings = Field(default_factory=AccountSettings, description="Account deletion.")
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS lookups (domain verification).")
     sso: SsoSettings = Field(default_factory=SsoSettings, description="Upstream identity providers.")
     backchannel: BackchannelSettings = Field(
@@ -315,6 +317,7 @@ __all__ = [
     "ARGON2_MIN_MEMORY_KIB",
     "ARGON2_MIN_TIME_COST",
     "LOOPBACK_NAMES",
+    "AccountSettings",
     "Argon2Settings",
     "BackchannelSettings",
     "ConfigurationError",

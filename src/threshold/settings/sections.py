@@ -113,6 +113,9 @@ class RateLimitSettings(BaseModel):
     login_per_account_ip: int = Field(10, ge=1, le=99, description="Failed logins per account and address.")
     login_per_ip: int = Field(100, ge=1, description="Failed logins per client address per window.")
     signup_per_ip: int = Field(20, ge=1, description="Sign-ups per client address per hour.")
+    export_per_day: int = Field(
+        5, ge=1, le=1000, description="Downloads of a person's own data export per account per day."
+    )
     consecutive_failures: int = Field(
         100,
         ge=5,
@@ -334,6 +337,20 @@ class SsoSettings(BaseModel):
     flow_lifetime: int = Field(600, ge=60, le=3600, description="Seconds a person has to finish at the IdP.")
     clock_skew: int = Field(90, ge=0, le=300, description="Seconds of clock difference allowed with an IdP.")
     http_timeout: float = Field(10.0, gt=0, le=60, description="Seconds an IdP has to answer a request.")
+
+
+class AccountSettings(BaseModel):
+    """People's control over their own account."""
+
+    deletion_grace: int = Field(
+        7 * 86400,
+        ge=0,
+        le=90 * 86400,
+        description=(
+            "Seconds between a deletion request and the erasure of the account's data; signing in again and "
+            "confirming within it keeps the account (0: erased at once)."
+        ),
+    )
 
 
 class ThemeSettings(BaseModel):

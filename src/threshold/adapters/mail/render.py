@@ -155,6 +155,18 @@ COPY: dict[str, Copy] = {
         "Sign in",
         "account",
     ),
+    "notice_account_deletion": Copy(
+        "Your account will be deleted",
+        "Your account will be deleted",
+        (
+            "Deleting your {product} account was requested at {when} from {ip}. You were signed out everywhere, and "
+            "your data is erased at {erase_at}.",
+            "To keep your account, sign in before then and confirm. If you did not ask for this, sign in, keep "
+            "the account and change your password.",
+        ),
+        "Keep my account",
+        "account",
+    ),
     "notice_new_device": Copy(
         "New sign-in to your account",
         "New sign-in from {device}",

@@ -23,7 +23,16 @@ from threshold.adapters.sql.rows import (
     user_of,
 )
 from threshold.core.errors import EmailUnavailable
-from threshold.core.models import Aal, Amr, AuditEvent, AuditKind, PasswordCredential, SessionRecord, User
+from threshold.core.models import (
+    Aal,
+    Amr,
+    AuditEvent,
+    AuditKind,
+    PasswordCredential,
+    SessionRecord,
+    Sightings,
+    User,
+)
 from threshold.core.ports import WindowCount
 
 
@@ -192,6 +201,23 @@ class SqlUserRepo:
         with translate_errors():
             async with writing(self._engine) as conn:
                 await conn.execute(statement)
+
+    async def sightings(self, user_id: str) -> Sightings:
+        devices = (
+            select(t.known_devices.c.first_seen_at, t.known_devices.c.last_seen_at)
+            .where(t.known_devices.c.user_id == user_id)
+            .order_by(t.known_devices.c.first_seen_at)
+        )
+        networks = (
+            select(t.login_networks.c.network, t.login_networks.c.last_success_at)
+            .where(t.login_networks.c.user_id == user_id)
+            .order_by(t.login_networks.c.network)
+        )
+        with translate_errors():
+            async with reading(self._engine) as conn:
+                seen = [(float(a), float(b)) for a, b in (await conn.execute(devices)).all()]
+                from_networks = [(str(n), float(at)) for n, at in (await conn.execute(networks)).all()]
+        return Sightings(devices=tuple(seen), networks=tuple(from_networks))
 
     async def network_seen_since(self, user_id: str, network: str, since: float) -> bool:
         with translate_errors():

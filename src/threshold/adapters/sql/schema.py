@@ -455,3 +455,18 @@ console_operators = Table(
 
 # The console's audit log pages newest first by (at, id), with or without filters.
 Index("ix_audit_events_at_id", audit_events.c.at, audit_events.c.id)
+
+# --- Account deletion (migration 0016) ----------------------------------------------------------
+
+account_deletions = Table(
+    "account_deletions",
+    metadata,
+    # No foreign key: the row outlives the account it erased (user_id is emptied then, the pseudonym
+    # stays, naming the person in the audit log from then on).
+    Column("pseudonym", String(40), primary_key=True),
+    Column("user_id", String(32), nullable=True, unique=True),
+    Column("requested_at", Double, nullable=False),
+    Column("erase_at", Double, nullable=False, index=True),
+    Column("requested_by", String(200), nullable=False),
+    Column("erased_at", Double, nullable=True),
+)

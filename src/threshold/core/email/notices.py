@@ -29,6 +29,7 @@ NOTICES: dict[AuditKind, str] = {
     AuditKind.RECOVERY_COMPLETED: "notice_recovery_completed",
     AuditKind.NEW_DEVICE_SIGN_IN: "notice_new_device",
     AuditKind.PASSKEY_COUNTER_REGRESSION: "notice_passkey_blocked",
+    AuditKind.ACCOUNT_DELETION_REQUESTED: "notice_account_deletion",
 }
 
 
@@ -78,6 +79,7 @@ class Notices:
             when=iso(event.at),
             ip=event.ip or "unknown",
             device=event.detail.get("device", ""),
+            erase_at=event.detail.get("erase_at", ""),
             account=self._link("/account"),
         )
 

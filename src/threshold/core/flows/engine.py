@@ -14,6 +14,7 @@ from threshold.core.flows.proving import Proving
 from threshold.core.flows.recovery import Recovery
 from threshold.core.flows.signin import SignIn
 from threshold.core.flows.stepup import StepUp
+from threshold.core.lock import SignInLock
 from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.password import PasswordMethod
 from threshold.core.methods.recovery_codes import RecoveryCodeMethod
@@ -36,6 +37,7 @@ class Engine:
     stepup: StepUp
     factors: Factors
     recovery: Recovery
+    lock: SignInLock
 
 
 def build_engine(
@@ -54,6 +56,7 @@ def build_engine(
     orgs: OrgRepo | None = None,
 ) -> Engine:
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit, settings.mfa)
+    lock = SignInLock()
     password = PasswordMethod(users=users, hasher=hasher, auditor=auditor, clock=clock)
     proving = Proving(
         throttle=throttle,
@@ -72,6 +75,7 @@ def build_engine(
         rp_name=settings.theme.product_name,
         origins=settings.webauthn_origins,
         challenge_lifetime=settings.webauthn.challenge_lifetime,
+        lock=lock,
     )
     inventory = Inventory(users=users, factors=factor_repo, settings=settings.mfa)
     stepup = StepUp(
@@ -95,6 +99,7 @@ def build_engine(
         pending=PendingLogins(ephemeral, clock, lifetime=settings.session.pending_login_lifetime),
         stepup=stepup,
         auditor=auditor,
+        lock=lock,
         orgs=orgs,
     )
     factors = Factors(
@@ -124,4 +129,5 @@ def build_engine(
         stepup=stepup,
         factors=factors,
         recovery=recovery,
+        lock=lock,
     )

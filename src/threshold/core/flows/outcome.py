@@ -34,4 +34,14 @@ class VerificationPending:
     """Sign-up answered without a session: the address must be verified first (or is already taken)."""
 
 
-SignInOutcome = SignedIn | MfaRequired
+@dataclass(frozen=True, slots=True)
+class RestoreOffered:
+    """The proofs were those of an account whose deletion is in its grace period: no session, but the
+    offer to keep the account (`SignIn.restore` with `token`, which goes into the pending cookie)."""
+
+    token: str
+    expires_at: float
+    erase_at: float
+
+
+SignInOutcome = SignedIn | MfaRequired | RestoreOffered

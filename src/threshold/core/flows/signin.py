@@ -24,10 +24,11 @@ from threshold.core.errors import (
     RateLimited,
 )
 from threshold.core.flows.inventory import Inventory
-from threshold.core.flows.outcome import MfaRequired, SignedIn, SignInOutcome
+from threshold.core.flows.outcome import MfaRequired, RestoreOffered, SignedIn, SignInOutcome
 from threshold.core.flows.pending import PendingLogins
 from threshold.core.flows.proving import Proving
 from threshold.core.flows.stepup import StepUp
+from threshold.core.lock import SignInLock
 from threshold.core.methods.assurance import assess, is_strong
 from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.proofs import SSO, Proof, Upstream
@@ -38,6 +39,7 @@ from threshold.core.ratelimit import LoginThrottle
 from threshold.core.sessions import SessionService
 
 if TYPE_CHECKING:
+    from threshold.core.deletion import Deletions
     from threshold.core.email import EmailFlows
     from threshold.core.sso.policy import SsoGate
 
@@ -55,8 +57,11 @@ class SignIn:
         pending: PendingLogins,
         stepup: StepUp,
         auditor: Auditor,
+        lock: SignInLock | None = None,
         orgs: OrgRepo | None = None,
     ) -> None:
+        self._lock = lock or SignInLock()
+        self._deletions: Deletions | None = None
         self._users = users
         self._sessions = sessions
         self._throttle = throttle
@@ -75,6 +80,12 @@ class SignIn:
         """Email flows are built after the sign-in flow (they continue into it)."""
         self._email = email
         self._verification = verification
+
+    def attach_deletions(self, deletions: Deletions) -> None:
+        """Deletions are built after the sign-in flow: a sign-in in a deletion's grace period may keep
+        the account (`restore`)."""
+        self._deletions = deletions
+        self._lock.attach(deletions)
 
     def attach_sso_gate(self, gate: SsoGate) -> None:
         """Upstream sign-in is built after the sign-in flow (it continues into it)."""
@@ -104,7 +115,7 @@ class SignIn:
             email_normalized=normalized, ip=context.ip, user_id=user.id if user else None
         )
         proof = await self._proving.password.verify_password(user, password, context)
-        if user is None or proof is None or user.disabled:
+        if user is None or proof is None or await self._lock.refuses(user):
             reason = "unknown_account" if user is None else "disabled" if proof else "wrong_password"
             await self._audit.record(
                 AuditKind.LOGIN_FAILED, user_id=user.id if user else None, context=context, reason=reason
@@ -141,7 +152,7 @@ class SignIn:
                 if self._gate is not None:  # before asking for a second factor that could not help
                     await self._gate.check(user, proofs, context=context)
                 return await self.pending.start(user, proofs=proofs, epoch=epoch, methods=methods)
-        return await self.complete(user, proofs, context=context, epoch=epoch, replacing=replacing)
+        return await self._finish(user, proofs, context=context, epoch=epoch, replacing=replacing)
 
     async def passkey_options(self) -> dict[str, Any]:
         return await self._passkey.login_options()
@@ -150,7 +161,7 @@ class SignIn:
 
     async def _pending_user(self, user_id: str) -> User:
         user = await self._users.get(user_id)
-        if user is None or user.disabled:
+        if user is None or await self._lock.refuses(user):
             raise PendingLoginMissing()
         return user
 
@@ -162,7 +173,7 @@ class SignIn:
         code: str,
         context: RequestContext,
         replacing: SessionRecord | None = None,
-    ) -> SignedIn:
+    ) -> SignedIn | RestoreOffered:
         """Second step with a TOTP or recovery code (counted before it is checked)."""
         pending = await self.pending.load(pending_token)
         user = await self._pending_user(pending.user_id)
@@ -171,7 +182,7 @@ class SignIn:
         proof = await self._proving.prove(user, method=method, secret=code, context=context)
         assert pending_token is not None
         await self.pending.take(pending_token)
-        return await self.complete(
+        return await self._finish(
             user, [*pending.proofs, proof], context=context, epoch=pending.epoch, replacing=replacing
         )
 
@@ -182,7 +193,7 @@ class SignIn:
         pending_token: str | None,
         context: RequestContext,
         replacing: SessionRecord | None = None,
-    ) -> SignedIn:
+    ) -> SignedIn | RestoreOffered:
         """A passkey on its own (aal2: possession + user verification), or as the second factor."""
         pending = None
         if pending_token:
@@ -201,7 +212,7 @@ class SignIn:
                 pending = None  # a concurrent completion used it; the passkey still proves aal2 on its own
         proofs = [*(pending.proofs if pending else ()), verified.proof]
         epoch = pending.epoch if pending else verified.user.credential_epoch
-        return await self.complete(verified.user, proofs, context=context, epoch=epoch, replacing=replacing)
+        return await self._finish(verified.user, proofs, context=context, epoch=epoch, replacing=replacing)
 
     def client_key(self, ip: str) -> str:
         """What per-client limits key on (an IPv6 client's /64 by default): see ratelimit."""
@@ -212,6 +223,47 @@ class SignIn:
         await self._throttle.signed_in(user_id=user.id, email_normalized=user.email_normalized)
 
     # --- completion -----------------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        user: User,
+        proofs: Sequence[Proof],
+        *,
+        context: RequestContext,
+        epoch: int,
+        replacing: SessionRecord | None,
+    ) -> SignedIn | RestoreOffered:
+        """The session; or, for an account its deletion locked (core.lock let it this far), the offer
+        to keep it: the proofs wait under a single-use token, as a pending sign-in's do."""
+        if user.disabled:
+            deletion = await self._deletions.restorable(user) if self._deletions else None
+            if deletion is None:
+                raise PendingLoginMissing()
+            held = await self.pending.start(user, proofs=proofs, epoch=epoch, methods=[])
+            return RestoreOffered(token=held.token, expires_at=held.expires_at, erase_at=deletion.erase_at)
+        return await self.complete(user, proofs, context=context, epoch=epoch, replacing=replacing)
+
+    async def restore(
+        self, *, token: str | None, context: RequestContext, replacing: SessionRecord | None = None
+    ) -> SignedIn:
+        """Keep the account whose deletion the sign-in behind `token` was offered to cancel: the
+        deletion is cancelled, then the session those proofs earn is issued. The token is single-use.
+
+        Raises:
+            PendingLoginMissing: no such offer (used, expired), or the erasure became due meanwhile.
+        """
+        pending = await self.pending.load(token)
+        user = await self._pending_user(pending.user_id)
+        assert token is not None
+        await self.pending.take(token)
+        if self._deletions is None or not await self._deletions.cancel(user, context=context):
+            raise PendingLoginMissing("The account could not be kept. Sign in again.")
+        kept = await self._users.get(user.id)
+        if kept is None or kept.disabled:
+            raise PendingLoginMissing()
+        return await self.complete(
+            kept, pending.proofs, context=context, epoch=pending.epoch, replacing=replacing
+        )
 
     async def complete(
         self,
@@ -230,6 +282,8 @@ class SignIn:
             PendingLoginMissing: a password reset, change or removal (or a factor reset) committed after
                 the first step; the person starts again with the new credentials.
         """
+        if user.disabled:  # a locked account never gets a session (see `_finish` and core.lock)
+            raise PendingLoginMissing()
         if self._gate is not None:
             await self._gate.check(user, proofs, context=context)
         assurance = assess(proofs)

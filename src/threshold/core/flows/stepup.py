@@ -86,11 +86,17 @@ class StepUp:
     async def has_second_factor(self, user: User) -> bool:
         return await self._inventory.has_second_factor(user)
 
-    async def require_for_factor_change(self, user: User, session: SessionRecord) -> None:
-        """Adding or removing a second factor: a second factor is needed when the account has one."""
+    async def require_strongest(self, user: User, session: SessionRecord) -> None:
+        """A recent proof with the strongest factor the account has: a second factor (or passkey) when
+        it has one, else its password. Adding or removing a second factor, and reading or deleting the
+        whole account, need this."""
         await self.require_recent_auth(
             user, session, second_factor=await self._inventory.has_second_factor(user)
         )
+
+    async def require_for_factor_change(self, user: User, session: SessionRecord) -> None:
+        """Adding or removing a second factor (see `require_strongest`)."""
+        await self.require_strongest(user, session)
 
     async def passkey_options(self, user: User) -> dict[str, Any]:
         return await self._passkey.reauth_options(user)

@@ -12,6 +12,7 @@ from typing import Any
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.errors import ChallengeExpired, PasskeyRejected
+from threshold.core.lock import SignInLock
 from threshold.core.methods import webauthn
 from threshold.core.methods.proofs import Proof, passkey_proof
 from threshold.core.models import AuditKind, Passkey, RequestContext, User
@@ -41,7 +42,9 @@ class PasskeyMethod:
         rp_name: str,
         origins: list[str],
         challenge_lifetime: int,
+        lock: SignInLock | None = None,
     ) -> None:
+        self._lock = lock or SignInLock()
         self._users = users
         self._factors = factors
         self._ephemeral = ephemeral
@@ -126,7 +129,7 @@ class PasskeyMethod:
         if passkey is None or (expected_user_id is not None and passkey.user_id != expected_user_id):
             raise PasskeyRejected()
         user = await self._users.get(passkey.user_id)
-        if user is None or user.disabled:
+        if user is None or (await self._lock.refuses(user) if purpose == "login" else user.disabled):
             raise PasskeyRejected()
         verified = webauthn.verify_passkey_assertion(
             credential=credential,

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 
 from threshold.core.clock import iso
 from threshold.core.errors import MfaEnrollmentRequired
-from threshold.core.flows.outcome import MfaRequired, SignInOutcome, VerificationPending
+from threshold.core.flows.outcome import MfaRequired, RestoreOffered, SignInOutcome, VerificationPending
 from threshold.core.models import SessionRecord, User
 from threshold.core.sessions import IssuedSession
 from threshold.core.sso.errors import SsoRequired
@@ -28,6 +28,7 @@ from threshold.web.deps import (
 )
 from threshold.web.hotpath import FastLane
 from threshold.web.security import (
+    PENDING_COOKIE,
     clear_pending_cookie,
     clear_session_cookie,
     csrf_token_for,
@@ -145,6 +146,10 @@ def apply_outcome(services: Services, outcome: SignInOutcome, status: int = 200)
         response = JSONResponse({"status": "mfa_required", "methods": outcome.methods})
         set_pending_cookie(response, outcome.token, max_age=services.settings.session.pending_login_lifetime)
         return response
+    if isinstance(outcome, RestoreOffered):  # no session: the account is being deleted
+        response = JSONResponse({"status": "deletion_scheduled", "erase_at": iso(outcome.erase_at)})
+        set_pending_cookie(response, outcome.token, max_age=services.settings.session.pending_login_lifetime)
+        return response
     response = signed_in_response(services, outcome.user, outcome.session, status=status)
     clear_pending_cookie(response)
     return response
@@ -226,6 +231,70 @@ async def login(
 @router.get("/session", response_model=SessionInfo, summary="The current session", responses={401: PROBLEM})
 async def get_session(auth: AuthDep) -> SessionInfo:
     return SessionInfo(user=user_out(auth.user), session=session_out(auth.session))
+
+
+def export_file(document: dict[str, Any]) -> Response:
+    """The account's data export as a JSON download (the API and the account page answer the same)."""
+    return JSONResponse(
+        document,
+        headers={
+            "Content-Disposition": 'attachment; filename="threshold-account-data.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get(
+    "/account/export",
+    summary="Everything Threshold holds about the signed-in person, as JSON",
+    description="Needs a recent proof with the account's strongest factor (else 401 "
+    "`reauthentication_required`, see POST /api/v1/reauthenticate); a few downloads per day (429).",
+    responses={
+        200: {"description": "The document (format `threshold.account-export/1`)"},
+        401: PROBLEM,
+        429: PROBLEM,
+    },
+)
+async def export_account(auth: AuthDep, services: ServicesDep, context: ContextDep) -> Response:
+    return export_file(await services.export.export(auth.user, auth.session, context=context))
+
+
+@router.post(
+    "/account/delete",
+    status_code=202,
+    summary="Delete the signed-in person's account (after a grace period)",
+    description="Needs a recent proof with the account's strongest factor (else 401 "
+    "`reauthentication_required`). Every session and token ends at once and the account is locked; its data "
+    "is erased at `erase_at` unless the person signs in again before then and keeps it "
+    "(`deletion_scheduled` at sign-in, then POST /api/v1/account/restore).",
+    responses={401: PROBLEM, 409: PROBLEM},
+)
+async def delete_account(auth: AuthDep, services: ServicesDep, context: ContextDep) -> Response:
+    scheduled = await services.deletions.request(auth.user, auth.session, context=context)
+    status = "erased" if scheduled.erased else "scheduled"
+    response = JSONResponse({"status": status, "erase_at": iso(scheduled.erase_at)}, status_code=202)
+    clear_session_cookie(response)
+    return response
+
+
+@router.post(
+    "/account/restore",
+    response_model=SessionInfo,
+    summary="Keep an account whose deletion is pending (after a sign-in answered `deletion_scheduled`)",
+    responses={401: PROBLEM},
+)
+async def restore_account(
+    request: Request,
+    services: ServicesDep,
+    context: ContextDep,
+    current: Annotated[Authenticated | None, Depends(optional_session)],
+) -> Response:
+    outcome = await services.signin.restore(
+        token=request.cookies.get(PENDING_COOKIE),
+        context=context,
+        replacing=current.session if current else None,
+    )
+    return apply_outcome(services, outcome)
 
 
 @router.get("/sessions", response_model=SessionList, summary="The user's active sessions")

@@ -21,6 +21,7 @@ from threshold.core.errors import (
 from threshold.core.flows.factors import LOW_RECOVERY_CODES
 from threshold.core.models import AuditKind, Method
 from threshold.services import Services
+from threshold.web.api.v1 import export_file
 from threshold.web.deps import (
     Authenticated,
     ContextDep,
@@ -181,6 +182,29 @@ async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth)
         "organization": "The organization was switched. Applications see it the next time they sign you in.",
     }.get(request.query_params.get("done", ""))
     return await account_view(request, services, auth, notice=notice)
+
+
+@router.get("/account/export")
+async def account_export(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    """The "Download your data" button: the same document as GET /api/v1/account/export, as a file."""
+    if auth is None:
+        return redirect("/login?next=/account/export")
+    try:
+        document = await services.export.export(auth.user, auth.session, context=context)
+    except ReauthenticationRequired as needed:
+        return reauth_redirect(needed, "/account/export")
+    except ThresholdError as error:
+        return await account_view(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            export_error=error.page_detail,
+        )
+    return export_file(document)
 
 
 @router.post("/account/sessions/{session_id}/revoke")

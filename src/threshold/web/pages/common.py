@@ -10,11 +10,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from threshold.core.clock import iso
 from threshold.core.errors import (
     InvalidRequest,
     ThresholdError,
 )
-from threshold.core.flows.outcome import MfaRequired, SignInOutcome
+from threshold.core.flows.outcome import MfaRequired, RestoreOffered, SignInOutcome
 from threshold.core.sessions import IssuedSession
 from threshold.services import Services
 from threshold.web.errors import headers_for, status_for
@@ -124,6 +125,10 @@ async def apply_outcome(services: Services, outcome: SignInOutcome, target: str)
         pending = redirect("/login/mfa?" + urlencode({"next": target}))
         set_pending_cookie(pending, outcome.token, max_age=services.settings.session.pending_login_lifetime)
         return pending
+    if isinstance(outcome, RestoreOffered):  # the account is being deleted: keep it?
+        offer = redirect("/login/restore?" + urlencode({"next": target, "erase_at": iso(outcome.erase_at)}))
+        set_pending_cookie(offer, outcome.token, max_age=services.settings.session.pending_login_lifetime)
+        return offer
     user, issued = outcome.user, outcome.session
     if await services.factors.needs_enrollment(user):
         response = redirect("/account")

@@ -1,0 +1,174 @@
+"""Scheduled erasures of accounts (core.ports.DeletionRepo) on SQL, and the erasure itself: one
+transaction, so that a process killed in the middle leaves the account whole (and still due) or gone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import SqlRepo, reading, translate_errors, writing
+from threshold.core.emails import normalize_email
+from threshold.core.errors import EmailInvalid
+from threshold.core.models import AuditKind, ScheduledDeletion
+
+PERSONAL_DETAIL = frozenset({"email", "old_email", "new_email", "address", "name", "subject", "device", "ip"})
+"""Audit detail keys that hold something of the person; erased with them (the rest, such as `method`,
+`cause` or `session`, says what happened without saying who)."""
+
+
+def _deletion_of(row: Any) -> ScheduledDeletion:
+    return ScheduledDeletion(
+        pseudonym=row.pseudonym,
+        user_id=row.user_id,
+        requested_at=row.requested_at,
+        erase_at=row.erase_at,
+        requested_by=row.requested_by,
+        erased_at=row.erased_at,
+    )
+
+
+def scrubbed_detail(raw: str, email: str) -> str:
+    """The audit detail without the person: personal keys dropped, and any value naming the address."""
+    try:
+        detail = json.loads(raw)
+    except ValueError:
+        return "{}"
+    if not isinstance(detail, dict):
+        return "{}"
+    lowered = email.casefold()
+    kept = {
+        key: value
+        for key, value in detail.items()
+        if key not in PERSONAL_DETAIL and lowered not in str(value).casefold()
+    }
+    return json.dumps(kept, sort_keys=True)
+
+
+class SqlDeletionRepo(SqlRepo):
+    async def schedule(self, deletion: ScheduledDeletion) -> ScheduledDeletion:
+        assert deletion.user_id is not None
+        try:
+            with translate_errors():
+                async with writing(self._engine) as conn:
+                    await conn.execute(
+                        t.account_deletions.insert().values(
+                            pseudonym=deletion.pseudonym,
+                            user_id=deletion.user_id,
+                            requested_at=deletion.requested_at,
+                            erase_at=deletion.erase_at,
+                            requested_by=deletion.requested_by,
+                        )
+                    )
+        except IntegrityError:  # scheduled already (the unique user_id): the first request stands
+            found = await self.pending(deletion.user_id)
+            if found is None:
+                raise
+            return found
+        return deletion
+
+    async def pending(self, user_id: str) -> ScheduledDeletion | None:
+        with translate_errors():
+            async with reading(self._engine) as conn:
+                row = (
+                    await conn.execute(
+                        select(t.account_deletions).where(
+                            t.account_deletions.c.user_id == user_id,
+                            t.account_deletions.c.erased_at.is_(None),
+                        )
+                    )
+                ).first()
+        return None if row is None else _deletion_of(row)
+
+    async def cancel(self, user_id: str, *, now: float) -> bool:
+        with translate_errors():
+            async with writing(self._engine) as conn:
+                result = await conn.execute(
+                    delete(t.account_deletions).where(
+                        t.account_deletions.c.user_id == user_id,
+                        t.account_deletions.c.erased_at.is_(None),
+                        t.account_deletions.c.erase_at > now,
+                    )
+                )
+        return bool(result.rowcount)
+
+    async def due(self, *, now: float, limit: int = 100) -> Sequence[ScheduledDeletion]:
+        with translate_errors():
+            async with reading(self._engine) as conn:
+                rows = await conn.execute(
+                    select(t.account_deletions)
+                    .where(t.account_deletions.c.erased_at.is_(None), t.account_deletions.c.erase_at <= now)
+                    .order_by(t.account_deletions.c.erase_at)
+                    .limit(limit)
+                )
+                return [_deletion_of(row) for row in rows]
+
+    async def erase(self, deletion: ScheduledDeletion, *, email: str, at: float) -> bool:
+        user_id = deletion.user_id
+        if user_id is None:
+            return False
+        try:
+            normalized = normalize_email(email).normalized
+        except EmailInvalid:
+            normalized = email.casefold()
+        d, a = t.account_deletions, t.audit_events
+        with translate_errors():
+            async with writing(self._engine) as conn:  # one transaction (the erasure is in no unit)
+                # First, and conditional: of two processes erasing at once, one goes on; the other's
+                # transaction ends here with nothing written.
+                claimed = await conn.execute(
+                    update(d)
+                    .where(
+                        d.c.pseudonym == deletion.pseudonym, d.c.erased_at.is_(None), d.c.user_id == user_id
+                    )
+                    .values(erased_at=at, user_id=None)
+                )
+                if not claimed.rowcount:
+                    return False
+                events = await conn.execute(select(a.c.id, a.c.detail).where(a.c.user_id == user_id))
+                for event_id, raw in events.all():
+                    await conn.execute(
+                        update(a)
+                        .where(a.c.id == event_id)
+                        .values(
+                            user_id=deletion.pseudonym,
+                            ip=None,
+                            user_agent=None,
+                            detail=scrubbed_detail(raw, email),
+                        )
+                    )
+                # Mail already sent (or given up on) to the address: its bodies are the person's. Mail
+                # still queued (the deletion notice) is delivered, then purged as sent mail is.
+                await conn.execute(
+                    delete(t.mail_queue).where(
+                        func.lower(t.mail_queue.c.to_address) == email.casefold(),
+                        (t.mail_queue.c.sent_at.is_not(None)) | (t.mail_queue.c.failed_at.is_not(None)),
+                    )
+                )
+                await conn.execute(
+                    delete(t.org_invitations).where(t.org_invitations.c.email_normalized == normalized)
+                )
+                # The account and, by their foreign keys, every row of it: password, factors, sessions,
+                # devices, networks, grants, consents, codes, tokens, memberships, links, SCIM records.
+                await conn.execute(delete(t.users).where(t.users.c.id == user_id))
+                await conn.execute(
+                    a.insert().values(
+                        at=at,
+                        kind=AuditKind.ACCOUNT_ERASED.value,
+                        user_id=deletion.pseudonym,
+                        ip=None,
+                        user_agent=None,
+                        detail=json.dumps(
+                            {
+                                "requested_by": deletion.requested_by,
+                                "requested_at": str(int(deletion.requested_at)),
+                            },
+                            sort_keys=True,
+                        ),
+                    )
+                )
+        return True
