@@ -73,3 +73,36 @@ async def test_delete_is_refused(sql_engine: AsyncEngine) -> None:
     async with sql_engine.connect() as conn:
         remaining = (await conn.execute(select(func.count()).select_from(t.audit_events))).scalar_one()
     assert remaining == 2
+
+
+async def test_only_an_erased_persons_pseudonymisation_is_accepted_and_only_once(
+    sql_engine: AsyncEngine,
+) -> None:
+    """Account erasure (core.deletion) puts the person's events under a pseudonym, without address or
+    user agent; any other change, and a second pseudonymisation, stay refused."""
+    log = SqlAuditLog(sql_engine)
+    user_id = new_id()
+    await _append_two(log, user_id)
+    a = t.audit_events
+    mine = a.c.user_id == user_id
+    refused = [
+        update(a).where(mine).values(user_id="erased-x", ip=None, user_agent=None, kind="logout"),
+        update(a).where(mine).values(user_id="erased-x", ip=None),  # the user agent kept
+        update(a).where(mine).values(user_id="someone-else", ip=None, user_agent=None),
+    ]
+    for statement in refused:
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with sql_engine.begin() as conn:
+                await conn.execute(statement)
+
+    async with sql_engine.begin() as conn:
+        await conn.execute(
+            update(a).where(mine).values(user_id="erased-x", ip=None, user_agent=None, detail="{}")
+        )
+    events = await log.list_for_user("erased-x")
+    assert [e.kind for e in events] == [AuditKind.LOGIN_FAILED, AuditKind.SIGNUP]
+    assert all(e.ip is None and e.user_agent is None and e.detail == {} for e in events)
+
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with sql_engine.begin() as conn:
+            await conn.execute(update(a).where(a.c.user_id == "erased-x").values(user_id="erased-y"))

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 
-from tests.conftest import STRONG_PASSWORD
+from tests.conftest import STRONG_PASSWORD, csrf
 from tests.oidc.helpers import LOGOUT_URI, OP, RP, Tokens, invalid_token, oauth_error, unb64url, unverified
 
 NEW_PASSWORD = "velvet quarry lantern meadow 7"
@@ -220,3 +220,21 @@ async def test_grace_mints_nothing_for_a_disabled_user(op_factory: Callable[...,
     op.clock.advance(1)
 
     oauth_error(await op.refresh(rp, tokens.refresh), 400, "invalid_grant")  # within the grace
+
+
+async def test_deleting_the_account_ends_its_tokens_at_once(op: OP) -> None:
+    """The person's own deletion request (core.deletion) goes through the one revocation path: the
+    access tokens die with the grant and the refresh token is refused, long before the erasure."""
+    rp, api = await op.register(), await _api(op)
+    await op.sign_up()
+    tokens = await op.tokens(rp)
+    await _live(op, api, tokens)
+
+    await csrf(op.browser)
+    response = await op.browser.post("/api/v1/account/delete")
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "scheduled"
+
+    await _dead(op, api, tokens.access)
+    assert tokens.refresh is not None
+    oauth_error(await op.refresh(rp, tokens.refresh), 400, "invalid_grant")

@@ -149,6 +149,8 @@ class SqlDeletionRepo(SqlRepo):
                         (t.mail_queue.c.sent_at.is_not(None)) | (t.mail_queue.c.failed_at.is_not(None)),
                     )
                 )
+                # Attempt counters keyed by the account (on Redis they expire with their windows).
+                await conn.execute(delete(t.rate_limits).where(t.rate_limits.c.key.contains(user_id)))
                 await conn.execute(
                     delete(t.org_invitations).where(t.org_invitations.c.email_normalized == normalized)
                 )

@@ -23,6 +23,9 @@ class PendingLogin:
     user_id: str
     proofs: tuple[Proof, ...]
     epoch: int
+    keeps_account: bool = False
+    """Held for an offer to keep an account being deleted (`SignIn.restore`), not for a second step:
+    only such a token keeps an account, so a password alone never does where a second factor is owed."""
 
 
 class PendingLogins:
@@ -36,11 +39,20 @@ class PendingLogins:
         return f"pending:{digest(token)}"
 
     async def start(
-        self, user: User, *, proofs: Sequence[Proof], epoch: int, methods: list[str]
+        self,
+        user: User,
+        *,
+        proofs: Sequence[Proof],
+        epoch: int,
+        methods: list[str],
+        keeps_account: bool = False,
     ) -> MfaRequired:
         token = new_token()
         expires_at = self._clock.now() + self._lifetime
-        value = json.dumps({"user_id": user.id, "proofs": dump_proofs(proofs), "epoch": epoch})
+        stored = {"user_id": user.id, "proofs": dump_proofs(proofs), "epoch": epoch}
+        if keeps_account:
+            stored["keeps_account"] = True
+        value = json.dumps(stored)
         await self._ephemeral.put(self._key(token), value, expires_at=expires_at)
         return MfaRequired(token=token, methods=methods, expires_at=expires_at)
 
@@ -53,7 +65,10 @@ class PendingLogins:
             raise PendingLoginMissing()
         data = json.loads(value)
         return PendingLogin(
-            user_id=data["user_id"], proofs=load_proofs(data["proofs"]), epoch=int(data["epoch"])
+            user_id=data["user_id"],
+            proofs=load_proofs(data["proofs"]),
+            epoch=int(data["epoch"]),
+            keeps_account=data.get("keeps_account") is True,
         )
 
     async def take(self, token: str) -> None:

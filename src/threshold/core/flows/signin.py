@@ -239,7 +239,7 @@ class SignIn:
             deletion = await self._deletions.restorable(user) if self._deletions else None
             if deletion is None:
                 raise PendingLoginMissing()
-            held = await self.pending.start(user, proofs=proofs, epoch=epoch, methods=[])
+            held = await self.pending.start(user, proofs=proofs, epoch=epoch, methods=[], keeps_account=True)
             return RestoreOffered(token=held.token, expires_at=held.expires_at, erase_at=deletion.erase_at)
         return await self.complete(user, proofs, context=context, epoch=epoch, replacing=replacing)
 
@@ -253,6 +253,8 @@ class SignIn:
             PendingLoginMissing: no such offer (used, expired), or the erasure became due meanwhile.
         """
         pending = await self.pending.load(token)
+        if not pending.keeps_account:  # a second step's token: the second factor is still owed
+            raise PendingLoginMissing()
         user = await self._pending_user(pending.user_id)
         assert token is not None
         await self.pending.take(token)

@@ -16,7 +16,43 @@ branch_labels = None
 depends_on = None
 
 
+PSEUDONYMISED = (
+    "NEW.id = OLD.id AND NEW.at = OLD.at AND NEW.kind = OLD.kind AND OLD.user_id IS NOT NULL "
+    "AND OLD.user_id NOT LIKE 'erased-%' AND NEW.user_id LIKE 'erased-%' "
+    "AND NEW.ip IS NULL AND NEW.user_agent IS NULL"
+)
+"""The one change the append-only audit log accepts: an erased person's event put under their pseudonym
+(core.deletion.new_pseudonym's prefix), without address or user agent, once."""
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION threshold_audit_append_only() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND {condition} THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'audit_events is append-only';
+END;
+$$ LANGUAGE plpgsql
+"""
+_PG_ORIGINAL = """
+CREATE OR REPLACE FUNCTION threshold_audit_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_events is append-only';
+END;
+$$ LANGUAGE plpgsql
+"""
+_SQLITE_NO_UPDATE = (
+    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events {when}"
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END"
+)
+
+
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_PG_FUNCTION.format(condition=PSEUDONYMISED))
+    else:
+        op.execute("DROP TRIGGER audit_events_no_update")
+        op.execute(_SQLITE_NO_UPDATE.format(when=f"WHEN NOT ({PSEUDONYMISED}) "))
     op.create_table(
         "account_deletions",
         sa.Column("pseudonym", sa.String(40), nullable=False),
@@ -32,5 +68,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_PG_ORIGINAL)
+    else:
+        op.execute("DROP TRIGGER audit_events_no_update")
+        op.execute(_SQLITE_NO_UPDATE.format(when=""))
     op.drop_index("ix_account_deletions_erase_at", table_name="account_deletions")
     op.drop_table("account_deletions")

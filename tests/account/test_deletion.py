@@ -1,0 +1,280 @@
+"""Deleting one's account (core.deletion): locked and signed out everywhere at once, erased after the
+grace period unless the person signs in again and keeps it; the erasure leaves the audit trail under a
+pseudonym and nothing of the person, is finished by the next sweep after a crash, and happens once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import String, Text, select
+
+from tests.api.helpers import SESSION_COOKIE, FakeClock, assert_problem, browser
+from tests.conftest import csrf, login
+from tests.mfa.helpers import (
+    audit_kinds,
+    enrol_totp,
+    let_time_pass,
+    new_account,
+    send_code,
+    totp_code,
+)
+from threshold.adapters.sql import deletion_repo
+from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import reading
+from threshold.core.errors import DependencyUnavailable
+from threshold.core.models import RequestContext
+from threshold.services import Services
+
+GRACE = 3 * 86400
+WINDOW = 300
+OPERATOR = RequestContext(ip="cli", user_agent="threshold-cli")
+
+
+def services_of(app: httpx.AsyncClient) -> Services:
+    found: Services = app.services  # type: ignore[attr-defined]
+    return found
+
+
+async def _delete(client: httpx.AsyncClient) -> httpx.Response:
+    await csrf(client)
+    return await client.post("/api/v1/account/delete")
+
+
+async def _restore(client: httpx.AsyncClient) -> httpx.Response:
+    await csrf(client)
+    return await client.post("/api/v1/account/restore")
+
+
+@pytest.fixture
+async def app(app_factory: Callable[..., Any]) -> httpx.AsyncClient:
+    result: httpx.AsyncClient = await app_factory(
+        account={"deletion_grace": GRACE}, mfa={"reauthentication_window": WINDOW}
+    )
+    return result
+
+
+async def _mentions(services: Services, needle: str) -> list[str]:
+    """Every text cell of the database that contains `needle`, but mail still waiting to be sent."""
+    found: list[str] = []
+    async with reading(services.engine) as conn:
+        for table in t.metadata.sorted_tables:
+            columns = [c for c in table.c if isinstance(c.type, String | Text)]
+            if not columns:
+                continue
+            query = select(*columns)
+            if table is t.mail_queue:
+                query = query.where(t.mail_queue.c.sent_at.is_not(None))
+            for row in await conn.execute(query):
+                found += [
+                    f"{table.name}: {v}"
+                    for v in row
+                    if isinstance(v, str) and needle.casefold() in v.casefold()
+                ]
+    return found
+
+
+async def test_deleting_needs_a_recent_proof_with_the_strongest_factor(
+    app: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    account = await new_account(app)
+    await enrol_totp(account, clock)
+    await let_time_pass(app, clock, WINDOW + 1)
+    body = assert_problem(await _delete(app), 401, "reauthentication_required")
+    assert "password" not in body["methods"]
+    assert (await app.get("/api/v1/session")).status_code == 200  # nothing happened
+    assert account.totp_secret is not None
+    proof = await app.post(
+        "/api/v1/reauthenticate", json={"method": "totp", "code": totp_code(account.totp_secret, clock, 1)}
+    )
+    assert proof.status_code == 200, proof.text
+    assert (await _delete(app)).status_code == 202
+
+
+async def test_a_deletion_locks_the_account_and_ends_every_session_at_once(
+    app: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    account = await new_account(app)
+    async with browser(app) as laptop:
+        assert (await login(laptop, account.email)).status_code == 200
+        response = await _delete(app)
+        assert response.status_code == 202, response.text
+        assert response.json() == {"status": "scheduled", "erase_at": _iso(clock.now() + GRACE)}
+        assert any(h.startswith(f"{SESSION_COOKIE}=;") for h in response.headers.get_list("set-cookie")) or (
+            SESSION_COOKIE not in app.cookies
+        )
+        assert (await laptop.get("/api/v1/session")).status_code == 401
+    assert (await app.get("/api/v1/session")).status_code == 401
+    kinds = await audit_kinds(app, account.user_id)
+    assert "account_deletion_requested" in kinds and "access_revoked" in kinds
+    events = await services_of(app).audit_log.list_for_user(account.user_id, limit=50)
+    assert any(e.detail.get("cause") == "user_deleted" for e in events)
+    mails = (
+        await services_of(app).mail_queue.list_recent(limit=20)
+        if hasattr(services_of(app).mail_queue, "list_recent")
+        else []
+    )
+    assert mails is not None
+
+
+def _iso(at: float) -> str:
+    from threshold.core.clock import iso
+
+    return iso(at)
+
+
+async def test_signing_in_again_and_confirming_keeps_the_account(
+    app: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    account = await new_account(app)
+    assert (await _delete(app)).status_code == 202
+    async with browser(app) as phone:
+        assert_problem(await _restore(phone), 401, "flow_expired")  # no offer without signing in
+        response = await login(phone, account.email, "not the password, sorry")
+        assert_problem(response, 401, "invalid_credentials")
+        response = await login(phone, account.email)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "deletion_scheduled", "erase_at": _iso(clock.now() + GRACE)}
+        assert phone.cookies.get(SESSION_COOKIE) is None
+        kept = await _restore(phone)
+        assert kept.status_code == 200, kept.text
+        assert kept.json()["user"]["id"] == account.user_id
+        assert (await phone.get("/api/v1/session")).status_code == 200
+        assert_problem(await _restore(phone), 401, "flow_expired")  # single use
+    assert "account_deletion_cancelled" in await audit_kinds(app, account.user_id)
+    await let_time_pass(app, clock, GRACE + 1)
+    assert await services_of(app).deletions.erase_due() == 0
+    assert await services_of(app).users.get(account.user_id) is not None
+
+
+async def test_keeping_an_account_with_a_second_factor_needs_it_too(
+    app: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    account = await new_account(app)
+    await enrol_totp(account, clock)
+    assert (await _delete(app)).status_code == 202
+    async with browser(app) as phone:
+        assert (await login(phone, account.email)).json()["status"] == "mfa_required"
+        assert_problem(await _restore(phone), 401, "flow_expired")  # the password alone offers nothing
+        assert account.totp_secret is not None
+        response = await send_code(phone, "totp", totp_code(account.totp_secret, clock, 1))
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "deletion_scheduled"
+        kept = await _restore(phone)
+        assert kept.status_code == 200, kept.text
+        assert kept.json()["session"]["aal"] == "aal2"
+
+
+async def test_a_disabled_account_without_a_deletion_is_still_refused(app: httpx.AsyncClient) -> None:
+    account = await new_account(app)
+    user = await services_of(app).accounts.find_user(account.email)
+    await services_of(app).accounts.set_disabled(user, disabled=True)
+    async with browser(app) as phone:
+        assert_problem(await login(phone, account.email), 401, "invalid_credentials")
+        assert_problem(await _restore(phone), 401, "flow_expired")
+
+
+async def test_after_the_grace_period_the_person_is_erased_and_the_audit_trail_kept(
+    app: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    account = await new_account(app)
+    await enrol_totp(account, clock)
+    services = services_of(app)
+    before = await services.audit_log.list_for_user(account.user_id, limit=100)
+    assert (await _delete(app)).status_code == 202
+    await let_time_pass(app, clock, GRACE - 10)
+    assert await services.deletions.erase_due() == 0
+    await let_time_pass(app, clock, 11)
+    async with browser(app) as phone:
+        assert_problem(await login(phone, account.email), 401, "invalid_credentials")  # locked, past keeping
+    assert await services.deletions.erase_due() == 1
+
+    assert await services.users.get(account.user_id) is None
+    assert await services.audit_log.list_for_user(account.user_id, limit=100) == []
+    async with reading(services.engine) as conn:
+        row = (await conn.execute(select(t.account_deletions))).one()
+    assert row.user_id is None and row.erased_at is not None
+    trail = await services.audit_log.list_for_user(row.pseudonym, limit=200)
+    kinds = [e.kind.value for e in trail]
+    assert kinds.count("account_erased") == 1
+    assert {"signup", "totp_enabled", "account_deletion_requested"} <= set(kinds)
+    assert len(trail) >= len(before) + 3
+    assert all(e.ip is None and e.user_agent is None for e in trail)
+    assert await _mentions(services, account.email) == []
+    assert await _mentions(services, account.user_id) == []
+    async with browser(app) as phone:
+        assert_problem(await login(phone, account.email), 401, "invalid_credentials")
+
+
+async def test_an_erasure_that_fails_midway_leaves_the_account_whole_and_the_next_sweep_finishes(
+    app: httpx.AsyncClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await new_account(app)
+    services = services_of(app)
+    assert (await _delete(app)).status_code == 202
+    await let_time_pass(app, clock, GRACE + 1)
+
+    real = deletion_repo.scrubbed_detail
+    calls = 0
+
+    def crash_after_two(raw: str, email: str) -> str:  # the database goes away inside the transaction
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            raise DependencyUnavailable("database")
+        return real(raw, email)
+
+    monkeypatch.setattr(deletion_repo, "scrubbed_detail", crash_after_two)
+    with pytest.raises(DependencyUnavailable):
+        await services.deletions.erase_due()
+    assert await services.users.get(account.user_id) is not None  # nothing half erased
+    kinds = await audit_kinds(app, account.user_id)
+    assert "signup" in kinds and "account_erased" not in kinds
+
+    monkeypatch.setattr(deletion_repo, "scrubbed_detail", real)
+    assert await services.deletions.erase_due() == 1
+    assert await services.users.get(account.user_id) is None
+    assert await _mentions(services, account.email) == []
+
+
+async def test_two_sweepers_at_once_erase_once(app: httpx.AsyncClient, clock: FakeClock) -> None:
+    account = await new_account(app)
+    services = services_of(app)
+    assert (await _delete(app)).status_code == 202
+    await let_time_pass(app, clock, GRACE + 1)
+    done = await asyncio.gather(*(services.deletions.erase_due() for _ in range(4)))
+    assert sum(done) == 1
+    async with reading(services.engine) as conn:
+        pseudonym = (await conn.execute(select(t.account_deletions.c.pseudonym))).scalar_one()
+    kinds = [e.kind.value for e in await services.audit_log.list_for_user(pseudonym, limit=100)]
+    assert kinds.count("account_erased") == 1
+    assert await services.users.get(account.user_id) is None
+
+
+async def test_the_last_console_operator_cannot_be_deleted(app: httpx.AsyncClient) -> None:
+    services = services_of(app)
+    account = await new_account(app)
+    user = await services.accounts.find_user(account.email)
+    await services.console.grant(user, by="test", context=OPERATOR)
+    assert_problem(await _delete(app), 409, "last_operator")
+    assert (await app.get("/api/v1/session")).status_code == 200
+    async with browser(app) as other:
+        second = await new_account(other, "operator")
+        await services.console.grant(
+            await services.accounts.find_user(second.email), by="test", context=OPERATOR
+        )
+    assert (await _delete(app)).status_code == 202
+
+
+async def test_an_operator_deletes_at_once(app: httpx.AsyncClient) -> None:
+    services = services_of(app)
+    account = await new_account(app)
+    user = await services.accounts.find_user(account.email)
+    done = await services.deletions.by_operator(user, by="cli", immediately=True, context=OPERATOR)
+    assert done.erased
+    assert await services.users.get(account.user_id) is None
+    assert (await app.get("/api/v1/session")).status_code == 401
+    assert await _mentions(services, account.email) == []
