@@ -66,3 +66,40 @@ def test_download_your_data_from_the_account_page(browser: Any, server: Server, 
     kinds = [event["kind"] for event in document["audit_events"]]
     assert kinds.count("account_exported") == 1 and "reauthenticated" in kinds
     context.close()
+
+
+def test_delete_the_account_then_sign_in_and_keep_it(browser: Any, server: Server, shoot: Any) -> None:
+    email = f"leaving.{secrets.token_hex(3)}@example.com"
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}/signup")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(f"{server.url}/account")
+
+    page.get_by_role("button", name="Delete my account").click()  # the box is not ticked: refused
+    assert page.url == f"{server.url}/account"
+    page.get_by_label("Yes, delete my account").check()
+    shoot(page, "01-delete")
+    page.get_by_role("button", name="Delete my account").click()
+    page.wait_for_url(f"{server.url}/login?deleted=*")
+    assert "Your account will be deleted on" in page.get_by_role("status").inner_text()
+    shoot(page, "02-signed-out")
+    assert not [c for c in context.cookies() if c["name"] == "__Host-threshold_session"]
+
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(f"{server.url}/login/restore?*")
+    assert page.get_by_role("heading", name="Keep your account?").is_visible()
+    shoot(page, "03-keep")
+    page.get_by_role("button", name="Keep my account").click()
+    page.wait_for_url(
+        f"{server.url}/account/passkey-upgrade?next=%2Faccount"
+    )  # signed in, as after any sign-in
+    page.get_by_role("button", name="Not now").click()
+    page.wait_for_url(f"{server.url}/account")
+    assert email in page.content()
+    shoot(page, "04-kept")
+    context.close()

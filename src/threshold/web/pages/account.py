@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from threshold.core.clock import iso
 from threshold.core.errors import (
+    InvalidRequest,
     NotAuthenticated,
     ReauthenticationRequired,
     ThresholdError,
@@ -111,6 +112,7 @@ async def account_view(
         ],
         token_theft=any(e.kind is AuditKind.REFRESH_TOKEN_REUSE for e in events),
         console=await services.console.is_operator(auth.user),
+        deletion_grace_days=round(services.settings.account.deletion_grace / 86400),
         min_length=services.settings.password.min_length_with_mfa
         if factors.has_second_factor
         else services.settings.password.min_length,
@@ -205,6 +207,35 @@ async def account_export(
             export_error=error.page_detail,
         )
     return export_file(document)
+
+
+@router.post("/account/delete")
+async def account_delete(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    """The "Delete my account" form: after the step-up page when the last proof is not recent enough;
+    then signed out, with the date the data goes."""
+    if auth is None:
+        return redirect("/login?next=/account")
+    try:
+        form = await read_form(request)
+        if field(form, "confirm") != "yes":
+            raise InvalidRequest("Tick the box to confirm that you want to delete your account.")
+        scheduled = await services.deletions.request(auth.user, auth.session, context=context)
+    except ReauthenticationRequired as needed:
+        return reauth_redirect(needed, "/account#delete-account")
+    except ThresholdError as error:
+        return await account_view(
+            request,
+            services,
+            auth,
+            status=status_for(error),
+            headers=headers_for(error),
+            delete_error=error.page_detail,
+        )
+    response = redirect("/login?" + urlencode({"deleted": iso(scheduled.erase_at)}))
+    clear_session_cookie(response)
+    return response
 
 
 @router.post("/account/sessions/{session_id}/revoke")

@@ -81,6 +81,41 @@ async def _mfa_page(
     )
 
 
+@router.get("/login/restore")
+async def login_restore_page(request: Request, next: str | None = None, erase_at: str = "") -> Response:
+    """The offer to keep an account being deleted, after a sign-in of it (core.flows.signin)."""
+    if not request.cookies.get(PENDING_COOKIE):
+        return redirect("/login?" + urlencode({"next": safe_next(next), "expired": "1"}))
+    return await render(request, "restore.html", next=safe_next(next), erase_at=erase_at[:40])
+
+
+@router.post("/login/restore")
+async def login_restore_submit(
+    request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
+) -> Response:
+    target = "/account"
+    try:
+        form = await read_form(request)
+        target = safe_next(field(form, "next"))
+        outcome = await services.signin.restore(
+            token=request.cookies.get(PENDING_COOKIE),
+            context=context,
+            replacing=auth.session if auth else None,
+        )
+    except PendingLoginMissing:
+        return redirect("/login?" + urlencode({"next": target, "expired": "1"}))
+    except ThresholdError as error:
+        return await render(
+            request,
+            "restore.html",
+            next=target,
+            erase_at="",
+            status=status_for(error),
+            error=error.page_detail,
+        )
+    return await apply_outcome(services, outcome, target)
+
+
 @router.get("/login/mfa")
 async def login_mfa_page(request: Request, services: ServicesDep, next: str | None = None) -> Response:
     return await _mfa_page(request, services, safe_next(next))

@@ -41,6 +41,15 @@
 
   function go(path) { window.location.assign(path || "/account"); }
 
+  // A sign-in's answer: on to `next`, or, for an account being deleted, the offer to keep it.
+  function signedIn(answer, next) {
+    if (answer && answer.status === "deletion_scheduled") {
+      go("/login/restore?" + new URLSearchParams({ next: next || "/account", erase_at: answer.erase_at }));
+    } else {
+      go(next);
+    }
+  }
+
   async function getAssertion(optionsPath, mediation, signal) {
     const { publicKey } = await post(optionsPath);
     const options = { publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(publicKey) };
@@ -58,8 +67,7 @@
     else if (conditional) { conditional.abort(); conditional = null; }
     const credential = await getAssertion("/api/v1/login/passkey/options", mediation, controller.signal);
     if (!credential) { return; }
-    await post("/api/v1/login/passkey", { credential: credential.toJSON() });
-    go(loginButton.dataset.next);
+    signedIn(await post("/api/v1/login/passkey", { credential: credential.toJSON() }), loginButton.dataset.next);
   }
   if (loginButton) {
     loginButton.addEventListener("click", () => signIn(null).catch(showError));
@@ -79,7 +87,7 @@
     secondFactor.addEventListener("click", () => {
       getAssertion("/api/v1/login/passkey/options")
         .then((credential) => post("/api/v1/login/passkey", { credential: credential.toJSON() }))
-        .then(() => go(secondFactor.dataset.next))
+        .then((answer) => signedIn(answer, secondFactor.dataset.next))
         .catch(showError);
     });
   }
