@@ -12,6 +12,7 @@ from joserfc.jwk import ECKey
 from tests.admin.helpers import Admin, bearer, client_credentials, make_admin, services_of
 from tests.api.helpers import USER_AGENT, browser
 from tests.conftest import login, signup, unique_email
+from threshold.core.accounts import OPERATOR
 from threshold.core.models import AuditKind
 
 
@@ -428,3 +429,40 @@ async def test_keys_are_listed_and_rotation_publishes_the_new_next_key(admin: Ad
     assert len(everything.json()["activated"]) == 3
     assert (await admin.post("/keys/rotate?alg=HS256")).status_code == 400
     assert (await admin.post("/keys/rotate?alg=none")).status_code == 400
+
+
+async def test_deleting_a_user_locks_them_out_now_and_erases_after_the_grace_or_at_once(admin: Admin) -> None:
+    later, now = unique_email("leaving"), unique_email("gone")
+    async with browser(admin.http) as laptop, browser(admin.http, ip="198.51.100.41") as phone:
+        user_id = (await signup(laptop, later)).json()["user"]["id"]
+        gone_id = (await signup(phone, now)).json()["user"]["id"]
+
+        scheduled = await admin.delete(f"/users/{later}")
+        assert scheduled.status_code == 202, scheduled.text
+        assert scheduled.json()["status"] == "scheduled"
+        assert (await laptop.get("/api/v1/session")).status_code == 401
+        assert (await login(laptop, later)).json()["status"] == "deletion_scheduled"  # it can still be kept
+
+        erased = await admin.delete(f"/users/{gone_id}?immediately=true")
+        assert erased.status_code == 202, erased.text
+        assert erased.json()["status"] == "erased"
+        assert (await phone.get("/api/v1/session")).status_code == 401
+        assert (await login(phone, now)).status_code == 401
+    assert await services_of(admin.http).users.get(gone_id) is None
+    assert (await admin.delete("/users/nobody@example.com")).status_code == 404
+    events = await services_of(admin.http).audit_log.list_for_user(user_id, limit=50)
+    requested = [e for e in events if e.kind is AuditKind.ACCOUNT_DELETION_REQUESTED]
+    assert [e.detail["by"] for e in requested] == [f"admin-api client={admin.issued.client.client_id}"]
+
+
+async def test_the_last_operator_with_console_access_is_not_deleted(admin: Admin) -> None:
+    services = services_of(admin.http)
+    email = unique_email("sole-operator")
+    async with browser(admin.http) as laptop:
+        await signup(laptop, email)
+        user = await services.accounts.find_user(email)
+        await services.console.grant(user, by="test", context=OPERATOR)
+        refused = await admin.delete(f"/users/{email}?immediately=true")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "last_operator"
+        assert (await laptop.get("/api/v1/session")).status_code == 200  # nothing happened

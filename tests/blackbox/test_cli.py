@@ -516,3 +516,32 @@ def test_concurrent_admin_updates_on_a_running_server_never_bring_back_a_rotated
         assert rotated_at_least_once
     finally:
         server.stop()
+
+
+def test_users_delete_now_erases_and_the_last_operator_is_kept(
+    fresh_install: tuple[dict[str, str], Path],
+) -> None:
+    env, cwd = fresh_install
+    migrate(env, cwd=cwd)
+    for email in ("leaving@example.com", "operator@example.com"):
+        made = run_cli(
+            *("users", "create", "--email", email, "--password-stdin"),
+            env=env,
+            cwd=cwd,
+            stdin=STRONG_PASSWORD + "\n",
+        )
+        assert made.returncode == 0, made.stderr
+    assert run_cli("users", "grant-admin", "operator@example.com", env=env, cwd=cwd).returncode == 0
+
+    refused = run_cli("users", "delete", "operator@example.com", "--now", env=env, cwd=cwd)
+    assert refused.returncode != 0
+    assert "last_operator" in refused.stderr
+
+    later = run_cli("users", "delete", "leaving@example.com", env=env, cwd=cwd)
+    assert later.returncode == 0, later.stderr
+    assert "its data is erased at" in later.stdout
+    now = run_cli("users", "delete", "leaving@example.com", "--now", env=env, cwd=cwd)
+    assert now.returncode == 0, now.stderr
+    assert "its data is erased" in now.stdout
+    listed = json.loads(run_cli("users", "list", "--json", env=env, cwd=cwd).stdout)
+    assert [u["email"] for u in listed] == ["operator@example.com"]

@@ -108,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     grant.add_argument("user", metavar="EMAIL_OR_ID")
     grant.add_argument("--off", action="store_true", help="take console access back")
     users.add_parser("admins", help="list the accounts with console access")
+    delete = users.add_parser(
+        "delete",
+        help="delete an account: locked and signed out everywhere now, its data erased after "
+        "THRESHOLD_ACCOUNT__DELETION_GRACE (signing in before then can keep it), or at once with --now; "
+        "refused for the last account with console access",
+    )
+    delete.add_argument("user", metavar="EMAIL_OR_ID")
+    delete.add_argument("--now", action="store_true", help="erase at once, without a grace period")
+    delete.add_argument("--by", default="operator (CLI)", help="who asked for it (kept in the audit log)")
     clients = commands.add_parser("clients", help="manage OAuth/OIDC clients").add_subparsers(
         dest="action", required=True
     )

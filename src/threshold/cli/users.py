@@ -60,6 +60,17 @@ def users_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[in
                 print(f"{grant.user_id}  {email}  since {iso(grant.granted_at)}  by {grant.granted_by}")
             return 0
         user = await accounts.find_user(args.user)
+        if args.action == "delete":
+            done = await services.deletions.by_operator(
+                user, by=args.by, immediately=args.now, context=OPERATOR
+            )
+            if done.erased:
+                print(f"deleted {user.email}: its data is erased")
+            else:
+                print(
+                    f"deleted {user.email}: signed out everywhere; its data is erased at {iso(done.erase_at)}"
+                )
+            return 0
         if args.action == "grant-admin":
             if args.off:
                 changed = await services.console.revoke(user, by="cli", context=OPERATOR)

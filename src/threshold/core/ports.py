@@ -259,7 +259,8 @@ class DeletionRepo(Protocol):
     """Scheduled erasures of accounts (core.deletion)."""
 
     async def schedule(self, deletion: ScheduledDeletion) -> ScheduledDeletion:
-        """Record it, or return the account's erasure already scheduled (the first request stands)."""
+        """Record it; for an account whose erasure is scheduled already, the one scheduled (brought
+        forward to this one's `erase_at` when that is sooner: an operator's `--now`)."""
         ...
 
     async def pending(self, user_id: str) -> ScheduledDeletion | None:

@@ -64,7 +64,19 @@ class SqlDeletionRepo(SqlRepo):
                             requested_by=deletion.requested_by,
                         )
                     )
-        except IntegrityError:  # scheduled already (the unique user_id): the first request stands
+        except IntegrityError:  # scheduled already (the unique user_id): the earlier erasure stands
+            d = t.account_deletions
+            with translate_errors():
+                async with writing(self._engine) as conn:
+                    await conn.execute(
+                        update(d)
+                        .where(
+                            d.c.user_id == deletion.user_id,
+                            d.c.erased_at.is_(None),
+                            d.c.erase_at > deletion.erase_at,
+                        )
+                        .values(erase_at=deletion.erase_at)
+                    )
             found = await self.pending(deletion.user_id)
             if found is None:
                 raise

@@ -184,6 +184,26 @@ async def enable_user(user: str, request: Request, services: ServicesDep, admin:
     return {"disabled": False}
 
 
+@router.delete(
+    "/users/{user}",
+    status_code=202,
+    summary="Delete a user: locked and signed out now, erased after the grace period (or at once)",
+    responses={409: {"description": "`last_operator`: the only account with console access"}},
+)
+async def delete_user(
+    user: str, request: Request, services: ServicesDep, admin: AdminDep, immediately: bool = False
+) -> JSONResponse:
+    account = await services.accounts.find_user(user[:320])
+    done = await services.deletions.by_operator(
+        account,
+        by=f"admin-api client={admin.claims.get('client_id')}",
+        immediately=immediately,
+        context=admin_context(request, admin),
+    )
+    body = {"status": "erased" if done.erased else "scheduled", "erase_at": iso(done.erase_at)}
+    return JSONResponse(body, status_code=202)
+
+
 class MfaPolicy(BaseModel):
     required: StrictBool
 
