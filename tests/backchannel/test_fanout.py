@@ -26,6 +26,7 @@ from tests.blackbox.oidc_support import LOGOUT_URI, REDIRECT_URI, HttpRP, Issuer
 from tests.conftest import STRONG_PASSWORD, unique_email
 from tests.oidc.helpers import hidden_inputs, pkce, query_of, unverified
 from tests.support import Deployment, Server, make_deployment, wait_for
+from tests.support.event_app import EventApp
 from tests.support.logout_app import LogoutApp
 
 WITHIN = 1.0
@@ -467,3 +468,62 @@ def test_a_scim_deletion_ends_everything_and_removes_the_person(
     assert http.get(f"{scim.base}/Users/{scim_id}", headers=scim.headers).status_code == 404
     members = op.deployment.cli("orgs", "members", "list", scim.org, "--json")
     assert email not in members.stdout
+
+
+def test_a_deleted_person_is_signed_out_of_every_application_and_those_that_listen_hear_of_the_erasure(
+    op: Op, http: httpx.Client, apps: list[tuple[LogoutApp, HttpRP]]
+) -> None:
+    """The operator's deletion ends everything at once (logout tokens to both applications); the
+    erasure sends a verified RISC account-purged event to the application that registered a deletion
+    event URI and held a grant of the person, and to no other."""
+    (app1, rp1), (app2, _) = apps
+    events = EventApp(issuer=op.issuer).start()
+    bystanders = EventApp(issuer=op.issuer).start()
+    try:
+        jwks = http.get(op.a.base_url + "/oauth2/jwks").json()
+        listening = register(op, http, app2)  # a second client on app2's logout endpoint...
+        assert (
+            op.deployment.cli(
+                "clients", "update", listening.client_id, "--deletion-event-uri", events.uri
+            ).returncode
+            == 0
+        )
+        events.configure(client_id=listening.client_id, jwks=jwks)
+        app2.configure(client_id=listening.client_id, jwks=jwks)
+        unrelated = HttpRP.create(
+            op.deployment, http, "--redirect-uri", REDIRECT_URI, "--deletion-event-uri", bystanders.uri
+        )
+        bystanders.configure(client_id=unrelated.client_id, jwks=jwks)
+
+        email = unique_email("deleted")
+        browser, user_id = signed_in(op, http, email)
+        tokens1 = rp1.tokens(browser, op.a)
+        tokens2 = listening.tokens(browser, op.b, token_server=op.b)
+        sid = sid_of(tokens1)
+
+        result = op.deployment.cli("users", "delete", email)
+        assert result.returncode == 0, result.stderr
+        answered = time.perf_counter()
+        while not refused_everywhere(op, browser, [(rp1, tokens1), (listening, tokens2)]):
+            assert time.perf_counter() - answered < WITHIN, "still accepted a second after the answer"
+        for app in (app1, app2):
+            app.wait_for_sids({sid}, timeout=WITHIN + 1)
+        assert events.received == []  # locked, not erased yet
+
+        result = op.deployment.cli("users", "delete", email, "--now")
+        assert result.returncode == 0, result.stderr
+        [(header, claims)] = events.wait_for(1)
+        assert header["typ"] == "secevent+jwt"
+        assert claims["aud"] == listening.client_id and claims["iss"] == op.issuer
+        assert "sub" not in claims and "exp" not in claims
+        assert claims["events"] == {
+            "https://schemas.openid.net/secevent/risc/event-type/account-purged": {
+                "subject": {"format": "iss_sub", "iss": op.issuer, "sub": user_id}
+            }
+        }
+        time.sleep(0.5)
+        assert len(events.received) == 1 and not events.refused
+        assert bystanders.received == [] and not bystanders.refused
+    finally:
+        events.stop()
+        bystanders.stop()

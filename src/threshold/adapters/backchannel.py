@@ -26,7 +26,7 @@ from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import translate_errors, writing
 from threshold.core.clock import Clock
-from threshold.oidc.models import LogoutDelivery
+from threshold.oidc.models import ACCOUNT_PURGED, LogoutDelivery
 from threshold.oidc.ports import ClientRepo
 from threshold.oidc.tokens import TokenMinter
 from threshold.settings import BackchannelSettings
@@ -44,6 +44,7 @@ def _delivery(row: Row[Any]) -> LogoutDelivery:
         cause=row.cause,
         created_at=row.created_at,
         attempts=int(row.attempts),
+        kind=row.kind,
     )
 
 
@@ -67,6 +68,7 @@ class SqlLogoutQueue:
                 "user_id": d.user_id,
                 "sid": d.sid,
                 "cause": d.cause,
+                "kind": d.kind,
                 "created_at": d.created_at,
                 "next_attempt_at": d.created_at,
                 "attempts": 0,
@@ -187,7 +189,9 @@ class LogoutWorker:
         return len(claimed)
 
     async def _post(self, delivery: LogoutDelivery) -> str | None:
-        """Post one logout token; None when the application took it, else why not."""
+        """Post one logout token (or deletion event); None when the application took it, else why not."""
+        if delivery.kind == ACCOUNT_PURGED:
+            return await self._post_deletion_event(delivery)
         client = await self._clients.get(delivery.client_id)
         if client is None or client.backchannel_logout_uri is None:
             return None  # the client is gone or no longer listens: nothing left to tell
@@ -203,6 +207,26 @@ class LogoutWorker:
                 client.backchannel_logout_uri,
                 data={"logout_token": token},
                 headers={"Cache-Control": "no-store"},
+            )
+        except (httpx.HTTPError, OSError) as exc:
+            return f"{type(exc).__name__}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}"
+
+    async def _post_deletion_event(self, delivery: LogoutDelivery) -> str | None:
+        """RFC 8935: the SET as the body, `application/secevent+jwt`; 202 (any 2xx) is taken."""
+        client = await self._clients.get(delivery.client_id)
+        if client is None or client.deletion_event_uri is None:
+            return None
+        event = await self._minter.account_purged_event(
+            alg=client.id_token_alg, subject=delivery.user_id, client_id=client.client_id, jti=delivery.id
+        )
+        try:
+            response = await self._client().post(
+                client.deletion_event_uri,
+                content=event.encode("ascii"),
+                headers={"Content-Type": "application/secevent+jwt", "Accept": "application/json"},
             )
         except (httpx.HTTPError, OSError) as exc:
             return f"{type(exc).__name__}"

@@ -164,6 +164,11 @@ def _parser() -> argparse.ArgumentParser:
         help="where logout tokens are posted when a person's session ends (https, or http on loopback)",
     )
     create_client.add_argument(
+        "--deletion-event-uri",
+        help="where a security event token (RISC account-purged) is posted when a person who used this "
+        "client has their account erased (https, or http on loopback)",
+    )
+    create_client.add_argument(
         "--backchannel-logout-session-required",
         action="store_true",
         help="the application needs sid in logout tokens (always sent)",
@@ -200,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     update_client.add_argument("--id-token-alg", choices=SIGNING_ALGORITHMS)
     update_client.add_argument("--logo-uri", help="an https URL; '' removes the logo")
     update_client.add_argument("--backchannel-logout-uri", help="'' removes it")
+    update_client.add_argument("--deletion-event-uri", help="'' removes it")
     update_client.add_argument(
         "--backchannel-logout-session-required", action=argparse.BooleanOptionalAction, default=None
     )

@@ -41,6 +41,7 @@ def clients_command(args: argparse.Namespace) -> Callable[[Services], Awaitable[
                 logo_uri=args.logo_uri,
                 backchannel_logout_uri=args.backchannel_logout_uri,
                 backchannel_logout_session_required=args.backchannel_logout_session_required,
+                deletion_event_uri=args.deletion_event_uri,
             )
             body = client_dict(issued.client, issued.secret)
             if args.json:
@@ -88,6 +89,7 @@ async def _update_client(provider: Provider, args: argparse.Namespace) -> int:
         logo_uri=args.logo_uri,
         backchannel_logout_uri=args.backchannel_logout_uri,
         backchannel_logout_session_required=args.backchannel_logout_session_required,
+        deletion_event_uri=args.deletion_event_uri,
         rotate_secret=args.rotate_secret,
         context=OPERATOR,
     )

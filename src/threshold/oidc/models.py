@@ -67,6 +67,9 @@ class Client:
     logo_uri: str | None = None
     """Shown on the hosted pages of this client's authorizations (https only)."""
     backchannel_logout_uri: str | None = None
+    deletion_event_uri: str | None = None
+    """Where a Security Event Token saying the person's account was erased is posted (RISC
+    account-purged, RFC 8417 pushed as RFC 8935 says), for each person the application held a grant of."""
     """Where logout tokens are posted (OIDC Back-Channel Logout 1.0): https, or http on loopback."""
     backchannel_logout_session_required: bool = False
     """The client needs `sid` in logout tokens (Threshold always sends it)."""
@@ -220,6 +223,7 @@ def client_summary(client: Client, secret: str | None = None) -> dict[str, Any]:
         "id_token_signed_response_alg": client.id_token_alg,
         "logo_uri": client.logo_uri,
         "backchannel_logout_uri": client.backchannel_logout_uri,
+        "deletion_event_uri": client.deletion_event_uri,
         "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "access_token_lifetime": client.access_token_lifetime,
         "created_at": iso(client.created_at),
@@ -227,6 +231,10 @@ def client_summary(client: Client, secret: str | None = None) -> dict[str, Any]:
     if secret is not None:
         body["client_secret"] = secret
     return body
+
+
+ACCOUNT_PURGED = "account_purged"
+"""The kind of a queued delivery that is a deletion event rather than a logout token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,3 +249,6 @@ class LogoutDelivery:
     cause: str
     created_at: float
     attempts: int = 0
+    kind: str = "logout"
+    """"logout" (a logout token to the back-channel logout URI) or ACCOUNT_PURGED (a security event
+    token to the deletion event URI, queued by the erasure of the person's account)."""

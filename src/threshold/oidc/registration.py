@@ -74,6 +74,7 @@ class Registration:
         logo_uri: str | None = None,
         backchannel_logout_uri: str | None = None,
         backchannel_logout_session_required: bool = False,
+        deletion_event_uri: str | None = None,
         context: RequestContext | None = None,
     ) -> IssuedClient:
         """Register a client; a confidential client's secret is returned once and stored as a digest.
@@ -106,6 +107,7 @@ class Registration:
             logo_uri=logo_uri or None,
             backchannel_logout_uri=backchannel_logout_uri or None,
             backchannel_logout_session_required=backchannel_logout_session_required,
+            deletion_event_uri=deletion_event_uri or None,
         )
         _check_client(client)
         await self._clients.add(client)
@@ -130,6 +132,7 @@ class Registration:
         logo_uri: str | None = None,
         backchannel_logout_uri: str | None = None,
         backchannel_logout_session_required: bool | None = None,
+        deletion_event_uri: str | None = None,
         rotate_secret: bool = False,
         context: RequestContext | None = None,
     ) -> IssuedClient | None:
@@ -185,6 +188,9 @@ class Registration:
                 current.backchannel_logout_session_required
                 if backchannel_logout_session_required is None
                 else backchannel_logout_session_required
+            ),
+            deletion_event_uri=(
+                current.deletion_event_uri if deletion_event_uri is None else (deletion_event_uri or None)
             ),
         )
         _check_client(changed)
@@ -251,12 +257,13 @@ def _uri_changes(kind: str, before: Sequence[str], after: Sequence[str]) -> dict
     }
 
 
-def _check_backchannel_uri(uri: str) -> None:
+def _check_backchannel_uri(uri: str, name: str = "backchannel_logout_uri") -> None:
     """OIDC Back-Channel Logout 1.0 section 2.2: an absolute URL, no fragment; like redirect URIs here,
-    https, or http on loopback only (a logout token is a bearer of the person's identity)."""
+    https, or http on loopback only (a logout token is a bearer of the person's identity). The deletion
+    event URI follows the same rule."""
     if len(uri) > 2048 or urlsplit(uri).fragment or upstream_url_error(uri):
         raise InvalidRequest(
-            "backchannel_logout_uri must be an absolute https URL (http only on loopback) without a fragment."
+            f"{name} must be an absolute https URL (http only on loopback) without a fragment."
         )
 
 
@@ -274,6 +281,8 @@ def _check_client(client: Client) -> None:
             raise InvalidRequest("logo_uri must be an https URL (at most 2048 characters).")
     if client.backchannel_logout_uri is not None:
         _check_backchannel_uri(client.backchannel_logout_uri)
+    if client.deletion_event_uri is not None:
+        _check_backchannel_uri(client.deletion_event_uri, "deletion_event_uri")
     if not 30 <= client.access_token_lifetime <= MAX_ACCESS_TOKEN_LIFETIME:
         raise InvalidRequest(f"access_token_lifetime must be 30..{MAX_ACCESS_TOKEN_LIFETIME} seconds.")
     if len(client.redirect_uris) > MAX_URIS or len(client.post_logout_redirect_uris) > MAX_URIS:

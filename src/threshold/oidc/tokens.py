@@ -20,6 +20,8 @@ ID_TOKEN_LIFETIME = 600
 MAX_ACCESS_TOKEN_LIFETIME = 900
 LOGOUT_TOKEN_LIFETIME = 120
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+ACCOUNT_PURGED_EVENT = "https://schemas.openid.net/secevent/risc/event-type/account-purged"
+"""OpenID RISC 1.0: the account was deleted at the transmitter (here: its data erased)."""
 GRANT_CLAIM = "grant_id"
 """The access-token claim naming the grant it was issued under (a private claim: RFC 9068 has none)."""
 
@@ -190,6 +192,21 @@ class TokenMinter:
         if sid is not None:
             claims["sid"] = sid
         return await self._sign(alg, "logout+jwt", claims)
+
+    async def account_purged_event(self, *, alg: str, subject: str, client_id: str, jti: str) -> str:
+        """A Security Event Token (RFC 8417) for one application: the person `subject` (the `sub` its
+        tokens carried, in the RFC 9493 `iss_sub` format) had their account erased. Typed
+        `secevent+jwt` (RFC 8417 section 2.3), no `exp` or `sub` claim of its own (section 2.2)."""
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": client_id,
+            "iat": int(self._clock.now()),
+            "jti": jti,
+            "events": {
+                ACCOUNT_PURGED_EVENT: {"subject": {"format": "iss_sub", "iss": self._issuer, "sub": subject}}
+            },
+        }
+        return await self._sign(alg, "secevent+jwt", claims)
 
     async def logout_hint_claims(self, token: str) -> dict[str, Any] | None:
         """Claims of one of our own ID tokens (signature checked, expiry not: OIDC RP-Initiated 1.0 §2)."""

@@ -7,14 +7,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, union, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import SqlRepo, reading, translate_errors, writing
 from threshold.core.emails import normalize_email
 from threshold.core.errors import EmailInvalid
 from threshold.core.models import AuditKind, ScheduledDeletion
+from threshold.core.secrets import new_id
+from threshold.oidc.models import ACCOUNT_PURGED
 
 PERSONAL_DETAIL = frozenset({"email", "old_email", "new_email", "address", "name", "subject", "device", "ip"})
 """Audit detail keys that hold something of the person; erased with them (the rest, such as `method`,
@@ -47,6 +50,38 @@ def scrubbed_detail(raw: str, email: str) -> str:
         if key not in PERSONAL_DETAIL and lowered not in str(value).casefold()
     }
     return json.dumps(kept, sort_keys=True)
+
+
+async def _queue_deletion_events(conn: AsyncConnection, user_id: str, *, at: float) -> None:
+    """A deletion event for each application that registered a deletion event URI and holds (or held) a
+    grant or a consent of the person: queued in the erasure's transaction, delivered after it with the
+    logout tokens' retries (adapters.backchannel)."""
+    c = t.oauth_clients
+    held = union(
+        select(t.oauth_grants.c.client_id).where(t.oauth_grants.c.user_id == user_id),
+        select(t.consents.c.client_id).where(t.consents.c.user_id == user_id),
+    ).subquery()
+    listening = await conn.execute(
+        select(c.c.client_id).where(
+            c.c.client_id.in_(select(held.c.client_id)), c.c.deletion_event_uri.is_not(None)
+        )
+    )
+    rows = [
+        {
+            "id": new_id(),
+            "client_id": client_id,
+            "user_id": user_id,
+            "sid": None,
+            "cause": "user_deleted",
+            "kind": ACCOUNT_PURGED,
+            "created_at": at,
+            "next_attempt_at": at,
+            "attempts": 0,
+        }
+        for (client_id,) in listening
+    ]
+    if rows:
+        await conn.execute(insert(t.logout_deliveries), rows)
 
 
 class SqlDeletionRepo(SqlRepo):
@@ -141,6 +176,7 @@ class SqlDeletionRepo(SqlRepo):
                 )
                 if not claimed.rowcount:
                     return False
+                await _queue_deletion_events(conn, user_id, at=at)
                 events = await conn.execute(select(a.c.id, a.c.detail).where(a.c.user_id == user_id))
                 for event_id, raw in events.all():
                     await conn.execute(

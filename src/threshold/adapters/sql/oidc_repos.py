@@ -58,6 +58,7 @@ def _client(row: Row[Any]) -> Client:
         logo_uri=row.logo_uri,
         backchannel_logout_uri=row.backchannel_logout_uri,
         backchannel_logout_session_required=bool(row.backchannel_logout_session_required),
+        deletion_event_uri=row.deletion_event_uri,
     )
 
 
@@ -81,6 +82,7 @@ def _client_values(client: Client) -> dict[str, Any]:
         "logo_uri": client.logo_uri,
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "backchannel_logout_session_required": client.backchannel_logout_session_required,
+        "deletion_event_uri": client.deletion_event_uri,
     }
 
 

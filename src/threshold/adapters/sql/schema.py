@@ -137,6 +137,7 @@ oauth_clients = Table(
     Column("id_token_alg", String(16), nullable=False, server_default="RS256"),
     Column("logo_uri", Text, nullable=True),
     Column("backchannel_logout_uri", Text, nullable=True),
+    Column("deletion_event_uri", Text, nullable=True),
     Column("backchannel_logout_session_required", Boolean, nullable=False, server_default=false()),
 )
 
@@ -302,6 +303,7 @@ logout_deliveries = Table(
     Column("user_id", String(32), nullable=False),
     Column("sid", String(32), nullable=True),
     Column("cause", String(32), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="logout"),
     Column("created_at", Double, nullable=False),
     Column("next_attempt_at", Double, nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),

@@ -54,6 +54,7 @@ class ClientIn(BaseModel):
     id_token_alg: StrictStr = Field(ID_TOKEN_DEFAULT_ALG, alias="id_token_signed_response_alg")
     logo_uri: StrictStr | None = Field(None, max_length=2048)
     backchannel_logout_uri: StrictStr | None = Field(None, max_length=2048)
+    deletion_event_uri: StrictStr | None = Field(None, max_length=2048)
     backchannel_logout_session_required: StrictBool = False
 
 
@@ -76,6 +77,7 @@ class ClientPatch(BaseModel):
     id_token_alg: StrictStr | None = Field(None, alias="id_token_signed_response_alg")
     logo_uri: StrictStr | None = Field(None, max_length=2048)
     backchannel_logout_uri: StrictStr | None = Field(None, max_length=2048)
+    deletion_event_uri: StrictStr | None = Field(None, max_length=2048)
     backchannel_logout_session_required: StrictBool | None = None
 
 

@@ -1,4 +1,5 @@
-"""Account deletion: an account's scheduled erasure (grace period), kept after it as a pseudonym.
+"""Account deletion: an account's scheduled erasure (grace period), kept after it as a pseudonym; the
+applications' deletion event URI, and the kind of a queued delivery (a logout token or that event).
 
 Revision ID: 0016
 Revises: 0015
@@ -65,9 +66,19 @@ def upgrade() -> None:
         sa.UniqueConstraint("user_id", name="uq_account_deletions_user_id"),
     )
     op.create_index("ix_account_deletions_erase_at", "account_deletions", ["erase_at"])
+    # Applications that register for it hear of an erasure (a RISC account-purged event), through the
+    # durable queue of logout tokens.
+    with op.batch_alter_table("oauth_clients") as batch:
+        batch.add_column(sa.Column("deletion_event_uri", sa.Text(), nullable=True))
+    with op.batch_alter_table("logout_deliveries") as batch:
+        batch.add_column(sa.Column("kind", sa.String(16), nullable=False, server_default="logout"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("logout_deliveries") as batch:
+        batch.drop_column("kind")
+    with op.batch_alter_table("oauth_clients") as batch:
+        batch.drop_column("deletion_event_uri")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG_ORIGINAL)
     else:
