@@ -27,7 +27,7 @@ from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import reading
 from threshold.core.clock import iso
 from threshold.core.errors import DependencyUnavailable
-from threshold.core.models import RequestContext
+from threshold.core.models import RequestContext, ScheduledDeletion
 from threshold.services import Services
 
 GRACE = 3 * 86400
@@ -280,3 +280,25 @@ async def test_an_operator_deletes_at_once(app: httpx.AsyncClient) -> None:
     assert await services.users.get(account.user_id) is None
     assert (await app.get("/api/v1/session")).status_code == 401
     assert await _mentions(services, account.email) == []
+
+
+async def test_scheduling_locks_and_cancelling_unlocks_in_the_same_write(app: httpx.AsyncClient) -> None:
+    """A process killed right after either write leaves no deletion without its lock, nor the reverse."""
+    services = services_of(app)
+    account = await new_account(app)
+    repo = deletion_repo.SqlDeletionRepo(services.engine)
+    at = services.clock.now()
+    scheduled = ScheduledDeletion(
+        pseudonym="erased-test",
+        user_id=account.user_id,
+        requested_at=at,
+        erase_at=at + GRACE,
+        requested_by="t",
+    )
+    assert await repo.schedule(scheduled) == scheduled
+    locked = await services.users.get(account.user_id)
+    assert locked is not None and locked.disabled
+    assert await repo.cancel(account.user_id, now=at)
+    kept = await services.users.get(account.user_id)
+    assert kept is not None and not kept.disabled
+    assert not await repo.cancel(account.user_id, now=at)  # nothing left to cancel

@@ -110,7 +110,7 @@ class Deletions:
                 requested_by=by,
             )
         )
-        await self._users.set_disabled(user.id, True)
+        await self._users.set_disabled(user.id, True)  # done with the schedule; again for the caches
         await self._revoker.end_access(Reach.everything(user.id), cause=Cause.USER_DELETED, context=context)
         await self._audit.record(
             AuditKind.ACCOUNT_DELETION_REQUESTED,
@@ -138,7 +138,7 @@ class Deletions:
         pending, or it became due meanwhile)."""
         if not await self._repo.cancel(user.id, now=self._clock.now()):
             return False
-        await self._users.set_disabled(user.id, False)
+        await self._users.set_disabled(user.id, False)  # done with the cancel; again for the caches
         await self._audit.record(AuditKind.ACCOUNT_DELETION_CANCELLED, user_id=user.id, context=context)
         return True
 

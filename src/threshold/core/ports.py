@@ -259,8 +259,10 @@ class DeletionRepo(Protocol):
     """Scheduled erasures of accounts (core.deletion)."""
 
     async def schedule(self, deletion: ScheduledDeletion) -> ScheduledDeletion:
-        """Record it; for an account whose erasure is scheduled already, the one scheduled (brought
-        forward to this one's `erase_at` when that is sooner: an operator's `--now`)."""
+        """Record it and lock (disable) the account in one write: a crash between the two would leave
+        a deletion the person cannot see, or a lock nothing lifts. For an account whose erasure is
+        scheduled already, the one scheduled (brought forward to this `erase_at` when that is sooner:
+        an operator's `--now`)."""
         ...
 
     async def pending(self, user_id: str) -> ScheduledDeletion | None:
@@ -268,7 +270,8 @@ class DeletionRepo(Protocol):
         ...
 
     async def cancel(self, user_id: str, *, now: float) -> bool:
-        """Forget the account's erasure if it is not due yet (True), in one conditional write."""
+        """Forget the account's erasure if it is not due yet and unlock the account (True), in one
+        conditional write."""
         ...
 
     async def due(self, *, now: float, limit: int = 100) -> Sequence[ScheduledDeletion]: ...

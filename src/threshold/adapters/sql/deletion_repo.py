@@ -99,6 +99,9 @@ class SqlDeletionRepo(SqlRepo):
                             requested_by=deletion.requested_by,
                         )
                     )
+                    await conn.execute(
+                        update(t.users).where(t.users.c.id == deletion.user_id).values(disabled=True)
+                    )
         except IntegrityError:  # scheduled already (the unique user_id): the earlier erasure stands
             d = t.account_deletions
             with translate_errors():
@@ -141,6 +144,8 @@ class SqlDeletionRepo(SqlRepo):
                         t.account_deletions.c.erase_at > now,
                     )
                 )
+                if result.rowcount:
+                    await conn.execute(update(t.users).where(t.users.c.id == user_id).values(disabled=False))
         return bool(result.rowcount)
 
     async def due(self, *, now: float, limit: int = 100) -> Sequence[ScheduledDeletion]:
