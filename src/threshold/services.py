@@ -337,13 +337,13 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         repo=SqlDeletionRepo(engine),
         users=users,
         revoker=revoker,
-        console=console,
         stepup=engine_.stepup,
         auditor=auditor,
         clock=clock,
         grace=settings.account.deletion_grace,
     )
     engine_.signin.attach_deletions(deletions)
+    accounts.attach_deletions(deletions)
     return Services(
         settings=settings,
         clock=clock,

@@ -302,3 +302,58 @@ async def test_scheduling_locks_and_cancelling_unlocks_in_the_same_write(app: ht
     kept = await services.users.get(account.user_id)
     assert kept is not None and not kept.disabled
     assert not await repo.cancel(account.user_id, now=at)  # nothing left to cancel
+
+
+async def test_an_operators_lock_is_not_the_persons_to_lift(app: httpx.AsyncClient, clock: FakeClock) -> None:
+    """A deletion the person asked for, then an operator's (or SCIM's) disable: signing in no longer
+    keeps the account. An operator's enable keeps it (the deletion is dropped). An account disabled
+    before its deletion cannot be kept by signing in either."""
+    services = services_of(app)
+    account = await new_account(app)
+    assert (await _delete(app)).status_code == 202
+    user = await services.accounts.find_user(account.email)
+    await services.accounts.set_disabled(user, disabled=True)
+    async with browser(app) as phone:
+        assert_problem(await login(phone, account.email), 401, "invalid_credentials")
+        await services.accounts.set_disabled(user, disabled=False)
+        assert (await login(phone, account.email)).json()["user"]["id"] == account.user_id  # kept
+    await let_time_pass(app, clock, GRACE + 1)
+    assert await services.deletions.erase_due() == 0
+    assert "account_deletion_cancelled" in await audit_kinds(app, account.user_id)
+
+    async with browser(app) as other:
+        second = await new_account(other, "locked")
+    locked = await services.accounts.find_user(second.email)
+    await services.accounts.set_disabled(locked, disabled=True)
+    await services.deletions.by_operator(locked, by="cli", immediately=False, context=OPERATOR)
+    async with browser(app) as phone:
+        assert_problem(await login(phone, second.email), 401, "invalid_credentials")
+
+
+async def test_two_operators_deleting_each_other_at_once_leave_one(app: httpx.AsyncClient) -> None:
+    services = services_of(app)
+    operators = []
+    for name in ("first", "second"):
+        async with browser(app) as other:
+            made = await new_account(other, name)
+        user = await services.accounts.find_user(made.email)
+        await services.console.grant(user, by="test", context=OPERATOR)
+        operators.append(user)
+    results = await asyncio.gather(
+        *(
+            services.deletions.by_operator(u, by="cli", immediately=False, context=OPERATOR)
+            for u in operators
+        ),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["DeletionScheduled", "LastOperator"], results
+
+
+async def test_the_export_is_not_started_from_another_site(app: httpx.AsyncClient) -> None:
+    await new_account(app)
+    assert_problem(
+        await app.get("/api/v1/account/export", headers={"Sec-Fetch-Site": "cross-site"}), 403, "forbidden"
+    )
+    assert (
+        await app.get("/api/v1/account/export", headers={"Sec-Fetch-Site": "same-origin"})
+    ).status_code == 200

@@ -59,10 +59,12 @@ def test_download_your_data_from_the_account_page(browser: Any, server: Server, 
 
     page.wait_for_timeout((WINDOW + 1) * 1000)  # the sign-in is no longer recent
     page.get_by_role("button", name="Download your data").click()
-    page.wait_for_url(f"{server.url}/reauthenticate?next=%2Faccount%2Fexport")
+    page.wait_for_url(f"{server.url}/reauthenticate?next=%2Faccount%23your-data")
     shoot(page, "02-confirm-it-is-you")
     page.get_by_label("Password").fill(STRONG_PASSWORD)
-    document = _download(page, page.get_by_role("button", name="Confirm", exact=True).click)
+    page.get_by_role("button", name="Confirm", exact=True).click()
+    page.wait_for_url(f"{server.url}/account#your-data")
+    document = _download(page, page.get_by_role("button", name="Download your data").click)
     kinds = [event["kind"] for event in document["audit_events"]]
     assert kinds.count("account_exported") == 1 and "reauthenticated" in kinds
     context.close()
@@ -83,8 +85,8 @@ def test_delete_the_account_then_sign_in_and_keep_it(browser: Any, server: Serve
     page.get_by_label("Yes, delete my account").check()
     shoot(page, "01-delete")
     page.get_by_role("button", name="Delete my account").click()
-    page.wait_for_url(f"{server.url}/login?deleted=*")
-    assert "Your account will be deleted on" in page.get_by_role("status").inner_text()
+    page.wait_for_url(f"{server.url}/login?deleted=1")
+    assert "Your account will be deleted" in page.get_by_role("status").inner_text()
     shoot(page, "02-signed-out")
     assert not [c for c in context.cookies() if c["name"] == "__Host-threshold_session"]
 
@@ -93,6 +95,7 @@ def test_delete_the_account_then_sign_in_and_keep_it(browser: Any, server: Serve
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{server.url}/login/restore?*")
     assert page.get_by_role("heading", name="Keep your account?").is_visible()
+    assert page.locator("time").count() == 1  # the erasure date, from the server
     shoot(page, "03-keep")
     page.get_by_role("button", name="Keep my account").click()
     page.wait_for_url(

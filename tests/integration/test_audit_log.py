@@ -78,17 +78,39 @@ async def test_delete_is_refused(sql_engine: AsyncEngine) -> None:
 async def test_only_an_erased_persons_pseudonymisation_is_accepted_and_only_once(
     sql_engine: AsyncEngine,
 ) -> None:
-    """Account erasure (core.deletion) puts the person's events under a pseudonym, without address or
-    user agent; any other change, and a second pseudonymisation, stay refused."""
+    """Account erasure (core.deletion) puts the events of an account that is gone under the pseudonym of
+    an erasure carried out, without address or user agent; any other change, the events of an account
+    that still exists, an unknown pseudonym, and a second pseudonymisation stay refused."""
     log = SqlAuditLog(sql_engine)
-    user_id = new_id()
-    await _append_two(log, user_id)
+    gone, alive = new_id(), new_id()
+    await _append_two(log, gone)
+    await _append_two(log, alive)
+    now = time.time()
+    async with sql_engine.begin() as conn:
+        await conn.execute(
+            t.users.insert().values(
+                id=alive, email=f"{alive}@example.com", email_normalized=f"{alive}@example.com",
+                email_verified=False, disabled=False, created_at=now,
+            )
+        )  # fmt: skip
+        await conn.execute(
+            t.account_deletions.insert().values(
+                pseudonym="erased-x",
+                user_id=None,
+                requested_at=now,
+                erase_at=now,
+                requested_by="t",
+                erased_at=now,
+            )
+        )
     a = t.audit_events
-    mine = a.c.user_id == user_id
+    erased = {"ip": None, "user_agent": None}
     refused = [
-        update(a).where(mine).values(user_id="erased-x", ip=None, user_agent=None, kind="logout"),
-        update(a).where(mine).values(user_id="erased-x", ip=None),  # the user agent kept
-        update(a).where(mine).values(user_id="someone-else", ip=None, user_agent=None),
+        update(a).where(a.c.user_id == gone).values(user_id="erased-x", kind="logout", **erased),
+        update(a).where(a.c.user_id == gone).values(user_id="erased-x", ip=None),  # the user agent kept
+        update(a).where(a.c.user_id == gone).values(user_id="someone-else", **erased),
+        update(a).where(a.c.user_id == gone).values(user_id="erased-unknown", **erased),  # no such erasure
+        update(a).where(a.c.user_id == alive).values(user_id="erased-x", **erased),  # the account exists
     ]
     for statement in refused:
         with pytest.raises(DBAPIError, match="append-only"):
@@ -97,11 +119,12 @@ async def test_only_an_erased_persons_pseudonymisation_is_accepted_and_only_once
 
     async with sql_engine.begin() as conn:
         await conn.execute(
-            update(a).where(mine).values(user_id="erased-x", ip=None, user_agent=None, detail="{}")
+            update(a).where(a.c.user_id == gone).values(user_id="erased-x", detail="{}", **erased)
         )
     events = await log.list_for_user("erased-x")
     assert [e.kind for e in events] == [AuditKind.LOGIN_FAILED, AuditKind.SIGNUP]
     assert all(e.ip is None and e.user_agent is None and e.detail == {} for e in events)
+    assert len(await log.list_for_user(alive)) == 2
 
     with pytest.raises(DBAPIError, match="append-only"):
         async with sql_engine.begin() as conn:

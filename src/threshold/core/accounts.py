@@ -26,6 +26,7 @@ from threshold.core.methods.password import PasswordMethod
 from threshold.core.methods.proofs import PASSWORD
 
 if TYPE_CHECKING:
+    from threshold.core.deletion import Deletions
     from threshold.core.email import EmailFlows
 from threshold.core.models import (
     AuditEvent,
@@ -75,7 +76,12 @@ class Accounts:
         self._stepup = stepup
         self._signin = signin
         self._email: EmailFlows | None = None
+        self._deletions: Deletions | None = None
         self._verification = "off"
+
+    def attach_deletions(self, deletions: Deletions) -> None:
+        """Deletions are built after Accounts (they need the revoker and the console's store)."""
+        self._deletions = deletions
 
     def attach_email(self, email: EmailFlows, *, verification: str) -> None:
         """Email flows are built after Accounts (they share its collaborators)."""
@@ -264,6 +270,8 @@ class Accounts:
         """Disable (ending every session, grant and application session, for `cause`) or re-enable an
         account. Returns the sessions ended."""
         await self._users.set_disabled(user.id, disabled)
+        if self._deletions is not None:  # a deletion in its grace period follows the operator
+            await self._deletions.operator_locked(user, disabled=disabled, context=context)
         revoked = 0
         if disabled:
             ended = await self._revoker.end_access(Reach.everything(user.id), cause=cause, context=context)

@@ -18,7 +18,7 @@ request on every process, with nothing cached to invalidate.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -125,18 +125,6 @@ class Console:
 
     async def grants(self) -> Sequence[ConsoleGrant]:
         return await self._store.grants()
-
-    async def is_last_operator(self, user: User, *, others: Callable[[str], Awaitable[User | None]]) -> bool:
-        """Whether `user` is the only account that can open the console (granted and not disabled):
-        deleting it would leave the console to no one. `others` reads an account by id."""
-        if not await self.is_operator(user):
-            return False
-        for grant in await self._store.grants():
-            if grant.user_id != user.id:
-                other = await others(grant.user_id)
-                if other is not None and not other.disabled:
-                    return False
-        return True
 
     async def admit(self, user: User, session: SessionRecord) -> None:
         """Raises Forbidden unless `user` may read the console in this session (the module docstring)."""

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, iso
-from threshold.core.console import Console
-from threshold.core.errors import LastOperator
 from threshold.core.flows.stepup import StepUp
 from threshold.core.models import AuditKind, RequestContext, ScheduledDeletion, SessionRecord, User
 from threshold.core.ports import DeletionRepo, UserRepo
@@ -56,7 +54,6 @@ class Deletions:
         repo: DeletionRepo,
         users: UserRepo,
         revoker: AccessRevoker,
-        console: Console,
         stepup: StepUp,
         auditor: Auditor,
         clock: Clock,
@@ -65,7 +62,6 @@ class Deletions:
         self._repo = repo
         self._users = users
         self._revoker = revoker
-        self._console = console
         self._stepup = stepup
         self._audit = auditor
         self._clock = clock
@@ -82,7 +78,7 @@ class Deletions:
             ReauthenticationRequired: no recent proof with the account's strongest factor.
             LastOperator: the account is the only one that can open the console.
         """
-        await self._stepup.require_strongest(user, session)
+        await self._stepup.require_strongest(user, session)  # (LastOperator: raised by the schedule)
         return await self._schedule(user, by=SELF, grace=self._grace, context=context)
 
     async def by_operator(
@@ -98,9 +94,8 @@ class Deletions:
     async def _schedule(
         self, user: User, *, by: str, grace: int, context: RequestContext
     ) -> DeletionScheduled:
-        if await self._console.is_last_operator(user, others=self._users.get):
-            raise LastOperator()
         now = self._clock.now()
+        current = await self._users.get(user.id)  # read fresh: the lock that matters is the stored one
         scheduled = await self._repo.schedule(
             ScheduledDeletion(
                 pseudonym=new_pseudonym(),
@@ -108,8 +103,9 @@ class Deletions:
                 requested_at=now,
                 erase_at=now + grace,
                 requested_by=by,
+                keepable=current is not None and not current.disabled,  # an operator's lock stays theirs
             )
-        )
+        )  # raises LastOperator for the only account that can open the console
         await self._users.set_disabled(user.id, True)  # done with the schedule; again for the caches
         await self._revoker.end_access(Reach.everything(user.id), cause=Cause.USER_DELETED, context=context)
         await self._audit.record(
@@ -131,7 +127,17 @@ class Deletions:
         if not user.disabled:
             return None
         pending = await self._repo.pending(user.id)
-        return pending if pending is not None and pending.erase_at > self._clock.now() else None
+        if pending is None or not pending.keepable or pending.erase_at <= self._clock.now():
+            return None
+        return pending
+
+    async def operator_locked(self, user: User, *, disabled: bool, context: RequestContext) -> None:
+        """An operator (or SCIM) disabled or enabled an account (core.accounts calls it): a deletion in
+        its grace period can then no longer be kept by signing in; or, enabled, the account is kept."""
+        if await self._repo.operator_locked(user.id, disabled=disabled) and not disabled:
+            await self._audit.record(
+                AuditKind.ACCOUNT_DELETION_CANCELLED, user_id=user.id, context=context, by="operator"
+            )
 
     async def cancel(self, user: User, *, context: RequestContext) -> bool:
         """Keep the account: the deletion is forgotten and the account unlocked (False: nothing was

@@ -53,6 +53,9 @@ class ScheduledDeletion:
     erase_at: float
     requested_by: str
     erased_at: float | None = None
+    keepable: bool = True
+    """Whether signing in may still keep the account: not when it was already disabled when deleted,
+    or an operator (or SCIM) disabled it since."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,7 +260,8 @@ class DeletionRepo(Protocol):
 
     async def schedule(self, deletion: ScheduledDeletion) -> ScheduledDeletion:
         """Record it and lock (disable) the account in one write: a crash between the two would leave
-        a deletion the person cannot see, or a lock nothing lifts. For an account whose erasure is
+        a deletion the person cannot see, or a lock nothing lifts. Raises LastOperator, in that write,
+        for the only account that can open the console. For an account whose erasure is
         scheduled already, the one scheduled (brought forward to this `erase_at` when that is sooner:
         an operator's `--now`)."""
         ...
@@ -270,8 +271,14 @@ class DeletionRepo(Protocol):
         ...
 
     async def cancel(self, user_id: str, *, now: float) -> bool:
-        """Forget the account's erasure if it is not due yet and unlock the account (True), in one
-        conditional write."""
+        """Forget the account's erasure if it is not due yet and signing in may keep it, and unlock the
+        account (True), in one conditional write."""
+        ...
+
+    async def operator_locked(self, user_id: str, *, disabled: bool) -> bool:
+        """An operator (or SCIM) disabled the account (the pending deletion can no longer be kept by
+        signing in) or enabled it (the pending deletion is dropped: the account is kept). Whether there
+        was one."""
         ...
 
     async def due(self, *, now: float, limit: int = 100) -> Sequence[ScheduledDeletion]: ...

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 
 metadata = MetaData(
@@ -471,4 +472,6 @@ account_deletions = Table(
     Column("erase_at", Double, nullable=False, index=True),
     Column("requested_by", String(200), nullable=False),
     Column("erased_at", Double, nullable=True),
+    # False once an operator (or SCIM) locked the account too: signing in can no longer keep it.
+    Column("keepable", Boolean, nullable=False, server_default=true()),
 )

@@ -237,11 +237,26 @@ class SignIn:
         to keep it: the proofs wait under a single-use token, as a pending sign-in's do."""
         if user.disabled:
             deletion = await self._deletions.restorable(user) if self._deletions else None
-            if deletion is None:
-                raise PendingLoginMissing()
+            if deletion is None or not any(p.method in (Method.PASSWORD, Method.PASSKEY) for p in proofs):
+                raise PendingLoginMissing()  # only a password or a passkey keeps an account (core.lock)
+            if self._gate is not None:  # the proofs must be ones that could sign the account in
+                await self._gate.check(user, proofs, context=context)
             held = await self.pending.start(user, proofs=proofs, epoch=epoch, methods=[], keeps_account=True)
             return RestoreOffered(token=held.token, expires_at=held.expires_at, erase_at=deletion.erase_at)
         return await self.complete(user, proofs, context=context, epoch=epoch, replacing=replacing)
+
+    async def restore_offer(self, token: str | None) -> float:
+        """When the account a keep-the-account offer is about will be erased (the offer page shows it).
+
+        Raises:
+            PendingLoginMissing: no such offer, or nothing left to keep.
+        """
+        pending = await self.pending.load(token)
+        user = await self._pending_user(pending.user_id)
+        deletion = await self._deletions.restorable(user) if self._deletions else None
+        if not pending.keeps_account or deletion is None:
+            raise PendingLoginMissing()
+        return deletion.erase_at
 
     async def restore(
         self, *, token: str | None, context: RequestContext, replacing: SessionRecord | None = None
@@ -258,6 +273,8 @@ class SignIn:
         user = await self._pending_user(pending.user_id)
         assert token is not None
         await self.pending.take(token)
+        if self._gate is not None:
+            await self._gate.check(user, pending.proofs, context=context)
         if self._deletions is None or not await self._deletions.cancel(user, context=context):
             raise PendingLoginMissing("The account could not be kept. Sign in again.")
         kept = await self._users.get(user.id)

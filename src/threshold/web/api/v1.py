@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from threshold.core.clock import iso
-from threshold.core.errors import MfaEnrollmentRequired
+from threshold.core.errors import Forbidden, MfaEnrollmentRequired
 from threshold.core.flows.outcome import MfaRequired, RestoreOffered, SignInOutcome, VerificationPending
 from threshold.core.models import SessionRecord, User
 from threshold.core.sessions import IssuedSession
@@ -255,7 +255,11 @@ def export_file(document: dict[str, Any]) -> Response:
         429: PROBLEM,
     },
 )
-async def export_account(auth: AuthDep, services: ServicesDep, context: ContextDep) -> Response:
+async def export_account(
+    request: Request, auth: AuthDep, services: ServicesDep, context: ContextDep
+) -> Response:
+    if request.headers.get("sec-fetch-site") == "cross-site":  # a GET that is audited and counted
+        raise Forbidden("The export is not started from another site.")
     return export_file(await services.export.export(auth.user, auth.session, context=context))
 
 

@@ -186,17 +186,19 @@ async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth)
     return await account_view(request, services, auth, notice=notice)
 
 
-@router.get("/account/export")
+@router.post("/account/export")
 async def account_export(
     request: Request, services: ServicesDep, context: ContextDep, auth: MaybeAuth
 ) -> Response:
-    """The "Download your data" button: the same document as GET /api/v1/account/export, as a file."""
+    """The "Download your data" button (a form with the CSRF token: a download is audited and counted
+    against a daily budget, so no other site may start one): the same document as the API's, as a file."""
     if auth is None:
-        return redirect("/login?next=/account/export")
+        return redirect("/login?next=/account")
     try:
+        await read_form(request)
         document = await services.export.export(auth.user, auth.session, context=context)
     except ReauthenticationRequired as needed:
-        return reauth_redirect(needed, "/account/export")
+        return reauth_redirect(needed, "/account#your-data")
     except ThresholdError as error:
         return await account_view(
             request,
@@ -221,7 +223,7 @@ async def account_delete(
         form = await read_form(request)
         if field(form, "confirm") != "yes":
             raise InvalidRequest("Tick the box to confirm that you want to delete your account.")
-        scheduled = await services.deletions.request(auth.user, auth.session, context=context)
+        await services.deletions.request(auth.user, auth.session, context=context)
     except ReauthenticationRequired as needed:
         return reauth_redirect(needed, "/account#delete-account")
     except ThresholdError as error:
@@ -233,7 +235,7 @@ async def account_delete(
             headers=headers_for(error),
             delete_error=error.page_detail,
         )
-    response = redirect("/login?" + urlencode({"deleted": iso(scheduled.erase_at)}))
+    response = redirect("/login?deleted=1")
     clear_session_cookie(response)
     return response
 

@@ -10,7 +10,6 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from threshold.core.clock import iso
 from threshold.core.errors import (
     InvalidRequest,
     ThresholdError,
@@ -126,7 +125,7 @@ async def apply_outcome(services: Services, outcome: SignInOutcome, target: str)
         set_pending_cookie(pending, outcome.token, max_age=services.settings.session.pending_login_lifetime)
         return pending
     if isinstance(outcome, RestoreOffered):  # the account is being deleted: keep it?
-        offer = redirect("/login/restore?" + urlencode({"next": target, "erase_at": iso(outcome.erase_at)}))
+        offer = redirect("/login/restore?" + urlencode({"next": target}))
         set_pending_cookie(offer, outcome.token, max_age=services.settings.session.pending_login_lifetime)
         return offer
     user, issued = outcome.user, outcome.session

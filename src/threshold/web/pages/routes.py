@@ -55,7 +55,7 @@ async def login_page(
         reauth=bool(auth),
         expired=request.query_params.get("expired") == "1",
         reset_done=request.query_params.get("reset") == "1",
-        deleted=request.query_params.get("deleted", "")[:40],
+        deleted=request.query_params.get("deleted") == "1",
     )
 
 

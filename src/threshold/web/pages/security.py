@@ -13,6 +13,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from threshold.core.clock import iso
 from threshold.core.errors import PendingLoginMissing, ReauthenticationRequired, ThresholdError
 from threshold.core.models import Method
 from threshold.services import Services
@@ -82,11 +83,14 @@ async def _mfa_page(
 
 
 @router.get("/login/restore")
-async def login_restore_page(request: Request, next: str | None = None, erase_at: str = "") -> Response:
-    """The offer to keep an account being deleted, after a sign-in of it (core.flows.signin)."""
-    if not request.cookies.get(PENDING_COOKIE):
+async def login_restore_page(request: Request, services: ServicesDep, next: str | None = None) -> Response:
+    """The offer to keep an account being deleted, after a sign-in of it (core.flows.signin); the date is
+    the deletion's own (never one a link could put on the page)."""
+    try:
+        erase_at = await services.signin.restore_offer(request.cookies.get(PENDING_COOKIE))
+    except PendingLoginMissing:
         return redirect("/login?" + urlencode({"next": safe_next(next), "expired": "1"}))
-    return await render(request, "restore.html", next=safe_next(next), erase_at=erase_at[:40])
+    return await render(request, "restore.html", next=safe_next(next), erase_at=iso(erase_at))
 
 
 @router.post("/login/restore")

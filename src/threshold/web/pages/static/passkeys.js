@@ -44,7 +44,7 @@
   // A sign-in's answer: on to `next`, or, for an account being deleted, the offer to keep it.
   function signedIn(answer, next) {
     if (answer && answer.status === "deletion_scheduled") {
-      go("/login/restore?" + new URLSearchParams({ next: next || "/account", erase_at: answer.erase_at }));
+      go("/login/restore?" + new URLSearchParams({ next: next || "/account" }));
     } else {
       go(next);
     }

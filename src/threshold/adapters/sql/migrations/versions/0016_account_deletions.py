@@ -20,10 +20,14 @@ depends_on = None
 PSEUDONYMISED = (
     "NEW.id = OLD.id AND NEW.at = OLD.at AND NEW.kind = OLD.kind AND OLD.user_id IS NOT NULL "
     "AND OLD.user_id NOT LIKE 'erased-%' AND NEW.user_id LIKE 'erased-%' "
-    "AND NEW.ip IS NULL AND NEW.user_agent IS NULL"
+    "AND NEW.ip IS NULL AND NEW.user_agent IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM users WHERE users.id = OLD.user_id) "
+    "AND EXISTS (SELECT 1 FROM account_deletions WHERE account_deletions.pseudonym = NEW.user_id "
+    "AND account_deletions.erased_at IS NOT NULL)"
 )
-"""The one change the append-only audit log accepts: an erased person's event put under their pseudonym
-(core.deletion.new_pseudonym's prefix), without address or user agent, once."""
+"""The one change the append-only audit log accepts: the event of an account that is gone, put under
+the pseudonym of an erasure carried out (core.deletion; adapters.sql.deletion_repo deletes the account,
+then rewrites its events, in one transaction), without address or user agent, once."""
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION threshold_audit_append_only() RETURNS trigger AS $$
@@ -62,6 +66,7 @@ def upgrade() -> None:
         sa.Column("erase_at", sa.Double(), nullable=False),
         sa.Column("requested_by", sa.String(200), nullable=False),
         sa.Column("erased_at", sa.Double(), nullable=True),
+        sa.Column("keepable", sa.Boolean(), nullable=False, server_default=sa.true()),
         sa.PrimaryKeyConstraint("pseudonym", name="pk_account_deletions"),
         sa.UniqueConstraint("user_id", name="uq_account_deletions_user_id"),
     )
