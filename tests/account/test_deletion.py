@@ -5,6 +5,7 @@ pseudonym and nothing of the person, is finished by the next sweep after a crash
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -13,21 +14,28 @@ import pytest
 from sqlalchemy import String, Text, select
 
 from tests.api.helpers import SESSION_COOKIE, FakeClock, assert_problem, browser
-from tests.conftest import csrf, login
+from tests.conftest import csrf, login, signup
+from tests.mfa.authenticator import SoftAuthenticator
 from tests.mfa.helpers import (
+    Account,
     audit_kinds,
     enrol_totp,
     let_time_pass,
     new_account,
+    passkey_login,
+    register_passkey,
     send_code,
     totp_code,
 )
+from tests.sso.conftest import acme
+from tests.support.oidc_idp import ScriptedIdp
 from threshold.adapters.sql import deletion_repo
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import reading
 from threshold.core.clock import iso
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import RequestContext, ScheduledDeletion
+from threshold.core.sso.models import Policy
 from threshold.services import Services
 
 GRACE = 3 * 86400
@@ -357,3 +365,29 @@ async def test_the_export_is_not_started_from_another_site(app: httpx.AsyncClien
     assert (
         await app.get("/api/v1/account/export", headers={"Sec-Fetch-Site": "same-origin"})
     ).status_code == 200
+
+
+async def test_a_passkey_does_not_keep_an_account_that_must_sign_in_with_sso(app: httpx.AsyncClient) -> None:
+    """The keep offer needs proofs that could sign the account in: the SSO gate is checked before it."""
+    services = services_of(app)
+    email = f"lee.{secrets.token_hex(3)}@acme.test"
+    assert (await signup(app, email)).status_code == 201
+    account_id = (await app.get("/api/v1/session")).json()["user"]["id"]
+    authenticator = SoftAuthenticator()
+    account = Account(client=app, email=email, user_id=account_id, session_id="")
+    assert (await register_passkey(account, authenticator)).status_code == 201
+    idp = ScriptedIdp().start()
+    try:
+        await acme(services, idp, policy=Policy(require_sso=True))
+        assert (await _delete(app)).status_code == 202
+        async with browser(app) as phone:
+            answer = await passkey_login(phone, authenticator)
+            assert answer.status_code != 200 or answer.json().get("status") != "deletion_scheduled", (
+                answer.text
+            )
+            assert phone.cookies.get(SESSION_COOKIE) is None
+            assert_problem(await _restore(phone), 401, "flow_expired")
+    finally:
+        idp.stop()
+    user = await services.users.get(account_id)
+    assert user is not None and user.disabled
