@@ -111,7 +111,7 @@ async def test_a_deletion_locks_the_account_and_ends_every_session_at_once(
         assert (await login(laptop, account.email)).status_code == 200
         response = await _delete(app)
         assert response.status_code == 202, response.text
-        assert response.json() == {"status": "scheduled", "erase_at": _iso(clock.now() + GRACE)}
+        assert response.json() == {"status": "scheduled", "erase_at": iso(clock.now() + GRACE)}
         assert SESSION_COOKIE not in app.cookies  # cleared by the answer
         assert (await laptop.get("/api/v1/session")).status_code == 401
     assert (await app.get("/api/v1/session")).status_code == 401
@@ -129,11 +129,7 @@ async def test_a_deletion_locks_the_account_and_ends_every_session_at_once(
         ).all()
     assert [kind for kind, _ in notices].count("notice_account_deletion") == 1
     body = next(text for kind, text in notices if kind == "notice_account_deletion")
-    assert _iso(clock.now() + GRACE) in body
-
-
-def _iso(at: float) -> str:
-    return iso(at)
+    assert iso(clock.now() + GRACE) in body
 
 
 async def test_signing_in_again_and_confirming_keeps_the_account(
@@ -147,7 +143,7 @@ async def test_signing_in_again_and_confirming_keeps_the_account(
         assert_problem(response, 401, "invalid_credentials")
         response = await login(phone, account.email)
         assert response.status_code == 200, response.text
-        assert response.json() == {"status": "deletion_scheduled", "erase_at": _iso(clock.now() + GRACE)}
+        assert response.json() == {"status": "deletion_scheduled", "erase_at": iso(clock.now() + GRACE)}
         assert phone.cookies.get(SESSION_COOKIE) is None
         kept = await _restore(phone)
         assert kept.status_code == 200, kept.text
@@ -391,3 +387,20 @@ async def test_a_passkey_does_not_keep_an_account_that_must_sign_in_with_sso(app
         idp.stop()
     user = await services.users.get(account_id)
     assert user is not None and user.disabled
+
+
+async def test_concurrent_confirmations_of_one_keep_offer_give_one_session(
+    app: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """The keep offer's token is single-use: of several confirmations at once, one keeps the account and
+    signs in; the others find the offer gone."""
+    account = await new_account(app)
+    assert (await _delete(app)).status_code == 202
+    async with browser(app) as phone:
+        assert (await login(phone, account.email)).json()["status"] == "deletion_scheduled"
+        await csrf(phone)
+        answers = await asyncio.gather(*(phone.post("/api/v1/account/restore") for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [200] + [401] * 7, [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 401} == {"flow_expired"}
+    kinds = await audit_kinds(app, account.user_id)
+    assert kinds.count("account_deletion_cancelled") == 1

@@ -120,6 +120,21 @@ async def account_view(
     )
 
 
+async def account_error(
+    request: Request, services: Services, auth: Authenticated, error: ThresholdError, *, slot: str
+) -> Response:
+    """The account page again, with the error's status and headers and its message in `slot` (the
+    section of the form that failed)."""
+    return await account_view(
+        request,
+        services,
+        auth,
+        status=status_for(error),
+        headers=headers_for(error),
+        **{slot: error.page_detail},
+    )
+
+
 AccountStep = Callable[[Authenticated, FormData], Awaitable[object]]
 
 
@@ -152,14 +167,7 @@ async def account_action(
     except ReauthenticationRequired as needed:
         return reauth_redirect(needed)
     except ThresholdError as error:
-        return await account_view(
-            request,
-            services,
-            auth,
-            status=status_for(error),
-            headers=headers_for(error),
-            **{error_slot: error.page_detail},
-        )
+        return await account_error(request, services, auth, error, slot=error_slot)
     return redirect(f"/account?done={done}")
 
 
@@ -200,14 +208,7 @@ async def account_export(
     except ReauthenticationRequired as needed:
         return reauth_redirect(needed, "/account#your-data")
     except ThresholdError as error:
-        return await account_view(
-            request,
-            services,
-            auth,
-            status=status_for(error),
-            headers=headers_for(error),
-            export_error=error.page_detail,
-        )
+        return await account_error(request, services, auth, error, slot="export_error")
     return export_file(document)
 
 
@@ -227,14 +228,7 @@ async def account_delete(
     except ReauthenticationRequired as needed:
         return reauth_redirect(needed, "/account#delete-account")
     except ThresholdError as error:
-        return await account_view(
-            request,
-            services,
-            auth,
-            status=status_for(error),
-            headers=headers_for(error),
-            delete_error=error.page_detail,
-        )
+        return await account_error(request, services, auth, error, slot="delete_error")
     response = redirect("/login?deleted=1")
     clear_session_cookie(response)
     return response
@@ -298,14 +292,7 @@ async def account_password(
     except ReauthenticationRequired as needed:
         return reauth_redirect(needed)
     except ThresholdError as error:
-        return await account_view(
-            request,
-            services,
-            auth,
-            status=status_for(error),
-            headers=headers_for(error),
-            password_error=error.page_detail,
-        )
+        return await account_error(request, services, auth, error, slot="password_error")
     return redirect_with_session("/account?done=password", issued, services)
 
 
@@ -320,12 +307,5 @@ async def account_organization(request: Request, services: ServicesDep, auth: Ma
     except NotAuthenticated:
         return redirect("/account")  # switched meanwhile (another tab): its cookie, if this browser's, stands
     except ThresholdError as error:
-        return await account_view(
-            request,
-            services,
-            auth,
-            status=status_for(error),
-            headers=headers_for(error),
-            organization_error=error.page_detail,
-        )
+        return await account_error(request, services, auth, error, slot="organization_error")
     return redirect_with_session("/account?done=organization", issued, services)

@@ -25,7 +25,7 @@ from threshold.web.deps import (
     ServicesDep,
 )
 from threshold.web.errors import headers_for, status_for
-from threshold.web.pages.account import account_action, account_view, reauth_redirect
+from threshold.web.pages.account import account_action, account_error, reauth_redirect
 from threshold.web.pages.common import (
     apply_outcome,
     field,
@@ -47,14 +47,7 @@ async def _account_error(
 ) -> Response:
     if isinstance(error, ReauthenticationRequired):
         return reauth_redirect(error)
-    return await account_view(
-        request,
-        services,
-        auth,
-        status=status_for(error),
-        headers=headers_for(error),
-        security_error=error.page_detail,
-    )
+    return await account_error(request, services, auth, error, slot="security_error")
 
 
 # --- second step of sign-in -------------------------------------------------------------------------
