@@ -55,6 +55,7 @@ from threshold.core.sessions import SessionService
 from threshold.core.sso.connections import Connections, social_connection
 from threshold.core.sso.policy import SsoGate
 from threshold.core.sso.signin import SsoSignIn
+from threshold.i18n import Catalogues
 from threshold.oidc.client_cache import CachedClientRepo
 from threshold.oidc.keys import KeyRing
 from threshold.oidc.ports import MarkStore
@@ -98,6 +99,7 @@ class Services:
     console: Console
     export: AccountExport
     deletions: Deletions
+    catalogues: Catalogues
     marks: MarkStore
     purgeable: list[object]
     kek: bytes
@@ -280,7 +282,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         logout_queue, clients=provider.clients, minter=provider.minter, settings=settings.backchannel
     )
     purgeable = [*purgeable, logout_queue]
-    mail_queue = SqlMailQueue(engine, clock, settings.theme, keep_sent_bodies=settings.development)
+    catalogues = Catalogues(default=settings.i18n.default_language, extra_dir=settings.i18n.catalog_dir)
+    mail_queue = SqlMailQueue(
+        engine, clock, settings.theme, catalogues, keep_sent_bodies=settings.development
+    )
     transport: Transport = SmtpTransport(settings.smtp_url) if settings.smtp_url else OutboxTransport()
     mail_worker = MailWorker(
         mail_queue, transport, sender=settings.sender, max_attempts=settings.email.max_attempts
@@ -375,6 +380,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         scim_token_repo=CachedScimTokenRepo(SqlScimTokenRepo(engine), cache, invalidator),
         console=console,
         deletions=deletions,
+        catalogues=catalogues,
         export=AccountExport(
             users=users,
             factors=stores.factors,

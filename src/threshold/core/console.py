@@ -26,6 +26,7 @@ from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.errors import Forbidden
 from threshold.core.flows.stepup import StepUp
+from threshold.core.i18n import N_
 from threshold.core.methods.assurance import proved_locally
 from threshold.core.models import Aal, AuditEvent, AuditKind, RequestContext, SessionRecord, User
 
@@ -37,7 +38,7 @@ class ConsoleNeedsSecondFactor(Forbidden):
     """An operator on an aal1 session: the console needs a second factor or a passkey in this session."""
 
     code = "aal2_required"
-    message = "The console needs a session signed in with a second factor or a passkey."
+    message = N_("The console needs a session signed in with a second factor or a passkey.")
 
 
 class OperatorAccount(Forbidden):
@@ -45,7 +46,7 @@ class OperatorAccount(Forbidden):
     stolen console session cannot lock the other operators out."""
 
     code = "operator_account"
-    message = (
+    message = N_(
         "This account has console access: disable or recover it with the CLI "
         "(first `threshold users grant-admin EMAIL --off`)."
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from threshold.core.i18n import N_, Phrase
+
 
 class ThresholdError(Exception):
     """Base of every error the domain raises on purpose."""
 
     code = "error"
-    message = "The request could not be completed."
+    message = N_("The request could not be completed.")
 
     def __init__(self, message: str | None = None, **details: object) -> None:
         super().__init__(message or self.message)
@@ -27,39 +29,39 @@ class ThresholdError(Exception):
 
 class InvalidRequest(ThresholdError):
     code = "invalid_request"
-    message = "The request is malformed."
+    message = N_("The request is malformed.")
 
 
 class InvalidCredentials(ThresholdError):
     """Unknown account, wrong password and disabled account all end here (no enumeration)."""
 
     code = "invalid_credentials"
-    message = "The email address or password is incorrect."
+    message = N_("The email address or password is incorrect.")
 
 
 class NotAuthenticated(ThresholdError):
     code = "not_authenticated"
-    message = "Sign in to continue."
+    message = N_("Sign in to continue.")
 
 
 class NotFound(ThresholdError):
     code = "not_found"
-    message = "Not found."
+    message = N_("Not found.")
 
 
 class Forbidden(ThresholdError):
     code = "forbidden"
-    message = "This action is not allowed."
+    message = N_("This action is not allowed.")
 
 
 class Conflict(ThresholdError):
     code = "conflict"
-    message = "The record changed meanwhile: read it again and retry."
+    message = N_("The record changed meanwhile: read it again and retry.")
 
 
 class LastOperator(Conflict):
     code = "last_operator"
-    message = "This is the last account with access to the console: grant another one first."
+    message = N_("This is the last account with access to the console: grant another one first.")
 
 
 class CsrfReason(StrEnum):
@@ -73,15 +75,22 @@ class CsrfReason(StrEnum):
 
 
 _CSRF_PAGE_DETAILS = {
-    CsrfReason.ORIGIN: "This form was sent from another website, so it was not accepted. "
-    "Open this site directly and try again.",
-    CsrfReason.CROSS_SITE: "This form was sent from another website, so it was not accepted. "
-    "Open this site directly and try again.",
-    CsrfReason.MISSING_TOKEN: "This form was out of date. Reload the page and try again.",
-    CsrfReason.TOKEN_MISMATCH: "This form was out of date (it may have been open in another tab). "
-    "Reload the page and try again.",
-    CsrfReason.MISSING_COOKIE: "Your browser did not send this site's cookies with the form. "
-    "Allow cookies for this site, reload the page and try again.",
+    CsrfReason.ORIGIN: N_(
+        "This form was sent from another website, so it was not accepted. "
+        "Open this site directly and try again."
+    ),
+    CsrfReason.CROSS_SITE: N_(
+        "This form was sent from another website, so it was not accepted. "
+        "Open this site directly and try again."
+    ),
+    CsrfReason.MISSING_TOKEN: N_("This form was out of date. Reload the page and try again."),
+    CsrfReason.TOKEN_MISMATCH: N_(
+        "This form was out of date (it may have been open in another tab). Reload the page and try again."
+    ),
+    CsrfReason.MISSING_COOKIE: N_(
+        "Your browser did not send this site's cookies with the form. "
+        "Allow cookies for this site, reload the page and try again."
+    ),
 }
 
 
@@ -93,7 +102,7 @@ class CsrfFailed(Forbidden):
     """
 
     code = "csrf_failed"
-    message = "The request did not pass the cross-site request check."
+    message = N_("The request did not pass the cross-site request check.")
 
     def __init__(self, message: str | None = None, *, reason: CsrfReason | None = None) -> None:
         if reason is None:
@@ -105,13 +114,13 @@ class CsrfFailed(Forbidden):
     @property
     def page_detail(self) -> str:
         if self.reason is None:
-            return "This form could not be accepted. Reload the page and try again."
+            return N_("This form could not be accepted. Reload the page and try again.")
         return _CSRF_PAGE_DETAILS[self.reason]
 
 
 class RateLimited(ThresholdError):
     code = "rate_limited"
-    message = "Too many attempts. Try again later."
+    message = N_("Too many attempts. Try again later.")
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
         super().__init__(message, retry_after=retry_after)
@@ -120,7 +129,9 @@ class RateLimited(ThresholdError):
     @property
     def page_detail(self) -> str:
         minutes = max(1, round(self.retry_after / 60))
-        return f"Too many attempts. Try again in about {minutes} minute{'s' if minutes != 1 else ''}."
+        if minutes == 1:
+            return N_("Too many attempts. Try again in about 1 minute.")
+        return Phrase(N_("Too many attempts. Try again in about {minutes} minutes."), minutes=minutes)
 
 
 class ConsecutiveFailuresCapped(RateLimited):
@@ -132,8 +143,10 @@ class ConsecutiveFailuresCapped(RateLimited):
     def __init__(self) -> None:
         super().__init__(
             self.CAP_RETRY_AFTER,
-            "Too many wrong attempts on this account. Sign in with a passkey or an emailed link, "
-            "or reset the password.",
+            N_(
+                "Too many wrong attempts on this account. Sign in with a passkey or an emailed link, "
+                "or reset the password."
+            ),
         )
 
     @property
@@ -143,71 +156,71 @@ class ConsecutiveFailuresCapped(RateLimited):
 
 class EmailInvalid(InvalidRequest):
     code = "email_invalid"
-    message = "Enter a valid email address."
+    message = N_("Enter a valid email address.")
 
 
 class EmailUnavailable(ThresholdError):
     code = "email_unavailable"
-    message = "An account with this email address cannot be created."
+    message = N_("An account with this email address cannot be created.")
 
 
 class SignupDisabled(Forbidden):
     code = "signup_disabled"
-    message = "Sign-up is disabled on this service."
+    message = N_("Sign-up is disabled on this service.")
 
 
 class PasswordRejected(ThresholdError):
     """A new password fails the policy. Subclasses say which rule."""
 
     code = "password_rejected"
-    message = "This password cannot be used."
+    message = N_("This password cannot be used.")
 
 
 class PasswordTooShort(PasswordRejected):
     code = "password_too_short"
-    message = "The password is too short."
+    message = N_("The password is too short.")
 
 
 class PasswordTooLong(PasswordRejected):
     code = "password_too_long"
-    message = "The password is too long."
+    message = N_("The password is too long.")
 
 
 class PasswordCompromised(PasswordRejected):
     code = "password_compromised"
-    message = "This password is too common or has appeared in a data breach. Choose another."
+    message = N_("This password is too common or has appeared in a data breach. Choose another.")
 
 
 class PasswordContextual(PasswordRejected):
     code = "password_contextual"
-    message = "The password must not contain your email address or the service name."
+    message = N_("The password must not contain your email address or the service name.")
 
 
 class PasswordRepetitive(PasswordRejected):
     code = "password_repetitive"
-    message = "The password must not be a single repeated character or pattern."
+    message = N_("The password must not be a single repeated character or pattern.")
 
 
 class CurrentPasswordWrong(ThresholdError):
     code = "current_password_incorrect"
-    message = "The current password is incorrect."
+    message = N_("The current password is incorrect.")
 
 
 class SessionNotFound(NotFound):
     code = "session_not_found"
-    message = "No such session."
+    message = N_("No such session.")
 
 
 class UserNotFound(NotFound):
     code = "user_not_found"
-    message = "No such user."
+    message = N_("No such user.")
 
 
 class DependencyUnavailable(ThresholdError):
     """A database or Redis outage: answered with 503 and Retry-After, never a false answer."""
 
     code = "temporarily_unavailable"
-    message = "The service is temporarily unavailable. Try again shortly."
+    message = N_("The service is temporarily unavailable. Try again shortly.")
 
     def __init__(self, message: str | None = None, retry_after: int = 2) -> None:
         super().__init__(message, retry_after=retry_after)
@@ -218,7 +231,7 @@ class ReauthenticationRequired(ThresholdError):
     """A sensitive action needs a fresh proof; `methods` says which ones the user can use."""
 
     code = "reauthentication_required"
-    message = "Confirm it's you to continue."
+    message = N_("Confirm it's you to continue.")
 
     def __init__(self, methods: list[str]) -> None:
         super().__init__(None, methods=methods)
@@ -227,44 +240,44 @@ class ReauthenticationRequired(ThresholdError):
 
 class MfaCodeInvalid(ThresholdError):
     code = "invalid_code"
-    message = "The code is not valid or was already used."
+    message = N_("The code is not valid or was already used.")
 
 
 class PendingLoginMissing(ThresholdError):
     code = "flow_expired"
-    message = "The sign-in has expired. Start again."
+    message = N_("The sign-in has expired. Start again.")
 
 
 class PasskeyRejected(ThresholdError):
     code = "passkey_invalid"
-    message = "The passkey response could not be verified."
+    message = N_("The passkey response could not be verified.")
 
 
 class ChallengeExpired(PasskeyRejected):
     code = "challenge_expired"
-    message = "The passkey challenge expired or was already used. Try again."
+    message = N_("The passkey challenge expired or was already used. Try again.")
 
 
 class LastSignInMethod(ThresholdError):
     code = "last_sign_in_method"
-    message = "This is your last way to sign in; add another before removing it."
+    message = N_("This is your last way to sign in; add another before removing it.")
 
 
 class FactorNotFound(NotFound):
     code = "factor_not_found"
-    message = "No such passkey or factor."
+    message = N_("No such passkey or factor.")
 
 
 class TotpNotStarted(ThresholdError):
     code = "totp_not_started"
-    message = "Start the authenticator-app setup first."
+    message = N_("Start the authenticator-app setup first.")
 
 
 class MfaEnrollmentRequired(Forbidden):
     code = "mfa_enrollment_required"
-    message = "Your account must use two-step verification. Add a passkey or an authenticator app first."
+    message = N_("Your account must use two-step verification. Add a passkey or an authenticator app first.")
 
 
 class EmailNotVerified(Forbidden):
     code = "email_not_verified"
-    message = "Confirm your email address first: we sent you a new link."
+    message = N_("Confirm your email address first: we sent you a new link.")

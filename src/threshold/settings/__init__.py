@@ -30,6 +30,7 @@ from threshold.settings.sections import (
     BackchannelSettings,
     DnsSettings,
     EmailSettings,
+    I18nSettings,
     IPNetwork,
     MfaSettings,
     OidcSettings,
@@ -153,6 +154,7 @@ class Settings(BaseSettings):
     email: EmailSettings = Field(default_factory=EmailSettings)
     webauthn: WebAuthnSettings = Field(default_factory=WebAuthnSettings)
     theme: ThemeSettings = Field(default_factory=ThemeSettings)
+    i18n: I18nSettings = Field(default_factory=I18nSettings, description="Languages of pages and mails.")
     account: AccountSettings = Field(default_factory=AccountSettings, description="Account deletion.")
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS lookups (domain verification).")
     sso: SsoSettings = Field(default_factory=SsoSettings, description="Upstream identity providers.")

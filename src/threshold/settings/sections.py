@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -349,6 +350,28 @@ class AccountSettings(BaseModel):
         description=(
             "Seconds between a deletion request and the erasure of the account's data; signing in again and "
             "confirming within it keeps the account (0: erased at once)."
+        ),
+    )
+
+
+class I18nSettings(BaseModel):
+    """Languages of the hosted pages and mails (gettext catalogues)."""
+
+    default_language: str = Field(
+        "en",
+        min_length=2,
+        max_length=20,
+        description=(
+            "Language for people whose request names none that is offered (no `ui_locales`, no picker "
+            "choice, no match in Accept-Language); mail sent outside a request is written in it too."
+        ),
+    )
+    catalog_dir: Path | None = Field(
+        None,
+        description=(
+            "Directory of extra catalogues, `<dir>/<code>/LC_MESSAGES/messages.po` (or `.mo`): a new "
+            "code adds a language, a shipped one (en, de, es, fr, ar) is reworded by it, its missing "
+            "entries falling back to the shipped catalogue."
         ),
     )
 

@@ -13,6 +13,7 @@ from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.secrets import digest, new_token
 from threshold.services import Services
 from threshold.web.access_log import note_user
+from threshold.web.i18n import request_language
 from threshold.web.metrics import TALLIES
 from threshold.web.security import (
     CSRF_HEADER,
@@ -39,6 +40,7 @@ def get_services(request: Request) -> Services:
 def request_context(request: Request) -> RequestContext:
     """Who is asking: address, user agent and the browser's device cookie (set on first sight)."""
     services = get_services(request)
+    request_language(request)  # the language of any mail this request queues
     device = request.cookies.get(DEVICE_COOKIE)
     if not device or len(device) > 64:
         device = new_token()

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from threshold.core import errors as e
 from threshold.core.email import ConfirmationRequired, TokenInvalid
 from threshold.oidc.errors import BearerTokenMissing, InsufficientScope, InvalidToken, OAuthError
+from threshold.web.i18n import request_language
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,11 @@ async def handle_threshold_error(request: Request, exc: Exception) -> Response:
 
         message = exc.page_detail  # for a person
         return await error_page(request, status, message, headers=headers_for(exc))
-    return problem_response(status, exc.code, exc.detail, headers=headers_for(exc), **_public_details(exc))
+    language = request_language(request)  # `detail` is for a person: in their language; `code` is stable
+    headers = {**headers_for(exc), "Content-Language": language.tag}
+    return problem_response(
+        status, exc.code, language.gettext(exc.detail), headers=headers, **_public_details(exc)
+    )
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:

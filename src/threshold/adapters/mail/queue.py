@@ -27,8 +27,10 @@ from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import reading, translate_errors, writing
 from threshold.adapters.sql.lease import LEASE as LEASE  # re-exported: how long a claimed message is held
 from threshold.core.clock import Clock
+from threshold.core.i18n import REQUEST_LANGUAGE
 from threshold.core.models import OutgoingMail
 from threshold.core.secrets import new_id
+from threshold.i18n import Catalogues
 from threshold.settings import ThemeSettings
 
 log = logging.getLogger(__name__)
@@ -75,11 +77,18 @@ def backoff(attempts: int) -> float:
 
 class SqlMailQueue:
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, theme: ThemeSettings, *, keep_sent_bodies: bool = False
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        theme: ThemeSettings,
+        catalogues: Catalogues,
+        *,
+        keep_sent_bodies: bool = False,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._theme = theme
+        self._catalogues = catalogues
         self._keep_sent_bodies = keep_sent_bodies
         self.wakeup = asyncio.Event()
 
@@ -89,7 +98,8 @@ class SqlMailQueue:
         return {} if self._keep_sent_bodies else {"text_body": "", "html_body": ""}
 
     async def enqueue(self, mail: OutgoingMail) -> None:
-        rendered = render_mail(mail, self._theme)
+        # written in the language of the request that queues it (the default outside a request)
+        rendered = render_mail(mail, self._theme, self._catalogues.get(REQUEST_LANGUAGE.get()))
         now = self._clock.now()
         with translate_errors():
             async with writing(self._engine) as conn:

@@ -25,6 +25,7 @@ from joserfc.jwk import KeySet
 
 from threshold.core.crypto import SecretBox
 from threshold.core.errors import DependencyUnavailable
+from threshold.core.i18n import N_
 from threshold.core.sso.connections import MS_TENANT, SECRET_PURPOSE
 from threshold.core.sso.errors import SsoRejected
 from threshold.core.sso.models import AssertedIdentity, Connection
@@ -105,7 +106,9 @@ class OidcUpstream:
         except ValueError:
             body = None
         if response.status_code != 200 or not isinstance(body, dict):
-            raise SsoRejected("discovery_failed", "The identity provider's configuration could not be read.")
+            raise SsoRejected(
+                "discovery_failed", N_("The identity provider's configuration could not be read.")
+            )
         return body
 
     async def _provider(self, connection: Connection) -> _Provider:
@@ -118,7 +121,7 @@ class OidcUpstream:
         document = await self._get_json(f"{base}/.well-known/openid-configuration")
         if document.get("issuer") != issuer:  # Discovery 1.0 section 4.3: exactly the configured issuer
             raise SsoRejected(
-                "issuer_mismatch", "The identity provider's configuration names another issuer."
+                "issuer_mismatch", N_("The identity provider's configuration names another issuer.")
             )
         try:
             provider = _Provider(
@@ -135,11 +138,11 @@ class OidcUpstream:
             )
         except KeyError:
             raise SsoRejected(
-                "discovery_failed", "The identity provider's configuration is incomplete."
+                "discovery_failed", N_("The identity provider's configuration is incomplete.")
             ) from None
         endpoints = (provider.authorization_endpoint, provider.token_endpoint, provider.jwks_uri)
         if any(upstream_url_error(url) for url in (*endpoints, provider.userinfo_endpoint or issuer)):
-            raise SsoRejected("discovery_failed", "The identity provider's endpoints must be https URLs.")
+            raise SsoRejected("discovery_failed", N_("The identity provider's endpoints must be https URLs."))
         self._providers[issuer] = (time.monotonic() + CACHE_SECONDS, provider)
         return provider
 
@@ -151,7 +154,9 @@ class OidcUpstream:
         try:
             keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError, TypeError):
-            raise SsoRejected("discovery_failed", "The identity provider's keys could not be read.") from None
+            raise SsoRejected(
+                "discovery_failed", N_("The identity provider's keys could not be read.")
+            ) from None
         self._keys[provider.jwks_uri] = (time.monotonic() + CACHE_SECONDS, keys)
         return keys
 
@@ -170,7 +175,7 @@ class OidcUpstream:
                 return dict(jwt.decode(token, keys, algorithms=list(ALGORITHMS)).claims)
             except (JoseError, ValueError):
                 pass
-        raise SsoRejected("signature_invalid", "The identity provider's token is not valid.")
+        raise SsoRejected("signature_invalid", N_("The identity provider's token is not valid."))
 
     def _expected_issuer(self, connection: Connection, claims: dict[str, Any]) -> str:
         assert connection.oidc is not None
@@ -178,7 +183,7 @@ class OidcUpstream:
         if MS_TENANT in issuer:
             tenant = claims.get("tid")
             if not isinstance(tenant, str) or not TENANT.match(tenant):
-                raise SsoRejected("issuer_mismatch", "The token names no tenant.")
+                raise SsoRejected("issuer_mismatch", N_("The token names no tenant."))
             issuer = issuer.replace(MS_TENANT, tenant)
         return issuer
 
@@ -248,7 +253,7 @@ class OidcUpstream:
             raise DependencyUnavailable("The identity provider did not answer.", retry_after=5) from error
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
-            raise SsoRejected("id_token_missing", "The identity provider sent no ID token.")
+            raise SsoRejected("id_token_missing", N_("The identity provider sent no ID token."))
         claims = await self._decode(provider, id_token)
         client_id = connection.oidc.client_id
         registry = jwt.JWTClaimsRegistry(
@@ -264,11 +269,11 @@ class OidcUpstream:
             registry.validate(claims)
         except JoseError as error:
             raise SsoRejected(
-                _claim_reason(error), "The identity provider's ID token is not for this sign-in."
+                _claim_reason(error), N_("The identity provider's ID token is not for this sign-in.")
             ) from None
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if len(audiences) > 1 and claims.get("azp") != client_id:  # Core 1.0 section 3.1.3.7, items 4 and 5
-            raise SsoRejected("audience_mismatch", "The ID token was issued to another party.")
+            raise SsoRejected("audience_mismatch", N_("The ID token was issued to another party."))
         if (
             "email" not in claims
             and provider.userinfo_endpoint
@@ -335,7 +340,7 @@ class OidcUpstream:
         """OpenID Connect Back-Channel Logout 1.0, section 2.6 (validation of the logout token)."""
         assert connection.oidc is not None
         if len(token) > 16_384:
-            raise SsoRejected("malformed", "The logout token is too large.")
+            raise SsoRejected("malformed", N_("The logout token is too large."))
         provider = await self._provider(connection)
         claims = await self._decode(provider, token)
         registry = jwt.JWTClaimsRegistry(
@@ -348,17 +353,17 @@ class OidcUpstream:
         try:
             registry.validate(claims)
         except JoseError as error:
-            raise SsoRejected(_claim_reason(error), "The logout token is not for this service.") from None
+            raise SsoRejected(_claim_reason(error), N_("The logout token is not for this service.")) from None
         events = claims.get("events")
         if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_EVENT), dict):
-            raise SsoRejected("malformed", "The logout token carries no back-channel logout event.")
+            raise SsoRejected("malformed", N_("The logout token carries no back-channel logout event."))
         if time.time() - float(claims["iat"]) > LOGOUT_MAX_AGE + self._skew:  # a captured token goes stale
-            raise SsoRejected("expired", "The logout token is too old.")
+            raise SsoRejected("expired", N_("The logout token is too old."))
         if "nonce" in claims:  # section 2.4: prohibited, so an ID token cannot pass for a logout token
-            raise SsoRejected("malformed", "A logout token must not carry a nonce.")
+            raise SsoRejected("malformed", N_("A logout token must not carry a nonce."))
         subject, sid = claims.get("sub"), claims.get("sid")
         if not isinstance(subject, str) and not isinstance(sid, str):
-            raise SsoRejected("malformed", "The logout token names neither a subject nor a session.")
+            raise SsoRejected("malformed", N_("The logout token names neither a subject nor a session."))
         if isinstance(subject, str) and MS_TENANT in connection.oidc.issuer:
             subject = f"{claims['tid']}:{subject}"
         exp = claims.get("exp")

@@ -14,6 +14,7 @@ import httpx
 
 from threshold.core.clock import Clock
 from threshold.core.errors import DependencyUnavailable
+from threshold.core.i18n import N_
 from threshold.core.sso.errors import SsoRejected
 from threshold.core.sso.models import AssertedIdentity, Connection
 from threshold.core.sso.ports import UpstreamLogout, VerifiedSamlAssertion
@@ -101,7 +102,7 @@ class SamlUpstream:
 
     def _idp_of(self, connection: Connection) -> IdpMetadata:
         if connection.saml is None:
-            raise SsoRejected("metadata_invalid", "This connection is not a SAML connection.")
+            raise SsoRejected("metadata_invalid", N_("This connection is not a SAML connection."))
         return _idp(connection.saml.metadata_xml)
 
     def check_metadata(self, metadata_xml: str) -> str:
@@ -230,10 +231,10 @@ async def fetch_metadata(url: str, *, seconds: float) -> str:
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_METADATA:
-                    raise SsoRejected("metadata_invalid", "The metadata is larger than 1 MiB.")
+                    raise SsoRejected("metadata_invalid", N_("The metadata is larger than 1 MiB."))
     except httpx.HTTPError as failure:
         raise DependencyUnavailable("The identity provider did not answer.", retry_after=5) from failure
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        raise SsoRejected("metadata_invalid", "The metadata is not UTF-8 text.") from None
+        raise SsoRejected("metadata_invalid", N_("The metadata is not UTF-8 text.")) from None

@@ -10,24 +10,25 @@ from threshold.core.errors import (
     Forbidden,
     ThresholdError,
 )
+from threshold.core.i18n import N_
 from threshold.core.secrets import digest
 
 
 class TokenInvalid(ThresholdError):
     code = "token_invalid"
-    message = "This link or code is invalid, expired or was already used."
+    message = N_("This link or code is invalid, expired or was already used.")
 
 
 class ConfirmationRequired(ThresholdError):
     """A sign-in link opened in another browser than the one that asked: confirm before signing in."""
 
     code = "confirmation_required"
-    message = "This sign-in link was requested from another browser. Confirm to sign in here."
+    message = N_("This sign-in link was requested from another browser. Confirm to sign in here.")
 
 
 class EmailLoginDisabled(Forbidden):
     code = "email_login_disabled"
-    message = "Sign-in by email is switched off on this service."
+    message = N_("Sign-in by email is switched off on this service.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from threshold.core.errors import (
 from threshold.core.flows.factors import Factors
 from threshold.core.flows.outcome import SignInOutcome
 from threshold.core.flows.signin import SignIn
+from threshold.core.i18n import N_
 from threshold.core.methods.proofs import EMAILED
 from threshold.core.models import (
     AuditEvent,
@@ -350,7 +351,7 @@ class EmailFlows:
         elif code and binding_digest:
             record = await self._code_record(binding or "", code, now=now)
         else:
-            raise InvalidRequest("Send the link's token, or the code from the browser that asked for it.")
+            raise InvalidRequest(N_("Send the link's token, or the code from the browser that asked for it."))
         consumed = await self._tokens.consume(record.digest, purpose=TokenPurpose.EMAIL_LOGIN, now=now)
         user = await self._users.get(record.user_id) if consumed else None
         if consumed is None or user is None or user.disabled or record.email != user.email_normalized:
@@ -412,7 +413,7 @@ class EmailFlows:
         """Send a confirmation link to the new address and a notice to the old one."""
         address = normalize_email(new_email)
         if address.normalized == user.email_normalized:
-            raise InvalidRequest("That is already your address.")
+            raise InvalidRequest(N_("That is already your address."))
         await self._limit(address=address.normalized, ip=context.ip)
         if await self._users.get_by_email(address.normalized) is not None:
             raise EmailUnavailable()

@@ -17,6 +17,7 @@ from threshold.core.errors import FactorNotFound, InvalidRequest, LastSignInMeth
 from threshold.core.flows.inventory import FactorStatus, Inventory
 from threshold.core.flows.proving import Proving
 from threshold.core.flows.stepup import StepUp
+from threshold.core.i18n import N_
 from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.proofs import passkey_proof
 from threshold.core.methods.totp import new_totp_secret, provisioning_uri
@@ -108,7 +109,7 @@ class Factors(Inventory):
     ) -> None:
         cleaned = _clean_name(name)
         if not cleaned:
-            raise InvalidRequest("Give the passkey a name of 1 to 100 printable characters.")
+            raise InvalidRequest(N_("Give the passkey a name of 1 to 100 printable characters."))
         if not await self._factors.rename_passkey(user.id, passkey_id, cleaned):
             raise FactorNotFound()
         await self._audit.record(
@@ -135,9 +136,9 @@ class Factors(Inventory):
         await self._stepup.require_for_factor_change(user, session)
         status = await self.status(user)
         if not status.has_password:
-            raise FactorNotFound("This account has no password.")
+            raise FactorNotFound(N_("This account has no password."))
         if not [p for p in status.passkeys if not p.flagged]:
-            raise LastSignInMethod("Add a passkey before removing your password.")
+            raise LastSignInMethod(N_("Add a passkey before removing your password."))
         await self._users.delete_password(user.id)
         await self._audit.record(AuditKind.PASSWORD_REMOVED, user_id=user.id, context=context)
 
@@ -148,7 +149,7 @@ class Factors(Inventory):
         await self._stepup.require_for_factor_change(user, session)
         existing = await self._factors.get_totp(user.id)
         if existing is not None and existing.confirmed:
-            raise InvalidRequest("An authenticator app is already set up; remove it first.")
+            raise InvalidRequest(N_("An authenticator app is already set up; remove it first."))
         secret = new_totp_secret()
         await self._factors.put_totp(
             TotpCredential(
@@ -200,7 +201,7 @@ class Factors(Inventory):
         """New codes, shown once; the old ones stop working."""
         await self._stepup.require_for_factor_change(user, session)
         if not await self.has_second_factor(user):
-            raise InvalidRequest("Add a passkey or an authenticator app first.")
+            raise InvalidRequest(N_("Add a passkey or an authenticator app first."))
         return await self._proving.recovery_codes.replace_codes(user, context)
 
     # --- the upgrade prompt ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from threshold.core.audit import Auditor
 from threshold.core.errors import InvalidRequest, MfaCodeInvalid
+from threshold.core.i18n import N_
 from threshold.core.methods.password import PasswordMethod
 from threshold.core.methods.proofs import Proof
 from threshold.core.methods.recovery_codes import RecoveryCodeMethod
@@ -41,7 +42,7 @@ class Proving:
             RateLimited, ConsecutiveFailuresCapped, MfaCodeInvalid: see _checked.
         """
         if method not in (Method.PASSWORD, Method.TOTP, Method.RECOVERY_CODE):
-            raise InvalidRequest("method must be password, totp or recovery_code.")
+            raise InvalidRequest(N_("method must be password, totp or recovery_code."))
         return await self._checked(user, method=method, secret=secret, context=context)
 
     async def prove_setup_code(self, user: User, *, code: str, context: RequestContext | None) -> Proof:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.errors import FactorNotFound
+from threshold.core.i18n import N_
 from threshold.core.models import AuditKind, RecoveryRequest, RequestContext, User
 from threshold.core.ports import FactorRepo, UserRepo
 from threshold.core.revocation import AccessRevoker, Cause, Reach
@@ -66,7 +67,7 @@ class Recovery:
         if not owned or not await self._factors.finish_recovery_request(
             request_id, at=self._clock.now(), cancelled=True
         ):
-            raise FactorNotFound("No such recovery request.")
+            raise FactorNotFound(N_("No such recovery request."))
         await self._audit.record(
             AuditKind.RECOVERY_CANCELLED, user_id=user.id, context=context, request=request_id
         )

@@ -28,6 +28,7 @@ from threshold.core.flows.outcome import MfaRequired, RestoreOffered, SignedIn, 
 from threshold.core.flows.pending import PendingLogins
 from threshold.core.flows.proving import Proving
 from threshold.core.flows.stepup import StepUp
+from threshold.core.i18n import N_
 from threshold.core.lock import SignInLock
 from threshold.core.methods.assurance import assess, is_strong
 from threshold.core.methods.passkey import PasskeyMethod
@@ -178,7 +179,7 @@ class SignIn:
         pending = await self.pending.load(pending_token)
         user = await self._pending_user(pending.user_id)
         if method not in (Method.TOTP, Method.RECOVERY_CODE):
-            raise InvalidRequest("method must be totp or recovery_code.")
+            raise InvalidRequest(N_("method must be totp or recovery_code."))
         proof = await self._proving.prove(user, method=method, secret=code, context=context)
         assert pending_token is not None
         await self.pending.take(pending_token)
@@ -276,7 +277,7 @@ class SignIn:
         if self._gate is not None:
             await self._gate.check(user, pending.proofs, context=context)
         if self._deletions is None or not await self._deletions.cancel(user, context=context):
-            raise PendingLoginMissing("The account could not be kept. Sign in again.")
+            raise PendingLoginMissing(N_("The account could not be kept. Sign in again."))
         kept = await self._users.get(user.id)
         if kept is None or kept.disabled:
             raise PendingLoginMissing()
@@ -321,7 +322,9 @@ class SignIn:
         # Written first, checked after: a reset that commits later revokes this session with the rest.
         if await self._users.credential_epoch(user.id) != epoch:
             await self._sessions.end_session(issued.record)
-            raise PendingLoginMissing("The account's credentials changed during this sign-in. Sign in again.")
+            raise PendingLoginMissing(
+                N_("The account's credentials changed during this sign-in. Sign in again.")
+            )
         if replacing is not None:
             await self._sessions.end_session(replacing)
         await self._stepup.note_proofs(issued.record, list(proofs))

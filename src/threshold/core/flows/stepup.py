@@ -14,6 +14,7 @@ from threshold.core.clock import Clock
 from threshold.core.errors import InvalidRequest, ReauthenticationRequired, SessionNotFound
 from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.proving import Proving
+from threshold.core.i18n import N_
 from threshold.core.methods.assurance import assess, is_local_second_factor, is_second_factor
 from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.proofs import Proof, proofs_of_amr
@@ -122,7 +123,7 @@ class StepUp:
         epoch = await self._users.credential_epoch(user.id)
         if method == Method.PASSKEY:
             if credential is None:
-                raise InvalidRequest("credential is required.")
+                raise InvalidRequest(N_("credential is required."))
             verified = await self._passkey.verify_assertion(
                 credential, purpose="reauth", expected_user_id=user.id, context=context
             )

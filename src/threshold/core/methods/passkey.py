@@ -12,6 +12,7 @@ from typing import Any
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.errors import ChallengeExpired, PasskeyRejected
+from threshold.core.i18n import N_
 from threshold.core.lock import SignInLock
 from threshold.core.methods import webauthn
 from threshold.core.methods.proofs import Proof, passkey_proof
@@ -110,7 +111,7 @@ class PasskeyMethod:
             expected_origins=self._origins,
         )
         if await self._factors.get_passkey_by_credential(verified.credential_id) is not None:
-            raise PasskeyRejected("This passkey is already registered.")
+            raise PasskeyRejected(N_("This passkey is already registered."))
         return verified
 
     async def verify_assertion(
@@ -152,7 +153,7 @@ class PasskeyMethod:
                 presented=str(verified.new_sign_count),
             )
             raise PasskeyRejected(
-                "This passkey reported a signature counter that went backwards and was blocked."
+                N_("This passkey reported a signature counter that went backwards and was blocked.")
             )
         await self._factors.update_passkey_use(
             passkey.id,

@@ -10,6 +10,7 @@ import pyotp
 from threshold.core.clock import Clock
 from threshold.core.crypto import DecryptionFailed, SecretBox
 from threshold.core.errors import TotpNotStarted
+from threshold.core.i18n import N_
 from threshold.core.methods.proofs import TOTP, Proof
 from threshold.core.models import TotpCredential, User
 from threshold.core.ports import FactorRepo
@@ -70,7 +71,7 @@ class TotpMethod:
         try:
             return self._box.open(credential.secret, purpose=TOTP_PURPOSE).decode()
         except DecryptionFailed as exc:
-            raise TotpNotStarted("The authenticator secret cannot be read; set it up again.") from exc
+            raise TotpNotStarted(N_("The authenticator secret cannot be read; set it up again.")) from exc
 
     def seal_secret(self, secret: str) -> str:
         return self._box.seal(secret.encode(), purpose=TOTP_PURPOSE)

@@ -29,6 +29,7 @@ from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.emails import normalize_email
 from threshold.core.errors import EmailInvalid, Forbidden, InvalidRequest, NotAuthenticated, UserNotFound
+from threshold.core.i18n import N_
 from threshold.core.models import AuditKind, OutgoingMail, RequestContext, SessionRecord, User
 from threshold.core.orgs.errors import (
     DomainNotFound,
@@ -64,12 +65,12 @@ def normalize_domain(domain: str) -> str:
     try:
         ascii_name = text.encode("idna").decode("ascii")
     except UnicodeError:
-        raise InvalidRequest("Give a domain name such as example.com.") from None
+        raise InvalidRequest(N_("Give a domain name such as example.com.")) from None
     labels = ascii_name.split(".")
     if len(ascii_name) > 253 or len(labels) < 2 or not all(LABEL.match(label) for label in labels):
-        raise InvalidRequest("Give a domain name such as example.com.")
+        raise InvalidRequest(N_("Give a domain name such as example.com."))
     if labels[-1].isdigit():
-        raise InvalidRequest("Give a domain name, not an address.")
+        raise InvalidRequest(N_("Give a domain name, not an address."))
     return ascii_name
 
 
@@ -79,12 +80,12 @@ MANAGING_ROLES = frozenset({OrgRole.OWNER, OrgRole.ADMIN})
 
 class OwnerRequired(Forbidden):
     code = "owner_required"
-    message = "Only an owner of the organization can add, change or remove an owner."
+    message = N_("Only an owner of the organization can add, change or remove an owner.")
 
 
 class InvitationRequired(Forbidden):
     code = "invitation_required"
-    message = (
+    message = N_(
         "Invite this person instead: an organization's admins add an account directly only when its "
         "address is at one of the organization's verified domains; anyone else joins by accepting."
     )
@@ -92,7 +93,7 @@ class InvitationRequired(Forbidden):
 
 class OperatorRequired(Forbidden):
     code = "operator_required"
-    message = "Only the operator can do this; publish the domain's TXT record and verify it by DNS."
+    message = N_("Only the operator can do this; publish the domain's TXT record and verify it by DNS.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,7 @@ def check_may_manage(actor: Actor, *, current: OrgRole | None = None, new: OrgRo
     if actor.is_operator:
         return
     if actor.role not in MANAGING_ROLES:
-        raise Forbidden("Only an admin or owner of the organization can do this.")
+        raise Forbidden(N_("Only an admin or owner of the organization can do this."))
     if actor.role is not OrgRole.OWNER and OrgRole.OWNER in (current, new):
         raise OwnerRequired()
 
@@ -134,7 +135,7 @@ def _role(role: str) -> OrgRole:
     try:
         return OrgRole(role)
     except ValueError:
-        raise InvalidRequest("role must be owner, admin or member.") from None
+        raise InvalidRequest(N_("role must be owner, admin or member.")) from None
 
 
 class Organizations:
@@ -165,10 +166,10 @@ class Organizations:
         """Raises InvalidRequest (name or slug), SlugTaken."""
         name = " ".join(name.split())
         if not name or len(name) > 200 or not name.isprintable():
-            raise InvalidRequest("Give the organization a name of 1 to 200 printable characters.")
+            raise InvalidRequest(N_("Give the organization a name of 1 to 200 printable characters."))
         chosen = (slug or slug_of(name)).lower()
         if not SLUG.match(chosen) or len(chosen) < 2:
-            raise InvalidRequest("A slug is 2 to 63 lower-case letters, digits and hyphens.")
+            raise InvalidRequest(N_("A slug is 2 to 63 lower-case letters, digits and hyphens."))
         org = Organization(id=new_id(), slug=chosen, name=name, created_at=self._clock.now())
         await self._orgs.add(org)
         await self._audit.record(
@@ -380,7 +381,7 @@ class Organizations:
             raise OrgNotFound()
         issued = await self._sessions.reissue(session, org_id=found.id)
         if issued is None:
-            raise NotAuthenticated("Your session ended meanwhile: sign in again.")
+            raise NotAuthenticated(N_("Your session ended meanwhile: sign in again."))
         return issued, found, membership
 
     # --- invitations -----------------------------------------------------------------------------------

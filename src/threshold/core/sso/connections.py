@@ -18,6 +18,7 @@ from threshold.core.clock import Clock
 from threshold.core.crypto import SecretBox
 from threshold.core.emails import normalize_email
 from threshold.core.errors import EmailInvalid, InvalidRequest
+from threshold.core.i18n import N_
 from threshold.core.models import AuditKind, RequestContext
 from threshold.core.orgs.models import Organization, OrgRole
 from threshold.core.orgs.ports import OrgRepo
@@ -44,7 +45,9 @@ class ClaimNames:
     def __post_init__(self) -> None:
         for value in (self.email, self.name, self.groups):
             if len(value) > 200 or not value.isprintable():
-                raise InvalidRequest("Claim and attribute names are printable and at most 200 characters.")
+                raise InvalidRequest(
+                    N_("Claim and attribute names are printable and at most 200 characters.")
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ class ConnectionSpec:
         try:
             default_role = OrgRole(self.default_role)
         except ValueError:
-            raise InvalidRequest("Roles are owner, admin or member.") from None
+            raise InvalidRequest(N_("Roles are owner, admin or member.")) from None
         return Policy(
             require_sso=self.require_sso,
             break_glass=tuple(self.break_glass),
@@ -161,7 +164,9 @@ class Connections:
         """
         if spec.type == ConnectionType.OIDC.value:
             if not (spec.issuer and spec.client_id and spec.client_secret):
-                raise InvalidRequest("An OIDC connection needs an issuer, a client id and a client secret.")
+                raise InvalidRequest(
+                    N_("An OIDC connection needs an issuer, a client id and a client secret.")
+                )
             return await self.add_oidc(
                 org,
                 name=spec.name,
@@ -174,9 +179,9 @@ class Connections:
                 context=context,
             )
         if spec.type != ConnectionType.SAML.value:
-            raise InvalidRequest("A connection's type is oidc or saml.")
+            raise InvalidRequest(N_("A connection's type is oidc or saml."))
         if not spec.metadata_xml:
-            raise InvalidRequest("A SAML connection needs the identity provider's metadata.")
+            raise InvalidRequest(N_("A SAML connection needs the identity provider's metadata."))
         return await self.add_saml(
             org,
             name=spec.name,
@@ -191,7 +196,7 @@ class Connections:
         glass = tuple(dict.fromkeys(normalize_email(e).normalized for e in policy.break_glass))
         for role in (policy.default_role, *policy.role_groups.values()):
             if role not in OrgRole.__members__.values():
-                raise InvalidRequest("Roles are owner, admin or member.")
+                raise InvalidRequest(N_("Roles are owner, admin or member."))
         return replace(policy, break_glass=glass)
 
     async def add_oidc(
@@ -208,7 +213,7 @@ class Connections:
         context: RequestContext,
     ) -> Connection:
         if not client_id.strip() or len(client_id) > 500 or len(client_secret) > 2000:
-            raise InvalidRequest("Give the client id and secret the identity provider issued.")
+            raise InvalidRequest(N_("Give the client id and secret the identity provider issued."))
         scopes = tuple(dict.fromkeys(("openid", *scopes)))
         connection = Connection(
             id=new_id(),

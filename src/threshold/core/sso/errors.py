@@ -4,6 +4,7 @@ refusals apart; the person sees one clear sentence and never a stack trace."""
 from __future__ import annotations
 
 from threshold.core.errors import Forbidden, NotFound, ThresholdError
+from threshold.core.i18n import N_
 
 
 class SsoRejected(ThresholdError):
@@ -14,7 +15,7 @@ class SsoRejected(ThresholdError):
     """
 
     code = "sso_rejected"
-    message = "The identity provider's answer could not be accepted."
+    message = N_("The identity provider's answer could not be accepted.")
 
     def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(message, reason=reason)
@@ -28,7 +29,7 @@ class SsoRequired(Forbidden):
     """
 
     code = "sso_required"
-    message = "Your organization signs you in with its identity provider."
+    message = N_("Your organization signs you in with its identity provider.")
 
     def __init__(self, redirect: str) -> None:
         super().__init__(None, redirect=redirect)
@@ -37,11 +38,11 @@ class SsoRequired(Forbidden):
 
 class ConnectionNotFound(NotFound):
     code = "connection_not_found"
-    message = "No such connection."
+    message = N_("No such connection.")
 
 
 class SsoFlowInvalid(ThresholdError):
     """The sign-in at the IdP cannot be matched to one this browser started (expired, used, forged)."""
 
     code = "sso_flow_invalid"
-    message = "This sign-in expired or was started in another browser. Start again."
+    message = N_("This sign-in expired or was started in another browser. Start again.")

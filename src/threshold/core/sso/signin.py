@@ -26,6 +26,7 @@ from threshold.core.errors import EmailInvalid, UserNotFound
 from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.outcome import SignInOutcome
 from threshold.core.flows.signin import SignIn
+from threshold.core.i18n import N_
 from threshold.core.methods.proofs import Upstream, upstream_proof
 from threshold.core.models import AuditKind, RequestContext, SessionRecord, User
 from threshold.core.orgs.models import Membership, OrgRole, highest_role
@@ -122,7 +123,7 @@ class SsoSignIn:
         """
         connection = await self.connections.route(email)
         if connection is None:
-            raise ConnectionNotFound("No organization signs in this address with single sign-on.")
+            raise ConnectionNotFound(N_("No organization signs in this address with single sign-on."))
         return await self.start(connection, next_url=next_url, login_hint=email, binding=binding)
 
     async def start(
@@ -226,7 +227,7 @@ class SsoSignIn:
         if flow is None and not connection.saml.allow_idp_initiated:
             await self._rejected(connection, "unsolicited", context)
             raise SsoRejected(
-                "unsolicited", "Sign-ins started at the identity provider are not accepted here."
+                "unsolicited", N_("Sign-ins started at the identity provider are not accepted here.")
             )
         try:
             verified = self._saml.verify(
@@ -240,7 +241,7 @@ class SsoSignIn:
                 now=now,
             )
             if not fresh:
-                raise SsoRejected("replayed", "This answer from the identity provider was already used.")
+                raise SsoRejected("replayed", N_("This answer from the identity provider was already used."))
         except SsoRejected as rejected:
             await self._rejected(connection, rejected.reason, context)
             raise
@@ -270,7 +271,7 @@ class SsoSignIn:
             if connection.policy.require_idp_mfa and not identity.mfa:
                 raise SsoRejected(
                     "idp_mfa_missing",
-                    "Your organization requires multi-factor authentication at its identity provider.",
+                    N_("Your organization requires multi-factor authentication at its identity provider."),
                 )
             user = await self._resolve(connection, identity, context)
         except SsoRejected as rejected:
@@ -309,31 +310,36 @@ class SsoSignIn:
         if linked is not None:
             user = await self._users.get(linked.user_id)
             if user is None or user.disabled:
-                raise SsoRejected("account_disabled", "This account is disabled.")
+                raise SsoRejected("account_disabled", N_("This account is disabled."))
             await self._repo.touch_link(connection.id, identity.subject, at=self._clock.now())
             return user
         if not identity.email:
             raise SsoRejected(
-                "email_missing", "The identity provider did not say which email address is yours."
+                "email_missing", N_("The identity provider did not say which email address is yours.")
             )
         try:
             address = normalize_email(identity.email)
         except EmailInvalid:
             raise SsoRejected(
-                "email_invalid", "The identity provider's email address is not valid."
+                "email_invalid", N_("The identity provider's email address is not valid.")
             ) from None
         if identity.email_verified is False:
-            raise SsoRejected("email_unverified", "The identity provider says this address is not verified.")
+            raise SsoRejected(
+                "email_unverified", N_("The identity provider says this address is not verified.")
+            )
         authoritative = await self.connections.covers(connection, address.normalized)
         if not authoritative and not connection.social:  # the same answer whether an account exists
             raise SsoRejected(
                 "domain_not_verified",
-                "This identity provider can sign in addresses only at its organization's verified domains.",
+                N_(
+                    "This identity provider can sign in addresses only at its organization's "
+                    "verified domains."
+                ),
             )
         if connection.social and await self.connections.managed(address.normalized):
             raise SsoRejected(
                 "domain_managed",
-                "Addresses at this domain sign in with their organization's single sign-on.",
+                N_("Addresses at this domain sign in with their organization's single sign-on."),
             )
         if authoritative:  # the organization's IdP for its verified domain (core.provisioning)
             try:
@@ -341,14 +347,14 @@ class SsoSignIn:
                     address, claimant=connection.id, context=context
                 )
             except UserNotFound:
-                raise SsoRejected("account_disabled", "This account is gone.") from None
+                raise SsoRejected("account_disabled", N_("This account is gone.")) from None
             return await self._link(connection, identity, user, context, provisioned=created)
         refused = "An account with this address already exists. Sign in to it the way you usually do."
         if await self._users.get_by_email(address.normalized) is not None:
             raise SsoRejected("link_refused", refused)
         if identity.email_verified is not True:
             raise SsoRejected(
-                "email_unverified", "The identity provider does not say this address is verified."
+                "email_unverified", N_("The identity provider does not say this address is verified.")
             )
         created_user = await self._provisioning.create_verified(address)
         if created_user is None:  # a concurrent first sign-in (or sign-up) created it
@@ -365,7 +371,7 @@ class SsoSignIn:
         provisioned: bool,
     ) -> User:
         if user.disabled:
-            raise SsoRejected("account_disabled", "This account is disabled.")
+            raise SsoRejected("account_disabled", N_("This account is disabled."))
         now = self._clock.now()
         stored = await self._repo.link(
             LinkedIdentity(
@@ -378,7 +384,7 @@ class SsoSignIn:
             )
         )
         if stored.user_id != user.id:  # a concurrent first sign-in linked the subject elsewhere
-            raise SsoRejected("link_refused", "This identity is already linked to another account.")
+            raise SsoRejected("link_refused", N_("This identity is already linked to another account."))
         await self._audit.record(
             AuditKind.SSO_USER_PROVISIONED if provisioned else AuditKind.SSO_IDENTITY_LINKED,
             user_id=user.id,
@@ -424,7 +430,7 @@ class SsoSignIn:
             expires_at=max(logout.expires_at, now) + 300,
             now=now,
         ):
-            raise SsoRejected("replayed", "This logout was already received.")
+            raise SsoRejected("replayed", N_("This logout was already received."))
         users: set[str] = set()
         if logout.subject:
             linked = await self._repo.linked(connection.id, logout.subject)

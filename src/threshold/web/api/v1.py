@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from threshold.core.clock import iso
 from threshold.core.errors import Forbidden, MfaEnrollmentRequired
 from threshold.core.flows.outcome import MfaRequired, RestoreOffered, SignInOutcome, VerificationPending
+from threshold.core.i18n import N_
 from threshold.core.models import SessionRecord, User
 from threshold.core.sessions import IssuedSession
 from threshold.core.sso.errors import SsoRequired
@@ -259,7 +260,7 @@ async def export_account(
     request: Request, auth: AuthDep, services: ServicesDep, context: ContextDep
 ) -> Response:
     if request.headers.get("sec-fetch-site") == "cross-site":  # a GET that is audited and counted
-        raise Forbidden("The export is not started from another site.")
+        raise Forbidden(N_("The export is not started from another site."))
     return export_file(await services.export.export(auth.user, auth.session, context=context))
 
 

@@ -6,6 +6,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from threshold.core.i18n import N_
 from threshold.web.console import audit, clients, orgs, users
 from threshold.web.console.access import admitted
 from threshold.web.pages.render import error_page
@@ -26,7 +27,7 @@ async def elsewhere(request: Request, rest: str) -> Response:
     refused = await admitted(request)
     if isinstance(refused, Response):
         return refused
-    return await error_page(request, 404, "There is no such page in the console.")
+    return await error_page(request, 404, N_("There is no such page in the console."))
 
 
 __all__ = ["router"]

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from threshold.core.console import ConsoleNeedsSecondFactor
 from threshold.core.errors import Forbidden, InvalidRequest, ReauthenticationRequired, ThresholdError
+from threshold.core.i18n import N_
 from threshold.core.models import RequestContext, SessionRecord, User
 from threshold.core.orgs.service import Actor
 from threshold.services import Services
@@ -29,25 +30,25 @@ from threshold.web.errors import headers_for, status_for
 from threshold.web.pages.common import read_form, redirect
 from threshold.web.pages.render import error_page, render
 
-NO_ACCESS = "You don't have access to this page."
+NO_ACCESS = N_("You don't have access to this page.")
 
 DONE = {
-    "disabled": "The account is disabled and every session and token of it has ended.",
-    "enabled": "The account is enabled again.",
-    "sessions_ended": "Every session and token of the account has ended.",
-    "session_ended": "The session has ended.",
-    "mfa_required": "The account must now have a second factor.",
-    "mfa_optional": "The account no longer has to have a second factor.",
-    "recovery_started": "Recovery started: the account's factors are reset after the waiting period.",
-    "recovery_cancelled": "The pending recovery is cancelled.",
-    "client_updated": "The client is saved.",
-    "client_deleted": "The client is deleted and its tokens revoked.",
-    "keys_rotated": "The signing keys are rotated.",
-    "keys_unchanged": "Another process rotated the keys first; nothing changed.",
-    "org_created": "The organization is created.",
-    "domain_added": "The domain is claimed: publish the TXT record below, then verify it.",
-    "domain_verified": "The domain is verified.",
-    "connection_removed": "The connection is removed.",
+    "disabled": N_("The account is disabled and every session and token of it has ended."),
+    "enabled": N_("The account is enabled again."),
+    "sessions_ended": N_("Every session and token of the account has ended."),
+    "session_ended": N_("The session has ended."),
+    "mfa_required": N_("The account must now have a second factor."),
+    "mfa_optional": N_("The account no longer has to have a second factor."),
+    "recovery_started": N_("Recovery started: the account's factors are reset after the waiting period."),
+    "recovery_cancelled": N_("The pending recovery is cancelled."),
+    "client_updated": N_("The client is saved."),
+    "client_deleted": N_("The client is deleted and its tokens revoked."),
+    "keys_rotated": N_("The signing keys are rotated."),
+    "keys_unchanged": N_("Another process rotated the keys first; nothing changed."),
+    "org_created": N_("The organization is created."),
+    "domain_added": N_("The domain is claimed: publish the TXT record below, then verify it."),
+    "domain_verified": N_("The domain is verified."),
+    "connection_removed": N_("The connection is removed."),
     "scim_token_revoked": "The SCIM token is revoked.",
 }
 """The notices a change redirects with (`?done=<key>`): fixed texts, never from the request."""
@@ -116,7 +117,7 @@ async def page(
 def check_text(values: Iterable[str]) -> None:
     """Raises InvalidRequest for a NUL anywhere: never stored, and PostgreSQL refuses it in text."""
     if any("\x00" in value for value in values):
-        raise InvalidRequest("The request holds a character that is not allowed.")
+        raise InvalidRequest(N_("The request holds a character that is not allowed."))
 
 
 def _check_request(request: Request) -> None:

@@ -25,6 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from threshold.core.clock import iso
 from threshold.core.console import PAGE_SIZE, AuditQuery
 from threshold.core.errors import Forbidden, InvalidRequest, UserNotFound
+from threshold.core.i18n import N_
 from threshold.core.models import AuditKind
 from threshold.web.console.access import Operator, fresh, page, read
 from threshold.web.console.users import event_row
@@ -46,7 +47,7 @@ def _instant(text: str, *, end: bool) -> float | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidRequest("Give times as YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).") from None
+        raise InvalidRequest(N_("Give times as YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).")) from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     seconds = moment.timestamp()
     return seconds + 86400 if end and len(text) == 10 else seconds
@@ -67,7 +68,7 @@ async def _query(request: Request) -> tuple[AuditQuery, dict[str, str]]:
         try:
             kind = AuditKind(shown["event"])
         except ValueError:
-            raise InvalidRequest("Unknown event.") from None
+            raise InvalidRequest(N_("Unknown event.")) from None
     before = None
     cursor = params.get("before", "")
     if cursor:
@@ -77,7 +78,7 @@ async def _query(request: Request) -> tuple[AuditQuery, dict[str, str]]:
         except ValueError:
             before = None
         if before is None or not math.isfinite(before[0]) or not 0 <= before[1] < 2**63:
-            raise InvalidRequest("The page position is not valid.")
+            raise InvalidRequest(N_("The page position is not valid."))
     query = AuditQuery(
         user_id=user_id,
         kind=kind,
@@ -147,7 +148,7 @@ async def export(request: Request, format: str = "csv") -> Response:
         if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             raise Forbidden()  # a link on another site: nothing is downloaded, nothing recorded
         if format not in ("csv", "json"):
-            raise InvalidRequest("The export format is csv or json.")
+            raise InvalidRequest(N_("The export format is csv or json."))
         query, _ = await _query(request)
         await fresh(request, operator)
         await services.console.exported(query, fmt=format, context=operator.context)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from threshold.core.errors import NotFound, ThresholdError
+from threshold.core.i18n import N_
 from threshold.oidc.errors import InvalidRequest
 from threshold.oidc.models import client_summary, key_summary
 from threshold.oidc.registration import IssuedClient
@@ -103,7 +104,7 @@ async def create_client(request: Request) -> Response:
 async def _client_page(request: Request, operator: Operator, client_id: str, **extra: Any) -> Response:
     client = await get_services(request).provider.get_client(client_id[:64])
     if client is None:
-        raise NotFound("No such client.")
+        raise NotFound(N_("No such client."))
     summary = client_summary(client)
     return await page(
         request,
@@ -140,7 +141,7 @@ async def update_client(request: Request, client_id: str) -> Response:
             context=operator.context,
         )
         if updated is None:
-            raise NotFound("No such client.")
+            raise NotFound(N_("No such client."))
         return done(target, "client_updated")
 
     async def on_error(operator: Operator, error: ThresholdError) -> Response:
@@ -158,9 +159,9 @@ async def rotate_secret(request: Request, client_id: str) -> Response:
             client_id[:64], rotate_secret=True, context=operator.context
         )
         if rotated is None:
-            raise NotFound("No such client.")
+            raise NotFound(N_("No such client."))
         if rotated.secret is None:
-            raise InvalidRequest("A public client has no secret.")
+            raise InvalidRequest(N_("A public client has no secret."))
         return await _secret_page(request, operator, rotated, created=False)
 
     return await change(request, work, back=f"/admin/clients/{client_id[:64]}")
@@ -170,7 +171,7 @@ async def rotate_secret(request: Request, client_id: str) -> Response:
 async def delete_client(request: Request, client_id: str) -> Response:
     async def work(operator: Operator, form: FormData) -> Response:
         if not await get_services(request).provider.delete_client(client_id[:64], context=operator.context):
-            raise NotFound("No such client.")
+            raise NotFound(N_("No such client."))
         return done("/admin/clients", "client_deleted")
 
     return await change(request, work, back=f"/admin/clients/{client_id[:64]}")

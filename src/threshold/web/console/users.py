@@ -14,6 +14,7 @@ from starlette.responses import Response
 from threshold.core.clock import iso
 from threshold.core.console import PAGE_SIZE, AuditQuery, OperatorAccount
 from threshold.core.errors import InvalidRequest, ThresholdError, UserNotFound
+from threshold.core.i18n import N_
 from threshold.core.models import User
 from threshold.services import Services
 from threshold.web.console.access import Operator, change, done, page, read
@@ -218,7 +219,7 @@ def _user_change(request: Request, user_id: str, act: UserAct) -> Awaitable[Resp
 async def disable(request: Request, user_id: str) -> Response:
     async def act(services: Services, operator: Operator, user: User, form: FormData) -> str:
         if user.id == operator.user.id:
-            raise InvalidRequest("You can't disable your own account from the console.")
+            raise InvalidRequest(N_("You can't disable your own account from the console."))
         if await services.console.is_operator(user):
             raise OperatorAccount()
         await services.accounts.set_disabled(user, disabled=True, context=operator.context)
@@ -259,7 +260,7 @@ async def mfa_policy(request: Request, user_id: str) -> Response:
     async def act(services: Services, operator: Operator, user: User, form: FormData) -> str:
         required = field(form, "required")
         if required not in ("on", "off"):
-            raise InvalidRequest("Choose whether a second factor is required.")
+            raise InvalidRequest(N_("Choose whether a second factor is required."))
         await services.accounts.set_mfa_required(user, required=required == "on", context=operator.context)
         return "mfa_required" if required == "on" else "mfa_optional"
 

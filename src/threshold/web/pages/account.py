@@ -20,6 +20,7 @@ from threshold.core.errors import (
     ThresholdError,
 )
 from threshold.core.flows.factors import LOW_RECOVERY_CODES
+from threshold.core.i18n import N_
 from threshold.core.models import AuditKind, Method
 from threshold.services import Services
 from threshold.web.api.v1 import export_file
@@ -176,20 +177,22 @@ async def account_page(request: Request, services: ServicesDep, auth: MaybeAuth)
     if auth is None:
         return redirect("/login?next=/account")
     notice = {
-        "password": "Your password was changed. Other sessions were signed out.",
-        "revoked": "The session was signed out.",
-        "others": "Every other session was signed out.",
-        "app": "The application's access was withdrawn.",
-        "passkey": "Your passkey was added.",
-        "passkey_removed": "The passkey was removed.",
-        "passkey_renamed": "The passkey was renamed.",
-        "totp": "Your authenticator app is set up.",
-        "totp_removed": "The authenticator app was removed.",
-        "recovery_cancelled": "The recovery request was cancelled.",
-        "verification_sent": "We sent the confirmation link again.",
-        "password_removed": "Your password was removed: sign in with your passkeys.",
-        "email_change": "Check your new address for a confirmation link.",
-        "organization": "The organization was switched. Applications see it the next time they sign you in.",
+        "password": N_("Your password was changed. Other sessions were signed out."),
+        "revoked": N_("The session was signed out."),
+        "others": N_("Every other session was signed out."),
+        "app": N_("The application's access was withdrawn."),
+        "passkey": N_("Your passkey was added."),
+        "passkey_removed": N_("The passkey was removed."),
+        "passkey_renamed": N_("The passkey was renamed."),
+        "totp": N_("Your authenticator app is set up."),
+        "totp_removed": N_("The authenticator app was removed."),
+        "recovery_cancelled": N_("The recovery request was cancelled."),
+        "verification_sent": N_("We sent the confirmation link again."),
+        "password_removed": N_("Your password was removed: sign in with your passkeys."),
+        "email_change": N_("Check your new address for a confirmation link."),
+        "organization": N_(
+            "The organization was switched. Applications see it the next time they sign you in."
+        ),
     }.get(request.query_params.get("done", ""))
     return await account_view(request, services, auth, notice=notice)
 
@@ -223,7 +226,7 @@ async def account_delete(
     try:
         form = await read_form(request)
         if field(form, "confirm") != "yes":
-            raise InvalidRequest("Tick the box to confirm that you want to delete your account.")
+            raise InvalidRequest(N_("Tick the box to confirm that you want to delete your account."))
         await services.deletions.request(auth.user, auth.session, context=context)
     except ReauthenticationRequired as needed:
         return reauth_redirect(needed, "/account#delete-account")

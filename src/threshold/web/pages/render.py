@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
+from gettext import NullTranslations
 from typing import Any
 from urllib.parse import parse_qsl
 
+from babel.dates import format_date, format_skeleton, get_datetime_format
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from threshold.i18n import SOURCE_LANGUAGE, Language
 from threshold.oidc.errors import OAuthError
 from threshold.settings import Settings
+from threshold.web.i18n import request_language
 from threshold.web.security import allow_form_redirect, csrf_token_for, set_csrf_cookie
 
 AUTHORIZE_PATH = "/oauth2/authorize"
@@ -24,11 +28,12 @@ AUTHORIZE_PATH = "/oauth2/authorize"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def when(instant: str | None) -> Markup:
-    """The `when` filter: an ISO 8601 instant as `<time>`, reading "30 Nov 2026, 14:05 UTC".
+def when(instant: str | None, language: Language | None = None) -> Markup:
+    """The `when` filter: an ISO 8601 instant as `<time>`, in UTC in the page's language ("30 Nov 2026,
+    14:05 UTC" in English, "30.11.2026, 14:05 UTC" in German).
 
     The ISO value stays machine-readable in `datetime` and visible on hover in `title`; static/times.js
-    rewrites the text into the reader's own time zone when scripts run. Not locale-dependent.
+    rewrites the text into the reader's own time zone, in the page's language, when scripts run.
     """
     if not instant:
         return Markup("")
@@ -38,20 +43,36 @@ def when(instant: str | None) -> Markup:
         return escape(instant)
     moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     machine = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-    text = f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
+    if language is None or language.code == SOURCE_LANGUAGE:
+        text = f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
+    else:
+        date = format_date(moment, "medium", locale=language.code)
+        clock = format_skeleton("Hm", moment, tzinfo=UTC, locale=language.code)
+        pattern = str(get_datetime_format("medium", locale=language.code))
+        text = pattern.replace("{1}", date).replace("{0}", clock) + " UTC"
     return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(machine, text)
 
 
 @cache
-def environment() -> Environment:
+def environment(language: Language | None = None) -> Environment:
+    """The pages' templates in `language` (English, the texts' own, when None); one per language."""
     env = Environment(
         loader=PackageLoader("threshold.web.pages", "templates"),
         autoescape=select_autoescape(default=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters["when"] = when
+    env.policies["ext.i18n.trimmed"] = True
+    translations = language.translations if language is not None else NullTranslations()
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["when"] = partial(when, language=language)
     return env
+
+
+TRANSLATED_CONTEXT = ("error", "message", "notice")
+"""Context values that carry a text from Python (an error's words, a notice): translated when a
+catalogue has them (texts marked with core.i18n.N_), shown as they are otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,17 +113,28 @@ async def render(
 ) -> HTMLResponse:
     """A page. One whose `next` continues an authorization names the application (`application`)
     and lets its forms redirect there (see security.allow_form_redirect)."""
-    settings: Settings = request.app.state.services.settings
+    services = request.app.state.services
+    settings: Settings = services.settings
     target = context.get("next")
     if application is None and isinstance(target, str):
         application = await application_for(request, target)
     if application is not None:
         allow_form_redirect(request, application.return_uri)
     csrf, is_new = csrf_token_for(request)
+    language = request_language(request, next_target=target if isinstance(target, str) else None)
+    for key in TRANSLATED_CONTEXT:
+        value = context.get(key)
+        if isinstance(value, str) and value and not isinstance(value, Markup):
+            context[key] = language.gettext(value)
     html = (
-        environment()
+        environment(language)
         .get_template(template)
         .render(
+            lang=language.tag,
+            text_dir=language.direction,
+            language=language.code,
+            languages=[(offered.code, offered.name) for offered in services.catalogues.languages.values()],
+            here=_here(request),
             theme=settings.theme,
             nonce=request.scope.get("state", {}).get("csp_nonce", ""),
             csrf_token=csrf,
@@ -114,9 +146,16 @@ async def render(
         )
     )
     response = HTMLResponse(html, status_code=status, headers=headers)
+    response.headers["Content-Language"] = language.tag
     if is_new:
         set_csrf_cookie(response, csrf)
     return response
+
+
+def _here(request: Request) -> str:
+    """This page's path and query, for the language picker to come back to."""
+    query = request.url.query
+    return f"{request.url.path}?{query}" if query and request.method == "GET" else request.url.path
 
 
 async def error_page(

@@ -7,16 +7,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from threshold.core.errors import (
+    InvalidRequest,
     PasswordRejected,
     ThresholdError,
 )
 from threshold.core.flows.outcome import VerificationPending
+from threshold.core.i18n import N_
 from threshold.core.sso.errors import ConnectionNotFound, SsoRequired
 from threshold.web.deps import (
     ContextDep,
     MaybeAuth,
     ServicesDep,
 )
+from threshold.web.errors import headers_for, status_for
+from threshold.web.i18n import remember_language
 from threshold.web.pages.common import (
     apply_outcome,
     field,
@@ -26,7 +30,7 @@ from threshold.web.pages.common import (
     remember_return,
     safe_next,
 )
-from threshold.web.pages.render import render
+from threshold.web.pages.render import error_page, render
 from threshold.web.security import (
     clear_session_cookie,
     set_session_cookie,
@@ -38,6 +42,21 @@ router = APIRouter(include_in_schema=False)
 @router.get("/")
 async def home(auth: MaybeAuth) -> Response:
     return redirect("/account" if auth else "/login")
+
+
+@router.post("/language")
+async def choose_language(request: Request, services: ServicesDep) -> Response:
+    """The language picker: remembers the choice in `threshold_lang` and goes back to the page."""
+    try:
+        form = await read_form(request)
+        chosen = services.catalogues.choose([field(form, "lang")])
+        if chosen is None:
+            raise InvalidRequest(N_("This language is not offered."))
+    except ThresholdError as error:
+        return await error_page(request, status_for(error), error.page_detail, headers=headers_for(error))
+    response = redirect(safe_next(field(form, "next"), "/"))
+    remember_language(response, chosen)
+    return response
 
 
 @router.get("/login")
@@ -76,7 +95,7 @@ async def login_submit(
         if sso is not None:  # home-realm discovery, before (and instead of) any password check
             return await continue_to_idp(request, sso)
         if field(form, "sso"):
-            raise ConnectionNotFound("No organization signs in this address with single sign-on.")
+            raise ConnectionNotFound(N_("No organization signs in this address with single sign-on."))
         outcome = await services.signin.with_password(
             email=email,
             password=password,

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from threshold.core.errors import InvalidRequest, ThresholdError
+from threshold.core.i18n import N_
 from threshold.core.sso.errors import SsoRejected, SsoRequired
 from threshold.core.sso.signin import FinishedSso
 from threshold.services import Services
@@ -73,7 +74,7 @@ async def sso_start(
                 found, next_url=target, login_hint=None, binding=_flow_cookie(request)
             )
         else:
-            raise InvalidRequest("Give the email address to sign in with.")
+            raise InvalidRequest(N_("Give the email address to sign in with."))
     except ThresholdError as error:
         return await _error(request, error)
     response = redirect(started.redirect)
@@ -135,7 +136,7 @@ async def saml_acs(
     response_b64, relay_state = form.get("SAMLResponse"), form.get("RelayState")
     if not isinstance(response_b64, str) or not response_b64 or len(response_b64) > MAX_SAML_FIELD:
         return await _error(
-            request, SsoRejected("malformed", "The identity provider's answer is missing or too large.")
+            request, SsoRejected("malformed", N_("The identity provider's answer is missing or too large."))
         )
     return await _finish(
         request,
@@ -156,7 +157,7 @@ async def saml_metadata(connection_id: str, request: Request, services: Services
     try:
         connection = await services.sso.connections.get(connection_id[:64])
         if connection.saml is None:
-            raise SsoRejected("metadata_invalid", "This connection is not a SAML connection.")
+            raise SsoRejected("metadata_invalid", N_("This connection is not a SAML connection."))
         xml = services.sso.saml_metadata(connection)
     except ThresholdError as error:
         return await _error(request, error)
@@ -174,7 +175,7 @@ async def saml_slo(
         relay_state = None
     try:
         if not saml_request or len(saml_request) > MAX_SAML_FIELD:
-            raise SsoRejected("malformed", "The logout request is missing or too large.")
+            raise SsoRejected("malformed", N_("The logout request is missing or too large."))
         connection = await services.sso.connections.get(connection_id[:64])
         back = await services.sso.saml_logout(
             connection,
@@ -198,7 +199,7 @@ async def oidc_backchannel_logout(
         form = await request.form(max_files=0, max_fields=3)
         token = form.get("logout_token")
         if not isinstance(token, str) or not token:
-            raise SsoRejected("malformed", "logout_token is required.")
+            raise SsoRejected("malformed", N_("logout_token is required."))
         connection = await services.sso.connections.get(connection_id[:64])
         await services.sso.oidc_logout(connection, token=token, context=context)
     except ThresholdError as error:

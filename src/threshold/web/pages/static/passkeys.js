@@ -7,6 +7,8 @@
   const supported = !ipHost && typeof window.PublicKeyCredential === "function" &&
     typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function";
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  // the page's own words, in its language (set by base.html)
+  const words = document.body.dataset;
 
   document.querySelectorAll(supported ? ".passkey-only" : ".passkey-unsupported").forEach((el) => { el.hidden = false; });
   if (!supported) { return; }
@@ -20,7 +22,7 @@
     });
     const data = response.status === 204 ? {} : await response.json().catch(() => ({}));
     if (!response.ok) {
-      const error = new Error(data.detail || "Something went wrong.");
+      const error = new Error(data.detail || words.msgFailed);
       error.code = data.code;
       error.methods = data.methods;
       throw error;
@@ -32,9 +34,9 @@
     const box = document.getElementById("passkey-error");
     if (!box) { return; }
     if (error && error.name === "NotAllowedError") {
-      box.textContent = "The passkey request was cancelled or timed out.";
+      box.textContent = words.msgCancelled;
     } else {
-      box.textContent = (error && error.message) || "The passkey could not be used.";
+      box.textContent = (error && error.message) || words.msgUnusable;
     }
     box.hidden = false;
   }

@@ -1,0 +1,150 @@
+"""The message catalogues: the languages Threshold's pages and mails are offered in.
+
+Shipped catalogues live in `threshold/locale/<code>/LC_MESSAGES/messages.po` (`make translations`
+extracts the texts and updates them). An operator adds a language, or rewords a shipped one, by putting
+a catalogue in the same layout under `THRESHOLD_I18N__CATALOG_DIR`: its translations come first and the
+shipped ones fill what it leaves out. `.po` files are compiled in memory at start; `.mo` files are read
+as they are.
+
+English is the language the texts are written in; its catalogue exists so that an operator can reword.
+"""
+
+from __future__ import annotations
+
+import gettext
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+from threshold.core.i18n import Phrase
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "messages"
+SHIPPED_DIR = Path(__file__).parent / "locale"
+SOURCE_LANGUAGE = "en"
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Language:
+    """One offered language. Compared by identity: the template environments are cached per language."""
+
+    code: str
+    """As in the catalogue directory's name, e.g. `de` or `pt_BR`."""
+    tag: str
+    """BCP 47, for `<html lang>` and Content-Language: `pt-BR`."""
+    name: str
+    """The language's own name for itself, for the picker: `Deutsch`, `العربية`."""
+    direction: str
+    """`ltr` or `rtl`, for `<html dir>`."""
+    translations: gettext.NullTranslations
+
+    def gettext(self, message: str) -> str:
+        """`message` in this language; a `Phrase` translated first, filled in after."""
+        if isinstance(message, Phrase):
+            return self.translations.gettext(message.template).format(**message.values)
+        return self.translations.gettext(message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return self.translations.ngettext(singular, plural, n)
+
+
+def _compiled(path: Path) -> Translations:
+    if path.suffix == ".mo":
+        with path.open("rb") as handle:
+            return Translations(handle, domain=DOMAIN)
+    with path.open("rb") as handle:
+        catalog = read_po(handle, locale=path.parent.parent.name)
+    buffer = BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(buffer, domain=DOMAIN)
+
+
+def _catalogues_in(directory: Path) -> dict[str, Path]:
+    """`<code>/LC_MESSAGES/messages.po` (or `.mo`, preferred when both are there) per language code."""
+    found: dict[str, Path] = {}
+    if not directory.is_dir():
+        return found
+    for child in sorted(directory.iterdir()):
+        folder = child / "LC_MESSAGES"
+        for suffix in (".po", ".mo"):
+            candidate = folder / f"{DOMAIN}{suffix}"
+            if candidate.is_file():
+                found[child.name] = candidate
+    return found
+
+
+def _describe(code: str) -> tuple[str, str]:
+    try:
+        locale = Locale.parse(code)
+    except (ValueError, UnknownLocaleError):
+        return code, "ltr"
+    name = locale.get_display_name(locale) or code
+    return name[:1].upper() + name[1:], locale.text_direction
+
+
+def normalise(tag: str) -> str:
+    """`de-at` and `de_AT` both read `de_AT`; the form catalogue directories use."""
+    language, _, region = tag.strip().replace("-", "_").partition("_")
+    return f"{language.lower()}_{region.upper()}" if region else language.lower()
+
+
+class Catalogues:
+    """Every offered language, loaded once; `choose` picks from a person's preferences."""
+
+    def __init__(self, *, default: str = SOURCE_LANGUAGE, extra_dir: Path | None = None) -> None:
+        paths: dict[str, list[Path]] = {}
+        for code, path in _catalogues_in(SHIPPED_DIR).items():
+            paths.setdefault(code, []).append(path)
+        if extra_dir is not None:
+            for code, path in _catalogues_in(extra_dir).items():
+                paths.setdefault(code, []).insert(0, path)  # the operator's words first
+        paths.setdefault(SOURCE_LANGUAGE, [])
+        self.languages: dict[str, Language] = {}
+        for code in sorted(paths):
+            translations: gettext.NullTranslations = gettext.NullTranslations()
+            chain = [_compiled(path) for path in paths[code]]
+            if chain:
+                translations = chain[0]
+                for fallback in chain[1:]:
+                    translations.add_fallback(fallback)
+            name, direction = _describe(code)
+            self.languages[normalise(code)] = Language(
+                code=code,
+                tag=code.replace("_", "-"),
+                name=name,
+                direction=direction,
+                translations=translations,
+            )
+        chosen = self.choose([default])
+        if chosen is None:
+            raise ValueError(f"no catalogue for the default language {default!r}")
+        self.default = chosen
+
+    def get(self, code: str | None) -> Language:
+        """The language with this code, or the default."""
+        if code:
+            found = self.languages.get(normalise(code))
+            if found is not None:
+                return found
+        return self.default
+
+    def choose(self, preferred: Iterable[str]) -> Language | None:
+        """The first offered language among `preferred` (best first): `de-AT` matches `de_AT`, else
+        `de`; None when none is offered."""
+        for tag in preferred:
+            key = normalise(tag)
+            if not key or key == "*":
+                continue
+            found = self.languages.get(key) or self.languages.get(key.partition("_")[0])
+            if found is not None:
+                return found
+        return None
