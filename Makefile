@@ -8,7 +8,7 @@ PORT ?= 8400
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: install run migrate demo test lint typecheck bench bench-peers soak docs clean
+.PHONY: install run migrate demo test lint typecheck bench bench-peers soak docs clean translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ soak: install
 
 bench-peers: install $(PEERS_STAMP)
 	$(BIN)/python bench/peers.py
+
+# extract the texts of pages, mails and errors into src/threshold/locale/messages.pot and update every
+# shipped catalogue against it (new texts arrive empty: tests/unit/test_translations.py fails until translated)
+translations: install
+	$(BIN)/python -m scripts.translations
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache test-artifacts site

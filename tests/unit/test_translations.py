@@ -14,8 +14,8 @@ from functools import cache
 import pytest
 from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
-
 from scripts.translations import LOCALE_DIR, SHIPPED, extract
+
 from threshold.i18n import Catalogues
 
 PERCENT = re.compile(r"%\((\w+)\)s")
@@ -47,7 +47,9 @@ def _marks(text: str) -> tuple[set[str], set[str], list[str]]:
 
 
 def test_sources_have_texts_to_translate() -> None:
-    texts = {message.id if isinstance(message.id, str) else message.id[0] for message in sources() if message.id}
+    texts = {
+        message.id if isinstance(message.id, str) else message.id[0] for message in sources() if message.id
+    }
     assert len(texts) > 500
     # one of each origin: a page, the console, a mail's copy, the mail layout, a domain error
     for text in (

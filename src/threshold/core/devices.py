@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from threshold.core.i18n import N_, Phrase
+
 _BROWSERS: tuple[tuple[str, str], ...] = (
     ("Edg/", "Edge"),
     ("OPR/", "Opera"),
@@ -38,15 +40,15 @@ _TOOLS: tuple[str, ...] = (
 def device_label(user_agent: str) -> str:
     """Describe the browser and operating system behind a User-Agent, or the tool's name."""
     if not user_agent:
-        return "Unknown device"
+        return N_("Unknown device")
     browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
     system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
     if browser and system:
-        return f"{browser} on {system}"
+        return Phrase(N_("{browser} on {system}"), browser=browser, system=system)
     if browser or system:
         return browser or system or ""
     lowered = user_agent.lower()
     for tool in _TOOLS:
         if lowered.startswith(tool.lower()):
             return tool
-    return "Unknown device"
+    return N_("Unknown device")

@@ -7,7 +7,7 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from threshold.core.i18n import N_
+from threshold.core.i18n import N_, Phrase
 from threshold.core.models import OutgoingMail
 from threshold.i18n import Language
 from threshold.settings import ThemeSettings
@@ -252,7 +252,13 @@ def render_mail(mail: OutgoingMail, theme: ThemeSettings, language: Language) ->
     """The message in `language`: its copy from the catalogue, the values filled in afterwards (so a
     value never passes through a translation)."""
     copy = COPY[mail.kind]
-    values = {"product": theme.product_name, **mail.context}
+    values = {
+        "product": theme.product_name,
+        **{
+            key: language.gettext(value) if isinstance(value, Phrase) else value
+            for key, value in mail.context.items()
+        },
+    }
 
     def fill(text: str) -> str:
         return language.gettext(text).format(**values)

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from threshold.core.clock import iso
 from threshold.core.console import PAGE_SIZE, AuditQuery, OperatorAccount
+from threshold.core.devices import device_label
 from threshold.core.errors import InvalidRequest, ThresholdError, UserNotFound
 from threshold.core.i18n import N_
 from threshold.core.models import User
@@ -158,7 +159,7 @@ async def _user_view(request: Request, operator: Operator, user: User, **extra: 
         sessions=[
             {
                 "id": s.public_id,
-                "device": s.device_label,
+                "device": device_label(s.user_agent),  # a Phrase: the page translates it
                 "ip": s.ip,
                 "aal": s.aal.value,
                 "created_at": iso(s.created_at),

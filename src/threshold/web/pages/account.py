@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from threshold.core.clock import iso
+from threshold.core.devices import device_label
 from threshold.core.errors import (
     InvalidRequest,
     NotAuthenticated,
@@ -93,7 +94,7 @@ async def account_view(
         sessions=[
             {
                 "id": s.public_id,
-                "device": s.device_label,
+                "device": device_label(s.user_agent),  # a Phrase: the page translates it
                 "ip": s.ip,
                 "created_at": iso(s.created_at),
                 "last_seen_at": iso(s.last_seen_at),

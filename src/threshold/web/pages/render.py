@@ -67,6 +67,7 @@ def environment(language: Language | None = None) -> Environment:
     translations = language.translations if language is not None else NullTranslations()
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["when"] = partial(when, language=language)
+    env.filters["t"] = language.gettext if language is not None else str  # a text from Python (a Phrase)
     return env
 
 

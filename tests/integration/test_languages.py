@@ -1,0 +1,257 @@
+"""Pages, mails and error texts in the person's language, on both backends.
+
+The choice: `ui_locales` (on the page or on the authorization request it continues), then the picker's
+cookie, then Accept-Language, then the operator's default. Every shipped language renders every page
+a person reaches by GET with no English sentence left over, and every mail in its words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from html import unescape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from lxml import html as lxml_html
+from scripts.translations import SHIPPED
+from sqlalchemy import select
+
+from tests.api.helpers import browser
+from tests.conftest import STRONG_PASSWORD, csrf, login, signup, unique_email
+from threshold.adapters.mail.render import COPY, render_mail
+from threshold.adapters.sql import schema as t
+from threshold.adapters.sql.db import reading
+from threshold.core.models import OutgoingMail
+from threshold.i18n import Catalogues
+from threshold.services import Services
+from threshold.settings import ThemeSettings
+
+TRANSLATED = [code for code in SHIPPED if code != "en"]
+LANG = re.compile(r'<html lang="([^"]+)" dir="(ltr|rtl)">')
+
+ANONYMOUS_PAGES = ["/login", "/signup", "/reset-password", "/login/email", "/nowhere"]
+SIGNED_IN_PAGES = ["/account", "/logout", "/reauthenticate", "/account/passkey-upgrade"]
+
+
+def _lang(page: httpx.Response) -> tuple[str, str]:
+    found = LANG.search(page.text)
+    assert found, page.text[:300]
+    return found.group(1), found.group(2)
+
+
+def _sentences(page: httpx.Response) -> set[str]:
+    """The page's visible texts of three words or more (and its labels for assistive technology)."""
+    tree = lxml_html.fromstring(page.text)
+    for hidden in tree.xpath("//script|//style"):
+        hidden.drop_tree()
+    texts = [" ".join(text.split()) for text in tree.xpath("//body//text()")]
+    texts += tree.xpath("//@aria-label|//@title|//@placeholder|//@alt")
+    return {text for text in texts if len(text.split()) >= 3}
+
+
+async def _page(client: httpx.AsyncClient, path: str, language: str) -> httpx.Response:
+    return await client.get(path, headers={"accept": "text/html", "accept-language": language})
+
+
+async def test_the_language_follows_ui_locales_then_the_cookie_then_accept_language(
+    client: httpx.AsyncClient,
+) -> None:
+    assert _lang(await client.get("/login")) == ("en", "ltr")  # the default
+    page = await client.get("/login", headers={"accept-language": "fr-CA, de;q=0.9"})
+    assert _lang(page) == ("fr", "ltr")
+    assert page.headers["content-language"] == "fr"
+    assert _lang(await client.get("/login", headers={"accept-language": "pt, de;q=0.5, *;q=0.1"}))[0] == "de"
+    assert _lang(await client.get("/login", headers={"accept-language": "ar;q=0, es"}))[0] == "es"
+
+    client.cookies.set("threshold_lang", "ar")
+    assert _lang(await client.get("/login", headers={"accept-language": "fr"})) == ("ar", "rtl")
+    assert (
+        _lang(await client.get("/login?ui_locales=xx%20es-MX", headers={"accept-language": "fr"}))[0] == "es"
+    )
+    authorize = "/oauth2/authorize?client_id=app&ui_locales=de"
+    continuing = await client.get(f"/login?next={quote(authorize, safe='')}")
+    assert _lang(continuing)[0] == "de"  # the authorization request's ui_locales, carried in next
+    client.cookies.set("threshold_lang", "klingon")
+    assert _lang(await client.get("/login"))[0] == "en"
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+async def test_every_page_is_in_the_language_with_no_english_sentence_left(
+    client_factory: Callable[..., Any], language: str
+) -> None:
+    client: httpx.AsyncClient = await client_factory()
+    email = unique_email("lang")
+    english: dict[str, set[str]] = {}
+    translated: dict[str, httpx.Response] = {}
+    for path in ANONYMOUS_PAGES:
+        english[path] = _sentences(await _page(client, path, "en"))
+        translated[path] = await _page(client, path, language)
+    assert (await signup(client, email)).status_code == 201
+    for path in SIGNED_IN_PAGES:
+        english[path] = _sentences(await _page(client, path, "en"))
+        translated[path] = await _page(client, path, language)
+    direction = "rtl" if language == "ar" else "ltr"
+    for path, page in translated.items():
+        assert page.status_code in (200, 404), (path, page.status_code)
+        assert _lang(page) == (language, direction), path
+        left = {text for text in english[path] & _sentences(page) if email not in text}
+        assert not left, f"{path} in {language} still says {sorted(left)[:5]}"
+
+
+async def test_the_picker_remembers_a_language(client: httpx.AsyncClient) -> None:
+    login_page = await client.get("/login")
+    assert 'name="lang"' in login_page.text and 'lang="ar"' in login_page.text
+    token = await csrf(client)
+    chosen = await client.post("/language", data={"csrf_token": token, "lang": "de", "next": "/signup?x=1"})
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/signup?x=1"
+    assert "threshold_lang=de" in chosen.headers["set-cookie"]
+    assert "HttpOnly" in chosen.headers["set-cookie"] and "Secure" in chosen.headers["set-cookie"]
+    assert _lang(await client.get("/signup"))[0] == "de"
+
+    offsite = await client.post(
+        "/language", data={"csrf_token": token, "lang": "fr", "next": "//evil.example/"}
+    )
+    assert offsite.headers["location"] == "/"
+    unknown = await client.post(
+        "/language", data={"csrf_token": token, "lang": "xx"}, headers={"accept": "text/html"}
+    )
+    assert unknown.status_code == 400
+    forged = await browser(client).post(
+        "/language", data={"lang": "fr"}, headers={"origin": "https://evil.example"}
+    )
+    assert forged.status_code == 403
+    assert "threshold_lang" not in forged.headers.get("set-cookie", "")
+
+
+async def test_error_texts_for_people_are_translated_and_codes_stay(client: httpx.AsyncClient) -> None:
+    email = unique_email("lang")
+    await signup(client, email)
+    other = browser(client)
+    await csrf(other)
+    wrong = await other.post(
+        "/api/v1/login",
+        json={"email": email, "password": "not the password at all"},
+        headers={"accept-language": "de"},
+    )
+    assert wrong.status_code == 401
+    body = wrong.json()
+    assert body["code"] == "invalid_credentials"
+    assert body["detail"] == Catalogues().get("de").gettext("The email address or password is incorrect.")
+    assert body["detail"] != "The email address or password is incorrect."
+    assert wrong.headers["content-language"] == "de"
+
+    form = await other.post(
+        "/login",
+        data={"csrf_token": other.headers["X-CSRF-Token"], "email": email, "password": "wrong wrong wrong"},
+        headers={"accept-language": "fr"},
+    )
+    assert Catalogues().get("fr").gettext("The email address or password is incorrect.") in unescape(form.text)
+
+
+async def test_mail_is_written_in_the_language_of_the_request(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    del services  # the client's own services hold the queue
+    app_services: Services = client.services  # type: ignore[attr-defined]
+    email = unique_email("lang")
+    await signup(client, email)
+    other = browser(client)
+    await csrf(other)
+    asked = await other.post(
+        "/api/v1/password/reset/request", json={"email": email}, headers={"accept-language": "es"}
+    )
+    assert asked.status_code in (200, 202, 204), asked.text
+    subjects: list[str] = []
+    for _ in range(100):  # the reset mail is queued in the background (the answer does not wait for it)
+        async with reading(app_services.engine) as conn:
+            subjects = list(
+                (
+                    await conn.execute(
+                        select(t.mail_queue.c.subject).where(
+                            t.mail_queue.c.to_address == email, t.mail_queue.c.kind == "reset_password"
+                        )
+                    )
+                ).scalars()
+            )
+        if subjects:
+            break
+        await asyncio.sleep(0.05)
+    spanish = Catalogues().get("es").gettext("Reset your password")
+    assert subjects and all(subject.startswith(spanish) for subject in subjects), subjects
+
+
+@pytest.mark.parametrize("language", SHIPPED)
+def test_every_mail_renders_in_each_language(language: str) -> None:
+    catalogues = Catalogues()
+    theme = ThemeSettings()
+    values = {
+        key: "VALUE"
+        for key in (
+            "link",
+            "account",
+            "reset",
+            "minutes",
+            "ip",
+            "when",
+            "device",
+            "org",
+            "inviter",
+            "role",
+            "days",
+        )
+    } | {"new_email": "new@example.com", "erase_at": "2026-12-08", "code": "123456"}
+    for kind in COPY:
+        mail = OutgoingMail(kind=kind, to="person@example.com", context=values)
+        rendered = render_mail(mail, theme, catalogues.get(language))
+        english = render_mail(mail, theme, catalogues.get("en"))
+        assert f'lang="{language}"' in rendered.html
+        assert ('dir="rtl"' in rendered.html) == (language == "ar")
+        assert "{" not in rendered.text and "%(" not in rendered.text, (kind, rendered.text)
+        if language != "en":
+            assert rendered.subject != english.subject, (kind, language)
+            assert rendered.text != english.text
+
+
+async def test_an_operator_adds_a_language_and_rewords_one(
+    client_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    portuguese = tmp_path / "pt_BR" / "LC_MESSAGES"
+    portuguese.mkdir(parents=True)
+    (portuguese / "messages.po").write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n"Language: pt_BR\\n"\n\n'
+        'msgid "Forgot your password?"\nmsgstr "Esqueceu sua senha?"\n',
+        encoding="utf-8",
+    )
+    english = tmp_path / "en" / "LC_MESSAGES"
+    english.mkdir(parents=True)
+    (english / "messages.po").write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Forgot your password?"\nmsgstr "Lost your password?"\n',
+        encoding="utf-8",
+    )
+    client: httpx.AsyncClient = await client_factory(i18n={"catalog_dir": tmp_path})
+    page = await client.get("/login", headers={"accept-language": "pt-BR"})
+    assert _lang(page)[0] == "pt-BR"
+    assert "Esqueceu sua senha?" in page.text
+    assert "Create an account" in page.text  # what the operator's catalogue leaves out stays English
+    assert '<option value="pt_BR" lang="pt-BR"' in page.text
+    reworded = await client.get("/login")
+    assert "Lost your password?" in reworded.text and "Create an account" in reworded.text
+    german = await client.get("/login", headers={"accept-language": "de"})
+    assert Catalogues().get("de").gettext("Forgot your password?") in german.text
+
+
+async def test_login_still_works_after_choosing_arabic(client: httpx.AsyncClient) -> None:
+    email = unique_email("lang")
+    await signup(client, email)
+    other = browser(client)
+    other.cookies.set("threshold_lang", "ar")
+    assert (await login(other, email, STRONG_PASSWORD)).status_code == 200
+    account = await other.get("/account")
+    assert _lang(account) == ("ar", "rtl")
+    assert Catalogues().get("ar").gettext("Sign out") in account.text or "تسجيل" in account.text
