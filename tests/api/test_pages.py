@@ -70,7 +70,7 @@ async def test_forms_render_with_labels_and_a_csrf_field(client: httpx.AsyncClie
     nonce = found.group(1)
     assert all(f'nonce="{nonce}"' in tag for tag in re.findall(r"<script[^>]*>", page))
     assert not re.search(r"\son[a-z]+=", page)
-    assert '<html lang="en">' in page
+    assert '<html lang="en" dir="ltr">' in page
 
 
 async def test_signup_form_creates_the_account_and_signs_in(client: httpx.AsyncClient) -> None:

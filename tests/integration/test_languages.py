@@ -22,7 +22,7 @@ from scripts.translations import SHIPPED
 from sqlalchemy import select
 
 from tests.api.helpers import browser
-from tests.conftest import STRONG_PASSWORD, csrf, login, signup, unique_email
+from tests.conftest import ISSUER, STRONG_PASSWORD, csrf, login, signup, unique_email
 from threshold.adapters.mail.render import COPY, render_mail
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import reading
@@ -107,7 +107,9 @@ async def test_the_picker_remembers_a_language(client: httpx.AsyncClient) -> Non
     login_page = await client.get("/login")
     assert 'name="lang"' in login_page.text and 'lang="ar"' in login_page.text
     token = await csrf(client)
-    chosen = await client.post("/language", data={"csrf_token": token, "lang": "de", "next": "/signup?x=1"})
+    chosen = await client.post(
+        "/language", data={"csrf_token": token, "lang": "de"}, headers={"referer": f"{ISSUER}/signup?x=1"}
+    )
     assert chosen.status_code == 303 and chosen.headers["location"] == "/signup?x=1"
     assert "threshold_lang=de" in chosen.headers["set-cookie"]
     assert "HttpOnly" in chosen.headers["set-cookie"] and "Secure" in chosen.headers["set-cookie"]
@@ -150,7 +152,9 @@ async def test_error_texts_for_people_are_translated_and_codes_stay(client: http
         data={"csrf_token": other.headers["X-CSRF-Token"], "email": email, "password": "wrong wrong wrong"},
         headers={"accept-language": "fr"},
     )
-    assert Catalogues().get("fr").gettext("The email address or password is incorrect.") in unescape(form.text)
+    assert Catalogues().get("fr").gettext("The email address or password is incorrect.") in unescape(
+        form.text
+    )
 
 
 async def test_mail_is_written_in_the_language_of_the_request(

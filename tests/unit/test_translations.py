@@ -35,11 +35,16 @@ def shipped(code: str) -> Catalog:
 
 
 def _forms(message: Message) -> tuple[str, ...]:
-    return message.string if isinstance(message.string, tuple) else (message.string,)
+    string = message.string
+    return tuple(str(form) for form in string) if isinstance(string, tuple | list) else (str(string or ""),)
 
 
 def _ids(message: Message) -> tuple[str, ...]:
-    return message.id if isinstance(message.id, tuple) else (message.id,)
+    return (
+        tuple(str(part) for part in message.id)
+        if isinstance(message.id, tuple | list)
+        else (str(message.id),)
+    )
 
 
 def _marks(text: str) -> tuple[set[str], set[str], list[str]]:

@@ -57,6 +57,7 @@ AUTHORIZE_PARAMS = (
     "login_hint",
     "request",
     "request_uri",
+    "ui_locales",  # the pages' language (web.i18n), carried through the sign-in in `next`
     STARTED_PARAM,
 )
 SCOPE_TEXT = {
@@ -130,7 +131,8 @@ def oauth_json(body: Mapping[str, Any], status: int = 200) -> JSONResponse:
 
 @router.get("/.well-known/openid-configuration")
 async def discovery(request: Request) -> Response:
-    issuer = get_services(request).settings.issuer
+    services = get_services(request)
+    issuer = services.settings.issuer
     body = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/oauth2/authorize",
@@ -184,6 +186,8 @@ async def discovery(request: Request) -> Response:
             *ORG_CLAIMS,
         ],
         "prompt_values_supported": ["none", "login", "consent"],
+        # the languages of the hosted pages, for `ui_locales` (web.i18n decides with it)
+        "ui_locales_supported": [language.tag for language in services.catalogues.languages.values()],
         "authorization_response_iss_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

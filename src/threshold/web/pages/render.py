@@ -135,7 +135,6 @@ async def render(
             text_dir=language.direction,
             language=language.code,
             languages=[(offered.code, offered.name) for offered in services.catalogues.languages.values()],
-            here=_here(request),
             theme=settings.theme,
             nonce=request.scope.get("state", {}).get("csp_nonce", ""),
             csrf_token=csrf,
@@ -151,12 +150,6 @@ async def render(
     if is_new:
         set_csrf_cookie(response, csrf)
     return response
-
-
-def _here(request: Request) -> str:
-    """This page's path and query, for the language picker to come back to."""
-    query = request.url.query
-    return f"{request.url.path}?{query}" if query and request.method == "GET" else request.url.path
 
 
 async def error_page(

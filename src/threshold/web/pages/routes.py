@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,9 +46,19 @@ async def home(auth: MaybeAuth) -> Response:
     return redirect("/account" if auth else "/login")
 
 
+def _same_origin_path(request: Request, issuer: str) -> str:
+    """The Referer's path and query when it is this service's own origin; `/` otherwise."""
+    ours, theirs = urlsplit(issuer), urlsplit(request.headers.get("referer", "")[:2048])
+    if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+        return "/"
+    return f"{theirs.path}?{theirs.query}" if theirs.query else theirs.path
+
+
 @router.post("/language")
 async def choose_language(request: Request, services: ServicesDep) -> Response:
-    """The language picker: remembers the choice in `threshold_lang` and goes back to the page."""
+    """The language picker: remembers the choice in `threshold_lang` and goes back to the page it was
+    on (the Referer, which the pages' same-origin referrer policy sends to their own origin; the form
+    carries no path of its own, so a page shows nothing of where it is)."""
     try:
         form = await read_form(request)
         chosen = services.catalogues.choose([field(form, "lang")])
@@ -54,7 +66,7 @@ async def choose_language(request: Request, services: ServicesDep) -> Response:
             raise InvalidRequest(N_("This language is not offered."))
     except ThresholdError as error:
         return await error_page(request, status_for(error), error.page_detail, headers=headers_for(error))
-    response = redirect(safe_next(field(form, "next"), "/"))
+    response = redirect(safe_next(_same_origin_path(request, services.settings.issuer), "/"))
     remember_language(response, chosen)
     return response
 
