@@ -404,3 +404,34 @@ async def test_concurrent_confirmations_of_one_keep_offer_give_one_session(
     assert {a.json()["code"] for a in answers if a.status_code == 401} == {"flow_expired"}
     kinds = await audit_kinds(app, account.user_id)
     assert kinds.count("account_deletion_cancelled") == 1
+
+
+async def test_an_offer_made_before_the_organization_required_sso_does_not_keep_the_account(
+    app: httpx.AsyncClient,
+) -> None:
+    """The SSO gate is checked again when the keep offer is confirmed: a policy that arrived between the
+    offer and the confirmation refuses it, and the account stays locked with its erasure scheduled."""
+    services = services_of(app)
+    email = f"kim.{secrets.token_hex(3)}@acme.test"
+    assert (await signup(app, email)).status_code == 201
+    account_id = (await app.get("/api/v1/session")).json()["user"]["id"]
+    authenticator = SoftAuthenticator()
+    account = Account(client=app, email=email, user_id=account_id, session_id="")
+    assert (await register_passkey(account, authenticator)).status_code == 201
+    assert (await _delete(app)).status_code == 202
+    idp = ScriptedIdp().start()
+    try:
+        async with browser(app) as phone:
+            offered = await passkey_login(phone, authenticator)
+            assert offered.status_code == 200 and offered.json()["status"] == "deletion_scheduled", (
+                offered.text
+            )
+            await acme(services, idp, policy=Policy(require_sso=True))
+            assert_problem(await _restore(phone), 403, "sso_required")
+            assert phone.cookies.get(SESSION_COOKIE) is None
+            assert_problem(await _restore(phone), 401, "flow_expired")  # the offer was used up
+    finally:
+        idp.stop()
+    user = await services.users.get(account_id)
+    assert user is not None and user.disabled
+    assert await services.deletions.restorable(user) is not None
