@@ -137,6 +137,7 @@ async def test_register_edit_rotate_and_delete_a_client(
             "kind": "confidential",
             "redirect_uris": "https://shop.example/cb\n\n",
             "first_party": "on",
+            "deletion_event_uri": "https://shop.example/events",
         },
     )
     assert created.status_code == 200, created.text
@@ -144,12 +145,14 @@ async def test_register_edit_rotate_and_delete_a_client(
     secret = secret_on(created.text)
     (client,) = await services.provider.list_clients()
     assert client.redirect_uris == ("https://shop.example/cb",) and client.first_party
+    assert client.deletion_event_uri == "https://shop.example/events"
     token_call = {"grant_type": "client_credentials"}
     assert (
         await app.post("/oauth2/token", data=token_call, auth=(client.client_id, secret))
     ).status_code != 401
     detail = await operator.get(f"/admin/clients/{client.client_id}")
     assert secret not in detail.text  # shown once
+    assert 'value="https://shop.example/events"' in detail.text
     edited = await operator.post(
         f"/admin/clients/{client.client_id}",
         {"name": "Shop 2", "redirect_uris": "https://shop.example/cb\nhttps://shop.example/cb2"},
@@ -158,6 +161,7 @@ async def test_register_edit_rotate_and_delete_a_client(
     changed = await services.provider.get_client(client.client_id)
     assert changed is not None and changed.name == "Shop 2" and not changed.first_party
     assert changed.redirect_uris == ("https://shop.example/cb", "https://shop.example/cb2")
+    assert changed.deletion_event_uri is None  # the form's empty field takes it away
     rotated = await operator.post(f"/admin/clients/{client.client_id}/secret")
     assert rotated.status_code == 200
     new_secret = secret_on(rotated.text)

@@ -80,6 +80,7 @@ async def create_client(request: Request) -> Response:
                 public=public,
                 first_party=field(form, "first_party") == "on",
                 backchannel_logout_uri=field(form, "backchannel_logout_uri").strip() or None,
+                deletion_event_uri=field(form, "deletion_event_uri").strip() or None,
                 context=operator.context,
             )
         except ValueError as error:
@@ -138,6 +139,7 @@ async def update_client(request: Request, client_id: str) -> Response:
             post_logout_redirect_uris=uris(form, "post_logout_redirect_uris"),
             first_party=field(form, "first_party") == "on",
             backchannel_logout_uri=field(form, "backchannel_logout_uri").strip(),
+            deletion_event_uri=field(form, "deletion_event_uri").strip(),
             context=operator.context,
         )
         if updated is None:
