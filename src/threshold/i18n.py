@@ -15,6 +15,7 @@ import gettext
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from io import BytesIO
 from pathlib import Path
 
@@ -95,6 +96,13 @@ def normalise(tag: str) -> str:
     """`de-at` and `de_AT` both read `de_AT`; the form catalogue directories use."""
     language, _, region = tag.strip().replace("-", "_").partition("_")
     return f"{language.lower()}_{region.upper()}" if region else language.lower()
+
+
+@cache
+def load_catalogues(default: str = SOURCE_LANGUAGE, extra_dir: Path | None = None) -> Catalogues:
+    """The catalogues for these settings, loaded once per process: every app built with the same
+    settings shares its languages, and with them the template environments cached per language."""
+    return Catalogues(default=default, extra_dir=extra_dir)
 
 
 class Catalogues:

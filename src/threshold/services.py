@@ -55,7 +55,7 @@ from threshold.core.sessions import SessionService
 from threshold.core.sso.connections import Connections, social_connection
 from threshold.core.sso.policy import SsoGate
 from threshold.core.sso.signin import SsoSignIn
-from threshold.i18n import Catalogues
+from threshold.i18n import Catalogues, load_catalogues
 from threshold.oidc.client_cache import CachedClientRepo
 from threshold.oidc.keys import KeyRing
 from threshold.oidc.ports import MarkStore
@@ -282,7 +282,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         logout_queue, clients=provider.clients, minter=provider.minter, settings=settings.backchannel
     )
     purgeable = [*purgeable, logout_queue]
-    catalogues = Catalogues(default=settings.i18n.default_language, extra_dir=settings.i18n.catalog_dir)
+    catalogues = load_catalogues(settings.i18n.default_language, settings.i18n.catalog_dir)
     mail_queue = SqlMailQueue(
         engine, clock, settings.theme, catalogues, keep_sent_bodies=settings.development
     )
