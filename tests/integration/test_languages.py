@@ -34,7 +34,15 @@ from threshold.settings import ThemeSettings
 TRANSLATED = [code for code in SHIPPED if code != "en"]
 LANG = re.compile(r'<html lang="([^"]+)" dir="(ltr|rtl)">')
 
-ANONYMOUS_PAGES = ["/login", "/signup", "/reset-password", "/login/email", "/nowhere"]
+ANONYMOUS_PAGES = [
+    "/login",
+    "/signup",
+    "/reset-password",
+    "/reset-password?token=abc",
+    "/verify-email?token=abc",
+    "/login/email",
+    "/nowhere",
+]
 SIGNED_IN_PAGES = ["/account", "/logout", "/reauthenticate", "/account/passkey-upgrade"]
 
 
