@@ -346,6 +346,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         auditor=auditor,
         clock=clock,
         grace=settings.account.deletion_grace,
+        counters=rate_limits if settings.redis_url else None,  # the database's go in the erasure itself
     )
     engine_.signin.attach_deletions(deletions)
     accounts.attach_deletions(deletions)

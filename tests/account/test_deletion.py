@@ -35,6 +35,7 @@ from threshold.adapters.sql.db import reading
 from threshold.core.clock import iso
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import RequestContext, ScheduledDeletion
+from threshold.core.ratelimit import personal_counter_fragments
 from threshold.core.sso.models import Policy
 from threshold.services import Services
 
@@ -46,6 +47,15 @@ OPERATOR = RequestContext(ip="cli", user_agent="threshold-cli")
 def services_of(app: httpx.AsyncClient) -> Services:
     found: Services = app.services  # type: ignore[attr-defined]
     return found
+
+
+async def _counter_keys(services: Services) -> list[str]:
+    """Every attempt counter's key, where the deployment keeps them (Redis, or the database)."""
+    if services.redis is not None:
+        prefix = services.settings.redis_key_prefix
+        return [key async for key in services.redis.scan_iter(match=f"{prefix}rl:*")]
+    async with reading(services.engine) as conn:
+        return list((await conn.execute(select(t.rate_limits.c.key))).scalars())
 
 
 async def _delete(client: httpx.AsyncClient) -> httpx.Response:
@@ -196,6 +206,8 @@ async def test_after_the_grace_period_the_person_is_erased_and_the_audit_trail_k
     await let_time_pass(app, clock, 11)
     async with browser(app) as phone:
         assert_problem(await login(phone, account.email), 401, "invalid_credentials")  # locked, past keeping
+    personal = personal_counter_fragments(account.user_id, account.email.casefold())
+    assert [key for key in await _counter_keys(services) if personal[1] in key]  # the attempt was counted
     assert await services.deletions.erase_due() == 1
 
     assert await services.users.get(account.user_id) is None
@@ -211,6 +223,7 @@ async def test_after_the_grace_period_the_person_is_erased_and_the_audit_trail_k
     assert all(e.ip is None and e.user_agent is None for e in trail)
     assert await _mentions(services, account.email) == []
     assert await _mentions(services, account.user_id) == []
+    assert not [key for key in await _counter_keys(services) if any(f in key for f in personal)]
     async with browser(app) as phone:
         assert_problem(await login(phone, account.email), 401, "invalid_credentials")
 

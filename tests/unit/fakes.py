@@ -211,6 +211,10 @@ class InMemoryRateLimitStore:
             for k in [k for k in self.counts if k[0] == key]:
                 del self.counts[k]
 
+    async def forget(self, fragment: str) -> None:
+        for k in [k for k in self.counts if fragment in k[0]]:
+            del self.counts[k]
+
 
 class InMemoryEphemeralStore:
     """Values with their own expiry; `take` reads and deletes in one step."""

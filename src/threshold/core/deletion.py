@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, iso
+from threshold.core.errors import DependencyUnavailable
 from threshold.core.flows.stepup import StepUp
 from threshold.core.models import AuditKind, RequestContext, ScheduledDeletion, SessionRecord, User
-from threshold.core.ports import DeletionRepo, UserRepo
+from threshold.core.ports import DeletionRepo, RateLimitStore, UserRepo
+from threshold.core.ratelimit import personal_counter_fragments
 from threshold.core.revocation import AccessRevoker, Cause, Reach
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,9 @@ class Deletions:
         auditor: Auditor,
         clock: Clock,
         grace: int,
+        counters: RateLimitStore | None = None,
     ) -> None:
+        self._counters = counters
         self._repo = repo
         self._users = users
         self._revoker = revoker
@@ -169,4 +173,16 @@ class Deletions:
         erased = await self._repo.erase(deletion, email=user.email, at=self._clock.now())
         if erased:
             log.info("account erased", extra={"pseudonym": deletion.pseudonym})
+            await self._forget_counters(user)
         return erased
+
+    async def _forget_counters(self, user: User) -> None:
+        """The attempt counters keyed by the account, where they live outside the database (Redis): the
+        erasure's transaction dropped the database's own. Should this fail, they end with their windows."""
+        if self._counters is None:
+            return
+        try:
+            for fragment in personal_counter_fragments(user.id, user.email_normalized):
+                await self._counters.forget(fragment)
+        except DependencyUnavailable:
+            log.warning("attempt counters of an erased account left to expire")

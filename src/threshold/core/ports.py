@@ -133,6 +133,10 @@ class RateLimitStore(Protocol):
         window `now` falls in, never below zero; and clear each of `reset`."""
         ...
 
+    async def forget(self, fragment: str) -> None:
+        """Drop every counter whose key contains `fragment` (an erased account's id), in every window."""
+        ...
+
 
 class AuditLog(Protocol):
     """Append-only: there is no update or delete."""

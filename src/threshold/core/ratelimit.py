@@ -42,6 +42,19 @@ CONSECUTIVE_WINDOW = 365 * 86400
 365-day) window turns over."""
 
 
+def account_key(email_normalized: str) -> str:
+    """What the sign-in counters of an address are keyed by: a digest, the same for a known address and
+    an unknown one."""
+    return digest("acct:" + email_normalized)[:40]
+
+
+def personal_counter_fragments(user_id: str, email_normalized: str) -> tuple[str, str]:
+    """The parts of a counter's key that tie it to one person: their account id and their address's
+    `account_key`. An erasure drops every counter whose key holds either (adapters.sql.deletion_repo in
+    its transaction, core.deletion on Redis)."""
+    return user_id, account_key(email_normalized)
+
+
 def network_of(ip: str) -> str:
     """The network an address belongs to for "usual network" purposes: IPv4 /24, IPv6 /64."""
     return _network(ip, v4=24, v6=64)
@@ -163,7 +176,7 @@ class LoginThrottle:
 
     @staticmethod
     def _account(email_normalized: str) -> str:
-        return digest("acct:" + email_normalized)[:40]
+        return account_key(email_normalized)
 
     def _login_limits(self, email_normalized: str, ip: str) -> list[Limit]:
         s = self._settings

@@ -345,6 +345,11 @@ return 0
 """
 
 
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis glob pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
 class RedisRateLimitStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._redis = client
@@ -385,6 +390,19 @@ class RedisRateLimitStore:
         keys = [self._key(key, window, now)[0] for key, window in [*refund, *reset]]
         with translate_errors():
             await self._settle(keys=keys, args=[len(refund)])
+
+    async def forget(self, fragment: str) -> None:
+        # SCAN walks the keyspace: fine for an erasure (rare, in the sweeper), never on a request
+        pattern = f"{self._prefix}rl:*{_glob_escape(fragment)}*"
+        with translate_errors():
+            batch: list[Any] = []
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    await self._redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await self._redis.unlink(*batch)
 
 
 class RedisMarkStore:

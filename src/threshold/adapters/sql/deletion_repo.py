@@ -16,6 +16,7 @@ from threshold.adapters.sql.db import SqlRepo, reading, translate_errors, writin
 from threshold.core.emails import normalize_email
 from threshold.core.errors import DependencyUnavailable, EmailInvalid, LastOperator
 from threshold.core.models import AuditKind, ScheduledDeletion
+from threshold.core.ratelimit import personal_counter_fragments
 from threshold.core.secrets import new_id
 from threshold.oidc.models import ACCOUNT_PURGED
 
@@ -226,8 +227,11 @@ class SqlDeletionRepo(SqlRepo):
                         (t.mail_queue.c.sent_at.is_not(None)) | (t.mail_queue.c.failed_at.is_not(None)),
                     )
                 )
-                # Attempt counters keyed by the account (on Redis they expire with their windows).
-                await conn.execute(delete(t.rate_limits).where(t.rate_limits.c.key.contains(user_id)))
+                # Attempt counters keyed by the person (on Redis: core.deletion, after this commits).
+                for fragment in personal_counter_fragments(user_id, normalized):
+                    await conn.execute(
+                        delete(t.rate_limits).where(t.rate_limits.c.key.contains(fragment, autoescape=True))
+                    )
                 await conn.execute(
                     delete(t.org_invitations).where(t.org_invitations.c.email_normalized == normalized)
                 )

@@ -423,6 +423,13 @@ class SqlRateLimitStore:
                         delete(t.rate_limits).where(t.rate_limits.c.key.in_([key for key, _ in reset]))
                     )
 
+    async def forget(self, fragment: str) -> None:
+        with translate_errors():
+            async with writing(self._engine) as conn:
+                await conn.execute(
+                    delete(t.rate_limits).where(t.rate_limits.c.key.contains(fragment, autoescape=True))
+                )
+
     async def purge_expired(self, *, now: float, batch: int = 1000) -> int:
         expired = (
             select(t.rate_limits.c.key, t.rate_limits.c.window_start)
