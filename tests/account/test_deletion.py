@@ -376,15 +376,21 @@ async def test_the_export_is_not_started_from_another_site(app: httpx.AsyncClien
     ).status_code == 200
 
 
-async def test_a_passkey_does_not_keep_an_account_that_must_sign_in_with_sso(app: httpx.AsyncClient) -> None:
-    """The keep offer needs proofs that could sign the account in: the SSO gate is checked before it."""
-    services = services_of(app)
-    email = f"lee.{secrets.token_hex(3)}@acme.test"
+async def _acme_account_with_a_passkey(app: httpx.AsyncClient, name: str) -> tuple[str, SoftAuthenticator]:
+    """A signed-in account at acme.test (the SSO tests' organization's domain) with a passkey."""
+    email = f"{name}.{secrets.token_hex(3)}@acme.test"
     assert (await signup(app, email)).status_code == 201
-    account_id = (await app.get("/api/v1/session")).json()["user"]["id"]
+    account_id: str = (await app.get("/api/v1/session")).json()["user"]["id"]
     authenticator = SoftAuthenticator()
     account = Account(client=app, email=email, user_id=account_id, session_id="")
     assert (await register_passkey(account, authenticator)).status_code == 201
+    return account_id, authenticator
+
+
+async def test_a_passkey_does_not_keep_an_account_that_must_sign_in_with_sso(app: httpx.AsyncClient) -> None:
+    """The keep offer needs proofs that could sign the account in: the SSO gate is checked before it."""
+    services = services_of(app)
+    account_id, authenticator = await _acme_account_with_a_passkey(app, "lee")
     idp = ScriptedIdp().start()
     try:
         await acme(services, idp, policy=Policy(require_sso=True))
@@ -425,12 +431,7 @@ async def test_an_offer_made_before_the_organization_required_sso_does_not_keep_
     """The SSO gate is checked again when the keep offer is confirmed: a policy that arrived between the
     offer and the confirmation refuses it, and the account stays locked with its erasure scheduled."""
     services = services_of(app)
-    email = f"kim.{secrets.token_hex(3)}@acme.test"
-    assert (await signup(app, email)).status_code == 201
-    account_id = (await app.get("/api/v1/session")).json()["user"]["id"]
-    authenticator = SoftAuthenticator()
-    account = Account(client=app, email=email, user_id=account_id, session_id="")
-    assert (await register_passkey(account, authenticator)).status_code == 201
+    account_id, authenticator = await _acme_account_with_a_passkey(app, "kim")
     assert (await _delete(app)).status_code == 202
     idp = ScriptedIdp().start()
     try:

@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import write_po
 from lxml import html as lxml_html
 from scripts.translations import SHIPPED
 from sqlalchemy import select
@@ -229,23 +231,22 @@ def test_every_mail_renders_in_each_language(language: str) -> None:
             assert rendered.text != english.text
 
 
+def _catalogue(directory: Path, code: str, entries: dict[str, str]) -> None:
+    """An operator's catalogue, `<dir>/<code>/LC_MESSAGES/messages.po`, written with Babel."""
+    catalog = Catalog(locale=code)
+    for message, translation in entries.items():
+        catalog.add(message, translation)
+    folder = directory / code / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    with (folder / "messages.po").open("wb") as handle:
+        write_po(handle, catalog)
+
+
 async def test_an_operator_adds_a_language_and_rewords_one(
     client_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
-    portuguese = tmp_path / "pt_BR" / "LC_MESSAGES"
-    portuguese.mkdir(parents=True)
-    (portuguese / "messages.po").write_text(
-        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n"Language: pt_BR\\n"\n\n'
-        'msgid "Forgot your password?"\nmsgstr "Esqueceu sua senha?"\n',
-        encoding="utf-8",
-    )
-    english = tmp_path / "en" / "LC_MESSAGES"
-    english.mkdir(parents=True)
-    (english / "messages.po").write_text(
-        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-        'msgid "Forgot your password?"\nmsgstr "Lost your password?"\n',
-        encoding="utf-8",
-    )
+    _catalogue(tmp_path, "pt_BR", {"Forgot your password?": "Esqueceu sua senha?"})
+    _catalogue(tmp_path, "en", {"Forgot your password?": "Lost your password?"})
     client: httpx.AsyncClient = await client_factory(i18n={"catalog_dir": tmp_path})
     page = await client.get("/login", headers={"accept-language": "pt-BR"})
     assert _lang(page)[0] == "pt-BR"
