@@ -15,11 +15,13 @@ import gettext
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from io import BytesIO
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_skeleton, get_datetime_format
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -55,6 +57,38 @@ class Language:
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return self.translations.ngettext(singular, plural, n)
+
+    def moment(self, moment: datetime) -> str:
+        """An instant for a person, in UTC, in this language: "30 Nov 2026, 14:05 UTC" in English,
+        "30.11.2026, 14:05 UTC" in German (the pages' dates without JavaScript, and the mails')."""
+        moment = moment.astimezone(UTC)
+        if normalise(self.code).partition("_")[0] == SOURCE_LANGUAGE:
+            return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
+        date = format_date(moment, "medium", locale=self.code)
+        clock = format_skeleton("Hm", moment, tzinfo=UTC, locale=self.code)
+        pattern = str(get_datetime_format("medium", locale=self.code))
+        return pattern.replace("{1}", date).replace("{0}", clock) + " UTC"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+ENGLISH = Language(
+    code=SOURCE_LANGUAGE,
+    tag=SOURCE_LANGUAGE,
+    name="English",
+    direction="ltr",
+    translations=gettext.NullTranslations(),
+)
+"""The texts as written: what a template renders with when no language was chosen."""
+
+
+def parse_instant(value: str) -> datetime | None:
+    """An ISO 8601 instant, in UTC (taken as UTC when it names no offset), or None when `value` is not one."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _compiled(path: Path) -> Translations:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import RequestContext, ScheduledDeletion
 from threshold.core.ratelimit import personal_counter_fragments
 from threshold.core.sso.models import Policy
+from threshold.i18n import ENGLISH
 from threshold.services import Services
 
 GRACE = 3 * 86400
@@ -139,7 +141,8 @@ async def test_a_deletion_locks_the_account_and_ends_every_session_at_once(
         ).all()
     assert [kind for kind, _ in notices].count("notice_account_deletion") == 1
     body = next(text for kind, text in notices if kind == "notice_account_deletion")
-    assert iso(clock.now() + GRACE) in body
+    erase_at = datetime.fromtimestamp(clock.now() + GRACE, UTC)
+    assert ENGLISH.moment(erase_at) in body  # "8 Dec 2026, 14:05 UTC": the date as a person reads it
 
 
 async def test_signing_in_again_and_confirming_keeps_the_account(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,7 @@ def test_every_mail_renders_in_each_language(language: str) -> None:
             "role",
             "days",
         )
-    } | {"new_email": "new@example.com", "erase_at": "2026-12-08", "code": "123456"}
+    } | {"new_email": "new@example.com", "erase_at": "2026-12-08T10:00:00Z", "code": "123456"}
     for kind in COPY:
         mail = OutgoingMail(kind=kind, to="person@example.com", context=values)
         rendered = render_mail(mail, theme, catalogues.get(language))
@@ -226,6 +227,9 @@ def test_every_mail_renders_in_each_language(language: str) -> None:
         assert f'lang="{language}"' in rendered.html
         assert ('dir="rtl"' in rendered.html) == (language == "ar")
         assert "{" not in rendered.text and "%(" not in rendered.text, (kind, rendered.text)
+        if kind == "notice_account_deletion":  # the date as a person of that language reads it
+            erase_at = catalogues.get(language).moment(datetime(2026, 12, 8, 10, tzinfo=UTC))
+            assert erase_at in rendered.text and "2026-12-08T" not in rendered.text
         if language != "en":
             assert rendered.subject != english.subject, (kind, language)
             assert rendered.text != english.text

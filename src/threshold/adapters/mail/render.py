@@ -9,7 +9,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from threshold.core.i18n import N_, Phrase
 from threshold.core.models import OutgoingMail
-from threshold.i18n import Language
+from threshold.i18n import Language, parse_instant
 from threshold.settings import ThemeSettings
 
 FOOTER = N_(
@@ -27,6 +27,9 @@ class Copy:
     action: str = ""
     """Context key holding the action URL."""
 
+
+INSTANTS = frozenset({"when", "erase_at"})
+"""Context values that are ISO 8601 instants: written for a person in the mail's language (Language.moment)."""
 
 COPY: dict[str, Copy] = {
     "verify_email": Copy(
@@ -252,12 +255,16 @@ def render_mail(mail: OutgoingMail, theme: ThemeSettings, language: Language) ->
     """The message in `language`: its copy from the catalogue, the values filled in afterwards (so a
     value never passes through a translation)."""
     copy = COPY[mail.kind]
+
+    def shown(key: str, value: str) -> str:
+        if isinstance(value, Phrase):
+            return language.gettext(value)
+        moment = parse_instant(value) if key in INSTANTS and value else None
+        return language.moment(moment) if moment is not None else value
+
     values = {
         "product": theme.product_name,
-        **{
-            key: language.gettext(value) if isinstance(value, Phrase) else value
-            for key, value in mail.context.items()
-        },
+        **{key: shown(key, value) for key, value in mail.context.items()},
     }
 
     def fill(text: str) -> str:

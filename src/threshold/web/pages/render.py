@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache, partial
 from gettext import NullTranslations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from babel.dates import format_date, format_skeleton, get_datetime_format
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from threshold.i18n import SOURCE_LANGUAGE, Language
+from threshold.i18n import ENGLISH, Language, parse_instant
 from threshold.oidc.errors import OAuthError
 from threshold.settings import Settings
 from threshold.web.i18n import request_language
@@ -25,31 +23,20 @@ from threshold.web.security import allow_form_redirect, csrf_token_for, set_csrf
 AUTHORIZE_PATH = "/oauth2/authorize"
 
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
 def when(instant: str | None, language: Language | None = None) -> Markup:
-    """The `when` filter: an ISO 8601 instant as `<time>`, in UTC in the page's language ("30 Nov 2026,
-    14:05 UTC" in English, "30.11.2026, 14:05 UTC" in German).
+    """The `when` filter: an ISO 8601 instant as `<time>`, its text in UTC in the page's language
+    (Language.moment: "30 Nov 2026, 14:05 UTC" in English, "30.11.2026, 14:05 UTC" in German).
 
     The ISO value stays machine-readable in `datetime` and visible on hover in `title`; static/times.js
     rewrites the text into the reader's own time zone, in the page's language, when scripts run.
     """
     if not instant:
         return Markup("")
-    try:
-        moment = datetime.fromisoformat(instant)
-    except ValueError:
+    moment = parse_instant(instant)
+    if moment is None:
         return escape(instant)
-    moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     machine = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-    if language is None or language.code == SOURCE_LANGUAGE:
-        text = f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
-    else:
-        date = format_date(moment, "medium", locale=language.code)
-        clock = format_skeleton("Hm", moment, tzinfo=UTC, locale=language.code)
-        pattern = str(get_datetime_format("medium", locale=language.code))
-        text = pattern.replace("{1}", date).replace("{0}", clock) + " UTC"
+    text = (language or ENGLISH).moment(moment)
     return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(machine, text)
 
 
