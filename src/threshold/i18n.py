@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gettext
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -51,8 +51,10 @@ class Language:
 
     def gettext(self, message: str) -> str:
         """`message` in this language; a `Phrase` translated first, filled in after."""
+        if not message:
+            return message  # gettext("") is the catalogue's header
         if isinstance(message, Phrase):
-            return self.translations.gettext(message.template).format(**message.values)
+            return fill(self.translations.gettext(message.template), message.template, message.values)
         return self.translations.gettext(message)
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
@@ -62,11 +64,15 @@ class Language:
         """An instant for a person, in UTC, in this language: "30 Nov 2026, 14:05 UTC" in English,
         "30.11.2026, 14:05 UTC" in German (the pages' dates without JavaScript, and the mails')."""
         moment = moment.astimezone(UTC)
+        english = f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
         if normalise(self.code).partition("_")[0] == SOURCE_LANGUAGE:
-            return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}, {moment:%H:%M} UTC"
-        date = format_date(moment, "medium", locale=self.code)
-        clock = format_skeleton("Hm", moment, tzinfo=UTC, locale=self.code)
-        pattern = str(get_datetime_format("medium", locale=self.code))
+            return english
+        try:
+            date = format_date(moment, "medium", locale=self.code)
+            clock = format_skeleton("Hm", moment, tzinfo=UTC, locale=self.code)
+            pattern = str(get_datetime_format("medium", locale=self.code))
+        except (ValueError, UnknownLocaleError):  # an operator's language without locale data
+            return english
         return pattern.replace("{1}", date).replace("{0}", clock) + " UTC"
 
 
@@ -80,6 +86,16 @@ ENGLISH = Language(
     translations=gettext.NullTranslations(),
 )
 """The texts as written: what a template renders with when no language was chosen."""
+
+
+def fill(translated: str, source: str, values: Mapping[str, object]) -> str:
+    """A translated `{name}` template filled in; the source text's when the translation's placeholders
+    do not fit the values (a slip in an operator's catalogue never costs a page or a mail)."""
+    try:
+        return translated.format(**values)
+    except (KeyError, IndexError, ValueError):
+        log.warning("a translation does not fit its values: %r", source[:80])
+        return source.format(**values)
 
 
 def parse_instant(value: str) -> datetime | None:

@@ -29,6 +29,7 @@ from tests.conftest import ISSUER, STRONG_PASSWORD, csrf, login, signup, unique_
 from threshold.adapters.mail.render import COPY, render_mail
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import reading
+from threshold.core.i18n import Phrase
 from threshold.core.models import OutgoingMail
 from threshold.i18n import Catalogues
 from threshold.services import Services
@@ -272,3 +273,78 @@ async def test_login_still_works_after_choosing_arabic(client: httpx.AsyncClient
     account = await other.get("/account")
     assert _lang(account) == ("ar", "rtl")
     assert Catalogues().get("ar").gettext("Sign out") in account.text or "تسجيل" in account.text
+
+
+async def _subjects(services: Services, email: str, kind: str) -> list[str]:
+    """The subjects of the mail of `kind` queued to `email` (waiting for work queued in the background)."""
+    for _ in range(100):
+        async with reading(services.engine) as conn:
+            found = list(
+                (
+                    await conn.execute(
+                        select(t.mail_queue.c.subject).where(
+                            t.mail_queue.c.to_address == email, t.mail_queue.c.kind == kind
+                        )
+                    )
+                ).scalars()
+            )
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    return []
+
+
+async def test_a_form_continuing_an_authorization_mails_in_its_ui_locales(
+    client_factory: Callable[..., Any],
+) -> None:
+    """The form carries the authorization in its `next`: its ui_locales choose the mail's language too,
+    ahead of the browser's Accept-Language."""
+    client: httpx.AsyncClient = await client_factory(email={"login_enabled": True})
+    email = unique_email("lang")
+    await signup(client, email)
+    other = browser(client)
+    token = await csrf(other)
+    target = "/oauth2/authorize?client_id=app&ui_locales=de"
+    page = await other.post(
+        "/login/email",
+        data={"csrf_token": token, "email": email, "next": target},
+        headers={"accept-language": "fr", "origin": ISSUER},
+    )
+    assert page.status_code == 200 and _lang(page)[0] == "de"
+    german = Catalogues().get("de").gettext("Your sign-in link")
+    subjects = await _subjects(client.services, email, "email_login")  # type: ignore[attr-defined]
+    assert subjects and all(subject.startswith(german) for subject in subjects), subjects
+
+
+async def test_the_picker_survives_a_referer_that_is_not_a_url(client: httpx.AsyncClient) -> None:
+    token = await csrf(client)
+    chosen = await client.post(
+        "/language", data={"csrf_token": token, "lang": "es"}, headers={"referer": "https://["}
+    )
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/"
+
+
+def test_a_slip_in_an_operators_catalogue_costs_no_page_or_mail(tmp_path: Path) -> None:
+    """A translation whose placeholders do not fit, and a language without locale data: the source
+    text, and English dates, instead of an error."""
+    _catalogue(
+        tmp_path,
+        "de",
+        {"{browser} on {system}": "{browser} unter {systm}", "Sign in to {product}": "Anmelden bei {produkt"},
+    )
+    _catalogue(tmp_path, "tlh", {"Forgot your password?": "nuqDaq ghItlh?"})
+    catalogues = Catalogues(extra_dir=tmp_path)
+    german = catalogues.get("de")
+    assert (
+        german.gettext(Phrase("{browser} on {system}", browser="Firefox", system="Linux"))
+        == "Firefox on Linux"
+    )
+    mail = OutgoingMail(
+        kind="email_login", to="p@example.com", context={"link": "x", "minutes": "15", "ip": "x"}
+    )
+    rendered = render_mail(mail, ThemeSettings(), german)
+    assert "Sign in to Threshold" in rendered.text  # the slip's source text; the rest stays German
+    klingon = catalogues.get("tlh")
+    assert klingon.gettext("Forgot your password?") == "nuqDaq ghItlh?"
+    assert klingon.moment(datetime(2026, 12, 8, 10, tzinfo=UTC)) == "8 Dec 2026, 10:00 UTC"
+    assert german.gettext("") == ""  # never the catalogue's header

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, iso
-from threshold.core.errors import DependencyUnavailable
 from threshold.core.flows.stepup import StepUp
 from threshold.core.models import AuditKind, RequestContext, ScheduledDeletion, SessionRecord, User
 from threshold.core.ports import DeletionRepo, RateLimitStore, UserRepo
@@ -184,5 +183,5 @@ class Deletions:
         try:
             for fragment in personal_counter_fragments(user.id, user.email_normalized):
                 await self._counters.forget(fragment)
-        except DependencyUnavailable:
-            log.warning("attempt counters of an erased account left to expire")
+        except Exception:  # an outage, or a store refusing SCAN: the erasure itself is done
+            log.warning("attempt counters of an erased account left to expire", exc_info=True)

@@ -48,11 +48,12 @@ def account_key(email_normalized: str) -> str:
     return digest("acct:" + email_normalized)[:40]
 
 
-def personal_counter_fragments(user_id: str, email_normalized: str) -> tuple[str, str]:
-    """The parts of a counter's key that tie it to one person: their account id and their address's
-    `account_key`. An erasure drops every counter whose key holds either (adapters.sql.deletion_repo in
-    its transaction, core.deletion on Redis)."""
-    return user_id, account_key(email_normalized)
+def personal_counter_fragments(user_id: str, email_normalized: str) -> tuple[str, ...]:
+    """The parts of a counter's key that tie it to one person: their account id, their address's
+    `account_key` (sign-in counters), and its plain digest (the mail counters of core.email.flows). An
+    erasure drops every counter whose key holds one (adapters.sql.deletion_repo in its transaction,
+    core.deletion on Redis)."""
+    return user_id, account_key(email_normalized), digest(email_normalized)[:40]
 
 
 def network_of(ip: str) -> str:

@@ -31,13 +31,13 @@ def accept_language(header: str) -> list[str]:
     for index, part in enumerate(header[:_MAX_HEADER].split(",")):
         tag, _, params = part.strip().partition(";")
         quality = 1.0
-        params = params.strip()
+        params = params.strip().lower()
         if params.startswith("q="):
             try:
                 quality = float(params[2:])
             except ValueError:
                 continue
-        if tag and quality > 0:
+        if tag and 0 < quality <= 1:
             ranked.append((-quality, index, tag.strip()))
     return [tag for _, _, tag in sorted(ranked)]
 

@@ -9,7 +9,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from threshold.core.i18n import N_, Phrase
 from threshold.core.models import OutgoingMail
-from threshold.i18n import Language, parse_instant
+from threshold.i18n import Language, fill, parse_instant
 from threshold.settings import ThemeSettings
 
 FOOTER = N_(
@@ -29,6 +29,8 @@ class Copy:
 
 
 INSTANTS = frozenset({"when", "erase_at"})
+WORDS = frozenset({"device"})
+"""Context values that are texts of ours rather than data ("Unknown device"): translated."""
 """Context values that are ISO 8601 instants: written for a person in the mail's language (Language.moment)."""
 
 COPY: dict[str, Copy] = {
@@ -257,7 +259,7 @@ def render_mail(mail: OutgoingMail, theme: ThemeSettings, language: Language) ->
     copy = COPY[mail.kind]
 
     def shown(key: str, value: str) -> str:
-        if isinstance(value, Phrase):
+        if isinstance(value, Phrase) or key in WORDS:
             return language.gettext(value)
         moment = parse_instant(value) if key in INSTANTS and value else None
         return language.moment(moment) if moment is not None else value
@@ -267,20 +269,20 @@ def render_mail(mail: OutgoingMail, theme: ThemeSettings, language: Language) ->
         **{key: shown(key, value) for key, value in mail.context.items()},
     }
 
-    def fill(text: str) -> str:
-        return language.gettext(text).format(**values)
+    def filled(text: str) -> str:
+        return fill(language.gettext(text), text, values)
 
     context = {
-        "subject": fill(copy.subject),
-        "title": fill(copy.title),
-        "paragraphs": [fill(p) for p in copy.paragraphs],
+        "subject": filled(copy.subject),
+        "title": filled(copy.title),
+        "paragraphs": [filled(p) for p in copy.paragraphs],
         "code": mail.context.get("code", ""),
         "action_url": mail.context.get(copy.action, "") if copy.action else "",
         "action_label": language.gettext(copy.action_label) if copy.action_label else "",
         "product": theme.product_name,
         "accent": theme.accent_color,
         "logo_url": theme.logo_url if theme.logo_url and theme.logo_url.startswith("https://") else "",
-        "footer": language.gettext(FOOTER).format(product=theme.product_name),
+        "footer": filled(FOOTER),
         "lang": language.tag,
         "text_dir": language.direction,
     }

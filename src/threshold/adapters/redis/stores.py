@@ -393,7 +393,7 @@ class RedisRateLimitStore:
 
     async def forget(self, fragment: str) -> None:
         # SCAN walks the keyspace: fine for an erasure (rare, in the sweeper), never on a request
-        pattern = f"{self._prefix}rl:*{_glob_escape(fragment)}*"
+        pattern = f"{_glob_escape(self._prefix)}rl:*{_glob_escape(fragment)}*"
         with translate_errors():
             batch: list[Any] = []
             async for key in self._redis.scan_iter(match=pattern, count=1000):

@@ -18,6 +18,7 @@ from threshold.core.flows.outcome import MfaRequired, RestoreOffered, SignInOutc
 from threshold.core.sessions import IssuedSession
 from threshold.services import Services
 from threshold.web.errors import headers_for, status_for
+from threshold.web.i18n import request_language
 from threshold.web.pages.render import render
 from threshold.web.security import (
     RETURN_COOKIE,
@@ -85,6 +86,9 @@ async def read_form(request: Request) -> FormData:
             raise InvalidRequest()
     token = form.get("csrf_token")
     check_csrf_token(request, token if isinstance(token, str) else None)
+    target = form.get("next")
+    if isinstance(target, str) and target:  # an authorization's ui_locales ride in the form's next
+        request_language(request, next_target=target)  # (and with it the mail this request queues)
     return form
 
 

@@ -48,7 +48,10 @@ async def home(auth: MaybeAuth) -> Response:
 
 def _same_origin_path(request: Request, issuer: str) -> str:
     """The Referer's path and query when it is this service's own origin; `/` otherwise."""
-    ours, theirs = urlsplit(issuer), urlsplit(request.headers.get("referer", "")[:2048])
+    try:
+        ours, theirs = urlsplit(issuer), urlsplit(request.headers.get("referer", "")[:2048])
+    except ValueError:  # not a URL ("https://[")
+        return "/"
     if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
         return "/"
     return f"{theirs.path}?{theirs.query}" if theirs.query else theirs.path
