@@ -29,9 +29,9 @@ class Copy:
 
 
 INSTANTS = frozenset({"when", "erase_at"})
+"""Context values that are ISO 8601 instants: written for a person in the mail's language (Language.moment)."""
 WORDS = frozenset({"device"})
 """Context values that are texts of ours rather than data ("Unknown device"): translated."""
-"""Context values that are ISO 8601 instants: written for a person in the mail's language (Language.moment)."""
 
 COPY: dict[str, Copy] = {
     "verify_email": Copy(

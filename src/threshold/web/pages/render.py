@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, partial
-from gettext import NullTranslations
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -43,6 +42,7 @@ def when(instant: str | None, language: Language | None = None) -> Markup:
 @cache
 def environment(language: Language | None = None) -> Environment:
     """The pages' templates in `language` (English, the texts' own, when None); one per language."""
+    language = language or ENGLISH
     env = Environment(
         loader=PackageLoader("threshold.web.pages", "templates"),
         autoescape=select_autoescape(default=True),
@@ -51,10 +51,9 @@ def environment(language: Language | None = None) -> Environment:
         extensions=["jinja2.ext.i18n"],
     )
     env.policies["ext.i18n.trimmed"] = True
-    translations = language.translations if language is not None else NullTranslations()
-    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_translations(language.translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["when"] = partial(when, language=language)
-    env.filters["t"] = language.gettext if language is not None else str  # a text from Python (a Phrase)
+    env.filters["t"] = language.gettext  # a text from Python (a Phrase)
     return env
 
 
