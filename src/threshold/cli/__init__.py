@@ -297,6 +297,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from threshold.adapters.kek import load_or_create_kek
     from threshold.logs import uvicorn_log_config
+    from threshold.web.protocol import CoalescingHttpToolsProtocol
 
     metrics = settings.metrics_address
     if metrics is not None and metrics[1] == args.port:
@@ -308,6 +309,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     config = uvicorn.Config(
         "threshold.web.app:app_from_environment",
         factory=True,
+        http=CoalescingHttpToolsProtocol,  # each response in one write (web.protocol)
         host=args.host,
         port=args.port,
         workers=args.workers,
