@@ -199,47 +199,66 @@ def page_csp(nonce: str, form_redirects: Iterable[str] = ()) -> str:
     )
 
 
+CSP_NONCE_STATE = "csp_nonce"
+API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+"""The Content-Security-Policy of every response that is not an HTML page."""
+
+
+def csp_nonce(scope: Scope) -> str:
+    """This request's CSP nonce, made when first asked for: by the page it renders (its scripts and
+    styles carry it), else by SecurityHeadersMiddleware for an HTML answer that did not ask."""
+    state = scope.setdefault("state", {})
+    nonce: str | None = state.get(CSP_NONCE_STATE)
+    if nonce is None:
+        nonce = state[CSP_NONCE_STATE] = secrets.token_urlsafe(16)
+    return nonce
+
+
 class SecurityHeadersMiddleware:
     """Adds security headers to every response, and a per-request CSP nonce for HTML pages."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.hsts = settings.is_https
+        common = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            # not no-referrer: under it browsers send "Origin: null" on form posts
+            (b"referrer-policy", b"same-origin"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+        ]
+        if settings.is_https:
+            common.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+        self._common = tuple(common)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(16)
-        scope.setdefault("state", {})["csp_nonce"] = nonce
         is_static = scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
-                present = {name.lower() for name, _ in headers}
-                content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+                present = set()
+                content_type = b""
+                for name, value in headers:
+                    lowered = name.lower()
+                    present.add(lowered)
+                    if lowered == b"content-type":
+                        content_type = value
                 if content_type.startswith(b"text/html"):
-                    csp = page_csp(nonce, scope["state"].get(FORM_REDIRECTS_STATE, ()))
+                    csp = page_csp(csp_nonce(scope), scope["state"].get(FORM_REDIRECTS_STATE, ())).encode()
                 else:
-                    csp = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-                extra = [
-                    (b"content-security-policy", csp.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    # not no-referrer: under it browsers send "Origin: null" on form posts
-                    (b"referrer-policy", b"same-origin"),
-                    (b"cross-origin-opener-policy", b"same-origin"),
-                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
-                ]
-                if self.hsts:
-                    extra.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+                    csp = API_CSP
                 new_device = scope.get("state", {}).get("new_device")
                 if new_device:  # recognises this browser at its next sign-in ("new device" notices)
                     headers.append((b"set-cookie", _device_cookie(new_device)))
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", csp))
+                headers.extend(pair for pair in self._common if pair[0] not in present)
                 if b"cache-control" not in present:
-                    extra.append((b"cache-control", b"public, max-age=3600" if is_static else b"no-store"))
-                headers.extend((name, value) for name, value in extra if name not in present)
+                    headers.append((b"cache-control", b"public, max-age=3600" if is_static else b"no-store"))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

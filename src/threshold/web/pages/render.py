@@ -17,7 +17,7 @@ from threshold.i18n import ENGLISH, Language, parse_instant
 from threshold.oidc.errors import OAuthError
 from threshold.settings import Settings
 from threshold.web.i18n import request_language
-from threshold.web.security import allow_form_redirect, csrf_token_for, set_csrf_cookie
+from threshold.web.security import allow_form_redirect, csp_nonce, csrf_token_for, set_csrf_cookie
 
 AUTHORIZE_PATH = "/oauth2/authorize"
 
@@ -122,7 +122,7 @@ async def render(
             language=language.code,
             languages=[(offered.code, offered.name) for offered in services.catalogues.languages.values()],
             theme=settings.theme,
-            nonce=request.scope.get("state", {}).get("csp_nonce", ""),
+            nonce=csp_nonce(request.scope),
             csrf_token=csrf,
             path=request.url.path,
             application=application,
