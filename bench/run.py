@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -27,8 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -375,27 +377,69 @@ def run_backend(backend: Backend, args: argparse.Namespace, ceiling: float) -> d
         return results
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of the live processes of a process group (a server's master and its workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # state, ppid, pgrp, ... utime (11), stime (12)
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def with_cpu(pgid: int, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`measure()`'s figures, with the cores the server's processes and wrk kept busy meanwhile and the
+    server's CPU per request (at the median rate)."""
+    wall, server, load = time.monotonic(), group_cpu(pgid), children_cpu()
+    figures = measure()
+    wall = time.monotonic() - wall
+    figures["server_cores"] = round((group_cpu(pgid) - server) / wall, 2)
+    figures["wrk_cores"] = round((children_cpu() - load) / wall, 2)
+    figures["server_cpu_us"] = round(figures["server_cores"] / figures["rps_median"] * 1e6, 1)
+    return figures
+
+
 def workers_scaling(args: argparse.Namespace) -> dict[str, Any]:
     """`threshold serve --workers 2` against one worker on PostgreSQL + Redis (what a scaled-out
     deployment runs), neither pinned: the machine's cores are shared by the workers and wrk alike, so
     wrk's own CPU is in both figures. Session check, sign-in and client_credentials; the ratio of the
-    medians is what a second worker on a second core buys."""
+    medians is what a second worker on a second core buys. The cores the server and wrk kept busy, and
+    the server's CPU per request, say whether the workers or the machine bound the second figure."""
     figures: dict[str, Any] = {}
     for workers in (1, 2):
         with deployment("postgres+redis") as bench:
-            base = bench.start(workers=workers).base_url
+            server = bench.start(workers=workers)
+            base, pgid = server.base_url, server.pid
             email, cookie, device = signed_up(base)
             data = Path(bench.dir)
             run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
             login = login_script(data, email, device)
             token_script = client_credentials_script(bench.env, data)
             figures[str(workers)] = {
-                "session check": scenario(f"{base}/api/v1/session", headers={"Cookie": cookie}, **run),
-                "password login": scenario(
-                    f"{base}/api/v1/login", headers={}, script=login, **{**run, "connections": 16}
+                "session check": with_cpu(
+                    pgid, partial(scenario, f"{base}/api/v1/session", headers={"Cookie": cookie}, **run)
                 ),
-                "client_credentials token": scenario(
-                    f"{base}/oauth2/token", headers={}, script=token_script, **run
+                "password login": with_cpu(
+                    pgid,
+                    partial(
+                        scenario,
+                        f"{base}/api/v1/login",
+                        headers={},
+                        script=login,
+                        **{**run, "connections": 16},
+                    ),
+                ),
+                "client_credentials token": with_cpu(
+                    pgid, partial(scenario, f"{base}/oauth2/token", headers={}, script=token_script, **run)
                 ),
             }
     figures["ratio"] = {
@@ -747,14 +791,16 @@ def render(report: dict[str, Any]) -> str:
     if workers:
         lines += [
             "",
-            "| postgres+redis, not pinned | 1 worker req/s | 2 workers req/s | 2 / 1 | p99 ms (1 / 2) |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| postgres+redis, not pinned | 1 worker req/s | 2 workers req/s | 2 / 1 | p99 ms (1 / 2) "
+            "| server cores (1 / 2) | wrk cores (1 / 2) | server CPU us per request (1 / 2) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, ratio in workers["ratio"].items():
             one, two = workers["1"][name], workers["2"][name]
             lines.append(
                 f"| {name} | {one['rps_median']:.0f} | {two['rps_median']:.0f} | {ratio:.2f} | "
-                f"{one['p99_ms']:.1f} / {two['p99_ms']:.1f} |"
+                f"{one['p99_ms']:.1f} / {two['p99_ms']:.1f} | {one['server_cores']} / {two['server_cores']} | "
+                f"{one['wrk_cores']} / {two['wrk_cores']} | {one['server_cpu_us']} / {two['server_cpu_us']} |"
             )
     million = report.get("million_sessions")
     if million:
