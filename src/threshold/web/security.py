@@ -235,6 +235,8 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # made here, before an inner layer may copy the scope, so that the page's nonce lands in it
+        state = scope.setdefault("state", {})
         is_static = scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
@@ -248,10 +250,10 @@ class SecurityHeadersMiddleware:
                     if lowered == b"content-type":
                         content_type = value
                 if content_type.startswith(b"text/html"):
-                    csp = page_csp(csp_nonce(scope), scope["state"].get(FORM_REDIRECTS_STATE, ())).encode()
+                    csp = page_csp(csp_nonce(scope), state.get(FORM_REDIRECTS_STATE, ())).encode()
                 else:
                     csp = API_CSP
-                new_device = scope.get("state", {}).get("new_device")
+                new_device = state.get("new_device")
                 if new_device:  # recognises this browser at its next sign-in ("new device" notices)
                     headers.append((b"set-cookie", _device_cookie(new_device)))
                 if b"content-security-policy" not in present:
