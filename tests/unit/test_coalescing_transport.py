@@ -10,7 +10,7 @@ from typing import Any
 
 import uvloop
 
-from threshold.web.protocol import CoalescingTransport
+from threshold.web.protocol import FLUSH_AT, CoalescingTransport
 
 Check = Callable[[CoalescingTransport, socket.socket], Coroutine[Any, Any, None]]
 
@@ -69,5 +69,33 @@ def test_abort_drops_what_is_pending() -> None:
         await asyncio.sleep(0.01)
         assert read_until_eof(peer) == b""
         assert transport.is_closing()  # the rest is the underlying transport's
+
+    run(test)
+
+
+def test_writelines_and_write_eof_keep_the_order() -> None:
+    async def test(transport: CoalescingTransport, peer: socket.socket) -> None:
+        transport.write(b"one ")
+        transport.writelines([b"two ", bytearray(b"three")])
+        assert transport.get_write_buffer_size() == len(b"one two three")  # held, and counted
+        transport.write_eof()  # what is held goes first
+        await asyncio.sleep(0.01)
+        assert read_until_eof(peer) == b"one two three"
+
+    run(test)
+
+
+def test_a_large_turn_goes_out_as_it_grows() -> None:
+    async def test(transport: CoalescingTransport, peer: socket.socket) -> None:
+        transport.write(b"x" * (FLUSH_AT - 1))
+        assert not select.select([peer], [], [], 0)[0]
+        transport.write(b"y")  # FLUSH_AT bytes held: written now, within the turn
+        assert select.select([peer], [], [], 5)[0]
+        transport.write(b"z")
+        await asyncio.sleep(0)
+        received = b""
+        while len(received) < FLUSH_AT + 1:
+            received += peer.recv(65536)
+        assert received == b"x" * (FLUSH_AT - 1) + b"yz"
 
     run(test)

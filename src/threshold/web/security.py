@@ -247,7 +247,7 @@ class SecurityHeadersMiddleware:
                 for name, value in headers:
                     lowered = name.lower()
                     present.add(lowered)
-                    if lowered == b"content-type":
+                    if lowered == b"content-type" and not content_type:
                         content_type = value
                 if content_type.startswith(b"text/html"):
                     csp = page_csp(csp_nonce(scope), state.get(FORM_REDIRECTS_STATE, ())).encode()
