@@ -29,6 +29,7 @@ from tests.conftest import ISSUER, STRONG_PASSWORD, csrf, login, signup, unique_
 from threshold.adapters.mail.render import COPY, render_mail
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import reading
+from threshold.core.devices import device_label
 from threshold.core.i18n import Phrase
 from threshold.core.models import OutgoingMail
 from threshold.i18n import Catalogues
@@ -216,6 +217,27 @@ def test_every_mail_renders_in_each_language(language: str) -> None:
         if language != "en":
             assert rendered.subject != english.subject, (kind, language)
             assert rendered.text != english.text
+
+
+@pytest.mark.parametrize(
+    "user_agent", ["", "SomethingElse/1.0", "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Firefox/140.0"]
+)
+def test_the_device_in_a_new_device_mail_is_in_its_language(user_agent: str) -> None:
+    german = Catalogues().get("de")
+    label = device_label(user_agent)  # what core.email.notices hands the mail
+    mail = OutgoingMail(
+        kind="notice_new_device",
+        to="person@example.com",
+        context={
+            "device": label,
+            "when": "2026-12-01T10:00:00Z",
+            "ip": "203.0.113.9",
+            "account": "https://x/account",
+        },
+    )
+    rendered = render_mail(mail, ThemeSettings(), german)
+    assert german.gettext(label) in rendered.text
+    assert str(label) not in rendered.text  # the English label is not left over
 
 
 def _catalogue(directory: Path, code: str, entries: dict[str, str]) -> None:

@@ -37,10 +37,14 @@ _TOOLS: tuple[str, ...] = (
 )
 
 
+UNKNOWN_DEVICE = Phrase(N_("Unknown device"))
+"""A Phrase like every other label that is a text of ours, so that wherever it is shown it is translated."""
+
+
 def device_label(user_agent: str) -> str:
     """Describe the browser and operating system behind a User-Agent, or the tool's name."""
     if not user_agent:
-        return N_("Unknown device")
+        return UNKNOWN_DEVICE
     browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
     system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
     if browser and system:
@@ -51,4 +55,4 @@ def device_label(user_agent: str) -> str:
     for tool in _TOOLS:
         if lowered.startswith(tool.lower()):
             return tool
-    return N_("Unknown device")
+    return UNKNOWN_DEVICE

@@ -30,8 +30,6 @@ class Copy:
 
 INSTANTS = frozenset({"when", "erase_at"})
 """Context values that are ISO 8601 instants: written for a person in the mail's language (Language.moment)."""
-WORDS = frozenset({"device"})
-"""Context values that are texts of ours rather than data ("Unknown device"): translated."""
 
 COPY: dict[str, Copy] = {
     "verify_email": Copy(
@@ -259,7 +257,7 @@ def render_mail(mail: OutgoingMail, theme: ThemeSettings, language: Language) ->
     copy = COPY[mail.kind]
 
     def shown(key: str, value: str) -> str:
-        if isinstance(value, Phrase) or key in WORDS:
+        if isinstance(value, Phrase):
             return language.gettext(value)
         moment = parse_instant(value) if key in INSTANTS and value else None
         return language.moment(moment) if moment is not None else value

@@ -22,7 +22,7 @@ from threshold.web.security import allow_form_redirect, csp_nonce, csrf_token_fo
 AUTHORIZE_PATH = "/oauth2/authorize"
 
 
-def when(instant: str | None, language: Language | None = None) -> Markup:
+def when(instant: str | None, language: Language = ENGLISH) -> Markup:
     """The `when` filter: an ISO 8601 instant as `<time>`, its text in UTC in the page's language
     (Language.moment: "30 Nov 2026, 14:05 UTC" in English, "30.11.2026, 14:05 UTC" in German).
 
@@ -35,14 +35,13 @@ def when(instant: str | None, language: Language | None = None) -> Markup:
     if moment is None:
         return escape(instant)
     machine = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-    text = (language or ENGLISH).moment(moment)
+    text = language.moment(moment)
     return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(machine, text)
 
 
 @cache
-def environment(language: Language | None = None) -> Environment:
-    """The pages' templates in `language` (English, the texts' own, when None); one per language."""
-    language = language or ENGLISH
+def environment(language: Language = ENGLISH) -> Environment:
+    """The pages' templates in `language` (English, the texts' own, by default); one per language."""
     env = Environment(
         loader=PackageLoader("threshold.web.pages", "templates"),
         autoescape=select_autoescape(default=True),
