@@ -43,6 +43,8 @@ from tests.e2e.conftest import Server
 from tests.e2e.mfa_fixtures import AUTHENTICATOR, Authenticator, localhost_server
 from tests.email.helpers import SmtpSink
 from tests.support import Process, free_port, need, spawn
+from threshold.i18n import Catalogues
+from threshold.web.oauth.routes import SCOPE_TEXT
 
 pytestmark = pytest.mark.browser
 
@@ -713,3 +715,73 @@ def test_logout_from_the_app_returns_to_the_app(
     response = page.goto(f"{provider.url}/api/v1/session")
     assert response is not None and response.status == 401, watch.report()
     watch.assert_clean()
+
+
+# --- the application's language ----------------------------------------------------------------------------
+
+
+def test_the_application_asks_for_arabic_and_every_page_and_the_mail_are_in_it(
+    open_browser: Callable[[], Watch],
+    provider: Server,
+    smtp: SmtpSink,
+    apps: Applications,
+    shoot: Any,
+) -> None:
+    """`ui_locales=ar` on the application's authorization request, from a browser that asks for English:
+    the sign-in page, the emailed-link form and its mail, and the consent page are in Arabic, right to
+    left, all the way back to the application (OIDC Core 3.1.2.1)."""
+    app, email = apps.third_party, _email(apps, "arabic")
+    _returning_person(provider, email)
+    arabic = Catalogues().get("ar")
+
+    watch = open_browser()
+    page = watch.page
+    page.goto(f"{app.url}/login?ui_locales=ar")
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login\?"))
+    seen = [_arabic_page(page, shoot, "sign-in")]
+
+    page.locator('a[href^="/login/email"]').click()  # "Email me a sign-in link", in Arabic
+    page.wait_for_url(re.compile(rf"^{re.escape(provider.url)}/login/email"))
+    seen.append(_arabic_page(page, shoot, "email-form"))
+    page.locator("#email").fill(email)
+    page.locator('form[action="/login/email"] button[type="submit"]').click()
+    page.locator("#email-code").wait_for()
+    seen.append(_arabic_page(page, shoot, "check-mail"))
+
+    mail = smtp.wait_for(email, arabic.gettext("Your sign-in link"))  # the mail follows the page's language
+    code = re.search(r"^[^\n:]+: (\d{6})\s*$", mail.text, re.MULTILINE)  # "Code:" is Arabic too
+    assert code and code.group(1) in mail.html, mail.text
+    page.locator("#email-code").fill(code.group(1))
+    page.locator('form[action="/login/email/code"] button[type="submit"]').click()
+
+    deadline = time.monotonic() + ROUND_TRIP_SECONDS
+    while not page.url.startswith(app.url + "/"):
+        assert time.monotonic() < deadline, f"stopped at {_short(page.url)}\n{watch.report()}"
+        allow = page.locator('button[name="decision"][value="allow"]')  # the consent page, wherever it is
+        dismiss = page.locator('form[action="/account/passkey-upgrade/dismiss"] button')
+        if allow.count():
+            seen.append(_arabic_page(page, shoot, "consent"))
+            described = page.locator("ul.scopes span").all_inner_texts()
+            assert described == [arabic.gettext(SCOPE_TEXT[s]) for s in ("openid", "email")], described
+            assert not set(described) & set(SCOPE_TEXT.values()), described  # none left in English
+            with page.expect_navigation():
+                allow.click()
+        elif dismiss.count():
+            seen.append(_arabic_page(page, shoot, "passkey-offer"))
+            with page.expect_navigation():
+                dismiss.click()
+        else:
+            page.wait_for_timeout(100)
+    page.wait_for_load_state()
+    _assert_signed_in(page, watch, app, email)
+    assert "consent" in seen, seen
+    watch.assert_clean()
+
+
+def _arabic_page(page: Any, shoot: Any, name: str) -> str:
+    """Asserts the page is laid out in Arabic; returns `name`."""
+    root = page.locator("html")
+    assert (root.get_attribute("lang"), root.get_attribute("dir")) == ("ar", "rtl"), (name, page.url)
+    assert page.locator("h1").first.inner_text() != "", name
+    shoot(page, f"arabic-{name}")
+    return name

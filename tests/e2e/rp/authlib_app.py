@@ -112,7 +112,11 @@ def create_app(*, issuer: str, client_id: str, client_secret: str, base_url: str
         return _page(f'{notice}<p id="status">Not signed in.</p><a href="/login">Sign in</a>')
 
     async def login(request: Request) -> Response:
-        response: Response = await provider.authorize_redirect(request, f"{base_url}/callback")
+        # the application's own language choice, as OIDC lets it ask for the provider's pages
+        locales = (
+            {"ui_locales": request.query_params["ui_locales"]} if "ui_locales" in request.query_params else {}
+        )
+        response: Response = await provider.authorize_redirect(request, f"{base_url}/callback", **locales)
         return response
 
     async def callback(request: Request) -> Response:

@@ -88,18 +88,21 @@ async function home(url, session, response) {
   }
 }
 
-async function login(session, response) {
+async function login(url, session, response) {
   const codeVerifier = client.randomPKCECodeVerifier()
   const pending = { codeVerifier, state: client.randomState(), nonce: client.randomNonce() }
   session.pending = pending
-  const target = client.buildAuthorizationUrl(config, {
+  const parameters = {
     redirect_uri: `${baseUrl}/callback`,
     scope: 'openid email',
     code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
     code_challenge_method: 'S256',
     state: pending.state,
     nonce: pending.nonce,
-  })
+  }
+  // the application's own language choice, as OIDC lets it ask for the provider's pages
+  if (url.searchParams.get('ui_locales')) parameters.ui_locales = url.searchParams.get('ui_locales')
+  const target = client.buildAuthorizationUrl(config, parameters)
   redirect(response, target.href)
 }
 
@@ -152,7 +155,7 @@ const server = http.createServer(async (request, response) => {
       case '/':
         return await home(url, session, response)
       case '/login':
-        return await login(session, response)
+        return await login(url, session, response)
       case '/callback':
         return await callback(url, session, response)
       case '/logout':

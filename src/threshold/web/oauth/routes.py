@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from threshold.adapters.metrics import count_token_issued
+from threshold.core.i18n import N_
 from threshold.core.models import RequestContext
 from threshold.oidc.authorize import AuthorizationRequest, RedirectableError
 from threshold.oidc.authorize_decision import STARTED_PARAM
@@ -61,13 +62,14 @@ AUTHORIZE_PARAMS = (
     STARTED_PARAM,
 )
 SCOPE_TEXT = {
-    "openid": "Confirm who you are (a stable identifier)",
-    "email": "See your email address",
-    "profile": "See your basic profile",
-    "offline_access": "Stay connected while you are away (refresh tokens)",
-    ORGANIZATION_SCOPE: "See the organization you selected and your role in it",
-    ORG_ADMIN_SCOPE: "Manage your organization's members, domains and invitations (if you are its admin)",
+    "openid": N_("Confirm who you are (a stable identifier)"),
+    "email": N_("See your email address"),
+    "profile": N_("See your basic profile"),
+    "offline_access": N_("Stay connected while you are away (refresh tokens)"),
+    ORGANIZATION_SCOPE: N_("See the organization you selected and your role in it"),
+    ORG_ADMIN_SCOPE: N_("Manage your organization's members, domains and invitations (if you are its admin)"),
 }
+"""What the consent page says each scope lets the application do (translated there)."""
 
 
 def provider_of(request: Request) -> Provider:
