@@ -194,6 +194,21 @@ async def test_remember_device(users: UserRepo) -> None:
     assert await users.remember_device(owner.id, "device-digest", 100.0) is True
     assert await users.remember_device(owner.id, "device-digest", 200.0) is False
     assert await users.remember_device(other.id, "device-digest", 200.0) is True  # per account
+    assert (await users.sightings(owner.id)).devices == ((100.0, 200.0),)  # first and last seen
+    assert (await users.sightings(other.id)).devices == ((200.0, 200.0),)
+
+
+async def test_a_device_first_seen_by_concurrent_sign_ins_is_new_to_exactly_one(users: UserRepo) -> None:
+    # A new device's notice goes out once: of sightings racing on one connection each, one finds it new.
+    owner = user()
+    await users.add(owner, None)
+    for round_ in range(5):
+        device = f"device-{round_}"
+        found = await asyncio.gather(
+            *(users.remember_device(owner.id, device, 100.0 + attempt) for attempt in range(6))
+        )
+        assert found.count(True) == 1, found
+    assert len((await users.sightings(owner.id)).devices) == 5
 
 
 async def test_lookup_of_an_address_with_a_nul_byte_finds_nobody(users: UserRepo) -> None:

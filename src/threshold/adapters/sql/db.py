@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +147,25 @@ async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
+async def write_one(engine: AsyncEngine, statement: Any, params: Mapping[str, Any] | None = None) -> int:
+    """Run ONE write statement; the rows it touched. In the unit of work when there is one (it commits
+    with it). Otherwise, on PostgreSQL, in autocommit: a single statement is atomic on its own, so a
+    BEGIN and a COMMIT around it would only add two round trips (and hold a transaction open between
+    them); on SQLite, in a transaction of its own (pysqlite opens one before any write regardless).
+
+    Statements that must commit together go in one `writing` block or one `unit_of_work`, never in
+    two calls of this."""
+    joined = _joined(engine)
+    if joined is not None:
+        return int((await joined.execute(statement, params)).rowcount)
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return int((await conn.execute(statement, params)).rowcount)
+    async with engine.begin() as conn:
+        return int((await conn.execute(statement, params)).rowcount)
+
+
 @contextlib.asynccontextmanager
 async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection for reads: the unit of work's when there is one (it sees the unit's writes).
@@ -248,13 +267,13 @@ class SqlRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def _rows(self, statement: Any) -> Sequence[Row[Any]]:
+    async def _rows(self, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of a read; `params` fill a prebuilt statement's named bind parameters."""
         with translate_errors():
             async with reading(self._engine) as conn:
-                return (await conn.execute(statement)).all()
+                return (await conn.execute(statement, params)).all()
 
-    async def _write(self, statement: Any) -> int:
-        """Run one statement in a transaction; the rows it touched."""
+    async def _write(self, statement: Any, params: Mapping[str, Any] | None = None) -> int:
+        """Run one write statement on its own (`write_one`); the rows it touched."""
         with translate_errors():
-            async with writing(self._engine) as conn:
-                return int((await conn.execute(statement)).rowcount)
+            return await write_one(self._engine, statement, params)

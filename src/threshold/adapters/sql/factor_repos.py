@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, exists, func, select, update
+from sqlalchemy import Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
@@ -45,6 +45,22 @@ def _request(row: Row[Any]) -> RecoveryRequest:
     )
 
 
+def _second_factors() -> Any:
+    p, totp, codes = t.passkeys.c, t.totp_credentials.c, t.recovery_codes.c
+    user_id = bindparam("user_id")
+    return select(
+        exists().where(p.user_id == user_id),
+        exists().where(totp.user_id == user_id, totp.confirmed.is_(True)),
+        select(func.count())
+        .select_from(t.recovery_codes)
+        .where(codes.user_id == user_id, codes.used_at.is_(None))
+        .scalar_subquery(),
+    )
+
+
+_SECOND_FACTORS = _second_factors()  # read at every password sign-in: built once (see repos.py)
+
+
 class SqlFactorRepo(SqlRepo):
     # passkeys
 
@@ -54,17 +70,7 @@ class SqlFactorRepo(SqlRepo):
         return [_passkey(row) for row in rows]
 
     async def second_factors(self, user_id: str) -> SecondFactors:
-        p, totp, codes = t.passkeys.c, t.totp_credentials.c, t.recovery_codes.c
-        rows = await self._rows(
-            select(
-                exists().where(p.user_id == user_id),
-                exists().where(totp.user_id == user_id, totp.confirmed.is_(True)),
-                select(func.count())
-                .select_from(t.recovery_codes)
-                .where(codes.user_id == user_id, codes.used_at.is_(None))
-                .scalar_subquery(),
-            )
-        )
+        rows = await self._rows(_SECOND_FACTORS, {"user_id": user_id})
         row: Sequence[Any] = tuple(rows[0])
         return SecondFactors(passkey=bool(row[0]), totp=bool(row[1]), recovery_codes=int(row[2]))
 

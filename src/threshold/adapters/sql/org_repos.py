@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from threshold.adapters.sql import schema as t
@@ -34,6 +34,16 @@ def _domain(row: Row[Any]) -> OrgDomain:
         verified_at=row.verified_at,
         trusted=bool(row.trusted),
     )
+
+
+# Read at every password sign-in (home-realm discovery, the SSO gate, the session's organization): built
+# once, as the statements in repos.py are.
+_DOMAIN_CLAIM = select(t.org_domains).where(t.org_domains.c.domain == bindparam("domain"))
+_MEMBERSHIPS_OF = (
+    select(t.org_members)
+    .where(t.org_members.c.user_id == bindparam("user_id"))
+    .order_by(t.org_members.c.created_at)
+)
 
 
 class SqlOrgRepo(SqlRepo):
@@ -94,11 +104,7 @@ class SqlOrgRepo(SqlRepo):
         return [_member(r) for r in rows]
 
     async def memberships_of(self, user_id: str) -> Sequence[Membership]:
-        rows = await self._rows(
-            select(t.org_members)
-            .where(t.org_members.c.user_id == user_id)
-            .order_by(t.org_members.c.created_at)
-        )
+        rows = await self._rows(_MEMBERSHIPS_OF, {"user_id": user_id})
         return [_member(r) for r in rows]
 
     async def add_domain(self, domain: OrgDomain) -> OrgDomain:
@@ -126,7 +132,7 @@ class SqlOrgRepo(SqlRepo):
         return stored
 
     async def get_domain(self, domain: str) -> OrgDomain | None:
-        rows = await self._rows(select(t.org_domains).where(t.org_domains.c.domain == domain))
+        rows = await self._rows(_DOMAIN_CLAIM, {"domain": domain})
         return _domain(rows[0]) if rows else None
 
     async def domains(self, org_id: str) -> Sequence[OrgDomain]:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, delete, func, select, update
+from sqlalchemy import Row, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors, writing
+from threshold.adapters.sql.db import reading, translate_errors, write_one, writing
 from threshold.adapters.sql.rows import (
     PASSWORD_OF_USER,
     USER_BY_EMAIL,
@@ -38,9 +39,38 @@ from threshold.core.ports import WindowCount
 
 def _insert(engine: AsyncEngine, table: Table) -> Any:
     """INSERT with ON CONFLICT support for the engine's dialect."""
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return _insert_for(engine.dialect.name, table)
+
+
+def _insert_for(dialect: str, table: Table) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+# Statements of every sign-in, built once: SQLAlchemy memoizes a statement's cache key on the statement
+# object, so one built per call costs its key again (about 70 us each on a small machine, more than
+# the statement's own round trip through asyncpg). The values go in as named parameters.
+_CREDENTIAL_EPOCH = select(t.users.c.credential_epoch).where(t.users.c.id == bindparam("user_id"))
+_SEE_DEVICE = (
+    update(t.known_devices)
+    .where(
+        t.known_devices.c.user_id == bindparam("b_user_id"), t.known_devices.c.device == bindparam("b_device")
+    )
+    .values(last_seen_at=bindparam("b_at"))
+)
+_AUDIT_APPEND = t.audit_events.insert()
+
+
+@functools.cache
+def _new_device(dialect: str) -> Any:
+    return _insert_for(dialect, t.known_devices).on_conflict_do_nothing(index_elements=["user_id", "device"])
+
+
+@functools.cache
+def _network_success(dialect: str) -> Any:
+    statement = _insert_for(dialect, t.login_networks)
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "network"], set_={"last_success_at": statement.excluded.last_success_at}
+    )
 
 
 class SqlUserRepo:
@@ -78,21 +108,15 @@ class SqlUserRepo:
                 raise EmailUnavailable() from error
 
     async def remember_device(self, user_id: str, device: str, at: float) -> bool:
-        statement = (
-            _insert(self._engine, t.known_devices)
-            .values(user_id=user_id, device=device, first_seen_at=at, last_seen_at=at)
-            .on_conflict_do_nothing(index_elements=["user_id", "device"])
-        )
+        # A returning device (most sign-ins) is one UPDATE; a new one an INSERT after it. Each statement
+        # is atomic on its own, which a sighting needs: of two first sign-ins from one device at once,
+        # only the one whose INSERT lands calls the device new.
         with translate_errors():
-            async with writing(self._engine) as conn:
-                result = await conn.execute(statement)
-                if not result.rowcount:
-                    await conn.execute(
-                        update(t.known_devices)
-                        .where(t.known_devices.c.user_id == user_id, t.known_devices.c.device == device)
-                        .values(last_seen_at=at)
-                    )
-        return bool(result.rowcount)
+            seen = {"b_user_id": user_id, "b_device": device, "b_at": at}
+            if await write_one(self._engine, _SEE_DEVICE, seen):
+                return False
+            row = {"user_id": user_id, "device": device, "first_seen_at": at, "last_seen_at": at}
+            return bool(await write_one(self._engine, _new_device(self._engine.dialect.name), row))
 
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         with translate_errors():
@@ -186,21 +210,13 @@ class SqlUserRepo:
     async def credential_epoch(self, user_id: str) -> int | None:
         with translate_errors():
             async with reading(self._engine) as conn:
-                epoch = (
-                    await conn.execute(select(t.users.c.credential_epoch).where(t.users.c.id == user_id))
-                ).scalar()
+                epoch = (await conn.execute(_CREDENTIAL_EPOCH, {"user_id": user_id})).scalar()
         return None if epoch is None else int(epoch)
 
     async def record_network(self, user_id: str, network: str, at: float) -> None:
-        statement = _insert(self._engine, t.login_networks).values(
-            user_id=user_id, network=network, last_success_at=at
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["user_id", "network"], set_={"last_success_at": at}
-        )
+        row = {"user_id": user_id, "network": network, "last_success_at": at}
         with translate_errors():
-            async with writing(self._engine) as conn:
-                await conn.execute(statement)
+            await write_one(self._engine, _network_success(self._engine.dialect.name), row)
 
     async def sightings(self, user_id: str) -> Sightings:
         devices = (
@@ -466,17 +482,18 @@ class SqlAuditLog:
 
     async def append(self, event: AuditEvent) -> None:
         with translate_errors():
-            async with writing(self._engine) as conn:
-                await conn.execute(
-                    t.audit_events.insert().values(
-                        at=event.at,
-                        kind=event.kind.value,
-                        user_id=event.user_id,
-                        ip=event.ip,
-                        user_agent=event.user_agent,
-                        detail=json.dumps(event.detail, sort_keys=True),
-                    )
-                )
+            await write_one(
+                self._engine,
+                _AUDIT_APPEND,
+                {
+                    "at": event.at,
+                    "kind": event.kind.value,
+                    "user_id": event.user_id,
+                    "ip": event.ip,
+                    "user_agent": event.user_agent,
+                    "detail": json.dumps(event.detail, sort_keys=True),
+                },
+            )
 
     async def list_for_user(self, user_id: str, *, limit: int = 50) -> Sequence[AuditEvent]:
         with translate_errors():
