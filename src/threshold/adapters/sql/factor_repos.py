@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, exists, func, select, update
+from sqlalchemy import BindParameter, Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
@@ -47,7 +47,7 @@ def _request(row: Row[Any]) -> RecoveryRequest:
 
 def _second_factors() -> Any:
     p, totp, codes = t.passkeys.c, t.totp_credentials.c, t.recovery_codes.c
-    user_id = bindparam("user_id")
+    user_id: BindParameter[str] = bindparam("user_id")
     return select(
         exists().where(p.user_id == user_id),
         exists().where(totp.user_id == user_id, totp.confirmed.is_(True)),
