@@ -58,6 +58,32 @@ _SEE_DEVICE = (
     .values(last_seen_at=bindparam("b_at"))
 )
 _AUDIT_APPEND = t.audit_events.insert()
+_NEW_SESSION = t.sessions.insert()
+_SESSION_BY_DIGEST = select(t.sessions).where(t.sessions.c.digest == bindparam("digest"))
+
+
+# Rate limits on SQL (deployments without Redis): every attempt counted, given back or cleared.
+_REFUND_ATTEMPT = (
+    update(t.rate_limits)
+    .where(
+        t.rate_limits.c.key == bindparam("b_key"),
+        t.rate_limits.c.window_start == bindparam("b_start"),
+        t.rate_limits.c.count > 0,
+    )
+    .values(count=t.rate_limits.c.count - 1)
+)
+_RESET_COUNTERS = delete(t.rate_limits).where(t.rate_limits.c.key.in_(bindparam("keys", expanding=True)))
+
+
+@functools.cache
+def _count_attempt(dialect: str) -> Any:
+    return (
+        _insert_for(dialect, t.rate_limits)
+        .on_conflict_do_update(
+            index_elements=["key", "window_start"], set_={"count": t.rate_limits.c.count + 1}
+        )
+        .returning(t.rate_limits.c.count)
+    )
 
 
 @functools.cache
@@ -290,34 +316,32 @@ class SqlSessionStore:
         self._engine = engine
 
     async def create(self, record: SessionRecord) -> None:
-        with translate_errors():
-            async with writing(self._engine) as conn:
-                await conn.execute(
-                    t.sessions.insert().values(
-                        digest=record.digest,
-                        public_id=record.public_id,
-                        user_id=record.user_id,
-                        created_at=record.created_at,
-                        last_seen_at=record.last_seen_at,
-                        idle_expires_at=record.idle_expires_at,
-                        absolute_expires_at=record.absolute_expires_at,
-                        auth_time=record.auth_time,
-                        aal=record.aal.value,
-                        amr=",".join(record.amr),
-                        ip=record.ip,
-                        user_agent=record.user_agent,
-                        device_label=record.device_label,
-                        org_id=record.org_id,
-                        connection_id=record.connection_id,
-                        upstream_acr=record.upstream_acr[:200] if record.upstream_acr else None,
-                        upstream_amr=",".join(record.upstream_amr)[:200],
-                    )
-                )
+        row = {
+            "digest": record.digest,
+            "public_id": record.public_id,
+            "user_id": record.user_id,
+            "created_at": record.created_at,
+            "last_seen_at": record.last_seen_at,
+            "idle_expires_at": record.idle_expires_at,
+            "absolute_expires_at": record.absolute_expires_at,
+            "auth_time": record.auth_time,
+            "aal": record.aal.value,
+            "amr": ",".join(record.amr),
+            "ip": record.ip,
+            "user_agent": record.user_agent,
+            "device_label": record.device_label,
+            "org_id": record.org_id,
+            "connection_id": record.connection_id,
+            "upstream_acr": record.upstream_acr[:200] if record.upstream_acr else None,
+            "upstream_amr": ",".join(record.upstream_amr)[:200],
+        }
+        with translate_errors():  # committed when this returns: the sign-in checks the epoch after it
+            await write_one(self._engine, _NEW_SESSION, row)
 
     async def get(self, digest: str) -> SessionRecord | None:
         with translate_errors():
             async with reading(self._engine) as conn:
-                row = (await conn.execute(select(t.sessions).where(t.sessions.c.digest == digest))).first()
+                row = (await conn.execute(_SESSION_BY_DIGEST, {"digest": digest})).first()
         return _session(row) if row else None
 
     async def touch(self, digest: str, *, last_seen_at: float, idle_expires_at: float) -> None:
@@ -402,17 +426,11 @@ class SqlRateLimitStore:
         counts = []
         with translate_errors():
             async with writing(self._engine) as conn:
+                statement = _count_attempt(self._engine.dialect.name)
                 for key, window in counters:
                     start, retry_after = self._window(window, now)
-                    statement = (
-                        _insert(self._engine, t.rate_limits)
-                        .values(key=key, window_start=start, count=1, expires_at=start + window)
-                        .on_conflict_do_update(
-                            index_elements=["key", "window_start"], set_={"count": t.rate_limits.c.count + 1}
-                        )
-                        .returning(t.rate_limits.c.count)
-                    )
-                    count = (await conn.execute(statement)).scalar_one()
+                    row = {"key": key, "window_start": start, "count": 1, "expires_at": start + window}
+                    count = (await conn.execute(statement, row)).scalar_one()
                     counts.append(WindowCount(count=int(count), retry_after=retry_after))
         return counts
 
@@ -425,19 +443,9 @@ class SqlRateLimitStore:
             async with writing(self._engine) as conn:
                 for key, window in refund:
                     start, _ = self._window(window, now)
-                    await conn.execute(
-                        update(t.rate_limits)
-                        .where(
-                            t.rate_limits.c.key == key,
-                            t.rate_limits.c.window_start == start,
-                            t.rate_limits.c.count > 0,
-                        )
-                        .values(count=t.rate_limits.c.count - 1)
-                    )
+                    await conn.execute(_REFUND_ATTEMPT, {"b_key": key, "b_start": start})
                 if reset:
-                    await conn.execute(
-                        delete(t.rate_limits).where(t.rate_limits.c.key.in_([key for key, _ in reset]))
-                    )
+                    await conn.execute(_RESET_COUNTERS, {"keys": [key for key, _ in reset]})
 
     async def forget(self, fragment: str) -> None:
         with translate_errors():
