@@ -32,7 +32,7 @@ from threshold.adapters.sql.oidc_repos import (
     SqlSigningKeyRepo,
 )
 from threshold.adapters.sql.org_repos import SqlOrgRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareReads
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.adapters.sql.sso_repos import SqlConnectionRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
@@ -144,6 +144,7 @@ def open_stores(settings: Settings) -> Stores:
     redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
     cache, invalidations = _session_cache(settings, engine, redis_client)
     fast = FastPool(url, max_size=settings.database_pool_size) if url.startswith("postgresql") else None
+    reads = UnitAwareReads(engine, fast) if fast is not None else None  # single rows, on asyncpg
     codes = SqlCodeRepo(engine)
     refresh_tokens = PgRefreshTokenRepo(engine, fast) if fast is not None else SqlRefreshTokenRepo(engine)
     purgeable: list[object] = [codes, refresh_tokens]
@@ -172,14 +173,14 @@ def open_stores(settings: Settings) -> Stores:
         rate_limits=rate_limits,
         marks=marks,
         ephemeral=ephemeral,
-        factors=SqlFactorRepo(engine),
+        factors=SqlFactorRepo(engine, reads=reads),
         tokens=SqlTokenRepo(engine),
         codes=codes,
         refresh_tokens=refresh_tokens,
         clients=SqlClientRepo(engine),
         consents=SqlConsentRepo(engine),
         signing_keys=SqlSigningKeyRepo(engine),
-        orgs=SqlOrgRepo(engine),
+        orgs=SqlOrgRepo(engine, reads=reads),
         connections=SqlConnectionRepo(engine),
         cache=cache,
         invalidations=invalidations,

@@ -9,9 +9,9 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, Row, event, exc, text
+from sqlalchemy import Engine, Row, Select, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
@@ -260,12 +260,41 @@ class FreshStatistics:
             log.warning("ANALYZE %s failed", self._table, exc_info=True)
 
 
-class SqlRepo:
-    """A repository on a SQLAlchemy engine: reads through `reading`, each write in a transaction of its
-    own or the unit of work's (`writing`), driver failures as DependencyUnavailable."""
+class Columns(Protocol):
+    """A row, read by column name."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+class Reads(Protocol):
+    """Where a repository reads single rows: SQLAlchemy (`EngineReads`) or asyncpg (pg_fast.FastPool)."""
+
+    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+        """The first row of `statement` with its named parameters, or None."""
+        ...
+
+
+class EngineReads:
+    """Reads on a SQLAlchemy engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+        with translate_errors():
+            async with reading(self._engine) as conn:
+                row = (await conn.execute(statement, dict(params))).first()
+        return row._mapping if row else None
+
+
+class SqlRepo:
+    """A repository on a SQLAlchemy engine: reads through `reading`, single rows through `reads` (on
+    PostgreSQL the asyncpg pool's, pg_fast), each write in a transaction of its own or the unit of
+    work's (`writing`), driver failures as DependencyUnavailable."""
+
+    def __init__(self, engine: AsyncEngine, *, reads: Reads | None = None) -> None:
+        self._engine = engine
+        self._reads: Reads = reads or EngineReads(engine)
 
     async def _rows(self, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
         """The rows of a read; `params` fill a prebuilt statement's named bind parameters."""

@@ -49,12 +49,13 @@ def _second_factors() -> Any:
     p, totp, codes = t.passkeys.c, t.totp_credentials.c, t.recovery_codes.c
     user_id: BindParameter[str] = bindparam("user_id")
     return select(
-        exists().where(p.user_id == user_id),
-        exists().where(totp.user_id == user_id, totp.confirmed.is_(True)),
+        exists().where(p.user_id == user_id).label("passkey"),
+        exists().where(totp.user_id == user_id, totp.confirmed.is_(True)).label("totp"),
         select(func.count())
         .select_from(t.recovery_codes)
         .where(codes.user_id == user_id, codes.used_at.is_(None))
-        .scalar_subquery(),
+        .scalar_subquery()
+        .label("recovery_codes"),
     )
 
 
@@ -70,9 +71,11 @@ class SqlFactorRepo(SqlRepo):
         return [_passkey(row) for row in rows]
 
     async def second_factors(self, user_id: str) -> SecondFactors:
-        rows = await self._rows(_SECOND_FACTORS, {"user_id": user_id})
-        row: Sequence[Any] = tuple(rows[0])
-        return SecondFactors(passkey=bool(row[0]), totp=bool(row[1]), recovery_codes=int(row[2]))
+        row = await self._reads.first(_SECOND_FACTORS, {"user_id": user_id})
+        assert row is not None  # a SELECT without FROM has its one row
+        return SecondFactors(
+            passkey=bool(row["passkey"]), totp=bool(row["totp"]), recovery_codes=int(row["recovery_codes"])
+        )
 
     async def get_passkey_by_credential(self, credential_id: str) -> Passkey | None:
         rows = await self._rows(select(t.passkeys).where(t.passkeys.c.credential_id == credential_id))

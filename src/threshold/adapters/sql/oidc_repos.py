@@ -11,14 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors, writing
+from threshold.adapters.sql.db import EngineReads, Reads, reading, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
     GRANT,
     REFRESH_TOKEN,
-    EngineReads,
-    Reads,
     grant_of,
     grant_values,
     new_refresh_token_values,

@@ -9,7 +9,7 @@ from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import SqlRepo, translate_errors, writing
+from threshold.adapters.sql.db import Columns, SqlRepo, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
 from threshold.core.orgs.errors import DomainTaken, SlugTaken
 from threshold.core.orgs.models import Invitation, Membership, Organization, OrgDomain, OrgRole
@@ -25,14 +25,14 @@ def _member(row: Row[Any]) -> Membership:
     )
 
 
-def _domain(row: Row[Any]) -> OrgDomain:
+def _domain(row: Columns) -> OrgDomain:
     return OrgDomain(
-        domain=row.domain,
-        org_id=row.org_id,
-        txt_value=row.txt_value,
-        created_at=row.created_at,
-        verified_at=row.verified_at,
-        trusted=bool(row.trusted),
+        domain=row["domain"],
+        org_id=row["org_id"],
+        txt_value=row["txt_value"],
+        created_at=row["created_at"],
+        verified_at=row["verified_at"],
+        trusted=bool(row["trusted"]),
     )
 
 
@@ -126,20 +126,20 @@ class SqlOrgRepo(SqlRepo):
                 row = (
                     await conn.execute(select(t.org_domains).where(t.org_domains.c.domain == domain.domain))
                 ).one()
-        stored = _domain(row)
+        stored = _domain(row._mapping)
         if stored.org_id != domain.org_id:
             raise DomainTaken()
         return stored
 
     async def get_domain(self, domain: str) -> OrgDomain | None:
-        rows = await self._rows(_DOMAIN_CLAIM, {"domain": domain})
-        return _domain(rows[0]) if rows else None
+        row = await self._reads.first(_DOMAIN_CLAIM, {"domain": domain})
+        return _domain(row) if row else None
 
     async def domains(self, org_id: str) -> Sequence[OrgDomain]:
         rows = await self._rows(
             select(t.org_domains).where(t.org_domains.c.org_id == org_id).order_by(t.org_domains.c.domain)
         )
-        return [_domain(r) for r in rows]
+        return [_domain(r._mapping) for r in rows]
 
     async def mark_verified(self, domain: str, *, at: float, trusted: bool) -> None:
         with translate_errors():

@@ -32,14 +32,12 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import in_unit, unavailable_sqlstate
+from threshold.adapters.sql.db import Columns, EngineReads, in_unit, unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlUserRepo
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
     NEW_REFRESH_TOKEN_COLUMNS,
-    Columns,
-    EngineReads,
     new_refresh_token_values,
 )
 from threshold.core.errors import DependencyUnavailable

@@ -13,13 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors, write_one, writing
+from threshold.adapters.sql.db import EngineReads, Reads, reading, translate_errors, write_one, writing
 from threshold.adapters.sql.rows import (
     PASSWORD_OF_USER,
     USER_BY_EMAIL,
     USER_BY_ID,
-    EngineReads,
-    Reads,
     password_of,
     user_of,
 )
@@ -234,10 +232,8 @@ class SqlUserRepo:
                 await conn.execute(_next_epoch(user_id))
 
     async def credential_epoch(self, user_id: str) -> int | None:
-        with translate_errors():
-            async with reading(self._engine) as conn:
-                epoch = (await conn.execute(_CREDENTIAL_EPOCH, {"user_id": user_id})).scalar()
-        return None if epoch is None else int(epoch)
+        row = await self._reads.first(_CREDENTIAL_EPOCH, {"user_id": user_id})
+        return None if row is None else int(row["credential_epoch"])
 
     async def record_network(self, user_id: str, network: str, at: float) -> None:
         row = {"user_id": user_id, "network": network, "last_success_at": at}

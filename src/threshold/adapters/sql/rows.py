@@ -8,45 +8,15 @@ very same statement once).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import bindparam, select, update
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors
+from threshold.adapters.sql.db import Columns
 from threshold.core.models import PasswordCredential, User
 from threshold.oidc.models import AuthorizationCode, Grant, RefreshToken
-
-
-class Columns(Protocol):
-    """A row, read by column name."""
-
-    def __getitem__(self, name: str, /) -> Any: ...
-
-
-class Reads(Protocol):
-    """Where a repository reads single rows: SQLAlchemy (`EngineReads`) or asyncpg (pg_fast.FastPool)."""
-
-    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
-        """The first row of `statement` with its named parameters, or None."""
-        ...
-
-
-class EngineReads:
-    """Reads on a SQLAlchemy engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
-        with translate_errors():
-            async with reading(self._engine) as conn:
-                row = (await conn.execute(statement, dict(params))).first()
-        return row._mapping if row else None
-
 
 # --- Users ------------------------------------------------------------------------------------------
 

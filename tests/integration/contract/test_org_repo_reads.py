@@ -1,0 +1,57 @@
+"""OrgRepo's single-row reads (a domain's claim: every password sign-in reads it) answer the same on
+SQLite and PostgreSQL, through SQLAlchemy and through the asyncpg pool the service reads them with, and
+inside a unit of work they see what the unit wrote."""
+
+from __future__ import annotations
+
+import time
+
+from tests.integration.contract.conftest import Storage, reads_of
+from threshold.adapters.sql.db import unit_of_work
+from threshold.adapters.sql.org_repos import SqlOrgRepo
+from threshold.core.orgs.models import Organization, OrgDomain
+from threshold.core.secrets import new_id
+
+
+async def test_a_domain_claim_reads_back_as_written(user_storage: Storage) -> None:
+    assert user_storage.engine is not None
+    orgs = SqlOrgRepo(user_storage.engine, reads=reads_of(user_storage))
+    org = Organization(id=new_id(), slug=f"o-{new_id().lower()[:10]}", name="Org", created_at=time.time())
+    await orgs.add(org)
+    domain = f"d{new_id().lower()[:12]}.example"
+    assert await orgs.get_domain(domain) is None
+
+    claimed = await orgs.add_domain(OrgDomain(domain=domain, org_id=org.id, txt_value="t", created_at=5.5))
+    assert await orgs.get_domain(domain) == claimed
+    assert claimed.verified is False
+
+    await orgs.mark_verified(domain, at=7.25, trusted=True)
+    found = await orgs.get_domain(domain)
+    assert found == OrgDomain(
+        domain=domain, org_id=org.id, txt_value="t", created_at=5.5, verified_at=7.25, trusted=True
+    )
+    assert found.verified is True
+    assert await orgs.domains(org.id) == [found]
+
+
+async def test_inside_a_unit_a_claim_is_read_on_the_units_connection(user_storage: Storage) -> None:
+    # Reads inside a unit of work see its uncommitted writes (pg_fast.UnitAwareReads), and nothing of
+    # it is visible once it rolled back.
+    assert user_storage.engine is not None
+    orgs = SqlOrgRepo(user_storage.engine, reads=reads_of(user_storage))
+    org = Organization(id=new_id(), slug=f"o-{new_id().lower()[:10]}", name="Org", created_at=time.time())
+    await orgs.add(org)
+    domain = f"u{new_id().lower()[:12]}.example"
+
+    class Undo(Exception):
+        pass
+
+    try:
+        async with unit_of_work(user_storage.engine):
+            await orgs.add_domain(OrgDomain(domain=domain, org_id=org.id, txt_value="t", created_at=1.0))
+            seen = await orgs.get_domain(domain)
+            assert seen is not None and seen.org_id == org.id
+            raise Undo()
+    except Undo:
+        pass
+    assert await orgs.get_domain(domain) is None
