@@ -32,7 +32,7 @@ from threshold.adapters.sql.oidc_repos import (
     SqlSigningKeyRepo,
 )
 from threshold.adapters.sql.org_repos import SqlOrgRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareReads
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareStatements
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.adapters.sql.sso_repos import SqlConnectionRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
@@ -144,7 +144,7 @@ def open_stores(settings: Settings) -> Stores:
     redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
     cache, invalidations = _session_cache(settings, engine, redis_client)
     fast = FastPool(url, max_size=settings.database_pool_size) if url.startswith("postgresql") else None
-    reads = UnitAwareReads(engine, fast) if fast is not None else None  # single rows, on asyncpg
+    statements = UnitAwareStatements(engine, fast) if fast is not None else None  # single rows, on asyncpg
     codes = SqlCodeRepo(engine)
     refresh_tokens = PgRefreshTokenRepo(engine, fast) if fast is not None else SqlRefreshTokenRepo(engine)
     purgeable: list[object] = [codes, refresh_tokens]
@@ -168,19 +168,19 @@ def open_stores(settings: Settings) -> Stores:
         redis=redis_client,
         fast_pool=fast,
         users=PgUserRepo(engine, fast) if fast is not None else SqlUserRepo(engine),
-        audit_log=SqlAuditLog(engine),
+        audit_log=SqlAuditLog(engine, statements=statements),
         sessions=sessions,
         rate_limits=rate_limits,
         marks=marks,
         ephemeral=ephemeral,
-        factors=SqlFactorRepo(engine, reads=reads),
+        factors=SqlFactorRepo(engine, statements=statements),
         tokens=SqlTokenRepo(engine),
         codes=codes,
         refresh_tokens=refresh_tokens,
         clients=SqlClientRepo(engine),
         consents=SqlConsentRepo(engine),
         signing_keys=SqlSigningKeyRepo(engine),
-        orgs=SqlOrgRepo(engine, reads=reads),
+        orgs=SqlOrgRepo(engine, statements=statements),
         connections=SqlConnectionRepo(engine),
         cache=cache,
         invalidations=invalidations,

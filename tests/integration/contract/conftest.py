@@ -33,10 +33,10 @@ from threshold.adapters.redis.stores import (
     RedisSessionStore,
 )
 from threshold.adapters.redis.stores import connect as redis_connect
-from threshold.adapters.sql.db import Reads
+from threshold.adapters.sql.db import Statements
 from threshold.adapters.sql.factor_repos import SqlEphemeralStore
 from threshold.adapters.sql.oidc_repos import SqlMarkStore, SqlRefreshTokenRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareReads
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareStatements
 from threshold.adapters.sql.repos import SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.core.models import User
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
@@ -141,11 +141,11 @@ async def refresh_storage(refresh_repo_place: Place) -> AsyncIterator[Storage]:
 # --- One fixture per port ------------------------------------------------------------------------------
 
 
-def reads_of(storage: Storage) -> Reads | None:
+def statements_of(storage: Storage) -> Statements | None:
     """Where a repository on this storage reads single rows: the asyncpg pool's on "postgres-asyncpg"
     (as the service wires it), else its engine."""
     assert storage.engine is not None
-    return UnitAwareReads(storage.engine, storage.pool) if storage.pool is not None else None
+    return UnitAwareStatements(storage.engine, storage.pool) if storage.pool is not None else None
 
 
 @pytest.fixture

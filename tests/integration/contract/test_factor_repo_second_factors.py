@@ -3,7 +3,7 @@ PostgreSQL (through SQLAlchemy and through the asyncpg pool the service reads si
 
 from __future__ import annotations
 
-from tests.integration.contract.conftest import Storage, reads_of
+from tests.integration.contract.conftest import Storage, statements_of
 from tests.integration.records import user
 from threshold.adapters.sql.factor_repos import SqlFactorRepo
 from threshold.core.models import Passkey, SecondFactors, TotpCredential
@@ -13,7 +13,7 @@ from threshold.core.secrets import new_id
 
 async def test_second_factors_as_the_separate_lookups_say(users: UserRepo, user_storage: Storage) -> None:
     assert user_storage.engine is not None
-    factors = SqlFactorRepo(user_storage.engine, reads=reads_of(user_storage))
+    factors = SqlFactorRepo(user_storage.engine, statements=statements_of(user_storage))
     ada, other = user(f"ada.{new_id()}@example.com"), user(f"other.{new_id()}@example.com")
     await users.add(ada, None)
     await users.add(other, None)

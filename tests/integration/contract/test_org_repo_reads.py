@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from tests.integration.contract.conftest import Storage, reads_of
+from tests.integration.contract.conftest import Storage, statements_of
 from threshold.adapters.sql.db import unit_of_work
 from threshold.adapters.sql.org_repos import SqlOrgRepo
 from threshold.core.orgs.models import Organization, OrgDomain
@@ -15,7 +15,7 @@ from threshold.core.secrets import new_id
 
 async def test_a_domain_claim_reads_back_as_written(user_storage: Storage) -> None:
     assert user_storage.engine is not None
-    orgs = SqlOrgRepo(user_storage.engine, reads=reads_of(user_storage))
+    orgs = SqlOrgRepo(user_storage.engine, statements=statements_of(user_storage))
     org = Organization(id=new_id(), slug=f"o-{new_id().lower()[:10]}", name="Org", created_at=time.time())
     await orgs.add(org)
     domain = f"d{new_id().lower()[:12]}.example"
@@ -35,10 +35,10 @@ async def test_a_domain_claim_reads_back_as_written(user_storage: Storage) -> No
 
 
 async def test_inside_a_unit_a_claim_is_read_on_the_units_connection(user_storage: Storage) -> None:
-    # Reads inside a unit of work see its uncommitted writes (pg_fast.UnitAwareReads), and nothing of
+    # Reads inside a unit of work see its uncommitted writes (pg_fast.UnitAwareStatements), and nothing of
     # it is visible once it rolled back.
     assert user_storage.engine is not None
-    orgs = SqlOrgRepo(user_storage.engine, reads=reads_of(user_storage))
+    orgs = SqlOrgRepo(user_storage.engine, statements=statements_of(user_storage))
     org = Organization(id=new_id(), slug=f"o-{new_id().lower()[:10]}", name="Org", created_at=time.time())
     await orgs.add(org)
     domain = f"u{new_id().lower()[:12]}.example"

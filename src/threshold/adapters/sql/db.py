@@ -115,8 +115,8 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[None]:
     """One transaction for every repository read and write on `engine` inside the block (this task's):
     all of it is committed at the end, or none of it if the block raises.
 
-    Repositories join it through `reading` and `writing` (the asyncpg fast path's reads too:
-    pg_fast.UnitAwareReads). Inside a unit a failed statement fails the unit: a write that expects a
+    Repositories join it through `reading` and `writing` (the asyncpg fast path's statements too:
+    pg_fast.UnitAwareStatements). Inside a unit a failed statement fails the unit: a write that expects a
     conflict (a unique address taken meanwhile) raises out of it, and the caller goes another way
     after the rollback. Side effects
     outside the database (a Redis message, a task woken) are not undone: a unit holds writes whose
@@ -266,16 +266,23 @@ class Columns(Protocol):
     def __getitem__(self, name: str, /) -> Any: ...
 
 
-class Reads(Protocol):
-    """Where a repository reads single rows: SQLAlchemy (`EngineReads`) or asyncpg (pg_fast.FastPool)."""
+class Statements(Protocol):
+    """Where a repository runs its single statements built once with named parameters: single-row
+    reads and single write statements (each atomic on its own). On a SQLAlchemy engine
+    (`EngineStatements`) or, on PostgreSQL, on asyncpg (pg_fast.UnitAwareStatements: the same statement
+    compiled once, without SQLAlchemy's per-statement work)."""
 
     async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
         """The first row of `statement` with its named parameters, or None."""
         ...
 
+    async def execute(self, statement: Any, params: Mapping[str, Any]) -> int:
+        """Run one write statement with its named parameters (`write_one`); the rows it touched."""
+        ...
 
-class EngineReads:
-    """Reads on a SQLAlchemy engine."""
+
+class EngineStatements:
+    """Statements on a SQLAlchemy engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -286,15 +293,19 @@ class EngineReads:
                 row = (await conn.execute(statement, dict(params))).first()
         return row._mapping if row else None
 
+    async def execute(self, statement: Any, params: Mapping[str, Any]) -> int:
+        with translate_errors():
+            return await write_one(self._engine, statement, dict(params))
+
 
 class SqlRepo:
-    """A repository on a SQLAlchemy engine: reads through `reading`, single rows through `reads` (on
-    PostgreSQL the asyncpg pool's, pg_fast), each write in a transaction of its own or the unit of
-    work's (`writing`), driver failures as DependencyUnavailable."""
+    """A repository on a SQLAlchemy engine: reads through `reading`, each write in a transaction of its
+    own or the unit of work's (`writing`), its hottest single statements through `statements` (on
+    PostgreSQL the asyncpg pool's, pg_fast), driver failures as DependencyUnavailable."""
 
-    def __init__(self, engine: AsyncEngine, *, reads: Reads | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, statements: Statements | None = None) -> None:
         self._engine = engine
-        self._reads: Reads = reads or EngineReads(engine)
+        self._statements: Statements = statements or EngineStatements(engine)
 
     async def _rows(self, statement: Any, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
         """The rows of a read; `params` fill a prebuilt statement's named bind parameters."""

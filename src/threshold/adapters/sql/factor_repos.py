@@ -71,7 +71,7 @@ class SqlFactorRepo(SqlRepo):
         return [_passkey(row) for row in rows]
 
     async def second_factors(self, user_id: str) -> SecondFactors:
-        row = await self._reads.first(_SECOND_FACTORS, {"user_id": user_id})
+        row = await self._statements.first(_SECOND_FACTORS, {"user_id": user_id})
         assert row is not None  # a SELECT without FROM has its one row
         return SecondFactors(
             passkey=bool(row["passkey"]), totp=bool(row["totp"]), recovery_codes=int(row["recovery_codes"])

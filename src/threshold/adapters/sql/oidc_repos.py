@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import EngineReads, Reads, reading, translate_errors, writing
+from threshold.adapters.sql.db import EngineStatements, Statements, reading, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
@@ -276,10 +276,10 @@ class SqlCodeRepo:
 class SqlRefreshTokenRepo:
     """Refresh tokens and their grants: every revocation revokes both, in one transaction."""
 
-    def __init__(self, engine: AsyncEngine, *, reads: Reads | None = None) -> None:
-        """`reads`: where single rows are read (the asyncpg fast path); by default on `engine`."""
+    def __init__(self, engine: AsyncEngine, *, statements: Statements | None = None) -> None:
+        """`statements`: where single rows are read (the asyncpg fast path); by default on `engine`."""
         self._engine = engine
-        self._reads = reads or EngineReads(engine)
+        self._statements = statements or EngineStatements(engine)
 
     async def add_grant(self, grant: Grant, *, first_token: RefreshToken | None = None) -> None:
         with translate_errors():
@@ -293,7 +293,7 @@ class SqlRefreshTokenRepo:
     async def get_grant(self, grant_id: str) -> Grant | None:
         if "\x00" in grant_id:
             return None
-        row = await self._reads.first(GRANT, {"grant_id": grant_id})
+        row = await self._statements.first(GRANT, {"grant_id": grant_id})
         return grant_of(row) if row else None
 
     async def add(self, token: RefreshToken) -> None:
@@ -302,7 +302,7 @@ class SqlRefreshTokenRepo:
                 await conn.execute(t.refresh_tokens.insert().values(**new_refresh_token_values(token)))
 
     async def get(self, digest: str) -> RefreshToken | None:
-        row = await self._reads.first(REFRESH_TOKEN, {"digest": digest})
+        row = await self._statements.first(REFRESH_TOKEN, {"digest": digest})
         return record_of(RefreshToken, row) if row else None
 
     async def rotate(

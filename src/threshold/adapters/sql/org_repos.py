@@ -132,7 +132,7 @@ class SqlOrgRepo(SqlRepo):
         return stored
 
     async def get_domain(self, domain: str) -> OrgDomain | None:
-        row = await self._reads.first(_DOMAIN_CLAIM, {"domain": domain})
+        row = await self._statements.first(_DOMAIN_CLAIM, {"domain": domain})
         return _domain(row) if row else None
 
     async def domains(self, org_id: str) -> Sequence[OrgDomain]:

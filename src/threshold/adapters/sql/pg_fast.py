@@ -1,4 +1,5 @@
-"""The hottest PostgreSQL reads and writes on asyncpg directly: refresh rotation and user lookups.
+"""The hottest PostgreSQL reads and writes on asyncpg directly: refresh rotation, user lookups and the
+single statements of every sign-in.
 
 Through SQLAlchemy a statement costs a pool checkout, BEGIN, the statement and COMMIT/ROLLBACK, about
 1-2 ms of CPU each on a small machine (when this was written, with a ping at every checkout): a rotation
@@ -7,7 +8,9 @@ Here the read is one prepared SELECT and the rotation one statement (a data-modi
 own): the successor is inserted only if the UPDATE claimed the parent, so two concurrent uses cannot
 both rotate. A grant by id (read on every introspection or userinfo call with a user's access token), a
 user by id or email and a password hash (every session-check miss, every sign-in) are one prepared
-SELECT each.
+SELECT each. So are the other single statements of every sign-in (UnitAwareStatements, given to the
+repositories as their `statements`): a domain's claim, the account's second factors and credential
+epoch, and the writes of a success (its audit event, the known device, the network).
 
 The repositories here extend the SQLAlchemy ones and change only how a row is fetched: the statements,
 their conditions and the mapping of rows to models are the SQLAlchemy repositories' own (rows.py),
@@ -32,7 +35,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import Columns, EngineReads, in_unit, unavailable_sqlstate
+from threshold.adapters.sql.db import Columns, EngineStatements, in_unit, unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlUserRepo
 from threshold.adapters.sql.rows import (
@@ -141,32 +144,46 @@ class FastPool:
                 row: Columns | None = await conn.fetchrow(query.sql, *query.args(params))
                 return row
 
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        """Run one write statement with its named parameters; the rows it touched."""
+        query = compiled(statement)
+        async with self.connection() as conn:
+            with _translate():
+                status: str = await conn.execute(query.sql, *query.args(params))
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 1", "UPDATE 3", "DELETE 0"
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
 
 
-class UnitAwareReads:
-    """The fast pool's reads, except inside a unit of work on the engine (db.unit_of_work): there on the
-    unit's connection, so that they see what it has written."""
+class UnitAwareStatements:
+    """Single statements on the fast pool, except inside a unit of work on the engine (db.unit_of_work):
+    there on the unit's connection, so that a read sees what the unit has written and a write commits
+    (or rolls back) with it."""
 
     def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
         self._engine = engine
         self._pool = pool
-        self._unit_reads = EngineReads(engine)
+        self._unit = EngineStatements(engine)
 
     async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
         if in_unit(self._engine):
-            return await self._unit_reads.first(statement, params)
+            return await self._unit.first(statement, params)
         return await self._pool.first(statement, params)
+
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        if in_unit(self._engine):
+            return await self._unit.execute(statement, params)
+        return await self._pool.execute(statement, params)
 
 
 class PgRefreshTokenRepo(SqlRefreshTokenRepo):
     """SqlRefreshTokenRepo whose single-row reads and rotation run on asyncpg."""
 
     def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        super().__init__(engine, reads=UnitAwareReads(engine, pool))
+        super().__init__(engine, statements=UnitAwareStatements(engine, pool))
         self._fast = pool
 
     async def rotate(
@@ -185,4 +202,4 @@ class PgUserRepo(SqlUserRepo):
     """SqlUserRepo whose single-row reads (by id, by email, the password hash) run on asyncpg."""
 
     def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        super().__init__(engine, reads=UnitAwareReads(engine, pool))
+        super().__init__(engine, statements=UnitAwareStatements(engine, pool))

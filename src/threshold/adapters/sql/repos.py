@@ -7,13 +7,20 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, delete, func, select, update
+from sqlalchemy import Row, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import EngineReads, Reads, reading, translate_errors, write_one, writing
+from threshold.adapters.sql.db import (
+    EngineStatements,
+    Statements,
+    reading,
+    translate_errors,
+    write_one,
+    writing,
+)
 from threshold.adapters.sql.rows import (
     PASSWORD_OF_USER,
     USER_BY_EMAIL,
@@ -55,7 +62,11 @@ _SEE_DEVICE = (
     )
     .values(last_seen_at=bindparam("b_at"))
 )
-_AUDIT_APPEND = t.audit_events.insert()
+_AUDIT_APPEND = (
+    insert(t.audit_events)
+    .values({c: bindparam(c) for c in ("at", "kind", "user_id", "ip", "user_agent", "detail")})
+    .inline()  # no RETURNING of the new id: nothing reads it
+)
 _NEW_SESSION = t.sessions.insert()
 _SESSION_BY_DIGEST = select(t.sessions).where(t.sessions.c.digest == bindparam("digest"))
 
@@ -84,24 +95,33 @@ def _count_attempt(dialect: str) -> Any:
     )
 
 
+def _named(*columns: str) -> dict[str, Any]:
+    """VALUES of a prebuilt INSERT: each column's named parameter (asyncpg compiles exactly these)."""
+    return {column: bindparam(column) for column in columns}
+
+
 @functools.cache
 def _new_device(dialect: str) -> Any:
-    return _insert_for(dialect, t.known_devices).on_conflict_do_nothing(index_elements=["user_id", "device"])
+    return (
+        _insert_for(dialect, t.known_devices)
+        .values(_named("user_id", "device", "first_seen_at", "last_seen_at"))
+        .on_conflict_do_nothing(index_elements=["user_id", "device"])
+    )
 
 
 @functools.cache
 def _network_success(dialect: str) -> Any:
-    statement = _insert_for(dialect, t.login_networks)
+    statement = _insert_for(dialect, t.login_networks).values(_named("user_id", "network", "last_success_at"))
     return statement.on_conflict_do_update(
         index_elements=["user_id", "network"], set_={"last_success_at": statement.excluded.last_success_at}
     )
 
 
 class SqlUserRepo:
-    def __init__(self, engine: AsyncEngine, *, reads: Reads | None = None) -> None:
-        """`reads`: where single rows are read (the asyncpg fast path); by default on `engine`."""
+    def __init__(self, engine: AsyncEngine, *, statements: Statements | None = None) -> None:
+        """`statements`: where single rows are read (the asyncpg fast path); by default on `engine`."""
         self._engine = engine
-        self._reads = reads or EngineReads(engine)
+        self._statements = statements or EngineStatements(engine)
 
     async def set_mfa_required(self, user_id: str, required: bool) -> bool:
         return await _update_user(self._engine, user_id, mfa_required=required)
@@ -137,10 +157,10 @@ class SqlUserRepo:
         # only the one whose INSERT lands calls the device new.
         with translate_errors():
             seen = {"b_user_id": user_id, "b_device": device, "b_at": at}
-            if await write_one(self._engine, _SEE_DEVICE, seen):
+            if await self._statements.execute(_SEE_DEVICE, seen):
                 return False
             row = {"user_id": user_id, "device": device, "first_seen_at": at, "last_seen_at": at}
-            return bool(await write_one(self._engine, _new_device(self._engine.dialect.name), row))
+            return bool(await self._statements.execute(_new_device(self._engine.dialect.name), row))
 
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         with translate_errors():
@@ -170,13 +190,13 @@ class SqlUserRepo:
                 raise EmailUnavailable() from error
 
     async def get(self, user_id: str) -> User | None:
-        row = await self._reads.first(USER_BY_ID, {"user_id": user_id})
+        row = await self._statements.first(USER_BY_ID, {"user_id": user_id})
         return user_of(row) if row else None
 
     async def get_by_email(self, email_normalized: str) -> User | None:
         if "\x00" in email_normalized:  # never stored (not printable), and PostgreSQL text refuses NUL
             return None
-        row = await self._reads.first(USER_BY_EMAIL, {"email_normalized": email_normalized})
+        row = await self._statements.first(USER_BY_EMAIL, {"email_normalized": email_normalized})
         return user_of(row) if row else None
 
     async def list(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
@@ -201,7 +221,7 @@ class SqlUserRepo:
         return bool(result.rowcount)
 
     async def get_password(self, user_id: str) -> PasswordCredential | None:
-        row = await self._reads.first(PASSWORD_OF_USER, {"user_id": user_id})
+        row = await self._statements.first(PASSWORD_OF_USER, {"user_id": user_id})
         return password_of(row) if row else None
 
     async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
@@ -232,13 +252,12 @@ class SqlUserRepo:
                 await conn.execute(_next_epoch(user_id))
 
     async def credential_epoch(self, user_id: str) -> int | None:
-        row = await self._reads.first(_CREDENTIAL_EPOCH, {"user_id": user_id})
+        row = await self._statements.first(_CREDENTIAL_EPOCH, {"user_id": user_id})
         return None if row is None else int(row["credential_epoch"])
 
     async def record_network(self, user_id: str, network: str, at: float) -> None:
         row = {"user_id": user_id, "network": network, "last_success_at": at}
-        with translate_errors():
-            await write_one(self._engine, _network_success(self._engine.dialect.name), row)
+        await self._statements.execute(_network_success(self._engine.dialect.name), row)
 
     async def sightings(self, user_id: str) -> Sightings:
         devices = (
@@ -481,23 +500,21 @@ def audit_event_of(row: Row[Any]) -> AuditEvent:
 
 
 class SqlAuditLog:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, statements: Statements | None = None) -> None:
+        """`statements`: where an event is appended (the asyncpg fast path); by default on `engine`."""
         self._engine = engine
+        self._statements: Statements = statements or EngineStatements(engine)
 
     async def append(self, event: AuditEvent) -> None:
-        with translate_errors():
-            await write_one(
-                self._engine,
-                _AUDIT_APPEND,
-                {
-                    "at": event.at,
-                    "kind": event.kind.value,
-                    "user_id": event.user_id,
-                    "ip": event.ip,
-                    "user_agent": event.user_agent,
-                    "detail": json.dumps(event.detail, sort_keys=True),
-                },
-            )
+        row = {
+            "at": event.at,
+            "kind": event.kind.value,
+            "user_id": event.user_id,
+            "ip": event.ip,
+            "user_agent": event.user_agent,
+            "detail": json.dumps(event.detail, sort_keys=True),
+        }
+        await self._statements.execute(_AUDIT_APPEND, row)
 
     async def list_for_user(self, user_id: str, *, limit: int = 50) -> Sequence[AuditEvent]:
         with translate_errors():

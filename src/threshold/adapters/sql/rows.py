@@ -2,8 +2,8 @@
 
 A row is read by column name (`row["email"]`), which a SQLAlchemy `RowMapping` and an asyncpg `Record`
 both allow. A statement is SQLAlchemy Core with named bind parameters. A repository reads a single row
-through `Reads`: on SQLAlchemy (`EngineReads`) or on asyncpg (pg_fast.FastPool, which compiles the
-very same statement once).
+through `Statements` (db.py): on SQLAlchemy (`EngineStatements`) or on asyncpg (pg_fast.FastPool, which
+compiles the very same statement once).
 """
 
 from __future__ import annotations
