@@ -13,11 +13,16 @@ from threshold.core.orgs.models import Organization, OrgDomain
 from threshold.core.secrets import new_id
 
 
-async def test_a_domain_claim_reads_back_as_written(user_storage: Storage) -> None:
-    assert user_storage.engine is not None
-    orgs = SqlOrgRepo(user_storage.engine, statements=statements_of(user_storage))
+async def _repo_with_an_org(storage: Storage) -> tuple[SqlOrgRepo, Organization]:
+    assert storage.engine is not None
+    orgs = SqlOrgRepo(storage.engine, statements=statements_of(storage))
     org = Organization(id=new_id(), slug=f"o-{new_id().lower()[:10]}", name="Org", created_at=time.time())
     await orgs.add(org)
+    return orgs, org
+
+
+async def test_a_domain_claim_reads_back_as_written(user_storage: Storage) -> None:
+    orgs, org = await _repo_with_an_org(user_storage)
     domain = f"d{new_id().lower()[:12]}.example"
     assert await orgs.get_domain(domain) is None
 
@@ -38,9 +43,7 @@ async def test_inside_a_unit_a_claim_is_read_on_the_units_connection(user_storag
     # Reads inside a unit of work see its uncommitted writes (pg_fast.UnitAwareStatements), and nothing of
     # it is visible once it rolled back.
     assert user_storage.engine is not None
-    orgs = SqlOrgRepo(user_storage.engine, statements=statements_of(user_storage))
-    org = Organization(id=new_id(), slug=f"o-{new_id().lower()[:10]}", name="Org", created_at=time.time())
-    await orgs.add(org)
+    orgs, org = await _repo_with_an_org(user_storage)
     domain = f"u{new_id().lower()[:12]}.example"
 
     class Undo(Exception):
