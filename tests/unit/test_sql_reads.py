@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import threshold
 
 SOURCE = Path(threshold.__file__).parent
@@ -36,3 +38,15 @@ def test_connections_come_from_reading_and_writing() -> None:
             ):
                 found.append(f"{name}:{node.lineno}")
     assert found == [], f"use threshold.adapters.sql.db.reading / writing: {found}"
+
+
+def test_the_asyncpg_path_refuses_a_statement_that_needs_compiling_per_call() -> None:
+    # pg_fast caches one compiled form per statement object: an expanding IN (...) has no fixed SQL.
+    from sqlalchemy import bindparam, select
+
+    from threshold.adapters.sql import schema as t
+    from threshold.adapters.sql.pg_fast import compiled
+
+    with pytest.raises(ValueError, match="compiling per call"):
+        compiled(select(t.users.c.id).where(t.users.c.id.in_(bindparam("ids", expanding=True))))
+    assert compiled(select(t.users.c.id).where(t.users.c.id == bindparam("user_id"))).names == ("user_id",)

@@ -62,8 +62,11 @@ class AsyncpgStatement:
 
 @functools.cache
 def compiled(statement: ClauseElement) -> AsyncpgStatement:
-    """`statement` compiled for asyncpg, once; every parameter must be a named bindparam."""
+    """`statement` compiled for asyncpg, once per statement object (so only statements built once may
+    come here: one built per call would grow this cache); every parameter must be a named bindparam."""
     result = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
+    if result.post_compile_params or "POSTCOMPILE" in str(result):  # e.g. an expanding IN (...)
+        raise ValueError("a statement for asyncpg must not need compiling per call")
     return AsyncpgStatement(str(result), tuple(result.positiontup or ()))
 
 

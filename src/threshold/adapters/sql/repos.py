@@ -154,13 +154,15 @@ class SqlUserRepo:
     async def remember_device(self, user_id: str, device: str, at: float) -> bool:
         # A returning device (most sign-ins) is one UPDATE; a new one an INSERT after it. Each statement
         # is atomic on its own, which a sighting needs: of two first sign-ins from one device at once,
-        # only the one whose INSERT lands calls the device new.
-        with translate_errors():
-            seen = {"b_user_id": user_id, "b_device": device, "b_at": at}
-            if await self._statements.execute(_SEE_DEVICE, seen):
-                return False
-            row = {"user_id": user_id, "device": device, "first_seen_at": at, "last_seen_at": at}
-            return bool(await self._statements.execute(_new_device(self._engine.dialect.name), row))
+        # only the one whose INSERT lands calls the device new, and the other then records its sighting.
+        seen = {"b_user_id": user_id, "b_device": device, "b_at": at}
+        if await self._statements.execute(_SEE_DEVICE, seen):
+            return False
+        row = {"user_id": user_id, "device": device, "first_seen_at": at, "last_seen_at": at}
+        if await self._statements.execute(_new_device(self._engine.dialect.name), row):
+            return True
+        await self._statements.execute(_SEE_DEVICE, seen)  # inserted meanwhile by the other
+        return False
 
     async def add(self, user: User, credential: PasswordCredential | None) -> None:
         with translate_errors():
