@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import EngineStatements, Statements, reading, translate_errors, writing
+from threshold.adapters.sql.db import SqlRepo, reading, translate_errors, writing
 from threshold.adapters.sql.repos import _insert
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
@@ -273,13 +273,8 @@ class SqlCodeRepo:
         return int(result.rowcount)
 
 
-class SqlRefreshTokenRepo:
+class SqlRefreshTokenRepo(SqlRepo):
     """Refresh tokens and their grants: every revocation revokes both, in one transaction."""
-
-    def __init__(self, engine: AsyncEngine, *, statements: Statements | None = None) -> None:
-        """`statements`: where single rows are read (the asyncpg fast path); by default on `engine`."""
-        self._engine = engine
-        self._statements = statements or EngineStatements(engine)
 
     async def add_grant(self, grant: Grant, *, first_token: RefreshToken | None = None) -> None:
         with translate_errors():

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import (
-    EngineStatements,
-    Statements,
+    SqlRepo,
     reading,
     translate_errors,
     write_one,
@@ -117,12 +116,7 @@ def _network_success(dialect: str) -> Any:
     )
 
 
-class SqlUserRepo:
-    def __init__(self, engine: AsyncEngine, *, statements: Statements | None = None) -> None:
-        """`statements`: where single rows are read (the asyncpg fast path); by default on `engine`."""
-        self._engine = engine
-        self._statements = statements or EngineStatements(engine)
-
+class SqlUserRepo(SqlRepo):
     async def set_mfa_required(self, user_id: str, required: bool) -> bool:
         return await _update_user(self._engine, user_id, mfa_required=required)
 
@@ -501,12 +495,7 @@ def audit_event_of(row: Row[Any]) -> AuditEvent:
     )
 
 
-class SqlAuditLog:
-    def __init__(self, engine: AsyncEngine, *, statements: Statements | None = None) -> None:
-        """`statements`: where an event is appended (the asyncpg fast path); by default on `engine`."""
-        self._engine = engine
-        self._statements: Statements = statements or EngineStatements(engine)
-
+class SqlAuditLog(SqlRepo):
     async def append(self, event: AuditEvent) -> None:
         row = {
             "at": event.at,
