@@ -241,13 +241,20 @@ async def test_readyz_during_redis_outage_is_503(redis_down_client: Any) -> None
 
 
 async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailable() -> None:
-    from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo
+    from threshold.adapters.sql.factor_repos import SqlFactorRepo
+    from threshold.adapters.sql.org_repos import SqlOrgRepo
+    from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareStatements
+    from threshold.adapters.sql.repos import SqlAuditLog
+    from threshold.core.models import AuditEvent, AuditKind
     from threshold.oidc.models import RefreshToken
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
     engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
     pool = FastPool(url)
     repo, users = PgRefreshTokenRepo(engine, pool), PgUserRepo(engine, pool)
+    statements = UnitAwareStatements(engine, pool)  # the sign-in's other statements, as stores.py wires them
+    orgs, factors = SqlOrgRepo(engine, statements=statements), SqlFactorRepo(engine, statements=statements)
+    audit = SqlAuditLog(engine, statements=statements)
     token = RefreshToken(
         digest="d", family_id="f", parent_digest=None, client_id="c", user_id="u", session_digest="s",
         sid="i", scope="openid", auth_time=1.0, acr="0", amr=("pwd",), created_at=1.0, expires_at=2.0,
@@ -258,6 +265,12 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
         "users.get": lambda: users.get("u"),
         "users.get_by_email": lambda: users.get_by_email("u@example.com"),
         "users.get_password": lambda: users.get_password("u"),
+        "users.credential_epoch": lambda: users.credential_epoch("u"),
+        "users.remember_device": lambda: users.remember_device("u", "d", 1.0),
+        "users.record_network": lambda: users.record_network("u", "n", 1.0),
+        "orgs.get_domain": lambda: orgs.get_domain("example.com"),
+        "factors.second_factors": lambda: factors.second_factors("u"),
+        "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0)),
     }
     try:
         assert await _failures(calls) == []
