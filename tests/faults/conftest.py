@@ -516,8 +516,15 @@ def violations(
 
 
 def logs(servers: Sequence[Server], size: int = 6000) -> str:
-    """The end of each server's log, for a failure message."""
-    return "".join(f"\n--- log of {s.base_url} ---\n{s.output()[-size:]}" for s in servers)
+    """For a failure message: what each server's 503s met (web.errors logs each cause), then the end
+    of its log."""
+    parts = []
+    for server in servers:
+        text = server.output()
+        causes = [line for line in text.splitlines() if "503 on " in line][-20:]
+        parts.append(f"\n--- 503 causes at {server.base_url} ---\n" + "\n".join(causes))
+        parts.append(f"\n--- log of {server.base_url} ---\n{text[-size:]}")
+    return "".join(parts)
 
 
 def assert_no_violations(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -230,6 +231,25 @@ async def test_login_during_redis_outage_is_503(redis_down_client: Any) -> None:
         },
     )
     _assert_unavailable(with_cookie)
+
+
+async def test_a_503_tells_the_operator_its_cause_once_per_interval(
+    redis_down_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client is told nothing about the cause; the log says what was met, once per cause and path
+    every OUTAGE_LOG_SECONDS (an outage answers every request 503)."""
+    from threshold.web import errors
+
+    client, email, _ = redis_down_client
+    errors._outage_logged.clear()
+    caplog.set_level(logging.WARNING, logger=errors.log.name)
+    for _ in range(3):
+        response = await client.post("/api/v1/login", json={"email": email, "password": STRONG_PASSWORD})
+        _assert_unavailable(response)
+        assert "redis" not in response.text.lower()
+    lines = [r.getMessage() for r in caplog.records if r.name == errors.log.name]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("503 on POST /api/v1/login: redis.exceptions.ConnectionError: "), lines
 
 
 async def test_readyz_during_redis_outage_is_503(redis_down_client: Any) -> None:

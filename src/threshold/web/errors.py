@@ -7,6 +7,7 @@ reveals nothing about its cause.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -99,6 +100,38 @@ def _public_details(error: e.ThresholdError) -> dict[str, Any]:
     return {k: v for k, v in error.details.items() if k in allowed}
 
 
+# One warning per cause and path every OUTAGE_LOG_SECONDS: an outage answers thousands of requests 503.
+OUTAGE_LOG_SECONDS = 10.0
+_outage_logged: dict[tuple[str, str], float] = {}
+
+
+def _cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def log_outage(request: Request, exc: e.DependencyUnavailable) -> None:
+    """Tell the operator what a 503 met (the client is told nothing about it): the innermost cause's type
+    and message (a host and port at most; drivers put no credentials in them)."""
+    cause = _cause(exc)
+    key = (type(cause).__qualname__, request.url.path)
+    now = time.monotonic()
+    if now - _outage_logged.get(key, -OUTAGE_LOG_SECONDS) < OUTAGE_LOG_SECONDS:
+        return
+    if len(_outage_logged) > 1000:
+        _outage_logged.clear()
+    _outage_logged[key] = now
+    log.warning(
+        "503 on %s %s: %s.%s: %s",
+        request.method,
+        request.url.path,
+        type(cause).__module__,
+        type(cause).__qualname__,
+        str(cause)[:200],
+    )
+
+
 def oauth_error_response(exc: OAuthError) -> JSONResponse:
     """RFC 6749 section 5.2 form; RFC 6750 section 3 WWW-Authenticate for bearer-token errors."""
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -121,6 +154,8 @@ async def handle_threshold_error(request: Request, exc: Exception) -> Response:
 
             return await error_page(request, exc.status, exc.detail)
         return oauth_error_response(exc)
+    if isinstance(exc, e.DependencyUnavailable):
+        log_outage(request, exc)
     status = status_for(exc)
     if _wants_html(request):
         from threshold.web.pages.render import error_page
