@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -165,3 +166,63 @@ async def test_redis_keeps_a_session_in_a_few_hundred_bytes(
     assert sorted(r.digest for r in await redis_store.list_for_user(user_id)) == sorted(
         r.digest for r in records
     )
+
+
+async def _layout(client: aioredis.Redis, prefix: bytes, user_id: str) -> dict[bytes, tuple[bytes, int]]:
+    """Every key of one user's sessions with its value (a hash's sorted fields) and whole seconds to live."""
+    found: dict[bytes, tuple[bytes, int]] = {}
+    index = prefix + b"us:" + user_key_part(user_id)
+    parts = sorted(cast(list[bytes], await client.hkeys(index)))
+    found[b"us:"] = (b",".join(parts), round(await client.pttl(index) / 1000))
+    for part in parts:
+        value = cast(bytes | None, await client.get(prefix + b"s:" + part)) or b""
+        found[b"s:" + part] = (value, round(await client.pttl(prefix + b"s:" + part) / 1000))
+    async for key in client.scan_iter(match=prefix + b"ua:*"):
+        device = cast(bytes | None, await client.get(key)) or b""
+        found[bytes(key)[len(prefix) :]] = (device, round(await client.pttl(key) / 1000))
+    return found
+
+
+async def test_a_bulk_import_writes_what_one_sign_in_writes(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    """create_many (bench/run.py's million sessions) and create run the same script: the same keys,
+    values and expiries."""
+    now = time.time()
+    user_id = new_id()
+    records = [
+        _record(
+            user_id,
+            new_token(),
+            now=now,
+            created_at=now,
+            last_seen_at=now,
+            auth_time=now,
+            idle_expires_at=now + 600 * (i + 1),
+            absolute_expires_at=now + 3600 * (3 - i),
+            user_agent="Mozilla/5.0 bulk",
+            device_label="Firefox on Linux",
+        )
+        for i in range(3)
+    ]
+    layouts = []
+    client = aioredis.from_url(redis_url)
+    try:
+        for bulk in (False, True):
+            prefix = f"bulk{new_id()[:8]}:"
+            store = RedisSessionStore(redis_client, prefix)
+            if bulk:
+                await store.create_many(records)
+            else:
+                for record in records:
+                    await store.create(record)
+            assert await store.list_for_user(user_id) == sorted(records, key=lambda r: r.digest)
+            layouts.append(await _layout(client, prefix.encode(), user_id))
+    finally:
+        await client.aclose()
+    assert layouts[0] == layouts[1]
+    assert len(layouts[0]) == 5  # the index, three sessions, one device
+    # The index and the device live as long as the longest session (created first here): a later,
+    # shorter one never shortens them.
+    ttls = {key[:3]: ttl for key, (_, ttl) in layouts[0].items()}
+    assert abs(ttls[b"us:"] - 3 * 3600) <= 2 and abs(ttls[b"ua:"] - 3 * 3600) <= 2, ttls
