@@ -289,6 +289,7 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
         "users.remember_device": lambda: users.remember_device("u", "d", 1.0),
         "users.record_network": lambda: users.record_network("u", "n", 1.0),
         "orgs.get_domain": lambda: orgs.get_domain("example.com"),
+        "orgs.memberships_of": lambda: orgs.memberships_of("u"),
         "factors.second_factors": lambda: factors.second_factors("u"),
         "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0)),
     }

@@ -1,4 +1,4 @@
-"""OrgRepo's single-row reads (a domain's claim: every password sign-in reads it) answer the same on
+"""OrgRepo's reads of every sign-in (a domain's claim, an account's memberships) answer the same on
 SQLite and PostgreSQL, through SQLAlchemy and through the asyncpg pool the service reads them with, and
 inside a unit of work they see what the unit wrote."""
 
@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 
 from tests.integration.contract.conftest import Storage, statements_of
+from tests.integration.records import user
 from threshold.adapters.sql.db import unit_of_work
 from threshold.adapters.sql.org_repos import SqlOrgRepo
-from threshold.core.orgs.models import Organization, OrgDomain
+from threshold.adapters.sql.repos import SqlUserRepo
+from threshold.core.orgs.models import Membership, Organization, OrgDomain, OrgRole
 from threshold.core.secrets import new_id
 
 
@@ -58,3 +60,40 @@ async def test_inside_a_unit_a_claim_is_read_on_the_units_connection(user_storag
     except Undo:
         pass
     assert await orgs.get_domain(domain) is None
+
+
+async def test_an_accounts_memberships_read_back_oldest_first(user_storage: Storage) -> None:
+    """Every sign-in reads them (the organization the session is in): through the asyncpg pool on
+    PostgreSQL, as every other backend reads them."""
+    orgs, first = await _repo_with_an_org(user_storage)
+    _, second = await _repo_with_an_org(user_storage)
+    assert user_storage.engine is not None
+    accounts = [user(), user()]
+    for account in accounts:
+        await SqlUserRepo(user_storage.engine).add(account, None)
+    user_id, other = accounts[0].id, accounts[1].id
+    assert await orgs.memberships_of(user_id) == []
+    joined = [
+        Membership(org_id=second.id, user_id=user_id, role=OrgRole.ADMIN, created_at=1.5),
+        Membership(org_id=first.id, user_id=user_id, role=OrgRole.MEMBER, created_at=2.25),
+    ]
+    for membership in [
+        *joined,
+        Membership(org_id=first.id, user_id=other, role=OrgRole.OWNER, created_at=1.0),
+    ]:
+        await orgs.put_member(membership)
+    assert await orgs.memberships_of(user_id) == joined
+
+    # Inside a unit of work, on the unit's connection: its uncommitted change is seen, then undone.
+
+    class Undo(Exception):
+        pass
+
+    try:
+        async with unit_of_work(user_storage.engine):
+            assert await orgs.remove_member(second.id, user_id) is True
+            assert await orgs.memberships_of(user_id) == joined[1:]
+            raise Undo()
+    except Undo:
+        pass
+    assert await orgs.memberships_of(user_id) == joined

@@ -276,6 +276,10 @@ class Statements(Protocol):
         """The first row of `statement` with its named parameters, or None."""
         ...
 
+    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
+        """Every row of `statement` with its named parameters."""
+        ...
+
     async def execute(self, statement: Any, params: Mapping[str, Any]) -> int:
         """Run one write statement with its named parameters (`write_one`); the rows it touched."""
         ...
@@ -292,6 +296,12 @@ class EngineStatements:
             async with reading(self._engine) as conn:
                 row = (await conn.execute(statement, dict(params))).first()
         return row._mapping if row else None
+
+    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
+        with translate_errors():
+            async with reading(self._engine) as conn:
+                rows = (await conn.execute(statement, dict(params))).all()
+        return [row._mapping for row in rows]
 
     async def execute(self, statement: Any, params: Mapping[str, Any]) -> int:
         with translate_errors():

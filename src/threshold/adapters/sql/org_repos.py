@@ -19,9 +19,9 @@ def _org(row: Row[Any]) -> Organization:
     return Organization(id=row.id, slug=row.slug, name=row.name, created_at=row.created_at)
 
 
-def _member(row: Row[Any]) -> Membership:
+def _member(row: Columns) -> Membership:
     return Membership(
-        org_id=row.org_id, user_id=row.user_id, role=OrgRole(row.role), created_at=row.created_at
+        org_id=row["org_id"], user_id=row["user_id"], role=OrgRole(row["role"]), created_at=row["created_at"]
     )
 
 
@@ -101,10 +101,10 @@ class SqlOrgRepo(SqlRepo):
         rows = await self._rows(
             select(t.org_members).where(t.org_members.c.org_id == org_id).order_by(t.org_members.c.created_at)
         )
-        return [_member(r) for r in rows]
+        return [_member(r._mapping) for r in rows]
 
     async def memberships_of(self, user_id: str) -> Sequence[Membership]:
-        rows = await self._rows(_MEMBERSHIPS_OF, {"user_id": user_id})
+        rows = await self._statements.all(_MEMBERSHIPS_OF, {"user_id": user_id})
         return [_member(r) for r in rows]
 
     async def add_domain(self, domain: OrgDomain) -> OrgDomain:

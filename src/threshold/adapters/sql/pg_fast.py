@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -147,6 +147,14 @@ class FastPool:
                 row: Columns | None = await conn.fetchrow(query.sql, *query.args(params))
                 return row
 
+    async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Columns]:
+        """Every row of `statement` with its named parameters (asyncpg Records)."""
+        query = compiled(statement)
+        async with self.connection() as conn:
+            with _translate():
+                rows: Sequence[Columns] = await conn.fetch(query.sql, *query.args(params))
+                return rows
+
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
         """Run one write statement with its named parameters; the rows it touched."""
         query = compiled(statement)
@@ -175,6 +183,11 @@ class UnitAwareStatements:
         if in_unit(self._engine):
             return await self._unit.first(statement, params)
         return await self._pool.first(statement, params)
+
+    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
+        if in_unit(self._engine):
+            return await self._unit.all(statement, params)
+        return await self._pool.all(statement, params)
 
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
         if in_unit(self._engine):
