@@ -113,7 +113,9 @@ def _cause(error: BaseException) -> BaseException:
 
 def log_outage(request: Request, exc: e.DependencyUnavailable) -> None:
     """Tell the operator what a 503 met (the client is told nothing about it): the innermost cause's type
-    and message (a host and port at most; drivers put no credentials in them)."""
+    and the first line of its message. A driver's message names a host and port at most; the lines after
+    the first are where SQLAlchemy puts the statement and its parameters (an address, a digest), which
+    never go to the log."""
     cause = _cause(exc)
     key = (type(cause).__qualname__, request.url.path)
     now = time.monotonic()
@@ -128,7 +130,7 @@ def log_outage(request: Request, exc: e.DependencyUnavailable) -> None:
         request.url.path,
         type(cause).__module__,
         type(cause).__qualname__,
-        str(cause)[:200],
+        (str(cause).splitlines() or [""])[0][:200],
     )
 
 
