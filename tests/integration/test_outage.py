@@ -263,7 +263,7 @@ async def test_readyz_during_redis_outage_is_503(redis_down_client: Any) -> None
 async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailable() -> None:
     from threshold.adapters.sql.factor_repos import SqlFactorRepo
     from threshold.adapters.sql.org_repos import SqlOrgRepo
-    from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareStatements
+    from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, UnitAwareStatements
     from threshold.adapters.sql.repos import SqlAuditLog
     from threshold.core.models import AuditEvent, AuditKind
     from threshold.oidc.models import RefreshToken
@@ -271,8 +271,8 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
     engine = create_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
     pool = FastPool(url)
-    repo, users = PgRefreshTokenRepo(engine, pool), PgUserRepo(engine, pool)
-    statements = UnitAwareStatements(engine, pool)  # the sign-in's other statements, as stores.py wires them
+    statements = UnitAwareStatements(engine, pool)  # as stores.py wires the repositories on PostgreSQL
+    repo, users = PgRefreshTokenRepo(engine, pool), SqlUserRepo(engine, statements=statements)
     orgs, factors = SqlOrgRepo(engine, statements=statements), SqlFactorRepo(engine, statements=statements)
     audit = SqlAuditLog(engine, statements=statements)
     token = RefreshToken(

@@ -112,12 +112,12 @@ async def test_units_do_not_nest(sql_engine: AsyncEngine) -> None:
 @pytest.mark.postgres
 async def test_the_fast_path_reads_in_a_unit_see_its_writes(pg_url: str) -> None:
     """The asyncpg fast path (PostgreSQL's) reads on the unit's connection inside a unit."""
-    from threshold.adapters.sql.pg_fast import FastPool, PgUserRepo
+    from threshold.adapters.sql.pg_fast import FastPool, UnitAwareStatements
 
     url = asyncpg_url(pg_url)
     engine = await open_engine(url)
     pool = FastPool(url)
-    users = PgUserRepo(engine, pool)
+    users = SqlUserRepo(engine, statements=UnitAwareStatements(engine, pool))
     user = _user()
     try:
         async with unit_of_work(engine):

@@ -32,7 +32,7 @@ from threshold.adapters.sql.oidc_repos import (
     SqlSigningKeyRepo,
 )
 from threshold.adapters.sql.org_repos import SqlOrgRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareStatements
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, UnitAwareStatements
 from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.adapters.sql.sso_repos import SqlConnectionRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
@@ -144,7 +144,8 @@ def open_stores(settings: Settings) -> Stores:
     redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
     cache, invalidations = _session_cache(settings, engine, redis_client)
     fast = FastPool(url, max_size=settings.database_pool_size) if url.startswith("postgresql") else None
-    statements = UnitAwareStatements(engine, fast) if fast is not None else None  # single rows, on asyncpg
+    # Where the repositories' single statements run: on PostgreSQL the asyncpg pool, else their engine.
+    statements = UnitAwareStatements(engine, fast) if fast is not None else None
     codes = SqlCodeRepo(engine)
     refresh_tokens = PgRefreshTokenRepo(engine, fast) if fast is not None else SqlRefreshTokenRepo(engine)
     purgeable: list[object] = [codes, refresh_tokens]
@@ -167,7 +168,7 @@ def open_stores(settings: Settings) -> Stores:
         engine=engine,
         redis=redis_client,
         fast_pool=fast,
-        users=PgUserRepo(engine, fast) if fast is not None else SqlUserRepo(engine),
+        users=SqlUserRepo(engine, statements=statements),
         audit_log=SqlAuditLog(engine, statements=statements),
         sessions=sessions,
         rate_limits=rate_limits,

@@ -36,7 +36,7 @@ from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql.db import Statements
 from threshold.adapters.sql.factor_repos import SqlEphemeralStore
 from threshold.adapters.sql.oidc_repos import SqlMarkStore, SqlRefreshTokenRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, PgUserRepo, UnitAwareStatements
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, UnitAwareStatements
 from threshold.adapters.sql.repos import SqlRateLimitStore, SqlSessionStore, SqlUserRepo
 from threshold.core.models import User
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
@@ -151,9 +151,7 @@ def statements_of(storage: Storage) -> Statements | None:
 @pytest.fixture
 def users(user_storage: Storage) -> UserRepo:
     assert user_storage.engine is not None
-    if user_storage.pool is not None:
-        return PgUserRepo(user_storage.engine, user_storage.pool)
-    return SqlUserRepo(user_storage.engine)
+    return SqlUserRepo(user_storage.engine, statements=statements_of(user_storage))
 
 
 @pytest.fixture

@@ -8,13 +8,15 @@ Here the read is one prepared SELECT and the rotation one statement (a data-modi
 own): the successor is inserted only if the UPDATE claimed the parent, so two concurrent uses cannot
 both rotate. A grant by id (read on every introspection or userinfo call with a user's access token), a
 user by id or email and a password hash (every session-check miss, every sign-in) are one prepared
-SELECT each. So are the other single statements of every sign-in (UnitAwareStatements, given to the
-repositories as their `statements`): a domain's claim, the account's second factors and credential
-epoch, and the writes of a success (its audit event, the known device, the network).
+SELECT each. So are the other single statements of every sign-in: a domain's claim, the account's
+memberships, second factors and credential epoch, and the writes of a success (its audit event, the
+known device, the network).
 
-The repositories here extend the SQLAlchemy ones and change only how a row is fetched: the statements,
-their conditions and the mapping of rows to models are the SQLAlchemy repositories' own (rows.py),
-compiled once for asyncpg. The rotation's CTE is built from the same claim of the parent.
+The repositories stay the SQLAlchemy ones; stores.py gives them `UnitAwareStatements` as where their
+single statements run, so only how a row is fetched changes: the statements, their conditions and the
+mapping of rows to models are the repositories' own (rows.py), compiled once for asyncpg. Only the
+rotation needs a repository of its own here (PgRefreshTokenRepo): its CTE is built from the same claim
+of the parent.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from sqlalchemy.sql.expression import ClauseElement
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import Columns, EngineStatements, in_unit, unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
-from threshold.adapters.sql.repos import SqlUserRepo
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
     NEW_REFRESH_TOKEN_COLUMNS,
@@ -212,10 +213,3 @@ class PgRefreshTokenRepo(SqlRefreshTokenRepo):
             "sealed": sealed,
         }
         return await self._fast.first(_ROTATE, params) is not None
-
-
-class PgUserRepo(SqlUserRepo):
-    """SqlUserRepo whose single-row reads (by id, by email, the password hash) run on asyncpg."""
-
-    def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        super().__init__(engine, statements=UnitAwareStatements(engine, pool))

@@ -61,9 +61,16 @@ _SEE_DEVICE = (
     )
     .values(last_seen_at=bindparam("b_at"))
 )
+
+
+def _named(*columns: str) -> dict[str, Any]:
+    """VALUES of a prebuilt INSERT: each column's named parameter (asyncpg compiles exactly these)."""
+    return {column: bindparam(column) for column in columns}
+
+
 _AUDIT_APPEND = (
     insert(t.audit_events)
-    .values({c: bindparam(c) for c in ("at", "kind", "user_id", "ip", "user_agent", "detail")})
+    .values(_named("at", "kind", "user_id", "ip", "user_agent", "detail"))
     .inline()  # no RETURNING of the new id: nothing reads it
 )
 _NEW_SESSION = t.sessions.insert()
@@ -92,11 +99,6 @@ def _count_attempt(dialect: str) -> Any:
         )
         .returning(t.rate_limits.c.count)
     )
-
-
-def _named(*columns: str) -> dict[str, Any]:
-    """VALUES of a prebuilt INSERT: each column's named parameter (asyncpg compiles exactly these)."""
-    return {column: bindparam(column) for column in columns}
 
 
 @functools.cache
