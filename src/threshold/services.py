@@ -38,6 +38,8 @@ from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.recovery import Recovery
 from threshold.core.flows.signin import SignIn
 from threshold.core.flows.stepup import StepUp
+from threshold.core.orgs.domain_cache import CachedOrgRepo
+from threshold.core.orgs.ports import OrgRepo
 from threshold.core.orgs.service import Organizations
 from threshold.core.passwords import PasswordHasher, PasswordPolicy
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
@@ -192,6 +194,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     engine, redis_client, fast, cache = stores.engine, stores.redis, stores.fast_pool, stores.cache
     invalidator = Invalidator(cache, stores.invalidations)
     users: UserRepo = InvalidatingUserRepo(stores.users, invalidator)
+    org_repo: OrgRepo = CachedOrgRepo(stores.orgs, cache, invalidator)
     audit_log, codes, refresh_tokens = stores.audit_log, stores.codes, stores.refresh_tokens
     rate_limits, marks, ephemeral, purgeable = (
         stores.rate_limits,
@@ -228,7 +231,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         clock=clock,
         box=box,
         revoker=revoker,
-        orgs=stores.orgs,
+        orgs=org_repo,
     )
     factors = engine_.factors
     accounts = Accounts(
@@ -311,7 +314,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     accounts.attach_email(email, verification=settings.email.verification)
     engine_.signin.attach_email(email, verification=settings.email.verification)
     orgs = Organizations(
-        orgs=stores.orgs,
+        orgs=org_repo,
         users=users,
         resolver=DnsTxtResolver(
             settings.dns.nameservers, port=settings.dns.port, timeout=settings.dns.timeout
@@ -323,11 +326,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         sessions=sessions,
         revoker=revoker,
     )
-    provider.with_organizations(stores.orgs)
+    provider.with_organizations(org_repo)
     sso = _build_sso(
         settings=settings,
         stores=stores,
         users=users,
+        org_repo=org_repo,
         signin=engine_.signin,
         sessions=sessions,
         ephemeral=ephemeral,
@@ -407,6 +411,7 @@ def _build_sso(
     settings: Settings,
     stores: Stores,
     users: UserRepo,
+    org_repo: OrgRepo,
     signin: SignIn,
     sessions: SessionService,
     ephemeral: EphemeralStore,
@@ -421,7 +426,7 @@ def _build_sso(
     saml = SamlUpstream(issuer=settings.issuer, clock=clock, skew=settings.sso.clock_skew)
     connections = Connections(
         connections=stores.connections,
-        orgs=stores.orgs,
+        orgs=org_repo,
         saml=saml,
         box=box,
         auditor=auditor,
@@ -429,11 +434,11 @@ def _build_sso(
         issuer=settings.issuer,
         social=[social_connection(s, box, at=0.0) for s in settings.sso.social],
     )
-    signin.attach_sso_gate(SsoGate(connections=connections, orgs=stores.orgs, auditor=auditor))
+    signin.attach_sso_gate(SsoGate(connections=connections, orgs=org_repo, auditor=auditor))
     return SsoSignIn(
         connections=connections,
         repo=stores.connections,
-        orgs=stores.orgs,
+        orgs=org_repo,
         users=users,
         signin=signin,
         sessions=sessions,

@@ -212,3 +212,45 @@ def test_saml_connection_from_a_metadata_url(pair: Pair, tmp_path: Path) -> None
         assert "404" in missing.stderr
     finally:
         server.shutdown()
+
+
+def test_a_domain_the_cli_verifies_routes_the_servers_next_sign_in_at_once(
+    pair: Pair, http: httpx.Client
+) -> None:
+    """The server keeps domain claims in memory, the absence of one included (core.orgs.domain_cache).
+    The CLI, another process, claims a domain and verifies it for an organization that requires SSO: the
+    server's very next password sign-in for an address there goes to the IdP."""
+
+    def signs_in_with_a_password() -> bool:
+        browser = Browser(http)
+        answer = browser.login(pair.sp, "dana@umbrella.test")
+        assert answer.status_code == 200, answer.text
+        return browser.session is not None
+
+    created = pair.sp_deployment.cli(
+        "users", "create", "--email", "dana@umbrella.test", "--password-stdin", "--verified",
+        stdin=STRONG_PASSWORD + "\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert signs_in_with_a_password() and signs_in_with_a_password()  # the second from memory
+    client = cli_json(
+        pair.idp_deployment,
+        "clients", "create", "--name", "Umbrella", "--first-party",
+        "--redirect-uri", f"{pair.sp.url}/sso/oidc/callback", "--scope", "openid", "--scope", "email",
+    )  # fmt: skip
+    cli_json(pair.sp_deployment, "orgs", "create", "--name", "Umbrella", "--slug", "umbrella")
+    cli_json(
+        pair.sp_deployment,
+        "orgs", "connections", "add", "umbrella", "--type", "oidc",
+        "--issuer", pair.idp.url, "--client-id", client["client_id"],
+        "--client-secret-stdin", "--require-sso",
+        stdin=client["client_secret"] + "\n",
+    )  # fmt: skip
+    assert signs_in_with_a_password()  # no domain of the organization's yet
+    cli_json(pair.sp_deployment, "orgs", "domains", "add", "umbrella", "umbrella.test")
+    assert signs_in_with_a_password()  # claimed, not verified
+    cli_json(pair.sp_deployment, "orgs", "domains", "verify", "umbrella", "umbrella.test", "--trust")
+    routed = Browser(http).login(pair.sp, "dana@umbrella.test")
+    assert routed.status_code == 200
+    assert routed.json()["status"] == "sso_required"
+    assert routed.json()["redirect"].startswith(f"{pair.sp.url}/sso/start?")

@@ -285,6 +285,7 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
         "users.get": lambda: users.get("u"),
         "users.get_by_email": lambda: users.get_by_email("u@example.com"),
         "users.get_password": lambda: users.get_password("u"),
+        "users.get_with_password": lambda: users.get_with_password("u@example.com"),
         "users.credential_epoch": lambda: users.credential_epoch("u"),
         "users.remember_device": lambda: users.remember_device("u", "d", 1.0),
         "users.record_network": lambda: users.record_network("u", "n", 1.0),

@@ -388,6 +388,24 @@ async def test_login_routes_an_address_of_the_organization_to_its_idp_without_ch
     assert f'href="{start}"' in page.text
 
 
+async def test_a_domain_verified_after_sign_ins_routes_the_next_one(
+    client: httpx.AsyncClient, idp: ScriptedIdp
+) -> None:
+    """Domain claims, and their absence, are kept in memory (core.orgs.domain_cache); claiming and
+    verifying one drops what was kept, so the next sign-in meets the organization's rule."""
+    services = services_of(client)
+    assert (await signup(client, "noa@acme.test")).status_code == 201
+    for _ in range(2):  # the second one answered from memory
+        client.cookies.clear()
+        await csrf(client)
+        assert SESSION_COOKIE in (await login(client, "noa@acme.test")).cookies
+    await acme(services, idp, policy=Policy(require_sso=True))
+    client.cookies.clear()
+    await csrf(client)
+    routed = await client.post("/api/v1/login", json={"email": "noa@acme.test", "password": STRONG_PASSWORD})
+    assert routed.json()["status"] == "sso_required"
+
+
 async def test_without_require_sso_the_email_first_step_routes_and_a_password_still_works(
     client: httpx.AsyncClient, idp: ScriptedIdp
 ) -> None:

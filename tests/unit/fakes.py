@@ -71,6 +71,10 @@ class InMemoryUserRepo:
     async def get_password(self, user_id: str) -> PasswordCredential | None:
         return self.passwords.get(user_id)
 
+    async def get_with_password(self, email_normalized: str) -> tuple[User, PasswordCredential | None] | None:
+        user = await self.get_by_email(email_normalized)
+        return None if user is None else (user, self.passwords.get(user.id))
+
     async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
         self.passwords[credential.user_id] = credential
         if not same_secret:

@@ -4,6 +4,8 @@ limits always end with their window; the consecutive-failure cap only ends with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from threshold.core.errors import ConsecutiveFailuresCapped, RateLimited
@@ -363,3 +365,66 @@ async def test_signup_limit_per_address(throttle: LoginThrottle, clock: FakeCloc
     await throttle.check_signup(ip="203.0.113.10")
     clock.advance(caught.value.retry_after)
     await throttle.check_signup(ip="203.0.113.9")
+
+
+# --- a password sign-in's settlement --------------------------------------------------------------
+
+
+class CountingStore(InMemoryRateLimitStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.settles = 0
+
+    async def settle(
+        self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
+    ) -> None:
+        self.settles += 1
+        await super().settle(refund=refund, reset=reset, now=now)
+
+
+async def test_a_completed_sign_in_writes_the_give_back_with_its_clearing(
+    users: InMemoryUserRepo, clock: FakeClock
+) -> None:
+    """One round trip instead of two, and the same counters as the two writes (parity)."""
+    stores = CountingStore(), CountingStore()
+    apart, together = (LoginThrottle(store, users, clock, SETTINGS, MFA) for store in stores)
+    for throttle in (apart, together):
+        await fail(throttle, "203.0.113.9", times=2)
+        await fail(throttle, "203.0.113.9", email="other@example.com", user_id="user-other")
+        await throttle.reserve_code(USER)
+    reservations = [await attempt(t, "203.0.113.9") for t in (apart, together)]
+    await apart.login_succeeded(reservations[0], ip="203.0.113.9", user_id=USER)
+    await apart.signed_in(user_id=USER, email_normalized=EMAIL)
+    settlement = await together.password_right(reservations[1], ip="203.0.113.9", user_id=USER)
+    assert stores[1].settles == 0  # nothing written yet
+    await together.signed_in(user_id=USER, email_normalized=EMAIL, settling=settlement)
+    await together.settle(settlement)  # what the sign-in's `finally` does: already written, nothing
+    assert (stores[0].settles, stores[1].settles) == (2, 1)
+    assert stores[0].counts == stores[1].counts
+    assert stores[1].counts  # the other account's failures and the address's are still counted
+
+
+async def test_a_give_back_is_written_once(throttle: LoginThrottle) -> None:
+    """Written twice, a give-back would hand back another attempt's count too."""
+    for i in range(7):  # 7 of the address's 8
+        await fail(throttle, "203.0.113.9", email=f"victim{i}@example.com", user_id=None)
+    settlement = await throttle.password_right(
+        await attempt(throttle, "203.0.113.9"), ip="203.0.113.9", user_id=USER
+    )
+    await throttle.settle(settlement)
+    await throttle.settle(settlement)
+    await throttle.signed_in(user_id=USER, email_normalized=EMAIL, settling=settlement)
+    await allowed(throttle, "203.0.113.9", email="fresh@example.com", user_id=None)  # the 8th
+    await limited(throttle, "203.0.113.9", email="fresh@example.com", user_id=None)
+
+
+async def test_a_second_factor_owed_leaves_the_consecutive_count(capped: LoginThrottle) -> None:
+    """The give-back written on its own (a pending sign-in) refunds the attempt, clears nothing."""
+    await fail(capped, "203.0.113.9", times=4)
+    settlement = await capped.password_right(
+        await attempt(capped, "203.0.113.9"), ip="203.0.113.9", user_id=USER
+    )
+    await capped.settle(settlement)
+    await fail(capped, "203.0.113.9", times=1)
+    with pytest.raises(ConsecutiveFailuresCapped):
+        await attempt(capped, "203.0.113.9")

@@ -40,6 +40,10 @@ class UserRepo(Protocol):
 
     async def get_password(self, user_id: str) -> PasswordCredential | None: ...
 
+    async def get_with_password(self, email_normalized: str) -> tuple[User, PasswordCredential | None] | None:
+        """The account of an address and its password (None: it has none), in one read (sign-in)."""
+        ...
+
     async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
         """Store the password; unless it is the same secret rehashed, the credential epoch moves on."""
         ...

@@ -94,6 +94,19 @@ class Reservation:
         return [limit.name for limit, count in self.counted if count == limit.limit]
 
 
+@dataclass(slots=True)
+class Settlement:
+    """A success's give-back, worked out but not yet written (`Budgets.settlement`). A right password
+    is followed, most of the time, by the completed sign-in's own clearing of the consecutive counts:
+    that writes both in one round trip (`LoginThrottle.signed_in`); anything else that follows (a second
+    factor owed, an address to verify, a refusal) writes it on its own (`LoginThrottle.settle`)."""
+
+    refund: tuple[tuple[str, int], ...]
+    reset: tuple[tuple[str, int], ...]
+    at: float
+    written: bool = False
+
+
 class Budgets:
     """Reserve, then check; refund on success. The one implementation of every attempt limit."""
 
@@ -122,17 +135,30 @@ class Budgets:
 
     async def succeeded(self, reservation: Reservation, *, clear: Sequence[str] = ()) -> None:
         """A success: its reservation is given back and the named counters are cleared."""
-        await self._store.settle(
-            refund=[(c.key, c.window) for c, _ in reservation.counted if c.name not in clear],
-            reset=[(c.key, c.window) for c, _ in reservation.counted if c.name in clear],
-            now=reservation.at,
+        await self.write(self.settlement(reservation, clear=clear))
+
+    @staticmethod
+    def settlement(reservation: Reservation, *, clear: Sequence[str] = ()) -> Settlement:
+        """What `succeeded` writes, to be written later (`write`), alone or with more counters cleared."""
+        return Settlement(
+            refund=tuple((c.key, c.window) for c, _ in reservation.counted if c.name not in clear),
+            reset=tuple((c.key, c.window) for c, _ in reservation.counted if c.name in clear),
+            at=reservation.at,
         )
+
+    async def write(self, settlement: Settlement | None, *, clear: Sequence[Limit] = ()) -> None:
+        """One round trip: the settlement (unless already written) and `clear`, in the window of the
+        settlement's attempt (else now)."""
+        refund: list[tuple[str, int]] = []
+        reset = [(limit.key, limit.window) for limit in clear]
+        now = self._clock.now()
+        if settlement is not None and not settlement.written:
+            settlement.written = True  # before the write: never twice, even when it fails
+            refund, reset, now = list(settlement.refund), [*settlement.reset, *reset], settlement.at
+        await self._store.settle(refund=refund, reset=reset, now=now)
 
     async def _give_back(self, counted: Sequence[tuple[Limit, int]], at: float) -> None:
         await self._store.settle(refund=[(limit.key, limit.window) for limit, _ in counted], now=at)
-
-    async def clear(self, *limits: Limit) -> None:
-        await self._store.settle(reset=[(limit.key, limit.window) for limit in limits], now=self._clock.now())
 
 
 def _capped(limit: Limit, retry_after: int) -> RateLimited:
@@ -215,11 +241,22 @@ class LoginThrottle:
             self._login_limits(email_normalized, ip), excused=familiar, capped=_capped
         )
 
-    async def login_succeeded(self, reservation: Reservation, *, ip: str, user_id: str) -> None:
-        # The consecutive count is only given this attempt back: a second factor may still be owed, and
-        # only a completed sign-in (`signed_in`) clears it, so knowing the password never resets it.
-        await self._budgets.succeeded(reservation, clear=("account_ip",))
+    async def password_right(self, reservation: Reservation, *, ip: str, user_id: str) -> Settlement:
+        """A right password: the network becomes a familiar one, and the reservation's give-back is
+        returned for `signed_in` (or `settle`) to write. The consecutive count is only given this
+        attempt back: a second factor may still be owed, and only a completed sign-in (`signed_in`)
+        clears it, so knowing the password never resets it."""
         await self._users.record_network(user_id, network_of(ip), self._clock.now())
+        return self._budgets.settlement(reservation, clear=("account_ip",))
+
+    async def login_succeeded(self, reservation: Reservation, *, ip: str, user_id: str) -> None:
+        """`password_right`, written at once."""
+        await self.settle(await self.password_right(reservation, ip=ip, user_id=user_id))
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Write a right password's give-back, unless the completed sign-in already did."""
+        if not settlement.written:
+            await self._budgets.write(settlement)
 
     async def note_network(self, *, user_id: str, ip: str) -> None:
         """A sign-in without a password attempt (sign-up) still makes the network familiar."""
@@ -236,10 +273,17 @@ class LoginThrottle:
     async def code_succeeded(self, reservation: Reservation) -> None:
         await self._budgets.succeeded(reservation, clear=(CONSECUTIVE_CODES,))
 
-    async def signed_in(self, *, user_id: str, email_normalized: str) -> None:
-        """A completed sign-in (any way) or a password reset clears both consecutive-failure counts."""
-        await self._budgets.clear(
-            self._consecutive_passwords(self._account(email_normalized)), self._consecutive_codes(user_id)
+    async def signed_in(
+        self, *, user_id: str, email_normalized: str, settling: Settlement | None = None
+    ) -> None:
+        """A completed sign-in (any way) or a password reset clears both consecutive-failure counts; a
+        password sign-in's give-back (`password_right`) goes in the same round trip."""
+        await self._budgets.write(
+            settling,
+            clear=(
+                self._consecutive_passwords(self._account(email_normalized)),
+                self._consecutive_codes(user_id),
+            ),
         )
 
     async def check_export(self, *, user_id: str) -> None:

@@ -297,6 +297,9 @@ class InvalidatingUserRepo:
     async def get_password(self, user_id: str) -> PasswordCredential | None:
         return await self._users.get_password(user_id)
 
+    async def get_with_password(self, email_normalized: str) -> tuple[User, PasswordCredential | None] | None:
+        return await self._users.get_with_password(email_normalized)
+
     async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
         await self._users.set_password(credential, same_secret=same_secret)
 

@@ -26,6 +26,10 @@ async def test_add_then_get_and_get_by_email(users: UserRepo) -> None:
     assert await users.get(new_id()) is None
     assert await users.get_by_email("Ada.Lovelace@Example.com") is None  # lookups use the normalized form
     assert await users.get_password(new_id()) is None
+    assert await users.get_with_password("ada.lovelace@example.com") == (ada, credential)
+    assert await users.get_with_password("Ada.Lovelace@Example.com") is None
+    assert await users.get_with_password("nobody@example.com") is None
+    assert await users.get_with_password("ada.lovelace@example.com\x00") is None
 
 
 async def test_add_without_password(users: UserRepo) -> None:
@@ -33,6 +37,7 @@ async def test_add_without_password(users: UserRepo) -> None:
     await users.add(nopass, None)
     assert await users.get(nopass.id) == nopass
     assert await users.get_password(nopass.id) is None
+    assert await users.get_with_password("nopass@example.com") == (nopass, None)
 
 
 async def test_email_normalized_is_unique(users: UserRepo) -> None:
@@ -78,6 +83,7 @@ async def test_set_password_inserts_then_updates_and_moves_the_epoch(users: User
     assert await users.credential_epoch(hopper.id) == 2
     fetched = await users.get(hopper.id)
     assert fetched is not None and fetched.credential_epoch == 2
+    assert await users.get_with_password("hopper@example.com") == (fetched, rehashed)
 
 
 async def test_delete_password_moves_the_epoch(users: UserRepo) -> None:

@@ -24,8 +24,10 @@ from threshold.adapters.sql.rows import (
     PASSWORD_OF_USER,
     USER_BY_EMAIL,
     USER_BY_ID,
+    USER_WITH_PASSWORD,
     password_of,
     user_of,
+    user_with_password,
 )
 from threshold.core.errors import EmailUnavailable
 from threshold.core.models import (
@@ -221,6 +223,12 @@ class SqlUserRepo(SqlRepo):
     async def get_password(self, user_id: str) -> PasswordCredential | None:
         row = await self._statements.first(PASSWORD_OF_USER, {"user_id": user_id})
         return password_of(row) if row else None
+
+    async def get_with_password(self, email_normalized: str) -> tuple[User, PasswordCredential | None] | None:
+        if "\x00" in email_normalized:  # as get_by_email
+            return None
+        row = await self._statements.first(USER_WITH_PASSWORD, {"email_normalized": email_normalized})
+        return user_with_password(row) if row else None
 
     async def set_password(self, credential: PasswordCredential, *, same_secret: bool = False) -> None:
         statement = _insert(self._engine, t.password_credentials).values(

@@ -25,6 +25,16 @@ USER_BY_EMAIL = select(t.users).where(t.users.c.email_normalized == bindparam("e
 PASSWORD_OF_USER = select(t.password_credentials).where(
     t.password_credentials.c.user_id == bindparam("user_id")
 )
+USER_WITH_PASSWORD = (
+    select(
+        t.users,
+        t.password_credentials.c.hash.label("password_hash"),
+        t.password_credentials.c.updated_at.label("password_updated_at"),
+    )
+    .select_from(t.users.outerjoin(t.password_credentials))
+    .where(t.users.c.email_normalized == bindparam("email_normalized"))
+)
+"""An account and its password (NULLs when it has none): the first read of a password sign-in."""
 
 
 def user_of(row: Columns) -> User:
@@ -43,6 +53,16 @@ def user_of(row: Columns) -> User:
 
 def password_of(row: Columns) -> PasswordCredential:
     return PasswordCredential(user_id=row["user_id"], hash=row["hash"], updated_at=row["updated_at"])
+
+
+def user_with_password(row: Columns) -> tuple[User, PasswordCredential | None]:
+    """A row of USER_WITH_PASSWORD."""
+    user = user_of(row)
+    if row["password_hash"] is None:
+        return user, None
+    return user, PasswordCredential(
+        user_id=user.id, hash=row["password_hash"], updated_at=row["password_updated_at"]
+    )
 
 
 # --- Codes, refresh tokens and grants ---------------------------------------------------------------

@@ -36,7 +36,7 @@ from threshold.core.methods.proofs import SSO, Proof, Upstream
 from threshold.core.models import AuditKind, Method, RequestContext, SessionRecord, User
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import UserRepo
-from threshold.core.ratelimit import LoginThrottle
+from threshold.core.ratelimit import LoginThrottle, Settlement
 from threshold.core.sessions import SessionService
 
 if TYPE_CHECKING:
@@ -111,11 +111,11 @@ class SignIn:
             normalized = normalize_email(email).normalized
         except EmailInvalid:
             normalized = email[:320].casefold()
-        user = await self._users.get_by_email(normalized)
+        user, credential = await self._users.get_with_password(normalized) or (None, None)
         reservation = await self._throttle.reserve_login(
             email_normalized=normalized, ip=context.ip, user_id=user.id if user else None
         )
-        proof = await self._proving.password.verify_password(user, password, context)
+        proof = await self._proving.password.verify_against(user, credential, password, context)
         if user is None or proof is None or await self._lock.refuses(user):
             reason = "unknown_account" if user is None else "disabled" if proof else "wrong_password"
             await self._audit.record(
@@ -127,15 +127,23 @@ class SignIn:
                     AuditKind.LOGIN_THROTTLED, user_id=user.id, context=context, limits=",".join(reached)
                 )
             raise InvalidCredentials()
-        await self._throttle.login_succeeded(reservation, ip=context.ip, user_id=user.id)
-        if self._verification == "required" and not user.email_verified and self._email is not None:
-            # The password is right, so saying so reveals nothing; the link is sent again (rate-limited).
-            with contextlib.suppress(RateLimited):
-                await self._email.resend_verification(user, context=context)
-            raise EmailNotVerified()
-        return await self.continue_after(
-            user, [proof], context=context, epoch=user.credential_epoch, replacing=replacing
-        )
+        settlement = await self._throttle.password_right(reservation, ip=context.ip, user_id=user.id)
+        try:
+            if self._verification == "required" and not user.email_verified and self._email is not None:
+                # The password is right, so saying so reveals nothing; the link is sent again (rate-limited).
+                with contextlib.suppress(RateLimited):
+                    await self._email.resend_verification(user, context=context)
+                raise EmailNotVerified()
+            return await self.continue_after(
+                user,
+                [proof],
+                context=context,
+                epoch=user.credential_epoch,
+                replacing=replacing,
+                settling=settlement,
+            )
+        finally:  # written by the completed sign-in with its own clearing, else here on its own
+            await self._throttle.settle(settlement)
 
     async def continue_after(
         self,
@@ -145,15 +153,19 @@ class SignIn:
         context: RequestContext,
         epoch: int,
         replacing: SessionRecord | None = None,
+        settling: Settlement | None = None,
     ) -> SignInOutcome:
-        """After a first step: a pending sign-in when a second factor is owed, else the session."""
+        """After a first step: a pending sign-in when a second factor is owed, else the session (which
+        writes `settling`, the first step's give-back, with its own; see `complete`)."""
         if not is_strong(proofs):
             methods = await self._inventory.second_factors(user)
             if methods:  # no session until the second factor
                 if self._gate is not None:  # before asking for a second factor that could not help
                     await self._gate.check(user, proofs, context=context)
                 return await self.pending.start(user, proofs=proofs, epoch=epoch, methods=methods)
-        return await self._finish(user, proofs, context=context, epoch=epoch, replacing=replacing)
+        return await self._finish(
+            user, proofs, context=context, epoch=epoch, replacing=replacing, settling=settling
+        )
 
     async def passkey_options(self) -> dict[str, Any]:
         return await self._passkey.login_options()
@@ -233,6 +245,7 @@ class SignIn:
         context: RequestContext,
         epoch: int,
         replacing: SessionRecord | None,
+        settling: Settlement | None = None,
     ) -> SignedIn | RestoreOffered:
         """The session; or, for an account its deletion locked (core.lock let it this far), the offer
         to keep it: the proofs wait under a single-use token, as a pending sign-in's do."""
@@ -244,7 +257,9 @@ class SignIn:
                 await self._gate.check(user, proofs, context=context)
             held = await self.pending.start(user, proofs=proofs, epoch=epoch, methods=[], keeps_account=True)
             return RestoreOffered(token=held.token, expires_at=held.expires_at, erase_at=deletion.erase_at)
-        return await self.complete(user, proofs, context=context, epoch=epoch, replacing=replacing)
+        return await self.complete(
+            user, proofs, context=context, epoch=epoch, replacing=replacing, settling=settling
+        )
 
     async def restore_offer(self, token: str | None) -> float:
         """When the account a keep-the-account offer is about will be erased (the offer page shows it).
@@ -294,9 +309,11 @@ class SignIn:
         epoch: int,
         replacing: SessionRecord | None = None,
         audited: bool = True,
+        settling: Settlement | None = None,
     ) -> SignedIn:
         """Issue the session these proofs earn (a new id), or nothing if the credentials changed since
-        the first step.
+        the first step. `settling`, a right password's give-back (LoginThrottle.password_right), is
+        written with the clearing of the consecutive counts, in one round trip.
 
         Raises:
             PendingLoginMissing: a password reset, change or removal (or a factor reset) committed after
@@ -328,7 +345,9 @@ class SignIn:
         if replacing is not None:
             await self._sessions.end_session(replacing)
         await self._stepup.note_proofs(issued.record, list(proofs))
-        await self._throttle.signed_in(user_id=user.id, email_normalized=user.email_normalized)
+        await self._throttle.signed_in(
+            user_id=user.id, email_normalized=user.email_normalized, settling=settling
+        )
         methods = [p.method for p in proofs]
         extra = _upstream_detail(upstream)
         if not audited:  # the caller records its own event (sign-up)

@@ -27,6 +27,17 @@ class PasswordMethod:
         credential epoch stays.
         """
         credential = await self._users.get_password(user.id) if user else None
+        return await self.verify_against(user, credential, password, context)
+
+    async def verify_against(
+        self,
+        user: User | None,
+        credential: PasswordCredential | None,
+        password: str,
+        context: RequestContext | None = None,
+    ) -> Proof | None:
+        """`verify_password` with the user's credential already read (UserRepo.get_with_password, the
+        sign-in's first read)."""
         verified = await self._hasher.verify(
             expected_hash=credential.hash if credential else None, password=password
         )
