@@ -420,7 +420,9 @@ def test_require_sso_never_signs_in_with_the_password_and_links_the_existing_acc
         answer = sent.value
         assert answer.status == 200  # a page that moves on to the IdP (a 303 would meet form-action)
         assert SESSION_COOKIE not in (answer.headers.get("set-cookie") or "")
-        page.wait_for_load_state()
+        # Where that page moves on to, reached before the next step (a navigation still under way
+        # would interrupt the next page.goto).
+        _arrive(page, rf"^{re.escape(sso.idp.url)}/login\?", "the IdP's sign-in page")
         assert not _has_session(page, sso.sp)
     shoot(page, "01-sp-after-password")
     page.csp.clear()  # where the tab went from there is the previous test's
