@@ -246,7 +246,7 @@ class LoginThrottle:
         returned for `signed_in` (or `settle`) to write. The consecutive count is only given this
         attempt back: a second factor may still be owed, and only a completed sign-in (`signed_in`)
         clears it, so knowing the password never resets it."""
-        await self._users.record_network(user_id, network_of(ip), self._clock.now())
+        await self.note_network(user_id=user_id, ip=ip)
         return self._budgets.settlement(reservation, clear=("account_ip",))
 
     async def login_succeeded(self, reservation: Reservation, *, ip: str, user_id: str) -> None:
@@ -259,7 +259,7 @@ class LoginThrottle:
             await self._budgets.write(settlement)
 
     async def note_network(self, *, user_id: str, ip: str) -> None:
-        """A sign-in without a password attempt (sign-up) still makes the network familiar."""
+        """A right password (`password_right`), or a sign-up without one, makes the network familiar."""
         await self._users.record_network(user_id, network_of(ip), self._clock.now())
 
     async def reserve_code(self, user_id: str) -> Reservation:
