@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8400
-PYTEST_ARGS ?=
+# two workers, whole files each (module fixtures stay on one worker); the 40 slowest tests listed at the end
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=40
 SOAK_ARGS ?=
 
 .PHONY: install run migrate demo test lint typecheck bench bench-peers soak docs clean translations

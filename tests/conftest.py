@@ -29,6 +29,20 @@ from threshold.settings import Settings
 
 ISSUER = "https://auth.threshold.test"
 
+# The suites that start servers, browsers and CLI processes run first: `make test` spreads whole files
+# over two workers (pytest-xdist, --dist loadfile), and a long file handed out last would run alone at
+# the end while the other core idles. The rest keep their order.
+SLOW_FIRST = ("e2e", "blackbox", "scaleout", "backchannel", "faults", "observability", "email", "scim")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.relative_to(Path(__file__).parent).parts
+        return SLOW_FIRST.index(parts[0]) if parts[0] in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: within a rank, the collection order
+
+
 BACKENDS = ("sqlite", "postgres+redis")
 
 

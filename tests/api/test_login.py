@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -125,7 +124,7 @@ async def test_failures_are_indistinguishable(client_factory: Callable[..., Any]
     statuses: dict[str, set[int]] = {name: set() for name in cases}
     header_names: dict[str, set[frozenset[str]]] = {name: set() for name in cases}
     timings: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(5):
+    for _ in range(7):
         for name, make in cases.items():  # interleaved, so load drifts hit every case alike
             response, elapsed = await _failed_login(client, *make())
             statuses[name].add(response.status_code)
@@ -139,7 +138,9 @@ async def test_failures_are_indistinguishable(client_factory: Callable[..., Any]
     assert len(set().union(*header_names.values())) == 1, header_names
     body = next(iter(bodies["unknown"]))
     assert b'"code":"invalid_credentials"' in body
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    reference = medians["wrong_password"]
-    for value in medians.values():
-        assert 0.5 <= value / reference <= 2.0, medians
+    # The fastest of each: other work on the machine (a parallel test run) only ever adds time, so the
+    # minimum is the estimate it disturbs least, and work one case skips shows in it all the same.
+    fastest = {name: min(values) for name, values in timings.items()}
+    reference = fastest["wrong_password"]
+    for value in fastest.values():
+        assert 0.5 <= value / reference <= 2.0, fastest

@@ -115,6 +115,7 @@ def test_every_time_round_trips_bit_for_bit(created: float) -> None:
 @pytest.mark.parametrize(
     "identifier",
     ["", "x", "u" + new_id(), new_id().upper(), new_id()[:31], "é☃" * 40, "a" * 200, "b" * 20_000],
+    ids=["empty", "short", "33-chars", "upper-hex", "31-hex", "non-ascii", "200-chars", "20000-chars"],
 )
 def test_identifiers_that_are_not_32_lowercase_hex_digits_are_kept_as_text(identifier: str) -> None:
     assert_round_trips(issued(public_id=identifier))
