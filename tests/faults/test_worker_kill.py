@@ -31,7 +31,7 @@ from tests.faults.conftest import (
     log_out,
     sign_up,
 )
-from tests.support import Server, wait_for
+from tests.support import START_TIMEOUT, Server, wait_for
 
 WORKER_MARK = b"spawn_main"  # multiprocessing's spawn entry point, in a worker's command line
 STARTUP_DONE = "Application startup complete."
@@ -60,11 +60,6 @@ def replaced(supervisor: int, victim: int) -> bool:
     return victim not in live and len(live) == 2
 
 
-# How long a worker may take to start (bounds, not waits): a replacement imports the whole service on a
-# core that a parallel test run and this test's own sign-up load (Argon2id) are using; 30 s was too short.
-BOUND = 90
-
-
 def started(server: Server) -> int:
     """How many worker processes have finished starting (uvicorn logs it at level info)."""
     return server.output().count(STARTUP_DONE)
@@ -85,7 +80,7 @@ def test_worker_killed_mid_request(pg: PgCluster, tmp_path: Path) -> None:
     ):
         server = deployment.start(workers=2)
         supervisor = server.process.pid
-        wait_for(lambda: started(server) == 2, BOUND, "two workers serving")
+        wait_for(lambda: started(server) == 2, START_TIMEOUT, "two workers serving")
         originals = sorted(worker_pids(supervisor))
         assert len(originals) == 2, originals
 
@@ -102,17 +97,21 @@ def test_worker_killed_mid_request(pg: PgCluster, tmp_path: Path) -> None:
             kills.append(time.monotonic())
             os.kill(first, signal.SIGKILL)
             # The supervisor notices and starts a replacement, which serves once started.
-            wait_for(lambda: replaced(supervisor, first), BOUND, f"a replacement for worker {first}")
-            wait_for(lambda: started(server) == 3, BOUND, "the replacement serving")
+            wait_for(lambda: replaced(supervisor, first), START_TIMEOUT, f"a replacement for worker {first}")
+            wait_for(lambda: started(server) == 3, START_TIMEOUT, "the replacement serving")
             back.append(time.monotonic())
             load.wait_for_in_flight({"signup", "login"})
             kills.append(time.monotonic())
             os.kill(second, signal.SIGKILL)
-            wait_for(lambda: replaced(supervisor, second), BOUND, f"a replacement for worker {second}")
+            wait_for(
+                lambda: replaced(supervisor, second), START_TIMEOUT, f"a replacement for worker {second}"
+            )
             # Both original workers are dead: until the second replacement has started (seconds), the
             # answers come from the first one.
             wait_for(
-                lambda: served_since(load, kills[1] + GRACE) >= 3, BOUND, "answers after the second kill"
+                lambda: served_since(load, kills[1] + GRACE) >= 3,
+                START_TIMEOUT,
+                "answers after the second kill",
             )
         outcomes = load.outcomes
 

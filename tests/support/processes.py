@@ -20,7 +20,10 @@ from tests.support.storage import Backend, backend_env
 
 THRESHOLD = str(Path(sys.executable).parent / "threshold")
 CLI_TIMEOUT = 60
-START_TIMEOUT = 60  # a bound, not a wait: under a parallel test run a start can take 30 s here
+# How long a server or worker process may take to start: a bound, not a wait. Under the parallel test
+# run, a process imports the whole service beside the other worker (and, for a replacement worker in
+# tests/faults, beside its test's own Argon2id load): 30 s was too short there.
+START_TIMEOUT = 90
 
 
 def run_cli(
