@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--native", action="store_true", help="include C frames (uvloop, asyncpg, httptools)")
     parser.add_argument("--factory", help="module:function, an app factory to serve instead (uvicorn)")
     args = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -119,7 +120,7 @@ def main() -> None:
             [
                 str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
                 "--duration", str(args.seconds + 1), "--rate", str(args.rate), "--format", "raw",
-                "--threads", "--output", str(folded),
+                "--threads", "--output", str(folded), *(["--native"] if args.native else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -43,9 +43,17 @@ async def test_a_busy_pool_answers_unavailable_after_a_bounded_wait(
         with pytest.raises(DependencyUnavailable):
             await pool.first(_ECHO, {"value": "busy"})
         assert 0.15 <= asyncio.get_running_loop().time() - started < 2
+        waiting = asyncio.create_task(pool.first(_ECHO, {"value": "cancelled"}))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # a request that goes away while it waits for a connection
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert pool.checkouts == 2  # the two holders: neither the timed-out nor the cancelled one is left
         release.set()
         await asyncio.gather(*holders)
+        assert pool.checkouts == 0
         rows = await asyncio.gather(*(pool.first(_ECHO, {"value": str(n)}) for n in range(5)))
         assert [r["value"] for r in rows if r is not None] == [str(n) for n in range(5)]
+        assert pool.checkouts == 0
     finally:
         await pool.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
-from threshold.core.emails import normalize_email
+from threshold.core.emails import local_characters_allowed, normalize_email
 from threshold.core.errors import EmailInvalid
 
 
@@ -100,3 +102,30 @@ def test_rejection_is_a_stable_public_error() -> None:
     with pytest.raises(EmailInvalid) as caught:
         normalize_email("nope")
     assert caught.value.code == "email_invalid"
+
+
+def test_local_part_check_matches_the_per_character_rule_for_every_code_point() -> None:
+    """Parity: the whole-string check of a local part refuses exactly the characters the rule names
+    (whitespace, non-printable, the specials), for every code point, alone and inside a word."""
+    for point in range(0x110000):
+        ch = chr(point)
+        rule = not (ch.isspace() or not ch.isprintable() or ch in '"(),:;<>[\\]')
+        assert local_characters_allowed(ch) is rule, hex(point)
+        assert local_characters_allowed(f"a{ch}b") is rule, hex(point)
+
+
+def test_domain_label_check_matches_the_per_character_rule_for_every_code_point() -> None:
+    """Parity: a domain label's whole-string check (letters, digits, inner hyphens) against the rule
+    per character, for every code point that NFKC leaves as it is, inside a label."""
+    for point in range(0x110000):
+        ch = chr(point)
+        label = f"a{ch}b"
+        if ch in ".@" or unicodedata.normalize("NFKC", label) != label:
+            continue  # a separator, or a character NFKC turns into another before any check
+        try:
+            normalize_email(f"x@{label}.example")
+        except EmailInvalid:
+            accepted = False
+        else:
+            accepted = True
+        assert accepted is (ch.isalnum() or ch == "-"), hex(point)

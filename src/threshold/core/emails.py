@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -9,6 +10,10 @@ from threshold.core.errors import EmailInvalid
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 section 4.5.3.1.3 (path) minus the angle brackets
 MAX_LOCAL_LENGTH = 64
+
+_SPECIALS = re.compile(r'[ "(),:;<>\[\\\]]')
+"""What an unquoted local part may not hold beside non-printable characters: the space and RFC 5322's
+specials (a quoted local part is refused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +33,16 @@ def _valid_domain(domain: str) -> bool:
     for label in labels:
         if not 1 <= len(label) <= 63 or label.startswith("-") or label.endswith("-"):
             return False
-        if not all(ch.isalnum() or ch == "-" for ch in label):
+        if not label.replace("-", "").isalnum():  # letters, digits and inner hyphens only
             return False
     return True
+
+
+def local_characters_allowed(local: str) -> bool:
+    """No whitespace, nothing non-printable and no special of an unquoted local part. Whole-string
+    checks, not a loop over characters (this runs at every sign-in): every whitespace character but the
+    space is non-printable, so `isprintable` and the specials (with the space) cover them all."""
+    return local.isprintable() and _SPECIALS.search(local) is None
 
 
 def normalize_email(raw: str) -> NormalizedEmail:
@@ -56,7 +68,7 @@ def normalize_email(raw: str) -> NormalizedEmail:
         raise EmailInvalid()
     if local.startswith(".") or local.endswith(".") or ".." in local:
         raise EmailInvalid()
-    if any(ch.isspace() or not ch.isprintable() or ch in '"(),:;<>[\\]' for ch in local):
+    if not local_characters_allowed(local):
         raise EmailInvalid()
     display = f"{local}@{domain.lower()}"
     return NormalizedEmail(display=display, normalized=unicodedata.normalize("NFKC", display.casefold()))

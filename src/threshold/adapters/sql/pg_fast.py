@@ -116,6 +116,12 @@ class FastPool:
         self._max_size = max_size
         self._pool: Any = None
         self._lock = asyncio.Lock()
+        self._checkouts = 0  # connections held or asked for through `connection`, the pool's only user
+
+    @property
+    def checkouts(self) -> int:
+        """Connections held or waited for right now (through `connection`)."""
+        return self._checkouts
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Any]:
@@ -131,17 +137,24 @@ class FastPool:
                             command_timeout=15,
                             reset=_keep,
                         )
-            if self._pool.get_idle_size():  # one is free: the checkout does not wait (no timer to set)
-                conn = await self._pool.acquire()
-            else:
-                # asyncio.timeout, not acquire(timeout=...): asyncpg wraps that in wait_for, a task of
-                # its own per checkout (Python 3.11), a few per cent of a refresh's CPU.
-                async with asyncio.timeout(ACQUIRE_TIMEOUT):
-                    conn = await self._pool.acquire()
+            self._checkouts += 1
             try:
-                yield conn
+                if self._checkouts <= self._max_size:
+                    # A connection is free (or may be opened, within the pool's connect timeout): the
+                    # checkout waits for no other request's release, so no timer is set. Counted here,
+                    # not with get_idle_size(), which walks every connection of the pool per call.
+                    conn = await self._pool.acquire()
+                else:
+                    # asyncio.timeout, not acquire(timeout=...): asyncpg wraps that in wait_for, a task
+                    # of its own per checkout (Python 3.11), a few per cent of a refresh's CPU.
+                    async with asyncio.timeout(ACQUIRE_TIMEOUT):
+                        conn = await self._pool.acquire()
+                try:
+                    yield conn
+                finally:
+                    await self._pool.release(conn)
             finally:
-                await self._pool.release(conn)
+                self._checkouts -= 1
 
     async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
         """The first row of `statement` with its named parameters (an asyncpg Record), or None."""
