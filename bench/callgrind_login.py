@@ -2,8 +2,8 @@
 sign-in path, where wall-clock figures on this machine drift by more than the change (bench/ab_login.py's
 runs vary by 10 % within minutes).
 
-The app runs in-process (its lifespan, then requests through httpx's ASGI transport, so uvicorn's
-protocol is not counted) on a deployment of its own (PostgreSQL + Redis by default), under valgrind's
+The app runs in-process (its lifespan, then each request handed to it as uvicorn hands it over, so
+uvicorn's HTTP protocol is not counted, nor any client) on a deployment of its own (PostgreSQL + Redis by default), under valgrind's
 callgrind, which counts instructions, not seconds: the same code and inputs give the same count
 whatever else the machine does. The Argon2id verification is replaced by a constant answer on its
 thread (the hash's own instructions are the same before and after any change to the rest, and under
@@ -22,17 +22,20 @@ Needs valgrind. About two minutes. Not a test: it reports figures.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ctypes
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import uvloop
 from run import PASSWORD, cookie_of, deployment
+from starlette.types import ASGIApp, Message
 
 DEVICE = "__Host-threshold_device"
 
@@ -71,17 +74,37 @@ async def _sign_in(count: int, warm: int, toggle: Callable[[], None]) -> None:
             signup = await client.post("/api/v1/signup", json={"email": email, "password": PASSWORD})
             signup.raise_for_status()
             device = cookie_of(signup, DEVICE)
-            for index in range(warm + count):
-                if index == warm:
-                    toggle()
-                client.cookies.clear()
-                response = await client.post(
-                    "/api/v1/login",
-                    json={"email": email, "password": PASSWORD},
-                    headers={"Cookie": device},
-                )
-                response.raise_for_status()
-            toggle()
+        body = json.dumps({"email": email, "password": PASSWORD}).encode()
+        for index in range(warm + count):
+            if index == warm:
+                toggle()
+            status = await _post(app, "/api/v1/login", body, [(b"cookie", device.encode())])
+            assert status == 200, status
+        toggle()
+
+
+async def _post(app: ASGIApp, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """One JSON POST straight to the ASGI app, as uvicorn hands it over (no HTTP client counted); its
+    status."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8400"), (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()), *headers,
+        ],
+        "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8400), "state": {},
+    }  # fmt: skip
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
 
 
 def _instructions(env: dict[str, str], count: int, warm: int, work: Path) -> int:
@@ -106,11 +129,12 @@ def main() -> None:
     parser.add_argument(
         "--src", help="count another checkout's sources (its src/ directory) instead, for an A/B"
     )
+    parser.add_argument("--keep", help="copy callgrind's output here (for callgrind_annotate)")
     parser.add_argument("--inner", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner is not None:
-        asyncio.run(_sign_in(args.inner, args.warm, _toggle(Path(args.work))))
+        uvloop.run(_sign_in(args.inner, args.warm, _toggle(Path(args.work))))  # as `threshold serve` runs
         return
     # the back-channel queue's poll (every 0.25 s) counts by the clock, and valgrind slows the clock's
     # reader fifty-fold: looked at once a minute here, so the count is the sign-ins'
@@ -121,6 +145,8 @@ def main() -> None:
         path = [*([str(Path(args.src).resolve())] if args.src else []), str(Path(__file__).parent)]
         env = {**bench.env, "PYTHONPATH": os.pathsep.join(path), "THRESHOLD_ISSUER": "http://127.0.0.1:8400"}
         per = _instructions(env, args.count, args.warm, Path(work)) / args.count
+        if args.keep:
+            shutil.copy(Path(work) / "callgrind.out", args.keep)
     print(
         f"{args.backend}{' (' + args.src + ')' if args.src else ''}: {per / 1e6:.3f} M instructions per "
         f"sign-in (outside the hash; {args.count} sign-ins)"

@@ -23,6 +23,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from threshold.adapters.redis import _session_format as fmt
+from threshold.adapters.redis.packing import c_packed
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import Aal, Amr, SessionRecord
 from threshold.core.ports import WindowCount
@@ -34,7 +35,7 @@ def connect(url: str) -> aioredis.Redis:
     requests after Redis is back are not answered 503. A Redis that is down still fails fast (in about
     30 ms: a refused connection is tried three times; a timeout is not retried). The Retry is asyncio's:
     redis.retry.Retry, the synchronous one, is accepted by this client and never retries anything."""
-    return aioredis.from_url(
+    client = aioredis.from_url(
         url,
         decode_responses=True,
         socket_timeout=5,
@@ -44,6 +45,7 @@ def connect(url: str) -> aioredis.Redis:
             ExponentialBackoff(cap=0.05, base=0.005), retries=2, supported_errors=(RedisConnectionError,)
         ),
     )
+    return c_packed(client)  # commands packed in C (packing)
 
 
 @contextlib.contextmanager
