@@ -9,6 +9,7 @@ an address it has not proved it controls.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
@@ -122,9 +123,12 @@ def social_connection(social: SocialConnectionSettings, box: SecretBox, *, at: f
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def address_domain(email: str) -> str | None:
     """The address's domain as organizations claim domains (lower-case ASCII, IDNA for international
-    names), so `bücher.example` and `xn--bcher-kva.example` are one domain."""
+    names), so `bücher.example` and `xn--bcher-kva.example` are one domain. A pure function of the
+    address, asked twice per sign-in (home-realm discovery, then the SSO gate): remembered for the most
+    recent addresses."""
     try:
         domain = normalize_email(email).normalized.rpartition("@")[2]
         return normalize_domain(domain) if domain else None
