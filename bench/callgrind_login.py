@@ -37,9 +37,6 @@ import uvloop
 from run import PASSWORD, cookie_of, deployment
 from starlette.types import ASGIApp, Message
 
-DEVICE = "__Host-threshold_device"
-
-
 TOGGLE_C = """
 #include <valgrind/callgrind.h>
 void toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
@@ -61,6 +58,7 @@ async def _sign_in(count: int, warm: int, toggle: Callable[[], None]) -> None:
 
     from threshold.core import passwords
     from threshold.web.app import app_from_environment
+    from threshold.web.security import DEVICE_COOKIE
 
     def verified(self: passwords.PasswordHasher, stored: str, password: str) -> bool:
         return password == PASSWORD
@@ -73,7 +71,7 @@ async def _sign_in(count: int, warm: int, toggle: Callable[[], None]) -> None:
             email = f"callgrind.{os.getpid()}@example.com"
             signup = await client.post("/api/v1/signup", json={"email": email, "password": PASSWORD})
             signup.raise_for_status()
-            device = cookie_of(signup, DEVICE)
+            device = cookie_of(signup, DEVICE_COOKIE)
         body = json.dumps({"email": email, "password": PASSWORD}).encode()
         for index in range(warm + count):
             if index == warm:
@@ -136,8 +134,8 @@ def main() -> None:
     if args.inner is not None:
         uvloop.run(_sign_in(args.inner, args.warm, _toggle(Path(args.work))))  # as `threshold serve` runs
         return
-    # the back-channel queue's poll (every 0.25 s) counts by the clock, and valgrind slows the clock's
-    # reader fifty-fold: looked at once a minute here, so the count is the sign-ins'
+    # The back-channel queue is polled every 0.25 s of wall time, and under valgrind a sign-in takes about
+    # fifty times as long, so the polls would be counted with each sign-in: once a minute here instead.
     with (
         deployment(args.backend, THRESHOLD_BACKCHANNEL__POLL_INTERVAL="60") as bench,
         tempfile.TemporaryDirectory(prefix="callgrind-") as work,
