@@ -232,6 +232,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         box=box,
         revoker=revoker,
         orgs=org_repo,
+        closing=stores.sign_in_writes,
     )
     factors = engine_.factors
     accounts = Accounts(

@@ -18,7 +18,13 @@ from tests.support import free_port
 from threshold.adapters.redis.stores import RedisRateLimitStore, RedisSessionStore
 from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql.db import create_engine
-from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
+from threshold.adapters.sql.repos import (
+    SqlAuditLog,
+    SqlRateLimitStore,
+    SqlSessionStore,
+    SqlSignInWrites,
+    SqlUserRepo,
+)
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import Aal, Amr, AuditEvent, AuditKind, SessionRecord, User
 from threshold.core.secrets import digest, new_id, new_token
@@ -75,6 +81,9 @@ def _sql_calls(engine: Any) -> dict[str, Call]:
         "sessions.delete_for_user": lambda: sessions.delete_for_user("x"),
         "limits.increment": lambda: limits.increment("k", window=60, now=time.time()),
         "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGOUT, at=1.0)),
+        "sign_in_writes.close": lambda: SqlSignInWrites(engine, users).close(
+            "x", epoch=0, event=AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0, user_id="x"), device="d"
+        ),
     }
 
 
@@ -275,6 +284,7 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
     repo, users = PgRefreshTokenRepo(engine, pool), SqlUserRepo(engine, statements=statements)
     orgs, factors = SqlOrgRepo(engine, statements=statements), SqlFactorRepo(engine, statements=statements)
     audit = SqlAuditLog(engine, statements=statements)
+    closing = SqlSignInWrites(engine, users, statements=statements)
     token = RefreshToken(
         digest="d", family_id="f", parent_digest=None, client_id="c", user_id="u", session_digest="s",
         sid="i", scope="openid", auth_time=1.0, acr="0", amr=("pwd",), created_at=1.0, expires_at=2.0,
@@ -293,6 +303,9 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
         "orgs.memberships_of": lambda: orgs.memberships_of("u"),
         "factors.second_factors": lambda: factors.second_factors("u"),
         "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0)),
+        "sign_in_writes.close": lambda: closing.close(
+            "u", epoch=0, event=AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0, user_id="u"), device="d"
+        ),
     }
     try:
         assert await _failures(calls) == []

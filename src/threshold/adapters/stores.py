@@ -33,7 +33,13 @@ from threshold.adapters.sql.oidc_repos import (
 )
 from threshold.adapters.sql.org_repos import SqlOrgRepo
 from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, UnitAwareStatements
-from threshold.adapters.sql.repos import SqlAuditLog, SqlRateLimitStore, SqlSessionStore, SqlUserRepo
+from threshold.adapters.sql.repos import (
+    SqlAuditLog,
+    SqlRateLimitStore,
+    SqlSessionStore,
+    SqlSignInWrites,
+    SqlUserRepo,
+)
 from threshold.adapters.sql.sso_repos import SqlConnectionRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
 from threshold.core.orgs.ports import OrgRepo
@@ -74,6 +80,7 @@ class Stores:
     fast_pool: FastPool | None
     users: UserRepo
     audit_log: SqlAuditLog
+    sign_in_writes: SqlSignInWrites
     sessions: SessionStore
     rate_limits: RateLimitStore
     marks: MarkStore
@@ -164,12 +171,14 @@ def open_stores(settings: Settings) -> Stores:
         sql_marks, sql_ephemeral = SqlMarkStore(engine), SqlEphemeralStore(engine)
         sessions, rate_limits, marks, ephemeral = sql_sessions, sql_limits, sql_marks, sql_ephemeral
         purgeable += [sql_sessions, sql_limits, sql_marks, sql_ephemeral]
+    user_repo = SqlUserRepo(engine, statements=statements)
     return Stores(
         engine=engine,
         redis=redis_client,
         fast_pool=fast,
-        users=SqlUserRepo(engine, statements=statements),
+        users=user_repo,
         audit_log=SqlAuditLog(engine, statements=statements),
+        sign_in_writes=SqlSignInWrites(engine, user_repo, statements=statements),
         sessions=sessions,
         rate_limits=rate_limits,
         marks=marks,

@@ -142,6 +142,29 @@ class RateLimitStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SignInClosed:
+    """What a sign-in's closing writes found (SignInWrites.close)."""
+
+    current: bool
+    """The account's credential epoch is still the one read at the first step; only then was anything
+    written."""
+    new_device: bool
+    """The browser was not known to the account before this sign-in (it is now)."""
+
+
+class SignInWrites(Protocol):
+    """The writes that close a completed sign-in, after its session exists: the credential epoch read
+    again (a reset or change that committed meanwhile means no sign-in), and only while it is current the
+    success audited and the browser sighted. In one round trip where the database allows it (PostgreSQL:
+    one statement); core.flows.closing.SequentialSignInWrites is the same through the ordinary ports,
+    one statement each, and the one every implementation is checked against."""
+
+    async def close(
+        self, user_id: str, *, epoch: int, event: AuditEvent, device: str | None
+    ) -> SignInClosed: ...
+
+
 class AuditLog(Protocol):
     """Append-only: there is no update or delete."""
 

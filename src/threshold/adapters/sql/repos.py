@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, Select, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import (
     SqlRepo,
+    Statements,
     reading,
     translate_errors,
     write_one,
@@ -40,7 +41,7 @@ from threshold.core.models import (
     Sightings,
     User,
 )
-from threshold.core.ports import WindowCount
+from threshold.core.ports import SignInClosed, WindowCount
 
 
 def _insert(engine: AsyncEngine, table: Table) -> Any:
@@ -55,7 +56,12 @@ def _insert_for(dialect: str, table: Table) -> Any:
 # Statements of every sign-in, built once: SQLAlchemy memoizes a statement's cache key on the statement
 # object, so one built per call costs its key again (about 70 us each on a small machine, more than
 # the statement's own round trip through asyncpg). The values go in as named parameters.
-_CREDENTIAL_EPOCH = select(t.users.c.credential_epoch).where(t.users.c.id == bindparam("user_id"))
+def _credential_epoch(key: str) -> Select[Any]:
+    """An account's credential epoch, its id in the named parameter `key`."""
+    return select(t.users.c.credential_epoch).where(t.users.c.id == bindparam(key))
+
+
+_CREDENTIAL_EPOCH = _credential_epoch("user_id")
 _SEE_DEVICE = (
     update(t.known_devices)
     .where(
@@ -72,10 +78,54 @@ def _named(*columns: str) -> dict[str, Any]:
 
 _AUDIT_APPEND = (
     insert(t.audit_events)
-    .values(_named("at", "kind", "user_id", "ip", "user_agent", "detail"))
+    .values(_named("at", "kind", "user_id", "ip", "user_agent", "detail"))  # _AUDIT_COLUMNS
     .inline()  # no RETURNING of the new id: nothing reads it
 )
 _NEW_SESSION = t.sessions.insert()
+
+
+_AUDIT_COLUMNS = ("at", "kind", "user_id", "ip", "user_agent", "detail")
+
+
+def _audit_row(event: AuditEvent) -> dict[str, Any]:
+    """An audit event as `_AUDIT_APPEND`'s (and `_CLOSE_SIGN_IN`'s) named parameters."""
+    return {
+        "at": event.at,
+        "kind": event.kind.value,
+        "user_id": event.user_id,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "detail": json.dumps(event.detail, sort_keys=True),
+    }
+
+
+def _close_sign_in() -> Select[Any]:
+    """PostgreSQL: a sign-in's closing writes (ports.SignInWrites) as one statement. The credential epoch
+    is read (`_credential_epoch`); only if it is the one given (`epoch`) is the audit event inserted and
+    the browser's row touched (`_SEE_DEVICE`), as data-modifying CTEs: one snapshot, one round trip, atomic.
+    Its row: the epoch read and how many rows the sighting touched (0: a browser new to the account, or
+    none given). The account's id is `b_user_id` throughout (a parameter named after a column of the
+    UPDATE would become a SET of it when SQLAlchemy runs the statement, as in a unit of work)."""
+    epoch = _credential_epoch("b_user_id").cte("epoch")
+    current = select(epoch.c.credential_epoch).where(epoch.c.credential_epoch == bindparam("epoch")).exists()
+    columns = t.audit_events.c
+    values = (
+        bindparam("b_user_id" if name == "user_id" else name, type_=columns[name].type)
+        for name in _AUDIT_COLUMNS
+    )
+    audited = (
+        insert(t.audit_events)
+        .from_select(list(_AUDIT_COLUMNS), select(*values).where(current))
+        .cte("audited")
+    )
+    seen = _SEE_DEVICE.where(current).returning(t.known_devices.c.device).cte("seen")
+    return select(
+        select(epoch.c.credential_epoch).scalar_subquery().label("credential_epoch"),
+        select(func.count()).select_from(seen).scalar_subquery().label("seen"),
+    ).add_cte(audited)
+
+
+_CLOSE_SIGN_IN = _close_sign_in()
 _SESSION_BY_DIGEST = select(t.sessions).where(t.sessions.c.digest == bindparam("digest"))
 
 
@@ -505,17 +555,50 @@ def audit_event_of(row: Row[Any]) -> AuditEvent:
     )
 
 
+class SqlSignInWrites(SqlRepo):
+    """ports.SignInWrites on SQL: on PostgreSQL one statement (`_CLOSE_SIGN_IN`), elsewhere one
+    transaction of the same statements; a browser the account had not seen is then added by
+    `SqlUserRepo.remember_device` (which settles two first sightings at once), a second round trip only
+    for a new browser."""
+
+    def __init__(
+        self, engine: AsyncEngine, users: SqlUserRepo, *, statements: Statements | None = None
+    ) -> None:
+        super().__init__(engine, statements=statements)
+        self._users = users
+
+    async def close(self, user_id: str, *, epoch: int, event: AuditEvent, device: str | None) -> SignInClosed:
+        assert event.user_id == user_id, "a sign-in's event is about its account"
+        seen_params = {"b_user_id": user_id, "b_device": device, "b_at": event.at}
+        if self._engine.dialect.name == "postgresql":
+            # On the fast pool or in `reading`, both in autocommit on PostgreSQL (or in the unit of work,
+            # committing with it), so the CTEs' writes commit with the statement.
+            audit = {k: v for k, v in _audit_row(event).items() if k != "user_id"}  # it is b_user_id
+            params = {"epoch": epoch, **audit, **seen_params}
+            row = await self._statements.first(_CLOSE_SIGN_IN, params)
+            current = row is not None and row["credential_epoch"] == epoch
+            seen = bool(row and row["seen"])
+        else:
+            with translate_errors():
+                async with writing(self._engine) as conn:
+                    found = (await conn.execute(_CREDENTIAL_EPOCH, {"user_id": user_id})).first()
+                    current = found is not None and found[0] == epoch
+                    seen = False
+                    if current:
+                        await conn.execute(_AUDIT_APPEND, _audit_row(event))
+                        seen = bool(device) and bool((await conn.execute(_SEE_DEVICE, seen_params)).rowcount)
+        if not current:
+            return SignInClosed(current=False, new_device=False)
+        if seen or not device:
+            return SignInClosed(current=True, new_device=False)
+        return SignInClosed(
+            current=True, new_device=await self._users.remember_device(user_id, device, event.at)
+        )
+
+
 class SqlAuditLog(SqlRepo):
     async def append(self, event: AuditEvent) -> None:
-        row = {
-            "at": event.at,
-            "kind": event.kind.value,
-            "user_id": event.user_id,
-            "ip": event.ip,
-            "user_agent": event.user_agent,
-            "detail": json.dumps(event.detail, sort_keys=True),
-        }
-        await self._statements.execute(_AUDIT_APPEND, row)
+        await self._statements.execute(_AUDIT_APPEND, _audit_row(event))
 
     async def list_for_user(self, user_id: str, *, limit: int = 50) -> Sequence[AuditEvent]:
         with translate_errors():

@@ -96,9 +96,7 @@ class EmailFlows:
         self._product = product_name
         self._revoker = revoker
         self._background: set[asyncio.Task[None]] = set()
-        self._notices = Notices(
-            users=users, auditor=auditor, clock=clock, settings=settings, send=self._send, link=self._link
-        )
+        self._notices = Notices(users=users, clock=clock, send=self._send, link=self._link)
 
     # --- plumbing -----------------------------------------------------------------------------------
 

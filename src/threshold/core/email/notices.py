@@ -1,19 +1,16 @@
-"""Security notices: the audit events that also email the user, and new-device detection at sign-in."""
+"""Security notices: the audit events that also email the user (a first sign-in from a browser among them)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from threshold.core.audit import Auditor
 from threshold.core.clock import Clock, iso
-from threshold.core.devices import device_label
 from threshold.core.models import (
     AuditEvent,
     AuditKind,
     RequestContext,
 )
 from threshold.core.ports import UserRepo
-from threshold.settings import EmailSettings
 
 # Security notices: audit kinds that also email the user, with the template to use.
 NOTICES: dict[AuditKind, str] = {
@@ -41,27 +38,22 @@ class Notices:
         self,
         *,
         users: UserRepo,
-        auditor: Auditor,
         clock: Clock,
-        settings: EmailSettings,
         send: SendMail,
         link: Callable[[str], str],
     ) -> None:
         self._users = users
-        self._audit = auditor
         self._clock = clock
-        self._settings = settings
         self._send = send
         self._link = link
 
     async def on_event(self, event: AuditEvent, context: RequestContext | None) -> None:
-        """Auditor subscriber: security notices, and new-device detection at sign-in."""
+        """Auditor subscriber: security notices, and the browser of a sign-up remembered (a sign-in's is
+        sighted by its closing writes, core.flows.signin.SignIn.complete, which audits a new one)."""
         if event.user_id is None:
             return
         if event.kind is AuditKind.SIGNUP and context is not None and context.device:
             await self._users.remember_device(event.user_id, context.device, self._clock.now())
-        elif event.kind in (AuditKind.LOGIN_SUCCEEDED, AuditKind.MFA_SUCCEEDED) and context is not None:
-            await self.note_sign_in(event.user_id, context=context)
         else:
             await self.notify(event)
 
@@ -82,18 +74,3 @@ class Notices:
             erase_at=event.detail.get("erase_at", ""),
             account=self._link("/account"),
         )
-
-    async def note_sign_in(self, user_id: str, *, context: RequestContext) -> None:
-        """Remember the browser; a first sign-in from it is audited (and so emailed)."""
-        if not context.device:
-            return
-        if (
-            await self._users.remember_device(user_id, context.device, self._clock.now())
-            and self._settings.notify_new_device
-        ):
-            await self._audit.record(
-                AuditKind.NEW_DEVICE_SIGN_IN,
-                user_id=user_id,
-                context=context,
-                device=device_label(context.user_agent),
-            )

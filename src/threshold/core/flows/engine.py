@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from threshold.core.audit import Auditor
 from threshold.core.clock import Clock
 from threshold.core.crypto import SecretBox
+from threshold.core.flows.closing import SequentialSignInWrites
 from threshold.core.flows.factors import Factors
 from threshold.core.flows.inventory import Inventory
 from threshold.core.flows.pending import PendingLogins
@@ -21,7 +22,7 @@ from threshold.core.methods.recovery_codes import RecoveryCodeMethod
 from threshold.core.methods.totp import TotpMethod
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.passwords import PasswordHasher
-from threshold.core.ports import EphemeralStore, FactorRepo, RateLimitStore, UserRepo
+from threshold.core.ports import EphemeralStore, FactorRepo, RateLimitStore, SignInWrites, UserRepo
 from threshold.core.ratelimit import LoginThrottle
 from threshold.core.revocation import AccessRevoker
 from threshold.core.sessions import SessionService
@@ -54,7 +55,10 @@ def build_engine(
     box: SecretBox,
     revoker: AccessRevoker,
     orgs: OrgRepo | None = None,
+    closing: SignInWrites | None = None,
 ) -> Engine:
+    """`closing`: the sign-in's closing writes batched by the storage (adapters.sql.repos.SqlSignInWrites);
+    by default the same one port call at a time (core.flows.closing)."""
     throttle = LoginThrottle(rate_limits, users, clock, settings.rate_limit, settings.mfa)
     lock = SignInLock()
     password = PasswordMethod(users=users, hasher=hasher, auditor=auditor, clock=clock)
@@ -99,8 +103,10 @@ def build_engine(
         pending=PendingLogins(ephemeral, clock, lifetime=settings.session.pending_login_lifetime),
         stepup=stepup,
         auditor=auditor,
+        closing=closing or SequentialSignInWrites(users, auditor),
         lock=lock,
         orgs=orgs,
+        notify_new_device=settings.email.notify_new_device,
     )
     factors = Factors(
         users=users,

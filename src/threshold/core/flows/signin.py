@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from threshold.core.audit import Auditor
+from threshold.core.devices import device_label
 from threshold.core.emails import normalize_email
 from threshold.core.errors import (
     EmailInvalid,
@@ -33,9 +34,9 @@ from threshold.core.lock import SignInLock
 from threshold.core.methods.assurance import assess, is_strong
 from threshold.core.methods.passkey import PasskeyMethod
 from threshold.core.methods.proofs import SSO, Proof, Upstream
-from threshold.core.models import AuditKind, Method, RequestContext, SessionRecord, User
+from threshold.core.models import AuditEvent, AuditKind, Method, RequestContext, SessionRecord, User
 from threshold.core.orgs.ports import OrgRepo
-from threshold.core.ports import UserRepo
+from threshold.core.ports import SignInClosed, SignInWrites, UserRepo
 from threshold.core.ratelimit import LoginThrottle, Settlement
 from threshold.core.sessions import SessionService
 
@@ -58,10 +59,16 @@ class SignIn:
         pending: PendingLogins,
         stepup: StepUp,
         auditor: Auditor,
+        closing: SignInWrites,
         lock: SignInLock | None = None,
         orgs: OrgRepo | None = None,
+        notify_new_device: bool = True,
     ) -> None:
+        """`closing` writes a completed sign-in's closing writes (see `complete`); `notify_new_device`:
+        a first sign-in from a browser is audited as such (and so emailed)."""
         self._lock = lock or SignInLock()
+        self._closing = closing
+        self._notify_new_device = notify_new_device
         self._deletions: Deletions | None = None
         self._users = users
         self._sessions = sessions
@@ -337,7 +344,26 @@ class SignIn:
             upstream_amr=upstream.amr if upstream else (),
         )
         # Written first, checked after: a reset that commits later revokes this session with the rest.
-        if await self._users.credential_epoch(user.id) != epoch:
+        # The check, the audit event and the browser's sighting are one round trip (ports.SignInWrites);
+        # the caller that records its own event (sign-up, `audited=False`) only checks.
+        event: AuditEvent | None = None
+        if audited:
+            methods = [p.method for p in proofs]
+            event = self._audit.event(
+                AuditKind.LOGIN_SUCCEEDED
+                if len(methods) == 1 and methods[0] not in (Method.PASSKEY, SSO)
+                else AuditKind.MFA_SUCCEEDED,
+                user_id=user.id,
+                context=context,
+                method=methods[-1],
+                session=issued.record.public_id,
+                **_upstream_detail(upstream),
+            )
+            closed = await self._closing.close(user.id, epoch=epoch, event=event, device=context.device)
+        else:
+            current = await self._users.credential_epoch(user.id) == epoch
+            closed = SignInClosed(current=current, new_device=False)
+        if not closed.current:
             await self._sessions.end_session(issued.record)
             raise PendingLoginMissing(
                 N_("The account's credentials changed during this sign-in. Sign in again.")
@@ -348,20 +374,15 @@ class SignIn:
         await self._throttle.signed_in(
             user_id=user.id, email_normalized=user.email_normalized, settling=settling
         )
-        methods = [p.method for p in proofs]
-        extra = _upstream_detail(upstream)
-        if not audited:  # the caller records its own event (sign-up)
-            return SignedIn(user=user, session=issued, assurance=assurance)
-        await self._audit.record(
-            AuditKind.LOGIN_SUCCEEDED
-            if len(methods) == 1 and methods[0] not in (Method.PASSKEY, SSO)
-            else AuditKind.MFA_SUCCEEDED,
-            user_id=user.id,
-            context=context,
-            method=methods[-1],
-            session=issued.record.public_id,
-            **extra,
-        )
+        if event is not None:
+            await self._audit.announce(event, context)
+        if closed.new_device and self._notify_new_device:  # audited, and so emailed (core.email.notices)
+            await self._audit.record(
+                AuditKind.NEW_DEVICE_SIGN_IN,
+                user_id=user.id,
+                context=context,
+                device=device_label(context.user_agent),
+            )
         return SignedIn(user=user, session=issued, assurance=assurance)
 
     async def default_org(self, user_id: str) -> str | None:
