@@ -280,7 +280,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         revoker=revoker,
         session_lookup=session_check.lookup,
     )
-    logout_queue = SqlLogoutQueue(engine, clock, settings.backchannel)
+    logout_queue = SqlLogoutQueue(engine, clock, settings.backchannel, statements=stores.statements)
     provider.applications.attach_queue(logout_queue, logout_queue.wake)
     logout_worker = LogoutWorker(
         logout_queue, clients=provider.clients, minter=provider.minter, settings=settings.backchannel
@@ -288,7 +288,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     purgeable = [*purgeable, logout_queue]
     catalogues = load_catalogues(settings.i18n.default_language, settings.i18n.catalog_dir)
     mail_queue = SqlMailQueue(
-        engine, clock, settings.theme, catalogues, keep_sent_bodies=settings.development
+        engine,
+        clock,
+        settings.theme,
+        catalogues,
+        keep_sent_bodies=settings.development,
+        statements=stores.statements,
     )
     transport: Transport = SmtpTransport(settings.smtp_url) if settings.smtp_url else OutboxTransport()
     mail_worker = MailWorker(

@@ -191,3 +191,33 @@ async def test_two_workers_send_each_message_exactly_once(
     for address in addresses:
         assert len(smtp.to(address)) == 1, address
     assert len(smtp.received) == len(addresses)
+
+
+async def test_an_idle_poll_finds_due_exactly_what_a_claim_would(mail: MailApp) -> None:
+    # An idle poll is one read (lease._any_due) before any transaction, on the asyncpg pool on PostgreSQL:
+    # it must find a row due whenever the claim's own condition would, through either connection.
+    from threshold.adapters.sql import lease
+    from threshold.adapters.sql.db import EngineStatements, Statements
+    from threshold.adapters.sql.pg_fast import UnitAwareStatements
+
+    services = mail.services
+    ways: list[Statements] = [EngineStatements(services.engine)]
+    if services.fast_pool is not None:
+        ways.append(UnitAwareStatements(services.engine, services.fast_pool))
+
+    async def due_by_each() -> list[bool]:
+        probe = lease._any_due(t.mail_queue, "sent_at")
+        found = [await way.first(probe, {"now": mail.clock.now()}) for way in ways]
+        return [bool(row and row["due"]) for row in found]
+
+    await services.mail_worker.deliver_due()  # what earlier tests left
+    assert await due_by_each() == [False] * len(ways)
+    await services.mail_queue.enqueue(_queue_direct(mail, unique_email("probe")))
+    assert await due_by_each() == [True] * len(ways)
+    assert len(await services.mail_queue.claim()) == 1
+    assert await due_by_each() == [False] * len(ways)  # leased
+    assert await services.mail_queue.claim() == []
+    await mail.let_time_pass(LEASE + 1)
+    assert await due_by_each() == [True] * len(ways)  # the lease ran out
+    assert await services.mail_worker.deliver_due() == 1
+    assert await due_by_each() == [False] * len(ways)  # sent

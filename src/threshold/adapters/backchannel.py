@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import translate_errors, writing
+from threshold.adapters.sql.db import Statements, translate_errors, writing
 from threshold.core.clock import Clock
 from threshold.oidc.models import ACCOUNT_PURGED, LogoutDelivery
 from threshold.oidc.ports import ClientRepo
@@ -49,8 +49,17 @@ def _delivery(row: Row[Any]) -> LogoutDelivery:
 
 
 class SqlLogoutQueue:
-    def __init__(self, engine: AsyncEngine, clock: Clock, settings: BackchannelSettings) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        settings: BackchannelSettings,
+        *,
+        statements: Statements | None = None,
+    ) -> None:
+        """`statements`: where the polls' one read runs (PostgreSQL: the asyncpg pool's, lease.claim)."""
         self._engine = engine
+        self._statements = statements
         self._clock = clock
         self._settings = settings
         self.wakeup = asyncio.Event()
@@ -82,7 +91,12 @@ class SqlLogoutQueue:
     async def claim(self, *, limit: int = CLAIM_BATCH) -> list[LogoutDelivery]:
         """Lease due deliveries; a row leased by another worker is skipped until its lease ends."""
         rows = await lease.claim(
-            self._engine, t.logout_deliveries, done="delivered_at", now=self._clock.now(), limit=limit
+            self._engine,
+            t.logout_deliveries,
+            done="delivered_at",
+            now=self._clock.now(),
+            limit=limit,
+            statements=self._statements,
         )
         return [_delivery(row) for row in rows]
 

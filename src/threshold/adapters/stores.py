@@ -21,7 +21,7 @@ from threshold.adapters.redis.stores import (
 )
 from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql import invalidation as sql_invalidation
-from threshold.adapters.sql.db import create_engine
+from threshold.adapters.sql.db import Statements, create_engine
 from threshold.adapters.sql.factor_repos import SqlEphemeralStore, SqlFactorRepo
 from threshold.adapters.sql.oidc_repos import (
     SqlClientRepo,
@@ -78,6 +78,9 @@ class Stores:
     engine: AsyncEngine
     redis: aioredis.Redis | None
     fast_pool: FastPool | None
+    statements: Statements | None
+    """Where the repositories' single statements run: on PostgreSQL the asyncpg pool's, else None (their
+    engine)."""
     users: UserRepo
     audit_log: SqlAuditLog
     sign_in_writes: SqlSignInWrites
@@ -176,6 +179,7 @@ def open_stores(settings: Settings) -> Stores:
         engine=engine,
         redis=redis_client,
         fast_pool=fast,
+        statements=statements,
         users=user_repo,
         audit_log=SqlAuditLog(engine, statements=statements),
         sign_in_writes=SqlSignInWrites(engine, user_repo, statements=statements),

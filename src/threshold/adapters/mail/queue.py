@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from threshold.adapters.mail.render import render_mail
 from threshold.adapters.sql import lease
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import reading, translate_errors, writing
+from threshold.adapters.sql.db import Statements, reading, translate_errors, writing
 from threshold.adapters.sql.lease import LEASE as LEASE  # re-exported: how long a claimed message is held
 from threshold.core.clock import Clock
 from threshold.core.i18n import REQUEST_LANGUAGE
@@ -84,8 +84,11 @@ class SqlMailQueue:
         catalogues: Catalogues,
         *,
         keep_sent_bodies: bool = False,
+        statements: Statements | None = None,
     ) -> None:
+        """`statements`: where the polls' one read runs (PostgreSQL: the asyncpg pool's, lease.claim)."""
         self._engine = engine
+        self._statements = statements
         self._clock = clock
         self._theme = theme
         self._catalogues = catalogues
@@ -121,7 +124,12 @@ class SqlMailQueue:
     async def claim(self, *, limit: int = 20) -> list[QueuedMail]:
         """Lease due messages; a message leased by another worker is skipped until its lease ends."""
         rows = await lease.claim(
-            self._engine, t.mail_queue, done="sent_at", now=self._clock.now(), limit=limit
+            self._engine,
+            t.mail_queue,
+            done="sent_at",
+            now=self._clock.now(),
+            limit=limit,
+            statements=self._statements,
         )
         return [_queued(row) for row in rows]
 
