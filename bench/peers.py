@@ -1,6 +1,7 @@
 """Threshold next to peers from the npm registry: Better Auth and panva's oidc-provider.
 
-Same machine, same wrk, same scenario shape as bench/run.py (warm-up, then N runs; median and spread):
+Same machine, same wrk, same scenario shape as bench/run.py (warm-up, then one run; median and spread
+over the runs):
 
     sign-in            Threshold POST /api/v1/login        Better Auth POST /api/auth/sign-in/email
     get-session        Threshold GET /api/v1/session       Better Auth GET /api/auth/get-session
@@ -8,9 +9,15 @@ Same machine, same wrk, same scenario shape as bench/run.py (warm-up, then N run
 
 Threshold runs as bench/run.py runs it (SQLite, one worker); the peers run on one Node process each,
 installed from bench/peer_apps/package-lock.json into bench/peers/ (`make bench-peers` does it).
-Servers run one at a time, never next to each other. Not a test: it reports figures into bench/results/.
+Servers run one at a time, never next to each other, and in turns: each run starts each server afresh,
+measures its scenarios once and stops it, the order of the servers alternating from run to run. This
+machine's speed drifts by 10-40 % within the hour, so a peer measured minutes after Threshold would be
+measured on another machine: in turns, each run's pair is a minute apart and the drift falls on both
+sides alike. The hash rate each sign-in is bound by (Argon2id for Threshold, scrypt for Better Auth) is
+read on the server's core just before that server's turn. Not a test: it reports figures into
+bench/results/.
 
-    .venv/bin/python bench/peers.py [--duration 8] [--runs 3] [--connections 64]
+    .venv/bin/python bench/peers.py [--duration 8] [--runs 5] [--connections 64]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import platform
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -38,9 +46,12 @@ from run import (
     SERVER_CPUS,
     _pin,
     argon2_rate,
+    argon2_rate_on_server_core,
     cookie_of,
     deployment,
+    interpreter,
     scenario,
+    summarize,
 )
 from tests.support import free_port, spawn
 
@@ -97,8 +108,18 @@ def token_shape(response: httpx.Response) -> dict[str, Any]:
 
 def measure(base: str, path: str, **kwargs: Any) -> dict[str, Any]:
     figures: dict[str, Any] = scenario(f"{base}{path}", **kwargs)
-    print(f"  {path}: {figures['rps_median']:.0f} req/s (spread {figures['rps_spread']:.0f})", flush=True)
+    print(f"  {path}: {figures['rps_median']:.0f} req/s", flush=True)
     return figures
+
+
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario's figures over the turns (each turn's figures are of one wrk run)."""
+    return summarize(
+        [
+            {"rps": f["rps_median"], "p50_ms": f["p50_ms"], "p99_ms": f["p99_ms"], "errors": f["errors"]}
+            for f in runs
+        ]
+    )
 
 
 # --- Threshold ------------------------------------------------------------------------------------
@@ -309,8 +330,9 @@ def run_oidc_provider(run: dict[str, int], work: Path) -> tuple[dict[str, Any], 
 # --- report ---------------------------------------------------------------------------------------
 
 
-def scrypt_rate(seconds: float = 3.0) -> float:
-    """Better Auth's own password verifications per second, one at a time (one thread of the pool)."""
+def scrypt_rate(seconds: float = 3.0, *, pinned: bool = False) -> float:
+    """Better Auth's own password verifications per second, one at a time (one thread of the pool);
+    `pinned`: on the server's core (SERVER_CPUS), as its sign-ins hash."""
     code = (
         "import { hashPassword, verifyPassword } from 'better-auth/crypto';"
         f"const password = {json.dumps(PASSWORD)}; const hash = await hashPassword(password);"
@@ -320,7 +342,7 @@ def scrypt_rate(seconds: float = 3.0) -> float:
         "console.log(n / ((performance.now() - t0) / 1000));"
     )
     output = subprocess.run(
-        ["node", "--input-type=module", "-e", code],
+        [*(_pin(SERVER_CPUS) if pinned else []), "node", "--input-type=module", "-e", code],
         cwd=PEERS,
         capture_output=True,
         text=True,
@@ -343,7 +365,8 @@ def table(report: dict[str, Any]) -> str:
     v = report["versions"]
     lines = [
         f"Machine: {report['machine']}; {report['runs']} runs x {report['duration']} s after a 2 s warm-up; "
-        f"{report['connections']} connections ({LOGIN_CONNECTIONS} for sign-in)",
+        f"{report['connections']} connections ({LOGIN_CONNECTIONS} for sign-in); the servers in turns, one "
+        "at a time, each run starting each afresh (the order alternating)",
         f"Load average (1 min) before / after: {report['load_average_before']:.2f} / "
         f"{report['load_average_after']:.2f} (other work on the machine disturbs the figures)",
         f"Peers: better-auth {v['better-auth']} (better-sqlite3 {v['better-sqlite3']}), "
@@ -351,25 +374,33 @@ def table(report: dict[str, Any]) -> str:
         f"One core: Argon2id (Threshold) {report['hash_rates_one_core']['argon2id']}/s, "
         f"scrypt (Better Auth) {report['hash_rates_one_core']['scrypt']}/s",
         "",
-        "| scenario | peer | Threshold req/s | peer req/s | Threshold / peer | Threshold p50 / p99 ms "
+        "| scenario | peer | Threshold req/s | peer req/s | Threshold / peer | per run | Threshold p50 / p99 ms "
         "| peer p50 / p99 ms | errors (T / peer) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for name, row in rows.items():
         t, p = row["threshold"], row["peer"]
         lines.append(
             f"| {name} | {row['peer_name']} | {t['rps_median']:.0f} ± {t['rps_spread']:.0f} | "
             f"{p['rps_median']:.0f} ± {p['rps_spread']:.0f} | {row['ratio']:.2f} | "
+            f"{', '.join(f'{r:.2f}' for r in row['ratio_per_run'])} | "
             f"{t['p50_ms']:.2f} / {t['p99_ms']:.2f} | {p['p50_ms']:.2f} / {p['p99_ms']:.2f} | "
             f"{t['errors']} / {p['errors']} |"
         )
     rates, sign_in = report["hash_rates_one_core"], rows["sign-in"]
+    mine, theirs = sign_in["threshold_over_argon2id_per_run"], sign_in["peer_over_scrypt_per_run"]
+    per_turn = report["hash_rates_server_core_per_turn"]
     lines += [
         "",
-        "± is the spread (max - min) of the runs; the ratio is of the medians.",
+        "± is the spread (max - min) of the runs; the ratio is of the medians; per run: each run's pair.",
         "Sign-in is bound by the password hash, and the two hashes differ in cost: sign-ins/s over one-core "
         f"hashes/s (cores kept hashing) is {sign_in['threshold']['rps_median'] / rates['argon2id']:.2f} for "
-        f"Threshold and {sign_in['peer']['rps_median'] / rates['scrypt']:.2f} for Better Auth.",
+        f"Threshold and {sign_in['peer']['rps_median'] / rates['scrypt']:.2f} for Better Auth against the "
+        "rates read at the start; against the rate read on the server's core just before each turn "
+        f"(Argon2id {', '.join(f'{r:.1f}' for r in per_turn['argon2id'])}/s; scrypt "
+        f"{', '.join(f'{r:.1f}' for r in per_turn['scrypt'])}/s), median {statistics.median(mine):.2f} "
+        f"(runs {', '.join(f'{r:.2f}' for r in mine)}) for Threshold and {statistics.median(theirs):.2f} "
+        f"(runs {', '.join(f'{r:.2f}' for r in theirs)}) for Better Auth.",
         "wrk gives up on a request after 10 s: those count as errors, and latencies beyond it are not seen.",
     ]
     return "\n".join(lines)
@@ -378,7 +409,7 @@ def table(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     for tool in ("wrk", "node"):
@@ -392,7 +423,7 @@ def main() -> None:
     run = {"runs": args.runs, "duration": args.duration, "connections": args.connections}
     report: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {interpreter()}",
         **run,
         "login_connections": LOGIN_CONNECTIONS,
         "load_average_before": os.getloadavg()[0],
@@ -400,29 +431,61 @@ def main() -> None:
         "hash_rates_one_core": {"argon2id": round(argon2_rate(), 1), "scrypt": round(scrypt_rate(), 1)},
     }
     work = Path(tempfile.mkdtemp(prefix="threshold-peers-"))
+    one = {**run, "runs": 1}
+    turns: dict[str, list[dict[str, Any]]] = {"threshold": [], "better-auth": [], "oidc-provider": []}
+    hashes: dict[str, list[float]] = {"argon2id": [], "scrypt": []}
+    configs: dict[str, dict[str, Any]] = {}
+
+    def threshold_turn() -> None:
+        hashes["argon2id"].append(argon2_rate_on_server_core())
+        results, configs["threshold"] = run_threshold(one, work)
+        turns["threshold"].append(results)
+
+    def better_auth_turn() -> None:
+        hashes["scrypt"].append(scrypt_rate(2.0, pinned=True))
+        results, configs["better-auth"] = run_better_auth(one, work)
+        turns["better-auth"].append(results)
+
+    def oidc_provider_turn() -> None:
+        results, configs["oidc-provider"] = run_oidc_provider(one, work)
+        turns["oidc-provider"].append(results)
+
     try:
-        threshold, threshold_config = run_threshold(run, work)
-        better_auth, better_auth_config = run_better_auth(run, work)
-        oidc, oidc_config = run_oidc_provider(run, work)
+        for index in range(args.runs):
+            order = [threshold_turn, better_auth_turn, oidc_provider_turn]
+            for turn in order if index % 2 == 0 else reversed(order):
+                print(f"run {index + 1}/{args.runs}: {turn.__name__}", flush=True)
+                turn()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["load_average_after"] = os.getloadavg()[0]
-    report["configuration"] = {
-        "threshold": threshold_config,
-        "better-auth": better_auth_config,
-        "oidc-provider": oidc_config,
-    }
-    peers = {"sign-in": better_auth, "get-session": better_auth, "client_credentials": oidc}
-    names = {"sign-in": "better-auth", "get-session": "better-auth", "client_credentials": "oidc-provider"}
-    report["scenarios"] = {
-        name: {
-            "peer_name": names[name],
-            "threshold": threshold[name],
-            "peer": peers[name][name],
-            "ratio": round(threshold[name]["rps_median"] / max(peers[name][name]["rps_median"], 0.01), 3),
+    report["configuration"] = configs
+    report["hash_rates_server_core_per_turn"] = {k: [round(r, 1) for r in v] for k, v in hashes.items()}
+    peers = {"sign-in": "better-auth", "get-session": "better-auth", "client_credentials": "oidc-provider"}
+    report["scenarios"] = {}
+    for name in SCENARIOS:
+        mine = combined([t[name] for t in turns["threshold"]])
+        theirs = combined([t[name] for t in turns[peers[name]]])
+        pairs = [
+            t[name]["rps_median"] / max(p[name]["rps_median"], 0.01)
+            for t, p in zip(turns["threshold"], turns[peers[name]], strict=True)
+        ]
+        report["scenarios"][name] = {
+            "peer_name": peers[name],
+            "threshold": mine,
+            "peer": theirs,
+            "ratio": round(mine["rps_median"] / max(theirs["rps_median"], 0.01), 3),
+            "ratio_per_run": [round(r, 3) for r in pairs],
         }
-        for name in SCENARIOS
-    }
+    sign_in = report["scenarios"]["sign-in"]
+    sign_in["threshold_over_argon2id_per_run"] = [
+        round(t["sign-in"]["rps_median"] / h, 3)
+        for t, h in zip(turns["threshold"], hashes["argon2id"], strict=True)
+    ]
+    sign_in["peer_over_scrypt_per_run"] = [
+        round(t["sign-in"]["rps_median"] / h, 3)
+        for t, h in zip(turns["better-auth"], hashes["scrypt"], strict=True)
+    ]
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"peers-{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
