@@ -564,7 +564,8 @@ class SqlRateLimitStore:
                     for i, (key, start, _, window) in enumerate(sorted(windows)):
                         params |= {f"key_{i}": key, f"start_{i}": start, f"expires_{i}": start + window}
                     result = await conn.execute(_count_attempts(len(windows)), params)
-                    counted = {(row.key, row.window_start): row.count for row in result}
+                    # by position: on SQLAlchemy 2.0 a row's `count` is the Sequence method, not the column
+                    counted = {(key, start): count for key, start, count in result}
         return [
             WindowCount(count=int(counted[(key, start)]), retry_after=retry)
             for key, start, retry, _ in windows
