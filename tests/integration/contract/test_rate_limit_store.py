@@ -147,3 +147,14 @@ async def test_counting_together_is_atomic_per_counter(rate_limits: RateLimitSto
     )
     assert sorted(r[0].count for r in results) == list(range(1, 21))
     assert sorted(r[1].count for r in results) == list(range(1, 21))
+
+
+async def test_a_counter_named_twice_counts_and_gives_back_twice(rate_limits: RateLimitStore) -> None:
+    # Not a call any limit makes today, but the port's contract: each entry is one attempt, in order.
+    key, other = f"twice:{new_id()}", f"twice:{new_id()}"
+    now = _next_window_start() + 1
+    counted = await rate_limits.increment_all([(key, WINDOW), (other, WINDOW), (key, WINDOW)], now=now)
+    assert [c.count for c in counted] == [1, 1, 2]
+    await rate_limits.settle(refund=[(key, WINDOW), (key, WINDOW)], now=now)
+    assert (await rate_limits.get(key, window=WINDOW, now=now)).count == 0
+    assert (await rate_limits.get(other, window=WINDOW, now=now)).count == 1

@@ -172,7 +172,8 @@ def _count_attempt(dialect: str) -> Any:
 def _count_attempts(n: int) -> TextClause:
     """`_count_attempt` for `n` counters in one statement (a multi-row upsert): each row inserted at 1 or
     its count raised, and returned with its key and window (RETURNING's order is the database's, so the
-    counts are matched to their counters by these). The counters must be distinct rows.
+    counts are matched to their counters by these). The counters must be distinct rows; PostgreSQL
+    inserts (and locks) them in the order of VALUES, the order they are given.
 
     SQLAlchemy compiles a multi-row INSERT afresh at every execution (it has no cache key: 0.5 ms each
     time), so the statement it builds is compiled here once per dialect and size and run as text, its
@@ -545,30 +546,29 @@ class SqlRateLimitStore:
         return (await self.increment_all([(key, window)], now=now))[0]
 
     async def increment_all(self, counters: Sequence[tuple[str, int]], *, now: float) -> list[WindowCount]:
+        # Every write here takes its rows in the order the counters are given (the order of the limits,
+        # the same for counting, giving back and clearing): two attempts never wait on each other's
+        # rows in opposite orders (PostgreSQL's row locks; SQLite locks the whole database).
         windows = [(key, *self._window(window, now), window) for key, window in counters]
-        rows = {(key, start) for key, start, _, _ in windows}
         dialect = self._engine.dialect.name
         with translate_errors():
             async with writing(self._engine) as conn:
-                if len(rows) < len(windows):  # a counter named twice: counted twice, one at a time
-                    counted = {}
+                if len({(key, start) for key, start, _, _ in windows}) < len(windows):
+                    counts = []  # a counter named twice: counted twice, one at a time
                     for key, start, _, window in windows:
                         row = {"key": key, "window_start": start, "count": 1, "expires_at": start + window}
-                        counted[(key, start)] = (
-                            await conn.execute(_count_attempt(dialect), row)
-                        ).scalar_one()
+                        counts.append((await conn.execute(_count_attempt(dialect), row)).scalar_one())
                 else:  # one statement for all of them: one round trip (a thread hop each on SQLite)
                     params: dict[str, Any] = {}
-                    # in key order, as every statement that counts several: their row locks are taken
-                    # in one order, so two of them never wait on each other (PostgreSQL)
-                    for i, (key, start, _, window) in enumerate(sorted(windows)):
+                    for i, (key, start, _, window) in enumerate(windows):
                         params |= {f"key_{i}": key, f"start_{i}": start, f"expires_{i}": start + window}
                     result = await conn.execute(_count_attempts(len(windows)), params)
                     # by position: on SQLAlchemy 2.0 a row's `count` is the Sequence method, not the column
                     counted = {(key, start): count for key, start, count in result}
+                    counts = [counted[(key, start)] for key, start, _, _ in windows]
         return [
-            WindowCount(count=int(counted[(key, start)]), retry_after=retry)
-            for key, start, retry, _ in windows
+            WindowCount(count=int(count), retry_after=retry)
+            for count, (_, _, retry, _) in zip(counts, windows, strict=True)
         ]
 
     async def settle(
@@ -579,14 +579,17 @@ class SqlRateLimitStore:
         given = [(key, self._window(window, now)[0]) for key, window in refund]
         with translate_errors():
             async with writing(self._engine) as conn:
-                if len(set(given)) < len(given):  # a counter named twice: given back twice, one at a time
-                    for key, start in given:
-                        await conn.execute(_REFUND_ATTEMPT, {"b_key": key, "b_start": start})
-                elif given:
+                if self._engine.dialect.name == "sqlite" and given and len(set(given)) == len(given):
+                    # one statement (a thread hop each on SQLite, where a writer locks the whole database);
+                    # on PostgreSQL one UPDATE would lock its rows in the order it finds them, so there
+                    # they go one at a time, in the counters' order (see increment_all)
                     params: dict[str, Any] = {}
                     for i, (key, start) in enumerate(given):
                         params |= {f"key_{i}": key, f"start_{i}": start}
                     await conn.execute(_refund_attempts(len(given)), params)
+                else:
+                    for key, start in given:
+                        await conn.execute(_REFUND_ATTEMPT, {"b_key": key, "b_start": start})
                 if reset:
                     await conn.execute(_RESET_COUNTERS, {"keys": [key for key, _ in reset]})
 
@@ -628,10 +631,11 @@ def audit_event_of(row: Row[Any]) -> AuditEvent:
 
 
 class SqlSignInWrites(SqlRepo):
-    """ports.SignInWrites on SQL: on PostgreSQL one statement (`_CLOSE_SIGN_IN`), elsewhere one
-    transaction of the same statements; a browser the account had not seen is then added by
-    `SqlUserRepo.remember_device` (which settles two first sightings at once), a second round trip only
-    for a new browser."""
+    """ports.SignInWrites on SQL: on PostgreSQL one statement (`_CLOSE_SIGN_IN`), elsewhere the same
+    statements on one connection, the writes in one transaction (pysqlite begins it at the first write,
+    so the epoch is read just before, as the ordinary path reads it); a browser the account had not seen
+    is then added by `SqlUserRepo.remember_device` (which settles two first sightings at once): more
+    round trips only for a new browser."""
 
     def __init__(
         self, engine: AsyncEngine, users: SqlUserRepo, *, statements: Statements | None = None

@@ -10,6 +10,7 @@ previous session is ended, the consecutive-failure count is cleared, and the sig
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import SignInClosed, SignInWrites, UserRepo
 from threshold.core.ratelimit import LoginThrottle, Settlement
 from threshold.core.sessions import SessionService
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from threshold.core.deletion import Deletions
@@ -368,21 +371,24 @@ class SignIn:
             raise PendingLoginMissing(
                 N_("The account's credentials changed during this sign-in. Sign in again.")
             )
+        if event is not None:  # stored by the closing: announced at once, whatever fails after it
+            await self._audit.announce(event, context)
+        if closed.new_device and self._notify_new_device:  # audited, and so emailed (core.email.notices)
+            try:  # the browser is known from now on: its one notice is recorded here or never
+                await self._audit.record(
+                    AuditKind.NEW_DEVICE_SIGN_IN,
+                    user_id=user.id,
+                    context=context,
+                    device=device_label(context.user_agent),
+                )
+            except Exception:  # as a notice's failure always was (it ran as an audit subscriber)
+                log.exception("new-device notice for %s not recorded", user.id)
         if replacing is not None:
             await self._sessions.end_session(replacing)
         await self._stepup.note_proofs(issued.record, list(proofs))
         await self._throttle.signed_in(
             user_id=user.id, email_normalized=user.email_normalized, settling=settling
         )
-        if event is not None:
-            await self._audit.announce(event, context)
-        if closed.new_device and self._notify_new_device:  # audited, and so emailed (core.email.notices)
-            await self._audit.record(
-                AuditKind.NEW_DEVICE_SIGN_IN,
-                user_id=user.id,
-                context=context,
-                device=device_label(context.user_agent),
-            )
         return SignedIn(user=user, session=issued, assurance=assurance)
 
     async def default_org(self, user_id: str) -> str | None:
