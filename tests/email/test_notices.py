@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.conftest import ISSUER, STRONG_PASSWORD, csrf, login, signup, unique_email
 from tests.email.conftest import MailApp
 from tests.email.helpers import Received
 from tests.mfa.authenticator import SoftAuthenticator
 from tests.mfa.helpers import enrol_totp, new_account, register_passkey
 from threshold.core.accounts import OPERATOR
+from threshold.core.errors import DependencyUnavailable
+from threshold.core.ratelimit import LoginThrottle
 
 NEW_DEVICE = "New sign-in to your account"
 ADDED = "A sign-in method was added"
@@ -125,3 +129,25 @@ async def test_new_device_notices_can_be_switched_off(mail_factory: Callable[...
     assert (await signup(mail.client, email)).status_code == 201
     assert (await login(mail.browser(), email)).status_code == 200
     assert NEW_DEVICE not in await _subjects(mail, email)
+
+
+async def test_a_new_browser_is_notified_even_when_its_first_sign_in_fails_after_the_closing(
+    mail: MailApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The closing writes remember the browser; a step after them that fails (the throttle's store down:
+    # a 503) must not take the notice with it, or the retry finds the browser known and nobody is told.
+    email = unique_email("outage")
+    assert (await signup(mail.client, email)).status_code == 201
+    original = LoginThrottle.signed_in
+    failures = [DependencyUnavailable("the rate-limit store")]
+
+    async def failing_once(self: LoginThrottle, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await original(self, **kwargs)
+
+    monkeypatch.setattr(LoginThrottle, "signed_in", failing_once)
+    phone = mail.browser(ip="192.0.2.46", user_agent=PHONE)
+    assert (await login(phone, email)).status_code == 503
+    assert (await login(phone, email)).status_code == 200
+    assert (await _subjects(mail, email)).count(NEW_DEVICE) == 1
