@@ -91,15 +91,14 @@ def _named(*columns: str) -> dict[str, Any]:
     return {column: bindparam(column) for column in columns}
 
 
+_AUDIT_COLUMNS = ("at", "kind", "user_id", "ip", "user_agent", "detail")
+"""An audit row's columns: the named parameters of `_AUDIT_APPEND` and `_close_sign_in` (`_audit_row`)."""
 _AUDIT_APPEND = (
     insert(t.audit_events)
-    .values(_named("at", "kind", "user_id", "ip", "user_agent", "detail"))  # _AUDIT_COLUMNS
+    .values(_named(*_AUDIT_COLUMNS))
     .inline()  # no RETURNING of the new id: nothing reads it
 )
 _NEW_SESSION = t.sessions.insert()
-
-
-_AUDIT_COLUMNS = ("at", "kind", "user_id", "ip", "user_agent", "detail")
 
 
 def _audit_row(event: AuditEvent) -> dict[str, Any]:
