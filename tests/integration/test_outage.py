@@ -82,7 +82,11 @@ def _sql_calls(engine: Any) -> dict[str, Call]:
         "limits.increment": lambda: limits.increment("k", window=60, now=time.time()),
         "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGOUT, at=1.0)),
         "sign_in_writes.close": lambda: SqlSignInWrites(engine, users).close(
-            "x", epoch=0, event=AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0, user_id="x"), device="d"
+            "x",
+            epoch=0,
+            event=AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0, user_id="x"),
+            network="203.0.113.0/24",
+            device="d",
         ),
     }
 
@@ -304,7 +308,11 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
         "factors.second_factors": lambda: factors.second_factors("u"),
         "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0)),
         "sign_in_writes.close": lambda: closing.close(
-            "u", epoch=0, event=AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0, user_id="u"), device="d"
+            "u",
+            epoch=0,
+            event=AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0, user_id="u"),
+            network="203.0.113.0/24",
+            device="d",
         ),
     }
     try:

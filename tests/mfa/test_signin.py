@@ -10,6 +10,7 @@ import httpx
 
 from tests.api.helpers import SESSION_COOKIE, FakeClock, assert_problem, browser, set_cookie
 from tests.conftest import login
+from tests.mfa.authenticator import SoftAuthenticator
 from tests.mfa.helpers import (
     PENDING_COOKIE,
     STEP,
@@ -19,7 +20,9 @@ from tests.mfa.helpers import (
     enrol_totp,
     let_time_pass,
     new_account,
+    passkey_login,
     pending_login,
+    register_passkey,
     send_code,
     totp_code,
 )
@@ -193,3 +196,37 @@ async def test_two_concurrent_uses_of_one_recovery_code_exactly_one_wins(
     assert_problem(loser, 400, "invalid_code")
     assert not any(h.startswith(SESSION_COOKIE + "=") for h in loser.headers.get_list("set-cookie"))
     assert (await app.get("/api/v1/mfa")).json()["recovery_codes_left"] == 9
+
+
+async def test_a_network_becomes_familiar_by_a_completed_sign_in_not_by_a_right_password_alone(
+    app_factory: Callable[..., Any], clock: FakeClock, authenticator: SoftAuthenticator
+) -> None:
+    """Networks an account has signed in from recently are exempt from its per-account limit (the owner
+    still gets in while the account is under attack). A sign-in completed with a second factor or with a
+    passkey makes its network one; a right password that still owes a second factor does not: knowing
+    the password is not signing in."""
+    limits = {"login_per_account_ip": 3, "login_per_account": 5, "login_per_ip": 8, "window": 60}
+    app = await app_factory(rate_limit=limits)
+    async with browser(app, ip="203.0.113.7") as home:
+        account = await new_account(home)
+        await enrol_totp(account, clock)
+        assert (await register_passkey(account, authenticator)).status_code == 201
+    secret = account.totp_secret
+    assert secret
+    await let_time_pass(app, clock, STEP)  # the enrolment's code is spent
+    async with browser(app, ip="192.0.2.10") as office:  # password, then the authenticator app
+        await pending_login(office, account.email)
+        assert_signed_in(await send_code(office, "totp", totp_code(secret, clock)), aal="aal2", amr={"otp"})
+    async with browser(app, ip="198.51.100.10") as phone:  # a passkey
+        assert (await passkey_login(phone, authenticator)).status_code == 200
+    async with browser(app, ip="100.64.0.10") as cafe:  # the right password, no second factor given
+        await pending_login(cafe, account.email)
+    for ip, tries in (("198.18.0.1", 3), ("198.18.1.1", 2)):  # 5 failures spend the account's budget
+        async with browser(app, ip=ip) as attacker:
+            for _ in range(tries):
+                assert (await login(attacker, account.email, "definitely not it")).status_code == 401
+    for ip in ("192.0.2.99", "198.51.100.99"):  # the networks signed in from: the owner still gets in
+        async with browser(app, ip=ip) as owner:
+            await pending_login(owner, account.email)
+    async with browser(app, ip="100.64.0.99") as stranger:
+        assert_problem(await login(stranger, account.email), 429, "rate_limited")

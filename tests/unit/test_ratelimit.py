@@ -395,7 +395,7 @@ async def test_a_completed_sign_in_writes_the_give_back_with_its_clearing(
     reservations = [await attempt(t, "203.0.113.9") for t in (apart, together)]
     await apart.login_succeeded(reservations[0], ip="203.0.113.9", user_id=USER)
     await apart.signed_in(user_id=USER, email_normalized=EMAIL)
-    settlement = await together.password_right(reservations[1], ip="203.0.113.9", user_id=USER)
+    settlement = together.password_right(reservations[1])
     assert stores[1].settles == 0  # nothing written yet
     await together.signed_in(user_id=USER, email_normalized=EMAIL, settling=settlement)
     await together.settle(settlement)  # what the sign-in's `finally` does: already written, nothing
@@ -408,9 +408,7 @@ async def test_a_give_back_is_written_once(throttle: LoginThrottle) -> None:
     """Written twice, a give-back would hand back another attempt's count too."""
     for i in range(7):  # 7 of the address's 8
         await fail(throttle, "203.0.113.9", email=f"victim{i}@example.com", user_id=None)
-    settlement = await throttle.password_right(
-        await attempt(throttle, "203.0.113.9"), ip="203.0.113.9", user_id=USER
-    )
+    settlement = throttle.password_right(await attempt(throttle, "203.0.113.9"))
     await throttle.settle(settlement)
     await throttle.settle(settlement)
     await throttle.signed_in(user_id=USER, email_normalized=EMAIL, settling=settlement)
@@ -421,9 +419,7 @@ async def test_a_give_back_is_written_once(throttle: LoginThrottle) -> None:
 async def test_a_second_factor_owed_leaves_the_consecutive_count(capped: LoginThrottle) -> None:
     """The give-back written on its own (a pending sign-in) refunds the attempt, clears nothing."""
     await fail(capped, "203.0.113.9", times=4)
-    settlement = await capped.password_right(
-        await attempt(capped, "203.0.113.9"), ip="203.0.113.9", user_id=USER
-    )
+    settlement = capped.password_right(await attempt(capped, "203.0.113.9"))
     await capped.settle(settlement)
     await fail(capped, "203.0.113.9", times=1)
     with pytest.raises(ConsecutiveFailuresCapped):

@@ -156,12 +156,13 @@ class SignInClosed:
 class SignInWrites(Protocol):
     """The writes that close a completed sign-in, after its session exists: the credential epoch read
     again (a reset or change that committed meanwhile means no sign-in), and only while it is current the
-    success audited and the browser sighted. In one round trip where the database allows it (PostgreSQL:
-    one statement); core.flows.closing.SequentialSignInWrites is the same through the ordinary ports,
-    one statement each, and the one every implementation is checked against."""
+    success audited, the network noted as one the account signs in from (core.ratelimit: familiar
+    networks) and the browser sighted. In one round trip where the database allows it (PostgreSQL: one
+    statement); core.flows.closing.SequentialSignInWrites is the same through the ordinary ports, one
+    statement each, and the one every implementation is checked against."""
 
     async def close(
-        self, user_id: str, *, epoch: int, event: AuditEvent, device: str | None
+        self, user_id: str, *, epoch: int, event: AuditEvent, network: str, device: str | None
     ) -> SignInClosed: ...
 
 

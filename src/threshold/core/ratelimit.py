@@ -245,17 +245,19 @@ class LoginThrottle:
             self._login_limits(email_normalized, ip), excused=familiar, capped=_capped
         )
 
-    async def password_right(self, reservation: Reservation, *, ip: str, user_id: str) -> Settlement:
-        """A right password: the network becomes a familiar one, and the reservation's give-back is
-        returned for `signed_in` (or `settle`) to write. The consecutive count is only given this
-        attempt back: a second factor may still be owed, and only a completed sign-in (`signed_in`)
-        clears it, so knowing the password never resets it."""
-        await self.note_network(user_id=user_id, ip=ip)
+    def password_right(self, reservation: Reservation) -> Settlement:
+        """A right password: the reservation's give-back, for `signed_in` (or `settle`) to write. The
+        consecutive count is only given this attempt back: a second factor may still be owed, and only a
+        completed sign-in (`signed_in`) clears it, so knowing the password never resets it. Nor does it
+        make the network familiar: a completed sign-in does (its closing notes it: ports.SignInWrites),
+        and a sign-up or a right current password from a signed-in session (`note_network`)."""
         return self._budgets.settlement(reservation, clear=("account_ip",))
 
     async def login_succeeded(self, reservation: Reservation, *, ip: str, user_id: str) -> None:
-        """`password_right`, written at once."""
-        await self.settle(await self.password_right(reservation, ip=ip, user_id=user_id))
+        """A right current password from a signed-in session (a password change): the network is noted
+        and the give-back written at once."""
+        await self.note_network(user_id=user_id, ip=ip)
+        await self.settle(self.password_right(reservation))
 
     async def settle(self, settlement: Settlement) -> None:
         """Write a right password's give-back, unless the completed sign-in already did."""
@@ -263,7 +265,8 @@ class LoginThrottle:
             await self._budgets.write(settlement)
 
     async def note_network(self, *, user_id: str, ip: str) -> None:
-        """A right password (`password_right`), or a sign-up without one, makes the network familiar."""
+        """A sign-up, or a right current password from a signed-in session (`login_succeeded`), makes the
+        network familiar; so does a completed sign-in, in its closing (ports.SignInWrites)."""
         await self._users.record_network(user_id, network_of(ip), self._clock.now())
 
     async def reserve_code(self, user_id: str) -> Reservation:

@@ -113,13 +113,29 @@ def _audit_row(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _network_success(dialect: str) -> Any:
+    return _noting_network(
+        _insert_for(dialect, t.login_networks).values(_named("user_id", "network", "last_success_at"))
+    )
+
+
+def _noting_network(statement: Any) -> Any:
+    """An INSERT of a network's success (`_network_success`, `_close_sign_in`): a network noted again
+    moves its time forward."""
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "network"], set_={"last_success_at": statement.excluded.last_success_at}
+    )
+
+
 def _close_sign_in() -> Select[Any]:
     """PostgreSQL: a sign-in's closing writes (ports.SignInWrites) as one statement. The credential epoch
-    is read (`_credential_epoch`); only if it is the one given (`epoch`) is the audit event inserted and
-    the browser's row touched (`_SEE_DEVICE`), as data-modifying CTEs: one snapshot, one round trip, atomic.
-    Its row: the epoch read and how many rows the sighting touched (0: a browser new to the account, or
-    none given). The account's id is `b_user_id` throughout (a parameter named after a column of the
-    UPDATE would become a SET of it when SQLAlchemy runs the statement, as in a unit of work)."""
+    is read (`_credential_epoch`); only if it is the one given (`epoch`) is the audit event inserted, the
+    network noted (`_noting_network`) and the browser's row touched (`_SEE_DEVICE`), as data-modifying
+    CTEs: one snapshot, one round trip, atomic. Its row: the epoch read and how many rows the sighting
+    touched (0: a browser new to the account, or none given). The account's id is `b_user_id` throughout
+    (a parameter named after a column of the UPDATE would become a SET of it when SQLAlchemy runs the
+    statement, as in a unit of work); the network is `b_network`, its time the sighting's `b_at`."""
     epoch = _credential_epoch("b_user_id").cte("epoch")
     current = select(epoch.c.credential_epoch).where(epoch.c.credential_epoch == bindparam("epoch")).exists()
     columns = t.audit_events.c
@@ -132,11 +148,20 @@ def _close_sign_in() -> Select[Any]:
         .from_select(list(_AUDIT_COLUMNS), select(*values).where(current))
         .cte("audited")
     )
+    networks = t.login_networks.c
+    network = select(
+        bindparam("b_user_id", type_=networks.user_id.type),
+        bindparam("b_network", type_=networks.network.type),
+        bindparam("b_at", type_=networks.last_success_at.type),
+    ).where(current)
+    noted = _noting_network(
+        postgresql.insert(t.login_networks).from_select(["user_id", "network", "last_success_at"], network)
+    ).cte("noted")
     seen = _SEE_DEVICE.where(current).returning(t.known_devices.c.device).cte("seen")
     return select(
         select(epoch.c.credential_epoch).scalar_subquery().label("credential_epoch"),
         select(func.count()).select_from(seen).scalar_subquery().label("seen"),
-    ).add_cte(audited)
+    ).add_cte(audited, noted)
 
 
 _CLOSE_SIGN_IN = _close_sign_in()
@@ -210,14 +235,6 @@ def _new_device(dialect: str) -> Any:
         _insert_for(dialect, t.known_devices)
         .values(_named("user_id", "device", "first_seen_at", "last_seen_at"))
         .on_conflict_do_nothing(index_elements=["user_id", "device"])
-    )
-
-
-@functools.cache
-def _network_success(dialect: str) -> Any:
-    statement = _insert_for(dialect, t.login_networks).values(_named("user_id", "network", "last_success_at"))
-    return statement.on_conflict_do_update(
-        index_elements=["user_id", "network"], set_={"last_success_at": statement.excluded.last_success_at}
     )
 
 
@@ -631,10 +648,10 @@ def audit_event_of(row: Row[Any]) -> AuditEvent:
 
 class SqlSignInWrites(SqlRepo):
     """ports.SignInWrites on SQL: on PostgreSQL one statement (`_CLOSE_SIGN_IN`), elsewhere the same
-    statements on one connection, the writes in one transaction (pysqlite begins it at the first write,
-    so the epoch is read just before, as the ordinary path reads it); a browser the account had not seen
-    is then added by `SqlUserRepo.remember_device` (which settles two first sightings at once): more
-    round trips only for a new browser."""
+    statements (`_AUDIT_APPEND`, `_network_success`, `_SEE_DEVICE`) on one connection, the writes in one
+    transaction (pysqlite begins it at the first write, so the epoch is read just before, as the ordinary
+    path reads it); a browser the account had not seen is then added by `SqlUserRepo.remember_device`
+    (which settles two first sightings at once): more round trips only for a new browser."""
 
     def __init__(
         self, engine: AsyncEngine, users: SqlUserRepo, *, statements: Statements | None = None
@@ -642,18 +659,21 @@ class SqlSignInWrites(SqlRepo):
         super().__init__(engine, statements=statements)
         self._users = users
 
-    async def close(self, user_id: str, *, epoch: int, event: AuditEvent, device: str | None) -> SignInClosed:
+    async def close(
+        self, user_id: str, *, epoch: int, event: AuditEvent, network: str, device: str | None
+    ) -> SignInClosed:
         assert event.user_id == user_id, "a sign-in's event is about its account"
         seen_params = {"b_user_id": user_id, "b_device": device, "b_at": event.at}
         if self._engine.dialect.name == "postgresql":
             # On the fast pool or in `reading`, both in autocommit on PostgreSQL (or in the unit of work,
             # committing with it), so the CTEs' writes commit with the statement.
             audit = {k: v for k, v in _audit_row(event).items() if k != "user_id"}  # it is b_user_id
-            params = {"epoch": epoch, **audit, **seen_params}
+            params = {"epoch": epoch, **audit, **seen_params, "b_network": network}
             row = await self._statements.first(_CLOSE_SIGN_IN, params)
             current = row is not None and row["credential_epoch"] == epoch
             seen = bool(row and row["seen"])
         else:
+            noted = {"user_id": user_id, "network": network, "last_success_at": event.at}
             with translate_errors():
                 async with writing(self._engine) as conn:
                     found = (await conn.execute(_CREDENTIAL_EPOCH, {"user_id": user_id})).first()
@@ -661,6 +681,7 @@ class SqlSignInWrites(SqlRepo):
                     seen = False
                     if current:
                         await conn.execute(_AUDIT_APPEND, _audit_row(event))
+                        await conn.execute(_network_success(self._engine.dialect.name), noted)
                         seen = bool(device) and bool((await conn.execute(_SEE_DEVICE, seen_params)).rowcount)
         if not current:
             return SignInClosed(current=False, new_device=False)

@@ -14,10 +14,13 @@ class SequentialSignInWrites:
         self._users = users
         self._audit = auditor
 
-    async def close(self, user_id: str, *, epoch: int, event: AuditEvent, device: str | None) -> SignInClosed:
+    async def close(
+        self, user_id: str, *, epoch: int, event: AuditEvent, network: str, device: str | None
+    ) -> SignInClosed:
         if await self._users.credential_epoch(user_id) != epoch:
             return SignInClosed(current=False, new_device=False)
         await self._audit.append(event)
+        await self._users.record_network(user_id, network, event.at)
         new = await self._users.remember_device(user_id, device, event.at) if device else False
         return SignInClosed(current=True, new_device=new)
 

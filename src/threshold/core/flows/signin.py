@@ -38,7 +38,7 @@ from threshold.core.methods.proofs import SSO, Proof, Upstream
 from threshold.core.models import AuditEvent, AuditKind, Method, RequestContext, SessionRecord, User
 from threshold.core.orgs.ports import OrgRepo
 from threshold.core.ports import SignInClosed, SignInWrites, UserRepo
-from threshold.core.ratelimit import LoginThrottle, Settlement
+from threshold.core.ratelimit import LoginThrottle, Settlement, network_of
 from threshold.core.sessions import SessionService
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class SignIn:
                     AuditKind.LOGIN_THROTTLED, user_id=user.id, context=context, limits=",".join(reached)
                 )
             raise InvalidCredentials()
-        settlement = await self._throttle.password_right(reservation, ip=context.ip, user_id=user.id)
+        settlement = self._throttle.password_right(reservation)
         try:
             if self._verification == "required" and not user.email_verified and self._email is not None:
                 # The password is right, so saying so reveals nothing; the link is sent again (rate-limited).
@@ -347,8 +347,9 @@ class SignIn:
             upstream_amr=upstream.amr if upstream else (),
         )
         # Written first, checked after: a reset that commits later revokes this session with the rest.
-        # The check, the audit event and the browser's sighting are one round trip (ports.SignInWrites);
-        # the caller that records its own event (sign-up, `audited=False`) only checks.
+        # The check, the audit event, the network (now a familiar one: core.ratelimit) and the browser's
+        # sighting are one round trip (ports.SignInWrites); the caller that records its own event and
+        # network (sign-up, `audited=False`) only checks.
         event: AuditEvent | None = None
         if audited:
             methods = [p.method for p in proofs]
@@ -362,7 +363,9 @@ class SignIn:
                 session=issued.record.public_id,
                 **_upstream_detail(upstream),
             )
-            closed = await self._closing.close(user.id, epoch=epoch, event=event, device=context.device)
+            closed = await self._closing.close(
+                user.id, epoch=epoch, event=event, network=network_of(context.ip), device=context.device
+            )
         else:
             current = await self._users.credential_epoch(user.id) == epoch
             closed = SignInClosed(current=current, new_device=False)
