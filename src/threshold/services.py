@@ -17,8 +17,8 @@ from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
 from threshold.adapters.metrics import observe_audit_event
 from threshold.adapters.sql.console_repos import SqlConsoleStore
+from threshold.adapters.sql.db import Runner
 from threshold.adapters.sql.deletion_repo import SqlDeletionRepo
-from threshold.adapters.sql.pg_fast import FastPool
 from threshold.adapters.sql.repos import SqlAuditLog
 from threshold.adapters.sql.scim_repos import SqlScimTokenRepo
 from threshold.adapters.sso.oidc import OidcUpstream
@@ -105,7 +105,8 @@ class Services:
     marks: MarkStore
     purgeable: list[object]
     kek: bytes
-    fast_pool: FastPool | None = None
+    runner: Runner | None = None
+    """The fast runner of single statements (stores.Stores.runner), closed with the services."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def check_ready(self) -> dict[str, str]:
@@ -180,8 +181,8 @@ class Services:
         await self.email.drain()
         await self.logout_worker.aclose()
         self.hasher.close()
-        if self.fast_pool is not None:
-            await self.fast_pool.close()
+        if self.runner is not None:
+            await self.runner.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -191,7 +192,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     clock = clock or SystemClock()
     kek = load_or_create_kek(settings.data_dir, settings.key_encryption_key)
     stores = open_stores(settings)
-    engine, redis_client, fast, cache = stores.engine, stores.redis, stores.fast_pool, stores.cache
+    engine, redis_client, cache = stores.engine, stores.redis, stores.cache
     invalidator = Invalidator(cache, stores.invalidations)
     users: UserRepo = InvalidatingUserRepo(stores.users, invalidator)
     org_repo: OrgRepo = CachedOrgRepo(stores.orgs, cache, invalidator)
@@ -408,7 +409,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         marks=marks,
         purgeable=purgeable,
         kek=kek,
-        fast_pool=fast,
+        runner=stores.runner,
     )
 
 

@@ -194,16 +194,16 @@ async def test_two_workers_send_each_message_exactly_once(
 
 
 async def test_an_idle_poll_finds_due_exactly_what_a_claim_would(mail: MailApp) -> None:
-    # An idle poll is one read (lease._any_due) before any transaction, on the asyncpg pool on PostgreSQL:
-    # it must find a row due whenever the claim's own condition would, through either connection.
+    # An idle poll is one read (lease._any_due) before any transaction, on the fast runner (the asyncpg
+    # pool on PostgreSQL, sqlite3 threads on SQLite): it must find a row due whenever the claim's own
+    # condition would, through either connection.
     from threshold.adapters.sql import lease
-    from threshold.adapters.sql.db import EngineStatements, Statements
-    from threshold.adapters.sql.pg_fast import UnitAwareStatements
+    from threshold.adapters.sql.db import EngineStatements, Statements, UnitAwareStatements
 
     services = mail.services
     ways: list[Statements] = [EngineStatements(services.engine)]
-    if services.fast_pool is not None:
-        ways.append(UnitAwareStatements(services.engine, services.fast_pool))
+    assert services.runner is not None
+    ways.append(UnitAwareStatements(services.engine, services.runner))
 
     async def due_by_each() -> list[bool]:
         probe = lease._any_due(t.mail_queue, "sent_at")

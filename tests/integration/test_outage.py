@@ -274,9 +274,10 @@ async def test_readyz_during_redis_outage_is_503(redis_down_client: Any) -> None
 
 
 async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailable() -> None:
+    from threshold.adapters.sql.db import UnitAwareStatements
     from threshold.adapters.sql.factor_repos import SqlFactorRepo
     from threshold.adapters.sql.org_repos import SqlOrgRepo
-    from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, UnitAwareStatements
+    from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo
     from threshold.adapters.sql.repos import SqlAuditLog
     from threshold.core.models import AuditEvent, AuditKind
     from threshold.oidc.models import RefreshToken

@@ -109,22 +109,31 @@ async def test_units_do_not_nest(sql_engine: AsyncEngine) -> None:
         await nested()
 
 
-@pytest.mark.postgres
-async def test_the_fast_path_reads_in_a_unit_see_its_writes(pg_url: str) -> None:
-    """The asyncpg fast path (PostgreSQL's) reads on the unit's connection inside a unit."""
-    from threshold.adapters.sql.pg_fast import FastPool, UnitAwareStatements
+async def test_the_fast_path_reads_in_a_unit_see_its_writes(sql_url: str) -> None:
+    """The fast runner's statements (asyncpg on PostgreSQL, sqlite3 threads on SQLite) run on the unit's
+    connection inside a unit: its reads see the unit's writes (on SQLite a write outside the unit would
+    wait for the unit's lock until the busy timeout)."""
+    from threshold.adapters.sql.db import Runner, UnitAwareStatements
+    from threshold.adapters.sql.pg_fast import FastPool
+    from threshold.adapters.sql.sqlite_fast import SqliteRunner
 
-    url = asyncpg_url(pg_url)
-    engine = await open_engine(url)
-    pool = FastPool(url)
-    users = SqlUserRepo(engine, statements=UnitAwareStatements(engine, pool))
+    engine = await open_engine(sql_url)
+    runner: Runner
+    if engine.dialect.name == "postgresql":
+        runner = FastPool(asyncpg_url(sql_url))
+    else:
+        assert engine.url.database
+        runner = SqliteRunner(engine.url.database)
+    users = SqlUserRepo(engine, statements=UnitAwareStatements(engine, runner))
     user = _user()
     try:
         async with unit_of_work(engine):
             await users.add(user, None)
             assert await users.get(user.id) == user
             assert await users.get_by_email(user.email_normalized) == user
-        assert await users.get(user.id) == user  # and outside, from the pool, once committed
+            await users.remember_device(user.id, "browser-1", 10.0)  # a write through the statements
+        assert await users.get(user.id) == user  # and outside, from the runner, once committed
+        assert (await users.sightings(user.id)).devices == ((10.0, 10.0),)
     finally:
-        await pool.close()
+        await runner.close()
         await engine.dispose()

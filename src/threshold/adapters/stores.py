@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.metrics import feed_state
@@ -21,7 +22,7 @@ from threshold.adapters.redis.stores import (
 )
 from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql import invalidation as sql_invalidation
-from threshold.adapters.sql.db import Statements, create_engine
+from threshold.adapters.sql.db import Runner, Statements, UnitAwareStatements, create_engine
 from threshold.adapters.sql.factor_repos import SqlEphemeralStore, SqlFactorRepo
 from threshold.adapters.sql.oidc_repos import (
     SqlClientRepo,
@@ -32,7 +33,7 @@ from threshold.adapters.sql.oidc_repos import (
     SqlSigningKeyRepo,
 )
 from threshold.adapters.sql.org_repos import SqlOrgRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, UnitAwareStatements
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo
 from threshold.adapters.sql.repos import (
     SqlAuditLog,
     SqlRateLimitStore,
@@ -40,6 +41,7 @@ from threshold.adapters.sql.repos import (
     SqlSignInWrites,
     SqlUserRepo,
 )
+from threshold.adapters.sql.sqlite_fast import SqliteRunner
 from threshold.adapters.sql.sso_repos import SqlConnectionRepo
 from threshold.adapters.sql.token_repos import SqlTokenRepo
 from threshold.core.orgs.ports import OrgRepo
@@ -78,9 +80,12 @@ class Stores:
     engine: AsyncEngine
     redis: aioredis.Redis | None
     fast_pool: FastPool | None
+    runner: Runner | None
+    """The fast runner of the repositories' single statements (closed with the stores): on PostgreSQL the
+    asyncpg pool (`fast_pool`), on a SQLite file sqlite3 worker threads, else None."""
     statements: Statements | None
-    """Where the repositories' single statements run: on PostgreSQL the asyncpg pool's, else None (their
-    engine)."""
+    """Where the repositories' single statements run: `runner`, except in a unit of work; None: their
+    engine."""
     users: UserRepo
     audit_log: SqlAuditLog
     sign_in_writes: SqlSignInWrites
@@ -154,10 +159,19 @@ def open_stores(settings: Settings) -> Stores:
     redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
     cache, invalidations = _session_cache(settings, engine, redis_client)
     fast = FastPool(url, max_size=settings.database_pool_size) if url.startswith("postgresql") else None
-    # Where the repositories' single statements run: on PostgreSQL the asyncpg pool, else their engine.
-    statements = UnitAwareStatements(engine, fast) if fast is not None else None
+    # Where the repositories' single statements run: on PostgreSQL the asyncpg pool, on a SQLite file
+    # sqlite3 threads of their own (an in-memory database is the engine's connection's alone).
+    runner: Runner | None = fast
+    database = make_url(url).database
+    if fast is None and database and database != ":memory:" and "mode=memory" not in url:
+        runner = SqliteRunner(database)
+    statements = UnitAwareStatements(engine, runner) if runner is not None else None
     codes = SqlCodeRepo(engine)
-    refresh_tokens = PgRefreshTokenRepo(engine, fast) if fast is not None else SqlRefreshTokenRepo(engine)
+    refresh_tokens = (
+        PgRefreshTokenRepo(engine, fast)
+        if fast is not None
+        else SqlRefreshTokenRepo(engine, statements=statements)
+    )
     purgeable: list[object] = [codes, refresh_tokens]
     sessions: SessionStore
     rate_limits: RateLimitStore
@@ -179,6 +193,7 @@ def open_stores(settings: Settings) -> Stores:
         engine=engine,
         redis=redis_client,
         fast_pool=fast,
+        runner=runner,
         statements=statements,
         users=user_repo,
         audit_log=SqlAuditLog(engine, statements=statements),

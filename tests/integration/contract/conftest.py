@@ -1,12 +1,12 @@
 """Every implementation of a storage port, behind one fixture per port, so that one set of assertions
 holds for all of them (the test id names the implementation):
 
-    UserRepo           sqlite, postgres (SQLAlchemy), postgres-asyncpg (the fast paths)
+    UserRepo           sqlite, postgres (SQLAlchemy), postgres-asyncpg, sqlite-fast (the fast runners)
     SessionStore       sqlite, postgres, redis
     RateLimitStore     sqlite, postgres, redis
     EphemeralStore     sqlite, postgres, redis
     MarkStore          sqlite, postgres, redis
-    RefreshTokenRepo   sqlite, postgres, postgres-asyncpg
+    RefreshTokenRepo   sqlite, postgres, postgres-asyncpg, sqlite-fast
 
 SQL implementations get a migrated database of the test's own (the shared PostgreSQL one emptied); Redis
 ones a key prefix of the test's own. `add_user` stores a user where the implementation keeps a foreign
@@ -33,17 +33,20 @@ from threshold.adapters.redis.stores import (
     RedisSessionStore,
 )
 from threshold.adapters.redis.stores import connect as redis_connect
-from threshold.adapters.sql.db import Statements
+from threshold.adapters.sql.db import Runner, Statements, UnitAwareStatements
 from threshold.adapters.sql.factor_repos import SqlEphemeralStore
 from threshold.adapters.sql.oidc_repos import SqlMarkStore, SqlRefreshTokenRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo, UnitAwareStatements
+from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo
 from threshold.adapters.sql.repos import SqlRateLimitStore, SqlSessionStore, SqlUserRepo
+from threshold.adapters.sql.sqlite_fast import SqliteRunner
 from threshold.core.models import User
 from threshold.core.ports import EphemeralStore, RateLimitStore, SessionStore, UserRepo
 from threshold.oidc.ports import MarkStore, RefreshTokenRepo
 
 SQL = ("sqlite", "postgres")
-SQL_AND_FAST = (*SQL, "postgres-asyncpg")
+SQL_AND_FAST = (*SQL, "postgres-asyncpg", "sqlite-fast")
+FAST = {"postgres-asyncpg": "postgres", "sqlite-fast": "sqlite"}
+"""Each fast runner's kind, and the database it runs on (db.Runner: pg_fast, sqlite_fast)."""
 SQL_AND_REDIS = (*SQL, "redis")
 
 AddUser = Callable[..., Awaitable[User]]
@@ -64,7 +67,8 @@ class Storage:
 
     kind: str
     engine: AsyncEngine | None = None
-    pool: FastPool | None = None
+    pool: Runner | None = None
+    """The fast runner the service would use (the "-asyncpg" and "-fast" kinds), else None."""
     redis: Any = None  # redis.asyncio.Redis
     prefix: str = ""
 
@@ -76,7 +80,7 @@ def _place(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pyt
         return Place(
             kind, url=request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix")
         )
-    database = "postgres" if kind == "postgres-asyncpg" else kind
+    database = FAST.get(kind, kind)
     return Place(kind, url=migrated_sql_url(database, request, tmp_path, tmp_path_factory))
 
 
@@ -90,7 +94,12 @@ async def _opened(place: Place) -> AsyncIterator[Storage]:
             await client.aclose()
         return
     engine = await open_engine(place.url)
-    pool = FastPool(place.url) if place.kind == "postgres-asyncpg" else None
+    pool: Runner | None = None
+    if place.kind == "postgres-asyncpg":
+        pool = FastPool(place.url)
+    elif place.kind == "sqlite-fast":
+        assert engine.url.database
+        pool = SqliteRunner(engine.url.database)
     try:
         yield Storage(place.kind, engine=engine, pool=pool)
     finally:
@@ -142,8 +151,8 @@ async def refresh_storage(refresh_repo_place: Place) -> AsyncIterator[Storage]:
 
 
 def statements_of(storage: Storage) -> Statements | None:
-    """Where a repository on this storage reads single rows: the asyncpg pool's on "postgres-asyncpg"
-    (as the service wires it), else its engine."""
+    """Where a repository on this storage runs its single statements: the fast runner's on
+    "postgres-asyncpg" and "sqlite-fast" (as the service wires it), else its engine."""
     assert storage.engine is not None
     return UnitAwareStatements(storage.engine, storage.pool) if storage.pool is not None else None
 
@@ -181,9 +190,9 @@ def marks(store_storage: Storage) -> MarkStore:
 @pytest.fixture
 def refresh_tokens(refresh_storage: Storage) -> RefreshTokenRepo:
     assert refresh_storage.engine is not None
-    if refresh_storage.pool is not None:
+    if isinstance(refresh_storage.pool, FastPool):
         return PgRefreshTokenRepo(refresh_storage.engine, refresh_storage.pool)
-    return SqlRefreshTokenRepo(refresh_storage.engine)
+    return SqlRefreshTokenRepo(refresh_storage.engine, statements=statements_of(refresh_storage))
 
 
 # --- Users for the stores that refer to them ------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, Row, Select, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
+from sqlalchemy.sql.expression import ClauseElement
 
 from threshold.core.errors import DependencyUnavailable
 
@@ -23,22 +24,35 @@ IDLE_PING_AFTER = 1.0
 """A pooled PostgreSQL connection idle longer than this (seconds) is pinged before it is handed out."""
 
 
+SQLITE_BUSY_TIMEOUT_MS = 15000
+"""How long a SQLite write waits for another connection's write to finish before it is a 503."""
+
+
+def sqlite_pragmas(dbapi_connection: Any) -> None:
+    """Every SQLite connection's settings (the engine's and sqlite_fast's): WAL, so readers never wait
+    for the writer; synchronous=NORMAL, durable at each checkpoint under WAL; foreign keys enforced; a
+    writer waits up to SQLITE_BUSY_TIMEOUT_MS for another."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
 def create_engine(url: str, *, pool_size: int = 10, idle_ping_after: float = IDLE_PING_AFTER) -> AsyncEngine:
     """An async engine tuned per backend: WAL and a busy timeout on SQLite; on PostgreSQL, a pool whose
     connections are pinged when they have been idle (`ping_when_idle`)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(
-            url, poolclass=NullPool if ":memory:" in url else None, connect_args={"timeout": 15}
+            url,
+            poolclass=NullPool if ":memory:" in url else None,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=15000")
-            cursor.close()
+            sqlite_pragmas(dbapi_connection)
 
         return engine
     engine = create_async_engine(
@@ -116,7 +130,7 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[None]:
     all of it is committed at the end, or none of it if the block raises.
 
     Repositories join it through `reading` and `writing` (the asyncpg fast path's statements too:
-    pg_fast.UnitAwareStatements). Inside a unit a failed statement fails the unit: a write that expects a
+    `UnitAwareStatements`). Inside a unit a failed statement fails the unit: a write that expects a
     conflict (a unique address taken meanwhile) raises out of it, and the caller goes another way
     after the rollback. Side effects
     outside the database (a Redis message, a task woken) are not undone: a unit holds writes whose
@@ -269,8 +283,8 @@ class Columns(Protocol):
 class Statements(Protocol):
     """Where a repository runs its single statements built once with named parameters: single-row
     reads and single write statements (each atomic on its own). On a SQLAlchemy engine
-    (`EngineStatements`) or, on PostgreSQL, on asyncpg (pg_fast.UnitAwareStatements: the same statement
-    compiled once, without SQLAlchemy's per-statement work)."""
+    (`EngineStatements`) or on a fast runner (`UnitAwareStatements`: on asyncpg or sqlite3, the same
+    statement compiled once, without SQLAlchemy's per-statement work)."""
 
     async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
         """The first row of `statement` with its named parameters, or None."""
@@ -306,6 +320,45 @@ class EngineStatements:
     async def execute(self, statement: Any, params: Mapping[str, Any]) -> int:
         with translate_errors():
             return await write_one(self._engine, statement, dict(params))
+
+
+class Runner(Protocol):
+    """Single statements outside SQLAlchemy, compiled once: the asyncpg pool on PostgreSQL
+    (pg_fast.FastPool), sqlite3 worker threads on SQLite (sqlite_fast.SqliteRunner)."""
+
+    async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None: ...
+
+    async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Columns]: ...
+
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class UnitAwareStatements:
+    """Single statements on a fast runner, except inside a unit of work on the engine (`unit_of_work`):
+    there on the unit's connection, so that a read sees what the unit has written and a write commits
+    (or rolls back) with it."""
+
+    def __init__(self, engine: AsyncEngine, runner: Runner) -> None:
+        self._engine = engine
+        self._runner = runner
+        self._unit = EngineStatements(engine)
+
+    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+        if in_unit(self._engine):
+            return await self._unit.first(statement, params)
+        return await self._runner.first(statement, params)
+
+    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
+        if in_unit(self._engine):
+            return await self._unit.all(statement, params)
+        return await self._runner.all(statement, params)
+
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        if in_unit(self._engine):
+            return await self._unit.execute(statement, params)
+        return await self._runner.execute(statement, params)
 
 
 class SqlRepo:

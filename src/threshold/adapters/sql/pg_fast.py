@@ -12,7 +12,7 @@ SELECT each. So are the other single statements of every sign-in: a domain's cla
 memberships, second factors and credential epoch, and the writes of a success (its audit event, the
 known device, the network).
 
-The repositories stay the SQLAlchemy ones; stores.py gives them `UnitAwareStatements` as where their
+The repositories stay the SQLAlchemy ones; stores.py gives them `db.UnitAwareStatements` as where their
 single statements run, so only how a row is fetched changes: the statements, their conditions and the
 mapping of rows to models are the repositories' own (rows.py), compiled once for asyncpg. Only the
 rotation needs a repository of its own here (PgRefreshTokenRepo): its CTE is built from the same claim
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Select, bindparam, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,7 +37,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import Columns, EngineStatements, in_unit, unavailable_sqlstate
+from threshold.adapters.sql.db import Columns, UnitAwareStatements, unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
@@ -184,32 +184,6 @@ class FastPool:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-
-class UnitAwareStatements:
-    """Single statements on the fast pool, except inside a unit of work on the engine (db.unit_of_work):
-    there on the unit's connection, so that a read sees what the unit has written and a write commits
-    (or rolls back) with it."""
-
-    def __init__(self, engine: AsyncEngine, pool: FastPool) -> None:
-        self._engine = engine
-        self._pool = pool
-        self._unit = EngineStatements(engine)
-
-    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
-        if in_unit(self._engine):
-            return await self._unit.first(statement, params)
-        return await self._pool.first(statement, params)
-
-    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
-        if in_unit(self._engine):
-            return await self._unit.all(statement, params)
-        return await self._pool.all(statement, params)
-
-    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
-        if in_unit(self._engine):
-            return await self._unit.execute(statement, params)
-        return await self._pool.execute(statement, params)
 
 
 class PgRefreshTokenRepo(SqlRefreshTokenRepo):

@@ -1,0 +1,184 @@
+"""The single statements of a SQLite deployment on sqlite3 directly: one hand-over to a thread each.
+
+SQLAlchemy runs SQLite through aiosqlite, which hands every DB-API call to the connection's thread and
+wakes the event loop with its answer: a cursor, the statement, its rows, the cursor's close, a COMMIT
+after a write and the pool's ROLLBACK when the connection is returned: four to six hand-overs per
+statement (a traced password sign-in: 49 for its 11 statements). Each one is a context switch, and on a
+busy core the event loop resumes with its caches cold.
+
+Here a statement is one call to a worker thread that runs it, reads its rows and returns them, on a
+connection of a small pool of its own in autocommit (a single statement is atomic on its own, as on the
+PostgreSQL fast path, pg_fast). The repositories stay the SQLAlchemy ones: stores.py hands them
+`db.UnitAwareStatements` over a `SqliteRunner` as where their single statements run, so the statements,
+their conditions and the mapping of rows to models are theirs (rows.py), compiled once for SQLite, with
+the same type conversions SQLAlchemy applies (a Boolean column reads as a bool). Inside a unit of work
+they run on the unit's connection instead. Contract tests run every repository both ways
+(tests/integration/contract, "sqlite-fast").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+from threshold.adapters.sql.db import SQLITE_BUSY_TIMEOUT_MS, Columns, sqlite_pragmas
+from threshold.core.errors import DependencyUnavailable
+
+_DIALECT = SQLiteDialect_pysqlite()
+T = TypeVar("T")
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteStatement:
+    """A statement as sqlite3 runs it: its SQL with `?` parameters, their names in order and their
+    SQLAlchemy bind conversions, and its result columns' names and conversions."""
+
+    sql: str
+    names: tuple[str, ...]
+    binds: tuple[Processor, ...]
+    keys: tuple[str, ...]
+    results: tuple[Processor, ...]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            params[name] if bind is None else bind(params[name])
+            for name, bind in zip(self.names, self.binds, strict=True)
+        ]
+
+    def row(self, values: Sequence[Any], described: Sequence[Sequence[Any]]) -> dict[str, Any]:
+        """A row by column name; a text() statement's columns are named as sqlite3 describes them."""
+        if not self.keys:
+            return {column[0]: value for column, value in zip(described, values, strict=True)}
+        return {
+            key: value if result is None else result(value)
+            for key, result, value in zip(self.keys, self.results, values, strict=True)
+        }
+
+
+@functools.cache
+def compiled(statement: ClauseElement) -> SqliteStatement:
+    """`statement` compiled for sqlite3, once per statement object (so only statements built once may come
+    here); every parameter must be a named bindparam, and none may need compiling per call."""
+    result = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
+    if result.post_compile_params or "POSTCOMPILE" in str(result):  # e.g. an expanding IN (...)
+        raise ValueError("a statement for sqlite3 must not need compiling per call")
+    names = tuple(result.positiontup or ())
+    columns = result._result_columns  # what SQLAlchemy's own result rows are built from
+    return SqliteStatement(
+        sql=str(result),
+        names=names,
+        binds=tuple(result.binds[n].type.dialect_impl(_DIALECT).bind_processor(_DIALECT) for n in names),
+        keys=tuple(column.keyname for column in columns),
+        results=tuple(c.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None) for c in columns),
+    )
+
+
+@contextlib.contextmanager
+def _translate() -> Iterator[None]:
+    """As db.translate_errors does for the same errors through SQLAlchemy: a database that cannot be
+    opened, is locked past the busy timeout or fails to read or write is a 503."""
+    try:
+        yield
+    except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as error:
+        raise DependencyUnavailable() from error
+
+
+class SqliteRunner:
+    """Up to `size` connections to one SQLite database file, each used by one worker thread at a time."""
+
+    def __init__(self, path: str, *, size: int = 4) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="sqlite")
+        self._free: asyncio.LifoQueue[sqlite3.Connection | None] = asyncio.LifoQueue()
+        for _ in range(size):  # None: a connection not opened yet (opened by its first statement)
+            self._free.put_nowait(None)
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # autocommit: each statement its own transaction
+            check_same_thread=False,  # one thread at a time (the queue), not always the same one
+        )
+        sqlite_pragmas(conn)
+        return conn
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise DependencyUnavailable()
+        conn = await self._free.get()
+
+        def call() -> tuple[sqlite3.Connection, T]:
+            opened = conn if conn is not None else self._connect()
+            return opened, work(opened)
+
+        try:
+            with _translate():
+                conn, result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            return result
+        finally:
+            if self._closed and conn is not None:
+                conn.close()
+            else:
+                self._free.put_nowait(conn)
+
+    async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
+        """The first row of `statement` with its named parameters, or None."""
+        rows = await self._rows(statement, params, one=True)
+        return rows[0] if rows else None
+
+    async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Columns]:
+        """Every row of `statement` with its named parameters."""
+        return await self._rows(statement, params, one=False)
+
+    async def _rows(self, statement: ClauseElement, params: Mapping[str, Any], *, one: bool) -> list[Columns]:
+        query = compiled(statement)
+        args = query.args(params)
+
+        def work(conn: sqlite3.Connection) -> tuple[list[Any], Any]:
+            cursor = conn.execute(query.sql, args)
+            try:
+                if one:
+                    row = cursor.fetchone()
+                    return ([] if row is None else [row]), cursor.description
+                return cursor.fetchall(), cursor.description
+            finally:
+                cursor.close()
+
+        rows, described = await self._run(work)
+        return [query.row(values, described) for values in rows]
+
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        """Run one write statement with its named parameters; the rows it touched."""
+        query = compiled(statement)
+        args = query.args(params)
+
+        def work(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(query.sql, args)
+            try:
+                return int(cursor.rowcount)
+            finally:
+                cursor.close()
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        """Close the idle connections (one in use closes when its statement is done) and the threads."""
+        self._closed = True
+        while not self._free.empty():
+            conn = self._free.get_nowait()
+            if conn is not None:
+                conn.close()
+        self._executor.shutdown(wait=False)
