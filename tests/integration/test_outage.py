@@ -17,7 +17,7 @@ from tests.conftest import ISSUER, STRONG_PASSWORD, sqlite_template, unique_emai
 from tests.support import free_port
 from threshold.adapters.redis.stores import RedisRateLimitStore, RedisSessionStore
 from threshold.adapters.redis.stores import connect as redis_connect
-from threshold.adapters.sql.db import create_engine
+from threshold.adapters.sql.db import Statements, UnitAwareStatements, create_engine
 from threshold.adapters.sql.repos import (
     SqlAuditLog,
     SqlRateLimitStore,
@@ -25,6 +25,7 @@ from threshold.adapters.sql.repos import (
     SqlSignInWrites,
     SqlUserRepo,
 )
+from threshold.adapters.sql.sqlite_fast import SqliteRunner
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.models import Aal, Amr, AuditEvent, AuditKind, SessionRecord, User
 from threshold.core.secrets import digest, new_id, new_token
@@ -67,9 +68,16 @@ def _session() -> SessionRecord:
 Call = Callable[[], Awaitable[Any]]
 
 
-def _sql_calls(engine: Any) -> dict[str, Call]:
-    users, sessions = SqlUserRepo(engine), SqlSessionStore(engine)
-    limits, audit = SqlRateLimitStore(engine), SqlAuditLog(engine)
+def _sql_calls(engine: Any, statements: Statements | None = None) -> dict[str, Call]:
+    """Through SQLAlchemy, or with `statements` on a fast runner as stores.py wires them."""
+    users, sessions = (
+        SqlUserRepo(engine, statements=statements),
+        SqlSessionStore(engine, statements=statements),
+    )
+    limits, audit = (
+        SqlRateLimitStore(engine, statements=statements),
+        SqlAuditLog(engine, statements=statements),
+    )
     return {
         "users.get": lambda: users.get("x"),
         "users.get_by_email": lambda: users.get_by_email("x@example.com"),
@@ -80,8 +88,10 @@ def _sql_calls(engine: Any) -> dict[str, Call]:
         "sessions.create": lambda: sessions.create(_session()),
         "sessions.delete_for_user": lambda: sessions.delete_for_user("x"),
         "limits.increment": lambda: limits.increment("k", window=60, now=time.time()),
+        "limits.increment_all": lambda: limits.increment_all([("k", 60), ("l", 60)], now=time.time()),
+        "limits.settle": lambda: limits.settle(refund=[("k", 60)], reset=[("l", 60)], now=time.time()),
         "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGOUT, at=1.0)),
-        "sign_in_writes.close": lambda: SqlSignInWrites(engine, users).close(
+        "sign_in_writes.close": lambda: SqlSignInWrites(engine, users, statements=statements).close(
             "x",
             epoch=0,
             event=AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0, user_id="x"),
@@ -130,13 +140,17 @@ async def test_postgres_outage_is_dependency_unavailable() -> None:
 
 
 async def test_sqlite_unopenable_file_is_dependency_unavailable(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'threshold.db'}")
+    path = tmp_path / "missing-dir" / "threshold.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    runner = SqliteRunner(str(path))
     try:
-        with pytest.raises(DependencyUnavailable):
-            await SqlUserRepo(engine).get("x")
+        assert await _failures(_sql_calls(engine)) == []
+        # and on the fast runner, as stores.py wires a SQLite file's repositories
+        assert await _failures(_sql_calls(engine, UnitAwareStatements(engine, runner))) == []
         # aiosqlite stops its worker thread without waiting; let it finish while the loop still runs.
         await asyncio.sleep(0.2)
     finally:
+        await runner.close()
         await engine.dispose()
 
 
@@ -274,7 +288,6 @@ async def test_readyz_during_redis_outage_is_503(redis_down_client: Any) -> None
 
 
 async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailable() -> None:
-    from threshold.adapters.sql.db import UnitAwareStatements
     from threshold.adapters.sql.factor_repos import SqlFactorRepo
     from threshold.adapters.sql.org_repos import SqlOrgRepo
     from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo
@@ -290,6 +303,8 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
     orgs, factors = SqlOrgRepo(engine, statements=statements), SqlFactorRepo(engine, statements=statements)
     audit = SqlAuditLog(engine, statements=statements)
     closing = SqlSignInWrites(engine, users, statements=statements)
+    sessions = SqlSessionStore(engine, statements=statements)
+    limits = SqlRateLimitStore(engine, statements=statements)
     token = RefreshToken(
         digest="d", family_id="f", parent_digest=None, client_id="c", user_id="u", session_digest="s",
         sid="i", scope="openid", auth_time=1.0, acr="0", amr=("pwd",), created_at=1.0, expires_at=2.0,
@@ -308,6 +323,9 @@ async def test_postgres_outage_on_the_asyncpg_fast_path_is_dependency_unavailabl
         "orgs.memberships_of": lambda: orgs.memberships_of("u"),
         "factors.second_factors": lambda: factors.second_factors("u"),
         "audit.append": lambda: audit.append(AuditEvent(kind=AuditKind.LOGIN_SUCCEEDED, at=1.0)),
+        "sessions.create": lambda: sessions.create(_session()),
+        "limits.increment_all": lambda: limits.increment_all([("k", 60), ("l", 60)], now=time.time()),
+        "limits.settle": lambda: limits.settle(refund=[("k", 60)], reset=[("l", 60)], now=time.time()),
         "sign_in_writes.close": lambda: closing.close(
             "u",
             epoch=0,

@@ -184,7 +184,8 @@ def open_stores(settings: Settings) -> Stores:
         marks = RedisMarkStore(redis_client, prefix)
         ephemeral = RedisEphemeralStore(redis_client, prefix)
     else:
-        sql_sessions, sql_limits = SqlSessionStore(engine), SqlRateLimitStore(engine)
+        sql_sessions = SqlSessionStore(engine, statements=statements)
+        sql_limits = SqlRateLimitStore(engine, statements=statements)
         sql_marks, sql_ephemeral = SqlMarkStore(engine), SqlEphemeralStore(engine)
         sessions, rate_limits, marks, ephemeral = sql_sessions, sql_limits, sql_marks, sql_ephemeral
         purgeable += [sql_sessions, sql_limits, sql_marks, sql_ephemeral]

@@ -2,10 +2,10 @@
 holds for all of them (the test id names the implementation):
 
     UserRepo           sqlite, postgres (SQLAlchemy), postgres-asyncpg, sqlite-fast (the fast runners)
-    SessionStore       sqlite, postgres, redis
-    RateLimitStore     sqlite, postgres, redis
-    EphemeralStore     sqlite, postgres, redis
-    MarkStore          sqlite, postgres, redis
+    SessionStore       sqlite, postgres, postgres-asyncpg, sqlite-fast, redis
+    RateLimitStore     sqlite, postgres, postgres-asyncpg, sqlite-fast, redis
+    EphemeralStore     sqlite, postgres, redis (and the fast kinds, which run them as sqlite, postgres)
+    MarkStore          sqlite, postgres, redis (likewise)
     RefreshTokenRepo   sqlite, postgres, postgres-asyncpg, sqlite-fast
 
 SQL implementations get a migrated database of the test's own (the shared PostgreSQL one emptied); Redis
@@ -47,7 +47,7 @@ SQL = ("sqlite", "postgres")
 SQL_AND_FAST = (*SQL, "postgres-asyncpg", "sqlite-fast")
 FAST = {"postgres-asyncpg": "postgres", "sqlite-fast": "sqlite"}
 """Each fast runner's kind, and the database it runs on (db.Runner: pg_fast, sqlite_fast)."""
-SQL_AND_REDIS = (*SQL, "redis")
+SQL_FAST_AND_REDIS = (*SQL_AND_FAST, "redis")
 
 AddUser = Callable[..., Awaitable[User]]
 
@@ -115,7 +115,7 @@ def user_repo_place(
     return _place(request, tmp_path, tmp_path_factory)
 
 
-@pytest.fixture(params=SQL_AND_REDIS)
+@pytest.fixture(params=SQL_FAST_AND_REDIS)
 def store_place(
     request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Place:
@@ -166,13 +166,19 @@ def users(user_storage: Storage) -> UserRepo:
 @pytest.fixture
 def sessions(store_storage: Storage) -> SessionStore:
     s = store_storage
-    return SqlSessionStore(s.engine) if s.engine else RedisSessionStore(s.redis, s.prefix)
+    return (
+        SqlSessionStore(s.engine, statements=statements_of(s))
+        if s.engine
+        else RedisSessionStore(s.redis, s.prefix)
+    )
 
 
 @pytest.fixture
 def rate_limits(store_storage: Storage) -> RateLimitStore:
     s = store_storage
-    return SqlRateLimitStore(s.engine) if s.engine else RedisRateLimitStore(s.redis, s.prefix)
+    if s.engine is None:
+        return RedisRateLimitStore(s.redis, s.prefix)
+    return SqlRateLimitStore(s.engine, statements=statements_of(s))
 
 
 @pytest.fixture

@@ -6,19 +6,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
-from sqlalchemy import Engine, Row, Select, event, exc, text
+from sqlalchemy import Connection, Engine, Row, Select, TextClause, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from threshold.core.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+Query = Select[Any] | TextClause
+"""A statement that returns rows: a SELECT, or a text() one (a write with RETURNING)."""
 
 IDLE_PING_AFTER = 1.0
 """A pooled PostgreSQL connection idle longer than this (seconds) is pinged before it is handed out."""
@@ -169,15 +172,31 @@ async def write_one(engine: AsyncEngine, statement: Any, params: Mapping[str, An
 
     Statements that must commit together go in one `writing` block or one `unit_of_work`, never in
     two calls of this."""
+    async with _one_write(engine) as conn:
+        return int((await conn.execute(statement, params)).rowcount)
+
+
+async def write_returning(
+    engine: AsyncEngine, statement: Any, params: Mapping[str, Any]
+) -> Sequence[Row[Any]]:
+    """`write_one` for a statement with RETURNING: the rows it returns."""
+    async with _one_write(engine) as conn:
+        return (await conn.execute(statement, params)).all()
+
+
+@contextlib.asynccontextmanager
+async def _one_write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Where `write_one` runs its statement (see there)."""
     joined = _joined(engine)
     if joined is not None:
-        return int((await joined.execute(statement, params)).rowcount)
-    if engine.dialect.name == "postgresql":
+        yield joined
+    elif engine.dialect.name == "postgresql":
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return int((await conn.execute(statement, params)).rowcount)
-    async with engine.begin() as conn:
-        return int((await conn.execute(statement, params)).rowcount)
+            yield conn
+    else:
+        async with engine.begin() as conn:
+            yield conn
 
 
 @contextlib.asynccontextmanager
@@ -286,17 +305,50 @@ class Statements(Protocol):
     (`EngineStatements`) or on a fast runner (`UnitAwareStatements`: on asyncpg or sqlite3, the same
     statement compiled once, without SQLAlchemy's per-statement work)."""
 
-    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+    async def first(self, statement: Query, params: Mapping[str, Any]) -> Columns | None:
         """The first row of `statement` with its named parameters, or None."""
         ...
 
-    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
+    async def all(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
         """Every row of `statement` with its named parameters."""
         ...
 
     async def execute(self, statement: Any, params: Mapping[str, Any]) -> int:
         """Run one write statement with its named parameters (`write_one`); the rows it touched."""
         ...
+
+    async def returning(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
+        """Run one write statement with RETURNING (as `execute`); the rows it returns."""
+        ...
+
+    async def transaction(self, work: Callable[[SyncStatements], T]) -> T:
+        """`work`'s statements in one transaction (the unit of work's, when there is one): all of them
+        committed, or none if it raises. `work` runs synchronously where the transaction is (on SQLite's
+        fast runner in its worker thread, so the whole transaction is one hand-over): it must do nothing
+        but run its statements and decide on their rows."""
+        ...
+
+
+class SyncStatements(Protocol):
+    """The statements of a transaction (`Statements.transaction`), run synchronously."""
+
+    def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None: ...
+
+    def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int: ...
+
+
+class _ConnectionStatements:
+    """SyncStatements on a SQLAlchemy connection (inside `AsyncConnection.run_sync`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
+        row = self._conn.execute(cast(Executable, statement), dict(params)).first()
+        return row._mapping if row else None
+
+    def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        return int(self._conn.execute(cast(Executable, statement), dict(params)).rowcount)
 
 
 class EngineStatements:
@@ -305,13 +357,13 @@ class EngineStatements:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+    async def first(self, statement: Query, params: Mapping[str, Any]) -> Columns | None:
         with translate_errors():
             async with reading(self._engine) as conn:
                 row = (await conn.execute(statement, dict(params))).first()
         return row._mapping if row else None
 
-    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
+    async def all(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
         with translate_errors():
             async with reading(self._engine) as conn:
                 rows = (await conn.execute(statement, dict(params))).all()
@@ -321,10 +373,21 @@ class EngineStatements:
         with translate_errors():
             return await write_one(self._engine, statement, dict(params))
 
+    async def returning(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
+        with translate_errors():
+            rows = await write_returning(self._engine, statement, dict(params))
+        return [row._mapping for row in rows]
+
+    async def transaction(self, work: Callable[[SyncStatements], T]) -> T:
+        with translate_errors():
+            async with writing(self._engine) as conn:
+                return await conn.run_sync(lambda sync: work(_ConnectionStatements(sync)))
+
 
 class Runner(Protocol):
-    """Single statements outside SQLAlchemy, compiled once: the asyncpg pool on PostgreSQL
-    (pg_fast.FastPool), sqlite3 worker threads on SQLite (sqlite_fast.SqliteRunner)."""
+    """Single statements outside SQLAlchemy, compiled once, each in autocommit (a write with RETURNING
+    goes through `all`): the asyncpg pool on PostgreSQL (pg_fast.FastPool), sqlite3 worker threads on
+    SQLite (sqlite_fast.SqliteRunner)."""
 
     async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None: ...
 
@@ -333,6 +396,13 @@ class Runner(Protocol):
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Transactions(Protocol):
+    """A runner that also runs a whole transaction in one go (sqlite_fast.SqliteRunner)."""
+
+    async def transaction(self, work: Callable[[SyncStatements], T]) -> T: ...
 
 
 class UnitAwareStatements:
@@ -344,13 +414,14 @@ class UnitAwareStatements:
         self._engine = engine
         self._runner = runner
         self._unit = EngineStatements(engine)
+        self._transactions = runner if isinstance(runner, Transactions) else None
 
-    async def first(self, statement: Select[Any], params: Mapping[str, Any]) -> Columns | None:
+    async def first(self, statement: Query, params: Mapping[str, Any]) -> Columns | None:
         if in_unit(self._engine):
             return await self._unit.first(statement, params)
         return await self._runner.first(statement, params)
 
-    async def all(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Columns]:
+    async def all(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
         if in_unit(self._engine):
             return await self._unit.all(statement, params)
         return await self._runner.all(statement, params)
@@ -359,6 +430,18 @@ class UnitAwareStatements:
         if in_unit(self._engine):
             return await self._unit.execute(statement, params)
         return await self._runner.execute(statement, params)
+
+    async def returning(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
+        if in_unit(self._engine):
+            return await self._unit.returning(statement, params)
+        return await self._runner.all(statement, params)  # in autocommit: committed with the statement
+
+    async def transaction(self, work: Callable[[SyncStatements], T]) -> T:
+        """On the runner when it runs transactions (SQLite's), else on the engine (PostgreSQL's asyncpg
+        pool has no synchronous side)."""
+        if self._transactions is None or in_unit(self._engine):
+            return await self._unit.transaction(work)
+        return await self._transactions.transaction(work)
 
 
 class SqlRepo:

@@ -31,9 +31,9 @@ from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import (
     SqlRepo,
     Statements,
+    SyncStatements,
     reading,
     translate_errors,
-    write_one,
     writing,
 )
 from threshold.adapters.sql.rows import (
@@ -178,7 +178,6 @@ _REFUND_ATTEMPT = (
     )
     .values(count=t.rate_limits.c.count - 1)
 )
-_RESET_COUNTERS = delete(t.rate_limits).where(t.rate_limits.c.key.in_(bindparam("keys", expanding=True)))
 
 
 @functools.cache
@@ -227,6 +226,12 @@ def _refund_attempts(n: int) -> Any:
     c = t.rate_limits.c
     rows = [(c.key == bindparam(f"key_{i}")) & (c.window_start == bindparam(f"start_{i}")) for i in range(n)]
     return update(t.rate_limits).where(or_(*rows), c.count > 0).values(count=c.count - 1)
+
+
+@functools.cache
+def _reset_counters(n: int) -> Any:
+    """Clear `n` counters (every window of each), named key_0 ... (not an expanding IN: compiled once)."""
+    return delete(t.rate_limits).where(t.rate_limits.c.key.in_([bindparam(f"key_{i}") for i in range(n)]))
 
 
 @functools.cache
@@ -450,10 +455,7 @@ def _session(row: Row[Any]) -> SessionRecord:
     )
 
 
-class SqlSessionStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
+class SqlSessionStore(SqlRepo):
     async def create(self, record: SessionRecord) -> None:
         row = {
             "digest": record.digest,
@@ -474,8 +476,8 @@ class SqlSessionStore:
             "upstream_acr": record.upstream_acr[:200] if record.upstream_acr else None,
             "upstream_amr": ",".join(record.upstream_amr)[:200],
         }
-        with translate_errors():  # committed when this returns: the sign-in checks the epoch after it
-            await write_one(self._engine, _NEW_SESSION, row)
+        # committed when this returns (or with the unit of work): the sign-in checks the epoch after it
+        await self._statements.execute(_NEW_SESSION, row)
 
     async def get(self, digest: str) -> SessionRecord | None:
         with translate_errors():
@@ -536,9 +538,9 @@ class SqlSessionStore:
         return int(result.rowcount)
 
 
-class SqlRateLimitStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+class SqlRateLimitStore(SqlRepo):
+    """Counting and giving back through `statements` (on a fast runner: one statement, or on SQLite one
+    transaction, per hand-over)."""
 
     @staticmethod
     def _window(window: int, now: float) -> tuple[int, int]:
@@ -566,24 +568,28 @@ class SqlRateLimitStore:
         # the same for counting, giving back and clearing): two attempts never wait on each other's
         # rows in opposite orders (PostgreSQL's row locks; SQLite locks the whole database).
         windows = [(key, *self._window(window, now), window) for key, window in counters]
-        dialect = self._engine.dialect.name
-        with translate_errors():
-            async with writing(self._engine) as conn:
-                if len({(key, start) for key, start, _, _ in windows}) < len(windows):
-                    counts = []  # a counter named twice: counted twice, one at a time
-                    for key, start, _, window in windows:
-                        row = {"key": key, "window_start": start, "count": 1, "expires_at": start + window}
-                        counts.append((await conn.execute(_count_attempt(dialect), row)).scalar_one())
-                else:  # one statement for all of them: one round trip (a thread hop each on SQLite)
-                    params: dict[str, Any] = {}
-                    for i, (key, start, _, window) in enumerate(windows):
-                        params |= {f"key_{i}": key, f"start_{i}": start, f"expires_{i}": start + window}
-                    result = await conn.execute(_count_attempts(len(windows)), params)
-                    # by position: on SQLAlchemy 2.0 a row's `count` is the Sequence method, not the column
-                    counted = {(key, start): count for key, start, count in result}
-                    counts = [counted[(key, start)] for key, start, _, _ in windows]
+        counting = _count_attempt(self._engine.dialect.name)
+        if len({(key, start) for key, start, _, _ in windows}) < len(windows):
+
+            def one_at_a_time(run: SyncStatements) -> list[int]:  # a counter named twice: counted twice
+                counted = []
+                for key, start, _, window in windows:
+                    row = {"key": key, "window_start": start, "count": 1, "expires_at": start + window}
+                    found = run.first(counting, row)
+                    assert found is not None, "an upsert returns its row"
+                    counted.append(int(found["count"]))
+                return counted
+
+            counts = await self._statements.transaction(one_at_a_time)
+        else:  # one statement for all of them: one round trip (one hand-over on SQLite)
+            params: dict[str, Any] = {}
+            for i, (key, start, _, window) in enumerate(windows):
+                params |= {f"key_{i}": key, f"start_{i}": start, f"expires_{i}": start + window}
+            rows = await self._statements.returning(_count_attempts(len(windows)), params)
+            counted = {(row["key"], int(row["window_start"])): int(row["count"]) for row in rows}
+            counts = [counted[(key, start)] for key, start, _, _ in windows]
         return [
-            WindowCount(count=int(count), retry_after=retry)
+            WindowCount(count=count, retry_after=retry)
             for count, (_, _, retry, _) in zip(counts, windows, strict=True)
         ]
 
@@ -593,21 +599,26 @@ class SqlRateLimitStore:
         if not refund and not reset:
             return
         given = [(key, self._window(window, now)[0]) for key, window in refund]
-        with translate_errors():
-            async with writing(self._engine) as conn:
-                if self._engine.dialect.name == "sqlite" and given and len(set(given)) == len(given):
-                    # one statement (a thread hop each on SQLite, where a writer locks the whole database);
-                    # on PostgreSQL one UPDATE would lock its rows in the order it finds them, so there
-                    # they go one at a time, in the counters' order (see increment_all)
-                    params: dict[str, Any] = {}
-                    for i, (key, start) in enumerate(given):
-                        params |= {f"key_{i}": key, f"start_{i}": start}
-                    await conn.execute(_refund_attempts(len(given)), params)
-                else:
-                    for key, start in given:
-                        await conn.execute(_REFUND_ATTEMPT, {"b_key": key, "b_start": start})
-                if reset:
-                    await conn.execute(_RESET_COUNTERS, {"keys": [key for key, _ in reset]})
+        together = self._engine.dialect.name == "sqlite" and given and len(set(given)) == len(given)
+
+        def give_back(run: SyncStatements) -> None:
+            if together:
+                # one statement (SQLite, where a writer locks the whole database); on PostgreSQL one
+                # UPDATE would lock its rows in the order it finds them, so there they go one at a time,
+                # in the counters' order (see increment_all)
+                params: dict[str, Any] = {}
+                for i, (key, start) in enumerate(given):
+                    params |= {f"key_{i}": key, f"start_{i}": start}
+                run.execute(_refund_attempts(len(given)), params)
+            else:
+                for key, start in given:
+                    run.execute(_REFUND_ATTEMPT, {"b_key": key, "b_start": start})
+            if reset:
+                run.execute(
+                    _reset_counters(len(reset)), {f"key_{i}": key for i, (key, _) in enumerate(reset)}
+                )
+
+        await self._statements.transaction(give_back)
 
     async def forget(self, fragment: str) -> None:
         with translate_errors():
@@ -648,8 +659,9 @@ def audit_event_of(row: Row[Any]) -> AuditEvent:
 
 class SqlSignInWrites(SqlRepo):
     """ports.SignInWrites on SQL: on PostgreSQL one statement (`_CLOSE_SIGN_IN`), elsewhere the same
-    statements (`_AUDIT_APPEND`, `_network_success`, `_SEE_DEVICE`) on one connection, the writes in one
-    transaction (pysqlite begins it at the first write, so the epoch is read just before, as the ordinary
+    statements (`_AUDIT_APPEND`, `_network_success`, `_SEE_DEVICE`) in one transaction (on SQLite's fast
+    runner one hand-over to its thread, the epoch read under the write lock; through SQLAlchemy, where
+    pysqlite begins the transaction at the first write, the epoch is read just before, as the ordinary
     path reads it); a browser the account had not seen is then added by `SqlUserRepo.remember_device`
     (which settles two first sightings at once): more round trips only for a new browser."""
 
@@ -674,15 +686,17 @@ class SqlSignInWrites(SqlRepo):
             seen = bool(row and row["seen"])
         else:
             noted = {"user_id": user_id, "network": network, "last_success_at": event.at}
-            with translate_errors():
-                async with writing(self._engine) as conn:
-                    found = (await conn.execute(_CREDENTIAL_EPOCH, {"user_id": user_id})).first()
-                    current = found is not None and found[0] == epoch
-                    seen = False
-                    if current:
-                        await conn.execute(_AUDIT_APPEND, _audit_row(event))
-                        await conn.execute(_network_success(self._engine.dialect.name), noted)
-                        seen = bool(device) and bool((await conn.execute(_SEE_DEVICE, seen_params)).rowcount)
+            noting = _network_success(self._engine.dialect.name)
+
+            def close(run: SyncStatements) -> tuple[bool, bool]:
+                found = run.first(_CREDENTIAL_EPOCH, {"user_id": user_id})
+                if found is None or found["credential_epoch"] != epoch:
+                    return False, False
+                run.execute(_AUDIT_APPEND, _audit_row(event))
+                run.execute(noting, noted)
+                return True, bool(device) and bool(run.execute(_SEE_DEVICE, seen_params))
+
+            current, seen = await self._statements.transaction(close)
         if not current:
             return SignInClosed(current=False, new_device=False)
         if seen or not device:

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from threshold.adapters.sql.db import SQLITE_BUSY_TIMEOUT_MS, Columns, sqlite_pragmas
+from threshold.adapters.sql.db import SQLITE_BUSY_TIMEOUT_MS, Columns, SyncStatements, sqlite_pragmas
 from threshold.core.errors import DependencyUnavailable
 
 _DIALECT = SQLiteDialect_pysqlite()
@@ -49,11 +49,13 @@ class SqliteStatement:
     binds: tuple[Processor, ...]
     keys: tuple[str, ...]
     results: tuple[Processor, ...]
+    literals: Mapping[str, Any]
+    """The statement's own values (`count - 1`: SQLAlchemy makes the 1 a parameter), by parameter name."""
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
+        values = [params[name] if name in params else self.literals[name] for name in self.names]
         return [
-            params[name] if bind is None else bind(params[name])
-            for name, bind in zip(self.names, self.binds, strict=True)
+            value if bind is None else bind(value) for value, bind in zip(values, self.binds, strict=True)
         ]
 
     def row(self, values: Sequence[Any], described: Sequence[Sequence[Any]]) -> dict[str, Any]:
@@ -69,13 +71,16 @@ class SqliteStatement:
 @functools.cache
 def compiled(statement: ClauseElement) -> SqliteStatement:
     """`statement` compiled for sqlite3, once per statement object (so only statements built once may come
-    here); every parameter must be a named bindparam, and none may need compiling per call."""
+    here); every parameter must be a named bindparam or a value of the statement's own, and none may
+    need compiling per call."""
     result = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
     if result.post_compile_params or "POSTCOMPILE" in str(result):  # e.g. an expanding IN (...)
         raise ValueError("a statement for sqlite3 must not need compiling per call")
     names = tuple(result.positiontup or ())
     columns = result._result_columns  # what SQLAlchemy's own result rows are built from
+    given = {name: result.binds[name] for name in names}
     return SqliteStatement(
+        literals={name: bind.effective_value for name, bind in given.items() if not bind.required},
         sql=str(result),
         names=names,
         binds=tuple(result.binds[n].type.dialect_impl(_DIALECT).bind_processor(_DIALECT) for n in names),
@@ -92,6 +97,30 @@ def _translate() -> Iterator[None]:
         yield
     except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as error:
         raise DependencyUnavailable() from error
+
+
+class _CursorStatements:
+    """db.SyncStatements on a sqlite3 connection, in the worker thread (`SqliteRunner.transaction`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
+        query = compiled(statement)
+        cursor = self._conn.execute(query.sql, query.args(params))
+        try:
+            row = cursor.fetchone()
+            return None if row is None else query.row(row, cursor.description)
+        finally:
+            cursor.close()
+
+    def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        query = compiled(statement)
+        cursor = self._conn.execute(query.sql, query.args(params))
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
 
 class SqliteRunner:
@@ -173,6 +202,22 @@ class SqliteRunner:
                 cursor.close()
 
         return await self._run(work)
+
+    async def transaction(self, work: Callable[[SyncStatements], T]) -> T:
+        """`work` in one hand-over to a worker thread, in one transaction that takes the write lock at
+        its start (BEGIN IMMEDIATE: a read then a write never finds the lock taken in between)."""
+
+        def call(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(_CursorStatements(conn))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._run(call)
 
     async def close(self) -> None:
         """Close the idle connections (one in use closes when its statement is done) and the threads."""
