@@ -188,3 +188,23 @@ async def test_sign_up_attempts_on_a_taken_address_do_not_flood_its_owner(mail: 
         await mail.services.email.signup_attempt_on_existing(owner)
     notices = await mail.inbox(owner, "Someone tried to sign up")
     assert len(notices) == per_address
+
+
+async def test_with_verification_required_the_sign_up_network_is_familiar(
+    mail_factory: Callable[..., Any],
+) -> None:
+    """A sign-up makes its network familiar (exempt from the per-account limit) whatever the policy:
+    here no session follows it, and the first completed sign-in may come while an attacker spends the
+    account's budget."""
+    limits = {"login_per_account_ip": 3, "login_per_account": 5, "login_per_ip": 8, "window": 60}
+    mail: MailApp = await mail_factory(email={"verification": "required"}, rate_limit=limits)
+    email = unique_email("pending")
+    assert (await signup(mail.browser("203.0.113.7"), email)).status_code == 202
+    token = token_of((await mail.last(email, CONFIRM)).link("/verify-email"))
+    assert (await mail.browser().post("/api/v1/email/verify", json={"token": token})).status_code == 200
+    for ip, tries in (("198.18.0.1", 3), ("198.18.1.1", 2)):  # 5 failures spend the account's budget
+        attacker = mail.browser(ip)
+        for _ in range(tries):
+            assert (await login(attacker, email, "definitely not it")).status_code == 401
+    assert (await login(mail.browser("203.0.113.99"), email)).status_code == 200  # the sign-up's /24
+    assert_problem(await login(mail.browser("192.0.2.50"), email), 429, "rate_limited")

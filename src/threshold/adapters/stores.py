@@ -160,11 +160,12 @@ def open_stores(settings: Settings) -> Stores:
     cache, invalidations = _session_cache(settings, engine, redis_client)
     fast = FastPool(url, max_size=settings.database_pool_size) if url.startswith("postgresql") else None
     # Where the repositories' single statements run: on PostgreSQL the asyncpg pool, on a SQLite file
-    # sqlite3 threads of their own (an in-memory database is the engine's connection's alone).
+    # sqlite3 threads of their own (not for an in-memory database, which is the engine's connection's
+    # alone, nor for a URL with options, such as a URI filename, which only the engine reads).
     runner: Runner | None = fast
-    database = make_url(url).database
-    if fast is None and database and database != ":memory:" and "mode=memory" not in url:
-        runner = SqliteRunner(database)
+    sqlite = make_url(url)
+    if fast is None and sqlite.database and sqlite.database != ":memory:" and not sqlite.query:
+        runner = SqliteRunner(sqlite.database, size=settings.database_pool_size)
     statements = UnitAwareStatements(engine, runner) if runner is not None else None
     codes = SqlCodeRepo(engine)
     refresh_tokens = (

@@ -124,6 +124,7 @@ class Accounts:
                 await self._email.signup_attempt_on_existing(email)
                 return VerificationPending()
             await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
+            await self._throttle.note_network(user_id=user.id, ip=context.ip)  # as any sign-up
             await self._email.send_verification(user)
             return VerificationPending()
         user, _ = await self._new_user(email=email, password=password)

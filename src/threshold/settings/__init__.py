@@ -71,7 +71,12 @@ class Settings(BaseSettings):
             "Default: SQLite file threshold.db in data_dir."
         ),
     )
-    database_pool_size: int = Field(10, ge=1, le=200, description="Connections per process (PostgreSQL).")
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        le=200,
+        description="Connections per process (PostgreSQL; on SQLite, those of the fast path's threads).",
+    )
     redis_url: str | None = Field(
         None, description="redis://host:port/db ; when set, sessions and rate limits live in Redis."
     )

@@ -76,6 +76,8 @@ def compiled(statement: ClauseElement) -> SqliteStatement:
     result = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
     if result.post_compile_params or "POSTCOMPILE" in str(result):  # e.g. an expanding IN (...)
         raise ValueError("a statement for sqlite3 must not need compiling per call")
+    if result.insert_prefetch or result.update_prefetch:  # SQLAlchemy computes these per execution
+        raise ValueError("a statement for sqlite3 must give every column with a Python-side default")
     names = tuple(result.positiontup or ())
     columns = result._result_columns  # what SQLAlchemy's own result rows are built from
     given = {name: result.binds[name] for name in names}
@@ -123,14 +125,36 @@ class _CursorStatements:
             cursor.close()
 
 
-class SqliteRunner:
-    """Up to `size` connections to one SQLite database file, each used by one worker thread at a time."""
+ACQUIRE_TIMEOUT = 5.0
+"""Seconds a statement waits for a free connection before the database counts as unavailable (as on the
+PostgreSQL fast path, pg_fast.ACQUIRE_TIMEOUT)."""
 
-    def __init__(self, path: str, *, size: int = 4) -> None:
+
+class _Closed:
+    """Put in the queue of free connections when the runner closes: whoever takes it passes it on."""
+
+
+_CLOSED = _Closed()
+
+
+class _Slot:
+    """A connection of the pool, or not yet one (opened by its first statement in the worker thread)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection | None) -> None:
+        self.conn = conn
+
+
+class SqliteRunner:
+    """Up to `size` connections to one SQLite database file, each used by one worker thread at a time;
+    for one event loop (its queue of free connections waits on that loop)."""
+
+    def __init__(self, path: str, *, size: int = 10) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="sqlite")
-        self._free: asyncio.LifoQueue[sqlite3.Connection | None] = asyncio.LifoQueue()
-        for _ in range(size):  # None: a connection not opened yet (opened by its first statement)
+        self._free: asyncio.LifoQueue[sqlite3.Connection | _Closed | None] = asyncio.LifoQueue()
+        for _ in range(size):  # None: a connection not opened yet
             self._free.put_nowait(None)
         self._closed = False
 
@@ -145,23 +169,49 @@ class SqliteRunner:
         return conn
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
+        """`work` on a free connection in a worker thread. The connection is free again only when the
+        thread is done with it, even if the caller was cancelled meanwhile (the thread cannot be)."""
+        if self._free.empty():  # every connection busy (a write waiting out another's lock, say)
+            try:
+                async with asyncio.timeout(ACQUIRE_TIMEOUT):
+                    taken = await self._free.get()
+            except TimeoutError as error:
+                raise DependencyUnavailable() from error
+        else:
+            taken = self._free.get_nowait()
+        if isinstance(taken, _Closed) or self._closed:
+            self._free.put_nowait(_CLOSED if self._closed else taken)
             raise DependencyUnavailable()
-        conn = await self._free.get()
+        slot = _Slot(taken)
 
-        def call() -> tuple[sqlite3.Connection, T]:
-            opened = conn if conn is not None else self._connect()
-            return opened, work(opened)
+        def call() -> T:
+            if slot.conn is None:
+                slot.conn = self._connect()
+            conn = slot.conn
+            try:
+                return work(conn)
+            finally:
+                if conn.in_transaction:  # left open (its COMMIT or ROLLBACK failed): never pooled so
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        conn.close()
+                        slot.conn = None
 
         try:
-            with _translate():
-                conn, result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
-            return result
-        finally:
-            if self._closed and conn is not None:
-                conn.close()
-            else:
-                self._free.put_nowait(conn)
+            future = asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except RuntimeError as error:  # the executor was shut down (the runner closed meanwhile)
+            self._release(slot.conn)
+            raise DependencyUnavailable() from error
+        future.add_done_callback(lambda _: self._release(slot.conn))
+        with _translate():
+            return await asyncio.shield(future)
+
+    def _release(self, conn: sqlite3.Connection | None) -> None:
+        if not self._closed:
+            self._free.put_nowait(conn)
+        elif conn is not None:
+            conn.close()
 
     async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
         """The first row of `statement` with its named parameters, or None."""
@@ -220,10 +270,12 @@ class SqliteRunner:
         return await self._run(call)
 
     async def close(self) -> None:
-        """Close the idle connections (one in use closes when its statement is done) and the threads."""
+        """Close the idle connections (one in use closes when its statement is done) and the threads; a
+        statement asked for from now on, or waiting for a connection, is a 503."""
         self._closed = True
         while not self._free.empty():
             conn = self._free.get_nowait()
-            if conn is not None:
+            if isinstance(conn, sqlite3.Connection):
                 conn.close()
+        self._free.put_nowait(_CLOSED)
         self._executor.shutdown(wait=False)
