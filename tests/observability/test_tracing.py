@@ -133,6 +133,8 @@ async def test_a_request_is_a_span_with_its_statements_and_nothing_secret(
     assert systems == ({"sqlite"} if backend == "sqlite" else {"postgresql", "redis"}), systems
     statements = [str((s.attributes or {}).get("db.statement", "")) for s in database]
     assert any("INSERT INTO users" in statement for statement in statements), statements
+    if backend == "sqlite":  # the session's INSERT runs on sqlite_fast's connections, in their threads
+        assert any("INSERT INTO sessions" in statement for statement in statements), statements
     assert (signup_span.attributes or {}).get("http.status_code") == 201
 
     # every span belongs to a request: background work (the feed's heartbeat, the workers) starts none

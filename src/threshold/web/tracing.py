@@ -2,9 +2,10 @@
 
 A request gets a server span from the official ASGI/Starlette instrumentation, and its statements
 become child spans: on PostgreSQL from the asyncpg instrumentation (SQLAlchemy's driver and the hot
-reads of adapters.sql.pg_fast alike, one span per statement), on SQLite from the SQLAlchemy one; its
-Redis commands from the Redis one. Spans are exported over OTLP/HTTP as the standard OTEL_EXPORTER_OTLP_*
-variables say (OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES too).
+reads of adapters.sql.pg_fast alike, one span per statement), on SQLite from the SQLAlchemy one and,
+for the connections of adapters.sql.sqlite_fast, the sqlite3 one; its Redis commands from the Redis
+one. Spans are exported over OTLP/HTTP as the standard OTEL_EXPORTER_OTLP_* variables say
+(OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES too).
 
 What a span must not carry, it is never shown:
 - the instrumentation of requests sees each request without its query string (authorization codes,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +34,7 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
 from opentelemetry.instrumentation.starlette import StarletteInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -43,6 +46,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threshold import __version__
+from threshold.adapters.sql.sqlite_fast import SqliteRunner
 from threshold.services import Services
 
 VEILED_REQUEST_HEADERS = frozenset(
@@ -73,6 +77,7 @@ class Tracing:
         )
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self._instrumented: list[BaseInstrumentor] = []
+        self._runner: SqliteRunner | None = None
         self._log_filter = _TraceIds()
 
     def instrument_app(self, app: Starlette) -> None:
@@ -89,8 +94,17 @@ class Tracing:
             self._instrument(AsyncPGInstrumentor(capture_parameters=False))  # type: ignore[no-untyped-call]
         else:
             self._instrument(SQLAlchemyInstrumentor(), engine=services.engine.sync_engine)
+            if isinstance(services.runner, SqliteRunner):  # the fast path's own connections
+                self._runner = services.runner
+                self._runner.instrument = self._traced_sqlite
         if services.redis is not None:
             self._instrument(RedisInstrumentor())
+
+    def _traced_sqlite(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        traced: sqlite3.Connection = SQLite3Instrumentor.instrument_connection(
+            conn, tracer_provider=self.provider
+        )
+        return traced
 
     def _instrument(self, instrumentor: BaseInstrumentor, **options: Any) -> None:
         # skip_dep_check: the SQLAlchemy instrumentation declares < 2.1, and works with 2.1 (tested)
@@ -102,6 +116,9 @@ class Tracing:
         for instrumentor in reversed(self._instrumented):
             instrumentor.uninstrument()
         self._instrumented.clear()
+        if self._runner is not None:
+            self._runner.instrument = None
+            self._runner = None
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self._log_filter)
         self.provider.shutdown()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -109,7 +110,8 @@ class _CursorStatements:
 
     def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
         query = compiled(statement)
-        cursor = self._conn.execute(query.sql, query.args(params))
+        cursor = self._conn.cursor()
+        cursor.execute(query.sql, query.args(params))
         try:
             row = cursor.fetchone()
             return None if row is None else query.row(row, cursor.description)
@@ -118,7 +120,8 @@ class _CursorStatements:
 
     def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
         query = compiled(statement)
-        cursor = self._conn.execute(query.sql, query.args(params))
+        cursor = self._conn.cursor()
+        cursor.execute(query.sql, query.args(params))
         try:
             return int(cursor.rowcount)
         finally:
@@ -157,6 +160,8 @@ class SqliteRunner:
         for _ in range(size):  # None: a connection not opened yet
             self._free.put_nowait(None)
         self._closed = False
+        self.instrument: Callable[[sqlite3.Connection], sqlite3.Connection] | None = None
+        """Wraps each connection opened from now on (web.tracing: its cursors' statements as spans)."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -166,7 +171,7 @@ class SqliteRunner:
             check_same_thread=False,  # one thread at a time (the queue), not always the same one
         )
         sqlite_pragmas(conn)
-        return conn
+        return conn if self.instrument is None else self.instrument(conn)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` on a free connection in a worker thread. The connection is free again only when the
@@ -198,8 +203,10 @@ class SqliteRunner:
                         conn.close()
                         slot.conn = None
 
-        try:
-            future = asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:  # in the caller's context, so that a traced statement is a span of the caller's request
+            future = asyncio.get_running_loop().run_in_executor(
+                self._executor, contextvars.copy_context().run, call
+            )
         except RuntimeError as error:  # the executor was shut down (the runner closed meanwhile)
             self._release(slot.conn)
             raise DependencyUnavailable() from error
@@ -227,7 +234,8 @@ class SqliteRunner:
         args = query.args(params)
 
         def work(conn: sqlite3.Connection) -> tuple[list[Any], Any]:
-            cursor = conn.execute(query.sql, args)
+            cursor = conn.cursor()
+            cursor.execute(query.sql, args)
             try:
                 if one:
                     row = cursor.fetchone()
@@ -245,7 +253,8 @@ class SqliteRunner:
         args = query.args(params)
 
         def work(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(query.sql, args)
+            cursor = conn.cursor()
+            cursor.execute(query.sql, args)
             try:
                 return int(cursor.rowcount)
             finally:
