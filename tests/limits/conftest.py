@@ -1,4 +1,5 @@
-"""One real `threshold serve` per backend (SQLite, PostgreSQL + Redis) with small, known limits, and an
+"""One real `threshold serve` per backend (SQLite, PostgreSQL + Redis; PostgreSQL alone where a module
+asks) with small, known limits, and an
 async client that speaks for many browsers and client addresses at once (X-Forwarded-For from a
 trusted loopback proxy), so that limits are tested under real concurrent requests."""
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.blackbox.conftest import CSRF_COOKIE, SESSION_COOKIE, parse_set_cookie
 from tests.conftest import STRONG_PASSWORD
-from tests.support import Deployment, Server, make_deployment
+from tests.support import Backend, Deployment, Server, make_deployment
 
 LIMITS: dict[str, object] = {
     "RATE_LIMIT__LOGIN_PER_ACCOUNT": 30,
@@ -41,15 +42,23 @@ def configure(deployment: Deployment, extra: Mapping[str, object] | None = None)
         deployment.env[f"THRESHOLD_{name}"] = str(value)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres+redis"])
-def limited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Limited]:
-    backend: str = request.param
-    tmp = tmp_path_factory.mktemp("limits")
-    with make_deployment(
-        tmp, "sqlite" if backend == "sqlite" else "postgres+redis", tag="limits"
-    ) as deployment:
+BACKENDS: tuple[Backend, ...] = ("sqlite", "postgres+redis")
+
+
+def serve_limited(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Limited]:
+    """A `Limited` server on the backend `request.param` (a module may ask for more backends than
+    BACKENDS by a `limited` fixture of its own)."""
+    backend: Backend = request.param
+    with make_deployment(tmp_path_factory.mktemp("limits"), backend, tag="limits") as deployment:
         configure(deployment, getattr(request.module, "EXTRA_SETTINGS", None))
         yield Limited(server=deployment.start(), backend=backend, deployment=deployment)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def limited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Limited]:
+    yield from serve_limited(request, tmp_path_factory)
 
 
 @dataclass

@@ -11,15 +11,25 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import Iterator
 
 import httpx
 import pyotp
 import pytest
 
 from tests.conftest import STRONG_PASSWORD, unique_email
-from tests.limits.conftest import LIMITS, Agent, Limited
+from tests.limits.conftest import BACKENDS, LIMITS, Agent, Limited, serve_limited
 
 WRONG = "definitely not the password"
+
+
+@pytest.fixture(scope="module", params=[*BACKENDS, "postgres"])
+def limited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Limited]:
+    """The budgets on every backend their counters live on: SQLite (its fast runner), Redis, and
+    PostgreSQL alone (its counters counted in one statement on the asyncpg pool)."""
+    yield from serve_limited(request, tmp_path_factory)
+
+
 PENDING_COOKIE = "__Host-threshold_pending"
 _hosts = itertools.count(1)
 

@@ -163,9 +163,9 @@ def open_stores(settings: Settings) -> Stores:
     # sqlite3 threads of their own (not for an in-memory database, which is the engine's connection's
     # alone, nor for a URL with options, such as a URI filename, which only the engine reads).
     runner: Runner | None = fast
-    sqlite = make_url(url)
-    if fast is None and sqlite.database and sqlite.database != ":memory:" and not sqlite.query:
-        runner = SqliteRunner(sqlite.database, size=settings.database_pool_size)
+    parsed = make_url(url)
+    if fast is None and parsed.database and parsed.database != ":memory:" and not parsed.query:
+        runner = SqliteRunner(parsed.database, size=settings.database_pool_size)
     statements = UnitAwareStatements(engine, runner) if runner is not None else None
     codes = SqlCodeRepo(engine)
     refresh_tokens = (

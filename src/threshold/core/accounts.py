@@ -123,18 +123,22 @@ class Accounts:
             except EmailUnavailable:  # the same answer as a new account; the owner gets a notice
                 await self._email.signup_attempt_on_existing(email)
                 return VerificationPending()
-            await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
-            await self._throttle.note_network(user_id=user.id, ip=context.ip)  # as any sign-up
+            await self._signed_up(user, context)
             await self._email.send_verification(user)
             return VerificationPending()
         user, _ = await self._new_user(email=email, password=password)
-        await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
+        await self._signed_up(user, context)
         if self._email is not None and self._verification == "optional":
             await self._email.send_verification(user)
-        await self._throttle.note_network(user_id=user.id, ip=context.ip)
         return await self._signin.complete(
             user, [PASSWORD], context=context, epoch=user.credential_epoch, replacing=replacing, audited=False
         )
+
+    async def _signed_up(self, user: User, context: RequestContext) -> None:
+        """Every sign-up, whatever the verification policy: audited, and its network familiar (exempt
+        from the per-account limit, as a completed sign-in's is: core.ratelimit)."""
+        await self._audit.record(AuditKind.SIGNUP, user_id=user.id, context=context)
+        await self._throttle.note_network(user_id=user.id, ip=context.ip)
 
     async def change_password(
         self,

@@ -11,9 +11,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
-from sqlalchemy import Connection, Engine, Row, Select, TextClause, event, exc, text
+from sqlalchemy import Connection, Dialect, Engine, Row, Select, TextClause, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from threshold.core.errors import DependencyUnavailable
@@ -405,6 +406,15 @@ class Transactions(Protocol):
     async def transaction(self, work: Callable[[SyncStatements], T]) -> T: ...
 
 
+def compile_once(statement: ClauseElement, dialect: Dialect, driver: str) -> SQLCompiler:
+    """`statement` compiled for a fast runner's `driver` (pg_fast, sqlite_fast), which keeps the result
+    for the statement object's lifetime: so it must not need compiling per call (an expanding IN does)."""
+    result = cast(SQLCompiler, statement.compile(dialect=dialect))
+    if result.post_compile_params or "POSTCOMPILE" in str(result):
+        raise ValueError(f"a statement for {driver} must not need compiling per call")
+    return result
+
+
 class UnitAwareStatements:
     """Single statements on a fast runner, except inside a unit of work on the engine (`unit_of_work`):
     there on the unit's connection, so that a read sees what the unit has written and a write commits
@@ -416,20 +426,17 @@ class UnitAwareStatements:
         self._unit = EngineStatements(engine)
         self._transactions = runner if isinstance(runner, Transactions) else None
 
+    def _way(self) -> Runner | EngineStatements:
+        return self._unit if in_unit(self._engine) else self._runner
+
     async def first(self, statement: Query, params: Mapping[str, Any]) -> Columns | None:
-        if in_unit(self._engine):
-            return await self._unit.first(statement, params)
-        return await self._runner.first(statement, params)
+        return await self._way().first(statement, params)
 
     async def all(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
-        if in_unit(self._engine):
-            return await self._unit.all(statement, params)
-        return await self._runner.all(statement, params)
+        return await self._way().all(statement, params)
 
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
-        if in_unit(self._engine):
-            return await self._unit.execute(statement, params)
-        return await self._runner.execute(statement, params)
+        return await self._way().execute(statement, params)
 
     async def returning(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
         if in_unit(self._engine):

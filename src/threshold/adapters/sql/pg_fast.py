@@ -26,18 +26,17 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from threshold.adapters.sql import schema as t
-from threshold.adapters.sql.db import Columns, UnitAwareStatements, unavailable_sqlstate
+from threshold.adapters.sql.db import Columns, UnitAwareStatements, compile_once, unavailable_sqlstate
 from threshold.adapters.sql.oidc_repos import SqlRefreshTokenRepo
 from threshold.adapters.sql.rows import (
     CLAIM_PARENT,
@@ -65,9 +64,7 @@ class AsyncpgStatement:
 def compiled(statement: ClauseElement) -> AsyncpgStatement:
     """`statement` compiled for asyncpg, once per statement object (so only statements built once may
     come here: one built per call would grow this cache); every parameter must be a named bindparam."""
-    result = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
-    if result.post_compile_params or "POSTCOMPILE" in str(result):  # e.g. an expanding IN (...)
-        raise ValueError("a statement for asyncpg must not need compiling per call")
+    result = compile_once(statement, _DIALECT, "asyncpg")
     return AsyncpgStatement(str(result), tuple(result.positiontup or ()))
 
 

@@ -26,13 +26,18 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from threshold.adapters.sql.db import SQLITE_BUSY_TIMEOUT_MS, Columns, SyncStatements, sqlite_pragmas
+from threshold.adapters.sql.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    Columns,
+    SyncStatements,
+    compile_once,
+    sqlite_pragmas,
+)
 from threshold.core.errors import DependencyUnavailable
 
 _DIALECT = SQLiteDialect_pysqlite()
@@ -74,9 +79,7 @@ def compiled(statement: ClauseElement) -> SqliteStatement:
     """`statement` compiled for sqlite3, once per statement object (so only statements built once may come
     here); every parameter must be a named bindparam or a value of the statement's own, and none may
     need compiling per call."""
-    result = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
-    if result.post_compile_params or "POSTCOMPILE" in str(result):  # e.g. an expanding IN (...)
-        raise ValueError("a statement for sqlite3 must not need compiling per call")
+    result = compile_once(statement, _DIALECT, "sqlite3")
     if result.insert_prefetch or result.update_prefetch:  # SQLAlchemy computes these per execution
         raise ValueError("a statement for sqlite3 must give every column with a Python-side default")
     names = tuple(result.positiontup or ())
@@ -103,26 +106,38 @@ def _translate() -> Iterator[None]:
 
 
 class _CursorStatements:
-    """db.SyncStatements on a sqlite3 connection, in the worker thread (`SqliteRunner.transaction`)."""
+    """db.SyncStatements (and `all`) on a sqlite3 connection, in the worker thread: how SqliteRunner runs
+    every statement, alone or in a transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
+    def _rows(self, statement: ClauseElement, params: Mapping[str, Any], *, one: bool) -> list[Columns]:
         query = compiled(statement)
-        cursor = self._conn.cursor()
-        cursor.execute(query.sql, query.args(params))
+        cursor = self._conn.cursor()  # a cursor, not conn.execute: a traced connection traces its cursors
         try:
-            row = cursor.fetchone()
-            return None if row is None else query.row(row, cursor.description)
+            cursor.execute(query.sql, query.args(params))
+            if one:
+                row = cursor.fetchone()
+                rows = [] if row is None else [row]
+            else:
+                rows = cursor.fetchall()
+            return [query.row(row, cursor.description) for row in rows]
         finally:
             cursor.close()
+
+    def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
+        rows = self._rows(statement, params, one=True)
+        return rows[0] if rows else None
+
+    def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Columns]:
+        return self._rows(statement, params, one=False)
 
     def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
         query = compiled(statement)
         cursor = self._conn.cursor()
-        cursor.execute(query.sql, query.args(params))
         try:
+            cursor.execute(query.sql, query.args(params))
             return int(cursor.rowcount)
         finally:
             cursor.close()
@@ -196,7 +211,7 @@ class SqliteRunner:
             try:
                 return work(conn)
             finally:
-                if conn.in_transaction:  # left open (its COMMIT or ROLLBACK failed): never pooled so
+                if conn.in_transaction:  # left open (`work` raised, or its COMMIT failed): never pooled so
                     try:
                         conn.execute("ROLLBACK")
                     except sqlite3.Error:
@@ -222,57 +237,24 @@ class SqliteRunner:
 
     async def first(self, statement: ClauseElement, params: Mapping[str, Any]) -> Columns | None:
         """The first row of `statement` with its named parameters, or None."""
-        rows = await self._rows(statement, params, one=True)
-        return rows[0] if rows else None
+        return await self._run(lambda conn: _CursorStatements(conn).first(statement, params))
 
     async def all(self, statement: ClauseElement, params: Mapping[str, Any]) -> Sequence[Columns]:
         """Every row of `statement` with its named parameters."""
-        return await self._rows(statement, params, one=False)
-
-    async def _rows(self, statement: ClauseElement, params: Mapping[str, Any], *, one: bool) -> list[Columns]:
-        query = compiled(statement)
-        args = query.args(params)
-
-        def work(conn: sqlite3.Connection) -> tuple[list[Any], Any]:
-            cursor = conn.cursor()
-            cursor.execute(query.sql, args)
-            try:
-                if one:
-                    row = cursor.fetchone()
-                    return ([] if row is None else [row]), cursor.description
-                return cursor.fetchall(), cursor.description
-            finally:
-                cursor.close()
-
-        rows, described = await self._run(work)
-        return [query.row(values, described) for values in rows]
+        return await self._run(lambda conn: _CursorStatements(conn).all(statement, params))
 
     async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
         """Run one write statement with its named parameters; the rows it touched."""
-        query = compiled(statement)
-        args = query.args(params)
-
-        def work(conn: sqlite3.Connection) -> int:
-            cursor = conn.cursor()
-            cursor.execute(query.sql, args)
-            try:
-                return int(cursor.rowcount)
-            finally:
-                cursor.close()
-
-        return await self._run(work)
+        return await self._run(lambda conn: _CursorStatements(conn).execute(statement, params))
 
     async def transaction(self, work: Callable[[SyncStatements], T]) -> T:
         """`work` in one hand-over to a worker thread, in one transaction that takes the write lock at
-        its start (BEGIN IMMEDIATE: a read then a write never finds the lock taken in between)."""
+        its start (BEGIN IMMEDIATE: a read then a write never finds the lock taken in between). If `work`
+        raises, `_run` rolls back what it leaves open, as after any statement."""
 
         def call(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(_CursorStatements(conn))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            result = work(_CursorStatements(conn))
             conn.execute("COMMIT")
             return result
 
@@ -284,7 +266,7 @@ class SqliteRunner:
         self._closed = True
         while not self._free.empty():
             conn = self._free.get_nowait()
-            if isinstance(conn, sqlite3.Connection):
+            if conn is not None and not isinstance(conn, _Closed):  # (a traced one is a proxy of one)
                 conn.close()
         self._free.put_nowait(_CLOSED)
         self._executor.shutdown(wait=False)
