@@ -27,7 +27,7 @@ HEARTBEAT_PREFIX = ITEM_PREFIX + "heartbeat:"
 SILENT_AFTER = 3
 """Heartbeat intervals a beat may take to come back before the feed counts as silent."""
 
-Publish = Callable[[str], Awaitable[None]]
+Publish = Callable[[str], Awaitable[int]]
 
 
 class FeedSilent(ConnectionError):
@@ -39,7 +39,7 @@ class Heartbeat:
     `keep` beats until the connection is lost or falls silent."""
 
     def __init__(self, publish: Publish, *, interval: float) -> None:
-        self._publish = publish
+        self.publish = publish
         self.interval = interval
         self._expected: str | None = None
         self._echoed = asyncio.Event()
@@ -71,7 +71,7 @@ class Heartbeat:
         waits = [asyncio.ensure_future(self._echoed.wait()), asyncio.ensure_future(lost.wait())]
         try:
             async with asyncio.timeout(bound):
-                await self._publish(self._expected)
+                await self.publish(self._expected)
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             raise FeedSilent(
@@ -83,6 +83,40 @@ class Heartbeat:
                 wait.cancel()
         if not self._echoed.is_set():
             raise ConnectionError("invalidation feed lost")
+
+
+class Feed:
+    """What a listening connection does with each payload: a heartbeat is the heartbeat's; anything else
+    goes through the acknowledgement protocol (core/session_cache.py `Acks`) to the cache, and what
+    another process's revocation is owed is published once the cache has applied it."""
+
+    def __init__(
+        self, cache: SessionCache, heartbeat: Heartbeat, *, acknowledge: Publish | None = None
+    ) -> None:
+        """`acknowledge` publishes an acknowledgement (by default as the heartbeat is published): on
+        PostgreSQL the listening connection itself, so that an acknowledgement never waits for a pooled
+        connection held by a request that is itself waiting for one."""
+        self._cache = cache
+        self._heartbeat = heartbeat
+        self._acknowledge_with = acknowledge or heartbeat.publish
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def deliver(self, payload: str) -> None:
+        if self._heartbeat.heard(payload):
+            return
+        message, ack = self._cache.acks.received(payload)
+        if message is not None:
+            self._cache.apply(message)
+        if ack is not None:
+            task = asyncio.ensure_future(self._acknowledge(ack))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _acknowledge(self, ack: str) -> None:
+        try:
+            await self._acknowledge_with(ack)
+        except Exception as error:  # the sender waits out its bound; this feed's heartbeat will tell
+            log.warning("session cache: an acknowledgement could not be published (%s)", type(error).__name__)
 
 
 class Outages:

@@ -68,8 +68,8 @@ from threshold.settings import Settings
 
 
 class _NoInvalidations:
-    async def publish(self, message: str) -> None:
-        return None
+    async def publish(self, message: str) -> int:
+        return 0
 
 
 @dataclass

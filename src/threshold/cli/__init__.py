@@ -261,6 +261,8 @@ def _run(settings: Settings, work: Callable[[Services], Awaitable[int]], *, need
         from threshold.services import build_services
 
         services = build_services(settings)
+        if needs_schema:  # a revocation made here is acknowledged by every server before it returns
+            services.start_invalidation_listener()
         try:
             return await work(services)
         finally:

@@ -9,14 +9,24 @@ feed is lost the cache is emptied and every check goes to the store until the fe
 A lookup racing an invalidation must not re-insert what was just revoked: `epoch` counts the
 invalidations seen, and an entry read from the store is kept only if no invalidation arrived while it
 was being read. `max_age` bounds what a lost message could cost, `max_entries` the memory.
+
+A revocation is answered only once every listening process has dropped the entry (`Acks`): the message
+goes out in an envelope naming its sender and a number, every process that applies it answers with an
+acknowledgement on the same feed, and the sender waits for as many as the feed says it delivered the
+message to. Without that, a process whose feed is slower than the client (a slow link to the broker,
+PostgreSQL waking its listening backends after the commit, a busy event loop) could still answer the
+revoked session from memory to the client's very next request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -27,10 +37,18 @@ from threshold.core.ports import Invalidations, SessionStore, UserRepo
 from threshold.core.secrets import digest
 from threshold.core.sessions import SessionService
 
+log = logging.getLogger(__name__)
+
 SESSION_PREFIX = "s:"
 USER_PREFIX = "u:"
 ITEM_PREFIX = "i:"
 """Other records read on hot paths (OAuth clients): dropped one by one, by their full key."""
+ENVELOPE_PREFIX = "n:"
+"""`n:<sender>:<number>:<message>`: a message whose sender waits for every receiver's acknowledgement.
+A process of an earlier version does not know the prefix and empties its cache (safe)."""
+ACK_PREFIX = ITEM_PREFIX + "ack:"
+"""`i:ack:<sender>:<number>:<receiver>`: an item key no record uses, so an earlier version drops
+nothing."""
 
 
 T = TypeVar("T")
@@ -65,6 +83,11 @@ class SessionCache:
         self._on_live = on_live
         self.epoch = 0
         self._reading: dict[str, tuple[asyncio.Future[Any], int]] = {}
+        self.acks = Acks()
+        self.feed_bound = 0.0
+        """How long a listening feed may take to deliver before it counts as lost (set by the feed)."""
+        self._feed_expected_until = 0.0
+        self._went_live = asyncio.Event()
         if on_live is not None:
             on_live(self._live)
 
@@ -83,8 +106,32 @@ class SessionCache:
         """The invalidation feed is (or is no longer) delivering: either way, start empty."""
         self.clear()
         self._live = live
+        if live:
+            self._went_live.set()
+        else:
+            self._went_live.clear()
+            self.acks.release_all()  # no acknowledgement can reach this process any more
         if self._on_live is not None:
             self._on_live(live)
+
+    def expect_feed(self, bound: float) -> None:
+        """A listener is starting: a revocation sent within `bound` from now waits (at most until then)
+        for the feed to deliver, so that it can hear the acknowledgements (a CLI command's, say)."""
+        self.feed_bound = bound
+        self._feed_expected_until = self._monotonic() + bound
+
+    async def hearing(self) -> bool:
+        """Whether this process hears its feed, so that acknowledgements can reach it: at once when it
+        does; while a listener is starting, once it does (bounded); otherwise not (the feed is lost,
+        and every process whose feed is lost answers nothing from memory)."""
+        if self._live:
+            return True
+        left = self._feed_expected_until - self._monotonic()
+        if left <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._went_live.wait(), timeout=left)
+        return self._live
 
     def _answering(self) -> bool:
         """Live, and (for a probed feed) nothing changed since the last look."""
@@ -214,8 +261,76 @@ class SessionCache:
                     del self._by_user[entry.user.id]
 
 
+class _Awaited:
+    __slots__ = ("done", "heard", "receivers")
+
+    def __init__(self) -> None:
+        self.receivers: int | None = None
+        self.heard: set[str] = set()
+        self.done = asyncio.Event()
+
+    def settle(self) -> None:
+        if self.receivers is not None and len(self.heard) >= self.receivers:
+            self.done.set()
+
+
+class Acks:
+    """This process's side of the acknowledgement protocol: its envelopes, the acknowledgements it
+    owes for others', and the ones its own revocations wait for."""
+
+    def __init__(self) -> None:
+        self.sender = secrets.token_hex(8)
+        self._numbers = iter(range(1, 1 << 62))
+        self._awaited: dict[str, _Awaited] = {}
+
+    def envelope(self, message: str) -> tuple[str, str]:
+        """The message to publish, and its number (what its acknowledgements name)."""
+        number = str(next(self._numbers))
+        return f"{ENVELOPE_PREFIX}{self.sender}:{number}:{message}", number
+
+    def received(self, payload: str) -> tuple[str | None, str | None]:
+        """A payload from the feed: the message for the cache (None for an acknowledgement), and the
+        acknowledgement to publish once it is applied (None for this process's own envelopes, whose
+        arrival counts at once, and for messages without an envelope)."""
+        if payload.startswith(ACK_PREFIX):
+            sender, _, rest = payload[len(ACK_PREFIX) :].partition(":")
+            number, _, receiver = rest.partition(":")
+            if sender == self.sender:
+                self._heard(number, receiver)
+            return None, None
+        if not payload.startswith(ENVELOPE_PREFIX):
+            return payload, None
+        sender, _, rest = payload[len(ENVELOPE_PREFIX) :].partition(":")
+        number, _, message = rest.partition(":")
+        if sender == self.sender:
+            self._heard(number, self.sender)
+            return message, None
+        return message, f"{ACK_PREFIX}{sender}:{number}:{self.sender}"
+
+    def _heard(self, number: str, receiver: str) -> None:
+        awaited = self._awaited.get(number)
+        if awaited is not None:
+            awaited.heard.add(receiver)
+            awaited.settle()
+
+    @contextlib.contextmanager
+    def awaiting(self, number: str) -> Iterator[_Awaited]:
+        """Count the acknowledgements of `number` from before it is published (none is missed)."""
+        awaited = self._awaited[number] = _Awaited()
+        try:
+            yield awaited
+        finally:
+            del self._awaited[number]
+
+    def release_all(self) -> None:
+        """The feed is lost: nothing more will be heard, so nobody waits for it."""
+        for awaited in self._awaited.values():
+            awaited.done.set()
+
+
 class Invalidator:
-    """Drops the local entry at once, then tells every process."""
+    """Drops the local entry at once, tells every process, and returns once every listening process
+    has dropped it too (bounded by how long a feed may be silent before its process's cache is off)."""
 
     def __init__(self, cache: SessionCache, bus: Invalidations) -> None:
         self.cache = cache
@@ -231,8 +346,28 @@ class Invalidator:
         await self._send(key)
 
     async def _send(self, message: str) -> None:
-        self.cache.apply(message)
-        await self._bus.publish(message)
+        cache = self.cache
+        cache.apply(message)
+        if not await cache.hearing():
+            await self._bus.publish(message)
+            return
+        payload, number = cache.acks.envelope(message)
+        with cache.acks.awaiting(number) as awaited:
+            awaited.receivers = await self._bus.publish(payload)
+            awaited.settle()
+            if awaited.done.is_set():
+                return
+            try:
+                await asyncio.wait_for(awaited.done.wait(), timeout=cache.feed_bound)
+            except TimeoutError:
+                log.warning(
+                    "invalidation %s: %d of %d listening processes acknowledged within %.1f s; the "
+                    "others' feeds are lost or about to be (their caches go off)",
+                    message.split(":", 1)[0],
+                    len(awaited.heard),
+                    awaited.receivers,
+                    cache.feed_bound,
+                )
 
 
 class InvalidatingSessionStore:

@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from threshold.adapters.feed_heartbeat import SILENT_AFTER, Heartbeat, Outages, Publish
+from threshold.adapters.feed_heartbeat import SILENT_AFTER, Feed, Heartbeat, Outages, Publish
 from threshold.adapters.redis.stores import translate_errors
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.session_cache import SessionCache
@@ -37,9 +37,11 @@ class RedisInvalidations:
         self._redis = client
         self.channel = channel_name(prefix)
 
-    async def publish(self, message: str) -> None:
+    async def publish(self, message: str) -> int:
+        """Redis answers with the number of subscribers it delivered the message to."""
         with translate_errors():
-            await self._redis.publish(self.channel, message)
+            receivers: int = await self._redis.publish(self.channel, message)
+        return receivers
 
 
 async def listen(
@@ -54,6 +56,7 @@ async def listen(
     """Feed `cache` from the channel until cancelled; the cache is live only while the feed delivers:
     while this process's heartbeats, sent with `publish` (as every invalidation is), come back."""
     outages = Outages()
+    cache.expect_feed(SILENT_AFTER * heartbeat)
     while True:
         client = aioredis.from_url(
             url,
@@ -95,7 +98,7 @@ async def _consume(
             if message is not None and message["type"] == "subscribe" and message["channel"] == channel:
                 break
     lost = asyncio.Event()
-    reader = asyncio.create_task(_read(pubsub, cache, heartbeat))
+    reader = asyncio.create_task(_read(pubsub, Feed(cache, heartbeat)))
     reader.add_done_callback(lambda _task: lost.set())
     try:
         await heartbeat.keep(cache, lost=lost)
@@ -105,8 +108,8 @@ async def _consume(
             await reader  # its error, if it ended with one, is the reason the feed is lost
 
 
-async def _read(pubsub: aioredis.client.PubSub, cache: SessionCache, heartbeat: Heartbeat) -> None:
+async def _read(pubsub: aioredis.client.PubSub, feed: Feed) -> None:
     while True:
         message = await pubsub.get_message(timeout=None)
-        if message is not None and message["type"] == "message" and not heartbeat.heard(message["data"]):
-            cache.apply(message["data"])
+        if message is not None and message["type"] == "message":
+            feed.deliver(message["data"])

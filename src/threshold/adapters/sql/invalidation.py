@@ -1,6 +1,9 @@
 """Session-cache invalidation without Redis: PostgreSQL NOTIFY, or a change file beside SQLite.
 
 PostgreSQL: `pg_notify` on a channel every process LISTENs to on a connection of its own (asyncpg).
+A listening connection names itself after the channel (`application_name`) once its LISTEN is in
+place, so that the publisher counts the processes that will be delivered the message in the same
+statement (pg_stat_activity): the acknowledgements a revocation waits for (core/session_cache.py).
 The cache is on only while that connection hears this process's heartbeat, a notification it sends on
 the channel every second (see adapters/feed_heartbeat.py): a connection that answers queries but is
 not delivered notifications (behind a transaction-mode PgBouncer) keeps the cache off and empty.
@@ -24,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from threshold.adapters.feed_heartbeat import Heartbeat, Outages, Publish
+from threshold.adapters.feed_heartbeat import SILENT_AFTER, Feed, Heartbeat, Outages, Publish
 from threshold.adapters.sql.db import translate_errors, writing
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.session_cache import SessionCache
@@ -38,18 +41,32 @@ def channel_name(prefix: str) -> str:
     return f"{prefix.rstrip(':')}_invalidate"
 
 
+def listening_name(channel: str) -> str:
+    """The `application_name` of a connection that LISTENs on `channel` (PostgreSQL keeps 63 bytes)."""
+    return channel[:63]
+
+
+def _starting_name(channel: str) -> str:
+    return f"starting {channel}"[:63]
+
+
 class PostgresInvalidations:
     def __init__(self, engine: AsyncEngine, channel: str) -> None:
         self._engine = engine
         self.channel = channel
 
-    async def publish(self, message: str) -> None:
+    async def publish(self, message: str) -> int:
         with translate_errors():
             async with writing(self._engine) as conn:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :message)"),
-                    {"channel": self.channel, "message": message},
+                sent = await conn.execute(
+                    text(
+                        "SELECT pg_notify(:channel, :message), (SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND application_name = :listening)"
+                    ),
+                    {"channel": self.channel, "message": message, "listening": listening_name(self.channel)},
                 )
+                receivers: int = sent.one()[1]
+        return receivers
 
 
 async def listen_postgres(
@@ -66,10 +83,13 @@ async def listen_postgres(
     back on that connection."""
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     outages = Outages()
+    cache.expect_feed(SILENT_AFTER * heartbeat)
     while True:
         conn: Any = None
         try:
-            conn = await asyncpg.connect(dsn, timeout=3, server_settings={"application_name": channel})
+            conn = await asyncpg.connect(
+                dsn, timeout=3, server_settings={"application_name": _starting_name(channel)}
+            )
             await _listen_on(conn, channel, cache, Heartbeat(publish, interval=heartbeat))
         except asyncio.CancelledError:
             raise
@@ -94,11 +114,26 @@ async def _listen_on(conn: Any, channel: str, cache: SessionCache, heartbeat: He
     lost = asyncio.Event()
     conn.add_termination_listener(lambda _conn: lost.set())
 
+    # The connection runs one statement at a time: whatever acknowledgements are owed when it is free
+    # go out together in one statement (one round trip for a burst, however slow the link).
+    one_at_a_time, owed = asyncio.Lock(), list[str]()
+
+    async def acknowledge(message: str) -> int:
+        owed.append(message)
+        async with one_at_a_time:
+            if owed:  # else an earlier statement carried it
+                batch = owed.copy()
+                owed.clear()
+                await conn.execute("SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m", channel, batch)
+        return 0
+
+    feed = Feed(cache, heartbeat, acknowledge=acknowledge)
+
     def deliver(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if not heartbeat.heard(payload):
-            cache.apply(payload)
+        feed.deliver(payload)
 
     await conn.add_listener(channel, deliver)
+    await conn.execute("SELECT set_config('application_name', $1, false)", listening_name(channel))
     await heartbeat.keep(cache, lost=lost)
 
 
@@ -123,8 +158,10 @@ class ChangeFile:
         self._seen = stamp
         return True
 
-    async def publish(self, message: str) -> None:
+    async def publish(self, message: str) -> int:
+        """Appended before the revocation is answered; nobody listens (every check probes the file)."""
         self._append()
+        return 0
 
     def _append(self) -> None:
         try:
