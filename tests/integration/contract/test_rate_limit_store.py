@@ -158,3 +158,28 @@ async def test_a_counter_named_twice_counts_and_gives_back_twice(rate_limits: Ra
     await rate_limits.settle(refund=[(key, WINDOW), (key, WINDOW)], now=now)
     assert (await rate_limits.get(key, window=WINDOW, now=now)).count == 0
     assert (await rate_limits.get(other, window=WINDOW, now=now)).count == 1
+
+
+async def test_concurrent_sign_ins_settle_in_one_piece(rate_limits: RateLimitStore) -> None:
+    """Sign-ins from three addresses into one account, at once, each counting its four budgets (as
+    `LoginThrottle` does, in its order) and settling them as a right password does (three given back,
+    the account-and-address one cleared): no deadlock, no error, and every given-back budget is back
+    where it began."""
+    account, consecutive = f"login:a:{new_id()}", f"fail:a:{new_id()}"
+    addresses = [f"login:ip:{new_id()}" for _ in range(3)]
+    now = _next_window_start() + 1
+
+    async def sign_in(n: int) -> None:
+        ip = addresses[n % len(addresses)]
+        pair = f"login:ai:{ip}"
+        await rate_limits.increment_all(
+            [(ip, WINDOW), (pair, WINDOW), (account, WINDOW), (consecutive, WINDOW)], now=now
+        )
+        await rate_limits.settle(
+            refund=[(ip, WINDOW), (account, WINDOW), (consecutive, WINDOW)], reset=[(pair, WINDOW)], now=now
+        )
+
+    await asyncio.gather(*(sign_in(n) for n in range(30)))
+
+    for key in (account, consecutive, *addresses):
+        assert (await rate_limits.get(key, window=WINDOW, now=now)).count == 0, key

@@ -9,11 +9,13 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnClause,
+    Integer,
     Row,
     Select,
     Table,
     TextClause,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -226,6 +228,42 @@ def _refund_attempts(n: int) -> Any:
     c = t.rate_limits.c
     rows = [(c.key == bindparam(f"key_{i}")) & (c.window_start == bindparam(f"start_{i}")) for i in range(n)]
     return update(t.rate_limits).where(or_(*rows), c.count > 0).values(count=c.count - 1)
+
+
+@functools.cache
+def _settle_in_order(refunds: int, resets: int) -> Any:
+    """PostgreSQL: a settlement as one statement. `refunds` distinct counters (`key_i`, `start_i`) each
+    give one attempt back, never below zero, their rows locked first in the counters' order (a SELECT
+    ... ORDER BY ... FOR UPDATE locks in the order it sorts, as `increment_all` and the one-at-a-time
+    give-back do); then the `resets` counters (`reset_i`, every window of each, keys none of the
+    refunds has) are cleared, as a data-modifying CTE that PostgreSQL runs after the main statement."""
+    c = t.rate_limits.c
+    # every parameter a named one (pg_fast): the constants as literals
+    zero, one = literal_column("0", Integer), literal_column("1", Integer)
+    rows = [
+        (c.key == bindparam(f"key_{i}")) & (c.window_start == bindparam(f"start_{i}")) for i in range(refunds)
+    ]
+    locked = (
+        select(c.key, c.window_start)
+        .where(or_(*rows), c.count > zero)
+        .order_by(case(*((row, literal_column(str(i))) for i, row in enumerate(rows))))
+        .with_for_update()
+        .cte("locked")
+    )
+    refund = (
+        update(t.rate_limits)
+        .where(c.key == locked.c.key, c.window_start == locked.c.window_start, c.count > zero)
+        .values(count=c.count - one)
+    )
+    if not resets:
+        return refund
+    cleared = (
+        delete(t.rate_limits)
+        .where(c.key.in_([bindparam(f"reset_{i}") for i in range(resets)]))
+        .returning(c.key)
+        .cte("cleared")
+    )
+    return refund.add_cte(cleared)
 
 
 @functools.cache
@@ -599,7 +637,18 @@ class SqlRateLimitStore(SqlRepo):
         if not refund and not reset:
             return
         given = [(key, self._window(window, now)[0]) for key, window in refund]
-        together = self._engine.dialect.name == "sqlite" and given and len(set(given)) == len(given)
+        distinct = bool(given) and len(set(given)) == len(given)
+        if (
+            self._engine.dialect.name == "postgresql"
+            and distinct
+            and not {key for key, _ in given} & {key for key, _ in reset}
+        ):  # one statement, one round trip (autocommit on the fast pool, or in the unit of work)
+            params: dict[str, Any] = {f"reset_{i}": key for i, (key, _) in enumerate(reset)}
+            for i, (key, start) in enumerate(given):
+                params |= {f"key_{i}": key, f"start_{i}": start}
+            await self._statements.execute(_settle_in_order(len(given), len(reset)), params)
+            return
+        together = self._engine.dialect.name == "sqlite" and distinct
 
         def give_back(run: SyncStatements) -> None:
             if together:
