@@ -13,6 +13,7 @@ from threshold.account_export import AccountExport
 from threshold.adapters.backchannel import LogoutWorker, SqlLogoutQueue
 from threshold.adapters.breach import HttpRangeSource
 from threshold.adapters.dns import DnsTxtResolver
+from threshold.adapters.feed_heartbeat import LAGS_AT_MOST
 from threshold.adapters.kek import load_or_create_kek
 from threshold.adapters.mail.queue import MailWorker, OutboxTransport, SmtpTransport, SqlMailQueue, Transport
 from threshold.adapters.metrics import observe_audit_event
@@ -138,6 +139,7 @@ class Services:
             return
         listener = invalidation_listener(self.settings, self.engine, self.redis, cache)
         if listener is not None:
+            cache.expect_feed(LAGS_AT_MOST)  # before any revocation this process makes
             self._tasks.append(asyncio.create_task(listener, name="threshold-invalidation"))
 
     def start_mail_worker(self) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from tests.blackbox.conftest import SESSION_COOKIE, Browser
 from tests.conftest import unique_email
 from tests.support import Backend, Deployment, Server, make_deployment, start_server, wait_for
-from tests.support.slow_link import SlowLink
+from tests.support.slow_link import LISTENING, SlowLink
 
 DELAY = 0.8
 METRICS_TOKEN = "slow-feed-metrics-token-0123456789abcdef"
@@ -52,7 +52,7 @@ def slow_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
                 if name in env:
                     url = make_url(env[name])
                     link = SlowLink(
-                        url.host or "127.0.0.1", url.port or 0, delay=DELAY, marker=b"invalidate"
+                        url.host or "127.0.0.1", url.port or 0, delay=DELAY, marker=LISTENING
                     ).__enter__()
                     links.append(link)
                     env[name] = _through(env[name], link)

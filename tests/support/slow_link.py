@@ -4,8 +4,9 @@ connections whose client has sent `marker` (all of them if it is empty).
 
 It stands for a process whose feed from the broker (PostgreSQL, Redis) is slower than the path a client
 takes from one server to another, which is what a revocation's message must not lose a race to: with
-`marker=b"invalidate"`, only the listening connections (which name themselves after their channel)
-are slow, and a server's queries are not.
+`LISTENING`, only the listening connections are slow (PostgreSQL's names itself "starting ..." in its
+startup packet, Redis's sends CLIENT SETNAME: pooled connections do neither), and a server's queries and
+publishes are not.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from collections.abc import Iterator
 
 from tests.support.environment import free_port
 
+LISTENING = (b"starting ", b"SETNAME")
+"""What only a listening connection sends (see above)."""
+
 
 class SlowLink:
-    def __init__(self, upstream_host: str, upstream_port: int, *, delay: float, marker: bytes = b"") -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, delay: float, marker: tuple[bytes, ...] = ()
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.delay = delay
         self.marker = marker
@@ -71,7 +77,7 @@ class SlowLink:
             while chunk := await client_reader.read(65536):
                 if not delay:
                     sent = (sent + chunk)[-4096:]
-                    if self.marker in sent:
+                    if any(mark in sent for mark in self.marker):
                         delay = self.delay
                 upstream_writer.write(chunk)
                 await upstream_writer.drain()
@@ -104,6 +110,6 @@ class SlowLink:
 
 
 @contextlib.contextmanager
-def slow_link(host: str, port: int, *, delay: float, marker: bytes = b"") -> Iterator[SlowLink]:
+def slow_link(host: str, port: int, *, delay: float, marker: tuple[bytes, ...] = ()) -> Iterator[SlowLink]:
     with SlowLink(host, port, delay=delay, marker=marker) as link:
         yield link

@@ -124,7 +124,7 @@ async def test_a_revocation_returns_only_once_a_slow_process_has_dropped_the_ses
     await invalidator.session_changed("digest-1")
 
     assert slow.get("digest-1") is None
-    assert 0.3 <= time.monotonic() - started < 0.6
+    assert 0.3 <= time.monotonic() - started < 0.9
     assert here.get("digest-1") is None
 
 
@@ -152,36 +152,94 @@ async def test_a_process_that_never_acknowledges_costs_the_bound_and_no_more(
     with caplog.at_level(logging.WARNING, logger="threshold.core.session_cache"):
         await invalidator.session_changed("digest-3")
 
-    assert 0.2 <= time.monotonic() - started < 0.5
-    assert "1 of 2 listening processes acknowledged" in caplog.text
+    assert 0.2 <= time.monotonic() - started < 0.9
+    assert "1 listening process(es) did not acknowledge" in caplog.text
     assert "digest-3" not in caplog.text
     assert mute.get("digest-3") is None  # it applied it; only its acknowledgement never came
 
 
-async def test_a_process_that_does_not_hear_its_feed_does_not_wait() -> None:
+async def test_a_process_whose_feed_never_delivered_does_not_wait() -> None:
+    """Behind a transaction-mode PgBouncer no process's feed ever delivers, so no cache answers."""
     broker = Broker()
-    here, invalidator = _process(broker, delay=0)
+    cache = _cache()
+    broker.subscribers.append((Feed(cache, Heartbeat(broker.publish, interval=INTERVAL)), 0))
     _process(broker, delay=5)
-    here.set_live(False)
-    here.expect_feed(0)
 
     started = time.monotonic()
-    await invalidator.session_changed("digest-4")
+    await Invalidator(cache, broker).session_changed("digest-4")
 
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1.0
 
 
-async def test_losing_the_feed_releases_the_waiting_revocations() -> None:
+async def test_a_process_that_lost_its_feed_waits_out_the_bound(caplog: pytest.LogCaptureFixture) -> None:
+    """It cannot hear the acknowledgements, and a process whose feed still delivers (slowly) may
+    answer from memory until it has the message: at most the bound."""
     broker = Broker()
     here, invalidator = _process(broker, delay=0)
-    _process(broker, delay=5)
-    sending = asyncio.create_task(invalidator.session_changed("digest-5"))
-    await asyncio.sleep(0.05)
-    assert not sending.done()
-
+    here.expect_feed(0.3)
+    slow, _ = _process(broker, delay=0.2)
+    _cached(slow, "digest-5")
     here.set_live(False)
 
-    await asyncio.wait_for(sending, timeout=0.5)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="threshold.core.session_cache"):
+        await invalidator.session_changed("digest-5")
+
+    assert time.monotonic() - started >= 0.3
+    assert slow.get("digest-5") is None
+    assert "does not hear the feed" in caplog.text and "digest-5" not in caplog.text
+
+
+async def test_losing_the_feed_while_waiting_waits_out_the_bound() -> None:
+    broker = Broker()
+    here, invalidator = _process(broker, delay=0)
+    here.expect_feed(0.4)
+    slow, _ = _process(broker, delay=0.3)
+    _cached(slow, "digest-10")
+    asyncio.get_running_loop().call_later(0.05, here.set_live, False)
+
+    await invalidator.session_changed("digest-10")
+
+    assert slow.get("digest-10") is None
+
+
+class NamingBroker(Broker):
+    """PostgreSQL's way: `publish` names the listeners it reached (their `me`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: dict[int, str] = {}
+
+    async def publish(self, message: str) -> frozenset[str]:  # type: ignore[override]
+        await super().publish(message)
+        return frozenset(self.names[id(feed)] for feed, _ in self.subscribers if id(feed) in self.names)
+
+
+def _named(broker: NamingBroker, name: str, *, delay: float) -> tuple[SessionCache, Invalidator]:
+    cache = _cache()
+    cache.expect_feed(1.0)
+    cache.set_live(True)
+    feed = Feed(cache, Heartbeat(broker.publish, interval=INTERVAL), me=name)
+    broker.subscribers.append((feed, delay))
+    broker.names[id(feed)] = name
+    return cache, Invalidator(cache, broker)
+
+
+async def test_a_listener_that_joins_meanwhile_cannot_stand_in_for_a_slow_one() -> None:
+    """On PostgreSQL a listener can join between the count and the commit, and acknowledge: by name,
+    its acknowledgement is not the slow listener's."""
+    broker = NamingBroker()
+    _, invalidator = _named(broker, "101", delay=0)
+    slow, _ = _named(broker, "102", delay=0.3)
+    _cached(slow, "digest-11")
+    newcomer = _cache()
+    newcomer.set_live(True)
+    joining = Feed(newcomer, Heartbeat(broker.publish, interval=INTERVAL), me="103")
+    broker.subscribers.append((joining, 0))  # reached, but not among the names the publish reports
+
+    await invalidator.session_changed("digest-11")
+
+    assert slow.get("digest-11") is None
 
 
 async def test_a_starting_listener_is_waited_for_so_that_acknowledgements_reach_it() -> None:

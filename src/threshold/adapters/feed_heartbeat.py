@@ -19,15 +19,21 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
-from threshold.core.session_cache import ITEM_PREFIX, SessionCache
+from threshold.core.session_cache import ITEM_PREFIX, Receivers, SessionCache
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PREFIX = ITEM_PREFIX + "heartbeat:"
 SILENT_AFTER = 3
 """Heartbeat intervals a beat may take to come back before the feed counts as silent."""
+INTERVAL = 1.0
+"""Seconds between a beat's return and the next beat."""
+LAGS_AT_MOST = (SILENT_AFTER + 2) * INTERVAL
+"""The longest a process's cache stays on after its feed stopped delivering: a beat came back just
+before, the next goes out an interval later and counts as lost `SILENT_AFTER` intervals after that;
+one more interval for a busy event loop. What a revocation waits at most for acknowledgements."""
 
-Publish = Callable[[str], Awaitable[int]]
+Publish = Callable[[str], Awaitable[Receivers]]
 
 
 class FeedSilent(ConnectionError):
@@ -91,20 +97,28 @@ class Feed:
     another process's revocation is owed is published once the cache has applied it."""
 
     def __init__(
-        self, cache: SessionCache, heartbeat: Heartbeat, *, acknowledge: Publish | None = None
+        self,
+        cache: SessionCache,
+        heartbeat: Heartbeat,
+        *,
+        me: str | None = None,
+        acknowledge: Publish | None = None,
     ) -> None:
-        """`acknowledge` publishes an acknowledgement (by default as the heartbeat is published): on
-        PostgreSQL the listening connection itself, so that an acknowledgement never waits for a pooled
-        connection held by a request that is itself waiting for one."""
+        """`me` is this listener as the feed's publish names its receivers (by default the process's
+        sender id, for a feed that counts them); `acknowledge` publishes an acknowledgement (by default
+        as the heartbeat is published): on PostgreSQL the listening connection itself, so that an
+        acknowledgement never waits for a pooled connection held by a request that is itself waiting
+        for one."""
         self._cache = cache
         self._heartbeat = heartbeat
+        self._me = me or cache.acks.sender
         self._acknowledge_with = acknowledge or heartbeat.publish
         self._sending: set[asyncio.Task[None]] = set()
 
     def deliver(self, payload: str) -> None:
         if self._heartbeat.heard(payload):
             return
-        message, ack = self._cache.acks.received(payload)
+        message, ack = self._cache.acks.received(payload, me=self._me)
         if message is not None:
             self._cache.apply(message)
         if ack is not None:

@@ -90,10 +90,11 @@ class UserRepo(Protocol):
 class Invalidations(Protocol):
     """Delivers a cache-invalidation message to every process of the service (this one included)."""
 
-    async def publish(self, message: str) -> int:
-        """How many listening processes the message was delivered to (this one's listener included):
-        the acknowledgements a revocation waits for; 0 where nobody listens (the SQLite change file,
-        which every process probes on every check instead)."""
+    async def publish(self, message: str) -> int | frozenset[str]:
+        """Whom the message was delivered to, this process's listener included: how many listeners
+        (Redis), or which (PostgreSQL: the listening connections' ids). The acknowledgements a revocation
+        waits for; 0 where nobody listens (the SQLite change file, which every process probes on every
+        check instead)."""
         ...
 
 

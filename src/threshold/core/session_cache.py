@@ -12,10 +12,14 @@ was being read. `max_age` bounds what a lost message could cost, `max_entries` t
 
 A revocation is answered only once every listening process has dropped the entry (`Acks`): the message
 goes out in an envelope naming its sender and a number, every process that applies it answers with an
-acknowledgement on the same feed, and the sender waits for as many as the feed says it delivered the
-message to. Without that, a process whose feed is slower than the client (a slow link to the broker,
-PostgreSQL waking its listening backends after the commit, a busy event loop) could still answer the
-revoked session from memory to the client's very next request.
+acknowledgement on the same feed, and the sender waits for those the feed says it delivered the message
+to (Redis: how many subscribers; PostgreSQL: which listening connections). Without that, a process whose
+feed is slower than the client (a slow link to the broker, PostgreSQL waking its listening backends after
+the commit, a busy event loop) could still answer the revoked session from memory to the client's very
+next request. The wait is bounded by `feed_bound`, the longest a process's cache can stay on after its
+feed stopped delivering (its heartbeats: adapters/feed_heartbeat.py): once that has passed, every process
+either has applied the message or answers nothing from memory. So a revocation whose acknowledgements
+cannot all be heard (this process's own feed lost, a receiver that never answers) waits out the bound.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 from threshold.core.accounts import Accounts
 from threshold.core.clock import Clock
@@ -52,6 +56,9 @@ nothing."""
 
 
 T = TypeVar("T")
+
+Receivers: TypeAlias = int | frozenset[str]
+"""Whom a published message reached (ports.Invalidations.publish): how many, or which, listeners."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,8 @@ class SessionCache:
         """How long a listening feed may take to deliver before it counts as lost (set by the feed)."""
         self._feed_expected_until = 0.0
         self._went_live = asyncio.Event()
+        self.was_live = False
+        """Whether the feed has delivered since this process started."""
         if on_live is not None:
             on_live(self._live)
 
@@ -108,22 +117,23 @@ class SessionCache:
         self._live = live
         if live:
             self._went_live.set()
+            self.was_live = True
         else:
-            self._went_live.clear()
-            self.acks.release_all()  # no acknowledgement can reach this process any more
+            self._went_live.clear()  # a revocation waiting for acknowledgements waits out the bound
         if self._on_live is not None:
             self._on_live(live)
 
     def expect_feed(self, bound: float) -> None:
-        """A listener is starting: a revocation sent within `bound` from now waits (at most until then)
-        for the feed to deliver, so that it can hear the acknowledgements (a CLI command's, say)."""
+        """A listener is starting (called before its task runs): `bound` is the longest a process's cache
+        stays on after its feed stopped delivering; a revocation sent within `bound` from now waits (at
+        most until then) for this process's feed to deliver, so that it can hear the acknowledgements (a
+        CLI command's, say)."""
         self.feed_bound = bound
         self._feed_expected_until = self._monotonic() + bound
 
     async def hearing(self) -> bool:
         """Whether this process hears its feed, so that acknowledgements can reach it: at once when it
-        does; while a listener is starting, once it does (bounded); otherwise not (the feed is lost,
-        and every process whose feed is lost answers nothing from memory)."""
+        does; while a listener is starting, once it does (bounded); otherwise not."""
         if self._live:
             return True
         left = self._feed_expected_until - self._monotonic()
@@ -265,13 +275,27 @@ class _Awaited:
     __slots__ = ("done", "heard", "receivers")
 
     def __init__(self) -> None:
-        self.receivers: int | None = None
+        self.receivers: Receivers | None = None
         self.heard: set[str] = set()
         self.done = asyncio.Event()
 
     def settle(self) -> None:
-        if self.receivers is not None and len(self.heard) >= self.receivers:
+        receivers = self.receivers
+        if receivers is None:
+            return
+        if isinstance(receivers, int):
+            if len(self.heard) >= receivers:
+                self.done.set()
+        elif receivers <= self.heard:
             self.done.set()
+
+    def missing(self) -> int:
+        receivers = self.receivers
+        if receivers is None:
+            return 0
+        if isinstance(receivers, int):
+            return max(0, receivers - len(self.heard))
+        return len(receivers - self.heard)
 
 
 class Acks:
@@ -288,10 +312,11 @@ class Acks:
         number = str(next(self._numbers))
         return f"{ENVELOPE_PREFIX}{self.sender}:{number}:{message}", number
 
-    def received(self, payload: str) -> tuple[str | None, str | None]:
-        """A payload from the feed: the message for the cache (None for an acknowledgement), and the
-        acknowledgement to publish once it is applied (None for this process's own envelopes, whose
-        arrival counts at once, and for messages without an envelope)."""
+    def received(self, payload: str, *, me: str) -> tuple[str | None, str | None]:
+        """A payload from the feed, heard by the listener named `me` (what the feed's publish names its
+        receivers by): the message for the cache (None for an acknowledgement), and the acknowledgement
+        to publish once it is applied (None for this process's own envelopes, whose arrival counts at
+        once, and for messages without an envelope)."""
         if payload.startswith(ACK_PREFIX):
             sender, _, rest = payload[len(ACK_PREFIX) :].partition(":")
             number, _, receiver = rest.partition(":")
@@ -303,9 +328,9 @@ class Acks:
         sender, _, rest = payload[len(ENVELOPE_PREFIX) :].partition(":")
         number, _, message = rest.partition(":")
         if sender == self.sender:
-            self._heard(number, self.sender)
+            self._heard(number, me)
             return message, None
-        return message, f"{ACK_PREFIX}{sender}:{number}:{self.sender}"
+        return message, f"{ACK_PREFIX}{sender}:{number}:{me}"
 
     def _heard(self, number: str, receiver: str) -> None:
         awaited = self._awaited.get(number)
@@ -321,11 +346,6 @@ class Acks:
             yield awaited
         finally:
             del self._awaited[number]
-
-    def release_all(self) -> None:
-        """The feed is lost: nothing more will be heard, so nobody waits for it."""
-        for awaited in self._awaited.values():
-            awaited.done.set()
 
 
 class Invalidator:
@@ -348,8 +368,17 @@ class Invalidator:
     async def _send(self, message: str) -> None:
         cache = self.cache
         cache.apply(message)
+        kind = message.split(":", 1)[0]  # what the log may say of it (never a digest or an id)
         if not await cache.hearing():
             await self._bus.publish(message)
+            if cache.was_live:  # the feed delivered, and other processes may still answer from memory
+                log.warning(
+                    "invalidation %s: this process does not hear the feed, so it waits %.1f s, the "
+                    "longest another process's cache can lag",
+                    kind,
+                    cache.feed_bound,
+                )
+                await asyncio.sleep(cache.feed_bound)
             return
         payload, number = cache.acks.envelope(message)
         with cache.acks.awaiting(number) as awaited:
@@ -361,11 +390,11 @@ class Invalidator:
                 await asyncio.wait_for(awaited.done.wait(), timeout=cache.feed_bound)
             except TimeoutError:
                 log.warning(
-                    "invalidation %s: %d of %d listening processes acknowledged within %.1f s; the "
-                    "others' feeds are lost or about to be (their caches go off)",
-                    message.split(":", 1)[0],
-                    len(awaited.heard),
-                    awaited.receivers,
+                    "invalidation %s: %d listening process(es) did not acknowledge within %.1f s, the "
+                    "longest a process's cache can lag (a process of an earlier version, one whose feed "
+                    "is lost, or another subscriber on the channel)",
+                    kind,
+                    awaited.missing(),
                     cache.feed_bound,
                 )
 

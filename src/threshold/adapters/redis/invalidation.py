@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from threshold.adapters.feed_heartbeat import SILENT_AFTER, Feed, Heartbeat, Outages, Publish
+from threshold.adapters.feed_heartbeat import INTERVAL, SILENT_AFTER, Feed, Heartbeat, Outages, Publish
 from threshold.adapters.redis.stores import translate_errors
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.session_cache import SessionCache
@@ -38,7 +38,8 @@ class RedisInvalidations:
         self.channel = channel_name(prefix)
 
     async def publish(self, message: str) -> int:
-        """Redis answers with the number of subscribers it delivered the message to."""
+        """Redis answers with the number of subscribers it delivered the message to (on the server the
+        client reached: Threshold's Redis is one server, or a primary with replicas, not a cluster)."""
         with translate_errors():
             receivers: int = await self._redis.publish(self.channel, message)
         return receivers
@@ -50,13 +51,12 @@ async def listen(
     cache: SessionCache,
     *,
     publish: Publish,
-    heartbeat: float = 1.0,
+    heartbeat: float = INTERVAL,
     retry_delay: float = 0.5,
 ) -> None:
     """Feed `cache` from the channel until cancelled; the cache is live only while the feed delivers:
     while this process's heartbeats, sent with `publish` (as every invalidation is), come back."""
     outages = Outages()
-    cache.expect_feed(SILENT_AFTER * heartbeat)
     while True:
         client = aioredis.from_url(
             url,

@@ -2,8 +2,10 @@
 
 PostgreSQL: `pg_notify` on a channel every process LISTENs to on a connection of its own (asyncpg).
 A listening connection names itself after the channel (`application_name`) once its LISTEN is in
-place, so that the publisher counts the processes that will be delivered the message in the same
-statement (pg_stat_activity): the acknowledgements a revocation waits for (core/session_cache.py).
+place, so that the publisher learns in the same statement (pg_stat_activity) which connections will be
+delivered the message: their backends' process ids, which each listener puts in its acknowledgements
+(core/session_cache.py `Acks`). By id, not by count: a listener that joins meanwhile, and acknowledges,
+cannot stand in for a counted one that has not.
 The cache is on only while that connection hears this process's heartbeat, a notification it sends on
 the channel every second (see adapters/feed_heartbeat.py): a connection that answers queries but is
 not delivered notifications (behind a transaction-mode PgBouncer) keeps the cache off and empty.
@@ -27,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from threshold.adapters.feed_heartbeat import SILENT_AFTER, Feed, Heartbeat, Outages, Publish
+from threshold.adapters.feed_heartbeat import INTERVAL, Feed, Heartbeat, Outages, Publish
 from threshold.adapters.sql.db import translate_errors, writing
 from threshold.core.errors import DependencyUnavailable
 from threshold.core.session_cache import SessionCache
@@ -55,18 +57,19 @@ class PostgresInvalidations:
         self._engine = engine
         self.channel = channel
 
-    async def publish(self, message: str) -> int:
+    async def publish(self, message: str) -> frozenset[str]:
         with translate_errors():
             async with writing(self._engine) as conn:
                 sent = await conn.execute(
                     text(
-                        "SELECT pg_notify(:channel, :message), (SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND application_name = :listening)"
+                        "SELECT pg_notify(:channel, :message), (SELECT array_agg(pid::text) "
+                        "FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND application_name = :listening)"
                     ),
                     {"channel": self.channel, "message": message, "listening": listening_name(self.channel)},
                 )
-                receivers: int = sent.one()[1]
-        return receivers
+                listeners = sent.one()[1]
+        return frozenset(listeners or ())
 
 
 async def listen_postgres(
@@ -75,7 +78,7 @@ async def listen_postgres(
     cache: SessionCache,
     *,
     publish: Publish,
-    heartbeat: float = 1.0,
+    heartbeat: float = INTERVAL,
     retry_delay: float = 0.5,
 ) -> None:
     """LISTEN on a dedicated connection and feed `cache`; the cache is live only while the feed
@@ -83,7 +86,6 @@ async def listen_postgres(
     back on that connection."""
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     outages = Outages()
-    cache.expect_feed(SILENT_AFTER * heartbeat)
     while True:
         conn: Any = None
         try:
@@ -118,22 +120,23 @@ async def _listen_on(conn: Any, channel: str, cache: SessionCache, heartbeat: He
     # go out together in one statement (one round trip for a burst, however slow the link).
     one_at_a_time, owed = asyncio.Lock(), list[str]()
 
-    async def acknowledge(message: str) -> int:
+    async def acknowledge(message: str) -> frozenset[str]:
         owed.append(message)
         async with one_at_a_time:
             if owed:  # else an earlier statement carried it
                 batch = owed.copy()
                 owed.clear()
                 await conn.execute("SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m", channel, batch)
-        return 0
+        return frozenset()
 
-    feed = Feed(cache, heartbeat, acknowledge=acknowledge)
+    feed = Feed(cache, heartbeat, me=str(conn.get_server_pid()), acknowledge=acknowledge)
 
     def deliver(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
         feed.deliver(payload)
 
     await conn.add_listener(channel, deliver)
-    await conn.execute("SELECT set_config('application_name', $1, false)", listening_name(channel))
+    async with one_at_a_time:  # an acknowledgement may already be owed
+        await conn.execute("SELECT set_config('application_name', $1, false)", listening_name(channel))
     await heartbeat.keep(cache, lost=lost)
 
 

@@ -236,7 +236,8 @@ def _settle_in_order(refunds: int, resets: int) -> Any:
     give one attempt back, never below zero, their rows locked first in the counters' order (a SELECT
     ... ORDER BY ... FOR UPDATE locks in the order it sorts, as `increment_all` and the one-at-a-time
     give-back do); then the `resets` counters (`reset_i`, every window of each, keys none of the
-    refunds has) are cleared, as a data-modifying CTE that PostgreSQL runs after the main statement."""
+    refunds has) are cleared by the main statement, whose condition reads the UPDATE's rows: so the
+    UPDATE (a data-modifying CTE) has run, and taken its locks, before the DELETE takes any."""
     c = t.rate_limits.c
     # every parameter a named one (pg_fast): the constants as literals
     zero, one = literal_column("0", Integer), literal_column("1", Integer)
@@ -257,13 +258,11 @@ def _settle_in_order(refunds: int, resets: int) -> Any:
     )
     if not resets:
         return refund
-    cleared = (
-        delete(t.rate_limits)
-        .where(c.key.in_([bindparam(f"reset_{i}") for i in range(resets)]))
-        .returning(c.key)
-        .cte("cleared")
+    refunded = refund.returning(c.key).cte("refunded")
+    after_the_refunds = select(func.count()).select_from(refunded).scalar_subquery() >= zero
+    return delete(t.rate_limits).where(
+        c.key.in_([bindparam(f"reset_{i}") for i in range(resets)]), after_the_refunds
     )
-    return refund.add_cte(cleared)
 
 
 @functools.cache
