@@ -279,23 +279,18 @@ class _Awaited:
         self.heard: set[str] = set()
         self.done = asyncio.Event()
 
-    def settle(self) -> None:
-        receivers = self.receivers
-        if receivers is None:
-            return
-        if isinstance(receivers, int):
-            if len(self.heard) >= receivers:
-                self.done.set()
-        elif receivers <= self.heard:
-            self.done.set()
-
     def missing(self) -> int:
+        """Acknowledgements still owed: of how many receivers, or of which (0 before the publish)."""
         receivers = self.receivers
         if receivers is None:
             return 0
         if isinstance(receivers, int):
             return max(0, receivers - len(self.heard))
         return len(receivers - self.heard)
+
+    def settle(self) -> None:
+        if self.receivers is not None and not self.missing():
+            self.done.set()
 
 
 class Acks:
