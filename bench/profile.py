@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--native", action="store_true", help="include C frames (uvloop, asyncpg, httptools)")
     parser.add_argument("--factory", help="module:function, an app factory to serve instead (uvicorn)")
+    parser.add_argument("--id-token-alg", default="RS256", help="refresh: the client's ID token algorithm")
     args = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(exist_ok=True)
@@ -106,7 +107,7 @@ def main() -> None:
             script = client_credentials_script(env, data)
             url = f"{base}/oauth2/token"
         elif args.scenario == "refresh":
-            tokens, basic = refresh_tokens(base, env, cookie, 2 * connections)
+            tokens, basic = refresh_tokens(base, env, cookie, 2 * connections, id_token_alg=args.id_token_alg)
             pool = data / "refresh.txt"
             pool.write_text("\n".join(tokens) + "\n")
             script = str(data / "refresh.lua")

@@ -467,7 +467,8 @@ def workers_scaling(args: argparse.Namespace) -> dict[str, Any]:
     """`threshold serve --workers 2` against one worker on PostgreSQL + Redis (what a scaled-out
     deployment runs): two workers not pinned, one worker pinned to one core (so that "one worker" is one
     core's worth) and one worker not pinned (whose Argon2id threads already use the second core: a
-    sign-in's hash is not on the event loop). Session check, sign-in and client_credentials; the ratio
+    sign-in's hash is not on the event loop). Session check, sign-in, client_credentials and refresh rotation
+    (RS256 ID tokens, the default); the ratio
     of the medians is what a second worker on a second core buys. wrk is pinned to the second core
     throughout, so it shares that core with the second worker: the cores the server and wrk kept busy,
     and the server's CPU per request, say whether the workers or the machine bound the second figure."""
@@ -498,6 +499,7 @@ def workers_scaling(args: argparse.Namespace) -> dict[str, Any]:
                 "client_credentials token": with_cpu(
                     pgid, partial(scenario, f"{base}/oauth2/token", headers={}, script=token_script, **run)
                 ),
+                "refresh rotation": refresh_rotation(base, bench.env, cookie, str(data), args, pgid=pgid),
             }
     figures["ratio"] = {
         name: round(figures["2"][name]["rps_median"] / figures["1"][name]["rps_median"], 2)
@@ -518,11 +520,15 @@ def refresh_rotation(
     args: argparse.Namespace,
     *,
     id_token_alg: str = "RS256",
+    pgid: int | None = None,
 ) -> dict[str, Any]:
-    """Every request presents a live refresh token and gets its successor (reuse would revoke)."""
+    """Every request presents a live refresh token and gets its successor (reuse would revoke). With
+    `pgid` (the server's process group), also the cores the server and wrk kept busy during the measured
+    runs only (not while the families are minted) and the server's CPU per request, as `with_cpu`."""
     connections = args.connections
     # enough families for the warm-up and every run: each run needs 2 x connections live tokens
     samples = []
+    wall = server_cpu = wrk_cpu = 0.0
     for index in range(args.runs + 1):
         tokens, basic = refresh_tokens(base, env, cookie, 2 * connections, id_token_alg=id_token_alg)
         pool = Path(data) / f"refresh-{index}.txt"
@@ -534,17 +540,26 @@ def refresh_rotation(
             "--latency", "-s", str(script), f"{base}/oauth2/token", "--", str(pool),
         ]  # fmt: skip
         # each of wrk's two threads takes every other token of the pool file (by the id `setup` gave it)
+        started, server, load = time.monotonic(), group_cpu(pgid) if pgid else 0.0, children_cpu()
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         if index:
             samples.append(parse_wrk(output))
+            wall += time.monotonic() - started
+            server_cpu += (group_cpu(pgid) - server) if pgid else 0.0
+            wrk_cpu += children_cpu() - load
     rates = [s["rps"] for s in samples]
-    return {
+    figures: dict[str, Any] = {
         "rps_median": statistics.median(rates),
         "rps_spread": max(rates) - min(rates),
         "p50_ms": statistics.median(s["p50_ms"] for s in samples),
         "p99_ms": statistics.median(s["p99_ms"] for s in samples),
         "errors": sum(s["errors"] for s in samples),
     }
+    if pgid:
+        figures["server_cores"] = round(server_cpu / wall, 2)
+        figures["wrk_cores"] = round(wrk_cpu / wall, 2)
+        figures["server_cpu_us"] = round(figures["server_cores"] / figures["rps_median"] * 1e6, 1)
+    return figures
 
 
 def hello_ceiling(args: argparse.Namespace) -> dict[str, Any]:
