@@ -447,16 +447,36 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class CpuMeter:
+    """The CPU the server's processes (process group `pgid`) and wrk (this process's children) use over
+    the spans measured with `span()`; `add_to` puts the cores each kept busy and the server's CPU per
+    request (at the median rate) into a scenario's figures."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid = pgid
+        self.wall = self.server = self.wrk = 0.0
+
+    @contextlib.contextmanager
+    def span(self) -> Iterator[None]:
+        wall, server, load = time.monotonic(), group_cpu(self.pgid), children_cpu()
+        yield
+        self.wall += time.monotonic() - wall
+        self.server += group_cpu(self.pgid) - server
+        self.wrk += children_cpu() - load
+
+    def add_to(self, figures: dict[str, Any]) -> dict[str, Any]:
+        figures["server_cores"] = round(self.server / self.wall, 2)
+        figures["wrk_cores"] = round(self.wrk / self.wall, 2)
+        figures["server_cpu_us"] = round(figures["server_cores"] / figures["rps_median"] * 1e6, 1)
+        return figures
+
+
 def with_cpu(pgid: int, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """`measure()`'s figures, with the cores the server's processes and wrk kept busy meanwhile and the
-    server's CPU per request (at the median rate)."""
-    wall, server, load = time.monotonic(), group_cpu(pgid), children_cpu()
-    figures = measure()
-    wall = time.monotonic() - wall
-    figures["server_cores"] = round((group_cpu(pgid) - server) / wall, 2)
-    figures["wrk_cores"] = round((children_cpu() - load) / wall, 2)
-    figures["server_cpu_us"] = round(figures["server_cores"] / figures["rps_median"] * 1e6, 1)
-    return figures
+    """`measure()`'s figures, with the CPU the server and wrk used meanwhile (`CpuMeter`)."""
+    meter = CpuMeter(pgid)
+    with meter.span():
+        figures = measure()
+    return meter.add_to(figures)
 
 
 WORKER_RUNS = {"1 on one core": (1, True), "1": (1, False), "2": (2, False)}
@@ -528,7 +548,7 @@ def refresh_rotation(
     connections = args.connections
     # enough families for the warm-up and every run: each run needs 2 x connections live tokens
     samples = []
-    wall = server_cpu = wrk_cpu = 0.0
+    meter = CpuMeter(pgid) if pgid else None
     for index in range(args.runs + 1):
         tokens, basic = refresh_tokens(base, env, cookie, 2 * connections, id_token_alg=id_token_alg)
         pool = Path(data) / f"refresh-{index}.txt"
@@ -540,13 +560,10 @@ def refresh_rotation(
             "--latency", "-s", str(script), f"{base}/oauth2/token", "--", str(pool),
         ]  # fmt: skip
         # each of wrk's two threads takes every other token of the pool file (by the id `setup` gave it)
-        started, server, load = time.monotonic(), group_cpu(pgid) if pgid else 0.0, children_cpu()
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        with meter.span() if meter and index else contextlib.nullcontext():  # the warm-up is not counted
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         if index:
             samples.append(parse_wrk(output))
-            wall += time.monotonic() - started
-            server_cpu += (group_cpu(pgid) - server) if pgid else 0.0
-            wrk_cpu += children_cpu() - load
     rates = [s["rps"] for s in samples]
     figures: dict[str, Any] = {
         "rps_median": statistics.median(rates),
@@ -555,11 +572,7 @@ def refresh_rotation(
         "p99_ms": statistics.median(s["p99_ms"] for s in samples),
         "errors": sum(s["errors"] for s in samples),
     }
-    if pgid:
-        figures["server_cores"] = round(server_cpu / wall, 2)
-        figures["wrk_cores"] = round(wrk_cpu / wall, 2)
-        figures["server_cpu_us"] = round(figures["server_cores"] / figures["rps_median"] * 1e6, 1)
-    return figures
+    return meter.add_to(figures) if meter else figures
 
 
 def hello_ceiling(args: argparse.Namespace) -> dict[str, Any]:
