@@ -3,8 +3,9 @@
 Shipped catalogues live in `threshold/locale/<code>/LC_MESSAGES/messages.po` (`make translations`
 extracts the texts and updates them). An operator adds a language, or rewords a shipped one, by putting
 a catalogue in the same layout under `THRESHOLD_I18N__CATALOG_DIR`: its translations come first and the
-shipped ones fill what it leaves out. `.po` files are compiled in memory at start; `.mo` files are read
-as they are.
+shipped ones fill what it leaves out. A language's `.po` files are compiled in memory the first time a
+text is looked up in it (a process pays for the languages its people use: a command, usually none);
+`.mo` files are read as they are.
 
 English is the language the texts are written in; its catalogue exists so that an operator can reword.
 """
@@ -119,6 +120,36 @@ def _compiled(path: Path) -> Translations:
     return Translations(buffer, domain=DOMAIN)
 
 
+class _OnFirstUse(gettext.NullTranslations):
+    """A language's catalogues (the operator's first, the shipped one as its fallback), compiled on the
+    first lookup. Compiling twice when two threads look up at once is harmless: both get the same texts."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__()
+        self._paths = paths
+        self._chain: gettext.NullTranslations | None = None
+
+    def loaded(self) -> gettext.NullTranslations:
+        if self._chain is None:
+            chain = [_compiled(path) for path in self._paths]
+            for fallback in chain[1:]:
+                chain[0].add_fallback(fallback)
+            self._chain = chain[0]
+        return self._chain
+
+    def gettext(self, message: str) -> str:
+        return self.loaded().gettext(message)
+
+    def ngettext(self, msgid1: str, msgid2: str, n: int) -> str:
+        return self.loaded().ngettext(msgid1, msgid2, n)
+
+    def pgettext(self, context: str, message: str) -> str:
+        return self.loaded().pgettext(context, message)
+
+    def npgettext(self, context: str, msgid1: str, msgid2: str, n: int) -> str:
+        return self.loaded().npgettext(context, msgid1, msgid2, n)
+
+
 def _catalogues_in(directory: Path) -> dict[str, Path]:
     """`<code>/LC_MESSAGES/messages.po` (or `.mo`, preferred when both are there) per language code."""
     found: dict[str, Path] = {}
@@ -168,12 +199,7 @@ class Catalogues:
         paths.setdefault(SOURCE_LANGUAGE, [])
         self.languages: dict[str, Language] = {}
         for code in sorted(paths):
-            translations: gettext.NullTranslations = gettext.NullTranslations()
-            chain = [_compiled(path) for path in paths[code]]
-            if chain:
-                translations = chain[0]
-                for fallback in chain[1:]:
-                    translations.add_fallback(fallback)
+            translations = _OnFirstUse(paths[code]) if paths[code] else gettext.NullTranslations()
             name, direction = _describe(code)
             self.languages[normalise(code)] = Language(
                 code=code,

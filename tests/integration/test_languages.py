@@ -19,13 +19,14 @@ from urllib.parse import quote
 import httpx
 import pytest
 from babel.messages.catalog import Catalog
-from babel.messages.pofile import write_po
+from babel.messages.pofile import read_po, write_po
 from lxml import html as lxml_html
 from scripts.translations import SHIPPED
 from sqlalchemy import select
 
 from tests.api.helpers import browser
 from tests.conftest import ISSUER, STRONG_PASSWORD, csrf, login, signup, unique_email
+from threshold import i18n
 from threshold.adapters.mail.render import COPY, render_mail
 from threshold.adapters.sql import schema as t
 from threshold.adapters.sql.db import reading
@@ -352,3 +353,20 @@ def test_a_slip_in_an_operators_catalogue_costs_no_page_or_mail(tmp_path: Path) 
     assert klingon.gettext("Forgot your password?") == "nuqDaq ghItlh?"
     assert klingon.moment(datetime(2026, 12, 8, 10, tzinfo=UTC)) == "8 Dec 2026, 10:00 UTC"
     assert german.gettext("") == ""  # never the catalogue's header
+
+
+def test_a_language_is_compiled_on_its_first_lookup_and_only_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process pays for the languages its people use: a command-line run for none."""
+    read: list[str] = []
+
+    def counted(handle: Any, **kwargs: Any) -> Any:
+        read.append(str(kwargs.get("locale")))
+        return read_po(handle, **kwargs)
+
+    monkeypatch.setattr(i18n, "read_po", counted)
+    catalogues = Catalogues()
+    assert read == [] and "de" in catalogues.languages
+    german = catalogues.get("de")
+    assert german.gettext("Forgot your password?") != "Forgot your password?"
+    german.gettext("Sign out")
+    assert read == ["de"]

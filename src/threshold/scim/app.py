@@ -60,6 +60,7 @@ from threshold.core.errors import (
 )
 from threshold.core.models import RequestContext
 from threshold.core.scim.tokens import ScimClient, ScimTokens
+from threshold.scim.errors import ScimBodyTooLarge
 from threshold.scim.storage import ScimBackend
 
 log = logging.getLogger(__name__)
@@ -156,10 +157,6 @@ class _NoResources(AsyncScimStorage):
         self, resource_type: ResourceType, resource_id: str, *, expected_version: str | None = None
     ) -> None:
         raise UnauthorizedException()
-
-
-class ScimBodyTooLarge(Exception):
-    """Raised by the `receive` the web layer gives when a streamed body passes its limit."""
 
 
 @dataclass(frozen=True, slots=True)

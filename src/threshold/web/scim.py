@@ -1,9 +1,15 @@
 """`{issuer}/scim/v2`: the SCIM application (threshold.scim) mounted in the web app, built once per
 process from its Services, with the request's address and user agent for the audit trail, and a SCIM
-error (not a problem document) for a body over the service's limit."""
+error (not a problem document) for a body over the service's limit.
+
+The application is built on the first SCIM request, its libraries imported in a worker thread (the
+event loop goes on serving meanwhile): they are a quarter of a server's start, and most deployments
+never provision over SCIM. The SCIM tokens (admin API, console) need none of them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, cast
 
@@ -11,8 +17,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from threshold.core.models import RequestContext
-from threshold.scim.app import ScimBodyTooLarge
-from threshold.scim.wiring import Scim, build_scim
+from threshold.core.scim.tokens import ScimTokens
+from threshold.scim import wiring
+from threshold.scim.errors import ScimBodyTooLarge
 from threshold.services import Services
 from threshold.web.security import BodyTooLarge, client_ip
 
@@ -28,15 +35,29 @@ def _context(scope: Scope) -> RequestContext:
     )
 
 
-def scim_for(app: Any) -> Scim:
-    """The SCIM pieces of this process (its application, tokens and accounts), built once from its
-    Services: the /scim mount and the admin API's /scim-tokens use the same ones."""
+def scim_tokens_for(app: Any) -> ScimTokens:
+    """This process's SCIM tokens, built once from its Services: the /scim mount, the admin API's
+    /scim-tokens and the console use the same ones."""
     state = app.state
     services: Services = state.services
-    built: Scim | None = getattr(state, "scim", None)
+    built: tuple[Services, ScimTokens] | None = getattr(state, "scim_tokens", None)
+    if built is None or built[0] is not services:
+        built = (services, wiring.scim_tokens(services))
+        state.scim_tokens = built
+    return built[1]
+
+
+async def scim_for(app: Any) -> wiring.Scim:
+    """The SCIM application of this process, built on first use from its Services."""
+    state = app.state
+    services: Services = state.services
+    built: wiring.Scim | None = getattr(state, "scim", None)
     if built is None or built.services is not services:
-        built = build_scim(services, context_of=_context)
-        state.scim = built
+        await asyncio.to_thread(wiring.load)
+        built = getattr(state, "scim", None)  # a concurrent first request may have built it meanwhile
+        if built is None or built.services is not services:
+            built = wiring.build_scim(services, tokens=scim_tokens_for(app), context_of=_context)
+            state.scim = built
     return built
 
 
@@ -51,7 +72,7 @@ async def scim_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         except BodyTooLarge:
             raise ScimBodyTooLarge() from None
 
-    await scim_for(scope["app"]).app(cast(dict[str, Any], scope), cast(Any, guarded_receive), send)
+    await (await scim_for(scope["app"])).app(cast(dict[str, Any], scope), cast(Any, guarded_receive), send)
 
 
 class ScimBodyLimitMiddleware:
@@ -74,6 +95,7 @@ class ScimBodyLimitMiddleware:
 
 
 async def _too_large(scope: Scope, send: Send) -> None:
+    await asyncio.to_thread(wiring.load)  # scim2-models, not yet imported if this is the first request
     from scim2_models import Error
 
     body = json.dumps(Error(status=413, detail="The request body is too large").model_dump()).encode()

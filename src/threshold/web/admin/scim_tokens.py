@@ -13,13 +13,13 @@ from starlette.responses import JSONResponse
 
 from threshold.core.scim.tokens import ScimTokens, scim_token_summary
 from threshold.web.admin.org_access import OrgAdmin
-from threshold.web.scim import scim_for
+from threshold.web.scim import scim_tokens_for
 
 router = APIRouter(prefix="/admin/v1/orgs", tags=["admin v1: organizations"])
 
 
 async def _tokens(request: Request) -> ScimTokens:
-    return scim_for(request.app).tokens
+    return scim_tokens_for(request.app)
 
 
 TokensDep = Annotated[ScimTokens, Depends(_tokens)]

@@ -21,7 +21,7 @@ from threshold.web.console.access import Operator, change, done, page, read
 from threshold.web.deps import get_services
 from threshold.web.errors import status_for
 from threshold.web.pages.common import field
-from threshold.web.scim import scim_for
+from threshold.web.scim import scim_tokens_for
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -68,7 +68,7 @@ async def create_org(request: Request) -> Response:
 async def _org_page(request: Request, operator: Operator, ref: str, **extra: Any) -> Response:
     services = get_services(request)
     org = await services.orgs.find(ref)
-    scim = scim_for(request.app)
+    scim_tokens = scim_tokens_for(request.app)
     members = await services.orgs.members(org)
     return await page(
         request,
@@ -96,7 +96,7 @@ async def _org_page(request: Request, operator: Operator, ref: str, **extra: Any
             }
             for c in await services.sso.connections.of_org(org)
         ],
-        scim_base=scim.tokens.base_url,
+        scim_base=scim_tokens.base_url,
         scim_tokens=[
             {
                 "id": t.id,
@@ -105,7 +105,7 @@ async def _org_page(request: Request, operator: Operator, ref: str, **extra: Any
                 "last_used_at": iso(t.last_used_at) if t.last_used_at else None,
                 "live": t.live,
             }
-            for t in await scim.tokens.list_tokens(org)
+            for t in await scim_tokens.list_tokens(org)
         ],
         members=[{"id": u.id, "email": u.email, "role": m.role.value} for m, u in members[:MEMBERS_SHOWN]],
         member_count=len(members),
@@ -176,7 +176,7 @@ async def remove_connection(request: Request, ref: str, connection_id: str) -> R
 @router.post("/orgs/{ref}/scim-tokens")
 async def create_scim_token(request: Request, ref: str) -> Response:
     async def act(operator: Operator, org: Organization, form: FormData) -> Response:
-        tokens = scim_for(request.app).tokens
+        tokens = scim_tokens_for(request.app)
         issued = await tokens.create(
             org, name=field(form, "name"), context=operator.context, actor=operator.actor
         )
@@ -198,7 +198,7 @@ async def create_scim_token(request: Request, ref: str) -> Response:
 @router.post("/orgs/{ref}/scim-tokens/{token_id}/revoke")
 async def revoke_scim_token(request: Request, ref: str, token_id: str) -> Response:
     async def act(operator: Operator, org: Organization, form: FormData) -> Response:
-        await scim_for(request.app).tokens.revoke(
+        await scim_tokens_for(request.app).revoke(
             org, token_id[:64], context=operator.context, actor=operator.actor
         )
         return done(f"/admin/orgs/{org.slug}", "scim_token_revoked")
