@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.account_export import AccountExport
@@ -66,6 +66,9 @@ from threshold.oidc.provider import Provider
 from threshold.oidc.tokens import ID_TOKEN_LIFETIME, MAX_ACCESS_TOKEN_LIFETIME
 from threshold.settings import Settings
 
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
 log = logging.getLogger(__name__)
 
 
@@ -114,7 +117,6 @@ class Services:
         """Whether each dependency answers; raises DependencyUnavailable naming none of them."""
         from sqlalchemy import text
 
-        from threshold.adapters.redis.stores import translate_errors as redis_errors
         from threshold.adapters.sql.db import reading
         from threshold.adapters.sql.db import translate_errors as sql_errors
 
@@ -123,6 +125,8 @@ class Services:
             async with reading(self.engine) as conn:
                 await conn.execute(text("SELECT 1"))
         if self.redis is not None:
+            from threshold.adapters.redis.stores import translate_errors as redis_errors
+
             with redis_errors():
                 await self.redis.ping()
             status["redis"] = "ok"

@@ -2,7 +2,8 @@
 
 With no name servers configured, the host's resolver configuration (/etc/resolv.conf) is read at the
 first lookup; otherwise exactly the configured servers are asked, on the configured port. Nothing is
-cached here: a verification must see what the domain publishes now.
+cached here: a verification must see what the domain publishes now. dnspython is imported at the first
+lookup (domains are verified now and then; every process and command would otherwise load it).
 
 A name that does not exist, or has no TXT record, has none ([]). A lookup that gets no answer (a
 timeout, every server failing or refusing, no server configured) is DependencyUnavailable: "could not
@@ -11,14 +12,12 @@ ask" must never read as "has no record".
 
 from __future__ import annotations
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.rdatatype
-import dns.resolver
-from dns.rdtypes.ANY.TXT import TXT
+from typing import TYPE_CHECKING
 
 from threshold.core.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 
 class DnsTxtResolver:
@@ -31,6 +30,9 @@ class DnsTxtResolver:
         self._resolver: dns.asyncresolver.Resolver | None = None
 
     def _get_resolver(self) -> dns.asyncresolver.Resolver:
+        import dns.asyncresolver
+        import dns.resolver
+
         if self._resolver is None:
             try:
                 resolver = dns.asyncresolver.Resolver(configure=not self._nameservers)
@@ -46,6 +48,12 @@ class DnsTxtResolver:
         return self._resolver
 
     async def txt_records(self, name: str) -> list[str]:
+        import dns.exception
+        import dns.name
+        import dns.rdatatype
+        import dns.resolver
+        from dns.rdtypes.ANY.TXT import TXT
+
         try:
             qname = dns.name.from_text(name)
         except dns.exception.DNSException as error:

@@ -1,26 +1,21 @@
 """Every store of one deployment, chosen in one place from its backend: SQLite (the embedded default),
 PostgreSQL (SQLAlchemy, with asyncpg for the hot reads), or PostgreSQL + Redis (sessions, counters,
-single-use values and the invalidation feed in Redis)."""
+single-use values and the invalidation feed in Redis).
+
+The Redis and asyncpg adapters are imported where their backend is chosen: a process on SQLite (the
+default, and every `threshold` command on it) does not load the drivers it never uses.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from threshold.adapters.metrics import feed_state
-from threshold.adapters.redis import invalidation as redis_invalidation
-from threshold.adapters.redis.stores import (
-    RedisEphemeralStore,
-    RedisMarkStore,
-    RedisRateLimitStore,
-    RedisSessionStore,
-)
-from threshold.adapters.redis.stores import connect as redis_connect
 from threshold.adapters.sql import invalidation as sql_invalidation
 from threshold.adapters.sql.db import Runner, Statements, UnitAwareStatements, create_engine
 from threshold.adapters.sql.factor_repos import SqlEphemeralStore, SqlFactorRepo
@@ -33,7 +28,6 @@ from threshold.adapters.sql.oidc_repos import (
     SqlSigningKeyRepo,
 )
 from threshold.adapters.sql.org_repos import SqlOrgRepo
-from threshold.adapters.sql.pg_fast import FastPool, PgRefreshTokenRepo
 from threshold.adapters.sql.repos import (
     SqlAuditLog,
     SqlRateLimitStore,
@@ -65,6 +59,11 @@ from threshold.oidc.ports import (
     SigningKeyRepo,
 )
 from threshold.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from threshold.adapters.sql.pg_fast import FastPool
 
 
 class _NoInvalidations:
@@ -118,6 +117,8 @@ def _session_cache(
         return feed_state(feed) if size > 0 and ttl > 0 else None
 
     if redis_client is not None:
+        from threshold.adapters.redis import invalidation as redis_invalidation
+
         bus: Invalidations = redis_invalidation.RedisInvalidations(redis_client, settings.redis_key_prefix)
         return SessionCache(max_entries=size, max_age=ttl, on_live=reported("redis")), bus
     url = settings.effective_database_url
@@ -140,6 +141,8 @@ def invalidation_listener(
     on SQLite, where the change file is probed on every check. The heartbeat goes out as every
     invalidation does, so that it proves the path they take."""
     if settings.redis_url and redis_client is not None:
+        from threshold.adapters.redis import invalidation as redis_invalidation
+
         bus = redis_invalidation.RedisInvalidations(redis_client, settings.redis_key_prefix)
         return redis_invalidation.listen(settings.redis_url, bus.channel, cache, publish=bus.publish)
     if settings.effective_database_url.startswith("postgresql"):
@@ -156,9 +159,17 @@ def open_stores(settings: Settings) -> Stores:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.effective_database_url
     engine = create_engine(url, pool_size=settings.database_pool_size)
-    redis_client = redis_connect(settings.redis_url) if settings.redis_url else None
+    redis_client = None
+    if settings.redis_url:
+        from threshold.adapters.redis.stores import connect as redis_connect
+
+        redis_client = redis_connect(settings.redis_url)
     cache, invalidations = _session_cache(settings, engine, redis_client)
-    fast = FastPool(url, max_size=settings.database_pool_size) if url.startswith("postgresql") else None
+    fast = None
+    if url.startswith("postgresql"):
+        from threshold.adapters.sql.pg_fast import FastPool
+
+        fast = FastPool(url, max_size=settings.database_pool_size)
     # Where the repositories' single statements run: on PostgreSQL the asyncpg pool, on a SQLite file
     # sqlite3 threads of their own (not for an in-memory database, which is the engine's connection's
     # alone, nor for a URL with options, such as a URI filename, which only the engine reads).
@@ -168,17 +179,26 @@ def open_stores(settings: Settings) -> Stores:
         runner = SqliteRunner(parsed.database, size=settings.database_pool_size)
     statements = UnitAwareStatements(engine, runner) if runner is not None else None
     codes = SqlCodeRepo(engine)
-    refresh_tokens = (
-        PgRefreshTokenRepo(engine, fast)
-        if fast is not None
-        else SqlRefreshTokenRepo(engine, statements=statements)
-    )
+    refresh_tokens: RefreshTokenRepo
+    if fast is not None:
+        from threshold.adapters.sql.pg_fast import PgRefreshTokenRepo
+
+        refresh_tokens = PgRefreshTokenRepo(engine, fast)
+    else:
+        refresh_tokens = SqlRefreshTokenRepo(engine, statements=statements)
     purgeable: list[object] = [codes, refresh_tokens]
     sessions: SessionStore
     rate_limits: RateLimitStore
     marks: MarkStore
     ephemeral: EphemeralStore
     if redis_client is not None:
+        from threshold.adapters.redis.stores import (
+            RedisEphemeralStore,
+            RedisMarkStore,
+            RedisRateLimitStore,
+            RedisSessionStore,
+        )
+
         prefix = settings.redis_key_prefix
         sessions = RedisSessionStore(redis_client, prefix)
         rate_limits = RedisRateLimitStore(redis_client, prefix)

@@ -24,7 +24,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -84,6 +83,8 @@ async def listen_postgres(
     """LISTEN on a dedicated connection and feed `cache`; the cache is live only while the feed
     delivers: while this process's heartbeats, sent with `publish` (as every invalidation is), come
     back on that connection."""
+    import asyncpg  # here, not at the top: a process on SQLite never loads the driver
+
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     outages = Outages()
     while True:
