@@ -374,11 +374,13 @@ class CountingStore(InMemoryRateLimitStore):
     def __init__(self) -> None:
         super().__init__()
         self.settles = 0
+        self.written: list[tuple[list[tuple[str, int]], list[tuple[str, int]]]] = []
 
     async def settle(
         self, *, refund: Sequence[tuple[str, int]] = (), reset: Sequence[tuple[str, int]] = (), now: float
     ) -> None:
         self.settles += 1
+        self.written.append((list(refund), list(reset)))
         await super().settle(refund=refund, reset=reset, now=now)
 
 
@@ -402,6 +404,22 @@ async def test_a_completed_sign_in_writes_the_give_back_with_its_clearing(
     assert (stores[0].settles, stores[1].settles) == (2, 1)
     assert stores[0].counts == stores[1].counts
     assert stores[1].counts  # the other account's failures and the address's are still counted
+
+
+async def test_a_counter_cleared_is_not_also_given_back(users: InMemoryUserRepo, clock: FakeClock) -> None:
+    """A completed sign-in clears the consecutive-failure count its attempt also counted: the store is
+    asked to clear it, not to give it back first and then clear it (the same counters either way;
+    on PostgreSQL a settlement whose refunds and clearings are apart is one statement, else a
+    transaction of one statement per counter)."""
+    store = CountingStore()
+    throttle = LoginThrottle(store, users, clock, SETTINGS, MFA)
+    await fail(throttle, "203.0.113.9", times=2)
+    settlement = throttle.password_right(await attempt(throttle, "203.0.113.9"))
+    await throttle.signed_in(user_id=USER, email_normalized=EMAIL, settling=settlement)
+    [(refund, reset)] = store.written
+    assert refund and reset
+    assert not set(refund) & set(reset), (refund, reset)
+    assert not any(key.startswith("fail:") for key, _ in store.counts)  # both consecutive counts cleared
 
 
 async def test_a_give_back_is_written_once(throttle: LoginThrottle) -> None:

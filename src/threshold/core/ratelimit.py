@@ -158,7 +158,10 @@ class Budgets:
         now = self._clock.now()
         if settlement is not None and not settlement.written:
             settlement.written = True  # before the write: never twice, even when it fails
-            refund, reset, now = list(settlement.refund), [*settlement.reset, *reset], settlement.at
+            reset = [*settlement.reset, *reset]
+            # a counter cleared is not also given its attempt back: clearing removes it either way, and
+            # a store writes refunds and clearings that name no counter in common in one statement
+            refund, now = [c for c in settlement.refund if c not in reset], settlement.at
         await self._store.settle(refund=refund, reset=reset, now=now)
 
     async def _give_back(self, counted: Sequence[tuple[Limit, int]], at: float) -> None:

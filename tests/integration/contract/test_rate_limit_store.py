@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
+import pytest
+from sqlalchemy import ClauseElement
+
+from tests.integration.contract.conftest import Storage
+from threshold.adapters.sql.db import Columns, Query, SyncStatements, UnitAwareStatements
+from threshold.adapters.sql.repos import SqlRateLimitStore, SqlUserRepo
+from threshold.core.clock import SystemClock
 from threshold.core.ports import RateLimitStore
+from threshold.core.ratelimit import LoginThrottle
 from threshold.core.secrets import new_id
+from threshold.settings import RateLimitSettings
+
+T = TypeVar("T")
 
 WINDOW = 3600
 
@@ -183,3 +196,54 @@ async def test_concurrent_sign_ins_settle_in_one_piece(rate_limits: RateLimitSto
 
     for key in (account, consecutive, *addresses):
         assert (await rate_limits.get(key, window=WINDOW, now=now)).count == 0, key
+
+
+class _Counted(UnitAwareStatements):
+    """The service's statements, each call counted (the database is the real one)."""
+
+    def __init__(self, storage: Storage) -> None:
+        assert storage.engine is not None and storage.pool is not None
+        super().__init__(storage.engine, storage.pool)
+        self.calls: list[str] = []
+
+    async def execute(self, statement: ClauseElement, params: Mapping[str, Any]) -> int:
+        self.calls.append("execute")
+        return await super().execute(statement, params)
+
+    async def returning(self, statement: Query, params: Mapping[str, Any]) -> Sequence[Columns]:
+        self.calls.append("returning")
+        return await super().returning(statement, params)
+
+    async def transaction(self, work: Callable[[SyncStatements], T]) -> T:
+        self.calls.append("transaction")
+        return await super().transaction(work)
+
+
+@pytest.mark.parametrize("store_place", ["postgres-asyncpg"], indirect=True)
+async def test_a_completed_sign_in_settles_in_one_statement_on_postgres(store_storage: Storage) -> None:
+    """A right password's give-back with the completed sign-in's clearing (LoginThrottle.signed_in) is
+    one statement on the service's asyncpg runner, not a transaction of one statement per counter: the
+    counters it gives back and those it clears are apart (core.ratelimit.Budgets.write)."""
+    assert store_storage.engine is not None
+    statements = _Counted(store_storage)
+    store = SqlRateLimitStore(store_storage.engine, statements=statements)
+    throttle = LoginThrottle(store, SqlUserRepo(store_storage.engine), SystemClock(), RateLimitSettings())
+    email, ip, user_id = f"{new_id()}@example.com", "203.0.113.9", new_id()
+    failed = await throttle.reserve_login(email_normalized=email, ip=ip, user_id=user_id)  # a wrong password
+    reservation = await throttle.reserve_login(email_normalized=email, ip=ip, user_id=user_id)
+    counted = {limit.key: count for limit, count in reservation.counted}
+    assert len(counted) == 4 and all(count == 2 for count in counted.values())
+
+    statements.calls.clear()
+    await throttle.signed_in(
+        user_id=user_id, email_normalized=email, settling=throttle.password_right(reservation)
+    )
+    assert statements.calls == ["execute"]
+
+    now = time.time()
+    left = {}
+    for limit, _ in failed.counted:
+        left[limit.name] = (await store.get(limit.key, window=limit.window, now=now)).count
+    # the failed attempt stays counted where this one is given back; cleared: the account-and-address
+    # budget (a right password) and the consecutive failures (a completed sign-in)
+    assert left == {"ip": 1, "account_ip": 0, "account": 1, "consecutive": 0}, left
