@@ -128,6 +128,45 @@ async def test_a_right_password_is_not_refused_for_the_successes_before_it(limit
             assert response.status_code == 200, response.text
 
 
+async def test_concurrent_right_passwords_all_sign_in_and_give_their_attempts_back(limited: Limited) -> None:
+    """Right passwords into one account from three addresses at once, each completed sign-in giving its
+    attempt back and clearing the consecutive counts in one write (on PostgreSQL one statement whose
+    row locks every sign-in takes in one order): every one signs in (no deadlock, no 5xx), and then the
+    account's whole budget is still there for the wrong passwords that follow, and not one more."""
+    budget = int(str(LIMITS["RATE_LIMIT__LOGIN_PER_ACCOUNT"]))
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as http:
+        owner = Agent(http, limited.server, ip=f"192.0.2.{next(_hosts) % 250 + 1}")
+        email = unique_email("busy")
+        assert (await owner.signup(email)).status_code == 201
+        addresses = [
+            owner.ip,
+            *(f"100.64.{next(_hosts) % 250}.1" for _ in range(2)),
+        ]  # not the attacker's /24
+        browsers = [Agent(http, limited.server, ip=addresses[n % 3]) for n in range(budget - 6)]
+        for agent in browsers:
+            await agent.csrf()
+        signed_in = await asyncio.gather(
+            *(
+                a.request("POST", "/api/v1/login", {"email": email, "password": STRONG_PASSWORD})
+                for a in browsers
+            )
+        )
+        assert tally(list(signed_in)) == {200: len(browsers)}, [
+            r.text for r in signed_in if r.status_code != 200
+        ]
+
+        attacker = fresh_ip()  # a network the account has never signed in from: the account budget applies
+        wrong = [Agent(http, limited.server, ip=attacker) for _ in range(budget)]
+        for agent in wrong:
+            await agent.csrf()
+        checked = await asyncio.gather(
+            *(a.request("POST", "/api/v1/login", {"email": email, "password": WRONG}) for a in wrong)
+        )
+        assert tally(list(checked)) == {401: budget}, tally(list(checked))
+        over = Agent(http, limited.server, ip=attacker)
+        assert (await over.login(email, WRONG)).status_code == 429
+
+
 @pytest.mark.parametrize("family", ["ipv6"])
 async def test_addresses_of_one_ipv6_slash64_share_one_per_address_budget(
     limited: Limited, family: str
